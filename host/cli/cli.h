@@ -1,0 +1,28 @@
+/* cli.h: what the seastreamer command's subcommands share. */
+#ifndef SEA_CLI_H
+#define SEA_CLI_H
+
+#include <seastreamer/seastreamer.h>
+
+/* Exit statuses (documented in `seastreamer --help` and docs/cli.md). */
+enum {
+  EXIT_OK = 0,
+  EXIT_STREAM = 1,  /* the stream failed: backend error, broken pipe */
+  EXIT_USAGE = 2,   /* bad arguments or bad input: URI, option, key, malformed line, oversize */
+  EXIT_BACKEND = 3  /* no backend: unknown scheme, plugin refused, cannot connect */
+};
+
+int cmd_relay(int argc, char **argv);
+int cmd_consume(int argc, char **argv);
+int cmd_produce(int argc, char **argv);
+int cmd_plugins(int argc, char **argv);
+int cmd_clock(int argc, char **argv);
+
+/* Map an error code to an exit status. */
+int cli_exit_for(int err);
+/* Print "seastreamer <cmd>: message" on stderr. */
+void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parse "-X key=value" into opts, reporting a bad one. Returns 0 or an exit status. */
+int cli_option(const char *cmd, sea_options_t *opts, const char *kv);
+
+#endif

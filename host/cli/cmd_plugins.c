@@ -1,0 +1,45 @@
+/* cmd_plugins.c: `seastreamer plugins`: every plugin found, loaded or refused, and why. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cmd_plugins(int argc, char **argv) {
+  if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    printf("usage: seastreamer plugins\n\n"
+           "Lists each plugin file found in the plugin directory (%s, or\n"
+           "$SEASTREAMER_PLUGIN_DIR) and in $SEASTREAMER_PLUGIN_PATH, with its schemes, or why it\n"
+           "was refused. Exit status 0, or 1 if any plugin was refused.\n",
+           sea_plugin_install_dir());
+    return EXIT_OK;
+  }
+  if (argc > 1) {
+    cli_error("plugins", "unexpected argument '%s'", argv[1]);
+    return EXIT_USAGE;
+  }
+  sea_runtime_t *rt;
+  if (sea_runtime_new(&rt) != 0) {
+    cli_error("plugins", "cannot create the runtime");
+    return EXIT_STREAM;
+  }
+  size_t n = sea_runtime_plugin_count(rt), refused = 0;
+  if (n == 0)
+    printf("no plugins found (searched %s%s%s)\n", sea_plugin_install_dir(),
+           getenv("SEASTREAMER_PLUGIN_PATH") ? " and " : "",
+           getenv("SEASTREAMER_PLUGIN_PATH") ? getenv("SEASTREAMER_PLUGIN_PATH") : "");
+  for (size_t i = 0; i < n; i++) {
+    sea_plugin_info_t info;
+    sea_runtime_plugin_info(rt, i, &info);
+    if (info.refused) {
+      refused++;
+      printf("refused  %s: %s\n", info.path, info.refused);
+    } else {
+      printf("loaded   %s %s  schemes: %s  (%s)%s%s\n", info.name, info.version, info.schemes,
+             info.path, info.shadowed_by ? "  shadowed by " : "",
+             info.shadowed_by ? info.shadowed_by : "");
+    }
+  }
+  sea_runtime_free(rt);
+  return refused ? EXIT_STREAM : EXIT_OK;
+}

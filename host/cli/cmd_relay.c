@@ -1,0 +1,298 @@
+/* cmd_relay.c: `relay`, `consume` and `produce`: each is a relay between two streamers
+ * (consume is URI → stdout, produce is stdin → URI), so all three share one C path. */
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "cli.h"
+
+typedef struct job {
+  const char *cmd;
+  const char *in_uri, *out_uri;
+  sea_options_t *in_opts, *out_opts;
+  sea_relay_config_t cfg;
+  sea_runtime_t *rt;
+  sea_streamer_t *in_s, *out_s;
+  sea_consumer_t *in;
+  sea_producer_t *out;
+  sea_relay_t *relay;
+  uv_signal_t sigs[2];
+  int nsigs;
+  int status;
+  char errmsg[1024];
+} job_t;
+
+/* One job per process: the relay's callback finds it here. */
+static job_t *the_job;
+
+static void on_done(sea_relay_t *r, int status) {
+  job_t *j = the_job;
+  j->status = status;
+  if (status != 0)
+    snprintf(j->errmsg, sizeof j->errmsg, "%s", sea_relay_errmsg(r));
+  for (int i = 0; i < j->nsigs; i++)
+    uv_close((uv_handle_t *)&j->sigs[i], NULL);
+  j->nsigs = 0;
+  sea_runtime_stop(j->rt);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  /* First Ctrl-C: stop consuming, confirm and commit what was sent. */
+  sea_relay_stop(the_job->relay);
+}
+
+static int connect_one(job_t *j, const char *uri, const sea_options_t *opts, sea_streamer_t **s) {
+  int rc = sea_connect(j->rt, uri, opts, s);
+  if (rc != 0)
+    cli_error(j->cmd, "%s", sea_runtime_errmsg(j->rt));
+  return rc;
+}
+
+static int run_job(job_t *j) {
+  int rc = sea_runtime_new(&j->rt);
+  if (rc != 0) {
+    cli_error(j->cmd, "cannot create the runtime: %s", sea_strerror(rc));
+    return EXIT_STREAM;
+  }
+  the_job = j;
+  if ((rc = connect_one(j, j->in_uri, j->in_opts, &j->in_s)) != 0)
+    goto out;
+  if ((rc = connect_one(j, j->out_uri, j->out_opts, &j->out_s)) != 0)
+    goto out;
+  if ((rc = sea_consumer_open(j->in_s, NULL, &j->in)) != 0) {
+    cli_error(j->cmd, "input %s: %s", j->in_uri, sea_runtime_errmsg(j->rt));
+    goto out;
+  }
+  if ((rc = sea_producer_open(j->out_s, NULL, &j->out)) != 0) {
+    cli_error(j->cmd, "output %s: %s", j->out_uri, sea_runtime_errmsg(j->rt));
+    goto out;
+  }
+  if ((rc = sea_relay_start(j->in, j->out, &j->cfg, on_done, &j->relay)) != 0) {
+    cli_error(j->cmd, "input %s: %s", j->in_uri, sea_consumer_errmsg(j->in));
+    goto out;
+  }
+  uv_loop_t *loop = sea_runtime_uv_loop(j->rt);
+  int signums[2] = {SIGINT, SIGTERM};
+  for (int i = 0; i < 2; i++) {
+    uv_signal_init(loop, &j->sigs[i]);
+    uv_signal_start_oneshot(&j->sigs[i], on_signal, signums[i]);
+    uv_unref((uv_handle_t *)&j->sigs[i]);
+    j->nsigs++;
+  }
+  sea_runtime_run(j->rt, SEA_RUN_DEFAULT);
+  rc = j->status;
+  if (rc != 0)
+    cli_error(j->cmd, "%s", j->errmsg[0] ? j->errmsg : sea_strerror(rc));
+out:
+  /* The producer first: closing it cancels what it holds, which the relay still tracks. */
+  if (j->out)
+    sea_producer_close(j->out);
+  if (j->in)
+    sea_consumer_close(j->in);
+  sea_relay_free(j->relay);
+  if (j->in_s)
+    sea_streamer_close(j->in_s);
+  if (j->out_s)
+    sea_streamer_close(j->out_s);
+  for (int i = 0; i < j->nsigs; i++)
+    uv_close((uv_handle_t *)&j->sigs[i], NULL);
+  sea_runtime_free(j->rt);
+  sea_options_free(j->in_opts);
+  sea_options_free(j->out_opts);
+  return cli_exit_for(rc);
+}
+
+enum { OPT_MODE = 256, OPT_HELP };
+
+static const char relay_help[] =
+    "usage: seastreamer relay [options] IN_URI OUT_URI\n"
+    "\n"
+    "Moves messages from IN_URI to OUT_URI entirely in C: the input pauses while the output is\n"
+    "full, and an input message is acknowledged (and its position committed, in resumable or\n"
+    "load-balanced mode) only after the output confirmed it. Messages keep their stream key\n"
+    "unless OUT_URI names one.\n"
+    "\n"
+    "options:\n"
+    "  -I key=value     an option for the input (common: mode, group, start, reset, batch,\n"
+    "                   stop_at_end, timeout; anything else goes to the backend)\n"
+    "  -O key=value     an option for the output (max_inflight, max_inflight_bytes,\n"
+    "                   max_payload; anything else goes to the backend)\n"
+    "  -o OFFSET        where the input starts: beginning|end|N|-N|s@MS\n"
+    "  -c COUNT         stop after COUNT messages\n"
+    "  -e               stop when the input is caught up (stop_at_end=true)\n"
+    "  -G GROUP         consume in a load-balanced group\n"
+    "  --mode MODE      realtime|resumable|load-balanced\n"
+    "  --keep-meta      keep the input's sequence numbers where the output can (stdio)\n";
+
+static const char consume_help[] =
+    "usage: seastreamer consume [options] URI\n"
+    "\n"
+    "Prints the messages of URI on stdout, one per line, as [timestamp | key | seq] payload\n"
+    "(milliseconds, UTC). Options follow kcat where they fit.\n"
+    "\n"
+    "options:\n"
+    "  -o OFFSET        beginning|end|N|-N|s@MS  (where to start; default: end)\n"
+    "  -c COUNT         exit after COUNT messages\n"
+    "  -e               exit when caught up with the end\n"
+    "  -G GROUP         consume in the load-balanced group GROUP\n"
+    "  --mode MODE      realtime|resumable|load-balanced\n"
+    "  -X key=value     a consumer option (common or backend)\n"
+    "  -J               one JSON object per message\n"
+    "  -f FORMAT        kcat-style format: %s payload, %k key, %t stream key, %p shard,\n"
+    "                   %o seq, %T timestamp (ms), %S payload size, %h headers, \\n \\t\n";
+
+static const char produce_help[] =
+    "usage: seastreamer produce [options] URI\n"
+    "\n"
+    "Sends each line of stdin as one message to URI's stream key. A line may start with a\n"
+    "stdio header block, [timestamp | key | seq | shard], whose key then picks the stream.\n"
+    "Prints nothing but errors; exits when stdin ends and every message is confirmed.\n"
+    "\n"
+    "options:\n"
+    "  -k KEY           the message key (Kafka) of every message\n"
+    "  -X key=value     a producer option (common or backend)\n"
+    "  -I key=value     an option for the stdin reader (e.g. malformed=pass)\n";
+
+typedef enum { KIND_RELAY, KIND_CONSUME, KIND_PRODUCE } kind_t;
+
+static int parse_count(const char *cmd, const char *s, uint64_t *out) {
+  char *end;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (*s == '\0' || *s == '-' || *end != '\0') {
+    cli_error(cmd, "-c %s: expected a count", s);
+    return EXIT_USAGE;
+  }
+  *out = v;
+  return 0;
+}
+
+static int run(kind_t kind, int argc, char **argv) {
+  static const char *const names[] = {"relay", "consume", "produce"};
+  static const char *const helps[] = {relay_help, consume_help, produce_help};
+  static const struct option longopts[] = {{"mode", required_argument, NULL, OPT_MODE},
+                                           {"keep-meta", no_argument, NULL, 'M'},
+                                           {"help", no_argument, NULL, OPT_HELP},
+                                           {NULL, 0, NULL, 0}};
+  job_t j;
+  memset(&j, 0, sizeof j);
+  j.cmd = names[kind];
+  j.in_opts = sea_options_new();
+  j.out_opts = sea_options_new();
+  if (j.in_opts == NULL || j.out_opts == NULL)
+    return EXIT_STREAM;
+  /* The options a consumer takes land on the consuming side, the producer's on the other. */
+  sea_options_t *consumer_side = j.in_opts;
+  sea_options_t *producer_side = j.out_opts;
+  sea_options_t *x_side = kind == KIND_PRODUCE ? producer_side : consumer_side;
+  bool json = false;
+  const char *format = NULL;
+  int c, rc = 0;
+  optind = 1;
+  opterr = 0;
+  while (rc == 0 && (c = getopt_long(argc, argv, ":I:O:X:o:c:eG:k:Jf:M", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'I':
+      rc = cli_option(j.cmd, consumer_side, optarg);
+      break;
+    case 'O':
+      rc = cli_option(j.cmd, producer_side, optarg);
+      break;
+    case 'X':
+      rc = cli_option(j.cmd, x_side, optarg);
+      break;
+    case 'o':
+      sea_options_set(consumer_side, "start", optarg);
+      break;
+    case 'c':
+      rc = parse_count(j.cmd, optarg, &j.cfg.max_count);
+      break;
+    case 'e':
+      sea_options_set(consumer_side, "stop_at_end", "true");
+      break;
+    case 'G':
+      sea_options_set(consumer_side, "group", optarg);
+      if (sea_options_get(consumer_side, "mode") == NULL)
+        sea_options_set(consumer_side, "mode", "load-balanced");
+      break;
+    case OPT_MODE:
+      sea_options_set(consumer_side, "mode", optarg);
+      break;
+    case 'k':
+      j.cfg.message_key = optarg;
+      break;
+    case 'J':
+      json = true;
+      break;
+    case 'f':
+      format = optarg;
+      break;
+    case 'M':
+      j.cfg.keep_meta = 1;
+      break;
+    case OPT_HELP:
+      fputs(helps[kind], stdout);
+      sea_options_free(j.in_opts);
+      sea_options_free(j.out_opts);
+      return EXIT_OK;
+    case ':':
+      cli_error(j.cmd, "option -%c needs a value (see --help)", optopt);
+      rc = EXIT_USAGE;
+      break;
+    default:
+      if (optopt)
+        cli_error(j.cmd, "unknown option -%c (see --help)", optopt);
+      else
+        cli_error(j.cmd, "unknown option '%s' (see --help)", argv[optind - 1]);
+      rc = EXIT_USAGE;
+    }
+  }
+  int want = kind == KIND_RELAY ? 2 : 1;
+  if (rc == 0 && argc - optind != want) {
+    cli_error(j.cmd, "expected %s (see --help)", kind == KIND_RELAY ? "IN_URI OUT_URI" : "URI");
+    rc = EXIT_USAGE;
+  }
+  if (rc == 0 && kind != KIND_PRODUCE && j.cfg.message_key) {
+    cli_error(j.cmd, "-k sets the message key of produced messages; %s does not produce", j.cmd);
+    rc = EXIT_USAGE;
+  }
+  if (rc != 0) {
+    sea_options_free(j.in_opts);
+    sea_options_free(j.out_opts);
+    return rc;
+  }
+  switch (kind) {
+  case KIND_RELAY:
+    j.in_uri = argv[optind];
+    j.out_uri = argv[optind + 1];
+    break;
+  case KIND_CONSUME:
+    j.in_uri = argv[optind];
+    j.out_uri = "stdio://";
+    j.cfg.keep_meta = 1; /* print the input's own sequence numbers */
+    j.cfg.keep_stream_key = 1;
+    if (format)
+      sea_options_set(producer_side, "template", format);
+    else if (json)
+      sea_options_set(producer_side, "format", "json");
+    break;
+  case KIND_PRODUCE:
+    j.in_uri = "stdio://";
+    j.out_uri = argv[optind];
+    j.cfg.keep_stream_key = 1; /* a header block's key picks the stream */
+    break;
+  }
+  if (kind != KIND_CONSUME && (json || format)) {
+    cli_error(j.cmd, "-J and -f format what consume prints");
+    sea_options_free(j.in_opts);
+    sea_options_free(j.out_opts);
+    return EXIT_USAGE;
+  }
+  return run_job(&j);
+}
+
+int cmd_relay(int argc, char **argv) { return run(KIND_RELAY, argc, argv); }
+int cmd_consume(int argc, char **argv) { return run(KIND_CONSUME, argc, argv); }
+int cmd_produce(int argc, char **argv) { return run(KIND_PRODUCE, argc, argv); }

@@ -1,0 +1,93 @@
+/* main.c: the seastreamer command: dispatch to a subcommand, shared error reporting. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: seastreamer <command> [options]\n"
+    "\n"
+    "Stream processing over Kafka, Redis Streams, stdio and .ss files, one API for all.\n"
+    "\n"
+    "commands:\n"
+    "  relay IN_URI OUT_URI   move messages from one backend to another, entirely in C\n"
+    "  consume URI            print messages (stdio line form by default)\n"
+    "  produce URI            send one message per line of stdin\n"
+    "  plugins                list the plugins found: loaded or refused, and why\n"
+    "  clock                  print a tick message at an interval (a source for demos)\n"
+    "  version                print the version\n"
+    "\n"
+    "URIs: scheme://node1[,node2...]/key1[,key2...]   e.g. stdio:///orders,\n"
+    "      kafka://a:9092,b:9092/orders, redis://localhost:6379/orders\n"
+    "Run `seastreamer <command> --help` for a command's options.\n"
+    "\n"
+    "exit status: 0 success; 1 the stream failed (backend error, broken pipe);\n"
+    "  2 bad usage or input (arguments, URI, option, stream key, malformed line, oversize\n"
+    "  payload); 3 no backend (unknown scheme, plugin refused or missing, cannot connect).\n"
+    "\n"
+    "environment: SEASTREAMER_PLUGIN_DIR replaces the installed plugin directory;\n"
+    "  SEASTREAMER_PLUGIN_PATH adds directories (':'-separated) searched after it;\n"
+    "  SEASTREAMER_LOG=error|warn|info|debug sets what backends log to stderr.\n";
+
+void cli_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "seastreamer %s: ", cmd);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+int cli_exit_for(int err) {
+  switch (err) {
+  case 0:
+  case SEA_EOF:
+    return EXIT_OK;
+  case SEA_EINVAL:
+  case SEA_EURI:
+  case SEA_EKEY:
+  case SEA_EOPTION:
+  case SEA_EFORMAT:
+  case SEA_ETOOBIG:
+    return EXIT_USAGE;
+  case SEA_ESCHEME:
+  case SEA_EPLUGIN:
+  case SEA_ECONNECT:
+  case SEA_ENOTSUP:
+    return EXIT_BACKEND;
+  default:
+    return EXIT_STREAM;
+  }
+}
+
+int cli_option(const char *cmd, sea_options_t *opts, const char *kv) {
+  int rc = sea_options_parse(opts, kv);
+  if (rc == 0)
+    return 0;
+  cli_error(cmd, "bad option '%s': expected key=value with a key of A-Z a-z 0-9 . _ -", kv);
+  return EXIT_USAGE;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+      strcmp(argv[1], "help") == 0) {
+    fputs(usage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? EXIT_USAGE : EXIT_OK;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+    printf("seastreamer %s\n", sea_version_string());
+    return EXIT_OK;
+  }
+  static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+  } cmds[] = {{"relay", cmd_relay},     {"consume", cmd_consume}, {"produce", cmd_produce},
+              {"plugins", cmd_plugins}, {"clock", cmd_clock}};
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+    if (strcmp(cmd, cmds[i].name) == 0)
+      return cmds[i].fn(argc - 1, argv + 1);
+  fprintf(stderr, "seastreamer: unknown command '%s' (run `seastreamer --help`)\n", cmd);
+  return EXIT_USAGE;
+}

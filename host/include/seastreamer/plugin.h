@@ -1,0 +1,224 @@
+/* plugin.h: the backend plugin ABI, version 1. A plugin includes this header (which includes
+ * seastreamer.h for the plain data types) and nothing else of the host: it calls the host only
+ * through the sea_host_t table it is given, and never links libuv or libseastreamer.
+ *
+ * Rules that keep old plugins loading in new hosts and the reverse:
+ *  - sea_host_t and sea_plugin_t begin with abi_major, abi_minor, struct_size, and end with
+ *    reserved slots. They only grow at the end; a new member says in a comment which minor added it.
+ *  - The loader refuses a different major, a minor newer than its own, a struct_size smaller than
+ *    the v1.0 struct, or a missing required operation.
+ *  - A plugin checks host->abi_minor (or host->struct_size) before calling a member added later.
+ */
+#ifndef SEASTREAMER_PLUGIN_H
+#define SEASTREAMER_PLUGIN_H
+
+#include <stdarg.h>
+#include "seastreamer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SEA_PLUGIN_ABI_MAJOR 1
+#define SEA_PLUGIN_ABI_MINOR 0
+
+/* The one symbol a plugin exports. */
+#define SEA_PLUGIN_ENTRY_SYMBOL "sea_plugin_entry"
+
+/* Define the entry point. In a .so build it is the exported `sea_plugin_entry`; when the backend is
+ * linked into a program (SEA_PLUGIN_STATIC defined) it is `sea_plugin_entry_<name>` so that several
+ * backends can live in one binary (SQLite's SQLITE_CORE idea). */
+#ifdef SEA_PLUGIN_STATIC
+#define SEA_PLUGIN_ENTRY(name) const sea_plugin_t *sea_plugin_entry_##name(const sea_host_t *host)
+#else
+#define SEA_PLUGIN_ENTRY(name)                                                                     \
+  SEA_EXTERN const sea_plugin_t *sea_plugin_entry(const sea_host_t *host)
+#endif
+
+/* Opaque host objects handed to plugins. */
+typedef struct sea_watch sea_watch_t;
+typedef struct sea_timer sea_timer_t;
+typedef struct sea_wakeup sea_wakeup_t;
+typedef struct sea_op sea_op_t; /* an asynchronous operation the plugin completes with op_done */
+
+enum { SEA_LOG_ERROR = 0, SEA_LOG_WARN = 1, SEA_LOG_INFO = 2, SEA_LOG_DEBUG = 3 };
+enum { SEA_WATCH_READABLE = 1, SEA_WATCH_WRITABLE = 2 };
+
+/* events: SEA_WATCH_* bits that are ready; status < 0 on a poll error. */
+typedef void (*sea_watch_cb)(sea_watch_t *w, int status, int events, void *data);
+typedef void (*sea_timer_cb)(sea_timer_t *t, void *data);
+typedef void (*sea_wakeup_cb)(sea_wakeup_t *w, void *data);
+typedef void (*sea_work_cb)(void *data);              /* runs on a thread-pool thread */
+typedef void (*sea_after_work_cb)(void *data, int status); /* back on the loop thread */
+
+/* Producer send flags. */
+enum {
+  /* The message's seq/shard came from an input (relay with keep_meta): keep them if the backend
+   * can (stdio prints them), else assign as usual. */
+  SEA_SEND_KEEP_META = 1u << 0
+};
+
+/* Everything a producer or consumer gets when it opens. */
+typedef struct sea_open_args {
+  uint32_t struct_size;
+  sea_runtime_t *rt; /* pass to loop hooks */
+  const sea_uri_t *uri;
+  const sea_options_t *backend_options; /* only keys the host does not know */
+  /* producer */
+  const char *anchor; /* interned, or NULL */
+  size_t max_payload;
+  /* consumer */
+  sea_mode_t mode;
+  const char *group; /* NULL unless given */
+  const char *const *keys; /* interned subscription; key_count 0 = every key */
+  size_t key_count;
+  int reset_earliest; /* 1 = earliest, 0 = latest */
+  int has_start;      /* start=: where to start (start_pos or start_ts_us) */
+  int start_is_time;
+  sea_pos_t start_pos;
+  int64_t start_ts_us;
+  int64_t start_from_end; /* start=-N: N messages before the end (0 = unused) */
+  int stop_at_end;
+  uint32_t batch_size;
+  uint64_t timeout_ms;
+} sea_open_args_t;
+
+typedef struct sea_host {
+  uint32_t abi_major;
+  uint32_t abi_minor;
+  uint32_t struct_size;
+  uint32_t reserved0;
+
+  /* Logging. SEASTREAMER_LOG=error|warn|info|debug picks what is printed (to stderr). */
+  void (*log)(int level, const char *plugin, const char *fmt, ...);
+
+  /* Memory: the host's allocator; what a plugin hands the host (batches) is freed with it. */
+  void *(*alloc)(size_t size);
+  void *(*calloc)(size_t n, size_t size);
+  void *(*realloc)(void *p, size_t size);
+  void (*free)(void *p);
+
+  /* Loop: watch an fd (regular files are reported ready at once and on every turn while watched,
+   * since epoll cannot watch them), timers, a cross-thread wakeup, and blocking work on a thread. */
+  sea_watch_t *(*watch_start)(sea_runtime_t *rt, int fd, int events, sea_watch_cb cb, void *data);
+  int (*watch_update)(sea_watch_t *w, int events);
+  void (*watch_stop)(sea_watch_t *w); /* frees w; no callback after this */
+  sea_timer_t *(*timer_start)(sea_runtime_t *rt, uint64_t timeout_ms, uint64_t repeat_ms,
+                              sea_timer_cb cb, void *data);
+  void (*timer_stop)(sea_timer_t *t); /* frees t */
+  sea_wakeup_t *(*wakeup_new)(sea_runtime_t *rt, sea_wakeup_cb cb, void *data);
+  void (*wakeup_send)(sea_wakeup_t *w); /* any thread; several sends may merge into one callback */
+  void (*wakeup_close)(sea_wakeup_t *w);
+  int (*queue_work)(sea_runtime_t *rt, sea_work_cb work, sea_after_work_cb after, void *data);
+  uint64_t (*now_ms)(sea_runtime_t *rt); /* the loop's monotonic clock */
+
+  /* Blocks, batches and keys. */
+  sea_block_t *(*block_new)(size_t size);
+  sea_block_t *(*block_ref)(sea_block_t *b);
+  void (*block_unref)(sea_block_t *b);
+  uint8_t *(*block_data)(sea_block_t *b);
+  /* A batch with room for cap messages (count starts at 0). Each message's payload.block
+   * reference belongs to the batch, which unrefs it when the batch is released. */
+  sea_batch_t *(*batch_new)(size_t cap);
+  void (*batch_release)(const sea_batch_t *b);
+  /* Intern a stream key; NULL if not valid. */
+  const char *(*stream_key)(const char *key, size_t len);
+  size_t (*format_timestamp)(int64_t timestamp_us, char *buf);
+  int (*parse_timestamp)(const char *s, size_t len, int64_t *timestamp_us);
+  int64_t (*now_us)(void);
+
+  /* Options. */
+  const char *(*option_get)(const sea_options_t *o, const char *key);
+  size_t (*option_count)(const sea_options_t *o);
+  int (*option_at)(const sea_options_t *o, size_t i, const char **key, const char **value);
+
+  /* Back to the host: consumers. deliver takes ownership of the batch. end reports that the
+   * consumer stopped (SEA_EOF or an error, message printf-style) after its last delivery. */
+  void (*deliver)(sea_consumer_t *c, sea_batch_t *batch);
+  void (*consumer_end)(sea_consumer_t *c, int status, const char *fmt, ...);
+  /* Producers. receipt resolves one send with its token. ready says the plugin can take sends
+   * again after its send returned SEA_EAGAIN. fail puts the producer in error with a message. */
+  void (*receipt)(sea_producer_t *p, void *token, int status, const sea_meta_t *meta);
+  void (*producer_ready)(sea_producer_t *p);
+  void (*producer_fail)(sea_producer_t *p, int status, const char *fmt, ...);
+  /* Complete an asynchronous operation (flush, end, seek, rewind, commit). */
+  void (*op_done)(sea_op_t *op, int status, const char *fmt, ...);
+  /* Set the message of the error the current operation is about to return (connect, open, ...). */
+  void (*set_error)(sea_runtime_t *rt, const char *fmt, ...);
+
+  void *reserved[24];
+} sea_host_t;
+
+/* Capability bits. */
+enum {
+  SEA_CAP_REALTIME = 1u << 0,
+  SEA_CAP_RESUMABLE = 1u << 1,
+  SEA_CAP_LOAD_BALANCED = 1u << 2,
+  SEA_CAP_SEEK = 1u << 3,
+  SEA_CAP_REWIND = 1u << 4,
+  SEA_CAP_COMMIT = 1u << 5,
+  SEA_CAP_KEY = 1u << 6,     /* carries message keys */
+  SEA_CAP_HEADERS = 1u << 7, /* carries message headers */
+  SEA_CAP_SHARDS = 1u << 8,
+  SEA_CAP_TRANSACTIONS = 1u << 9,
+  SEA_CAP_BINARY = 1u << 10 /* payloads may hold any byte (stdio: not '\n') */
+};
+
+/* A backend. Required operations: connect, disconnect, and either both producer_open/send/close
+ * or both consumer_open/close (a backend may be input-only or output-only). Optional operations
+ * are NULL, and the host answers SEA_ENOTSUP "<op>: not supported by <name>". */
+typedef struct sea_plugin {
+  uint32_t abi_major; /* SEA_PLUGIN_ABI_MAJOR */
+  uint32_t abi_minor; /* SEA_PLUGIN_ABI_MINOR */
+  uint32_t struct_size; /* sizeof(sea_plugin_t) */
+  uint32_t reserved0;
+
+  const char *name;           /* "stdio" */
+  const char *const *schemes; /* NULL-terminated: {"stdio", NULL} */
+  const char *version;        /* "1.0.0" */
+  const char *description;
+  uint64_t caps;        /* SEA_CAP_* */
+  uint16_t default_port; /* 0 = nodes need no port */
+  uint16_t reserved1[3];
+
+  /* Streamer. uri->nodes have their default port. Return 0 and *impl, or an error (after
+   * host->set_error). */
+  int (*connect)(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *uri,
+                 const sea_options_t *backend_options, void **impl);
+  void (*disconnect)(void *streamer_impl);
+
+  /* Producer. send copies the bytes it needs (or refs payload.block) before returning; it
+   * returns 0, SEA_EAGAIN (not taken: call host->producer_ready later), or an error. */
+  int (*producer_open)(void *streamer_impl, sea_producer_t *p, const sea_open_args_t *args,
+                       void **impl);
+  int (*producer_send)(void *producer_impl, const sea_message_t *m, unsigned flags, void *token);
+  int (*producer_flush)(void *producer_impl, sea_op_t *op);
+  int (*producer_end)(void *producer_impl, sea_op_t *op);
+  /* Close now; outstanding sends need no receipt (the host cancels them). */
+  void (*producer_close)(void *producer_impl);
+
+  /* Consumer. Deliveries start after consumer_start. */
+  int (*consumer_open)(void *streamer_impl, sea_consumer_t *c, const sea_open_args_t *args,
+                       void **impl);
+  int (*consumer_start)(void *consumer_impl);
+  int (*consumer_pause)(void *consumer_impl);
+  int (*consumer_resume)(void *consumer_impl);
+  int (*consumer_seek)(void *consumer_impl, int64_t timestamp_us, sea_op_t *op);
+  int (*consumer_rewind)(void *consumer_impl, sea_pos_t pos, sea_op_t *op);
+  int (*consumer_assign)(void *consumer_impl, const char *stream_key, uint64_t shard);
+  int (*consumer_unassign)(void *consumer_impl, const char *stream_key, uint64_t shard);
+  int (*consumer_ack)(void *consumer_impl, const sea_message_t *m);
+  int (*consumer_commit)(void *consumer_impl, sea_op_t *op);
+  void (*consumer_close)(void *consumer_impl);
+
+  void *reserved[24];
+} sea_plugin_t;
+
+/* Sizes of the v1.0 structs: the smallest the loader accepts. */
+#define SEA_HOST_V1_0_SIZE sizeof(sea_host_t)
+#define SEA_PLUGIN_V1_0_SIZE sizeof(sea_plugin_t)
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SEASTREAMER_PLUGIN_H */

@@ -1,0 +1,367 @@
+/* seastreamer.h: the public API of libseastreamer: types, runtime, socket (streamer), producer,
+ * consumer and the relay pipeline. Nothing here blocks; everything runs on one libuv loop. */
+#ifndef SEASTREAMER_H
+#define SEASTREAMER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define SEA_EXTERN __attribute__((visibility("default")))
+#else
+#define SEA_EXTERN
+#endif
+
+#define SEA_VERSION_MAJOR 0
+#define SEA_VERSION_MINOR 1
+#define SEA_VERSION_PATCH 0
+#define SEA_VERSION_STRING "0.1.0"
+
+/* SeaStreamer's limit on a stream key, in bytes (Kafka's topic limit). */
+#define SEA_STREAM_KEY_MAX 249
+/* Default upper bound on one payload; the `max_payload` option changes it per producer. */
+#define SEA_PAYLOAD_MAX_DEFAULT (8u * 1024u * 1024u)
+
+/* ---------------------------------------------------------------------------------------------
+ * Errors: 0 is success, every failure is a negative code. Objects that fail asynchronously also
+ * keep a message (sea_*_errmsg) that says what and where.
+ * ------------------------------------------------------------------------------------------- */
+#define SEA_ERRNO_MAP(XX)                                                                          \
+  XX(EINVAL, -1, "invalid argument")                                                               \
+  XX(ENOMEM, -2, "out of memory")                                                                  \
+  XX(EURI, -3, "malformed URI")                                                                    \
+  XX(ESCHEME, -4, "no plugin for this URI scheme")                                                 \
+  XX(EPLUGIN, -5, "plugin refused")                                                                \
+  XX(EKEY, -6, "invalid stream key")                                                               \
+  XX(ETOOBIG, -7, "payload too large")                                                             \
+  XX(EAGAIN, -8, "producer is full; wait for the drain callback")                                  \
+  XX(EIO, -9, "input/output error")                                                                \
+  XX(EPIPE, -10, "broken pipe: the reader went away")                                              \
+  XX(EFORMAT, -11, "malformed input")                                                              \
+  XX(ENOTSUP, -12, "operation not supported by this backend")                                     \
+  XX(ECLOSED, -13, "handle is closed")                                                             \
+  XX(ETIMEDOUT, -14, "timed out")                                                                  \
+  XX(EOF, -15, "end of stream")                                                                    \
+  XX(ECONNECT, -16, "connection failed")                                                           \
+  XX(EOPTION, -17, "invalid option")                                                               \
+  XX(ESTATE, -18, "operation not valid in this state")                                             \
+  XX(EBACKEND, -19, "backend error")                                                               \
+  XX(ECANCELED, -20, "operation canceled")                                                         \
+  XX(EBUSY, -21, "resource busy")
+
+typedef enum {
+#define SEA__ERR_ENUM(name, code, text) SEA_##name = code,
+  SEA_ERRNO_MAP(SEA__ERR_ENUM)
+#undef SEA__ERR_ENUM
+  SEA_OK = 0
+} sea_errno_t;
+
+/* Words for a code: "payload too large". Never NULL. */
+SEA_EXTERN const char *sea_strerror(int err);
+/* The code's name: "SEA_ETOOBIG". Never NULL. */
+SEA_EXTERN const char *sea_err_name(int err);
+SEA_EXTERN const char *sea_version_string(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Types (sea-streamer-types)
+ * ------------------------------------------------------------------------------------------- */
+
+/* A reference-counted block of bytes. Payloads, keys and headers of consumed messages are slices
+ * of blocks, so a message can be kept or sliced without copying its bytes. */
+typedef struct sea_block sea_block_t;
+
+SEA_EXTERN sea_block_t *sea_block_new(size_t size);
+SEA_EXTERN sea_block_t *sea_block_ref(sea_block_t *b); /* returns b; NULL is allowed */
+SEA_EXTERN void sea_block_unref(sea_block_t *b);       /* NULL is allowed */
+SEA_EXTERN uint8_t *sea_block_data(sea_block_t *b);
+SEA_EXTERN size_t sea_block_size(const sea_block_t *b);
+
+/* A view of bytes. `block` owns them (NULL: static memory, or memory the caller keeps alive). */
+typedef struct sea_bytes {
+  const uint8_t *data;
+  size_t len;
+  sea_block_t *block;
+} sea_bytes_t;
+
+/* A view of [off, off+len) of src that holds its own reference to the block: no copy.
+ * Returns SEA_EINVAL if the range is outside src. Release with sea_bytes_release. */
+SEA_EXTERN int sea_bytes_slice(const sea_bytes_t *src, size_t off, size_t len, sea_bytes_t *out);
+/* A copy of data in a new block. Returns SEA_ENOMEM on failure. */
+SEA_EXTERN int sea_bytes_copy(const void *data, size_t len, sea_bytes_t *out);
+SEA_EXTERN void sea_bytes_release(sea_bytes_t *b);
+
+/* Stream keys are interned: equal keys have equal pointers, and a key lives until the process
+ * ends, so messages carry a plain `const char *`. */
+SEA_EXTERN int sea_stream_key_valid(const char *key, size_t len);
+/* Returns the interned key, or NULL (and *err = SEA_EKEY) if the key is not valid. */
+SEA_EXTERN const char *sea_stream_key(const char *key, size_t len, int *err);
+
+/* What SeaStreamer calls the message header. */
+typedef struct sea_meta {
+  const char *stream_key; /* interned (see sea_stream_key) */
+  uint64_t shard_id;
+  uint64_t seq;
+  int64_t timestamp_us; /* microseconds since 1970-01-01T00:00:00Z; 0 = unset */
+} sea_meta_t;
+
+/* One message header in the Kafka sense: a name and a binary value. */
+typedef struct sea_kv {
+  const char *name;
+  size_t name_len;
+  const uint8_t *value; /* NULL = null value */
+  size_t value_len;
+} sea_kv_t;
+
+typedef struct sea_message {
+  sea_meta_t meta;
+  sea_bytes_t payload;
+  const uint8_t *key; /* message key (Kafka); NULL = none. Lives in payload.block */
+  size_t key_len;
+  const sea_kv_t *headers; /* lives in payload.block; NULL when header_count == 0 */
+  size_t header_count;
+  uint64_t backend_pos; /* backend's own position (e.g. an entry id), for ack/commit */
+} sea_message_t;
+
+/* A batch of consumed messages, valid during the batch callback. Keep it longer with
+ * sea_batch_retain/sea_batch_release, or keep one message with sea_message_dup. */
+typedef struct sea_batch {
+  sea_message_t *msgs;
+  size_t count;
+} sea_batch_t;
+
+SEA_EXTERN void sea_batch_retain(const sea_batch_t *batch);
+SEA_EXTERN void sea_batch_release(const sea_batch_t *batch);
+/* A heap copy of the message struct sharing the payload's block; free with sea_message_free. */
+SEA_EXTERN sea_message_t *sea_message_dup(const sea_message_t *m);
+SEA_EXTERN void sea_message_free(sea_message_t *m);
+
+typedef enum { SEA_POS_BEGINNING = 0, SEA_POS_END = 1, SEA_POS_AT = 2 } sea_pos_kind_t;
+typedef struct sea_pos {
+  sea_pos_kind_t kind;
+  uint64_t seq; /* for SEA_POS_AT */
+} sea_pos_t;
+
+typedef enum {
+  SEA_MODE_REALTIME = 0,
+  SEA_MODE_RESUMABLE = 1,
+  SEA_MODE_LOAD_BALANCED = 2
+} sea_mode_t;
+
+/* Format a timestamp as SeaStreamer's stdio does, with milliseconds: 2026-11-26T10:00:00.123
+ * (UTC). buf must hold 32 bytes. Returns the length. */
+SEA_EXTERN size_t sea_format_timestamp(int64_t timestamp_us, char *buf);
+/* Parse YYYY-MM-DDTHH:MM:SS[.fraction] (UTC). Returns 0 or SEA_EFORMAT. */
+SEA_EXTERN int sea_parse_timestamp(const char *s, size_t len, int64_t *timestamp_us);
+SEA_EXTERN int64_t sea_now_us(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Options: key=value strings. The host reads the common keys; all others go to the backend
+ * untouched, and a backend rejects a key it does not know.
+ *   mode=realtime|resumable|load-balanced   group=NAME    timeout=MS (connect/operation timeout)
+ *   reset=earliest|latest (where to start without a committed position)
+ *   start=beginning|end|SEQ|-N|s@MS (where a consumer starts; -N = N before the end)
+ *   stop_at_end=true (a consumer ends with SEA_EOF when caught up)   batch=N (messages per batch)
+ *   max_inflight=N  max_inflight_bytes=N  max_payload=N (producer bounds)
+ * ------------------------------------------------------------------------------------------- */
+typedef struct sea_options sea_options_t;
+
+SEA_EXTERN sea_options_t *sea_options_new(void);
+SEA_EXTERN void sea_options_free(sea_options_t *o);
+/* Set (or replace) key. Keys are [A-Za-z0-9._-]+. Returns SEA_EOPTION on a bad key. */
+SEA_EXTERN int sea_options_set(sea_options_t *o, const char *key, const char *value);
+/* Parse "key=value". Returns SEA_EOPTION if there is no '=' or the key is bad. */
+SEA_EXTERN int sea_options_parse(sea_options_t *o, const char *kv);
+SEA_EXTERN const char *sea_options_get(const sea_options_t *o, const char *key);
+SEA_EXTERN size_t sea_options_count(const sea_options_t *o);
+SEA_EXTERN int sea_options_at(const sea_options_t *o, size_t i, const char **key, const char **value);
+
+/* ---------------------------------------------------------------------------------------------
+ * URIs: scheme://node1[,node2...]/key1[,key2...]. The key list is the part after the last '/',
+ * so a file path can be a node (file://./data/feed.ss/orders). Nodes without a port get the
+ * plugin's default port at connect time.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct sea_uri {
+  char *scheme;
+  char **nodes;
+  size_t node_count;
+  char **keys; /* validated stream keys (not interned) */
+  size_t key_count;
+  char *raw; /* the URI as given */
+} sea_uri_t;
+
+/* Parse a URI. On failure returns SEA_EURI or SEA_EKEY and, if errbuf is not NULL, a message that
+ * names the offending part and its byte offset. */
+SEA_EXTERN int sea_uri_parse(const char *uri, sea_uri_t **out, char *errbuf, size_t errlen);
+SEA_EXTERN void sea_uri_free(sea_uri_t *u);
+
+/* ---------------------------------------------------------------------------------------------
+ * Runtime (sea-streamer-runtime): one libuv loop and the plugins known to it.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct sea_runtime sea_runtime_t;
+
+typedef enum { SEA_RUN_DEFAULT = 0, SEA_RUN_ONCE = 1, SEA_RUN_NOWAIT = 2 } sea_run_mode_t;
+
+/* A runtime with a loop of its own. */
+SEA_EXTERN int sea_runtime_new(sea_runtime_t **out);
+/* A runtime on a uv_loop_t the caller owns (to share it with luv or an application). */
+SEA_EXTERN int sea_runtime_new_with_loop(void *uv_loop, sea_runtime_t **out);
+SEA_EXTERN void *sea_runtime_uv_loop(sea_runtime_t *rt);
+SEA_EXTERN int sea_runtime_run(sea_runtime_t *rt, sea_run_mode_t mode);
+SEA_EXTERN void sea_runtime_stop(sea_runtime_t *rt);
+/* Frees the runtime; every streamer must be closed first (else SEA_EBUSY). */
+SEA_EXTERN int sea_runtime_free(sea_runtime_t *rt);
+/* The last error message of a call on this runtime that returned an error (connect, load). */
+SEA_EXTERN const char *sea_runtime_errmsg(const sea_runtime_t *rt);
+
+/* Plugins. Search order: the installed plugin dir (or $SEASTREAMER_PLUGIN_DIR if set), then each
+ * directory of $SEASTREAMER_PLUGIN_PATH (':'-separated). A plugin found later takes a scheme from
+ * one found earlier, so a build tree can stand in for an installed plugin. Loading is done once,
+ * on the first connect or the first call below. */
+typedef struct sea_plugin_info {
+  const char *path;        /* file, or "(built-in)" */
+  const char *name;        /* NULL if refused */
+  const char *version;     /* NULL if refused */
+  const char *schemes;     /* comma-separated, NULL if refused */
+  const char *description; /* NULL if refused */
+  const char *refused;     /* NULL if loaded, else why */
+  const char *shadowed_by; /* NULL, or the path of the plugin that took its schemes */
+} sea_plugin_info_t;
+
+SEA_EXTERN int sea_runtime_load_plugins(sea_runtime_t *rt);
+SEA_EXTERN size_t sea_runtime_plugin_count(sea_runtime_t *rt);
+SEA_EXTERN int sea_runtime_plugin_info(sea_runtime_t *rt, size_t i, sea_plugin_info_t *info);
+/* Load one plugin file now. Returns SEA_EPLUGIN with the reason in sea_runtime_errmsg. */
+SEA_EXTERN int sea_runtime_load_plugin_file(sea_runtime_t *rt, const char *path);
+/* Register a statically linked plugin by its entry function (see plugin.h). */
+struct sea_host;
+struct sea_plugin;
+typedef const struct sea_plugin *(*sea_plugin_entry_fn)(const struct sea_host *host);
+SEA_EXTERN int sea_runtime_register_plugin(sea_runtime_t *rt, sea_plugin_entry_fn entry,
+                                           const char *origin);
+/* The directory plugins are installed in (compiled in). */
+SEA_EXTERN const char *sea_plugin_install_dir(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Socket (sea-streamer-socket): a streamer is a connection picked by the URI scheme.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct sea_streamer sea_streamer_t;
+typedef struct sea_producer sea_producer_t;
+typedef struct sea_consumer sea_consumer_t;
+
+/* Done callback of an asynchronous operation (flush, end, seek, rewind, commit). */
+typedef void (*sea_done_cb)(void *data, int status);
+
+/* Connect. opts may be NULL. On failure returns a negative code and sea_runtime_errmsg(rt) says
+ * what was wrong ("unknown scheme 'foo' in 'foo://x' (known: file, stdio)"). Backends that
+ * connect over the network do so in the background; failures then reach the producer and
+ * consumer callbacks. */
+SEA_EXTERN int sea_connect(sea_runtime_t *rt, const char *uri, const sea_options_t *opts,
+                           sea_streamer_t **out);
+/* Close the streamer and every producer and consumer still open on it. */
+SEA_EXTERN void sea_streamer_close(sea_streamer_t *s);
+SEA_EXTERN const sea_uri_t *sea_streamer_uri(const sea_streamer_t *s);
+SEA_EXTERN const char *sea_streamer_backend(const sea_streamer_t *s);
+SEA_EXTERN void *sea_streamer_get_data(const sea_streamer_t *s);
+SEA_EXTERN void sea_streamer_set_data(sea_streamer_t *s, void *data);
+
+/* ---------------------------------------------------------------------------------------------
+ * Producer
+ * ------------------------------------------------------------------------------------------- */
+
+/* A receipt: status 0 and the header the backend assigned, or an error (meta may be NULL). */
+typedef void (*sea_receipt_cb)(sea_producer_t *p, void *token, int status, const sea_meta_t *meta);
+/* The producer can take more after a send returned SEA_EAGAIN. */
+typedef void (*sea_drain_cb)(sea_producer_t *p);
+
+/* opts (may be NULL) add to and override the streamer's options. The producer is anchored to the
+ * URI's first key, if it has one. */
+SEA_EXTERN int sea_producer_open(sea_streamer_t *s, const sea_options_t *opts, sea_producer_t **out);
+SEA_EXTERN void sea_producer_set_callbacks(sea_producer_t *p, sea_receipt_cb on_receipt,
+                                           sea_drain_cb on_drain);
+SEA_EXTERN int sea_producer_anchor(sea_producer_t *p, const char *stream_key);
+SEA_EXTERN const char *sea_producer_anchored(const sea_producer_t *p);
+/* Send a message. m->meta.stream_key NULL means the anchored key; m->meta.timestamp_us 0 means
+ * now; the backend assigns shard and sequence where it owns them. The bytes are copied or
+ * referenced (payload.block) before this returns. Returns 0 (the receipt follows), SEA_EAGAIN
+ * (nothing was taken: wait for the drain callback), or an error (nothing was taken). */
+SEA_EXTERN int sea_producer_send(sea_producer_t *p, const sea_message_t *m, void *token);
+/* Shorthand: send len bytes to key (NULL = anchored). */
+SEA_EXTERN int sea_producer_send_bytes(sea_producer_t *p, const char *key, const void *data,
+                                       size_t len, void *token);
+/* Completes when everything sent before has its receipt. */
+SEA_EXTERN int sea_producer_flush(sea_producer_t *p, sea_done_cb cb, void *data);
+/* Flush, then end the stream (a backend may write an end marker). No send after this. */
+SEA_EXTERN int sea_producer_end(sea_producer_t *p, sea_done_cb cb, void *data);
+/* Close now. Receipts still outstanding are reported with SEA_ECANCELED first. */
+SEA_EXTERN void sea_producer_close(sea_producer_t *p);
+SEA_EXTERN size_t sea_producer_inflight(const sea_producer_t *p);
+SEA_EXTERN int sea_producer_error(const sea_producer_t *p);
+SEA_EXTERN const char *sea_producer_errmsg(const sea_producer_t *p);
+SEA_EXTERN void *sea_producer_get_data(const sea_producer_t *p);
+SEA_EXTERN void sea_producer_set_data(sea_producer_t *p, void *data);
+
+/* ---------------------------------------------------------------------------------------------
+ * Consumer
+ * ------------------------------------------------------------------------------------------- */
+
+typedef void (*sea_batch_cb)(sea_consumer_t *c, const sea_batch_t *batch);
+/* The consumer stopped: SEA_EOF at a clean end, or an error (see sea_consumer_errmsg). Every
+ * message before the failure point was delivered first. */
+typedef void (*sea_end_cb)(sea_consumer_t *c, int status);
+
+/* Subscribes to the URI's keys (all keys if it names none). opts may be NULL. */
+SEA_EXTERN int sea_consumer_open(sea_streamer_t *s, const sea_options_t *opts, sea_consumer_t **out);
+SEA_EXTERN int sea_consumer_start(sea_consumer_t *c, sea_batch_cb on_batch, sea_end_cb on_end);
+SEA_EXTERN int sea_consumer_pause(sea_consumer_t *c);
+SEA_EXTERN int sea_consumer_resume(sea_consumer_t *c);
+SEA_EXTERN int sea_consumer_seek(sea_consumer_t *c, int64_t timestamp_us, sea_done_cb cb, void *data);
+SEA_EXTERN int sea_consumer_rewind(sea_consumer_t *c, sea_pos_t pos, sea_done_cb cb, void *data);
+SEA_EXTERN int sea_consumer_assign(sea_consumer_t *c, const char *stream_key, uint64_t shard);
+SEA_EXTERN int sea_consumer_unassign(sea_consumer_t *c, const char *stream_key, uint64_t shard);
+/* Mark a message processed. */
+SEA_EXTERN int sea_consumer_ack(sea_consumer_t *c, const sea_message_t *m);
+/* Durably commit everything acked so far. */
+SEA_EXTERN int sea_consumer_commit(sea_consumer_t *c, sea_done_cb cb, void *data);
+SEA_EXTERN void sea_consumer_close(sea_consumer_t *c);
+SEA_EXTERN sea_mode_t sea_consumer_mode(const sea_consumer_t *c);
+SEA_EXTERN int sea_consumer_error(const sea_consumer_t *c);
+SEA_EXTERN const char *sea_consumer_errmsg(const sea_consumer_t *c);
+SEA_EXTERN void *sea_consumer_get_data(const sea_consumer_t *c);
+SEA_EXTERN void sea_consumer_set_data(sea_consumer_t *c, void *data);
+
+/* ---------------------------------------------------------------------------------------------
+ * Relay (the pipeline): consume from one streamer, produce to another, entirely in C, with
+ * backpressure (the input pauses while the output is full) and at-least-once acknowledgement
+ * (an input message is acked once its output receipt arrived; commits are batched).
+ * ------------------------------------------------------------------------------------------- */
+typedef struct sea_relay sea_relay_t;
+typedef void (*sea_relay_done_cb)(sea_relay_t *r, int status);
+
+typedef struct sea_relay_config {
+  uint64_t max_count;   /* stop after this many messages (0 = no limit) */
+  int keep_stream_key;  /* send to each message's own key even if the output is anchored (a
+                           message without a key of its own, "broadcast", still goes to the
+                           anchored key) */
+  const char *message_key; /* set this message key (Kafka key) on every message, or NULL */
+  int keep_meta;        /* pass the input header (seq, shard, timestamp) to the output */
+  uint64_t commit_interval_ms; /* 0 = default (1000) */
+} sea_relay_config_t;
+
+SEA_EXTERN int sea_relay_start(sea_consumer_t *in, sea_producer_t *out, const sea_relay_config_t *cfg,
+                               sea_relay_done_cb on_done, sea_relay_t **out_relay);
+/* Stop consuming, let the output confirm what was sent, commit, then call on_done. */
+SEA_EXTERN void sea_relay_stop(sea_relay_t *r);
+SEA_EXTERN uint64_t sea_relay_count(const sea_relay_t *r);
+SEA_EXTERN const char *sea_relay_errmsg(const sea_relay_t *r);
+/* Free the relay. It takes over both handles' callbacks and data, so close the producer (which
+ * cancels outstanding receipts) before freeing the relay; the consumer may be closed after. */
+SEA_EXTERN void sea_relay_free(sea_relay_t *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SEASTREAMER_H */

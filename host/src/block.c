@@ -1,0 +1,122 @@
+/* block.c: reference-counted byte blocks, byte slices, batches and kept messages. */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct sea_block {
+  atomic_size_t refs;
+  size_t size;
+  uint8_t data[]; /* the bytes follow the header in one allocation */
+};
+
+sea_block_t *sea_block_new(size_t size) {
+  if (size > SIZE_MAX - sizeof(sea_block_t))
+    return NULL;
+  sea_block_t *b = sea__malloc(sizeof *b + size);
+  if (b == NULL)
+    return NULL;
+  atomic_init(&b->refs, 1);
+  b->size = size;
+  return b;
+}
+
+sea_block_t *sea_block_ref(sea_block_t *b) {
+  if (b != NULL)
+    atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+  return b;
+}
+
+void sea_block_unref(sea_block_t *b) {
+  if (b != NULL && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+    sea__free(b);
+}
+
+uint8_t *sea_block_data(sea_block_t *b) { return b->data; }
+size_t sea_block_size(const sea_block_t *b) { return b->size; }
+
+int sea_bytes_slice(const sea_bytes_t *src, size_t off, size_t len, sea_bytes_t *out) {
+  if (src == NULL || out == NULL || off > src->len || len > src->len - off)
+    return SEA_EINVAL;
+  out->data = src->data + off;
+  out->len = len;
+  out->block = sea_block_ref(src->block);
+  return 0;
+}
+
+int sea_bytes_copy(const void *data, size_t len, sea_bytes_t *out) {
+  sea_block_t *b = sea_block_new(len);
+  if (b == NULL)
+    return SEA_ENOMEM;
+  if (len)
+    memcpy(b->data, data, len);
+  out->data = b->data;
+  out->len = len;
+  out->block = b;
+  return 0;
+}
+
+void sea_bytes_release(sea_bytes_t *b) {
+  if (b == NULL)
+    return;
+  sea_block_unref(b->block);
+  b->block = NULL;
+  b->data = NULL;
+  b->len = 0;
+}
+
+/* A batch and its message array in one allocation; the public struct comes first so a
+ * `const sea_batch_t *` converts back. */
+typedef struct batch {
+  sea_batch_t pub;
+  atomic_size_t refs;
+  size_t cap;
+  sea_message_t msgs[];
+} batch_t;
+
+sea_batch_t *sea__batch_new(size_t cap) {
+  if (cap == 0)
+    cap = 1;
+  if (cap > (SIZE_MAX - sizeof(batch_t)) / sizeof(sea_message_t))
+    return NULL;
+  batch_t *b = sea__malloc(sizeof *b + cap * sizeof(sea_message_t));
+  if (b == NULL)
+    return NULL;
+  b->pub.msgs = b->msgs;
+  b->pub.count = 0;
+  b->cap = cap;
+  atomic_init(&b->refs, 1);
+  return &b->pub;
+}
+
+void sea_batch_retain(const sea_batch_t *pub) {
+  batch_t *b = (batch_t *)(uintptr_t)pub;
+  atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+}
+
+void sea_batch_release(const sea_batch_t *pub) {
+  if (pub == NULL)
+    return;
+  batch_t *b = (batch_t *)(uintptr_t)pub;
+  if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  for (size_t i = 0; i < b->pub.count; i++)
+    sea_block_unref(b->msgs[i].payload.block);
+  sea__free(b);
+}
+
+sea_message_t *sea_message_dup(const sea_message_t *m) {
+  sea_message_t *d = sea__malloc(sizeof *d);
+  if (d == NULL)
+    return NULL;
+  *d = *m;
+  sea_block_ref(d->payload.block);
+  return d;
+}
+
+void sea_message_free(sea_message_t *m) {
+  if (m == NULL)
+    return;
+  sea_block_unref(m->payload.block);
+  sea__free(m);
+}

@@ -1,0 +1,175 @@
+/* internal.h: private declarations shared by the host's source files (never installed). */
+#ifndef SEA_INTERNAL_H
+#define SEA_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "seastreamer/plugin.h"
+#include "seastreamer/seastreamer.h"
+
+#define SEA__ERRMSG_MAX 512
+#define SEA__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#if defined(__GNUC__)
+#define SEA__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define SEA__PRINTF(f, a)
+#endif
+
+/* A loaded (or refused) plugin. */
+typedef struct sea__plugin {
+  char *path;
+  void *dl; /* dlopen handle, NULL for built-in or refused */
+  sea_plugin_t desc; /* a zeroed copy of min(struct_size, sizeof) bytes of the plugin's struct */
+  char *schemes;     /* comma-separated, for listing */
+  char *refused;     /* why, or NULL */
+  char *shadowed_by;
+} sea__plugin_t;
+
+/* A call to make on the next loop turn, outside any plugin code (see sea__defer). */
+typedef struct sea__deferred {
+  void (*fn)(void *arg, void *arg2);
+  void *arg;
+  void *arg2;
+  struct sea__deferred *next;
+} sea__deferred_t;
+
+struct sea_runtime {
+  uv_loop_t *loop;
+  uv_idle_t defer_idle; /* runs the deferred queue; active only while it is not empty */
+  bool defer_init;
+  sea__deferred_t *defer_head, *defer_tail;
+  uv_loop_t own_loop;
+  bool owns_loop;
+  bool plugins_loaded;
+  sea__plugin_t *plugins;
+  size_t plugin_count;
+  size_t streamer_count;
+  char errmsg[SEA__ERRMSG_MAX];
+};
+
+struct sea_streamer {
+  sea_runtime_t *rt;
+  const sea__plugin_t *plugin;
+  sea_uri_t *uri;
+  sea_options_t *opts;
+  void *impl;
+  void *data;
+  struct sea_producer *producers;
+  struct sea_consumer *consumers;
+};
+
+/* The in-flight record the host keeps per send, handed to the plugin as the token. */
+typedef struct sea__send {
+  void *user_token;
+  size_t bytes;
+  struct sea__send *next; /* free list / live list */
+  struct sea__send *prev;
+} sea__send_t;
+
+struct sea_producer {
+  sea_streamer_t *s;
+  void *impl;
+  void *data;
+  const char *anchor;
+  sea_receipt_cb on_receipt;
+  sea_drain_cb on_drain;
+  size_t inflight;
+  size_t inflight_bytes;
+  size_t max_inflight;
+  size_t max_inflight_bytes;
+  size_t max_payload;
+  bool want_drain;     /* a send was refused with SEA_EAGAIN */
+  bool drain_deferred;
+  unsigned in_callback;
+  const char *last_key; /* the last key a send named, and its interned form */
+  const char *last_interned;
+  struct sea_op *ops;
+  bool plugin_full;    /* the plugin itself said SEA_EAGAIN */
+  bool ended;
+  bool closing;
+  int err;
+  sea__send_t live;    /* sentinel of the doubly-linked list of outstanding sends */
+  sea__send_t *free_list;
+  struct sea_producer *next;
+  char errmsg[SEA__ERRMSG_MAX];
+};
+
+struct sea_consumer {
+  sea_streamer_t *s;
+  void *impl;
+  void *data;
+  sea_open_args_t args;
+  const char **keys;
+  sea_batch_cb on_batch;
+  sea_end_cb on_end;
+  bool started;
+  bool ended;
+  bool closing;
+  unsigned in_callback; /* nesting depth of host→user callbacks */
+  bool close_pending;   /* sea_consumer_close called inside a callback */
+  struct sea_op *ops;
+  int err;
+  struct sea_consumer *next;
+  char errmsg[SEA__ERRMSG_MAX];
+};
+
+struct sea_op {
+  struct sea_op *prev, *next; /* in the owner's list of outstanding operations */
+  struct sea_op **owner_list;
+  char *owner_errmsg;
+  int status;
+  sea_done_cb cb;
+  void *data;
+  const char *what; /* for messages: "flush" */
+  sea_runtime_t *rt;
+  char errmsg[SEA__ERRMSG_MAX]; /* message passed to op_done */
+};
+
+/* error.c */
+int sea__errf(char *buf, size_t len, int code, const char *fmt, ...) SEA__PRINTF(4, 5);
+void sea__vfmt(char *buf, size_t len, const char *fmt, va_list ap);
+int sea__rt_err(sea_runtime_t *rt, int code, const char *fmt, ...) SEA__PRINTF(3, 4);
+
+/* memory.c */
+void *sea__malloc(size_t n);
+void *sea__calloc(size_t n, size_t size);
+void *sea__realloc(void *p, size_t n);
+void sea__free(void *p);
+char *sea__strdup(const char *s);
+char *sea__strndup(const char *s, size_t n);
+
+/* block.c */
+sea_batch_t *sea__batch_new(size_t cap);
+
+/* runtime.c */
+int sea__defer(sea_runtime_t *rt, void (*fn)(void *, void *), void *arg, void *arg2);
+void sea__defer_cancel(sea_runtime_t *rt, void *arg);
+extern const sea_host_t sea__host;
+void sea__log(int level, const char *plugin, const char *fmt, ...) SEA__PRINTF(3, 4);
+
+/* loader.c */
+int sea__plugins_ensure(sea_runtime_t *rt);
+const sea__plugin_t *sea__plugin_for_scheme(sea_runtime_t *rt, const char *scheme);
+void sea__plugins_free(sea_runtime_t *rt);
+int sea__plugin_adopt(sea_runtime_t *rt, const char *origin, void *dl, const sea_plugin_t *p,
+                      char *why, size_t whylen);
+
+/* options.c */
+int sea__options_merge(sea_options_t *dst, const sea_options_t *src);
+bool sea__option_is_common(const char *key);
+int sea__parse_u64(const char *s, uint64_t *out);
+int sea__parse_bool(const char *s, bool *out);
+
+/* streamer.c: what the host table's "back to the host" members call */
+sea_op_t *sea__op_new(sea_runtime_t *rt, const char *what, sea_done_cb cb, void *data);
+void sea__deliver(sea_consumer_t *c, sea_batch_t *batch);
+void sea__consumer_end(sea_consumer_t *c, int status, const char *fmt, ...) SEA__PRINTF(3, 4);
+void sea__receipt(sea_producer_t *p, void *token, int status, const sea_meta_t *meta);
+void sea__producer_ready(sea_producer_t *p);
+void sea__producer_fail(sea_producer_t *p, int status, const char *fmt, ...) SEA__PRINTF(3, 4);
+void sea__op_done(sea_op_t *op, int status, const char *fmt, ...) SEA__PRINTF(3, 4);
+
+#endif

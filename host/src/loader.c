@@ -1,0 +1,293 @@
+/* loader.c: finding, loading and checking backend plugins (dlopen + ABI rules). */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifndef SEA_PLUGIN_DIR
+#define SEA_PLUGIN_DIR "/usr/local/lib/seastreamer/plugins"
+#endif
+
+const char *sea_plugin_install_dir(void) { return SEA_PLUGIN_DIR; }
+
+static sea__plugin_t *append(sea_runtime_t *rt, const char *origin) {
+  sea__plugin_t *a = sea__realloc(rt->plugins, (rt->plugin_count + 1) * sizeof *a);
+  if (a == NULL)
+    return NULL;
+  rt->plugins = a;
+  sea__plugin_t *p = &a[rt->plugin_count];
+  memset(p, 0, sizeof *p);
+  p->path = sea__strdup(origin);
+  if (p->path == NULL)
+    return NULL;
+  rt->plugin_count++;
+  return p;
+}
+
+static char *join_schemes(const char *const *schemes) {
+  size_t n = 1;
+  for (size_t i = 0; schemes[i]; i++)
+    n += strlen(schemes[i]) + 1;
+  char *s = sea__malloc(n);
+  if (s == NULL)
+    return NULL;
+  s[0] = '\0';
+  for (size_t i = 0; schemes[i]; i++) {
+    if (i)
+      strcat(s, ",");
+    strcat(s, schemes[i]);
+  }
+  return s;
+}
+
+/* The ABI rules. On refusal writes why and returns SEA_EPLUGIN. */
+static int check(const sea_plugin_t *d, char *why, size_t len) {
+  if (d == NULL)
+    return sea__errf(why, len, SEA_EPLUGIN, "its entry returned no descriptor");
+  if (d->abi_major != SEA_PLUGIN_ABI_MAJOR)
+    return sea__errf(why, len, SEA_EPLUGIN,
+                     "ABI major version %u, but this host speaks ABI %d (rebuild the plugin "
+                     "against this host's plugin.h)",
+                     d->abi_major, SEA_PLUGIN_ABI_MAJOR);
+  if (d->abi_minor > SEA_PLUGIN_ABI_MINOR)
+    return sea__errf(why, len, SEA_EPLUGIN,
+                     "built for ABI %u.%u, newer than this host's %d.%d (upgrade seastreamer)",
+                     d->abi_major, d->abi_minor, SEA_PLUGIN_ABI_MAJOR, SEA_PLUGIN_ABI_MINOR);
+  if (d->struct_size < SEA_PLUGIN_V1_0_SIZE)
+    return sea__errf(why, len, SEA_EPLUGIN,
+                     "descriptor struct_size %u is smaller than ABI 1.0's %zu bytes",
+                     d->struct_size, (size_t)SEA_PLUGIN_V1_0_SIZE);
+  return 0;
+}
+
+/* Checks on the zeroed copy (so members past the plugin's struct_size read as NULL). */
+static int check_ops(const sea_plugin_t *d, char *why, size_t len) {
+  if (d->name == NULL || d->name[0] == '\0')
+    return sea__errf(why, len, SEA_EPLUGIN, "descriptor has no name");
+  if (d->schemes == NULL || d->schemes[0] == NULL)
+    return sea__errf(why, len, SEA_EPLUGIN, "plugin '%s' declares no URI scheme", d->name);
+  for (size_t i = 0; d->schemes[i]; i++)
+    if (d->schemes[i][0] == '\0')
+      return sea__errf(why, len, SEA_EPLUGIN, "plugin '%s' declares an empty URI scheme",
+                       d->name);
+#define REQUIRE(op)                                                                                \
+  if (d->op == NULL)                                                                               \
+  return sea__errf(why, len, SEA_EPLUGIN, "plugin '%s' lacks the required operation " #op, d->name)
+  REQUIRE(connect);
+  REQUIRE(disconnect);
+  bool prod = d->producer_open || d->producer_send || d->producer_close;
+  bool cons = d->consumer_open || d->consumer_start || d->consumer_close;
+  if (!prod && !cons)
+    return sea__errf(why, len, SEA_EPLUGIN,
+                     "plugin '%s' offers neither a producer nor a consumer", d->name);
+  if (prod) {
+    REQUIRE(producer_open);
+    REQUIRE(producer_send);
+    REQUIRE(producer_close);
+  }
+  if (cons) {
+    REQUIRE(consumer_open);
+    REQUIRE(consumer_start);
+    REQUIRE(consumer_close);
+  }
+#undef REQUIRE
+  return 0;
+}
+
+int sea__plugin_adopt(sea_runtime_t *rt, const char *origin, void *dl, const sea_plugin_t *d,
+                      char *why, size_t whylen) {
+  sea_plugin_t copy;
+  int rc = check(d, why, whylen);
+  if (rc == 0) {
+    memset(&copy, 0, sizeof copy);
+    memcpy(&copy, d, d->struct_size < sizeof copy ? d->struct_size : sizeof copy);
+    rc = check_ops(&copy, why, whylen);
+  }
+  sea__plugin_t *p = append(rt, origin);
+  if (p == NULL)
+    return SEA_ENOMEM;
+  if (rc != 0) {
+    p->refused = sea__strdup(why);
+    return rc;
+  }
+  p->dl = dl;
+  p->desc = copy;
+  p->schemes = join_schemes(copy.schemes);
+  /* A later plugin takes the schemes of an earlier one: mark the earlier as shadowed. */
+  for (size_t i = 0; i + 1 < rt->plugin_count; i++) {
+    sea__plugin_t *q = &rt->plugins[i];
+    if (q->refused || q->shadowed_by)
+      continue;
+    for (size_t a = 0; q->desc.schemes[a] && !q->shadowed_by; a++)
+      for (size_t b = 0; copy.schemes[b]; b++)
+        if (strcmp(q->desc.schemes[a], copy.schemes[b]) == 0) {
+          q->shadowed_by = sea__strdup(origin);
+          break;
+        }
+  }
+  return 0;
+}
+
+static int refuse(sea_runtime_t *rt, const char *path, char *why) {
+  sea__plugin_t *p = append(rt, path);
+  if (p == NULL)
+    return SEA_ENOMEM;
+  p->refused = sea__strdup(why);
+  return SEA_EPLUGIN;
+}
+
+static int load_file(sea_runtime_t *rt, const char *path) {
+  char why[SEA__ERRMSG_MAX];
+  struct stat st;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(why, sizeof why, "cannot open: %s", strerror(errno));
+    return refuse(rt, path, why);
+  }
+  unsigned char magic[4] = {0};
+  ssize_t n = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? read(fd, magic, 4) : -1;
+  close(fd);
+  if (n != 4 || memcmp(magic, "\x7f" "ELF", 4) != 0) {
+    snprintf(why, sizeof why, "not an ELF shared object%s",
+             n < 0 ? " (not a regular file)" : "");
+    return refuse(rt, path, why);
+  }
+  dlerror();
+  void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (dl == NULL) {
+    const char *e = dlerror();
+    snprintf(why, sizeof why, "dlopen failed: %s", e ? e : "unknown error");
+    return refuse(rt, path, why);
+  }
+  /* POSIX sanctions converting dlsym's result to a function pointer this way. */
+  sea_plugin_entry_fn entry;
+  *(void **)(&entry) = dlsym(dl, SEA_PLUGIN_ENTRY_SYMBOL);
+  if (entry == NULL) {
+    dlclose(dl);
+    snprintf(why, sizeof why, "not a SeaStreamer plugin: it exports no '%s' symbol",
+             SEA_PLUGIN_ENTRY_SYMBOL);
+    return refuse(rt, path, why);
+  }
+  int rc = sea__plugin_adopt(rt, path, dl, entry(&sea__host), why, sizeof why);
+  if (rc != 0)
+    dlclose(dl);
+  return rc;
+}
+
+static int ends_with_so(const char *name) {
+  size_t n = strlen(name);
+  return n > 3 && strcmp(name + n - 3, ".so") == 0;
+}
+
+static void load_dir(sea_runtime_t *rt, const char *dir) {
+  struct dirent **list;
+  int n = scandir(dir, &list, NULL, alphasort);
+  if (n < 0)
+    return; /* a missing directory is not an error: nothing is installed there */
+  for (int i = 0; i < n; i++) {
+    if (ends_with_so(list[i]->d_name)) {
+      size_t len = strlen(dir) + strlen(list[i]->d_name) + 2;
+      char *path = sea__malloc(len);
+      if (path) {
+        snprintf(path, len, "%s/%s", dir, list[i]->d_name);
+        load_file(rt, path);
+        sea__free(path);
+      }
+    }
+    free(list[i]);
+  }
+  free(list);
+}
+
+int sea__plugins_ensure(sea_runtime_t *rt) {
+  if (rt->plugins_loaded)
+    return 0;
+  rt->plugins_loaded = true;
+  const char *dir = getenv("SEASTREAMER_PLUGIN_DIR");
+  load_dir(rt, dir && *dir ? dir : SEA_PLUGIN_DIR);
+  const char *path = getenv("SEASTREAMER_PLUGIN_PATH");
+  if (path && *path) {
+    char *copy = sea__strdup(path), *save = NULL;
+    for (char *d = copy ? strtok_r(copy, ":", &save) : NULL; d; d = strtok_r(NULL, ":", &save))
+      load_dir(rt, d);
+    sea__free(copy);
+  }
+  return 0;
+}
+
+int sea_runtime_load_plugins(sea_runtime_t *rt) { return sea__plugins_ensure(rt); }
+
+int sea_runtime_load_plugin_file(sea_runtime_t *rt, const char *path) {
+  size_t before = rt->plugin_count;
+  int rc = load_file(rt, path);
+  if (rc == SEA_EPLUGIN && rt->plugin_count > before)
+    sea__rt_err(rt, rc, "plugin %s refused: %s", path, rt->plugins[rt->plugin_count - 1].refused);
+  return rc;
+}
+
+int sea_runtime_register_plugin(sea_runtime_t *rt, sea_plugin_entry_fn entry, const char *origin) {
+  char why[SEA__ERRMSG_MAX];
+  const char *name = origin ? origin : "(built-in)";
+  int rc = sea__plugin_adopt(rt, name, NULL, entry(&sea__host), why, sizeof why);
+  if (rc == SEA_EPLUGIN)
+    sea__rt_err(rt, rc, "plugin %s refused: %s", name, why);
+  return rc;
+}
+
+size_t sea_runtime_plugin_count(sea_runtime_t *rt) {
+  sea__plugins_ensure(rt);
+  return rt->plugin_count;
+}
+
+int sea_runtime_plugin_info(sea_runtime_t *rt, size_t i, sea_plugin_info_t *info) {
+  sea__plugins_ensure(rt);
+  if (i >= rt->plugin_count || info == NULL)
+    return SEA_EINVAL;
+  const sea__plugin_t *p = &rt->plugins[i];
+  memset(info, 0, sizeof *info);
+  info->path = p->path;
+  info->refused = p->refused;
+  info->shadowed_by = p->shadowed_by;
+  if (!p->refused) {
+    info->name = p->desc.name;
+    info->version = p->desc.version ? p->desc.version : "?";
+    info->schemes = p->schemes;
+    info->description = p->desc.description ? p->desc.description : "";
+  }
+  return 0;
+}
+
+const sea__plugin_t *sea__plugin_for_scheme(sea_runtime_t *rt, const char *scheme) {
+  sea__plugins_ensure(rt);
+  for (size_t i = rt->plugin_count; i-- > 0;) {
+    const sea__plugin_t *p = &rt->plugins[i];
+    if (p->refused)
+      continue;
+    for (size_t k = 0; p->desc.schemes[k]; k++)
+      if (strcmp(p->desc.schemes[k], scheme) == 0)
+        return p;
+  }
+  return NULL;
+}
+
+void sea__plugins_free(sea_runtime_t *rt) {
+  for (size_t i = 0; i < rt->plugin_count; i++) {
+    sea__plugin_t *p = &rt->plugins[i];
+    if (p->dl)
+      dlclose(p->dl);
+    sea__free(p->path);
+    sea__free(p->schemes);
+    sea__free(p->refused);
+    sea__free(p->shadowed_by);
+  }
+  sea__free(rt->plugins);
+  rt->plugins = NULL;
+  rt->plugin_count = 0;
+}

@@ -1,0 +1,394 @@
+/* runtime.c: the runtime (one libuv loop) and the host table that lends the loop to plugins. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+
+/* ---- logging ---- */
+
+static int log_level = -1;
+
+static int level_from_env(void) {
+  const char *v = getenv("SEASTREAMER_LOG");
+  if (v == NULL)
+    return SEA_LOG_WARN;
+  if (strcmp(v, "error") == 0)
+    return SEA_LOG_ERROR;
+  if (strcmp(v, "info") == 0)
+    return SEA_LOG_INFO;
+  if (strcmp(v, "debug") == 0)
+    return SEA_LOG_DEBUG;
+  return SEA_LOG_WARN;
+}
+
+static void vlog(int level, const char *who, const char *fmt, va_list ap) {
+  static const char *const names[] = {"error", "warn", "info", "debug"};
+  if (log_level < 0)
+    log_level = level_from_env();
+  if (level > log_level || level < 0 || level > SEA_LOG_DEBUG)
+    return;
+  char line[1024];
+  sea__vfmt(line, sizeof line, fmt, ap);
+  fprintf(stderr, "seastreamer: %s: %s%s%s\n", names[level], who ? who : "", who ? ": " : "",
+          line);
+}
+
+void sea__log(int level, const char *who, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vlog(level, who, fmt, ap);
+  va_end(ap);
+}
+
+/* ---- runtime ---- */
+
+static int init(sea_runtime_t *rt) {
+  /* A closed pipe must be an EPIPE error we can report, not a silent death by signal. */
+  signal(SIGPIPE, SIG_IGN);
+  return 0;
+}
+
+int sea_runtime_new(sea_runtime_t **out) {
+  sea_runtime_t *rt = sea__calloc(1, sizeof *rt);
+  if (rt == NULL)
+    return SEA_ENOMEM;
+  if (uv_loop_init(&rt->own_loop) != 0) {
+    sea__free(rt);
+    return SEA_EIO;
+  }
+  rt->loop = &rt->own_loop;
+  rt->owns_loop = true;
+  init(rt);
+  *out = rt;
+  return 0;
+}
+
+int sea_runtime_new_with_loop(void *uv_loop, sea_runtime_t **out) {
+  if (uv_loop == NULL)
+    return SEA_EINVAL;
+  sea_runtime_t *rt = sea__calloc(1, sizeof *rt);
+  if (rt == NULL)
+    return SEA_ENOMEM;
+  rt->loop = uv_loop;
+  init(rt);
+  *out = rt;
+  return 0;
+}
+
+void *sea_runtime_uv_loop(sea_runtime_t *rt) { return rt->loop; }
+
+int sea_runtime_run(sea_runtime_t *rt, sea_run_mode_t mode) {
+  uv_run_mode m = mode == SEA_RUN_ONCE ? UV_RUN_ONCE : mode == SEA_RUN_NOWAIT ? UV_RUN_NOWAIT
+                                                                               : UV_RUN_DEFAULT;
+  return uv_run(rt->loop, m);
+}
+
+void sea_runtime_stop(sea_runtime_t *rt) { uv_stop(rt->loop); }
+
+const char *sea_runtime_errmsg(const sea_runtime_t *rt) { return rt ? rt->errmsg : ""; }
+
+static void report_handle(uv_handle_t *h, void *arg) {
+  if (!uv_is_closing(h))
+    sea__log(SEA_LOG_WARN, NULL, "runtime freed with a live %s handle", uv_handle_type_name(h->type));
+}
+
+int sea_runtime_free(sea_runtime_t *rt) {
+  if (rt == NULL)
+    return 0;
+  if (rt->streamer_count > 0)
+    return sea__rt_err(rt, SEA_EBUSY, "runtime still has %zu open streamer(s)", rt->streamer_count);
+  /* Finish deferred calls, then let pending close callbacks return every handle's memory. */
+  while (rt->defer_head)
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+  if (rt->defer_init)
+    uv_close((uv_handle_t *)&rt->defer_idle, NULL);
+  uv_run(rt->loop, UV_RUN_NOWAIT);
+  if (rt->owns_loop) {
+    if (uv_loop_close(rt->loop) == UV_EBUSY) {
+      uv_walk(rt->loop, report_handle, NULL);
+      uv_run(rt->loop, UV_RUN_DEFAULT);
+      uv_loop_close(rt->loop);
+    }
+  }
+  sea__plugins_free(rt);
+  sea__free(rt);
+  return 0;
+}
+
+/* ---- loop hooks for plugins ---- */
+
+struct sea_watch {
+  union {
+    uv_poll_t poll;
+    uv_idle_t idle; /* for fds epoll refuses (regular files, /dev/null): always ready */
+    uv_handle_t handle;
+  } h;
+  bool is_idle;
+  int events;
+  sea_watch_cb cb;
+  void *data;
+};
+
+static void close_free(uv_handle_t *h) { sea__free(h->data); }
+
+static void on_poll(uv_poll_t *p, int status, int ev) {
+  sea_watch_t *w = p->data;
+  int events = ((ev & UV_READABLE) ? SEA_WATCH_READABLE : 0) |
+               ((ev & UV_WRITABLE) ? SEA_WATCH_WRITABLE : 0);
+  w->cb(w, status < 0 ? SEA_EIO : 0, events, w->data);
+}
+
+static void on_idle(uv_idle_t *i) {
+  sea_watch_t *w = i->data;
+  w->cb(w, 0, w->events, w->data);
+}
+
+static int uv_events(int events) {
+  return ((events & SEA_WATCH_READABLE) ? UV_READABLE : 0) |
+         ((events & SEA_WATCH_WRITABLE) ? UV_WRITABLE : 0);
+}
+
+static int watch_apply(sea_watch_t *w) {
+  if (w->is_idle)
+    return w->events ? uv_idle_start(&w->h.idle, on_idle) : uv_idle_stop(&w->h.idle);
+  return w->events ? uv_poll_start(&w->h.poll, uv_events(w->events), on_poll)
+                   : uv_poll_stop(&w->h.poll);
+}
+
+static sea_watch_t *watch_start(sea_runtime_t *rt, int fd, int events, sea_watch_cb cb,
+                                void *data) {
+  sea_watch_t *w = sea__calloc(1, sizeof *w);
+  if (w == NULL)
+    return NULL;
+  w->cb = cb;
+  w->data = data;
+  w->events = events;
+  int rc = uv_poll_init(rt->loop, &w->h.poll, fd);
+  if (rc == UV_EPERM) {
+    w->is_idle = true;
+    rc = uv_idle_init(rt->loop, &w->h.idle);
+  }
+  if (rc != 0) {
+    sea__free(w);
+    return NULL;
+  }
+  w->h.handle.data = w;
+  if (watch_apply(w) != 0) {
+    uv_close(&w->h.handle, close_free);
+    return NULL;
+  }
+  return w;
+}
+
+static int watch_update(sea_watch_t *w, int events) {
+  w->events = events;
+  return watch_apply(w) == 0 ? 0 : SEA_EIO;
+}
+
+static void watch_stop(sea_watch_t *w) {
+  if (w != NULL)
+    uv_close(&w->h.handle, close_free);
+}
+
+struct sea_timer {
+  uv_timer_t t;
+  sea_timer_cb cb;
+  void *data;
+};
+
+static void on_timer(uv_timer_t *t) {
+  sea_timer_t *st = t->data;
+  st->cb(st, st->data);
+}
+
+static sea_timer_t *timer_start(sea_runtime_t *rt, uint64_t timeout, uint64_t repeat,
+                                sea_timer_cb cb, void *data) {
+  sea_timer_t *t = sea__calloc(1, sizeof *t);
+  if (t == NULL)
+    return NULL;
+  uv_timer_init(rt->loop, &t->t);
+  t->t.data = t;
+  t->cb = cb;
+  t->data = data;
+  uv_timer_start(&t->t, on_timer, timeout, repeat);
+  return t;
+}
+
+static void timer_stop(sea_timer_t *t) {
+  if (t != NULL)
+    uv_close((uv_handle_t *)&t->t, close_free);
+}
+
+struct sea_wakeup {
+  uv_async_t a;
+  sea_wakeup_cb cb;
+  void *data;
+};
+
+static void on_async(uv_async_t *a) {
+  sea_wakeup_t *w = a->data;
+  w->cb(w, w->data);
+}
+
+static sea_wakeup_t *wakeup_new(sea_runtime_t *rt, sea_wakeup_cb cb, void *data) {
+  sea_wakeup_t *w = sea__calloc(1, sizeof *w);
+  if (w == NULL)
+    return NULL;
+  if (uv_async_init(rt->loop, &w->a, on_async) != 0) {
+    sea__free(w);
+    return NULL;
+  }
+  w->a.data = w;
+  w->cb = cb;
+  w->data = data;
+  return w;
+}
+
+static void wakeup_send(sea_wakeup_t *w) { uv_async_send(&w->a); }
+
+static void wakeup_close(sea_wakeup_t *w) {
+  if (w != NULL)
+    uv_close((uv_handle_t *)&w->a, close_free);
+}
+
+typedef struct work {
+  uv_work_t req;
+  sea_work_cb work;
+  sea_after_work_cb after;
+  void *data;
+} work_t;
+
+static void on_work(uv_work_t *req) {
+  work_t *w = req->data;
+  w->work(w->data);
+}
+
+static void on_after_work(uv_work_t *req, int status) {
+  work_t *w = req->data;
+  if (w->after)
+    w->after(w->data, status == UV_ECANCELED ? SEA_ECANCELED : status < 0 ? SEA_EIO : 0);
+  sea__free(w);
+}
+
+static int queue_work(sea_runtime_t *rt, sea_work_cb work, sea_after_work_cb after, void *data) {
+  work_t *w = sea__calloc(1, sizeof *w);
+  if (w == NULL)
+    return SEA_ENOMEM;
+  w->req.data = w;
+  w->work = work;
+  w->after = after;
+  w->data = data;
+  if (uv_queue_work(rt->loop, &w->req, on_work, on_after_work) != 0) {
+    sea__free(w);
+    return SEA_EIO;
+  }
+  return 0;
+}
+
+static uint64_t now_ms(sea_runtime_t *rt) { return uv_now(rt->loop); }
+
+static const char *host_stream_key(const char *key, size_t len) {
+  return sea_stream_key(key, len, NULL);
+}
+
+static void host_batch_release(const sea_batch_t *b) { sea_batch_release(b); }
+
+static void set_error(sea_runtime_t *rt, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  sea__vfmt(rt->errmsg, sizeof rt->errmsg, fmt, ap);
+  va_end(ap);
+}
+
+const sea_host_t sea__host = {
+    .abi_major = SEA_PLUGIN_ABI_MAJOR,
+    .abi_minor = SEA_PLUGIN_ABI_MINOR,
+    .struct_size = sizeof(sea_host_t),
+    .log = sea__log,
+    .alloc = sea__malloc,
+    .calloc = sea__calloc,
+    .realloc = sea__realloc,
+    .free = sea__free,
+    .watch_start = watch_start,
+    .watch_update = watch_update,
+    .watch_stop = watch_stop,
+    .timer_start = timer_start,
+    .timer_stop = timer_stop,
+    .wakeup_new = wakeup_new,
+    .wakeup_send = wakeup_send,
+    .wakeup_close = wakeup_close,
+    .queue_work = queue_work,
+    .now_ms = now_ms,
+    .block_new = sea_block_new,
+    .block_ref = sea_block_ref,
+    .block_unref = sea_block_unref,
+    .block_data = sea_block_data,
+    .batch_new = sea__batch_new,
+    .batch_release = host_batch_release,
+    .stream_key = host_stream_key,
+    .format_timestamp = sea_format_timestamp,
+    .parse_timestamp = sea_parse_timestamp,
+    .now_us = sea_now_us,
+    .option_get = sea_options_get,
+    .option_count = sea_options_count,
+    .option_at = sea_options_at,
+    .deliver = sea__deliver,
+    .consumer_end = sea__consumer_end,
+    .receipt = sea__receipt,
+    .producer_ready = sea__producer_ready,
+    .producer_fail = sea__producer_fail,
+    .op_done = sea__op_done,
+    .set_error = set_error,
+};
+
+/* ---- deferred calls ----
+ * Callbacks into user code that a plugin triggers (op completions, drain, end) run from here, on
+ * the next loop turn, so user code can close or re-enter a handle without pulling the plugin's
+ * state from under the plugin function that is still on the stack. */
+
+static void run_deferred(uv_idle_t *h) {
+  sea_runtime_t *rt = h->data;
+  /* Run only what is queued now; what these calls queue runs on the next turn. */
+  sea__deferred_t *d = rt->defer_head;
+  rt->defer_head = rt->defer_tail = NULL;
+  while (d) {
+    sea__deferred_t *next = d->next;
+    if (d->fn)
+      d->fn(d->arg, d->arg2);
+    sea__free(d);
+    d = next;
+  }
+  if (rt->defer_head == NULL)
+    uv_idle_stop(&rt->defer_idle);
+}
+
+int sea__defer(sea_runtime_t *rt, void (*fn)(void *, void *), void *arg, void *arg2) {
+  sea__deferred_t *d = sea__calloc(1, sizeof *d);
+  if (d == NULL)
+    return SEA_ENOMEM;
+  d->fn = fn;
+  d->arg = arg;
+  d->arg2 = arg2;
+  if (!rt->defer_init) {
+    uv_idle_init(rt->loop, &rt->defer_idle);
+    rt->defer_idle.data = rt;
+    rt->defer_init = true;
+  }
+  if (rt->defer_tail)
+    rt->defer_tail->next = d;
+  else
+    rt->defer_head = d;
+  rt->defer_tail = d;
+  uv_idle_start(&rt->defer_idle, run_deferred);
+  return 0;
+}
+
+/* Neutralise queued calls about an object that is going away. */
+void sea__defer_cancel(sea_runtime_t *rt, void *arg) {
+  for (sea__deferred_t *d = rt->defer_head; d; d = d->next)
+    if (d->arg == arg)
+      d->fn = NULL;
+}

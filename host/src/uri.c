@@ -1,0 +1,138 @@
+/* uri.c: parsing of streamer URIs, scheme://node1[,node2...]/key1[,key2...]. */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static int fail(char *errbuf, size_t errlen, int code, const char *uri, size_t off,
+                const char *what) {
+  if (errbuf && errlen)
+    snprintf(errbuf, errlen, "%s at offset %zu in URI '%s'", what, off, uri);
+  return code;
+}
+
+void sea_uri_free(sea_uri_t *u) {
+  if (u == NULL)
+    return;
+  for (size_t i = 0; i < u->node_count; i++)
+    sea__free(u->nodes[i]);
+  for (size_t i = 0; i < u->key_count; i++)
+    sea__free(u->keys[i]);
+  sea__free(u->nodes);
+  sea__free(u->keys);
+  sea__free(u->scheme);
+  sea__free(u->raw);
+  sea__free(u);
+}
+
+/* Split s[0..n) by ',' into a fresh array; empty parts are an error at their offset. */
+static int split(const char *s, size_t n, size_t base, char ***out, size_t *count, size_t *bad) {
+  size_t parts = 1;
+  for (size_t i = 0; i < n; i++)
+    parts += s[i] == ',';
+  char **a = sea__calloc(parts, sizeof *a);
+  if (a == NULL)
+    return SEA_ENOMEM;
+  size_t k = 0, start = 0;
+  for (size_t i = 0; i <= n; i++) {
+    if (i < n && s[i] != ',')
+      continue;
+    if (i == start) {
+      *bad = base + start;
+      for (size_t j = 0; j < k; j++)
+        sea__free(a[j]);
+      sea__free(a);
+      return SEA_EURI;
+    }
+    a[k] = sea__strndup(s + start, i - start);
+    if (a[k] == NULL) {
+      for (size_t j = 0; j < k; j++)
+        sea__free(a[j]);
+      sea__free(a);
+      return SEA_ENOMEM;
+    }
+    k++;
+    start = i + 1;
+  }
+  *out = a;
+  *count = k;
+  return 0;
+}
+
+int sea_uri_parse(const char *uri, sea_uri_t **out, char *errbuf, size_t errlen) {
+  if (uri == NULL || out == NULL)
+    return SEA_EINVAL;
+  *out = NULL;
+  size_t n = strlen(uri);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)uri[i];
+    if (c <= ' ' || c == 0x7f)
+      return fail(errbuf, errlen, SEA_EURI, uri, i, "whitespace or control character");
+  }
+  size_t i = 0;
+  while (i < n && ((uri[i] >= 'a' && uri[i] <= 'z') || (uri[i] >= 'A' && uri[i] <= 'Z') ||
+                   (i > 0 && ((uri[i] >= '0' && uri[i] <= '9') || uri[i] == '+' ||
+                              uri[i] == '-' || uri[i] == '.'))))
+    i++;
+  if (i == 0 || n - i < 3 || memcmp(uri + i, "://", 3) != 0)
+    return fail(errbuf, errlen, SEA_EURI, uri, i,
+                "expected scheme://nodes/keys (a scheme such as stdio, file, redis or kafka, "
+                "then '://')");
+  sea_uri_t *u = sea__calloc(1, sizeof *u);
+  if (u == NULL)
+    return SEA_ENOMEM;
+  u->raw = sea__strdup(uri);
+  u->scheme = sea__strndup(uri, i);
+  if (u->raw == NULL || u->scheme == NULL)
+    goto nomem;
+  for (char *p = u->scheme; *p; p++)
+    if (*p >= 'A' && *p <= 'Z')
+      *p = (char)(*p - 'A' + 'a');
+
+  size_t rest = i + 3;
+  const char *slash = strrchr(uri + rest, '/');
+  size_t auth_end = slash ? (size_t)(slash - uri) : n;
+  size_t bad = 0;
+  int rc;
+  if (auth_end > rest) {
+    rc = split(uri + rest, auth_end - rest, rest, &u->nodes, &u->node_count, &bad);
+    if (rc == SEA_EURI) {
+      sea_uri_free(u);
+      return fail(errbuf, errlen, SEA_EURI, uri, bad, "empty node (host) in the node list");
+    }
+    if (rc)
+      goto nomem;
+  }
+  if (slash && auth_end + 1 < n) {
+    size_t kstart = auth_end + 1;
+    rc = split(uri + kstart, n - kstart, kstart, &u->keys, &u->key_count, &bad);
+    if (rc == SEA_EURI) {
+      sea_uri_free(u);
+      return fail(errbuf, errlen, SEA_EURI, uri, bad, "empty stream key in the key list");
+    }
+    if (rc)
+      goto nomem;
+    size_t off = kstart;
+    for (size_t k = 0; k < u->key_count; k++) {
+      size_t kl = strlen(u->keys[k]);
+      if (!sea_stream_key_valid(u->keys[k], kl)) {
+        char what[SEA__ERRMSG_MAX];
+        if (kl > SEA_STREAM_KEY_MAX)
+          snprintf(what, sizeof what, "stream key of %zu bytes (the limit is %d)", kl,
+                   SEA_STREAM_KEY_MAX);
+        else
+          snprintf(what, sizeof what,
+                   "invalid stream key '%s' (keys are 1 to %d of A-Z a-z 0-9 . _ -)", u->keys[k],
+                   SEA_STREAM_KEY_MAX);
+        sea_uri_free(u);
+        return fail(errbuf, errlen, SEA_EKEY, uri, off, what);
+      }
+      off += kl + 1;
+    }
+  }
+  *out = u;
+  return 0;
+nomem:
+  sea_uri_free(u);
+  return SEA_ENOMEM;
+}

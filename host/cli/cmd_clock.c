@@ -1,6 +1,7 @@
 /* cmd_clock.c: `seastreamer clock`: a message source for demos and tests, a tick at an interval
  * sent through any producer URI (stdout by default). */
 #include <getopt.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@ typedef struct clock_job {
   sea_runtime_t *rt;
   sea_producer_t *p;
   uv_timer_t timer;
+  uv_signal_t sigs[2];
   uint64_t count, sent, confirmed;
   int status;
   char errmsg[1024];
@@ -29,13 +31,19 @@ static const char clock_help[] =
     "  -n COUNT         stop after COUNT ticks (default: never)\n"
     "  -X key=value     a producer option\n";
 
+static void close_handles(clock_job_t *j) {
+  uv_close((uv_handle_t *)&j->timer, NULL);
+  for (int i = 0; i < 2; i++)
+    uv_close((uv_handle_t *)&j->sigs[i], NULL);
+}
+
 static void on_end(void *data, int status) {
   clock_job_t *j = data;
   if (status != 0 && j->status == 0) {
     j->status = status;
     snprintf(j->errmsg, sizeof j->errmsg, "%s", sea_producer_errmsg(j->p));
   }
-  uv_close((uv_handle_t *)&j->timer, NULL);
+  close_handles(j);
 }
 
 static void finish(clock_job_t *j) {
@@ -48,9 +56,12 @@ static void finish(clock_job_t *j) {
       j->status = sea_producer_error(j->p) ? sea_producer_error(j->p) : SEA_EIO;
       snprintf(j->errmsg, sizeof j->errmsg, "%s", sea_producer_errmsg(j->p));
     }
-    uv_close((uv_handle_t *)&j->timer, NULL);
+    close_handles(j);
   }
 }
+
+/* SIGINT or SIGTERM: stop ticking and end the stream cleanly (every tick written whole). */
+static void on_signal(uv_signal_t *h, int signum) { finish(h->data); }
 
 static void tick(uv_timer_t *t) {
   clock_job_t *j = t->data;
@@ -160,6 +171,12 @@ int cmd_clock(int argc, char **argv) {
     uv_timer_init(sea_runtime_uv_loop(j.rt), &j.timer);
     j.timer.data = &j;
     uv_timer_start(&j.timer, tick, 0, interval ? interval : 0);
+    int signums[2] = {SIGINT, SIGTERM};
+    for (int i = 0; i < 2; i++) {
+      uv_signal_init(sea_runtime_uv_loop(j.rt), &j.sigs[i]);
+      j.sigs[i].data = &j;
+      uv_signal_start_oneshot(&j.sigs[i], on_signal, signums[i]);
+    }
     if (interval == 0)
       uv_timer_set_repeat(&j.timer, 1); /* libuv's floor: a tick per millisecond at most */
     sea_runtime_run(j.rt, SEA_RUN_DEFAULT);

@@ -59,6 +59,7 @@ struct sea_streamer {
   void *data;
   struct sea_producer *producers;
   struct sea_consumer *consumers;
+  bool closing;
 };
 
 /* The in-flight record the host keeps per send, handed to the plugin as the token. */
@@ -121,6 +122,7 @@ struct sea_op {
   struct sea_op **owner_list;
   char *owner_errmsg;
   int status;
+  bool host_wait; /* a flush the host completes itself when nothing is in flight */
   sea_done_cb cb;
   void *data;
   const char *what; /* for messages: "flush" */

@@ -15,6 +15,10 @@
 #define SEA_PLUGIN_DIR "/usr/local/lib/seastreamer/plugins"
 #endif
 
+/* In ABI 1.0 the structs are exactly their v1.0 sizes; a change that breaks this moved a member. */
+_Static_assert(sizeof(sea_plugin_t) == SEA_PLUGIN_V1_0_SIZE, "sea_plugin_t layout changed");
+_Static_assert(sizeof(sea_host_t) == SEA_HOST_V1_0_SIZE, "sea_host_t layout changed");
+
 const char *sea_plugin_install_dir(void) { return SEA_PLUGIN_DIR; }
 
 static sea__plugin_t *append(sea_runtime_t *rt, const char *origin) {
@@ -225,6 +229,7 @@ int sea__plugins_ensure(sea_runtime_t *rt) {
 int sea_runtime_load_plugins(sea_runtime_t *rt) { return sea__plugins_ensure(rt); }
 
 int sea_runtime_load_plugin_file(sea_runtime_t *rt, const char *path) {
+  sea__plugins_ensure(rt); /* scan first, so what is loaded by name is not shadowed by the scan */
   size_t before = rt->plugin_count;
   int rc = load_file(rt, path);
   if (rc == SEA_EPLUGIN && rt->plugin_count > before)
@@ -235,6 +240,7 @@ int sea_runtime_load_plugin_file(sea_runtime_t *rt, const char *path) {
 int sea_runtime_register_plugin(sea_runtime_t *rt, sea_plugin_entry_fn entry, const char *origin) {
   char why[SEA__ERRMSG_MAX];
   const char *name = origin ? origin : "(built-in)";
+  sea__plugins_ensure(rt);
   int rc = sea__plugin_adopt(rt, name, NULL, entry(&sea__host), why, sizeof why);
   if (rc == SEA_EPLUGIN)
     sea__rt_err(rt, rc, "plugin %s refused: %s", name, why);

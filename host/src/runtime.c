@@ -1,5 +1,8 @@
 /* runtime.c: the runtime (one libuv loop) and the host table that lends the loop to plugins. */
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,8 +49,21 @@ void sea__log(int level, const char *who, const char *fmt, ...) {
 /* ---- runtime ---- */
 
 static int init(sea_runtime_t *rt) {
+  /* A closed fd 0, 1 or 2 would be reused by the loop's own descriptors, and the stdio backend
+   * would then read or write the wrong thing: park /dev/null there instead. */
+  for (int fd = 0; fd <= 2; fd++)
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+      int nfd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+      if (nfd >= 0 && nfd != fd) {
+        dup2(nfd, fd);
+        close(nfd);
+      }
+    }
   /* A closed pipe must be an EPIPE error we can report, not a silent death by signal. */
   signal(SIGPIPE, SIG_IGN);
+  /* Read the log level here, on the loop thread, so plugin threads only ever read it. */
+  if (log_level < 0)
+    log_level = level_from_env();
   return 0;
 }
 

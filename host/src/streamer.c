@@ -224,18 +224,33 @@ void sea_streamer_set_data(sea_streamer_t *s, void *data) { s->data = data; }
 static void producer_free(sea_producer_t *p);
 static void consumer_free(sea_consumer_t *c);
 
-void sea_streamer_close(sea_streamer_t *s) {
-  if (s == NULL)
-    return;
-  while (s->producers)
-    sea_producer_close(s->producers);
-  while (s->consumers)
-    sea_consumer_close(s->consumers);
+static void streamer_close_now(void *arg, void *unused) {
+  sea_streamer_t *s = arg;
   s->plugin->desc.disconnect(s->impl);
   s->rt->streamer_count--;
   sea_uri_free(s->uri);
   sea_options_free(s->opts);
   sea__free(s);
+}
+
+void sea_streamer_close(sea_streamer_t *s) {
+  if (s == NULL || s->closing)
+    return;
+  s->closing = true;
+  bool in_callback = false;
+  for (sea_producer_t *p = s->producers; p; p = p->next)
+    in_callback |= p->in_callback > 0;
+  for (sea_consumer_t *c = s->consumers; c; c = c->next)
+    in_callback |= c->in_callback > 0;
+  while (s->producers)
+    sea_producer_close(s->producers);
+  while (s->consumers)
+    sea_consumer_close(s->consumers);
+  /* Closed from a handle's callback: the handles' own closes are deferred, so is this one (it
+   * runs after them: the deferred queue keeps order). */
+  if (in_callback && sea__defer(s->rt, streamer_close_now, s, NULL) == 0)
+    return;
+  streamer_close_now(s, NULL);
 }
 
 /* ---- options both sides share ---- */
@@ -462,8 +477,19 @@ int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned
     return SEA_ENOMEM;
   r->user_token = token;
   r->bytes = msg.payload.len;
+  /* Count it in before the call: a backend may resolve the receipt inside producer_send. */
+  r->prev = p->live.prev;
+  r->next = &p->live;
+  p->live.prev->next = r;
+  p->live.prev = r;
+  p->inflight++;
+  p->inflight_bytes += r->bytes;
   int rc = p->s->plugin->desc.producer_send(p->impl, &msg, flags, r);
   if (rc != 0) {
+    r->prev->next = r->next;
+    r->next->prev = r->prev;
+    p->inflight--;
+    p->inflight_bytes -= r->bytes;
     rec_put(p, r);
     if (rc == SEA_EAGAIN) {
       p->plugin_full = true;
@@ -473,13 +499,6 @@ int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned
     }
     return rc;
   }
-  /* Link at the tail of the live list so close can cancel what is outstanding. */
-  r->prev = p->live.prev;
-  r->next = &p->live;
-  p->live.prev->next = r;
-  p->live.prev = r;
-  p->inflight++;
-  p->inflight_bytes += r->bytes;
   return 0;
 }
 
@@ -499,6 +518,14 @@ int sea_producer_send_bytes(sea_producer_t *p, const char *key, const void *data
   return sea_producer_send(p, &m, token);
 }
 
+static void complete_host_flushes(sea_producer_t *p) {
+  for (sea_op_t *op = p->ops, *next; op; op = next) {
+    next = op->next;
+    if (op->host_wait)
+      sea__op_done(op, p->err, NULL);
+  }
+}
+
 void sea__receipt(sea_producer_t *p, void *token, int status, const sea_meta_t *meta) {
   sea__send_t *r = token;
   r->prev->next = r->next;
@@ -512,6 +539,8 @@ void sea__receipt(sea_producer_t *p, void *token, int status, const sea_meta_t *
     p->on_receipt(p, user, status, status == 0 ? meta : NULL);
     p->in_callback--;
   }
+  if (p->inflight == 0)
+    complete_host_flushes(p);
   maybe_drain(p);
 }
 
@@ -541,13 +570,12 @@ static int producer_op(sea_producer_t *p, const char *what,
   if (op == NULL)
     return SEA_ENOMEM;
   if (fn == NULL) {
-    /* A backend without flush: its receipts already mean "written". */
-    if (p->inflight == 0) {
+    /* A backend without flush: its receipts mean "written", so the flush is done when none is
+     * outstanding (sea__receipt completes it). */
+    op->host_wait = true;
+    if (p->inflight == 0)
       sea__op_done(op, 0, NULL);
-      return 0;
-    }
-    set_msg(p->errmsg, "%s: not supported by %s", what, backend_name(p->s));
-    return op_refused(op, SEA_ENOTSUP);
+    return 0;
   }
   int rc = fn(p->impl, op);
   if (rc != 0) {

@@ -4,7 +4,9 @@
  *
  * Rules that keep old plugins loading in new hosts and the reverse:
  *  - sea_host_t and sea_plugin_t begin with abi_major, abi_minor, struct_size, and end with
- *    reserved slots. They only grow at the end; a new member says in a comment which minor added it.
+ *    reserved slots. Existing members never move. A member added by a later minor takes the place
+ *    of the first reserved slot (so the struct keeps its size while slots last) and says in a
+ *    comment which minor added it; a reader knows it is there from abi_minor.
  *  - The loader refuses a different major, a minor newer than its own, a struct_size smaller than
  *    the v1.0 struct, or a missing required operation.
  *  - A plugin checks host->abi_minor (or host->struct_size) before calling a member added later.
@@ -29,9 +31,12 @@ extern "C" {
  * linked into a program (SEA_PLUGIN_STATIC defined) it is `sea_plugin_entry_<name>` so that several
  * backends can live in one binary (SQLite's SQLITE_CORE idea). */
 #ifdef SEA_PLUGIN_STATIC
-#define SEA_PLUGIN_ENTRY(name) const sea_plugin_t *sea_plugin_entry_##name(const sea_host_t *host)
+#define SEA_PLUGIN_ENTRY(name)                                                                     \
+  const sea_plugin_t *sea_plugin_entry_##name(const sea_host_t *host);                             \
+  const sea_plugin_t *sea_plugin_entry_##name(const sea_host_t *host)
 #else
 #define SEA_PLUGIN_ENTRY(name)                                                                     \
+  SEA_EXTERN const sea_plugin_t *sea_plugin_entry(const sea_host_t *host);                         \
   SEA_EXTERN const sea_plugin_t *sea_plugin_entry(const sea_host_t *host)
 #endif
 
@@ -164,8 +169,8 @@ enum {
   SEA_CAP_BINARY = 1u << 10 /* payloads may hold any byte (stdio: not '\n') */
 };
 
-/* A backend. Required operations: connect, disconnect, and either both producer_open/send/close
- * or both consumer_open/close (a backend may be input-only or output-only). Optional operations
+/* A backend. Required operations: connect, disconnect, and producer_open/send/close or
+ * consumer_open/start/close or both (a backend may be input-only or output-only). Optional operations
  * are NULL, and the host answers SEA_ENOTSUP "<op>: not supported by <name>". */
 typedef struct sea_plugin {
   uint32_t abi_major; /* SEA_PLUGIN_ABI_MAJOR */
@@ -214,9 +219,10 @@ typedef struct sea_plugin {
   void *reserved[24];
 } sea_plugin_t;
 
-/* Sizes of the v1.0 structs: the smallest the loader accepts. */
-#define SEA_HOST_V1_0_SIZE sizeof(sea_host_t)
-#define SEA_PLUGIN_V1_0_SIZE sizeof(sea_plugin_t)
+/* Sizes of the v1.0 structs, the smallest the loader accepts: fixed numbers (a header, then
+ * pointers), so they stay what ABI 1.0 was when the structs change later. */
+#define SEA_HOST_V1_0_SIZE (16 + 59 * sizeof(void *))
+#define SEA_PLUGIN_V1_0_SIZE (32 + 46 * sizeof(void *))
 
 #ifdef __cplusplus
 }

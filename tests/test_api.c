@@ -1,0 +1,452 @@
+/* test_api.c: the socket API and the relay against the in-memory backend, run twice: with the
+ * backends loaded as .so plugins and linked in statically (argv[1] = dynamic | static). */
+#include <seastreamer/plugin.h>
+#include <seastreamer/seastreamer.h>
+#include <stdlib.h>
+
+#include "test.h"
+
+const sea_plugin_t *sea_plugin_entry_mem(const sea_host_t *host);
+const sea_plugin_t *sea_plugin_entry_stdio(const sea_host_t *host);
+
+static int linked_statically;
+
+static sea_runtime_t *new_runtime(void) {
+  sea_runtime_t *rt = NULL;
+  if (linked_statically) {
+    /* No plugin dir: only what is linked in. */
+    setenv("SEASTREAMER_PLUGIN_DIR", "/nonexistent", 1);
+    sea_runtime_new(&rt);
+    CHECK_EQ_INT(sea_runtime_register_plugin(rt, sea_plugin_entry_mem, "(static mem)"), 0);
+    CHECK_EQ_INT(sea_runtime_register_plugin(rt, sea_plugin_entry_stdio, "(static stdio)"), 0);
+  } else {
+    sea_runtime_new(&rt);
+  }
+  return rt;
+}
+
+static sea_options_t *opts(const char *a, const char *b, const char *c) {
+  sea_options_t *o = sea_options_new();
+  const char *kv[] = {a, b, c};
+  for (int i = 0; i < 3; i++)
+    if (kv[i])
+      sea_options_parse(o, kv[i]);
+  return o;
+}
+
+/* ---- producer: receipts, flush ---- */
+
+typedef struct counts {
+  int receipts, errors, drains, done, done_status, batches, ended, end_status;
+  uint64_t last_seq;
+  int64_t seq_ok;
+  size_t max_inflight_seen;
+  char payloads[64][16];
+  int npayloads;
+} counts_t;
+
+static void on_receipt(sea_producer_t *p, void *token, int status, const sea_meta_t *meta) {
+  counts_t *c = sea_producer_get_data(p);
+  if (status == 0) {
+    if (meta->seq != (uint64_t)c->receipts)
+      c->seq_ok = 0;
+    c->receipts++;
+    c->last_seq = meta->seq;
+  } else {
+    c->errors++;
+  }
+}
+
+static void on_drain(sea_producer_t *p) {
+  counts_t *c = sea_producer_get_data(p);
+  c->drains++;
+}
+
+static void on_done(void *data, int status) {
+  counts_t *c = data;
+  c->done++;
+  c->done_status = status;
+}
+
+static void run_until(sea_runtime_t *rt, int *flag) {
+  for (int i = 0; i < 100000 && !*flag; i++)
+    sea_runtime_run(rt, SEA_RUN_ONCE);
+}
+
+static void test_producer(void) {
+  sea_runtime_t *rt = new_runtime();
+  sea_streamer_t *s;
+  CHECK_EQ_INT(sea_connect(rt, "mem://p1/k", NULL, &s), 0);
+  sea_producer_t *p;
+  CHECK_EQ_INT(sea_producer_open(s, NULL, &p), 0);
+  CHECK_STR(sea_producer_anchored(p), "k");
+  counts_t c = {.seq_ok = 1};
+  sea_producer_set_data(p, &c);
+  sea_producer_set_callbacks(p, on_receipt, on_drain);
+  for (int i = 0; i < 10; i++)
+    CHECK_EQ_INT(sea_producer_send_bytes(p, NULL, "x", 1, NULL), 0);
+  CHECK_EQ_INT(sea_producer_inflight(p), 10);
+  CHECK_EQ_INT(c.receipts, 0); /* receipts are asynchronous */
+  CHECK_EQ_INT(sea_producer_flush(p, on_done, &c), 0);
+  run_until(rt, &c.done);
+  CHECK_EQ_INT(c.done_status, 0);
+  CHECK_EQ_INT(c.receipts, 10);
+  CHECK(c.seq_ok);
+  CHECK_EQ_INT(sea_producer_inflight(p), 0);
+
+  /* Bad sends are refused with a message, nothing taken. */
+  CHECK_EQ_INT(sea_producer_send_bytes(p, "bad key", "x", 1, NULL), SEA_EKEY);
+  CHECK_CONTAINS(sea_producer_errmsg(p), "invalid stream key 'bad key'");
+  char big[300];
+  memset(big, 'k', sizeof big);
+  big[299] = '\0';
+  CHECK_EQ_INT(sea_producer_send_bytes(p, big, "x", 1, NULL), SEA_EKEY);
+  CHECK_CONTAINS(sea_producer_errmsg(p), "299 bytes is longer than 249");
+  sea_producer_close(p);
+
+  sea_options_t *o = opts("max_payload=4", NULL, NULL);
+  CHECK_EQ_INT(sea_producer_open(s, o, &p), 0);
+  sea_options_free(o);
+  CHECK_EQ_INT(sea_producer_send_bytes(p, NULL, "12345", 5, NULL), SEA_ETOOBIG);
+  CHECK_CONTAINS(sea_producer_errmsg(p), "payload of 5 bytes exceeds max_payload (4 bytes)");
+  CHECK_EQ_INT(sea_producer_inflight(p), 0);
+  CHECK_EQ_INT(sea_producer_send_bytes(p, NULL, "1234", 4, NULL), 0);
+  sea_producer_close(p); /* outstanding receipt canceled, no leak */
+
+  /* A streamer without an anchor needs a key. */
+  sea_streamer_t *s2;
+  CHECK_EQ_INT(sea_connect(rt, "mem://p1", NULL, &s2), 0);
+  CHECK_EQ_INT(sea_producer_open(s2, NULL, &p), 0);
+  CHECK_EQ_INT(sea_producer_send_bytes(p, NULL, "x", 1, NULL), SEA_EKEY);
+  CHECK_CONTAINS(sea_producer_errmsg(p), "not anchored");
+  CHECK_EQ_INT(sea_producer_send_bytes(p, "other", "x", 1, NULL), 0);
+  sea_streamer_close(s2); /* closes the producer too */
+
+  o = opts("max_inflight=zero", NULL, NULL);
+  CHECK_EQ_INT(sea_producer_open(s, o, &p), SEA_EOPTION);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "max_inflight=zero");
+  sea_options_free(o);
+  o = opts("nosuch=1", NULL, NULL);
+  CHECK_EQ_INT(sea_producer_open(s, o, &p), SEA_EOPTION);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "unknown option 'nosuch'");
+  sea_options_free(o);
+
+  sea_streamer_close(s);
+  CHECK_EQ_INT(sea_runtime_free(rt), 0);
+}
+
+/* ---- backpressure: the host's bound and the plugin's own ---- */
+
+static void test_backpressure(const char *opt, int expect_inflight_max) {
+  sea_runtime_t *rt = new_runtime();
+  sea_streamer_t *s;
+  sea_producer_t *p;
+  CHECK_EQ_INT(sea_connect(rt, "mem://bp/k", NULL, &s), 0);
+  sea_options_t *o = opts(opt, NULL, NULL);
+  CHECK_EQ_INT(sea_producer_open(s, o, &p), 0);
+  sea_options_free(o);
+  counts_t c = {.seq_ok = 1};
+  sea_producer_set_data(p, &c);
+  sea_producer_set_callbacks(p, on_receipt, on_drain);
+  int sent = 0, refused = 0;
+  for (int round = 0; round < 1000 && sent < 100; round++) {
+    int rc;
+    while (sent < 100 && (rc = sea_producer_send_bytes(p, NULL, "m", 1, NULL)) == 0) {
+      sent++;
+      if (sea_producer_inflight(p) > c.max_inflight_seen)
+        c.max_inflight_seen = sea_producer_inflight(p);
+    }
+    if (sent < 100) {
+      CHECK_EQ_INT(rc, SEA_EAGAIN);
+      refused++;
+      int drains = c.drains;
+      for (int i = 0; i < 1000 && c.drains == drains; i++)
+        sea_runtime_run(rt, SEA_RUN_ONCE);
+      CHECK(c.drains > drains); /* woken, not left waiting */
+    }
+  }
+  CHECK_EQ_INT(sent, 100);
+  CHECK(refused > 0);
+  CHECK((int)c.max_inflight_seen <= expect_inflight_max);
+  CHECK_EQ_INT(sea_producer_flush(p, on_done, &c), 0);
+  run_until(rt, &c.done);
+  CHECK_EQ_INT(c.receipts, 100);
+  CHECK(c.seq_ok);
+  sea_streamer_close(s);
+  CHECK_EQ_INT(sea_runtime_free(rt), 0);
+}
+
+/* ---- consumer ---- */
+
+static void on_batch(sea_consumer_t *k, const sea_batch_t *b) {
+  counts_t *c = sea_consumer_get_data(k);
+  c->batches++;
+  for (size_t i = 0; i < b->count && c->npayloads < 64; i++) {
+    const sea_message_t *m = &b->msgs[i];
+    snprintf(c->payloads[c->npayloads++], 16, "%.*s", (int)m->payload.len, m->payload.data);
+  }
+}
+
+static void on_end(sea_consumer_t *k, int status) {
+  counts_t *c = sea_consumer_get_data(k);
+  c->ended++;
+  c->end_status = status;
+}
+
+static void produce_n(sea_runtime_t *rt, sea_streamer_t *s, int n, const char *prefix) {
+  sea_producer_t *p;
+  sea_producer_open(s, NULL, &p);
+  counts_t c = {0};
+  sea_producer_set_data(p, &c);
+  sea_producer_set_callbacks(p, on_receipt, NULL);
+  char buf[32];
+  for (int i = 0; i < n; i++) {
+    int len = snprintf(buf, sizeof buf, "%s%d", prefix, i);
+    sea_producer_send_bytes(p, NULL, buf, (size_t)len, NULL);
+  }
+  sea_producer_flush(p, on_done, &c);
+  run_until(rt, &c.done);
+  sea_producer_close(p);
+}
+
+static void test_consumer(void) {
+  sea_runtime_t *rt = new_runtime();
+  sea_streamer_t *s;
+  CHECK_EQ_INT(sea_connect(rt, "mem://c1/k", NULL, &s), 0);
+  produce_n(rt, s, 5, "m");
+  sea_consumer_t *k;
+  sea_options_t *o = opts("start=beginning", "stop_at_end=true", NULL);
+  CHECK_EQ_INT(sea_consumer_open(s, o, &k), 0);
+  sea_options_free(o);
+  counts_t c = {0};
+  sea_consumer_set_data(k, &c);
+  CHECK_EQ_INT(sea_consumer_start(k, on_batch, on_end), 0);
+  run_until(rt, &c.ended);
+  CHECK_EQ_INT(c.end_status, SEA_EOF);
+  CHECK_EQ_INT(c.npayloads, 5);
+  CHECK_STR(c.payloads[0], "m0");
+  CHECK_STR(c.payloads[4], "m4");
+  /* Realtime consumers have no position to commit: a clear error. */
+  CHECK_EQ_INT(sea_consumer_commit(k, NULL, NULL), SEA_ESTATE);
+  CHECK_CONTAINS(sea_consumer_errmsg(k), "realtime consumer has no position");
+  sea_consumer_close(k);
+
+  /* start=2 rewinds to a sequence number; a seek completes its op. */
+  o = opts("start=2", "stop_at_end=true", NULL);
+  CHECK_EQ_INT(sea_consumer_open(s, o, &k), 0);
+  sea_options_free(o);
+  memset(&c, 0, sizeof c);
+  sea_consumer_set_data(k, &c);
+  sea_consumer_start(k, on_batch, on_end);
+  run_until(rt, &c.ended);
+  CHECK_EQ_INT(c.npayloads, 3);
+  CHECK_STR(c.payloads[0], "m2");
+  sea_consumer_close(k);
+
+  o = opts("start=-2", "stop_at_end=true", NULL);
+  CHECK_EQ_INT(sea_consumer_open(s, o, &k), 0);
+  sea_options_free(o);
+  memset(&c, 0, sizeof c);
+  sea_consumer_set_data(k, &c);
+  sea_consumer_start(k, on_batch, on_end);
+  run_until(rt, &c.ended);
+  CHECK_EQ_INT(c.npayloads, 2);
+  CHECK_STR(c.payloads[0], "m3");
+  sea_consumer_close(k);
+
+  CHECK_EQ_INT(sea_consumer_open(s, NULL, &k), 0);
+  memset(&c, 0, sizeof c);
+  sea_consumer_set_data(k, &c);
+  sea_consumer_start(k, on_batch, on_end);
+  sea_pos_t pos = {SEA_POS_BEGINNING, 0};
+  CHECK_EQ_INT(sea_consumer_rewind(k, pos, on_done, &c), 0);
+  run_until(rt, &c.done);
+  CHECK_EQ_INT(c.done_status, 0);
+  c.done = 0;
+  CHECK_EQ_INT(sea_consumer_seek(k, sea_now_us() + 3600000000LL, on_done, &c), 0);
+  run_until(rt, &c.done);
+  CHECK_EQ_INT(c.done_status, 0);
+  /* An operation outstanding at close is canceled, its callback still called once. */
+  c.done = 0;
+  CHECK_EQ_INT(sea_consumer_rewind(k, pos, on_done, &c), 0);
+  sea_consumer_close(k);
+  run_until(rt, &c.done);
+  CHECK_EQ_INT(c.done, 1);
+
+  /* Bad consumer options. */
+  o = opts("mode=sideways", NULL, NULL);
+  CHECK_EQ_INT(sea_consumer_open(s, o, &k), SEA_EOPTION);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "mode=sideways");
+  sea_options_free(o);
+  o = opts("mode=resumable", NULL, NULL);
+  CHECK_EQ_INT(sea_consumer_open(s, o, &k), SEA_EOPTION);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "needs a group");
+  sea_options_free(o);
+  o = opts("reset=middle", NULL, NULL);
+  CHECK_EQ_INT(sea_consumer_open(s, o, &k), SEA_EOPTION);
+  sea_options_free(o);
+
+  /* A backend without seek says so by name. */
+  sea_streamer_t *st;
+  CHECK_EQ_INT(sea_connect(rt, "stdio:///k", NULL, &st), 0);
+  CHECK_EQ_INT(sea_consumer_open(st, NULL, &k), 0);
+  CHECK_EQ_INT(sea_consumer_seek(k, 0, NULL, NULL), SEA_ENOTSUP);
+  CHECK_STR(sea_consumer_errmsg(k), "seek: not supported by stdio");
+  CHECK_EQ_INT(sea_consumer_assign(k, "k", 0), SEA_ENOTSUP);
+  sea_streamer_close(st);
+
+  sea_streamer_close(s);
+  CHECK_EQ_INT(sea_runtime_free(rt), 0);
+}
+
+/* ---- relay: backpressure, at-least-once commits, failures ---- */
+
+typedef struct relay_done {
+  int done, status;
+} relay_done_t;
+static relay_done_t rd;
+
+static void on_relay_done(sea_relay_t *r, int status) {
+  rd.done = 1;
+  rd.status = status;
+}
+
+static int relay_run(sea_runtime_t *rt, const char *in_uri, sea_options_t *in_o, const char *out_uri,
+                     sea_options_t *out_o, uint64_t max, char *errmsg) {
+  sea_streamer_t *si, *so;
+  sea_consumer_t *in;
+  sea_producer_t *out;
+  sea_relay_t *r;
+  CHECK_EQ_INT(sea_connect(rt, in_uri, in_o, &si), 0);
+  CHECK_EQ_INT(sea_connect(rt, out_uri, out_o, &so), 0);
+  CHECK_EQ_INT(sea_consumer_open(si, NULL, &in), 0);
+  CHECK_EQ_INT(sea_producer_open(so, NULL, &out), 0);
+  sea_relay_config_t cfg = {.max_count = max, .commit_interval_ms = 1};
+  memset(&rd, 0, sizeof rd);
+  CHECK_EQ_INT(sea_relay_start(in, out, &cfg, on_relay_done, &r), 0);
+  run_until(rt, &rd.done);
+  if (errmsg)
+    snprintf(errmsg, 512, "%s", sea_relay_errmsg(r));
+  sea_producer_close(out);
+  sea_consumer_close(in);
+  sea_relay_free(r);
+  sea_streamer_close(si);
+  sea_streamer_close(so);
+  return rd.status;
+}
+
+static int count_all(sea_runtime_t *rt, const char *uri, counts_t *c) {
+  sea_streamer_t *s;
+  sea_consumer_t *k;
+  sea_connect(rt, uri, NULL, &s);
+  sea_options_t *o = opts("start=beginning", "stop_at_end=true", NULL);
+  sea_consumer_open(s, o, &k);
+  sea_options_free(o);
+  memset(c, 0, sizeof *c);
+  sea_consumer_set_data(k, c);
+  sea_consumer_start(k, on_batch, on_end);
+  run_until(rt, &c->ended);
+  sea_streamer_close(s);
+  return c->npayloads;
+}
+
+static void test_relay(void) {
+  sea_runtime_t *rt = new_runtime();
+  sea_streamer_t *s;
+  CHECK_EQ_INT(sea_connect(rt, "mem://r/src", NULL, &s), 0);
+  produce_n(rt, s, 40, "v");
+
+  /* A small output bound forces pauses; every message arrives once, in order. */
+  sea_options_t *in_o = opts("start=beginning", "stop_at_end=true", "batch=7");
+  sea_options_t *out_o = opts("max_inflight=3", NULL, NULL);
+  CHECK_EQ_INT(relay_run(rt, "mem://r/src", in_o, "mem://r/dst", out_o, 0, NULL), 0);
+  sea_options_free(in_o);
+  sea_options_free(out_o);
+  counts_t c;
+  CHECK_EQ_INT(count_all(rt, "mem://r/dst", &c), 40);
+  CHECK_STR(c.payloads[0], "v0");
+  CHECK_STR(c.payloads[39], "v39");
+
+  /* Resumable: relay 15 in a group, then a restarted relay continues after the commit. */
+  in_o = opts("mode=resumable", "group=g1", "stop_at_end=true");
+  CHECK_EQ_INT(relay_run(rt, "mem://r/src", in_o, "mem://r/half", NULL, 15, NULL), 0);
+  CHECK_EQ_INT(count_all(rt, "mem://r/half", &c), 15);
+  CHECK_EQ_INT(relay_run(rt, "mem://r/src", in_o, "mem://r/half", NULL, 0, NULL), 0);
+  sea_options_free(in_o);
+  CHECK_EQ_INT(count_all(rt, "mem://r/half", &c), 40);
+  CHECK_STR(c.payloads[15], "v15");
+
+  /* An output failure stops the relay with the cause; what went before is delivered. */
+  char err[512];
+  in_o = opts("start=beginning", "stop_at_end=true", NULL);
+  out_o = opts("fail_after=5", NULL, NULL);
+  int st = relay_run(rt, "mem://r/src", in_o, "mem://r/failing", out_o, 0, err);
+  CHECK_EQ_INT(st, SEA_EIO);
+  CHECK_CONTAINS(err, "output rejected the message");
+  sea_options_free(in_o);
+  sea_options_free(out_o);
+  /* Pipelined sends after the failed one may land; the ones before it all did, once. */
+  CHECK(count_all(rt, "mem://r/failing", &c) >= 5);
+  CHECK_STR(c.payloads[0], "v0");
+  CHECK_STR(c.payloads[4], "v4");
+  CHECK(strcmp(c.payloads[5], "v5") != 0);
+
+  sea_streamer_close(s);
+  CHECK_EQ_INT(sea_runtime_free(rt), 0);
+}
+
+/* ---- closing handles from inside their own callbacks ---- */
+
+static void close_in_batch(sea_consumer_t *k, const sea_batch_t *b) {
+  counts_t *c = sea_consumer_get_data(k);
+  c->batches++;
+  sea_consumer_close(k);
+}
+
+static void close_in_receipt(sea_producer_t *p, void *token, int status, const sea_meta_t *m) {
+  counts_t *c = sea_producer_get_data(p);
+  if (status == 0)
+    c->receipts++;
+  sea_producer_close(p);
+}
+
+static void test_close_in_callback(void) {
+  sea_runtime_t *rt = new_runtime();
+  sea_streamer_t *s;
+  CHECK_EQ_INT(sea_connect(rt, "mem://cb/k", NULL, &s), 0);
+  produce_n(rt, s, 10, "x");
+  sea_consumer_t *k;
+  sea_options_t *o = opts("start=beginning", "batch=2", NULL);
+  sea_consumer_open(s, o, &k);
+  sea_options_free(o);
+  counts_t c = {0};
+  sea_consumer_set_data(k, &c);
+  sea_consumer_start(k, close_in_batch, on_end);
+  for (int i = 0; i < 50; i++)
+    sea_runtime_run(rt, SEA_RUN_NOWAIT);
+  CHECK_EQ_INT(c.batches, 1);
+
+  sea_producer_t *p;
+  sea_producer_open(s, NULL, &p);
+  memset(&c, 0, sizeof c);
+  sea_producer_set_data(p, &c);
+  sea_producer_set_callbacks(p, close_in_receipt, NULL);
+  for (int i = 0; i < 5; i++)
+    sea_producer_send_bytes(p, NULL, "y", 1, NULL);
+  for (int i = 0; i < 50; i++)
+    sea_runtime_run(rt, SEA_RUN_NOWAIT);
+  CHECK_EQ_INT(c.receipts, 1); /* closed on the first: the rest are not reported as success */
+  sea_streamer_close(s);
+  CHECK_EQ_INT(sea_runtime_free(rt), 0);
+}
+
+int main(int argc, char **argv) {
+  linked_statically = argc > 1 && strcmp(argv[1], "static") == 0;
+  test_producer();
+  test_backpressure("max_inflight=4", 4);
+  test_backpressure("capacity=3", 3);
+  test_consumer();
+  test_relay();
+  test_close_in_callback();
+  return test_report();
+}

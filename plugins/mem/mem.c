@@ -1340,8 +1340,6 @@ static const sea_plugin_t mem_plugin = {
     .consumer_close = mem_consumer_close,
 };
 
-SEA_PLUGIN_ENTRY(mem); /* the prototype, for -Wmissing-prototypes */
-
 SEA_PLUGIN_ENTRY(mem) {
   if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR)
     return NULL;

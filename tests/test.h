@@ -13,7 +13,7 @@ static int test_passed, test_failed;
       test_passed++;                                                                               \
     } else {                                                                                       \
       test_failed++;                                                                               \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                    \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                     \
     }                                                                                              \
   } while (0)
 

@@ -311,8 +311,8 @@ static void on_relay_done(sea_relay_t *r, int status) {
   rd.status = status;
 }
 
-static int relay_run(sea_runtime_t *rt, const char *in_uri, sea_options_t *in_o, const char *out_uri,
-                     sea_options_t *out_o, uint64_t max, char *errmsg) {
+static int relay_run(sea_runtime_t *rt, const char *in_uri, sea_options_t *in_o,
+                     const char *out_uri, sea_options_t *out_o, uint64_t max, char *errmsg) {
   sea_streamer_t *si, *so;
   sea_consumer_t *in;
   sea_producer_t *out;

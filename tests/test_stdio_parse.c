@@ -48,12 +48,11 @@ static void check_ok(const expect_t *e) {
   CHECK(l.has_header == e->has_header, "\"%s\": has_header %d", e->line, l.has_header);
   CHECK(l.has_ts == e->has_ts, "\"%s\": has_ts %d", e->line, l.has_ts);
   if (e->has_ts)
-    CHECK(l.timestamp_us == e->ts, "\"%s\": ts %" PRId64 " want %" PRId64, e->line,
-          l.timestamp_us, e->ts);
+    CHECK(l.timestamp_us == e->ts, "\"%s\": ts %" PRId64 " want %" PRId64, e->line, l.timestamp_us,
+          e->ts);
   CHECK(l.has_key == (e->key != NULL), "\"%s\": has_key %d", e->line, l.has_key);
   if (e->key && l.has_key)
-    CHECK(str_is(l.key, l.key_len, e->key), "\"%s\": key \"%.*s\"", e->line, (int)l.key_len,
-          l.key);
+    CHECK(str_is(l.key, l.key_len, e->key), "\"%s\": key \"%.*s\"", e->line, (int)l.key_len, l.key);
   CHECK(l.has_seq == (e->seq >= 0), "\"%s\": has_seq %d", e->line, l.has_seq);
   if (e->seq >= 0 && l.has_seq)
     CHECK(l.seq == (uint64_t)e->seq, "\"%s\": seq %" PRIu64, e->line, l.seq);
@@ -80,8 +79,8 @@ static void test_valid_lines(void) {
       {"[orders] hi", 1, 0, 0, "orders", -1, -1, "hi"},
       {"[orders | 7] hi", 1, 0, 0, "orders", 7, -1, "hi"},
       {"[orders | 7 | 2] hi", 1, 0, 0, "orders", 7, 2, "hi"},
-      {"[2026-11-26T10:00:00.123 | orders | 7] hi", 1, 1, T_2026_11_26_10 + 123000, "orders", 7,
-       -1, "hi"},
+      {"[2026-11-26T10:00:00.123 | orders | 7] hi", 1, 1, T_2026_11_26_10 + 123000, "orders", 7, -1,
+       "hi"},
       {"[2026-11-26T10:00:00] hi", 1, 1, T_2026_11_26_10, NULL, -1, -1, "hi"},
       {"[2026-11-26T10:00:00 | orders | 7 | 2] hi", 1, 1, T_2026_11_26_10, "orders", 7, 2, "hi"},
       {"[2026-11-26T10:00:00|orders|7|2]hi", 1, 1, T_2026_11_26_10, "orders", 7, 2, "hi"},

@@ -7,9 +7,9 @@
 /* Exit statuses (documented in `seastreamer --help` and docs/cli.md). */
 enum {
   EXIT_OK = 0,
-  EXIT_STREAM = 1,  /* the stream failed: backend error, broken pipe */
-  EXIT_USAGE = 2,   /* bad arguments or bad input: URI, option, key, malformed line, oversize */
-  EXIT_BACKEND = 3  /* no backend: unknown scheme, plugin refused, cannot connect */
+  EXIT_STREAM = 1, /* the stream failed: backend error, broken pipe */
+  EXIT_USAGE = 2,  /* bad arguments or bad input: URI, option, key, malformed line, oversize */
+  EXIT_BACKEND = 3 /* no backend: unknown scheme, plugin refused, cannot connect */
 };
 
 int cmd_relay(int argc, char **argv);

@@ -61,7 +61,9 @@ static void finish(clock_job_t *j) {
 }
 
 /* SIGINT or SIGTERM: stop ticking and end the stream cleanly (every tick written whole). */
-static void on_signal(uv_signal_t *h, int signum) { finish(h->data); }
+static void on_signal(uv_signal_t *h, int signum) {
+  finish(h->data);
+}
 
 static void tick(uv_timer_t *t) {
   clock_job_t *j = t->data;
@@ -160,7 +162,8 @@ int cmd_clock(int argc, char **argv) {
     sea_options_free(opts);
     return EXIT_STREAM;
   }
-  if ((rc = sea_connect(j.rt, uri, opts, &s)) != 0 || (rc = sea_producer_open(s, NULL, &j.p)) != 0) {
+  if ((rc = sea_connect(j.rt, uri, opts, &s)) != 0 ||
+      (rc = sea_producer_open(s, NULL, &j.p)) != 0) {
     cli_error("clock", "%s", sea_runtime_errmsg(j.rt));
   } else if (sea_producer_anchored(j.p) == NULL) {
     cli_error("clock", "URI '%s' names no stream key to tick on", uri);

@@ -293,6 +293,12 @@ static int run(kind_t kind, int argc, char **argv) {
   return run_job(&j);
 }
 
-int cmd_relay(int argc, char **argv) { return run(KIND_RELAY, argc, argv); }
-int cmd_consume(int argc, char **argv) { return run(KIND_CONSUME, argc, argv); }
-int cmd_produce(int argc, char **argv) { return run(KIND_PRODUCE, argc, argv); }
+int cmd_relay(int argc, char **argv) {
+  return run(KIND_RELAY, argc, argv);
+}
+int cmd_consume(int argc, char **argv) {
+  return run(KIND_CONSUME, argc, argv);
+}
+int cmd_produce(int argc, char **argv) {
+  return run(KIND_PRODUCE, argc, argv);
+}

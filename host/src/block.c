@@ -32,8 +32,12 @@ void sea_block_unref(sea_block_t *b) {
     sea__free(b);
 }
 
-uint8_t *sea_block_data(sea_block_t *b) { return b->data; }
-size_t sea_block_size(const sea_block_t *b) { return b->size; }
+uint8_t *sea_block_data(sea_block_t *b) {
+  return b->data;
+}
+size_t sea_block_size(const sea_block_t *b) {
+  return b->size;
+}
 
 int sea_bytes_slice(const sea_bytes_t *src, size_t off, size_t len, sea_bytes_t *out) {
   if (src == NULL || out == NULL || off > src->len || len > src->len - off)

@@ -32,7 +32,9 @@ const char *sea_err_name(int err) {
   }
 }
 
-const char *sea_version_string(void) { return SEA_VERSION_STRING; }
+const char *sea_version_string(void) {
+  return SEA_VERSION_STRING;
+}
 
 void sea__vfmt(char *buf, size_t len, const char *fmt, va_list ap) {
   if (len == 0)

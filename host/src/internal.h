@@ -21,7 +21,7 @@
 /* A loaded (or refused) plugin. */
 typedef struct sea__plugin {
   char *path;
-  void *dl; /* dlopen handle, NULL for built-in or refused */
+  void *dl;          /* dlopen handle, NULL for built-in or refused */
   sea_plugin_t desc; /* a zeroed copy of min(struct_size, sizeof) bytes of the plugin's struct */
   char *schemes;     /* comma-separated, for listing */
   char *refused;     /* why, or NULL */
@@ -82,17 +82,17 @@ struct sea_producer {
   size_t max_inflight;
   size_t max_inflight_bytes;
   size_t max_payload;
-  bool want_drain;     /* a send was refused with SEA_EAGAIN */
+  bool want_drain; /* a send was refused with SEA_EAGAIN */
   bool drain_deferred;
   unsigned in_callback;
   const char *last_key; /* the last key a send named, and its interned form */
   const char *last_interned;
   struct sea_op *ops;
-  bool plugin_full;    /* the plugin itself said SEA_EAGAIN */
+  bool plugin_full; /* the plugin itself said SEA_EAGAIN */
   bool ended;
   bool closing;
   int err;
-  sea__send_t live;    /* sentinel of the doubly-linked list of outstanding sends */
+  sea__send_t live; /* sentinel of the doubly-linked list of outstanding sends */
   sea__send_t *free_list;
   struct sea_producer *next;
   char errmsg[SEA__ERRMSG_MAX];

@@ -19,7 +19,9 @@
 _Static_assert(sizeof(sea_plugin_t) == SEA_PLUGIN_V1_0_SIZE, "sea_plugin_t layout changed");
 _Static_assert(sizeof(sea_host_t) == SEA_HOST_V1_0_SIZE, "sea_host_t layout changed");
 
-const char *sea_plugin_install_dir(void) { return SEA_PLUGIN_DIR; }
+const char *sea_plugin_install_dir(void) {
+  return SEA_PLUGIN_DIR;
+}
 
 static sea__plugin_t *append(sea_runtime_t *rt, const char *origin) {
   sea__plugin_t *a = sea__realloc(rt->plugins, (rt->plugin_count + 1) * sizeof *a);
@@ -79,8 +81,7 @@ static int check_ops(const sea_plugin_t *d, char *why, size_t len) {
     return sea__errf(why, len, SEA_EPLUGIN, "plugin '%s' declares no URI scheme", d->name);
   for (size_t i = 0; d->schemes[i]; i++)
     if (d->schemes[i][0] == '\0')
-      return sea__errf(why, len, SEA_EPLUGIN, "plugin '%s' declares an empty URI scheme",
-                       d->name);
+      return sea__errf(why, len, SEA_EPLUGIN, "plugin '%s' declares an empty URI scheme", d->name);
 #define REQUIRE(op)                                                                                \
   if (d->op == NULL)                                                                               \
   return sea__errf(why, len, SEA_EPLUGIN, "plugin '%s' lacks the required operation " #op, d->name)
@@ -89,8 +90,8 @@ static int check_ops(const sea_plugin_t *d, char *why, size_t len) {
   bool prod = d->producer_open || d->producer_send || d->producer_close;
   bool cons = d->consumer_open || d->consumer_start || d->consumer_close;
   if (!prod && !cons)
-    return sea__errf(why, len, SEA_EPLUGIN,
-                     "plugin '%s' offers neither a producer nor a consumer", d->name);
+    return sea__errf(why, len, SEA_EPLUGIN, "plugin '%s' offers neither a producer nor a consumer",
+                     d->name);
   if (prod) {
     REQUIRE(producer_open);
     REQUIRE(producer_send);
@@ -158,9 +159,11 @@ static int load_file(sea_runtime_t *rt, const char *path) {
   unsigned char magic[4] = {0};
   ssize_t n = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? read(fd, magic, 4) : -1;
   close(fd);
-  if (n != 4 || memcmp(magic, "\x7f" "ELF", 4) != 0) {
-    snprintf(why, sizeof why, "not an ELF shared object%s",
-             n < 0 ? " (not a regular file)" : "");
+  if (n != 4 || memcmp(magic,
+                       "\x7f"
+                       "ELF",
+                       4) != 0) {
+    snprintf(why, sizeof why, "not an ELF shared object%s", n < 0 ? " (not a regular file)" : "");
     return refuse(rt, path, why);
   }
   dlerror();
@@ -226,7 +229,9 @@ int sea__plugins_ensure(sea_runtime_t *rt) {
   return 0;
 }
 
-int sea_runtime_load_plugins(sea_runtime_t *rt) { return sea__plugins_ensure(rt); }
+int sea_runtime_load_plugins(sea_runtime_t *rt) {
+  return sea__plugins_ensure(rt);
+}
 
 int sea_runtime_load_plugin_file(sea_runtime_t *rt, const char *path) {
   sea__plugins_ensure(rt); /* scan first, so what is loaded by name is not shadowed by the scan */

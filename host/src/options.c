@@ -17,8 +17,10 @@ struct sea_options {
 
 /* Keys the host reads; everything else is the backend's. */
 static const char *const common_keys[] = {
-    "mode", "group", "timeout", "reset", "start", "stop_at_end", "batch",
-    "max_inflight", "max_inflight_bytes", "max_payload",
+    "mode",        "group",        "timeout",
+    "reset",       "start",        "stop_at_end",
+    "batch",       "max_inflight", "max_inflight_bytes",
+    "max_payload",
 };
 
 bool sea__option_is_common(const char *key) {
@@ -28,7 +30,9 @@ bool sea__option_is_common(const char *key) {
   return false;
 }
 
-sea_options_t *sea_options_new(void) { return sea__calloc(1, sizeof(sea_options_t)); }
+sea_options_t *sea_options_new(void) {
+  return sea__calloc(1, sizeof(sea_options_t));
+}
 
 void sea_options_free(sea_options_t *o) {
   if (o == NULL)
@@ -113,7 +117,9 @@ const char *sea_options_get(const sea_options_t *o, const char *key) {
   return NULL;
 }
 
-size_t sea_options_count(const sea_options_t *o) { return o ? o->len : 0; }
+size_t sea_options_count(const sea_options_t *o) {
+  return o ? o->len : 0;
+}
 
 int sea_options_at(const sea_options_t *o, size_t i, const char **key, const char **value) {
   if (o == NULL || i >= o->len)

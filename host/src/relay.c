@@ -5,7 +5,8 @@
 
 #include "internal.h"
 
-int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned flags, void *token);
+int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned flags,
+                             void *token);
 
 /* One consumed batch in flight: kept alive until every message in it has its receipt, because
  * acknowledging a message needs the message. */
@@ -14,7 +15,7 @@ typedef struct pending {
   size_t next;      /* next message to send */
   size_t remaining; /* messages sent but not yet receipted, plus those not yet sent */
   struct pending *link;
-  bool queued; /* still in the relay's queue (send_pending may be walking it) */
+  bool queued;  /* still in the relay's queue (send_pending may be walking it) */
   size_t idx[]; /* idx[i] = i: the send token of message i is &idx[i] */
 } pending_t;
 
@@ -25,11 +26,11 @@ struct sea_relay {
   sea_relay_done_cb on_done;
   pending_t *head, *tail; /* batches not fully sent, oldest first */
   uint64_t sent, receipted;
-  bool ack;          /* the input keeps positions: ack each relayed message */
+  bool ack; /* the input keeps positions: ack each relayed message */
   bool acked_since_commit;
   bool paused;
   bool input_ended;
-  bool stopping;     /* no more sends: flushing, then done */
+  bool stopping; /* no more sends: flushing, then done */
   bool done;
   bool committing;
   int status;
@@ -257,8 +258,8 @@ int sea_relay_start(sea_consumer_t *in, sea_producer_t *out, const sea_relay_con
   r->out = out;
   r->on_done = on_done;
   r->broadcast = sea_stream_key("broadcast", 9, NULL);
-  r->ack = sea_consumer_mode(in) != SEA_MODE_REALTIME &&
-           in->s->plugin->desc.consumer_ack != NULL && in->s->plugin->desc.consumer_commit != NULL;
+  r->ack = sea_consumer_mode(in) != SEA_MODE_REALTIME && in->s->plugin->desc.consumer_ack != NULL &&
+           in->s->plugin->desc.consumer_commit != NULL;
   sea_consumer_set_data(in, r);
   sea_producer_set_data(out, r);
   sea_producer_set_callbacks(out, on_receipt, on_drain);
@@ -286,10 +287,16 @@ void sea_relay_stop(sea_relay_t *r) {
     stop(r);
 }
 
-uint64_t sea_relay_count(const sea_relay_t *r) { return r->sent; }
-const char *sea_relay_errmsg(const sea_relay_t *r) { return r->errmsg; }
+uint64_t sea_relay_count(const sea_relay_t *r) {
+  return r->sent;
+}
+const char *sea_relay_errmsg(const sea_relay_t *r) {
+  return r->errmsg;
+}
 
-static void free_after_close(uv_handle_t *h) { sea__free(h->data); }
+static void free_after_close(uv_handle_t *h) {
+  sea__free(h->data);
+}
 
 void sea_relay_free(sea_relay_t *r) {
   if (r == NULL)

@@ -35,8 +35,7 @@ static void vlog(int level, const char *who, const char *fmt, va_list ap) {
     return;
   char line[1024];
   sea__vfmt(line, sizeof line, fmt, ap);
-  fprintf(stderr, "seastreamer: %s: %s%s%s\n", names[level], who ? who : "", who ? ": " : "",
-          line);
+  fprintf(stderr, "seastreamer: %s: %s%s%s\n", names[level], who ? who : "", who ? ": " : "", line);
 }
 
 void sea__log(int level, const char *who, const char *fmt, ...) {
@@ -94,21 +93,29 @@ int sea_runtime_new_with_loop(void *uv_loop, sea_runtime_t **out) {
   return 0;
 }
 
-void *sea_runtime_uv_loop(sea_runtime_t *rt) { return rt->loop; }
+void *sea_runtime_uv_loop(sea_runtime_t *rt) {
+  return rt->loop;
+}
 
 int sea_runtime_run(sea_runtime_t *rt, sea_run_mode_t mode) {
-  uv_run_mode m = mode == SEA_RUN_ONCE ? UV_RUN_ONCE : mode == SEA_RUN_NOWAIT ? UV_RUN_NOWAIT
-                                                                               : UV_RUN_DEFAULT;
+  uv_run_mode m = mode == SEA_RUN_ONCE     ? UV_RUN_ONCE
+                  : mode == SEA_RUN_NOWAIT ? UV_RUN_NOWAIT
+                                           : UV_RUN_DEFAULT;
   return uv_run(rt->loop, m);
 }
 
-void sea_runtime_stop(sea_runtime_t *rt) { uv_stop(rt->loop); }
+void sea_runtime_stop(sea_runtime_t *rt) {
+  uv_stop(rt->loop);
+}
 
-const char *sea_runtime_errmsg(const sea_runtime_t *rt) { return rt ? rt->errmsg : ""; }
+const char *sea_runtime_errmsg(const sea_runtime_t *rt) {
+  return rt ? rt->errmsg : "";
+}
 
 static void report_handle(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h))
-    sea__log(SEA_LOG_WARN, NULL, "runtime freed with a live %s handle", uv_handle_type_name(h->type));
+    sea__log(SEA_LOG_WARN, NULL, "runtime freed with a live %s handle",
+             uv_handle_type_name(h->type));
 }
 
 int sea_runtime_free(sea_runtime_t *rt) {
@@ -148,12 +155,14 @@ struct sea_watch {
   void *data;
 };
 
-static void close_free(uv_handle_t *h) { sea__free(h->data); }
+static void close_free(uv_handle_t *h) {
+  sea__free(h->data);
+}
 
 static void on_poll(uv_poll_t *p, int status, int ev) {
   sea_watch_t *w = p->data;
-  int events = ((ev & UV_READABLE) ? SEA_WATCH_READABLE : 0) |
-               ((ev & UV_WRITABLE) ? SEA_WATCH_WRITABLE : 0);
+  int events =
+      ((ev & UV_READABLE) ? SEA_WATCH_READABLE : 0) | ((ev & UV_WRITABLE) ? SEA_WATCH_WRITABLE : 0);
   w->cb(w, status < 0 ? SEA_EIO : 0, events, w->data);
 }
 
@@ -263,7 +272,9 @@ static sea_wakeup_t *wakeup_new(sea_runtime_t *rt, sea_wakeup_cb cb, void *data)
   return w;
 }
 
-static void wakeup_send(sea_wakeup_t *w) { uv_async_send(&w->a); }
+static void wakeup_send(sea_wakeup_t *w) {
+  uv_async_send(&w->a);
+}
 
 static void wakeup_close(sea_wakeup_t *w) {
   if (w != NULL)
@@ -304,13 +315,17 @@ static int queue_work(sea_runtime_t *rt, sea_work_cb work, sea_after_work_cb aft
   return 0;
 }
 
-static uint64_t now_ms(sea_runtime_t *rt) { return uv_now(rt->loop); }
+static uint64_t now_ms(sea_runtime_t *rt) {
+  return uv_now(rt->loop);
+}
 
 static const char *host_stream_key(const char *key, size_t len) {
   return sea_stream_key(key, len, NULL);
 }
 
-static void host_batch_release(const sea_batch_t *b) { sea_batch_release(b); }
+static void host_batch_release(const sea_batch_t *b) {
+  sea_batch_release(b);
+}
 
 static void set_error(sea_runtime_t *rt, const char *fmt, ...) {
   va_list ap;

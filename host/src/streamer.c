@@ -17,7 +17,9 @@ static void set_msg(char *buf, const char *fmt, ...) {
   va_end(ap);
 }
 
-static const char *backend_name(const sea_streamer_t *s) { return s->plugin->desc.name; }
+static const char *backend_name(const sea_streamer_t *s) {
+  return s->plugin->desc.name;
+}
 
 /* ---- asynchronous operations ---- */
 
@@ -141,7 +143,8 @@ static void known_schemes(sea_runtime_t *rt, char *buf, size_t len) {
     snprintf(buf, len, "none");
 }
 
-int sea_connect(sea_runtime_t *rt, const char *uri, const sea_options_t *opts, sea_streamer_t **out) {
+int sea_connect(sea_runtime_t *rt, const char *uri, const sea_options_t *opts,
+                sea_streamer_t **out) {
   char why[SEA__ERRMSG_MAX];
   if (rt == NULL || uri == NULL || out == NULL)
     return SEA_EINVAL;
@@ -162,8 +165,9 @@ int sea_connect(sea_runtime_t *rt, const char *uri, const sea_options_t *opts, s
     rc = sea__rt_err(rt, SEA_ESCHEME,
                      "unknown scheme '%s' in URI '%s': no plugin offers it (known: %s%s; plugin "
                      "dirs: %s%s%s)%s",
-                     u->scheme, uri, known, "", getenv("SEASTREAMER_PLUGIN_DIR") ?
-                     getenv("SEASTREAMER_PLUGIN_DIR") : sea_plugin_install_dir(),
+                     u->scheme, uri, known, "",
+                     getenv("SEASTREAMER_PLUGIN_DIR") ? getenv("SEASTREAMER_PLUGIN_DIR")
+                                                      : sea_plugin_install_dir(),
                      getenv("SEASTREAMER_PLUGIN_PATH") ? ":" : "",
                      getenv("SEASTREAMER_PLUGIN_PATH") ? getenv("SEASTREAMER_PLUGIN_PATH") : "",
                      refused ? "; some plugins were refused, see `seastreamer plugins`" : "");
@@ -216,10 +220,18 @@ int sea_connect(sea_runtime_t *rt, const char *uri, const sea_options_t *opts, s
   return 0;
 }
 
-const sea_uri_t *sea_streamer_uri(const sea_streamer_t *s) { return s->uri; }
-const char *sea_streamer_backend(const sea_streamer_t *s) { return backend_name(s); }
-void *sea_streamer_get_data(const sea_streamer_t *s) { return s->data; }
-void sea_streamer_set_data(sea_streamer_t *s, void *data) { s->data = data; }
+const sea_uri_t *sea_streamer_uri(const sea_streamer_t *s) {
+  return s->uri;
+}
+const char *sea_streamer_backend(const sea_streamer_t *s) {
+  return backend_name(s);
+}
+void *sea_streamer_get_data(const sea_streamer_t *s) {
+  return s->data;
+}
+void sea_streamer_set_data(sea_streamer_t *s, void *data) {
+  s->data = data;
+}
 
 static void producer_free(sea_producer_t *p);
 static void consumer_free(sea_consumer_t *c);
@@ -352,7 +364,8 @@ int sea_producer_open(sea_streamer_t *s, const sea_options_t *opts, sea_producer
   return 0;
 }
 
-void sea_producer_set_callbacks(sea_producer_t *p, sea_receipt_cb on_receipt, sea_drain_cb on_drain) {
+void sea_producer_set_callbacks(sea_producer_t *p, sea_receipt_cb on_receipt,
+                                sea_drain_cb on_drain) {
   p->on_receipt = on_receipt;
   p->on_drain = on_drain;
 }
@@ -368,12 +381,24 @@ int sea_producer_anchor(sea_producer_t *p, const char *key) {
   return 0;
 }
 
-const char *sea_producer_anchored(const sea_producer_t *p) { return p->anchor; }
-size_t sea_producer_inflight(const sea_producer_t *p) { return p->inflight; }
-int sea_producer_error(const sea_producer_t *p) { return p->err; }
-const char *sea_producer_errmsg(const sea_producer_t *p) { return p->errmsg; }
-void *sea_producer_get_data(const sea_producer_t *p) { return p->data; }
-void sea_producer_set_data(sea_producer_t *p, void *data) { p->data = data; }
+const char *sea_producer_anchored(const sea_producer_t *p) {
+  return p->anchor;
+}
+size_t sea_producer_inflight(const sea_producer_t *p) {
+  return p->inflight;
+}
+int sea_producer_error(const sea_producer_t *p) {
+  return p->err;
+}
+const char *sea_producer_errmsg(const sea_producer_t *p) {
+  return p->errmsg;
+}
+void *sea_producer_get_data(const sea_producer_t *p) {
+  return p->data;
+}
+void sea_producer_set_data(sea_producer_t *p, void *data) {
+  p->data = data;
+}
 
 static bool below_low_water(const sea_producer_t *p) {
   return p->inflight <= p->max_inflight / 2 && p->inflight_bytes <= p->max_inflight_bytes / 2;
@@ -430,9 +455,11 @@ static const char *intern_cached(sea_producer_t *p, const char *key, int *err) {
   return k;
 }
 
-int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned flags, void *token);
+int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned flags,
+                             void *token);
 
-int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned flags, void *token) {
+int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned flags,
+                             void *token) {
   if (p->closing || p->ended) {
     set_msg(p->errmsg, "send: the producer has %s", p->closing ? "been closed" : "ended");
     return SEA_ESTATE;
@@ -560,8 +587,8 @@ void sea__producer_fail(sea_producer_t *p, int status, const char *fmt, ...) {
   maybe_drain(p); /* a sender waiting to drain must learn of the failure */
 }
 
-static int producer_op(sea_producer_t *p, const char *what,
-                       int (*fn)(void *, sea_op_t *), sea_done_cb cb, void *data) {
+static int producer_op(sea_producer_t *p, const char *what, int (*fn)(void *, sea_op_t *),
+                       sea_done_cb cb, void *data) {
   if (p->closing) {
     set_msg(p->errmsg, "%s: the producer has been closed", what);
     return SEA_ESTATE;
@@ -671,8 +698,7 @@ static int parse_start(sea_runtime_t *rt, const char *v, sea_open_args_t *a) {
     a->start_pos.kind = SEA_POS_BEGINNING;
   } else if (strcmp(v, "end") == 0) {
     a->start_pos.kind = SEA_POS_END;
-  } else if (strncmp(v, "s@", 2) == 0 && sea__parse_u64(v + 2, &n) == 0 &&
-             n <= INT64_MAX / 1000) {
+  } else if (strncmp(v, "s@", 2) == 0 && sea__parse_u64(v + 2, &n) == 0 && n <= INT64_MAX / 1000) {
     a->start_is_time = 1;
     a->start_ts_us = (int64_t)n * 1000;
   } else if (v[0] == '-' && sea__parse_u64(v + 1, &n) == 0 && n > 0 && n <= INT64_MAX) {
@@ -741,7 +767,8 @@ static int consumer_args(sea_streamer_t *s, const sea_options_t *all, sea_open_a
   if ((rc = opt_u64(rt, all, "batch", &n)))
     return rc;
   if (n > UINT32_MAX)
-    return sea__rt_err(rt, SEA_EOPTION, "option batch=%s: too large", sea_options_get(all, "batch"));
+    return sea__rt_err(rt, SEA_EOPTION, "option batch=%s: too large",
+                       sea_options_get(all, "batch"));
   a->batch_size = (uint32_t)n;
   n = 0;
   if ((rc = opt_u64(rt, all, "timeout", &n)))
@@ -859,19 +886,23 @@ void sea__consumer_end(sea_consumer_t *c, int status, const char *fmt, ...) {
     if ((c)->closing)                                                                              \
       return SEA_ECLOSED;                                                                          \
     if ((c)->s->plugin->desc.op == NULL) {                                                         \
-      set_msg((c)->errmsg, "%s: not supported by %s", what, backend_name((c)->s));                \
+      set_msg((c)->errmsg, "%s: not supported by %s", what, backend_name((c)->s));                 \
       return SEA_ENOTSUP;                                                                          \
     }                                                                                              \
     int rc_ = (c)->s->plugin->desc.op((c)->impl, ##__VA_ARGS__);                                   \
     if (rc_ != 0 && rc_ != SEA_ENOTSUP)                                                            \
       set_msg((c)->errmsg, "%s: %s", what, sea_strerror(rc_));                                     \
     else if (rc_ == SEA_ENOTSUP)                                                                   \
-      set_msg((c)->errmsg, "%s: not supported by %s", what, backend_name((c)->s));                \
+      set_msg((c)->errmsg, "%s: not supported by %s", what, backend_name((c)->s));                 \
     return rc_;                                                                                    \
   } while (0)
 
-int sea_consumer_pause(sea_consumer_t *c) { CONSUMER_CALL(c, consumer_pause, "pause"); }
-int sea_consumer_resume(sea_consumer_t *c) { CONSUMER_CALL(c, consumer_resume, "resume"); }
+int sea_consumer_pause(sea_consumer_t *c) {
+  CONSUMER_CALL(c, consumer_pause, "pause");
+}
+int sea_consumer_resume(sea_consumer_t *c) {
+  CONSUMER_CALL(c, consumer_resume, "resume");
+}
 
 int sea_consumer_assign(sea_consumer_t *c, const char *key, uint64_t shard) {
   int err = SEA_EKEY;
@@ -896,8 +927,10 @@ int sea_consumer_unassign(sea_consumer_t *c, const char *key, uint64_t shard) {
 static int realtime_refuses(sea_consumer_t *c, const char *what) {
   if (c->args.mode != SEA_MODE_REALTIME)
     return 0;
-  set_msg(c->errmsg, "%s: a realtime consumer has no position to commit (use mode=resumable or "
-                     "load-balanced with a group)", what);
+  set_msg(c->errmsg,
+          "%s: a realtime consumer has no position to commit (use mode=resumable or "
+          "load-balanced with a group)",
+          what);
   return SEA_ESTATE;
 }
 
@@ -960,11 +993,21 @@ int sea_consumer_rewind(sea_consumer_t *c, sea_pos_t pos, sea_done_cb cb, void *
   return consumer_op_rc(c, op, "rewind", c->s->plugin->desc.consumer_rewind(c->impl, pos, op));
 }
 
-sea_mode_t sea_consumer_mode(const sea_consumer_t *c) { return c->args.mode; }
-int sea_consumer_error(const sea_consumer_t *c) { return c->err; }
-const char *sea_consumer_errmsg(const sea_consumer_t *c) { return c->errmsg; }
-void *sea_consumer_get_data(const sea_consumer_t *c) { return c->data; }
-void sea_consumer_set_data(sea_consumer_t *c, void *data) { c->data = data; }
+sea_mode_t sea_consumer_mode(const sea_consumer_t *c) {
+  return c->args.mode;
+}
+int sea_consumer_error(const sea_consumer_t *c) {
+  return c->err;
+}
+const char *sea_consumer_errmsg(const sea_consumer_t *c) {
+  return c->errmsg;
+}
+void *sea_consumer_get_data(const sea_consumer_t *c) {
+  return c->data;
+}
+void sea_consumer_set_data(sea_consumer_t *c, void *data) {
+  c->data = data;
+}
 
 static void consumer_free(sea_consumer_t *c) {
   sea__free(c->keys);

@@ -78,8 +78,8 @@ int sea_parse_timestamp(const char *s, size_t len, int64_t *out) {
   unsigned y, mo, d, h, mi, sec;
   if (len < 19 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':')
     return SEA_EFORMAT;
-  if (digits(s, 4, &y) || digits(s + 5, 2, &mo) || digits(s + 8, 2, &d) ||
-      digits(s + 11, 2, &h) || digits(s + 14, 2, &mi) || digits(s + 17, 2, &sec))
+  if (digits(s, 4, &y) || digits(s + 5, 2, &mo) || digits(s + 8, 2, &d) || digits(s + 11, 2, &h) ||
+      digits(s + 14, 2, &mi) || digits(s + 17, 2, &sec))
     return SEA_EFORMAT;
   if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 59)
     return SEA_EFORMAT;

@@ -71,8 +71,8 @@ int sea_uri_parse(const char *uri, sea_uri_t **out, char *errbuf, size_t errlen)
   }
   size_t i = 0;
   while (i < n && ((uri[i] >= 'a' && uri[i] <= 'z') || (uri[i] >= 'A' && uri[i] <= 'Z') ||
-                   (i > 0 && ((uri[i] >= '0' && uri[i] <= '9') || uri[i] == '+' ||
-                              uri[i] == '-' || uri[i] == '.'))))
+                   (i > 0 && ((uri[i] >= '0' && uri[i] <= '9') || uri[i] == '+' || uri[i] == '-' ||
+                              uri[i] == '.'))))
     i++;
   if (i == 0 || n - i < 3 || memcmp(uri + i, "://", 3) != 0)
     return fail(errbuf, errlen, SEA_EURI, uri, i,

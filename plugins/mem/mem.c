@@ -128,9 +128,9 @@ struct mem_consumer {
   mem_reader_t *reader; /* &own, or &group->reader when load balanced */
   const char **keys;    /* the subscription, interned; key_count 0 = every key */
   size_t key_count;
-  uint8_t *in;          /* per log: 1 if this consumer reads it */
-  int assigned;         /* assign was called: only the assigned logs are read */
-  mem_entry_t *inbox;   /* dealt, to deliver on this consumer's next turn */
+  uint8_t *in;        /* per log: 1 if this consumer reads it */
+  int assigned;       /* assign was called: only the assigned logs are read */
+  mem_entry_t *inbox; /* dealt, to deliver on this consumer's next turn */
   size_t inbox_count;
   size_t inbox_cap;
   size_t batch_size;
@@ -1024,8 +1024,8 @@ static int mem_consumer_open(void *streamer_impl, sea_consumer_t *c, const sea_o
     if (mc->group == NULL)
       goto nomem;
   }
-  mc->reader = args->mode == SEA_MODE_LOAD_BALANCED && mc->group != NULL ? &mc->group->reader
-                                                                         : &mc->own;
+  mc->reader =
+      args->mode == SEA_MODE_LOAD_BALANCED && mc->group != NULL ? &mc->group->reader : &mc->own;
   /* A group's shared positions start where its first member says; later members join them. */
   if (mc->reader->member_count == 0)
     reader_init(b, mc->reader, args, mc->group);

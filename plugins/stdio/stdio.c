@@ -158,10 +158,11 @@ static int tpl_compile(sea_runtime_t *rt, const char *src, stdio_tpl_t **out) {
       else if (c == '\\' && d == '\\')
         lit_c = '\\';
       else {
-        stdio_host->set_error(rt,
-                        "stdio: option template: unknown %s '%c%c' (known: %%s %%k %%t %%p %%o "
-                        "%%T %%S %%h %%%% \\n \\t \\\\)",
-                        c == '%' ? "directive" : "escape", c, d ? d : ' ');
+        stdio_host->set_error(
+            rt,
+            "stdio: option template: unknown %s '%c%c' (known: %%s %%k %%t %%p %%o "
+            "%%T %%S %%h %%%% \\n \\t \\\\)",
+            c == '%' ? "directive" : "escape", c, d ? d : ' ');
         tpl_free(t);
         return SEA_EOPTION;
       }
@@ -240,8 +241,8 @@ static int opts_parse(sea_runtime_t *rt, const sea_options_t *o, stdio_opts_t *o
     } else if (strcmp(k, "template") == 0) {
       out->template_src = v;
     } else {
-      stdio_host->set_error(rt, "stdio: unknown option '%s' (known: max_line, malformed, format, template)",
-                      k);
+      stdio_host->set_error(
+          rt, "stdio: unknown option '%s' (known: max_line, malformed, format, template)", k);
       return SEA_EOPTION;
     }
   }
@@ -361,7 +362,9 @@ static int stdio_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *
   return 0;
 }
 
-static void stdio_disconnect(void *impl) { stdio_host->free(impl); }
+static void stdio_disconnect(void *impl) {
+  stdio_host->free(impl);
+}
 
 /* ---------------------------------------------------------------------------------------------
  * Consumers: one reader of stdin per process, shared by every stdio consumer.
@@ -1062,7 +1065,8 @@ static int stdio_consumer_open(void *streamer_impl, sea_consumer_t *sc, const se
   if (rc != 0)
     return rc;
   if (args->mode == SEA_MODE_RESUMABLE) {
-    stdio_host->set_error(args->rt, "stdio: resumable consumers are not supported (stdin can't replay)");
+    stdio_host->set_error(args->rt,
+                          "stdio: resumable consumers are not supported (stdin can't replay)");
     return SEA_ENOTSUP;
   }
   stdio_reader_t *r = NULL;
@@ -1213,7 +1217,7 @@ struct stdio_writer {
   size_t nprods, prods_cap;
   char *buf; /* bytes [head, len) are not written yet */
   size_t head, len, cap;
-  uint64_t written; /* bytes written to fd 1 so far */
+  uint64_t written;   /* bytes written to fd 1 so far */
   stdio_pending_t *q; /* ring of receipts, oldest at qhead */
   size_t qcap, qhead, qcount;
   sea_watch_t *watch; /* fd 1 writable: waiting after EAGAIN, or for the next turn */
@@ -1235,7 +1239,9 @@ struct stdio_writer {
 
 static stdio_writer_t *stdio_writer;
 
-static size_t writer_pending(const stdio_writer_t *w) { return w->len - w->head; }
+static size_t writer_pending(const stdio_writer_t *w) {
+  return w->len - w->head;
+}
 
 static void writer_on_writable(sea_watch_t *wt, int status, int events, void *data);
 static void writer_on_kick(sea_timer_t *t, void *data);
@@ -1263,7 +1269,7 @@ static void writer_fail(stdio_writer_t *w, int status, const char *msg) {
   w->err = status;
   snprintf(w->errmsg, sizeof w->errmsg, "%s", msg);
   w->head = w->len = 0; /* nothing more will be written */
-  writer_schedule(w);    /* the callbacks come from the loop, not from inside a send */
+  writer_schedule(w);   /* the callbacks come from the loop, not from inside a send */
 }
 
 /* Write what is buffered until done or EAGAIN. Never calls back into the host's users. */
@@ -1463,7 +1469,8 @@ static int writer_get(sea_runtime_t *rt, stdio_writer_t **out) {
   stdio_writer_t *w = stdio_writer;
   if (w != NULL) {
     if (w->rt != rt) {
-      stdio_host->set_error(rt, "stdio: stdout is already written by another runtime in this process");
+      stdio_host->set_error(rt,
+                            "stdio: stdout is already written by another runtime in this process");
       return SEA_EBUSY;
     }
     if (w->err != 0) {
@@ -1681,13 +1688,27 @@ static int out_json_str(stdio_writer_t *w, const uint8_t *s, size_t n) {
     }
     *o++ = '\\';
     switch (c) {
-    case '"': *o++ = '"'; break;
-    case '\\': *o++ = '\\'; break;
-    case '\n': *o++ = 'n'; break;
-    case '\r': *o++ = 'r'; break;
-    case '\t': *o++ = 't'; break;
-    case '\b': *o++ = 'b'; break;
-    case '\f': *o++ = 'f'; break;
+    case '"':
+      *o++ = '"';
+      break;
+    case '\\':
+      *o++ = '\\';
+      break;
+    case '\n':
+      *o++ = 'n';
+      break;
+    case '\r':
+      *o++ = 'r';
+      break;
+    case '\t':
+      *o++ = 't';
+      break;
+    case '\b':
+      *o++ = 'b';
+      break;
+    case '\f':
+      *o++ = 'f';
+      break;
     default:
       memcpy(o, "u00", 3);
       o[3] = hex[c >> 4];
@@ -1736,9 +1757,10 @@ static int format_line(stdio_writer_t *w, const sea_message_t *m, const sea_meta
 
 static int format_json(stdio_writer_t *w, const sea_message_t *m, const sea_meta_t *meta,
                        const char *ts, size_t ts_len) {
-  if (OUT_LIT(w, "{\"stream_key\":\"") || out_bytes(w, meta->stream_key, strlen(meta->stream_key)) ||
-      OUT_LIT(w, "\",\"shard_id\":") || out_u64(w, meta->shard_id) || OUT_LIT(w, ",\"seq\":") ||
-      out_u64(w, meta->seq) || OUT_LIT(w, ",\"timestamp\":\"") || out_bytes(w, ts, ts_len) ||
+  if (OUT_LIT(w, "{\"stream_key\":\"") ||
+      out_bytes(w, meta->stream_key, strlen(meta->stream_key)) || OUT_LIT(w, "\",\"shard_id\":") ||
+      out_u64(w, meta->shard_id) || OUT_LIT(w, ",\"seq\":") || out_u64(w, meta->seq) ||
+      OUT_LIT(w, ",\"timestamp\":\"") || out_bytes(w, ts, ts_len) ||
       OUT_LIT(w, "\",\"payload\":\"") || out_json_str(w, m->payload.data, m->payload.len) ||
       OUT_LIT(w, "\""))
     return -1;
@@ -1774,13 +1796,27 @@ static int format_template(stdio_writer_t *w, const stdio_tpl_t *t, const sea_me
     int rc = 0;
     char num[24];
     switch (op->op) {
-    case 0: rc = out_bytes(w, t->lit + op->off, op->len); break;
-    case 's': rc = out_bytes(w, m->payload.data, m->payload.len); break;
-    case 'k': rc = m->key ? out_bytes(w, m->key, m->key_len) : 0; break;
-    case 't': rc = out_bytes(w, meta->stream_key, strlen(meta->stream_key)); break;
-    case 'p': rc = out_u64(w, meta->shard_id); break;
-    case 'o': rc = out_u64(w, meta->seq); break;
-    case 'S': rc = out_u64(w, m->payload.len); break;
+    case 0:
+      rc = out_bytes(w, t->lit + op->off, op->len);
+      break;
+    case 's':
+      rc = out_bytes(w, m->payload.data, m->payload.len);
+      break;
+    case 'k':
+      rc = m->key ? out_bytes(w, m->key, m->key_len) : 0;
+      break;
+    case 't':
+      rc = out_bytes(w, meta->stream_key, strlen(meta->stream_key));
+      break;
+    case 'p':
+      rc = out_u64(w, meta->shard_id);
+      break;
+    case 'o':
+      rc = out_u64(w, meta->seq);
+      break;
+    case 'S':
+      rc = out_u64(w, m->payload.len);
+      break;
     case 'T': {
       int64_t us = meta->timestamp_us;
       rc = out_bytes(w, num, fmt_i64(num, us >= 0 ? us / 1000 : -((-us + 999) / 1000)));
@@ -1800,7 +1836,9 @@ static int format_template(stdio_writer_t *w, const stdio_tpl_t *t, const sea_me
   return 0;
 }
 
-static int has_newline(const void *p, size_t n) { return n > 0 && memchr(p, '\n', n) != NULL; }
+static int has_newline(const void *p, size_t n) {
+  return n > 0 && memchr(p, '\n', n) != NULL;
+}
 
 /* stdio is line-oriented: a '\n' printed raw would split one message into two. */
 static int producer_check_lines(const stdio_producer_t *p, const sea_message_t *m) {
@@ -1950,7 +1988,9 @@ static int producer_add_op(stdio_producer_t *p, sea_op_t *op) {
   return 0;
 }
 
-static int stdio_producer_flush(void *impl, sea_op_t *op) { return producer_add_op(impl, op); }
+static int stdio_producer_flush(void *impl, sea_op_t *op) {
+  return producer_add_op(impl, op);
+}
 
 static int stdio_producer_end(void *impl, sea_op_t *op) {
   stdio_producer_t *p = impl;

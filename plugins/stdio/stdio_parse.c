@@ -8,11 +8,13 @@ static int is_space(unsigned char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
 }
 
-static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+static int is_digit(unsigned char c) {
+  return c >= '0' && c <= '9';
+}
 
 static int is_key_char(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' ||
-         c == '_' || c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' || c == '_' ||
+         c == '-';
 }
 
 int stdio_key_valid(const char *s, size_t len) {
@@ -71,7 +73,9 @@ static int digits(const char *s, int n, unsigned *out) {
   return 0;
 }
 
-static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
+static int64_t floor_div(int64_t a, int64_t b) {
+  return a / b - (a % b != 0 && (a < 0) != (b < 0));
+}
 
 /* Days from 1970-01-01 to y-m-d (proleptic Gregorian). Counting the year from March puts the
  * leap day at the end of the year, so month lengths follow the fixed 153-day pattern. */
@@ -87,8 +91,8 @@ int stdio_parse_timestamp(const char *s, size_t len, int64_t *timestamp_us) {
   unsigned y, mo, d, h, mi, sec;
   if (len < 19 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':')
     return SEA_EFORMAT;
-  if (digits(s, 4, &y) || digits(s + 5, 2, &mo) || digits(s + 8, 2, &d) ||
-      digits(s + 11, 2, &h) || digits(s + 14, 2, &mi) || digits(s + 17, 2, &sec))
+  if (digits(s, 4, &y) || digits(s + 5, 2, &mo) || digits(s + 8, 2, &d) || digits(s + 11, 2, &h) ||
+      digits(s + 14, 2, &mi) || digits(s + 17, 2, &sec))
     return SEA_EFORMAT;
   if (mo < 1 || mo > 12 || d < 1 || d > month_days[mo - 1] || h > 23 || mi > 59 || sec > 59)
     return SEA_EFORMAT;

@@ -33,7 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       abort();
     if (l.has_header && memchr(line, '[', size) == NULL)
       abort();
-    if (l.has_key && (l.key < line || l.key + l.key_len > end || !stdio_key_valid(l.key, l.key_len)))
+    if (l.has_key &&
+        (l.key < line || l.key + l.key_len > end || !stdio_key_valid(l.key, l.key_len)))
       abort();
     if ((l.has_seq && !l.has_key) || (l.has_shard && !l.has_seq))
       abort();
@@ -43,8 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       /* The timestamp is the first part, and the built-in parser agrees with itself. */
       int64_t t;
       const char *p = (const char *)memchr(line, '[', size) + 1;
-      while (p < end && (*p == ' ' || *p == '\t' || *p == '\v' || *p == '\f' || *p == '\r' ||
-                         *p == '\n'))
+      while (p < end &&
+             (*p == ' ' || *p == '\t' || *p == '\v' || *p == '\f' || *p == '\r' || *p == '\n'))
         p++;
       size_t n = 0;
       while (p + n < end && p[n] != '|' && p[n] != ']' && p[n] != ' ' && p[n] != '\t' &&

@@ -53,7 +53,7 @@ enum { SEA_WATCH_READABLE = 1, SEA_WATCH_WRITABLE = 2 };
 typedef void (*sea_watch_cb)(sea_watch_t *w, int status, int events, void *data);
 typedef void (*sea_timer_cb)(sea_timer_t *t, void *data);
 typedef void (*sea_wakeup_cb)(sea_wakeup_t *w, void *data);
-typedef void (*sea_work_cb)(void *data);              /* runs on a thread-pool thread */
+typedef void (*sea_work_cb)(void *data);                   /* runs on a thread-pool thread */
 typedef void (*sea_after_work_cb)(void *data, int status); /* back on the loop thread */
 
 /* Producer send flags. */
@@ -74,7 +74,7 @@ typedef struct sea_open_args {
   size_t max_payload;
   /* consumer */
   sea_mode_t mode;
-  const char *group; /* NULL unless given */
+  const char *group;       /* NULL unless given */
   const char *const *keys; /* interned subscription; key_count 0 = every key */
   size_t key_count;
   int reset_earliest; /* 1 = earliest, 0 = latest */
@@ -104,7 +104,8 @@ typedef struct sea_host {
   void (*free)(void *p);
 
   /* Loop: watch an fd (regular files are reported ready at once and on every turn while watched,
-   * since epoll cannot watch them), timers, a cross-thread wakeup, and blocking work on a thread. */
+   * since epoll cannot watch them), timers, a cross-thread wakeup, and blocking work on a thread.
+   */
   sea_watch_t *(*watch_start)(sea_runtime_t *rt, int fd, int events, sea_watch_cb cb, void *data);
   int (*watch_update)(sea_watch_t *w, int events);
   void (*watch_stop)(sea_watch_t *w); /* frees w; no callback after this */
@@ -170,11 +171,11 @@ enum {
 };
 
 /* A backend. Required operations: connect, disconnect, and producer_open/send/close or
- * consumer_open/start/close or both (a backend may be input-only or output-only). Optional operations
- * are NULL, and the host answers SEA_ENOTSUP "<op>: not supported by <name>". */
+ * consumer_open/start/close or both (a backend may be input-only or output-only). Optional
+ * operations are NULL, and the host answers SEA_ENOTSUP "<op>: not supported by <name>". */
 typedef struct sea_plugin {
-  uint32_t abi_major; /* SEA_PLUGIN_ABI_MAJOR */
-  uint32_t abi_minor; /* SEA_PLUGIN_ABI_MINOR */
+  uint32_t abi_major;   /* SEA_PLUGIN_ABI_MAJOR */
+  uint32_t abi_minor;   /* SEA_PLUGIN_ABI_MINOR */
   uint32_t struct_size; /* sizeof(sea_plugin_t) */
   uint32_t reserved0;
 
@@ -182,7 +183,7 @@ typedef struct sea_plugin {
   const char *const *schemes; /* NULL-terminated: {"stdio", NULL} */
   const char *version;        /* "1.0.0" */
   const char *description;
-  uint64_t caps;        /* SEA_CAP_* */
+  uint64_t caps;         /* SEA_CAP_* */
   uint16_t default_port; /* 0 = nodes need no port */
   uint16_t reserved1[3];
 

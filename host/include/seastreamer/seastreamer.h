@@ -42,7 +42,7 @@ extern "C" {
   XX(EIO, -9, "input/output error")                                                                \
   XX(EPIPE, -10, "broken pipe: the reader went away")                                              \
   XX(EFORMAT, -11, "malformed input")                                                              \
-  XX(ENOTSUP, -12, "operation not supported by this backend")                                     \
+  XX(ENOTSUP, -12, "operation not supported by this backend")                                      \
   XX(ECLOSED, -13, "handle is closed")                                                             \
   XX(ETIMEDOUT, -14, "timed out")                                                                  \
   XX(EOF, -15, "end of stream")                                                                    \
@@ -57,7 +57,7 @@ typedef enum {
 #define SEA__ERR_ENUM(name, code, text) SEA_##name = code,
   SEA_ERRNO_MAP(SEA__ERR_ENUM)
 #undef SEA__ERR_ENUM
-  SEA_OK = 0
+      SEA_OK = 0
 } sea_errno_t;
 
 /* Words for a code: "payload too large". Never NULL. */
@@ -177,7 +177,8 @@ SEA_EXTERN int sea_options_set(sea_options_t *o, const char *key, const char *va
 SEA_EXTERN int sea_options_parse(sea_options_t *o, const char *kv);
 SEA_EXTERN const char *sea_options_get(const sea_options_t *o, const char *key);
 SEA_EXTERN size_t sea_options_count(const sea_options_t *o);
-SEA_EXTERN int sea_options_at(const sea_options_t *o, size_t i, const char **key, const char **value);
+SEA_EXTERN int sea_options_at(const sea_options_t *o, size_t i, const char **key,
+                              const char **value);
 
 /* ---------------------------------------------------------------------------------------------
  * URIs: scheme://node1[,node2...]/key1[,key2...]. The key list is the part after the last '/',
@@ -279,7 +280,8 @@ typedef void (*sea_drain_cb)(sea_producer_t *p);
 
 /* opts (may be NULL) add to and override the streamer's options. The producer is anchored to the
  * URI's first key, if it has one. */
-SEA_EXTERN int sea_producer_open(sea_streamer_t *s, const sea_options_t *opts, sea_producer_t **out);
+SEA_EXTERN int sea_producer_open(sea_streamer_t *s, const sea_options_t *opts,
+                                 sea_producer_t **out);
 SEA_EXTERN void sea_producer_set_callbacks(sea_producer_t *p, sea_receipt_cb on_receipt,
                                            sea_drain_cb on_drain);
 SEA_EXTERN int sea_producer_anchor(sea_producer_t *p, const char *stream_key);
@@ -314,11 +316,13 @@ typedef void (*sea_batch_cb)(sea_consumer_t *c, const sea_batch_t *batch);
 typedef void (*sea_end_cb)(sea_consumer_t *c, int status);
 
 /* Subscribes to the URI's keys (all keys if it names none). opts may be NULL. */
-SEA_EXTERN int sea_consumer_open(sea_streamer_t *s, const sea_options_t *opts, sea_consumer_t **out);
+SEA_EXTERN int sea_consumer_open(sea_streamer_t *s, const sea_options_t *opts,
+                                 sea_consumer_t **out);
 SEA_EXTERN int sea_consumer_start(sea_consumer_t *c, sea_batch_cb on_batch, sea_end_cb on_end);
 SEA_EXTERN int sea_consumer_pause(sea_consumer_t *c);
 SEA_EXTERN int sea_consumer_resume(sea_consumer_t *c);
-SEA_EXTERN int sea_consumer_seek(sea_consumer_t *c, int64_t timestamp_us, sea_done_cb cb, void *data);
+SEA_EXTERN int sea_consumer_seek(sea_consumer_t *c, int64_t timestamp_us, sea_done_cb cb,
+                                 void *data);
 SEA_EXTERN int sea_consumer_rewind(sea_consumer_t *c, sea_pos_t pos, sea_done_cb cb, void *data);
 SEA_EXTERN int sea_consumer_assign(sea_consumer_t *c, const char *stream_key, uint64_t shard);
 SEA_EXTERN int sea_consumer_unassign(sea_consumer_t *c, const char *stream_key, uint64_t shard);
@@ -342,17 +346,18 @@ typedef struct sea_relay sea_relay_t;
 typedef void (*sea_relay_done_cb)(sea_relay_t *r, int status);
 
 typedef struct sea_relay_config {
-  uint64_t max_count;   /* stop after this many messages (0 = no limit) */
-  int keep_stream_key;  /* send to each message's own key even if the output is anchored (a
-                           message without a key of its own, "broadcast", still goes to the
-                           anchored key) */
-  const char *message_key; /* set this message key (Kafka key) on every message, or NULL */
-  int keep_meta;        /* pass the input header (seq, shard, timestamp) to the output */
+  uint64_t max_count;          /* stop after this many messages (0 = no limit) */
+  int keep_stream_key;         /* send to each message's own key even if the output is anchored (a
+                                  message without a key of its own, "broadcast", still goes to the
+                                  anchored key) */
+  const char *message_key;     /* set this message key (Kafka key) on every message, or NULL */
+  int keep_meta;               /* pass the input header (seq, shard, timestamp) to the output */
   uint64_t commit_interval_ms; /* 0 = default (1000) */
 } sea_relay_config_t;
 
-SEA_EXTERN int sea_relay_start(sea_consumer_t *in, sea_producer_t *out, const sea_relay_config_t *cfg,
-                               sea_relay_done_cb on_done, sea_relay_t **out_relay);
+SEA_EXTERN int sea_relay_start(sea_consumer_t *in, sea_producer_t *out,
+                               const sea_relay_config_t *cfg, sea_relay_done_cb on_done,
+                               sea_relay_t **out_relay);
 /* Stop consuming, let the output confirm what was sent, commit, then call on_done. */
 SEA_EXTERN void sea_relay_stop(sea_relay_t *r);
 SEA_EXTERN uint64_t sea_relay_count(const sea_relay_t *r);

@@ -41,7 +41,7 @@ typedef struct expect {
 static void check_ok(const expect_t *e) {
   stdio_line_t l;
   const char *why = NULL;
-  int rc = stdio_parse_line(e->line, strlen(e->line), &l, &why);
+  int rc = stdio_parse_line_with(e->line, strlen(e->line), sea_parse_timestamp, &l, &why);
   CHECK(rc == 0, "\"%s\": rc %d (%s)", e->line, rc, why ? why : "");
   if (rc != 0)
     return;
@@ -66,7 +66,7 @@ static void check_ok(const expect_t *e) {
 static void check_bad(const char *line, size_t len, const char *want_why) {
   stdio_line_t l;
   const char *why = NULL;
-  int rc = stdio_parse_line(line, len, &l, &why);
+  int rc = stdio_parse_line_with(line, len, sea_parse_timestamp, &l, &why);
   CHECK(rc == SEA_EFORMAT, "\"%.*s\": rc %d, want SEA_EFORMAT", (int)len, line, rc);
   CHECK(why != NULL && (want_why == NULL || strstr(why, want_why) != NULL),
         "\"%.*s\": why \"%s\", want \"%s\"", (int)len, line, why ? why : "(null)",
@@ -133,7 +133,7 @@ static void test_valid_lines(void) {
 
   stdio_line_t l;
   const char *max = "[k | 18446744073709551615 | 18446744073709551615] x";
-  CHECK(stdio_parse_line(max, strlen(max), &l, NULL) == 0 && l.has_seq && l.has_shard &&
+  CHECK(stdio_parse_line_with(max, strlen(max), sea_parse_timestamp, &l, NULL) == 0 && l.has_seq && l.has_shard &&
             l.seq == UINT64_MAX && l.shard == UINT64_MAX,
         "u64 max seq and shard");
 }
@@ -153,15 +153,15 @@ static void test_line_ends(void) {
 
   /* Only one '\r' goes: the one that belongs to the line end. */
   stdio_line_t l;
-  CHECK(stdio_parse_line("a\r\r", 3, &l, NULL) == 0 && str_is(l.payload, l.payload_len, "a\r"),
+  CHECK(stdio_parse_line_with("a\r\r", 3, sea_parse_timestamp, &l, NULL) == 0 && str_is(l.payload, l.payload_len, "a\r"),
         "one \\r stripped");
   /* A '\r' inside the header block is trimmed like a space. */
-  CHECK(stdio_parse_line("[orders\r] x", 11, &l, NULL) == 0 && str_is(l.key, l.key_len, "orders"),
+  CHECK(stdio_parse_line_with("[orders\r] x", 11, sea_parse_timestamp, &l, NULL) == 0 && str_is(l.key, l.key_len, "orders"),
         "\\r in header trimmed");
   /* A length shorter than the string: bytes past len are not looked at. */
-  CHECK(stdio_parse_line("[orders] hi]", 6, &l, NULL) == SEA_EFORMAT, "len limits the search");
+  CHECK(stdio_parse_line_with("[orders] hi]", 6, sea_parse_timestamp, &l, NULL) == SEA_EFORMAT, "len limits the search");
   /* Embedded NUL in the payload is just a byte. */
-  CHECK(stdio_parse_line("[k] a\0b", 7, &l, NULL) == 0 && l.payload_len == 3, "NUL in payload");
+  CHECK(stdio_parse_line_with("[k] a\0b", 7, sea_parse_timestamp, &l, NULL) == 0 && l.payload_len == 3, "NUL in payload");
 }
 
 static void test_malformed(void) {
@@ -220,7 +220,7 @@ static void test_key_length(void) {
   const char *why = NULL;
 
   int n = snprintf(line, sizeof line, "[%.*s | 3] p", SEA_STREAM_KEY_MAX, key);
-  CHECK(stdio_parse_line(line, (size_t)n, &l, &why) == 0 && l.key_len == SEA_STREAM_KEY_MAX &&
+  CHECK(stdio_parse_line_with(line, (size_t)n, sea_parse_timestamp, &l, &why) == 0 && l.key_len == SEA_STREAM_KEY_MAX &&
             l.has_seq && l.seq == 3,
         "249-byte key accepted");
 
@@ -234,17 +234,17 @@ static void test_key_length(void) {
 
 static void test_timestamp(void) {
   int64_t t = 0;
-  CHECK(stdio_parse_timestamp("2026-11-26T10:00:00", 19, &t) == 0 && t == T_2026_11_26_10,
+  CHECK(sea_parse_timestamp("2026-11-26T10:00:00", 19, &t) == 0 && t == T_2026_11_26_10,
         "plain timestamp");
-  CHECK(stdio_parse_timestamp("2026-11-26T10:00:00.999", 23, &t) == 0 &&
+  CHECK(sea_parse_timestamp("2026-11-26T10:00:00.999", 23, &t) == 0 &&
             t == T_2026_11_26_10 + 999000,
         "ms timestamp");
-  CHECK(stdio_parse_timestamp("2024-02-29T00:00:00", 19, &t) == 0, "leap day 2024");
-  CHECK(stdio_parse_timestamp("2400-02-29T00:00:00", 19, &t) == 0, "leap day 2400");
-  CHECK(stdio_parse_timestamp("2100-02-29T00:00:00", 19, &t) == SEA_EFORMAT, "2100 is not leap");
-  CHECK(stdio_parse_timestamp("2026-11-26T10:00:0", 18, &t) == SEA_EFORMAT, "short");
-  CHECK(stdio_parse_timestamp("2026-11-26T10:00:00 ", 20, &t) == SEA_EFORMAT, "trailing space");
-  CHECK(stdio_parse_timestamp("2026-1a-26T10:00:00", 19, &t) == SEA_EFORMAT, "letter");
+  CHECK(sea_parse_timestamp("2024-02-29T00:00:00", 19, &t) == 0, "leap day 2024");
+  CHECK(sea_parse_timestamp("2400-02-29T00:00:00", 19, &t) == 0, "leap day 2400");
+  CHECK(sea_parse_timestamp("2100-02-29T00:00:00", 19, &t) == SEA_EFORMAT, "2100 is not leap");
+  CHECK(sea_parse_timestamp("2026-11-26T10:00:0", 18, &t) == SEA_EFORMAT, "short");
+  CHECK(sea_parse_timestamp("2026-11-26T10:00:00 ", 20, &t) == SEA_EFORMAT, "trailing space");
+  CHECK(sea_parse_timestamp("2026-1a-26T10:00:00", 19, &t) == SEA_EFORMAT, "letter");
 
   /* Every day of a few years round-trips through a day count that steps by one. */
   static const unsigned mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -261,7 +261,7 @@ static void test_timestamp(void) {
         char s[32];
         snprintf(s, sizeof s, "%04u-%02u-%02uT00:00:00", y, m, d);
         int64_t v;
-        if (stdio_parse_timestamp(s, 19, &v) != 0 || (!first && v - prev != INT64_C(86400000000)))
+        if (sea_parse_timestamp(s, 19, &v) != 0 || (!first && v - prev != INT64_C(86400000000)))
           monotone = 0;
         prev = v;
         first = 0;

@@ -62,63 +62,6 @@ static int parse_u64(const char *s, size_t len, uint64_t *out) {
   return 0;
 }
 
-static int digits(const char *s, int n, unsigned *out) {
-  unsigned v = 0;
-  for (int i = 0; i < n; i++) {
-    if (!is_digit((unsigned char)s[i]))
-      return -1;
-    v = v * 10 + (unsigned)(s[i] - '0');
-  }
-  *out = v;
-  return 0;
-}
-
-static int64_t floor_div(int64_t a, int64_t b) {
-  return a / b - (a % b != 0 && (a < 0) != (b < 0));
-}
-
-/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). Counting the year from March puts the
- * leap day at the end of the year, so month lengths follow the fixed 153-day pattern. */
-static int64_t days_from_date(unsigned y, unsigned m, unsigned d) {
-  int64_t yy = (int64_t)y - (m <= 2);
-  unsigned mm = m <= 2 ? m + 9 : m - 3;
-  int64_t days = yy * 365 + floor_div(yy, 4) - floor_div(yy, 100) + floor_div(yy, 400);
-  return days + (153 * mm + 2) / 5 + d - 1 - 719468;
-}
-
-int stdio_parse_timestamp(const char *s, size_t len, int64_t *timestamp_us) {
-  static const unsigned month_days[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  unsigned y, mo, d, h, mi, sec;
-  if (len < 19 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':')
-    return SEA_EFORMAT;
-  if (digits(s, 4, &y) || digits(s + 5, 2, &mo) || digits(s + 8, 2, &d) || digits(s + 11, 2, &h) ||
-      digits(s + 14, 2, &mi) || digits(s + 17, 2, &sec))
-    return SEA_EFORMAT;
-  if (mo < 1 || mo > 12 || d < 1 || d > month_days[mo - 1] || h > 23 || mi > 59 || sec > 59)
-    return SEA_EFORMAT;
-  int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  if (mo == 2 && d == 29 && !leap)
-    return SEA_EFORMAT;
-  int64_t frac = 0;
-  if (len > 19) {
-    /* 1..9 digits, as SeaStreamer writes at most nanoseconds; finer than µs is dropped. */
-    size_t n = len - 20;
-    if (s[19] != '.' || n == 0 || n > 9)
-      return SEA_EFORMAT;
-    for (size_t i = 0; i < n; i++) {
-      if (!is_digit((unsigned char)s[20 + i]))
-        return SEA_EFORMAT;
-      if (i < 6)
-        frac = frac * 10 + (s[20 + i] - '0');
-    }
-    for (size_t i = n; i < 6; i++)
-      frac *= 10;
-  }
-  int64_t secs = days_from_date(y, mo, d) * 86400 + (int64_t)h * 3600 + mi * 60 + sec;
-  *timestamp_us = secs * 1000000 + frac;
-  return 0;
-}
-
 /* "DDDD-" at the start and not a stream key: written as a timestamp, so a failure to parse it
  * is reported as a bad timestamp rather than as a bad key. */
 static int looks_like_timestamp(const char *s, size_t len) {
@@ -192,8 +135,6 @@ static const char *header_part(const char *p, size_t n, int *state, stdio_ts_par
 int stdio_parse_line_with(const char *line, size_t len, stdio_ts_parse_fn parse_ts,
                           stdio_line_t *out, const char **why) {
   memset(out, 0, sizeof *out);
-  if (parse_ts == NULL)
-    parse_ts = stdio_parse_timestamp;
   if (len > 0 && line[len - 1] == '\n')
     len--;
   if (len > 0 && line[len - 1] == '\r')
@@ -237,8 +178,4 @@ fail:
   if (why != NULL)
     *why = reason;
   return SEA_EFORMAT;
-}
-
-int stdio_parse_line(const char *line, size_t len, stdio_line_t *out, const char **why) {
-  return stdio_parse_line_with(line, len, NULL, out, why);
 }

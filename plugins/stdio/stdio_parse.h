@@ -26,19 +26,13 @@ typedef struct stdio_line {
   size_t payload_len;
 } stdio_line_t;
 
-/* Parse one line: `line` holds len bytes, without the '\n' (one trailing "\n" and then one "\r"
- * are stripped if present). A header block is a '[' after optional whitespace; without one the
- * payload is the whole line, untrimmed. Returns 0, or SEA_EFORMAT with *why (if why is not NULL)
- * set to a static string that says what was wrong. Timestamps use the built-in strict parser. */
-int stdio_parse_line(const char *line, size_t len, stdio_line_t *out, const char **why);
-/* The same with the timestamp parser given (the plugin passes host->parse_timestamp so that a
- * timestamp means the same thing everywhere); parse_ts NULL means the built-in one. */
+/* Parse one line: `line` holds len bytes (one trailing "\n" and then one "\r" are stripped if
+ * present). A header block is a '[' at the first byte; without one the payload is the whole line,
+ * untrimmed. Timestamps are parsed by parse_ts (the plugin passes host->parse_timestamp, tests
+ * sea_parse_timestamp: one parser, so a timestamp means the same thing everywhere). Returns 0, or
+ * SEA_EFORMAT with *why (if why is not NULL) set to a static string that says what was wrong. */
 int stdio_parse_line_with(const char *line, size_t len, stdio_ts_parse_fn parse_ts,
                           stdio_line_t *out, const char **why);
-
-/* YYYY-MM-DDTHH:MM:SS[.d{1,9}] in UTC to microseconds since the epoch (fraction truncated).
- * Returns 0 or SEA_EFORMAT. Agrees with the host's sea_parse_timestamp. */
-int stdio_parse_timestamp(const char *s, size_t len, int64_t *timestamp_us);
 
 /* 1..SEA_STREAM_KEY_MAX bytes of [A-Za-z0-9._-]. */
 int stdio_key_valid(const char *s, size_t len);

@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   stdio_line_t l;
   const char *why = NULL;
-  int rc = stdio_parse_line(line, size, &l, &why);
+  int rc = stdio_parse_line_with(line, size, sea_parse_timestamp, &l, &why);
   if (rc != 0) {
     if (rc != SEA_EFORMAT || why == NULL || why[0] == '\0')
       abort();
@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       while (p + n < end && p[n] != '|' && p[n] != ']' && p[n] != ' ' && p[n] != '\t' &&
              p[n] != '\r' && p[n] != '\n' && p[n] != '\v' && p[n] != '\f')
         n++;
-      if (stdio_parse_timestamp(p, n, &t) != 0 || t != l.timestamp_us)
+      if (sea_parse_timestamp(p, n, &t) != 0 || t != l.timestamp_us)
         abort();
     }
     /* Header payloads are trimmed. */
@@ -62,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   /* The timestamp parser on the raw bytes: any answer is fine, but it must not read past size. */
   int64_t t;
-  (void)stdio_parse_timestamp(line, size, &t);
+  (void)sea_parse_timestamp(line, size, &t);
   free(line);
   return 0;
 }

@@ -13,7 +13,7 @@ fi
 mkdir -p "$WORK"
 FLAGS=(-std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
   -I"$SRC/host/include" -I"$SRC/plugins/stdio")
-"$CLANG" "${FLAGS[@]}" "$SRC/tests/fuzz/fuzz_stdio_parse.c" "$SRC/plugins/stdio/stdio_parse.c" \
+"$CLANG" "${FLAGS[@]}" "$SRC/tests/fuzz/fuzz_stdio_parse.c" "$SRC/plugins/stdio/stdio_parse.c" "$SRC/host/src/time.c" \
   -o "$WORK/fuzz_stdio_parse"
 "$CLANG" "${FLAGS[@]}" "$SRC/tests/fuzz/fuzz_uri.c" "$SRC/host/src/uri.c" "$SRC/host/src/key.c" \
   "$SRC/host/src/memory.c" -lpthread -o "$WORK/fuzz_uri"

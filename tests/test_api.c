@@ -209,19 +209,27 @@ static void produce_n(sea_runtime_t *rt, sea_streamer_t *s, int n, const char *p
   sea_producer_close(p);
 }
 
+/* Open a consumer at `start`, read to the end, and leave it open for more checks. */
+static sea_consumer_t *consume_from(sea_runtime_t *rt, sea_streamer_t *s, const char *start,
+                                    counts_t *c) {
+  sea_consumer_t *k = NULL;
+  sea_options_t *o = opts(start, "stop_at_end=true", NULL);
+  CHECK_EQ_INT(sea_consumer_open(s, o, &k), 0);
+  sea_options_free(o);
+  memset(c, 0, sizeof *c);
+  sea_consumer_set_data(k, c);
+  CHECK_EQ_INT(sea_consumer_start(k, on_batch, on_end), 0);
+  run_until(rt, &c->ended);
+  return k;
+}
+
 static void test_consumer(void) {
   sea_runtime_t *rt = new_runtime();
   sea_streamer_t *s;
   CHECK_EQ_INT(sea_connect(rt, "mem://c1/k", NULL, &s), 0);
   produce_n(rt, s, 5, "m");
-  sea_consumer_t *k;
-  sea_options_t *o = opts("start=beginning", "stop_at_end=true", NULL);
-  CHECK_EQ_INT(sea_consumer_open(s, o, &k), 0);
-  sea_options_free(o);
-  counts_t c = {0};
-  sea_consumer_set_data(k, &c);
-  CHECK_EQ_INT(sea_consumer_start(k, on_batch, on_end), 0);
-  run_until(rt, &c.ended);
+  counts_t c;
+  sea_consumer_t *k = consume_from(rt, s, "start=beginning", &c);
   CHECK_EQ_INT(c.end_status, SEA_EOF);
   CHECK_EQ_INT(c.npayloads, 5);
   CHECK_STR(c.payloads[0], "m0");
@@ -231,25 +239,13 @@ static void test_consumer(void) {
   CHECK_CONTAINS(sea_consumer_errmsg(k), "realtime consumer has no position");
   sea_consumer_close(k);
 
-  /* start=2 rewinds to a sequence number; a seek completes its op. */
-  o = opts("start=2", "stop_at_end=true", NULL);
-  CHECK_EQ_INT(sea_consumer_open(s, o, &k), 0);
-  sea_options_free(o);
-  memset(&c, 0, sizeof c);
-  sea_consumer_set_data(k, &c);
-  sea_consumer_start(k, on_batch, on_end);
-  run_until(rt, &c.ended);
+  /* start=2 rewinds to a sequence number, start=-2 to two before the end. */
+  k = consume_from(rt, s, "start=2", &c);
   CHECK_EQ_INT(c.npayloads, 3);
   CHECK_STR(c.payloads[0], "m2");
   sea_consumer_close(k);
 
-  o = opts("start=-2", "stop_at_end=true", NULL);
-  CHECK_EQ_INT(sea_consumer_open(s, o, &k), 0);
-  sea_options_free(o);
-  memset(&c, 0, sizeof c);
-  sea_consumer_set_data(k, &c);
-  sea_consumer_start(k, on_batch, on_end);
-  run_until(rt, &c.ended);
+  k = consume_from(rt, s, "start=-2", &c);
   CHECK_EQ_INT(c.npayloads, 2);
   CHECK_STR(c.payloads[0], "m3");
   sea_consumer_close(k);
@@ -274,7 +270,7 @@ static void test_consumer(void) {
   CHECK_EQ_INT(c.done, 1);
 
   /* Bad consumer options. */
-  o = opts("mode=sideways", NULL, NULL);
+  sea_options_t *o = opts("mode=sideways", NULL, NULL);
   CHECK_EQ_INT(sea_consumer_open(s, o, &k), SEA_EOPTION);
   CHECK_CONTAINS(sea_runtime_errmsg(rt), "mode=sideways");
   sea_options_free(o);

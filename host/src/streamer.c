@@ -318,11 +318,12 @@ int sea_producer_open(sea_streamer_t *s, const sea_options_t *opts, sea_producer
   if (common_init(s, opts, &c))
     return SEA_ENOMEM;
   uint64_t max_inflight = DEFAULT_MAX_INFLIGHT, max_bytes = DEFAULT_MAX_INFLIGHT_BYTES,
-           max_payload = SEA_PAYLOAD_MAX_DEFAULT;
+           max_payload = SEA_PAYLOAD_MAX_DEFAULT, timeout_ms = 0;
   int rc;
   if ((rc = opt_u64(rt, c.all, "max_inflight", &max_inflight)) ||
       (rc = opt_u64(rt, c.all, "max_inflight_bytes", &max_bytes)) ||
-      (rc = opt_u64(rt, c.all, "max_payload", &max_payload))) {
+      (rc = opt_u64(rt, c.all, "max_payload", &max_payload)) ||
+      (rc = opt_u64(rt, c.all, "timeout", &timeout_ms))) {
     common_free(&c);
     return rc;
   }
@@ -349,6 +350,7 @@ int sea_producer_open(sea_streamer_t *s, const sea_options_t *opts, sea_producer
       .backend_options = c.backend,
       .anchor = p->anchor,
       .max_payload = max_payload,
+      .timeout_ms = timeout_ms, /* timeout= is common: the backend sees it only here */
   };
   rc = d->producer_open(s->impl, p, &args, &p->impl);
   common_free(&c);

@@ -85,7 +85,7 @@ typedef struct sea_open_args {
   int64_t start_from_end; /* start=-N: N messages before the end (0 = unused) */
   int stop_at_end;
   uint32_t batch_size;
-  uint64_t timeout_ms;
+  uint64_t timeout_ms; /* timeout=, for producers too (0 = unset) */
 } sea_open_args_t;
 
 typedef struct sea_host {

@@ -1,0 +1,1996 @@
+/* redis.c: the redis:// backend: Redis Streams over hiredis' async API, driven by the host's loop.
+ *
+ * Layout (the Rust SeaStreamer's): a message is one stream entry `XADD key * msg <payload>` (the
+ * field name is the option field=). Its seq is the entry id packed as (ms << 16) | id-sequence and
+ * its timestamp is the id's milliseconds. Shard n of a key lives at `key:n` when the key is split
+ * into shards=N > 1 streams; an unsharded key is the plain `key` and shard 0.
+ *
+ * Connections. Every producer and consumer has its own connection (a consumer's XREAD BLOCK holds
+ * its connection). hiredis does the protocol; this file is its event adapter: hiredis' ev hooks
+ * (addRead, delRead, addWrite, delWrite, cleanup) map onto host->watch_*, so no libuv and no
+ * hiredis adapter is linked. Host names are resolved with getaddrinfo on the host's thread pool
+ * (host->queue_work), so a slow resolver never blocks the loop; hiredis then connects to the
+ * numeric address without blocking. After connecting: AUTH (URI user/password), SELECT (db=N),
+ * CONFIG GET proto-max-bulk-len (to refuse an oversize payload before the server drops the
+ * connection), PING (a server that does not answer PONG is not Redis).
+ *
+ * Faults. A first connection that fails is an error at once (wrong password, unknown host, not a
+ * Redis server, refused). A connection that worked once and is lost is retried with backoff
+ * (100 ms doubling to 2 s) for reconnect_ms; meanwhile the producer keeps every unconfirmed
+ * message and writes them again once connected (at-least-once), and the consumer resumes from the
+ * last entry it delivered (realtime) or re-reads its group's pending entries (groups).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include "seastreamer/plugin.h"
+
+static const sea_host_t *rhost;
+
+#define R_NAME "redis"
+#define R_BATCH_DEFAULT 1000
+#define R_BLOCK_DEFAULT 500
+#define R_PIPELINE_DEFAULT 50000
+#define R_TIMEOUT_DEFAULT 5000
+#define R_RECONNECT_DEFAULT 60000
+#define R_CLAIM_DEFAULT 30000
+#define R_BULK_DEFAULT (512ull * 1024 * 1024)
+/* A stream name: a key (249 bytes), ':' and a shard number. */
+#define R_NAME_MAX 280
+/* An entry id as text: two 20-digit numbers and a dash. */
+#define R_ID_MAX 48
+
+enum { ACK_AUTO = 0, ACK_MANUAL = 1, ACK_NONE = 2 };
+
+/* Options, from the streamer's and the handle's backend options. */
+typedef struct rcfg {
+  int db;
+  char field[64];
+  uint32_t shards;
+  int shard_hash;
+  uint64_t maxlen;
+  uint64_t minid_age_ms;
+  uint64_t block_ms;
+  int ack;
+  int create;
+  char consumer[128];
+  uint64_t claim_idle_ms;
+  uint64_t reconnect_ms;
+  uint64_t pipeline;
+} rcfg_t;
+
+typedef struct rstreamer {
+  sea_runtime_t *rt;
+  char host[256];
+  int port;
+  char user[128];
+  char pass[256];
+  char addr[300]; /* host:port, for messages */
+  rcfg_t cfg;
+} rstreamer_t;
+
+/* ------------------------------------------------------------------------------------------- */
+/* Options                                                                                      */
+/* ------------------------------------------------------------------------------------------- */
+
+static const char r_known_opts[] = "db, field, shards, sharding, maxlen, minid_age_ms, block_ms, "
+                                   "ack, create, consumer, claim_idle_ms, reconnect_ms, pipeline";
+
+static void cfg_defaults(rcfg_t *c) {
+  memset(c, 0, sizeof *c);
+  snprintf(c->field, sizeof c->field, "msg");
+  c->shards = 1;
+  c->block_ms = R_BLOCK_DEFAULT;
+  c->ack = ACK_AUTO;
+  c->create = 1;
+  c->claim_idle_ms = R_CLAIM_DEFAULT;
+  c->reconnect_ms = R_RECONNECT_DEFAULT;
+  c->pipeline = R_PIPELINE_DEFAULT;
+}
+
+static int parse_u64(const char *v, uint64_t *out) {
+  if (v == NULL || *v < '0' || *v > '9')
+    return -1;
+  char *end;
+  unsigned long long n = strtoull(v, &end, 10);
+  if (*end != '\0')
+    return -1;
+  *out = n;
+  return 0;
+}
+
+static int parse_bool(const char *v, int *out) {
+  if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "yes") == 0)
+    *out = 1;
+  else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0 || strcmp(v, "no") == 0)
+    *out = 0;
+  else
+    return -1;
+  return 0;
+}
+
+static int cfg_apply(sea_runtime_t *rt, rcfg_t *c, const sea_options_t *o) {
+  size_t n = o ? rhost->option_count(o) : 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *k, *v;
+    rhost->option_at(o, i, &k, &v);
+    uint64_t u = 0;
+    int bad = 0;
+    if (strcmp(k, "db") == 0) {
+      bad = parse_u64(v, &u) || u > 1000000;
+      c->db = (int)u;
+    } else if (strcmp(k, "field") == 0) {
+      bad = v[0] == '\0' || strlen(v) >= sizeof c->field;
+      if (!bad)
+        snprintf(c->field, sizeof c->field, "%s", v);
+    } else if (strcmp(k, "shards") == 0) {
+      bad = parse_u64(v, &u) || u < 1 || u > 65536;
+      c->shards = (uint32_t)u;
+    } else if (strcmp(k, "sharding") == 0) {
+      if (strcmp(v, "roundrobin") == 0)
+        c->shard_hash = 0;
+      else if (strcmp(v, "hash") == 0)
+        c->shard_hash = 1;
+      else
+        bad = 1;
+    } else if (strcmp(k, "maxlen") == 0) {
+      bad = parse_u64(v, &c->maxlen);
+    } else if (strcmp(k, "minid_age_ms") == 0) {
+      bad = parse_u64(v, &c->minid_age_ms);
+    } else if (strcmp(k, "block_ms") == 0) {
+      bad = parse_u64(v, &c->block_ms) || c->block_ms < 1;
+    } else if (strcmp(k, "ack") == 0) {
+      if (strcmp(v, "auto") == 0)
+        c->ack = ACK_AUTO;
+      else if (strcmp(v, "manual") == 0)
+        c->ack = ACK_MANUAL;
+      else if (strcmp(v, "none") == 0 || strcmp(v, "immediate") == 0)
+        c->ack = ACK_NONE;
+      else
+        bad = 1;
+    } else if (strcmp(k, "create") == 0) {
+      bad = parse_bool(v, &c->create);
+    } else if (strcmp(k, "consumer") == 0) {
+      bad = v[0] == '\0' || strlen(v) >= sizeof c->consumer;
+      if (!bad)
+        snprintf(c->consumer, sizeof c->consumer, "%s", v);
+    } else if (strcmp(k, "claim_idle_ms") == 0) {
+      bad = parse_u64(v, &c->claim_idle_ms);
+    } else if (strcmp(k, "reconnect_ms") == 0) {
+      bad = parse_u64(v, &c->reconnect_ms);
+    } else if (strcmp(k, "pipeline") == 0) {
+      bad = parse_u64(v, &c->pipeline) || c->pipeline < 1;
+    } else {
+      rhost->set_error(rt, R_NAME ": unknown option '%s=%s' (known: %s)", k, v, r_known_opts);
+      return SEA_EOPTION;
+    }
+    if (bad) {
+      rhost->set_error(rt, R_NAME ": invalid value in option '%s=%s'", k, v);
+      return SEA_EOPTION;
+    }
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Entry ids                                                                                    */
+/* ------------------------------------------------------------------------------------------- */
+
+static int id_parse(const char *s, size_t len, uint64_t *ms, uint64_t *sq) {
+  char buf[R_ID_MAX];
+  if (len == 0 || len >= sizeof buf)
+    return -1;
+  memcpy(buf, s, len);
+  buf[len] = '\0';
+  char *end;
+  *ms = strtoull(buf, &end, 10);
+  if (*end != '-')
+    return -1;
+  *sq = strtoull(end + 1, &end, 10);
+  return *end == '\0' ? 0 : -1;
+}
+
+static int id_format(char *buf, uint64_t ms, uint64_t sq) {
+  return snprintf(buf, R_ID_MAX, "%llu-%llu", (unsigned long long)ms, (unsigned long long)sq);
+}
+
+/* The position just before (ms, sq), for XREAD's exclusive ids. */
+static void id_before(uint64_t *ms, uint64_t *sq) {
+  if (*sq > 0)
+    (*sq)--;
+  else if (*ms > 0) {
+    (*ms)--;
+    *sq = UINT64_MAX;
+  }
+}
+
+static uint64_t id_pack(uint64_t ms, uint64_t sq) {
+  return (ms << 16) | (sq & 0xffff);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Connection: hiredis async context on the host loop                                          */
+/* ------------------------------------------------------------------------------------------- */
+
+enum { C_IDLE, C_RESOLVING, C_CONNECTING, C_HANDSHAKE, C_READY, C_BACKOFF, C_FAILED, C_CLOSED };
+
+typedef struct rconn rconn_t;
+typedef struct rjob {
+  rconn_t *conn; /* NULL once the connection went away: the job frees itself */
+  char host[256];
+  char ip[INET6_ADDRSTRLEN];
+  char err[160];
+  int rc;
+} rjob_t;
+
+struct rconn {
+  rstreamer_t *s;
+  sea_runtime_t *rt;
+  redisAsyncContext *ac;
+  sea_watch_t *watch;
+  int events;
+  sea_timer_t *timer; /* connect timeout or backoff */
+  rjob_t *job;
+  int state;
+  int ever_ready;
+  unsigned attempt;
+  uint64_t lost_at;
+  uint64_t timeout_ms;
+  uint64_t reconnect_ms;
+  uint64_t max_bulk;
+  char ip[256];
+  void *owner;
+  void (*on_ready)(void *owner);
+  void (*on_lost)(void *owner);
+  void (*on_fail)(void *owner, int status, const char *msg);
+};
+
+static void conn_begin(rconn_t *c);
+static void on_io(sea_watch_t *w, int status, int events, void *data);
+
+static void conn_timer_stop(rconn_t *c) {
+  if (c->timer) {
+    rhost->timer_stop(c->timer);
+    c->timer = NULL;
+  }
+}
+
+static void conn_set_events(rconn_t *c, int ev) {
+  if (c->ac == NULL || ev == c->events)
+    return;
+  c->events = ev;
+  if (c->watch == NULL) {
+    if (ev == 0)
+      return;
+    c->watch = rhost->watch_start(c->rt, c->ac->c.fd, ev, on_io, c);
+    return;
+  }
+  rhost->watch_update(c->watch, ev);
+}
+
+static void ad_add_read(void *d) {
+  rconn_t *c = d;
+  conn_set_events(c, c->events | SEA_WATCH_READABLE);
+}
+static void ad_del_read(void *d) {
+  rconn_t *c = d;
+  conn_set_events(c, c->events & ~SEA_WATCH_READABLE);
+}
+static void ad_add_write(void *d) {
+  rconn_t *c = d;
+  conn_set_events(c, c->events | SEA_WATCH_WRITABLE);
+}
+static void ad_del_write(void *d) {
+  rconn_t *c = d;
+  conn_set_events(c, c->events & ~SEA_WATCH_WRITABLE);
+}
+
+static void conn_watch_stop(rconn_t *c) {
+  if (c->watch) {
+    rhost->watch_stop(c->watch);
+    c->watch = NULL;
+  }
+  c->events = 0;
+}
+
+static void ad_cleanup(void *d) {
+  conn_watch_stop(d);
+}
+
+/* Forget the context: hiredis must not call us again. Safe inside and outside its callbacks (in
+ * one, redisAsyncFree only marks the context, and hiredis frees it when the callback returns). */
+static void conn_drop(rconn_t *c) {
+  redisAsyncContext *ac = c->ac;
+  conn_watch_stop(c);
+  if (ac == NULL)
+    return;
+  c->ac = NULL;
+  ac->data = NULL;
+  ac->ev.data = NULL;
+  ac->ev.addRead = ac->ev.delRead = ac->ev.addWrite = ac->ev.delWrite = NULL;
+  ac->ev.cleanup = NULL;
+  ac->onConnect = NULL;
+  ac->onDisconnect = NULL;
+  redisAsyncFree(ac);
+}
+
+/* hiredis is freeing the context itself (in on_connect failure and on_disconnect). */
+static void conn_detach(rconn_t *c, const redisAsyncContext *ac) {
+  conn_watch_stop(c);
+  redisAsyncContext *m = (redisAsyncContext *)ac;
+  m->ev.cleanup = NULL;
+  m->ev.addRead = m->ev.delRead = m->ev.addWrite = m->ev.delWrite = NULL;
+  m->data = NULL;
+  c->ac = NULL;
+}
+
+static void on_backoff(sea_timer_t *t, void *data) {
+  (void)t;
+  rconn_t *c = data;
+  conn_timer_stop(c);
+  conn_begin(c);
+}
+
+/* The connection is gone. Retry if it had worked and the reconnect window is open, else fail. */
+static void conn_lost(rconn_t *c, int status, const char *msg) {
+  conn_timer_stop(c);
+  int was_ready = c->state == C_READY;
+  uint64_t now = rhost->now_ms(c->rt);
+  if (was_ready)
+    c->lost_at = now;
+  if (!c->ever_ready || now - c->lost_at >= c->reconnect_ms) {
+    c->state = C_FAILED;
+    char full[1600];
+    if (c->ever_ready)
+      snprintf(full, sizeof full, "%s (gave up reconnecting after %llu ms)", msg,
+               (unsigned long long)c->reconnect_ms);
+    else
+      snprintf(full, sizeof full, "%s", msg);
+    c->on_fail(c->owner, status, full);
+    return;
+  }
+  size_t skip = strncmp(msg, R_NAME ": ", sizeof R_NAME + 1) == 0 ? sizeof R_NAME + 1 : 0;
+  rhost->log(SEA_LOG_INFO, R_NAME, "%s; reconnecting", msg + skip); /* log names the plugin */
+  c->state = C_BACKOFF;
+  uint64_t delay = 100u << (c->attempt < 5 ? c->attempt : 5);
+  if (delay > 2000)
+    delay = 2000;
+  c->attempt++;
+  if (was_ready)
+    c->on_lost(c->owner);
+  c->timer = rhost->timer_start(c->rt, delay, 1000, on_backoff, c);
+}
+
+/* A fatal error of the handshake (bad password, not Redis): no retry, whatever happened before. */
+static void conn_fatal(rconn_t *c, int status, const char *msg) {
+  conn_drop(c);
+  conn_timer_stop(c);
+  c->state = C_FAILED;
+  c->on_fail(c->owner, status, msg);
+}
+
+static void on_io(sea_watch_t *w, int status, int events, void *data) {
+  (void)w;
+  rconn_t *c = data;
+  redisAsyncContext *ac = c->ac;
+  if (ac == NULL)
+    return;
+  if (status < 0)
+    events = SEA_WATCH_READABLE | SEA_WATCH_WRITABLE;
+  if (events & SEA_WATCH_READABLE)
+    redisAsyncHandleRead(ac);
+  if (c->ac != ac)
+    return;
+  if (events & SEA_WATCH_WRITABLE)
+    redisAsyncHandleWrite(ac);
+}
+
+enum { HS_AUTH = 1, HS_SELECT, HS_CONFIG, HS_PING };
+
+static void hs_cb(redisAsyncContext *ac, void *r, void *priv) {
+  rconn_t *c = ac->data;
+  redisReply *reply = r;
+  if (c == NULL || reply == NULL || c->state != C_HANDSHAKE)
+    return;
+  int step = (int)(intptr_t)priv;
+  char msg[1400];
+  const char *addr = c->s->addr;
+  if (step == HS_CONFIG) {
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[1]->type == REDIS_REPLY_STRING)
+      c->max_bulk = strtoull(reply->element[1]->str, NULL, 10);
+    return; /* CONFIG may be renamed or forbidden: then assume Redis' default */
+  }
+  if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "LOADING", 7) == 0) {
+    /* A server that is starting (reading its AOF or RDB) answers LOADING: wait and retry, for
+     * up to reconnect_ms, even on a first connection. */
+    snprintf(msg, sizeof msg, R_NAME ": %s is loading its data: %s", addr, reply->str);
+    int ever = c->ever_ready;
+    if (!ever && c->lost_at == 0)
+      c->lost_at = rhost->now_ms(c->rt);
+    c->ever_ready = 1;
+    conn_drop(c);
+    conn_lost(c, SEA_ECONNECT, msg);
+    c->ever_ready = ever;
+    return;
+  }
+  if (reply->type == REDIS_REPLY_ERROR) {
+    if (step == HS_AUTH)
+      snprintf(msg, sizeof msg, R_NAME ": authentication failed at %s: %s", addr, reply->str);
+    else if (step == HS_SELECT)
+      snprintf(msg, sizeof msg, R_NAME ": cannot select db=%d at %s: %s", c->s->cfg.db, addr,
+               reply->str);
+    else if (strncmp(reply->str, "NOAUTH", 6) == 0)
+      snprintf(msg, sizeof msg, R_NAME ": %s needs a password (give redis://:PASSWORD@%s/...): %s",
+               addr, addr, reply->str);
+    else
+      snprintf(msg, sizeof msg, R_NAME ": %s refused PING: %s", addr, reply->str);
+    conn_fatal(c, SEA_ECONNECT, msg);
+    return;
+  }
+  if (step != HS_PING)
+    return;
+  if (reply->type != REDIS_REPLY_STATUS || strcmp(reply->str, "PONG") != 0) {
+    snprintf(msg, sizeof msg, R_NAME ": %s is not a Redis server (PING was not answered PONG)",
+             addr);
+    conn_fatal(c, SEA_ECONNECT, msg);
+    return;
+  }
+  conn_timer_stop(c);
+  c->state = C_READY;
+  c->ever_ready = 1;
+  c->attempt = 0;
+  c->on_ready(c->owner);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status) {
+  rconn_t *c = ac->data;
+  if (c == NULL)
+    return;
+  if (status != REDIS_OK) {
+    char msg[1400];
+    snprintf(msg, sizeof msg, R_NAME ": cannot connect to %s (%s): %s", c->s->addr, c->ip,
+             ac->errstr[0] ? ac->errstr : "connection failed");
+    conn_detach(c, ac);
+    conn_lost(c, SEA_ECONNECT, msg);
+    return;
+  }
+  redisAsyncContext *m = (redisAsyncContext *)ac;
+  c->state = C_HANDSHAKE;
+  c->max_bulk = R_BULK_DEFAULT;
+  if (c->s->pass[0]) {
+    if (c->s->user[0])
+      redisAsyncCommand(m, hs_cb, (void *)(intptr_t)HS_AUTH, "AUTH %s %s", c->s->user, c->s->pass);
+    else
+      redisAsyncCommand(m, hs_cb, (void *)(intptr_t)HS_AUTH, "AUTH %s", c->s->pass);
+  }
+  if (c->s->cfg.db)
+    redisAsyncCommand(m, hs_cb, (void *)(intptr_t)HS_SELECT, "SELECT %d", c->s->cfg.db);
+  redisAsyncCommand(m, hs_cb, (void *)(intptr_t)HS_CONFIG, "CONFIG GET proto-max-bulk-len");
+  redisAsyncCommand(m, hs_cb, (void *)(intptr_t)HS_PING, "PING");
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status) {
+  rconn_t *c = ac->data;
+  if (c == NULL)
+    return;
+  char msg[1400];
+  int was = c->state;
+  if (status == REDIS_OK)
+    snprintf(msg, sizeof msg, R_NAME ": connection to %s closed", c->s->addr);
+  else if (ac->err == REDIS_ERR_PROTOCOL && was == C_HANDSHAKE)
+    snprintf(msg, sizeof msg, R_NAME ": %s is not a Redis server: %s", c->s->addr, ac->errstr);
+  else
+    snprintf(msg, sizeof msg, R_NAME ": connection to %s lost: %s", c->s->addr,
+             ac->errstr[0] ? ac->errstr : "closed by the server");
+  conn_detach(c, ac);
+  if (ac->err == REDIS_ERR_PROTOCOL && was == C_HANDSHAKE) {
+    conn_timer_stop(c);
+    c->state = C_FAILED;
+    c->on_fail(c->owner, SEA_ECONNECT, msg);
+    return;
+  }
+  conn_lost(c, SEA_ECONNECT, msg);
+}
+
+static void conn_connect_ip(rconn_t *c) {
+  c->state = C_CONNECTING;
+  redisAsyncContext *ac = redisAsyncConnect(c->ip, c->s->port);
+  if (ac == NULL) {
+    conn_fatal(c, SEA_ENOMEM, R_NAME ": out of memory");
+    return;
+  }
+  if (ac->err) {
+    char msg[1400];
+    snprintf(msg, sizeof msg, R_NAME ": cannot connect to %s (%s): %s", c->s->addr, c->ip,
+             ac->errstr);
+    redisAsyncFree(ac);
+    conn_lost(c, SEA_ECONNECT, msg);
+    return;
+  }
+  c->ac = ac;
+  ac->data = c;
+  ac->ev.data = c;
+  ac->ev.addRead = ad_add_read;
+  ac->ev.delRead = ad_del_read;
+  ac->ev.addWrite = ad_add_write;
+  ac->ev.delWrite = ad_del_write;
+  ac->ev.cleanup = ad_cleanup;
+  redisAsyncSetDisconnectCallback(ac, on_disconnect);
+  redisAsyncSetConnectCallback(ac, on_connect); /* arms the first write event */
+}
+
+static void resolve_work(void *data) {
+  rjob_t *j = data;
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  int rc = getaddrinfo(j->host, NULL, &hints, &res);
+  if (rc != 0 || res == NULL) {
+    j->rc = -1;
+    snprintf(j->err, sizeof j->err, "%s", rc ? gai_strerror(rc) : "no address");
+    if (res)
+      freeaddrinfo(res);
+    return;
+  }
+  const void *a = res->ai_family == AF_INET6
+                      ? (const void *)&((struct sockaddr_in6 *)(void *)res->ai_addr)->sin6_addr
+                      : (const void *)&((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr;
+  inet_ntop(res->ai_family, a, j->ip, sizeof j->ip);
+  freeaddrinfo(res);
+}
+
+static void resolve_after(void *data, int status) {
+  rjob_t *j = data;
+  rconn_t *c = j->conn;
+  if (c == NULL) {
+    rhost->free(j);
+    return;
+  }
+  c->job = NULL;
+  if (status != 0 || j->rc != 0) {
+    char msg[1400];
+    snprintf(msg, sizeof msg, R_NAME ": cannot resolve host '%s' (in %s): %s", c->s->host,
+             c->s->addr, status ? "lookup canceled" : j->err);
+    rhost->free(j);
+    conn_lost(c, SEA_ECONNECT, msg);
+    return;
+  }
+  snprintf(c->ip, sizeof c->ip, "%s", j->ip);
+  rhost->free(j);
+  conn_connect_ip(c);
+}
+
+static void on_connect_timeout(sea_timer_t *t, void *data) {
+  (void)t;
+  rconn_t *c = data;
+  conn_timer_stop(c);
+  if (c->state == C_READY || c->state == C_FAILED || c->state == C_CLOSED)
+    return;
+  char msg[1400];
+  snprintf(msg, sizeof msg,
+           R_NAME ": no answer from %s within %llu ms (is a Redis server listening there?)",
+           c->s->addr, (unsigned long long)c->timeout_ms);
+  if (c->job) {
+    c->job->conn = NULL;
+    c->job = NULL;
+  }
+  conn_drop(c);
+  conn_lost(c, SEA_ETIMEDOUT, msg);
+}
+
+static void on_start_numeric(sea_timer_t *t, void *data) {
+  (void)t;
+  rconn_t *c = data;
+  /* the connect timeout replaces this timer */
+  conn_timer_stop(c);
+  c->timer = rhost->timer_start(c->rt, c->timeout_ms, 0, on_connect_timeout, c);
+  conn_connect_ip(c);
+}
+
+/* Start one connection attempt: resolve (off the loop) unless numeric, then connect. */
+static void conn_begin(rconn_t *c) {
+  unsigned char buf[sizeof(struct in6_addr)];
+  conn_timer_stop(c);
+  if (inet_pton(AF_INET, c->s->host, buf) == 1 || inet_pton(AF_INET6, c->s->host, buf) == 1) {
+    snprintf(c->ip, sizeof c->ip, "%s", c->s->host);
+    c->state = C_CONNECTING;
+    c->timer = rhost->timer_start(c->rt, 0, 1000, on_start_numeric, c);
+    return;
+  }
+  rjob_t *j = rhost->calloc(1, sizeof *j);
+  if (j == NULL) {
+    c->state = C_FAILED;
+    c->on_fail(c->owner, SEA_ENOMEM, R_NAME ": out of memory");
+    return;
+  }
+  j->conn = c;
+  snprintf(j->host, sizeof j->host, "%s", c->s->host);
+  c->state = C_RESOLVING;
+  c->job = j;
+  c->timer = rhost->timer_start(c->rt, c->timeout_ms, 0, on_connect_timeout, c);
+  if (rhost->queue_work(c->rt, resolve_work, resolve_after, j) != 0) {
+    c->job = NULL;
+    rhost->free(j);
+    conn_lost(c, SEA_ECONNECT, R_NAME ": cannot queue the host name lookup");
+  }
+}
+
+static void conn_init(rconn_t *c, rstreamer_t *s, sea_runtime_t *rt, void *owner,
+                      uint64_t timeout_ms, uint64_t reconnect_ms) {
+  memset(c, 0, sizeof *c);
+  c->s = s;
+  c->rt = rt;
+  c->owner = owner;
+  c->timeout_ms = timeout_ms ? timeout_ms : R_TIMEOUT_DEFAULT;
+  c->reconnect_ms = reconnect_ms;
+  c->state = C_IDLE;
+}
+
+static void conn_close(rconn_t *c) {
+  c->state = C_CLOSED;
+  conn_timer_stop(c);
+  if (c->job) {
+    c->job->conn = NULL;
+    c->job = NULL;
+  }
+  conn_drop(c);
+}
+
+static int conn_ready(const rconn_t *c) {
+  return c->state == C_READY && c->ac != NULL;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Producer                                                                                     */
+/* ------------------------------------------------------------------------------------------- */
+
+/* One message not yet confirmed. The list is in send order; replies come in the same order, so
+ * the head is always the oldest message on the wire. */
+typedef struct prec {
+  struct prec *next;
+  void *token;
+  const char *key;
+  uint32_t shard;
+  size_t len;
+  uint8_t data[];
+} prec_t;
+
+typedef struct pflush {
+  sea_op_t *op;
+  uint64_t target;
+} pflush_t;
+
+typedef struct rprod {
+  rstreamer_t *s;
+  sea_producer_t *p;
+  rconn_t conn;
+  rcfg_t cfg;
+  prec_t *head, *tail;
+  prec_t *unsent; /* first record not written on the current connection, NULL = all written */
+  uint64_t count; /* records in the list */
+  uint64_t accepted, resolved;
+  uint64_t rr;
+  int full;
+  int failed;
+  pflush_t *flushes;
+  size_t nflush, capflush;
+  char *cmd; /* the RESP of one XADD, reused */
+  size_t cmdcap;
+} rprod_t;
+
+static void stream_name(char *buf, const char *key, uint32_t shards, uint32_t shard) {
+  if (shards <= 1)
+    snprintf(buf, R_NAME_MAX, "%s", key);
+  else
+    snprintf(buf, R_NAME_MAX, "%s:%u", key, shard);
+}
+
+/* Complete the flushes whose messages all have their receipts (or all with an error). */
+static void prod_check_flushes(rprod_t *pr, int status, const char *msg) {
+  size_t k = 0;
+  for (size_t i = 0; i < pr->nflush; i++) {
+    if (status == 0 && pr->flushes[i].target > pr->resolved) {
+      pr->flushes[k++] = pr->flushes[i];
+      continue;
+    }
+    if (status)
+      rhost->op_done(pr->flushes[i].op, status, "%s", msg);
+    else
+      rhost->op_done(pr->flushes[i].op, 0, NULL);
+  }
+  pr->nflush = k;
+}
+
+static int prod_write(rprod_t *pr, prec_t *r);
+
+static void xadd_cb(redisAsyncContext *ac, void *rep, void *priv) {
+  (void)priv;
+  rconn_t *c = ac->data;
+  redisReply *reply = rep;
+  if (c == NULL || reply == NULL)
+    return; /* closed, or the connection was lost: on_lost puts the record back in line */
+  rprod_t *pr = c->owner;
+  prec_t *r = pr->head;
+  if (r == NULL || r == pr->unsent)
+    return; /* cannot happen: a reply for a record that was not written */
+  pr->head = r->next;
+  if (pr->head == NULL)
+    pr->tail = NULL;
+  pr->count--;
+  pr->resolved++;
+  uint64_t ms = 0, sq = 0;
+  if ((reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS) &&
+      id_parse(reply->str, reply->len, &ms, &sq) == 0) {
+    sea_meta_t meta = {.stream_key = r->key,
+                       .shard_id = r->shard,
+                       .seq = id_pack(ms, sq),
+                       .timestamp_us = (int64_t)(ms * 1000)};
+    rhost->receipt(pr->p, r->token, 0, &meta);
+  } else {
+    const char *why = reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply to XADD";
+    if (!pr->failed) {
+      char name[R_NAME_MAX];
+      stream_name(name, r->key, pr->cfg.shards, r->shard);
+      pr->failed = 1;
+      rhost->producer_fail(pr->p, SEA_EBACKEND, R_NAME ": XADD to '%s' at %s failed: %s", name,
+                           pr->s->addr, why);
+    }
+    rhost->receipt(pr->p, r->token, SEA_EBACKEND, NULL);
+  }
+  rhost->free(r);
+  prod_check_flushes(pr, 0, NULL);
+  if (pr->full && pr->count < pr->cfg.pipeline) {
+    pr->full = 0;
+    rhost->producer_ready(pr->p);
+  }
+}
+
+/* Append one RESP bulk string to pr->cmd. */
+static void resp_bulk(char *buf, size_t *off, const void *data, size_t len) {
+  /* "$<len>\r\n" without printf, which showed in the profile */
+  char digits[24];
+  int nd = 0;
+  size_t v = len;
+  do {
+    digits[nd++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  buf[(*off)++] = '$';
+  while (nd)
+    buf[(*off)++] = digits[--nd];
+  buf[(*off)++] = '\r';
+  buf[(*off)++] = '\n';
+  memcpy(buf + *off, data, len);
+  *off += len;
+  memcpy(buf + *off, "\r\n", 2);
+  *off += 2;
+}
+
+/* XADD name [MAXLEN ~ n | MINID ~ id] * field payload, formatted here as RESP: hiredis' own
+ * formatting (sdscatfmt) was the largest cost of a producer. */
+static int prod_write(rprod_t *pr, prec_t *r) {
+  char name[R_NAME_MAX], trim[R_ID_MAX];
+  const char *nm = r->key;
+  if (pr->cfg.shards > 1) {
+    stream_name(name, r->key, pr->cfg.shards, r->shard);
+    nm = name;
+  }
+  size_t nlen = strlen(nm), flen = strlen(pr->cfg.field), tlen = 0;
+  const char *tkind = NULL;
+  if (pr->cfg.maxlen) {
+    tkind = "MAXLEN";
+    tlen = (size_t)snprintf(trim, sizeof trim, "%llu", (unsigned long long)pr->cfg.maxlen);
+  } else if (pr->cfg.minid_age_ms) {
+    uint64_t now = (uint64_t)(rhost->now_us() / 1000);
+    uint64_t t = now > pr->cfg.minid_age_ms ? now - pr->cfg.minid_age_ms : 0;
+    tkind = "MINID";
+    tlen = (size_t)id_format(trim, t, 0);
+  }
+  size_t need = 128 + nlen + flen + tlen + r->len;
+  if (need > pr->cmdcap) {
+    char *b = rhost->realloc(pr->cmd, need);
+    if (b == NULL)
+      return -1;
+    pr->cmd = b;
+    pr->cmdcap = need;
+  }
+  char *b = pr->cmd;
+  size_t off = (size_t)sprintf(b, "*%d\r\n", tkind ? 8 : 5);
+  resp_bulk(b, &off, "XADD", 4);
+  resp_bulk(b, &off, nm, nlen);
+  if (tkind) {
+    resp_bulk(b, &off, tkind, strlen(tkind));
+    resp_bulk(b, &off, "~", 1);
+    resp_bulk(b, &off, trim, tlen);
+  }
+  resp_bulk(b, &off, "*", 1);
+  resp_bulk(b, &off, pr->cfg.field, flen);
+  resp_bulk(b, &off, r->data, r->len);
+  return redisAsyncFormattedCommand(pr->conn.ac, xadd_cb, NULL, b, off) == REDIS_OK ? 0 : -1;
+}
+
+/* Write every record not yet on this connection, in order. */
+static void prod_write_unsent(rprod_t *pr) {
+  while (pr->unsent && conn_ready(&pr->conn)) {
+    prec_t *r = pr->unsent;
+    if (r->len > pr->conn.max_bulk) {
+      /* Queued before the server's limit was known. Every record before it is on the wire, so
+       * take it out of the list and refuse it alone; the others go on. */
+      prec_t **pp = &pr->head, *prev = NULL;
+      while (*pp != r) {
+        prev = *pp;
+        pp = &(*pp)->next;
+      }
+      *pp = r->next;
+      if (pr->tail == r)
+        pr->tail = prev;
+      pr->unsent = r->next;
+      pr->count--;
+      pr->resolved++;
+      rhost->log(SEA_LOG_ERROR, R_NAME,
+                 "send to '%s': payload of %zu bytes is over the server's proto-max-bulk-len "
+                 "(%llu bytes) at %s",
+                 r->key, r->len, (unsigned long long)pr->conn.max_bulk, pr->s->addr);
+      rhost->receipt(pr->p, r->token, SEA_ETOOBIG, NULL);
+      rhost->free(r);
+      prod_check_flushes(pr, 0, NULL);
+      continue;
+    }
+    if (prod_write(pr, r) != 0)
+      return;
+    pr->unsent = r->next;
+  }
+}
+
+static void prod_on_ready(void *owner) {
+  rprod_t *pr = owner;
+  prod_write_unsent(pr);
+}
+
+static void prod_on_lost(void *owner) {
+  rprod_t *pr = owner;
+  /* everything not confirmed goes back in line, in the order it was sent */
+  pr->unsent = pr->head;
+}
+
+static void prod_on_fail(void *owner, int status, const char *msg) {
+  rprod_t *pr = owner;
+  if (!pr->failed) {
+    pr->failed = 1;
+    rhost->producer_fail(pr->p, status, "%s", msg);
+  }
+  prec_t *r = pr->head;
+  pr->head = pr->tail = pr->unsent = NULL;
+  pr->count = 0;
+  while (r) {
+    prec_t *next = r->next;
+    pr->resolved++;
+    rhost->receipt(pr->p, r->token, status, NULL);
+    rhost->free(r);
+    r = next;
+  }
+  prod_check_flushes(pr, status, msg);
+}
+
+static uint64_t hash_bytes(const uint8_t *p, size_t n) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (size_t i = 0; i < n; i++) {
+    h ^= p[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+static int prod_open(void *simpl, sea_producer_t *p, const sea_open_args_t *args, void **impl) {
+  rstreamer_t *s = simpl;
+  rprod_t *pr = rhost->calloc(1, sizeof *pr);
+  if (pr == NULL)
+    return SEA_ENOMEM;
+  pr->cfg = s->cfg;
+  int rc = cfg_apply(args->rt, &pr->cfg, args->backend_options);
+  if (rc) {
+    rhost->free(pr);
+    return rc;
+  }
+  pr->s = s;
+  pr->p = p;
+  conn_init(&pr->conn, s, args->rt, pr, args->timeout_ms, pr->cfg.reconnect_ms);
+  pr->conn.on_ready = prod_on_ready;
+  pr->conn.on_lost = prod_on_lost;
+  pr->conn.on_fail = prod_on_fail;
+  conn_begin(&pr->conn);
+  *impl = pr;
+  return 0;
+}
+
+static int prod_send(void *impl, const sea_message_t *m, unsigned flags, void *token) {
+  (void)flags;
+  rprod_t *pr = impl;
+  if (pr->conn.state == C_FAILED)
+    return SEA_ECONNECT;
+  if (pr->count >= pr->cfg.pipeline) {
+    pr->full = 1;
+    return SEA_EAGAIN;
+  }
+  if (pr->conn.ever_ready && m->payload.len > pr->conn.max_bulk) {
+    rhost->log(SEA_LOG_ERROR, R_NAME,
+               "send to '%s': payload of %zu bytes is over the server's proto-max-bulk-len "
+               "(%llu bytes) at %s",
+               m->meta.stream_key, m->payload.len, (unsigned long long)pr->conn.max_bulk,
+               pr->s->addr);
+    return SEA_ETOOBIG;
+  }
+  prec_t *r = rhost->alloc(sizeof *r + m->payload.len);
+  if (r == NULL)
+    return SEA_ENOMEM;
+  r->next = NULL;
+  r->token = token;
+  r->key = m->meta.stream_key;
+  r->len = m->payload.len;
+  if (m->payload.len)
+    memcpy(r->data, m->payload.data, m->payload.len);
+  r->shard = 0;
+  if (pr->cfg.shards > 1) {
+    if (pr->cfg.shard_hash && m->key != NULL)
+      r->shard = (uint32_t)(hash_bytes(m->key, m->key_len) % pr->cfg.shards);
+    else
+      r->shard = (uint32_t)(pr->rr++ % pr->cfg.shards);
+  }
+  if (pr->tail)
+    pr->tail->next = r;
+  else
+    pr->head = r;
+  pr->tail = r;
+  pr->count++;
+  pr->accepted++;
+  if (pr->unsent == NULL) {
+    if (conn_ready(&pr->conn) && prod_write(pr, r) == 0)
+      return 0;
+    pr->unsent = r;
+  }
+  return 0;
+}
+
+static int prod_flush(void *impl, sea_op_t *op) {
+  rprod_t *pr = impl;
+  if (pr->resolved >= pr->accepted) {
+    rhost->op_done(op, 0, NULL);
+    return 0;
+  }
+  if (pr->nflush == pr->capflush) {
+    size_t cap = pr->capflush ? pr->capflush * 2 : 4;
+    pflush_t *f = rhost->realloc(pr->flushes, cap * sizeof *f);
+    if (f == NULL)
+      return SEA_ENOMEM;
+    pr->flushes = f;
+    pr->capflush = cap;
+  }
+  pr->flushes[pr->nflush].op = op;
+  pr->flushes[pr->nflush].target = pr->accepted;
+  pr->nflush++;
+  return 0;
+}
+
+static void prod_close(void *impl) {
+  rprod_t *pr = impl;
+  conn_close(&pr->conn);
+  prec_t *r = pr->head;
+  while (r) {
+    prec_t *next = r->next;
+    rhost->free(r);
+    r = next;
+  }
+  rhost->free(pr->flushes);
+  rhost->free(pr->cmd);
+  rhost->free(pr);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Consumer                                                                                     */
+/* ------------------------------------------------------------------------------------------- */
+
+enum { P_BEGIN, P_END, P_AT, P_TIME, P_FROM_END };
+
+typedef struct rstream {
+  char name[R_NAME_MAX];
+  const char *key;
+  uint32_t shard;
+  uint64_t ms, sq;   /* last delivered (XREAD: exclusive) */
+  int history;       /* groups: still reading own pending entries */
+  uint64_t cms, csq; /* XAUTOCLAIM cursor */
+  char *acks;        /* manual mode: ids acked and not committed, as "id\0id\0..." */
+  size_t acklen, ackcap, nacks;
+} rstream_t;
+
+typedef struct rcommit {
+  sea_op_t *op;
+  uint64_t target;
+} rcommit_t;
+
+typedef struct rcons {
+  rstreamer_t *s;
+  sea_consumer_t *c;
+  rconn_t conn;
+  rcfg_t cfg;
+  sea_mode_t mode;
+  const char *group;
+  char cname[320];
+  rstream_t *st;
+  size_t nst;
+  uint32_t batch;
+  int stop_at_end;
+  int reset_earliest;
+  /* where to start or rewind to */
+  int pos_kind;
+  uint64_t pos_arg;
+  int started, paused, ended, prepared;
+  int setid_pending;  /* groups: a seek or rewind still has to move the group (XGROUP SETID) */
+  int reading;        /* a read or claim is on the wire */
+  unsigned preparing; /* replies awaited before reading */
+  int prep_failed;
+  unsigned gen;
+  sea_op_t *pos_op; /* seek or rewind waiting for its positions */
+  uint64_t next_claim;
+  unsigned claiming;
+  uint64_t acks_sent, acks_done;
+  rcommit_t *commits;
+  size_t ncommit, capcommit;
+  /* batches read while paused (a read was on the wire when pause came), delivered on resume */
+  sea_batch_t **held;
+  size_t nheld, capheld;
+  sea_timer_t *resume_timer;
+} rcons_t;
+
+static void cons_pump(rcons_t *rc);
+
+static void cons_end(rcons_t *rc, int status, const char *msg) {
+  if (rc->ended)
+    return;
+  rc->ended = 1;
+  if (rc->pos_op) {
+    rhost->op_done(rc->pos_op, status, "%s", msg);
+    rc->pos_op = NULL;
+  }
+  for (size_t i = 0; i < rc->ncommit; i++)
+    rhost->op_done(rc->commits[i].op, status, "%s", msg);
+  rc->ncommit = 0;
+  rhost->consumer_end(rc->c, status, "%s", msg);
+}
+
+static rstream_t *cons_find(rcons_t *rc, const char *name, size_t len) {
+  for (size_t i = 0; i < rc->nst; i++)
+    if (strlen(rc->st[i].name) == len && memcmp(rc->st[i].name, name, len) == 0)
+      return &rc->st[i];
+  return NULL;
+}
+
+static void cons_check_commits(rcons_t *rc) {
+  size_t k = 0;
+  for (size_t i = 0; i < rc->ncommit; i++) {
+    if (rc->commits[i].target > rc->acks_done)
+      rc->commits[k++] = rc->commits[i];
+    else
+      rhost->op_done(rc->commits[i].op, 0, NULL);
+  }
+  rc->ncommit = k;
+}
+
+static void xack_cb(redisAsyncContext *ac, void *rep, void *priv) {
+  (void)priv;
+  rconn_t *c = ac->data;
+  redisReply *reply = rep;
+  if (c == NULL || reply == NULL)
+    return;
+  rcons_t *rc = c->owner;
+  rc->acks_done++;
+  if (reply->type == REDIS_REPLY_ERROR) {
+    char msg[1400];
+    snprintf(msg, sizeof msg, R_NAME ": XACK in group '%s' at %s failed: %s", rc->group,
+             rc->s->addr, reply->str);
+    cons_end(rc, SEA_EBACKEND, msg);
+    return;
+  }
+  cons_check_commits(rc);
+}
+
+/* XACK key group id... for ids given as "id\0id\0...". */
+static void cons_send_xack(rcons_t *rc, rstream_t *st, const char *ids, size_t nids) {
+  if (nids == 0 || !conn_ready(&rc->conn))
+    return;
+  const char **argv = rhost->alloc((nids + 3) * sizeof *argv);
+  size_t *lens = rhost->alloc((nids + 3) * sizeof *lens);
+  if (argv == NULL || lens == NULL) {
+    rhost->free(argv);
+    rhost->free(lens);
+    return;
+  }
+  argv[0] = "XACK";
+  argv[1] = st->name;
+  argv[2] = rc->group;
+  const char *p = ids;
+  for (size_t i = 0; i < nids; i++) {
+    argv[3 + i] = p;
+    p += strlen(p) + 1;
+  }
+  for (size_t i = 0; i < nids + 3; i++)
+    lens[i] = strlen(argv[i]);
+  if (redisAsyncCommandArgv(rc->conn.ac, xack_cb, NULL, (int)(nids + 3), argv, lens) == REDIS_OK)
+    rc->acks_sent++;
+  rhost->free(argv);
+  rhost->free(lens);
+}
+
+static int ack_append(rstream_t *st, uint64_t ms, uint64_t sq) {
+  char id[R_ID_MAX];
+  size_t n = (size_t)id_format(id, ms, sq) + 1;
+  if (st->acklen + n > st->ackcap) {
+    size_t cap = st->ackcap ? st->ackcap * 2 : 1024;
+    while (cap < st->acklen + n)
+      cap *= 2;
+    char *a = rhost->realloc(st->acks, cap);
+    if (a == NULL)
+      return SEA_ENOMEM;
+    st->acks = a;
+    st->ackcap = cap;
+  }
+  memcpy(st->acks + st->acklen, id, n);
+  st->acklen += n;
+  st->nacks++;
+  return 0;
+}
+
+/* Turn one reply's entries ([id, [field, value, ...]] ...) of one stream into messages. */
+static size_t entries_count(const redisReply *entries) {
+  return entries && entries->type == REDIS_REPLY_ARRAY ? entries->elements : 0;
+}
+
+static const redisReply *entry_payload(const rcons_t *rc, const redisReply *e) {
+  if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 || e->element[1]->type != REDIS_REPLY_ARRAY)
+    return NULL;
+  const redisReply *f = e->element[1];
+  for (size_t i = 0; i + 1 < f->elements; i += 2)
+    if (f->element[i]->type == REDIS_REPLY_STRING && strcmp(f->element[i]->str, rc->cfg.field) == 0)
+      return f->element[i + 1];
+  return NULL;
+}
+
+/* Deliver the entries of a reply: pairs of (stream, entries). Acks them in auto mode. Returns the
+ * number of messages delivered. */
+typedef struct rpart {
+  rstream_t *st;
+  const redisReply *entries;
+} rpart_t;
+
+static size_t cons_deliver(rcons_t *rc, rpart_t *parts, size_t nparts) {
+  size_t total = 0, bytes = 0;
+  for (size_t i = 0; i < nparts; i++) {
+    const redisReply *en = parts[i].entries;
+    for (size_t j = 0; j < entries_count(en); j++) {
+      const redisReply *p = entry_payload(rc, en->element[j]);
+      if (p && (p->type == REDIS_REPLY_STRING || p->type == REDIS_REPLY_STATUS))
+        bytes += p->len;
+      total++;
+    }
+  }
+  if (total == 0)
+    return 0;
+  int group_ack = rc->mode != SEA_MODE_REALTIME && rc->cfg.ack == ACK_AUTO;
+  sea_batch_t *b = rhost->batch_new(total);
+  sea_block_t *blk = rhost->block_new(bytes ? bytes : 1);
+  if (b == NULL || blk == NULL) {
+    if (b)
+      rhost->batch_release(b);
+    rhost->block_unref(blk);
+    cons_end(rc, SEA_ENOMEM, R_NAME ": out of memory");
+    return 0;
+  }
+  uint8_t *base = rhost->block_data(blk);
+  size_t off = 0;
+  for (size_t i = 0; i < nparts; i++) {
+    rstream_t *st = parts[i].st;
+    const redisReply *en = parts[i].entries;
+    for (size_t j = 0; j < entries_count(en); j++) {
+      const redisReply *e = en->element[j];
+      uint64_t ms, sq;
+      if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 ||
+          e->element[0]->type != REDIS_REPLY_STRING ||
+          id_parse(e->element[0]->str, e->element[0]->len, &ms, &sq) != 0)
+        continue;
+      st->ms = ms;
+      st->sq = sq;
+      if (group_ack)
+        ack_append(st, ms, sq);
+      const redisReply *p = entry_payload(rc, e);
+      if (p == NULL)
+        continue; /* no payload field (as the Rust SeaStreamer, skip it), or a pending entry that
+                     was deleted by trimming: nothing to deliver */
+      sea_message_t *m = &b->msgs[b->count++];
+      memset(m, 0, sizeof *m);
+      size_t len = 0;
+      if (p && (p->type == REDIS_REPLY_STRING || p->type == REDIS_REPLY_STATUS)) {
+        len = p->len;
+        memcpy(base + off, p->str, len);
+      }
+      m->payload.data = base + off;
+      m->payload.len = len;
+      m->payload.block = rhost->block_ref(blk);
+      off += len;
+      m->meta.stream_key = st->key;
+      m->meta.shard_id = st->shard;
+      m->meta.seq = id_pack(ms, sq);
+      m->meta.timestamp_us = (int64_t)(ms * 1000);
+      m->backend_pos = m->meta.seq;
+    }
+  }
+  rhost->block_unref(blk);
+  size_t n = b->count;
+  if (n == 0) {
+    rhost->batch_release(b);
+  } else if (rc->paused || rc->nheld) {
+    if (rc->nheld == rc->capheld) {
+      size_t cap = rc->capheld ? rc->capheld * 2 : 4;
+      sea_batch_t **h = rhost->realloc(rc->held, cap * sizeof *h);
+      if (h == NULL) {
+        rhost->batch_release(b);
+        cons_end(rc, SEA_ENOMEM, R_NAME ": out of memory");
+        return 0;
+      }
+      rc->held = h;
+      rc->capheld = cap;
+    }
+    rc->held[rc->nheld++] = b;
+  } else {
+    rhost->deliver(rc->c, b);
+  }
+  if (group_ack && !rc->ended)
+    for (size_t i = 0; i < rc->nst; i++) {
+      rstream_t *st = &rc->st[i];
+      cons_send_xack(rc, st, st->acks, st->nacks);
+      st->acklen = st->nacks = 0;
+    }
+  return n;
+}
+
+static void read_cb(redisAsyncContext *ac, void *rep, void *priv) {
+  rconn_t *c = ac->data;
+  redisReply *reply = rep;
+  if (c == NULL)
+    return;
+  rcons_t *rc = c->owner;
+  rc->reading = 0;
+  if (reply == NULL || rc->ended)
+    return;
+  if ((unsigned)(uintptr_t)priv != rc->gen) {
+    cons_pump(rc); /* an answer from before a seek or rewind */
+    return;
+  }
+  char msg[1400];
+  if (reply->type == REDIS_REPLY_ERROR) {
+    snprintf(msg, sizeof msg, R_NAME ": %s of '%s'%s at %s failed: %s",
+             rc->mode == SEA_MODE_REALTIME ? "XREAD" : "XREADGROUP", rc->st[0].name,
+             rc->nst > 1 ? " and other keys" : "", rc->s->addr, reply->str);
+    cons_end(rc, SEA_EBACKEND, msg);
+    return;
+  }
+  size_t n = 0;
+  int any_history = 0;
+  if (reply->type == REDIS_REPLY_ARRAY) {
+    rpart_t parts[64];
+    size_t np = 0;
+    for (size_t i = 0; i < reply->elements; i++) {
+      const redisReply *s = reply->element[i];
+      if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+          s->element[0]->type != REDIS_REPLY_STRING)
+        continue;
+      rstream_t *st = cons_find(rc, s->element[0]->str, s->element[0]->len);
+      if (st == NULL)
+        continue;
+      if (st->history && entries_count(s->element[1]) == 0) {
+        st->history = 0; /* own pending entries all read: now new ones */
+        any_history = 1; /* and read them before saying this is the end */
+      }
+      parts[np].st = st;
+      parts[np].entries = s->element[1];
+      if (++np == sizeof parts / sizeof parts[0]) {
+        n += cons_deliver(rc, parts, np);
+        np = 0;
+        if (rc->ended)
+          return;
+      }
+    }
+    n += cons_deliver(rc, parts, np);
+  }
+  if (rc->ended)
+    return;
+  for (size_t i = 0; i < rc->nst; i++)
+    any_history |= rc->st[i].history;
+  if (n == 0 && !any_history && rc->stop_at_end) {
+    cons_end(rc, SEA_EOF, R_NAME ": end of stream");
+    return;
+  }
+  cons_pump(rc);
+}
+
+static void claim_cb(redisAsyncContext *ac, void *rep, void *priv) {
+  rconn_t *c = ac->data;
+  redisReply *reply = rep;
+  if (c == NULL)
+    return;
+  rcons_t *rc = c->owner;
+  rstream_t *st = &rc->st[(size_t)(uintptr_t)priv];
+  if (rc->claiming)
+    rc->claiming--;
+  if (reply == NULL || rc->ended)
+    return;
+  if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
+      reply->element[0]->type == REDIS_REPLY_STRING) {
+    uint64_t ms = 0, sq = 0;
+    id_parse(reply->element[0]->str, reply->element[0]->len, &ms, &sq);
+    st->cms = ms;
+    st->csq = sq;
+    rpart_t part = {st, reply->element[1]};
+    if (entries_count(reply->element[1]))
+      rhost->log(SEA_LOG_INFO, R_NAME, "claimed %zu idle entries of '%s' in group '%s'",
+                 reply->element[1]->elements, st->name, rc->group);
+    /* A claimed entry is a pending entry of ours now; the last-delivered id stays what XREADGROUP
+     * gave, so keep it. */
+    uint64_t kms = st->ms, ksq = st->sq;
+    cons_deliver(rc, &part, 1);
+    st->ms = kms;
+    st->sq = ksq;
+  } else if (reply->type == REDIS_REPLY_ERROR) {
+    rhost->log(SEA_LOG_WARN, R_NAME, "XAUTOCLAIM of '%s' at %s: %s", st->name, rc->s->addr,
+               reply->str);
+  }
+  if (rc->claiming == 0) {
+    rc->reading = 0;
+    if (!rc->ended)
+      cons_pump(rc);
+  }
+}
+
+static void cons_prepared(rcons_t *rc) {
+  rc->prepared = 1;
+  if (rc->pos_op && !rc->setid_pending) {
+    sea_op_t *op = rc->pos_op;
+    rc->pos_op = NULL;
+    rhost->op_done(op, 0, NULL);
+  }
+}
+
+static void prep_cb(redisAsyncContext *ac, void *rep, void *priv) {
+  rconn_t *c = ac->data;
+  redisReply *reply = rep;
+  if (c == NULL)
+    return;
+  rcons_t *rc = c->owner;
+  size_t i = (size_t)(uintptr_t)priv & 0xffffff;
+  int is_type = ((uintptr_t)priv >> 24) != 0;
+  if (rc->preparing)
+    rc->preparing--;
+  if (reply == NULL || rc->ended)
+    return;
+  rstream_t *st = &rc->st[i];
+  if (is_type) {
+    /* TYPE name: a key of another type would fail every read; say which key it is */
+    if (reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "stream") != 0 &&
+        strcmp(reply->str, "none") != 0) {
+      char msg[1400];
+      snprintf(msg, sizeof msg, R_NAME ": key '%s' at %s holds a %s, not a stream (WRONGTYPE)",
+               st->name, rc->s->addr, reply->str);
+      cons_end(rc, SEA_EBACKEND, msg);
+      return;
+    }
+  } else if (reply->type == REDIS_REPLY_ERROR) {
+    if (rc->mode != SEA_MODE_REALTIME && strncmp(reply->str, "BUSYGROUP", 9) == 0) {
+      /* the group exists: keep its position */
+    } else {
+      char msg[1400];
+      snprintf(msg, sizeof msg, R_NAME ": cannot %s '%s' at %s: %s",
+               rc->mode == SEA_MODE_REALTIME ? "read the end of" : "set up the group on", st->name,
+               rc->s->addr, reply->str);
+      cons_end(rc, SEA_EBACKEND, msg);
+      return;
+    }
+  } else if (rc->mode == SEA_MODE_REALTIME) {
+    /* XREVRANGE name + - COUNT n: the last element is where to start */
+    uint64_t ms = 0, sq = 0;
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0) {
+      const redisReply *e = reply->element[reply->elements - 1];
+      if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 &&
+          e->element[0]->type == REDIS_REPLY_STRING &&
+          id_parse(e->element[0]->str, e->element[0]->len, &ms, &sq) == 0 &&
+          rc->pos_kind == P_FROM_END)
+        id_before(&ms, &sq);
+    }
+    st->ms = ms;
+    st->sq = sq;
+  }
+  if (rc->preparing == 0) {
+    cons_prepared(rc);
+    cons_pump(rc);
+  }
+}
+
+/* Work out where each stream starts: a query per stream where the position needs the server. */
+static void cons_prepare(rcons_t *rc) {
+  rc->preparing = 0;
+  for (size_t i = 0; i < rc->nst; i++)
+    if (redisAsyncCommand(rc->conn.ac, prep_cb, (void *)(((uintptr_t)1 << 24) | i), "TYPE %s",
+                          rc->st[i].name) == REDIS_OK)
+      rc->preparing++;
+  if (rc->mode == SEA_MODE_REALTIME) {
+    for (size_t i = 0; i < rc->nst; i++) {
+      rstream_t *st = &rc->st[i];
+      st->history = 0;
+      switch (rc->pos_kind) {
+      case P_BEGIN:
+        st->ms = st->sq = 0;
+        break;
+      case P_AT:
+        st->ms = rc->pos_arg >> 16;
+        st->sq = rc->pos_arg & 0xffff;
+        id_before(&st->ms, &st->sq);
+        break;
+      case P_TIME:
+        st->ms = rc->pos_arg;
+        st->sq = 0;
+        id_before(&st->ms, &st->sq);
+        break;
+      default: {
+        char count[24];
+        snprintf(count, sizeof count, "%llu",
+                 (unsigned long long)(rc->pos_kind == P_FROM_END ? rc->pos_arg : 1));
+        const char *argv[] = {"XREVRANGE", st->name, "+", "-", "COUNT", count};
+        size_t lens[6];
+        for (int k = 0; k < 6; k++)
+          lens[k] = strlen(argv[k]);
+        if (redisAsyncCommandArgv(rc->conn.ac, prep_cb, (void *)(uintptr_t)i, 6, argv, lens) ==
+            REDIS_OK)
+          rc->preparing++;
+      }
+      }
+    }
+  } else {
+    for (size_t i = 0; i < rc->nst; i++) {
+      rstream_t *st = &rc->st[i];
+      st->history = 1;
+      st->ms = st->sq = 0;
+      if (!rc->cfg.create)
+        continue;
+      char id[R_ID_MAX];
+      if (rc->pos_kind == P_AT) {
+        uint64_t ms = rc->pos_arg >> 16, sq = rc->pos_arg & 0xffff;
+        id_before(&ms, &sq);
+        id_format(id, ms, sq);
+      } else if (rc->pos_kind == P_TIME) {
+        uint64_t ms = rc->pos_arg, sq = 0;
+        id_before(&ms, &sq);
+        id_format(id, ms, sq);
+      } else {
+        snprintf(id, sizeof id, "%s", rc->pos_kind == P_BEGIN ? "0" : "$");
+      }
+      const char *argv[] = {"XGROUP", "CREATE", st->name, rc->group, id, "MKSTREAM"};
+      size_t lens[6];
+      for (int k = 0; k < 6; k++)
+        lens[k] = strlen(argv[k]);
+      if (redisAsyncCommandArgv(rc->conn.ac, prep_cb, (void *)(uintptr_t)i, 6, argv, lens) ==
+          REDIS_OK)
+        rc->preparing++;
+    }
+  }
+  if (rc->preparing == 0)
+    cons_prepared(rc);
+}
+
+/* Move the group to the seek or rewind position: XGROUP SETID on every stream. */
+static void cons_send_setid(rcons_t *rc) {
+  rc->setid_pending = 0;
+  rc->preparing = 0;
+  for (size_t i = 0; i < rc->nst; i++) {
+    rstream_t *st = &rc->st[i];
+    char id[R_ID_MAX];
+    uint64_t ms = rc->pos_arg, sq = 0;
+    if (rc->pos_kind == P_AT) {
+      ms = rc->pos_arg >> 16;
+      sq = rc->pos_arg & 0xffff;
+    }
+    if (rc->pos_kind == P_BEGIN || rc->pos_kind == P_END) {
+      snprintf(id, sizeof id, "%s", rc->pos_kind == P_BEGIN ? "0" : "$");
+    } else {
+      id_before(&ms, &sq);
+      id_format(id, ms, sq);
+    }
+    st->history = 1; /* our pending entries first, then from the new position */
+    st->ms = st->sq = 0;
+    const char *argv[] = {"XGROUP", "SETID", st->name, rc->group, id};
+    size_t lens[5];
+    for (int k = 0; k < 5; k++)
+      lens[k] = strlen(argv[k]);
+    if (redisAsyncCommandArgv(rc->conn.ac, prep_cb, (void *)(uintptr_t)i, 5, argv, lens) ==
+        REDIS_OK)
+      rc->preparing++;
+  }
+  if (rc->preparing == 0)
+    cons_prepared(rc);
+}
+
+static void cons_send_claims(rcons_t *rc) {
+  char idle[24], count[24];
+  snprintf(idle, sizeof idle, "%llu", (unsigned long long)rc->cfg.claim_idle_ms);
+  snprintf(count, sizeof count, "%u", rc->batch);
+  for (size_t i = 0; i < rc->nst; i++) {
+    rstream_t *st = &rc->st[i];
+    char cur[R_ID_MAX];
+    id_format(cur, st->cms, st->csq);
+    const char *argv[] = {"XAUTOCLAIM", st->name, rc->group, rc->cname, idle, cur, "COUNT", count};
+    size_t lens[8];
+    for (int k = 0; k < 8; k++)
+      lens[k] = strlen(argv[k]);
+    if (redisAsyncCommandArgv(rc->conn.ac, claim_cb, (void *)(uintptr_t)i, 8, argv, lens) ==
+        REDIS_OK)
+      rc->claiming++;
+  }
+  if (rc->claiming)
+    rc->reading = 1;
+}
+
+static void cons_send_read(rcons_t *rc) {
+  size_t n = rc->nst;
+  size_t max = 12 + 2 * n;
+  const char **argv = rhost->alloc(max * sizeof *argv);
+  size_t *lens = rhost->alloc(max * sizeof *lens);
+  char *ids = rhost->alloc(n * R_ID_MAX);
+  if (argv == NULL || lens == NULL || ids == NULL) {
+    rhost->free(argv);
+    rhost->free(lens);
+    rhost->free(ids);
+    cons_end(rc, SEA_ENOMEM, R_NAME ": out of memory");
+    return;
+  }
+  char count[24], block[24];
+  snprintf(count, sizeof count, "%u", rc->batch);
+  snprintf(block, sizeof block, "%llu", (unsigned long long)rc->cfg.block_ms);
+  int history = 0;
+  for (size_t i = 0; i < n; i++)
+    history |= rc->st[i].history;
+  int argc = 0;
+  if (rc->mode == SEA_MODE_REALTIME) {
+    argv[argc++] = "XREAD";
+  } else {
+    argv[argc++] = "XREADGROUP";
+    argv[argc++] = "GROUP";
+    argv[argc++] = rc->group;
+    argv[argc++] = rc->cname;
+  }
+  argv[argc++] = "COUNT";
+  argv[argc++] = count;
+  if (!rc->stop_at_end && !history) {
+    argv[argc++] = "BLOCK";
+    argv[argc++] = block;
+  }
+  if (rc->mode != SEA_MODE_REALTIME && rc->cfg.ack == ACK_NONE)
+    argv[argc++] = "NOACK";
+  argv[argc++] = "STREAMS";
+  for (size_t i = 0; i < n; i++)
+    argv[argc++] = rc->st[i].name;
+  for (size_t i = 0; i < n; i++) {
+    rstream_t *st = &rc->st[i];
+    char *id = ids + i * R_ID_MAX;
+    if (rc->mode != SEA_MODE_REALTIME && !st->history)
+      snprintf(id, R_ID_MAX, ">");
+    else
+      id_format(id, st->ms, st->sq);
+    argv[argc++] = id;
+  }
+  for (int i = 0; i < argc; i++)
+    lens[i] = strlen(argv[i]);
+  if (redisAsyncCommandArgv(rc->conn.ac, read_cb, (void *)(uintptr_t)rc->gen, argc, argv, lens) ==
+      REDIS_OK)
+    rc->reading = 1;
+  rhost->free(argv);
+  rhost->free(lens);
+  rhost->free(ids);
+}
+
+static void cons_pump(rcons_t *rc) {
+  if (rc->ended || !rc->started || rc->paused || rc->reading || rc->preparing || rc->nheld ||
+      !conn_ready(&rc->conn))
+    return;
+  if (!rc->prepared) {
+    cons_prepare(rc);
+    if (rc->preparing || rc->ended)
+      return;
+  }
+  if (rc->setid_pending) {
+    cons_send_setid(rc);
+    if (rc->preparing || rc->ended)
+      return;
+  }
+  if (rc->mode == SEA_MODE_LOAD_BALANCED && rc->cfg.claim_idle_ms > 0) {
+    uint64_t now = rhost->now_ms(rc->conn.rt);
+    if (now >= rc->next_claim) {
+      uint64_t every = rc->cfg.claim_idle_ms / 2;
+      rc->next_claim = now + (every < 100 ? 100 : every);
+      cons_send_claims(rc);
+      if (rc->reading)
+        return;
+    }
+  }
+  cons_send_read(rc);
+}
+
+static void cons_on_ready(void *owner) {
+  rcons_t *rc = owner;
+  if (rc->mode != SEA_MODE_REALTIME) {
+    /* after a reconnect: our pending entries again first (at-least-once) */
+    for (size_t i = 0; i < rc->nst; i++) {
+      rc->st[i].history = 1;
+      rc->st[i].ms = rc->st[i].sq = 0;
+    }
+  }
+  /* manual acks that were not sent yet go out now */
+  cons_pump(rc);
+}
+
+static void cons_on_lost(void *owner) {
+  rcons_t *rc = owner;
+  rc->reading = 0;
+  rc->claiming = 0;
+  if (rc->preparing) {
+    rc->preparing = 0;
+    rc->prepared = 0;
+  }
+  if (rc->pos_op) {
+    /* a seek or rewind was under way: do it again once connected */
+    if (rc->mode == SEA_MODE_REALTIME)
+      rc->prepared = 0;
+    else
+      rc->setid_pending = 1;
+  }
+  /* XACKs on the wire are lost; their entries come back as pending entries, so a commit that
+   * waited for them did not happen */
+  rc->acks_done = rc->acks_sent;
+  for (size_t i = 0; i < rc->ncommit; i++)
+    rhost->op_done(rc->commits[i].op, SEA_ECONNECT,
+                   R_NAME ": commit: the connection to %s was lost before XACK was answered; the "
+                          "entries will be delivered again",
+                   rc->s->addr);
+  rc->ncommit = 0;
+}
+
+static void cons_on_fail(void *owner, int status, const char *msg) {
+  cons_end(owner, status, msg);
+}
+
+static int cons_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *args, void **impl) {
+  rstreamer_t *s = simpl;
+  sea_runtime_t *rt = args->rt;
+  rcons_t *rc = rhost->calloc(1, sizeof *rc);
+  if (rc == NULL)
+    return SEA_ENOMEM;
+  rc->cfg = s->cfg;
+  int err = cfg_apply(rt, &rc->cfg, args->backend_options);
+  if (err) {
+    rhost->free(rc);
+    return err;
+  }
+  if (args->key_count == 0) {
+    rhost->set_error(rt,
+                     R_NAME ": a consumer needs stream keys in the URI (redis://HOST/KEY1,KEY2)");
+    rhost->free(rc);
+    return SEA_EKEY;
+  }
+  rc->s = s;
+  rc->c = c;
+  rc->mode = args->mode;
+  rc->group = args->group;
+  if (rc->mode != SEA_MODE_REALTIME && rc->group == NULL)
+    rc->group = rhost->stream_key("seastreamer", 11);
+  if (rc->cfg.consumer[0] && rc->mode == SEA_MODE_RESUMABLE)
+    snprintf(rc->cname, sizeof rc->cname, "%s", rc->cfg.consumer);
+  else if (rc->mode == SEA_MODE_RESUMABLE)
+    snprintf(rc->cname, sizeof rc->cname, "%s", rc->group);
+  else {
+    /* load-balanced: unique per process and per consumer */
+    static unsigned counter;
+    char hn[64] = "host";
+    gethostname(hn, sizeof hn - 1);
+    hn[sizeof hn - 1] = '\0';
+    snprintf(rc->cname, sizeof rc->cname, "%s%s%s-%ld-%llx-%u", rc->cfg.consumer,
+             rc->cfg.consumer[0] ? "-" : "", hn, (long)getpid(),
+             (unsigned long long)rhost->now_us(), ++counter);
+  }
+  rc->batch = args->batch_size ? args->batch_size : R_BATCH_DEFAULT;
+  rc->stop_at_end = args->stop_at_end;
+  rc->reset_earliest = args->reset_earliest;
+  if (args->has_start && args->start_is_time) {
+    rc->pos_kind = P_TIME;
+    rc->pos_arg = (uint64_t)(args->start_ts_us / 1000);
+  } else if (args->has_start && args->start_pos.kind == SEA_POS_AT) {
+    rc->pos_kind = P_AT;
+    rc->pos_arg = args->start_pos.seq;
+  } else if (args->has_start) {
+    rc->pos_kind = args->start_pos.kind == SEA_POS_BEGINNING ? P_BEGIN : P_END;
+  } else if (args->start_from_end > 0) {
+    rc->pos_kind = P_FROM_END;
+    rc->pos_arg = (uint64_t)args->start_from_end;
+  } else {
+    rc->pos_kind = args->reset_earliest ? P_BEGIN : P_END;
+  }
+  uint32_t shards = rc->cfg.shards;
+  rc->nst = args->key_count * shards;
+  if (rc->nst > 64 * 64) {
+    rhost->set_error(rt, R_NAME ": too many streams (%zu keys x %u shards)", args->key_count,
+                     shards);
+    rhost->free(rc);
+    return SEA_EOPTION;
+  }
+  rc->st = rhost->calloc(rc->nst, sizeof *rc->st);
+  if (rc->st == NULL) {
+    rhost->free(rc);
+    return SEA_ENOMEM;
+  }
+  for (size_t k = 0; k < args->key_count; k++)
+    for (uint32_t sh = 0; sh < shards; sh++) {
+      rstream_t *st = &rc->st[k * shards + sh];
+      st->key = args->keys[k];
+      st->shard = sh;
+      stream_name(st->name, st->key, shards, sh);
+    }
+  conn_init(&rc->conn, s, rt, rc, args->timeout_ms, rc->cfg.reconnect_ms);
+  rc->conn.on_ready = cons_on_ready;
+  rc->conn.on_lost = cons_on_lost;
+  rc->conn.on_fail = cons_on_fail;
+  *impl = rc;
+  return 0;
+}
+
+static int cons_start(void *impl) {
+  rcons_t *rc = impl;
+  rc->started = 1;
+  conn_begin(&rc->conn);
+  return 0;
+}
+
+static int cons_pause(void *impl) {
+  rcons_t *rc = impl;
+  rc->paused = 1;
+  return 0;
+}
+
+/* Deliver what was read while paused, in order, on a loop turn of its own (never from inside
+ * consumer_resume), then read on. */
+static void on_resume_timer(sea_timer_t *t, void *data) {
+  (void)t;
+  rcons_t *rc = data;
+  rhost->timer_stop(rc->resume_timer);
+  rc->resume_timer = NULL;
+  size_t i = 0;
+  while (i < rc->nheld && !rc->paused && !rc->ended)
+    rhost->deliver(rc->c, rc->held[i++]);
+  memmove(rc->held, rc->held + i, (rc->nheld - i) * sizeof *rc->held);
+  rc->nheld -= i;
+  if (rc->nheld == 0)
+    cons_pump(rc);
+}
+
+static int cons_resume(void *impl) {
+  rcons_t *rc = impl;
+  rc->paused = 0;
+  if (rc->nheld) {
+    if (rc->resume_timer == NULL)
+      rc->resume_timer = rhost->timer_start(rc->conn.rt, 0, 1000, on_resume_timer, rc);
+    return rc->resume_timer ? 0 : SEA_ENOMEM;
+  }
+  cons_pump(rc);
+  return 0;
+}
+
+static int cons_reposition(rcons_t *rc, int kind, uint64_t arg, sea_op_t *op) {
+  if (rc->pos_op)
+    return SEA_EBUSY;
+  rc->pos_kind = kind;
+  rc->pos_arg = arg;
+  rc->gen++;
+  if (rc->mode == SEA_MODE_REALTIME)
+    rc->prepared = 0;
+  else
+    rc->setid_pending = 1; /* a group's position belongs to the group: move it */
+  rc->pos_op = op;
+  cons_pump(rc);
+  return 0;
+}
+
+static int cons_seek(void *impl, int64_t ts_us, sea_op_t *op) {
+  return cons_reposition(impl, P_TIME, (uint64_t)(ts_us / 1000), op);
+}
+
+static int cons_rewind(void *impl, sea_pos_t pos, sea_op_t *op) {
+  int kind = pos.kind == SEA_POS_BEGINNING ? P_BEGIN : pos.kind == SEA_POS_END ? P_END : P_AT;
+  return cons_reposition(impl, kind, pos.seq, op);
+}
+
+static int cons_ack(void *impl, const sea_message_t *m) {
+  rcons_t *rc = impl;
+  if (rc->cfg.ack != ACK_MANUAL)
+    return 0; /* auto: acked on delivery; none: NOACK */
+  for (size_t i = 0; i < rc->nst; i++) {
+    rstream_t *st = &rc->st[i];
+    if (st->key == m->meta.stream_key && st->shard == m->meta.shard_id)
+      return ack_append(st, m->backend_pos >> 16, m->backend_pos & 0xffff);
+  }
+  return SEA_EKEY;
+}
+
+static int cons_commit(void *impl, sea_op_t *op) {
+  rcons_t *rc = impl;
+  if (rc->mode == SEA_MODE_REALTIME)
+    return SEA_ESTATE;
+  for (size_t i = 0; i < rc->nst && conn_ready(&rc->conn); i++) {
+    rstream_t *st = &rc->st[i];
+    cons_send_xack(rc, st, st->acks, st->nacks);
+    st->acklen = st->nacks = 0;
+  }
+  int unsent = 0;
+  for (size_t i = 0; i < rc->nst; i++)
+    unsent |= rc->st[i].nacks > 0;
+  if (unsent) {
+    rhost->op_done(op, SEA_ECONNECT,
+                   R_NAME ": commit: not connected to %s; acked entries stay pending and are "
+                          "delivered again",
+                   rc->s->addr);
+    return 0;
+  }
+  if (rc->acks_done >= rc->acks_sent) {
+    rhost->op_done(op, 0, NULL);
+    return 0;
+  }
+  if (rc->ncommit == rc->capcommit) {
+    size_t cap = rc->capcommit ? rc->capcommit * 2 : 4;
+    rcommit_t *a = rhost->realloc(rc->commits, cap * sizeof *a);
+    if (a == NULL)
+      return SEA_ENOMEM;
+    rc->commits = a;
+    rc->capcommit = cap;
+  }
+  rc->commits[rc->ncommit].op = op;
+  rc->commits[rc->ncommit].target = rc->acks_sent;
+  rc->ncommit++;
+  return 0;
+}
+
+static void cons_close(void *impl) {
+  rcons_t *rc = impl;
+  conn_close(&rc->conn);
+  if (rc->resume_timer)
+    rhost->timer_stop(rc->resume_timer);
+  for (size_t i = 0; i < rc->nheld; i++)
+    rhost->batch_release(rc->held[i]);
+  rhost->free(rc->held);
+  for (size_t i = 0; i < rc->nst; i++)
+    rhost->free(rc->st[i].acks);
+  rhost->free(rc->st);
+  rhost->free(rc->commits);
+  rhost->free(rc);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Streamer and descriptor                                                                      */
+/* ------------------------------------------------------------------------------------------- */
+
+static int r_connect(sea_runtime_t *rt, sea_streamer_t *ss, const sea_uri_t *uri,
+                     const sea_options_t *opts, void **impl) {
+  (void)ss;
+  if (uri->node_count != 1) {
+    rhost->set_error(rt, R_NAME ": '%s' names %zu nodes; give exactly one (redis://HOST:PORT/KEYS)",
+                     uri->raw, uri->node_count);
+    return SEA_EURI;
+  }
+  rstreamer_t *s = rhost->calloc(1, sizeof *s);
+  if (s == NULL)
+    return SEA_ENOMEM;
+  s->rt = rt;
+  cfg_defaults(&s->cfg);
+  int rc = cfg_apply(rt, &s->cfg, opts);
+  if (rc) {
+    rhost->free(s);
+    return rc;
+  }
+  const char *node = uri->nodes[0];
+  const char *at = strrchr(node, '@');
+  const char *hp = node;
+  if (at) {
+    const char *colon = memchr(node, ':', (size_t)(at - node));
+    size_t ul = colon ? (size_t)(colon - node) : (size_t)(at - node);
+    if (ul >= sizeof s->user || (colon && (size_t)(at - colon - 1) >= sizeof s->pass)) {
+      rhost->set_error(rt, R_NAME ": user or password too long in '%s'", uri->raw);
+      rhost->free(s);
+      return SEA_EURI;
+    }
+    if (colon) {
+      memcpy(s->user, node, ul);
+      memcpy(s->pass, colon + 1, (size_t)(at - colon - 1));
+    } else {
+      /* redis://PASSWORD@host: a lone userinfo is the password, as redis-cli -u reads it */
+      memcpy(s->pass, node, ul);
+    }
+    hp = at + 1;
+  }
+  const char *pc;
+  size_t hl;
+  if (hp[0] == '[') {
+    const char *end = strchr(hp, ']');
+    pc = end ? strchr(end, ':') : NULL;
+    hl = end ? (size_t)(end - hp - 1) : 0;
+    hp++;
+  } else {
+    pc = strrchr(hp, ':');
+    hl = pc ? (size_t)(pc - hp) : strlen(hp);
+  }
+  uint64_t port = 0;
+  if (pc == NULL || hl == 0 || hl >= sizeof s->host || parse_u64(pc + 1, &port) || port == 0 ||
+      port > 65535) {
+    rhost->set_error(rt, R_NAME ": bad host:port '%s' in '%s'", at ? at + 1 : node, uri->raw);
+    rhost->free(s);
+    return SEA_EURI;
+  }
+  memcpy(s->host, hp, hl);
+  s->port = (int)port;
+  snprintf(s->addr, sizeof s->addr, "%s:%d", s->host, s->port);
+  *impl = s;
+  return 0;
+}
+
+static void r_disconnect(void *impl) {
+  rhost->free(impl);
+}
+
+static const char *const r_schemes[] = {"redis", NULL};
+
+static const sea_plugin_t r_plugin = {
+    .abi_major = SEA_PLUGIN_ABI_MAJOR,
+    .abi_minor = SEA_PLUGIN_ABI_MINOR,
+    .struct_size = sizeof(sea_plugin_t),
+    .name = R_NAME,
+    .schemes = r_schemes,
+    .version = "0.1.0",
+    .description = "Redis Streams (hiredis), SeaStreamer layout",
+    .caps = SEA_CAP_REALTIME | SEA_CAP_RESUMABLE | SEA_CAP_LOAD_BALANCED | SEA_CAP_SEEK |
+            SEA_CAP_REWIND | SEA_CAP_COMMIT | SEA_CAP_SHARDS | SEA_CAP_BINARY,
+    .default_port = 6379,
+    .connect = r_connect,
+    .disconnect = r_disconnect,
+    .producer_open = prod_open,
+    .producer_send = prod_send,
+    .producer_flush = prod_flush,
+    .producer_close = prod_close,
+    .consumer_open = cons_open,
+    .consumer_start = cons_start,
+    .consumer_pause = cons_pause,
+    .consumer_resume = cons_resume,
+    .consumer_seek = cons_seek,
+    .consumer_rewind = cons_rewind,
+    .consumer_ack = cons_ack,
+    .consumer_commit = cons_commit,
+    .consumer_close = cons_close,
+};
+
+SEA_PLUGIN_ENTRY(redis) {
+  if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR)
+    return NULL;
+  rhost = host;
+  return &r_plugin;
+}

@@ -16,6 +16,9 @@ static const char usage[] =
     "  produce URI            send one message per line of stdin\n"
     "  plugins                list the plugins found: loaded or refused, and why\n"
     "  clock                  print a tick message at an interval (a source for demos)\n"
+    "  decode FILE            print a .ss file (--format log|ndjson, --header-only)\n"
+    "  verify FILE            check every frame, checksum and beacon of a .ss file\n"
+    "  repair FILE            cut the torn tail of a .ss file\n"
     "  version                print the version\n"
     "\n"
     "URIs: scheme://node1[,node2...]/key1[,key2...]   e.g. stdio:///orders,\n"
@@ -87,7 +90,10 @@ int main(int argc, char **argv) {
               {"consume", cmd_consume},
               {"produce", cmd_produce},
               {"plugins", cmd_plugins},
-              {"clock", cmd_clock}};
+              {"clock", cmd_clock},
+              {"decode", cmd_decode},
+              {"verify", cmd_verify},
+              {"repair", cmd_repair}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (strcmp(cmd, cmds[i].name) == 0)
       return cmds[i].fn(argc - 1, argv + 1);

@@ -1,0 +1,1690 @@
+/* file.c: the file:// backend: SeaStreamer's seekable .ss files (format in ss_codec.c).
+ *
+ * file://PATH/key1,key2 names the file PATH and the stream keys; file://PATH.ss (a last segment
+ * ending in ".ss") names the file with no key. The host splits keys after the last '/', so
+ * connect re-reads the URI as written (uri->raw) to tell the two apart.
+ *
+ * Producer. Producers of one file in a process share one writer (one session, one set of beacon
+ * records), so two of them never interleave bytes. Opening an existing file scans it once: it
+ * checks every frame, finds each (key, shard)'s largest sequence number so numbering continues
+ * (1, 2, 3, ... for a new stream, as SeaStreamer does), and cuts a torn tail or a trailing EOS
+ * before appending (spec 9.2). A damaged file is refused (run `seastreamer repair`). A send is
+ * encoded at once into the writer's buffer; the buffer goes to the file when it passes 1 MiB,
+ * on flush/end, and on a short timer (flush_interval), and the receipts of a write are given on
+ * the next loop turn after it. end writes the end-of-stream message unless eos=false.
+ * Options: create=auto|new|existing, beacon_interval=BYTES (new files), size_limit=BYTES,
+ * flush_interval=MS, eos=true|false.
+ *
+ * Consumer. One cursor over the file, delivering the messages of the subscribed keys (all keys
+ * when the URI names none) in file order. Start: start= (beginning, end, SEQ, s@MS, -N: the
+ * last N messages of each stream), else for a
+ * group (resumable or load-balanced) its committed position (kept in PATH.GROUP.pos beside the
+ * file, written with fsync and rename on a worker thread), else reset=earliest → beginning,
+ * else the end (live). At the end of the data it ends with SEA_EOF if stop_at_end, else it
+ * follows appends: woken by inotify through the host's fd watch, with a poll every
+ * poll_interval ms as the fallback (default 1 s with inotify, 100 ms without); a deleted file,
+ * or one cut before the reading position, ends it with SEA_EIO.
+ * An end-of-stream message ends it with SEA_EOF. A torn last frame is waited for when following
+ * (and read afresh on every poll) and ends a stop_at_end replay cleanly. Damage (bad checksum,
+ * impossible length, broken beacon) ends it with SEA_EFORMAT naming the byte offset, unless
+ * on_damage=skip, which logs it and goes on from the next beacon. seek(time) and rewind(seq)
+ * find, by binary search over the beacons, the last beacon that lies before the target of every
+ * stream the consumer reads (the streams it met and those the first and last beacons name),
+ * start there and skip each stream's messages before its target: the first message with a
+ * timestamp strictly after the time (as SeaStreamer does), or with seq >= the seq.
+ * Load-balanced consumers of one group on one file (in this process) share one cursor, so each
+ * message goes to one of them, batch by batch; they should subscribe to the same keys. A seek or
+ * rewind by one moves the group. ack/commit keep the highest acked position: commit at-least-
+ * once after processing in order.
+ * Options: poll_interval=MS, on_damage=stop|skip, max_frame=BYTES.
+ *
+ * Reads and writes of a regular file are done on the loop thread, a bounded amount per turn
+ * (page-cache I/O does not wait on the network); the commit's fsync runs on the work queue.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "seastreamer/plugin.h"
+#include "ss_codec.h"
+
+#define FILE_NAME "file"
+#define FILE_WRITE_AT (1024u * 1024u)
+#define FILE_FLUSH_MS_DEFAULT 10u
+#define FILE_POLL_MS_DEFAULT 100u
+#define FILE_BATCH_DEFAULT 4096u
+#define FILE_BATCH_MAX 65536u
+#define FILE_BLOCK_SIZE (256u * 1024u)
+#define FILE_SIZE_LIMIT_DEFAULT (16ull * 1024 * 1024 * 1024)
+#define FILE_KEY_CACHE 32
+
+static const sea_host_t *fh;
+
+/* ------------------------------------------------------------------------------------------------
+ * Helpers
+ * ---------------------------------------------------------------------------------------------- */
+
+static void *file_realloc(void *p, size_t n) {
+  if (n == 0) {
+    fh->free(p);
+    return NULL;
+  }
+  return fh->realloc(p, n);
+}
+
+static char *file_strdup(const char *s, size_t n) {
+  char *d = fh->alloc(n + 1);
+  if (d != NULL) {
+    memcpy(d, s, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
+/* Words for the codes this file returns (a plugin does not call the library's sea_strerror). */
+static const char *file_strerror(int rc) {
+  switch (rc) {
+  case SEA_ENOMEM:
+    return "out of memory";
+  case SEA_EIO:
+    return "input/output error";
+  case SEA_EFORMAT:
+    return "malformed file";
+  default:
+    return "error";
+  }
+}
+
+static int parse_u64(const char *s, uint64_t *out) {
+  uint64_t v = 0;
+  if (s == NULL || *s == '\0')
+    return -1;
+  for (; *s; s++) {
+    unsigned d = (unsigned)(*s - '0');
+    if (d > 9 || v > (UINT64_MAX - d) / 10)
+      return -1;
+    v = v * 10 + d;
+  }
+  *out = v;
+  return 0;
+}
+
+typedef struct file_opts {
+  int create; /* 0 auto, 1 new only, 2 existing only */
+  uint64_t interval, size_limit, flush_ms, poll_ms, max_frame;
+  int poll_set; /* poll_interval was given */
+  int eos, skip_damage;
+} file_opts_t;
+
+static int parse_opts(sea_runtime_t *rt, const sea_options_t *o, file_opts_t *fo) {
+  size_t i, n;
+  memset(fo, 0, sizeof *fo);
+  fo->interval = SS_DEFAULT_INTERVAL;
+  fo->size_limit = FILE_SIZE_LIMIT_DEFAULT;
+  fo->flush_ms = FILE_FLUSH_MS_DEFAULT;
+  fo->poll_ms = FILE_POLL_MS_DEFAULT;
+  fo->max_frame = 256ull * 1024 * 1024;
+  fo->eos = 1;
+  n = o ? fh->option_count(o) : 0;
+  for (i = 0; i < n; i++) {
+    const char *k, *v;
+    uint64_t num = 0;
+    if (fh->option_at(o, i, &k, &v) != 0)
+      continue;
+    if (v == NULL)
+      v = "";
+    if (strcmp(k, "create") == 0) {
+      if (strcmp(v, "auto") == 0)
+        fo->create = 0;
+      else if (strcmp(v, "new") == 0)
+        fo->create = 1;
+      else if (strcmp(v, "existing") == 0)
+        fo->create = 2;
+      else
+        goto bad;
+    } else if (strcmp(k, "eos") == 0 || strcmp(k, "on_damage") == 0) {
+      int *dst = k[0] == 'e' ? &fo->eos : &fo->skip_damage;
+      const char *yes = k[0] == 'e' ? "true" : "skip", *no = k[0] == 'e' ? "false" : "stop";
+      if (strcmp(v, yes) == 0)
+        *dst = 1;
+      else if (strcmp(v, no) == 0)
+        *dst = 0;
+      else
+        goto bad;
+    } else if (strcmp(k, "beacon_interval") == 0 || strcmp(k, "size_limit") == 0 ||
+               strcmp(k, "flush_interval") == 0 || strcmp(k, "poll_interval") == 0 ||
+               strcmp(k, "max_frame") == 0) {
+      if (parse_u64(v, &num) != 0)
+        goto bad;
+      if (k[0] == 'b') {
+        if (num < 128 || num > UINT32_MAX)
+          goto bad;
+        fo->interval = num;
+      } else if (k[0] == 's') {
+        if (num < SS_HEADER_SIZE)
+          goto bad;
+        fo->size_limit = num;
+      } else if (k[0] == 'f') {
+        fo->flush_ms = num;
+      } else if (k[0] == 'p') {
+        if (num == 0)
+          goto bad;
+        fo->poll_ms = num;
+        fo->poll_set = 1;
+      } else {
+        if (num < 64)
+          goto bad;
+        fo->max_frame = num;
+      }
+    } else {
+      fh->set_error(rt,
+                    "file: unknown option '%s' (known: create, beacon_interval, size_limit, "
+                    "flush_interval, eos, poll_interval, on_damage, max_frame)",
+                    k);
+      return SEA_EOPTION;
+    }
+    continue;
+  bad:
+    fh->set_error(rt,
+                  "file: bad value %s=%s (create=auto|new|existing, eos=true|false, "
+                  "on_damage=stop|skip, beacon_interval=128..4294967295, size_limit>=128, "
+                  "poll_interval>=1, max_frame>=64, flush_interval=MS)",
+                  k, v);
+    return SEA_EOPTION;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Streamer: the path, and the keys when the URI names some
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct file_streamer {
+  char *path;
+  int keyless; /* the URI's last segment was the file name, not keys */
+} file_streamer_t;
+
+static int file_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *uri,
+                        const sea_options_t *backend_options, void **impl) {
+  file_opts_t fo;
+  const char *rest, *slash;
+  size_t n;
+  int rc;
+  file_streamer_t *fs;
+  (void)s;
+  if ((rc = parse_opts(rt, backend_options, &fo)) != 0)
+    return rc;
+  rest = strstr(uri->raw, "://");
+  rest = rest ? rest + 3 : uri->raw;
+  n = strlen(rest);
+  slash = strrchr(rest, '/');
+  fs = fh->calloc(1, sizeof *fs);
+  if (fs == NULL)
+    return SEA_ENOMEM;
+  if (n >= 3 && strcmp(rest + n - 3, ".ss") == 0) {
+    /* The host took the file name for a stream key. Drop it from the URI it keeps, so that a
+     * producer is not anchored to it and a consumer reads every key. The key strings are the
+     * host's, allocated with its allocator, and nothing refers to them yet. (A gap in ABI 1.0:
+     * a plugin cannot tell the host how its URIs split; reported to the lead.) */
+    sea_uri_t *u = (sea_uri_t *)(uintptr_t)uri;
+    for (size_t i = 0; i < u->key_count; i++)
+      fh->free(u->keys[i]);
+    fh->free(u->keys);
+    u->keys = NULL;
+    u->key_count = 0;
+    fs->keyless = 1;
+  } else if (slash != NULL && slash > rest) {
+    n = (size_t)(slash - rest);
+  } else {
+    fh->free(fs);
+    fh->set_error(rt,
+                  "file: '%s' names no file: expected file://PATH/KEYS or file://PATH.ss "
+                  "(e.g. file://./data/feed.ss/orders)",
+                  uri->raw);
+    return SEA_EURI;
+  }
+  fs->path = file_strdup(rest, n);
+  if (fs->path == NULL) {
+    fh->free(fs);
+    return SEA_ENOMEM;
+  }
+  *impl = fs;
+  return 0;
+}
+
+static void file_disconnect(void *impl) {
+  file_streamer_t *fs = impl;
+  fh->free(fs->path);
+  fh->free(fs);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Writers: one per file per process, shared by its producers
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct file_producer file_producer_t;
+
+typedef struct file_seq {
+  const char *key; /* interned */
+  uint64_t shard, next;
+} file_seq_t;
+
+typedef struct file_pending {
+  file_producer_t *fp; /* NULL once its producer closed */
+  void *token;
+  sea_meta_t meta;
+  uint64_t end; /* file offset the frame ends at (with any beacon after it) */
+} file_pending_t;
+
+typedef struct file_writer {
+  struct file_writer *next;
+  char *path;
+  dev_t dev;
+  ino_t ino;
+  int fd;
+  size_t refs;
+  sea_runtime_t *rt;
+  ss_writer_t w;
+  ss_buf_t out;     /* encoded, not yet written; out.data[0] goes at offset `flushed` */
+  uint64_t flushed; /* bytes of the file that are written */
+  uint64_t size_limit;
+  uint64_t flush_ms;
+  file_seq_t *seqs;
+  size_t nseq, capseq;
+  file_pending_t *pend;
+  size_t npend, cappend;
+  file_pending_t *giving; /* the list writer_tick is receipting */
+  size_t ngiving;
+  sea_timer_t *timer;
+  int timer_now; /* the armed timer is a 0 ms one */
+  int failed;
+  char errmsg[256];
+  unsigned busy;
+} file_writer_t;
+
+struct file_producer {
+  file_writer_t *wr;
+  sea_producer_t *p;
+  sea_runtime_t *rt;
+  int eos;
+  int ended;
+  sea_op_t **ops; /* flushes and the end, done once the writer has written what came before */
+  uint64_t *op_at;
+  size_t nops, capops;
+  struct file_producer *next; /* in the writer's list */
+};
+
+static file_writer_t *file_writers;
+static file_producer_t *file_producers;
+
+static file_seq_t *writer_seq(file_writer_t *wr, const char *key, uint64_t shard) {
+  for (size_t i = 0; i < wr->nseq; i++)
+    if (wr->seqs[i].key == key && wr->seqs[i].shard == shard)
+      return &wr->seqs[i];
+  if (wr->nseq == wr->capseq) {
+    size_t cap = wr->capseq ? wr->capseq * 2 : 8;
+    file_seq_t *q = fh->realloc(wr->seqs, cap * sizeof *q);
+    if (q == NULL)
+      return NULL;
+    wr->seqs = q;
+    wr->capseq = cap;
+  }
+  wr->seqs[wr->nseq].key = key;
+  wr->seqs[wr->nseq].shard = shard;
+  wr->seqs[wr->nseq].next = 1;
+  return &wr->seqs[wr->nseq++];
+}
+
+static void writer_free(file_writer_t *wr) {
+  file_writer_t **pp;
+  for (pp = &file_writers; *pp; pp = &(*pp)->next)
+    if (*pp == wr) {
+      *pp = wr->next;
+      break;
+    }
+  if (wr->timer)
+    fh->timer_stop(wr->timer);
+  if (wr->fd >= 0)
+    close(wr->fd);
+  ss_writer_free(&wr->w);
+  ss_buf_free(&wr->out);
+  fh->free(wr->seqs);
+  fh->free(wr->pend);
+  fh->free(wr->path);
+  fh->free(wr);
+}
+
+/* Write what is buffered. Returns 0 or an error (the writer is then failed). */
+static int writer_write(file_writer_t *wr) {
+  size_t done = 0;
+  if (wr->failed)
+    return SEA_EIO;
+  while (done < wr->out.len) {
+    ssize_t k =
+        pwrite(wr->fd, wr->out.data + done, wr->out.len - done, (off_t)(wr->flushed + done));
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0) {
+      snprintf(wr->errmsg, sizeof wr->errmsg, "file: write to %s at offset %llu failed: %s",
+               wr->path, (unsigned long long)(wr->flushed + done),
+               k < 0 ? strerror(errno) : "no progress");
+      wr->failed = 1;
+      /* Cut what was half written, so the file ends at the last whole frame we receipted. */
+      if (ftruncate(wr->fd, (off_t)wr->flushed) != 0)
+        fh->log(SEA_LOG_ERROR, FILE_NAME, "cannot cut %s back to %llu bytes: %s", wr->path,
+                (unsigned long long)wr->flushed, strerror(errno));
+      return SEA_EIO;
+    }
+    done += (size_t)k;
+  }
+  wr->flushed += wr->out.len;
+  wr->out.len = 0;
+  return 0;
+}
+
+static void writer_tick(sea_timer_t *t, void *data);
+
+static void writer_arm(file_writer_t *wr, int now) {
+  if (wr->timer != NULL && (wr->timer_now || !now))
+    return;
+  if (wr->timer != NULL)
+    fh->timer_stop(wr->timer);
+  wr->timer = fh->timer_start(wr->rt, now ? 0 : wr->flush_ms, 1, writer_tick, wr);
+  wr->timer_now = now;
+}
+
+static void producer_complete_ops(file_producer_t *fp, uint64_t written, int failed,
+                                  const char *msg);
+
+/* Write what is buffered, then give the receipts of everything written, then complete the
+ * flushes. Receipt callbacks may send (the pending list is detached first) or close producers. */
+static void writer_tick(sea_timer_t *t, void *data) {
+  file_writer_t *wr = data;
+  file_pending_t *pend;
+  size_t n, i;
+  fh->timer_stop(t);
+  wr->timer = NULL;
+  writer_write(wr); /* a failure is in wr->errmsg; the receipts below say which frames made it */
+  /* Detach the list (sends from the callbacks start a new one), but keep it where a producer
+   * closed from a callback can find and forget its entries. */
+  pend = wr->pend;
+  n = wr->npend;
+  wr->pend = NULL;
+  wr->npend = wr->cappend = 0;
+  wr->giving = pend;
+  wr->ngiving = n;
+  wr->busy++;
+  for (i = 0; i < n; i++) {
+    if (pend[i].fp == NULL)
+      continue;
+    /* A frame is confirmed once its bytes are in the file, even if a later write failed. */
+    if (pend[i].end <= wr->flushed)
+      fh->receipt(pend[i].fp->p, pend[i].token, 0, &pend[i].meta);
+    else
+      fh->receipt(pend[i].fp->p, pend[i].token, SEA_EIO, NULL);
+  }
+  wr->giving = NULL;
+  wr->ngiving = 0;
+  fh->free(pend);
+  for (file_producer_t *fp = file_producers; fp; fp = fp->next)
+    if (fp->wr == wr)
+      producer_complete_ops(fp, wr->flushed, wr->failed, wr->errmsg);
+  wr->busy--;
+  if (wr->refs == 0 && wr->busy == 0)
+    writer_free(wr);
+}
+
+/* Read the existing file: check it, learn each stream's last seq, and find where to append. */
+static int writer_scan(file_writer_t *wr, sea_runtime_t *rt, uint64_t *resume) {
+  ss_file_t f;
+  ss_msg_t m;
+  char err[256];
+  int rc;
+  uint64_t last_end = SS_HEADER_SIZE;
+  rc = ss_file_open(&f, wr->fd, file_realloc, err, sizeof err);
+  if (rc != SS_OK) {
+    ss_file_close(&f);
+    fh->set_error(rt, "file: cannot append to %s: %s", wr->path,
+                  rc == SS_NOMEM ? "out of memory" : err);
+    return rc == SS_NOMEM ? SEA_ENOMEM : SEA_EFORMAT;
+  }
+  while ((rc = ss_file_next(&f, &m)) == SS_OK) {
+    const char *key;
+    file_seq_t *sq;
+    if (m.eos)
+      continue; /* a trailing EOS is overwritten; one in the middle stays where it is */
+    last_end = m.end;
+    if (m.klen == 0 || (key = fh->stream_key((const char *)m.key, m.klen)) == NULL)
+      continue;
+    if ((sq = writer_seq(wr, key, m.shard)) == NULL) {
+      rc = SS_NOMEM;
+      break;
+    }
+    if (m.seq + 1 > sq->next)
+      sq->next = m.seq + 1;
+  }
+  if (rc == SS_ERR) {
+    fh->set_error(rt,
+                  "file: cannot append to %s: %s (the file is damaged; `seastreamer repair` keeps "
+                  "what is whole)",
+                  wr->path, f.r.err);
+    ss_file_close(&f);
+    return SEA_EFORMAT;
+  }
+  if (rc == SS_NOMEM) {
+    ss_file_close(&f);
+    return SEA_ENOMEM;
+  }
+  if (f.r.partial || f.r.pos > last_end)
+    fh->log(SEA_LOG_WARN, FILE_NAME, "%s: cutting %llu bytes after the last whole frame at %llu",
+            wr->path, (unsigned long long)(ss_file_size(&f) - last_end),
+            (unsigned long long)last_end);
+  wr->w.interval = f.header.interval;
+  ss_file_close(&f);
+  *resume = last_end;
+  return 0;
+}
+
+static file_writer_t *writer_open(sea_runtime_t *rt, const char *path, const file_opts_t *fo,
+                                  int *err) {
+  struct stat st;
+  file_writer_t *wr;
+  int fd, exists;
+  uint64_t resume = SS_HEADER_SIZE;
+
+  exists = stat(path, &st) == 0;
+  if (exists) {
+    for (wr = file_writers; wr; wr = wr->next)
+      if (wr->dev == st.st_dev && wr->ino == st.st_ino) {
+        if (fo->create == 1) {
+          fh->set_error(rt, "file: %s exists (create=new)", path);
+          *err = SEA_EINVAL;
+          return NULL;
+        }
+        wr->refs++;
+        return wr;
+      }
+  }
+  if (exists && fo->create == 1) {
+    fh->set_error(rt, "file: %s exists (create=new)", path);
+    *err = SEA_EINVAL;
+    return NULL;
+  }
+  if (!exists && fo->create == 2) {
+    fh->set_error(rt, "file: %s does not exist (create=existing)", path);
+    *err = SEA_EINVAL;
+    return NULL;
+  }
+  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    fh->set_error(rt, "file: cannot open %s: %s", path, strerror(errno));
+    *err = SEA_EIO;
+    return NULL;
+  }
+  wr = fh->calloc(1, sizeof *wr);
+  if (wr == NULL || (wr->path = file_strdup(path, strlen(path))) == NULL) {
+    fh->free(wr);
+    close(fd);
+    *err = SEA_ENOMEM;
+    return NULL;
+  }
+  wr->fd = fd;
+  wr->rt = rt;
+  wr->refs = 1;
+  wr->size_limit = fo->size_limit;
+  wr->flush_ms = fo->flush_ms;
+  wr->out.realloc = file_realloc;
+  fstat(fd, &st);
+  wr->dev = st.st_dev;
+  wr->ino = st.st_ino;
+  ss_writer_init(&wr->w, (uint32_t)fo->interval, SS_HEADER_SIZE, file_realloc);
+  if (st.st_size > 0) {
+    if ((*err = writer_scan(wr, rt, &resume)) != 0) {
+      writer_free(wr);
+      return NULL;
+    }
+    if (ftruncate(fd, (off_t)resume) != 0) {
+      fh->set_error(rt, "file: cannot cut %s to %llu bytes: %s", path, (unsigned long long)resume,
+                    strerror(errno));
+      writer_free(wr);
+      *err = SEA_EIO;
+      return NULL;
+    }
+  } else {
+    /* A new file: the header, named after the file as SeaStreamer does. */
+    ss_header_t h;
+    const char *base = strrchr(path, '/');
+    ss_header_init(&h, base ? base + 1 : path, (uint64_t)(fh->now_us() / 1000),
+                   (uint32_t)fo->interval);
+    if (ss_buf_reserve(&wr->out, SS_HEADER_SIZE) != SS_OK) {
+      writer_free(wr);
+      *err = SEA_ENOMEM;
+      return NULL;
+    }
+    ss_header_encode(&h, wr->out.data);
+    wr->out.len = SS_HEADER_SIZE;
+    resume = 0;
+  }
+  wr->flushed = resume;
+  wr->w.pos = resume ? resume : SS_HEADER_SIZE;
+  if (ss_writer_begin(&wr->w, &wr->out) != SS_OK || writer_write(wr) != 0) {
+    fh->set_error(rt, "file: cannot write %s: %s", path,
+                  wr->errmsg[0] ? wr->errmsg : "out of memory");
+    writer_free(wr);
+    *err = SEA_EIO;
+    return NULL;
+  }
+  wr->next = file_writers;
+  file_writers = wr;
+  return wr;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Producer
+ * ---------------------------------------------------------------------------------------------- */
+
+static int file_producer_open(void *simpl, sea_producer_t *p, const sea_open_args_t *args,
+                              void **impl) {
+  file_streamer_t *fs = simpl;
+  file_opts_t fo;
+  file_producer_t *fp;
+  int rc = 0;
+  if ((rc = parse_opts(args->rt, args->backend_options, &fo)) != 0)
+    return rc;
+  fp = fh->calloc(1, sizeof *fp);
+  if (fp == NULL)
+    return SEA_ENOMEM;
+  fp->wr = writer_open(args->rt, fs->path, &fo, &rc);
+  if (fp->wr == NULL) {
+    fh->free(fp);
+    return rc;
+  }
+  fp->p = p;
+  fp->rt = args->rt;
+  fp->eos = fo.eos;
+  fp->next = file_producers;
+  file_producers = fp;
+  *impl = fp;
+  return 0;
+}
+
+/* The most a frame of this size can add to the file, beacons included. */
+static uint64_t frame_bound(const file_writer_t *wr, uint64_t fsize) {
+  uint64_t I = wr->w.interval;
+  uint64_t beacon = 7 + (uint64_t)ss_num_markers(wr->w.interval) * (27 + 255);
+  return fsize + (fsize / (I - beacon) + 2) * beacon;
+}
+
+static int file_producer_send(void *impl, const sea_message_t *m, unsigned flags, void *token) {
+  file_producer_t *fp = impl;
+  file_writer_t *wr = fp->wr;
+  const char *key = m->meta.stream_key;
+  size_t klen = strlen(key);
+  uint64_t shard = m->meta.shard_id, seq, ts;
+  file_seq_t *sq;
+  file_pending_t *pe;
+  int rc;
+
+  if (fp->ended)
+    return SEA_ESTATE;
+  if (wr->failed) {
+    fh->producer_fail(fp->p, SEA_EIO, "%s", wr->errmsg);
+    return SEA_EIO;
+  }
+  if (klen == SS_EOS_KEY_LEN && memcmp(key, SS_EOS_KEY, klen) == 0) {
+    fh->log(SEA_LOG_WARN, FILE_NAME, "the stream key %s is reserved", SS_EOS_KEY);
+    return SEA_EKEY;
+  }
+  if (m->payload.len > UINT32_MAX - SS_FRAME_OVERHEAD - SS_KEY_MAX)
+    return SEA_ETOOBIG;
+  if (wr->w.pos + frame_bound(wr, SS_FRAME_OVERHEAD + klen + m->payload.len) > wr->size_limit) {
+    fh->producer_fail(fp->p, SEA_ETOOBIG,
+                      "file: %s: size limit of %llu bytes reached at offset %llu; the message to "
+                      "'%s' was not written",
+                      wr->path, (unsigned long long)wr->size_limit, (unsigned long long)wr->w.pos,
+                      key);
+    return SEA_ETOOBIG;
+  }
+  if (wr->npend == wr->cappend) {
+    size_t cap = wr->cappend ? wr->cappend * 2 : 256;
+    file_pending_t *q = fh->realloc(wr->pend, cap * sizeof *q);
+    if (q == NULL)
+      return SEA_ENOMEM;
+    wr->pend = q;
+    wr->cappend = cap;
+  }
+  if ((sq = writer_seq(wr, key, shard)) == NULL)
+    return SEA_ENOMEM;
+  seq = (flags & SEA_SEND_KEEP_META) ? m->meta.seq : sq->next;
+  ts = (uint64_t)((m->meta.timestamp_us != 0 ? m->meta.timestamp_us : fh->now_us()) / 1000);
+  if (m->meta.timestamp_us < 0 || ts > SS_TS_MAX)
+    return SEA_EINVAL;
+  rc = ss_writer_frame(&wr->w, &wr->out, (const uint8_t *)key, klen, shard, seq, ts,
+                       m->payload.data, m->payload.len);
+  if (rc != SS_OK) {
+    snprintf(wr->errmsg, sizeof wr->errmsg, "file: %s: out of memory while encoding", wr->path);
+    wr->failed = 1; /* the session's beacon state may be half updated */
+    fh->producer_fail(fp->p, SEA_ENOMEM, "%s", wr->errmsg);
+    return SEA_ENOMEM;
+  }
+  if (seq + 1 > sq->next)
+    sq->next = seq + 1;
+  pe = &wr->pend[wr->npend++];
+  pe->fp = fp;
+  pe->token = token;
+  pe->meta.stream_key = key;
+  pe->meta.shard_id = shard;
+  pe->meta.seq = seq;
+  pe->meta.timestamp_us = (int64_t)ts * 1000;
+  pe->end = wr->w.pos;
+  if (wr->out.len >= FILE_WRITE_AT) {
+    /* Hand a full buffer to the file now; its receipts come on the next turn. */
+    writer_write(wr);
+    writer_arm(wr, 1);
+  } else {
+    writer_arm(wr, wr->flush_ms == 0);
+  }
+  return 0;
+}
+
+static void producer_complete_ops(file_producer_t *fp, uint64_t written, int failed,
+                                  const char *msg) {
+  size_t i = 0;
+  while (i < fp->nops) {
+    sea_op_t *op = fp->ops[i];
+    if (!failed && fp->op_at[i] > written) {
+      i++;
+      continue;
+    }
+    fp->nops--;
+    memmove(fp->ops + i, fp->ops + i + 1, (fp->nops - i) * sizeof *fp->ops);
+    memmove(fp->op_at + i, fp->op_at + i + 1, (fp->nops - i) * sizeof *fp->op_at);
+    if (failed)
+      fh->op_done(op, SEA_EIO, "%s", msg);
+    else
+      fh->op_done(op, 0, NULL);
+  }
+}
+
+static int producer_add_op(file_producer_t *fp, sea_op_t *op) {
+  if (fp->nops == fp->capops) {
+    size_t cap = fp->capops ? fp->capops * 2 : 4;
+    sea_op_t **a = fh->realloc(fp->ops, cap * sizeof *a);
+    if (a == NULL)
+      return SEA_ENOMEM;
+    fp->ops = a;
+    uint64_t *b = fh->realloc(fp->op_at, cap * sizeof *b);
+    if (b == NULL)
+      return SEA_ENOMEM;
+    fp->op_at = b;
+    fp->capops = cap;
+  }
+  fp->ops[fp->nops] = op;
+  fp->op_at[fp->nops] = fp->wr->w.pos;
+  fp->nops++;
+  writer_arm(fp->wr, 1);
+  return 0;
+}
+
+static int file_producer_flush(void *impl, sea_op_t *op) {
+  return producer_add_op(impl, op);
+}
+
+static int file_producer_end(void *impl, sea_op_t *op) {
+  file_producer_t *fp = impl;
+  file_writer_t *wr = fp->wr;
+  /* Only the last producer of the file ends the stream, so another one can go on writing. */
+  if (fp->eos && !wr->failed && wr->refs == 1) {
+    /* The end-of-stream message (spec 7): a plain frame, receipted by nobody. */
+    uint64_t ts = (uint64_t)(fh->now_us() / 1000);
+    if (ss_writer_frame(&wr->w, &wr->out, (const uint8_t *)SS_EOS_KEY, SS_EOS_KEY_LEN, 0, 0, ts,
+                        (const uint8_t *)"EOS", 3) != SS_OK)
+      return SEA_ENOMEM;
+  }
+  fp->ended = 1;
+  return producer_add_op(fp, op);
+}
+
+static void file_producer_close(void *impl) {
+  file_producer_t *fp = impl;
+  file_writer_t *wr = fp->wr;
+  file_producer_t **pp;
+  for (size_t i = 0; i < wr->npend; i++)
+    if (wr->pend[i].fp == fp)
+      wr->pend[i].fp = NULL;
+  for (size_t i = 0; i < wr->ngiving; i++)
+    if (wr->giving[i].fp == fp)
+      wr->giving[i].fp = NULL;
+  for (pp = &file_producers; *pp; pp = &(*pp)->next)
+    if (*pp == fp) {
+      *pp = fp->next;
+      break;
+    }
+  fh->free(fp->ops);
+  fh->free(fp->op_at);
+  fh->free(fp);
+  /* What was sent is written even though nobody waits for its receipt. */
+  if (--wr->refs == 0) {
+    if (writer_write(wr) != 0)
+      fh->log(SEA_LOG_ERROR, FILE_NAME, "%s", wr->errmsg);
+    if (wr->busy == 0)
+      writer_free(wr);
+  }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Consumer
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct file_stream {
+  const char *key; /* interned */
+  uint64_t shard;
+  int reached;    /* the seek target of this stream has been passed */
+  uint64_t count; /* start=-N: messages from the start position to the end */
+  uint64_t skip;  /* start=-N: messages still to skip */
+} file_stream_t;
+
+typedef struct file_commit_job {
+  struct file_consumer *fc; /* NULL once the consumer closed */
+  sea_op_t *op;
+  char *path;
+  uint64_t pos;
+  int err;
+  char msg[256];
+} file_commit_job_t;
+
+/* The reading position. A consumer has its own; the load-balanced consumers of one group on
+ * one file share theirs, and that is what splits the messages between them: each member's turn
+ * reads the next batch from the shared position. */
+typedef struct file_cursor {
+  struct file_cursor *next; /* in file_cursors, when shared */
+  size_t refs;
+  dev_t dev;
+  ino_t ino;
+  const char *group; /* interned; NULL when not shared */
+  int fd;
+  ss_file_t f;
+  /* Seek filter: skip a stream's messages until one passes its target. */
+  int filter; /* 0 none, 1 time (ts > target), 2 seq (seq >= target), 3 start=-N (skip) */
+  uint64_t target;
+  file_stream_t *streams; /* every (key, shard) met, with its reached flag */
+  size_t nstreams, capstreams;
+  struct {
+    uint8_t len;
+    const char *key;
+    uint8_t buf[SS_KEY_MAX];
+  } kc[FILE_KEY_CACHE];
+  size_t nkc;
+  char *pos_path; /* PATH.GROUP.pos for a group's committed position */
+  uint64_t acked;
+  int eos;         /* an end-of-stream message was read: every member ends */
+  uint64_t resync; /* on_damage=skip: the beacon to go on from, 0 = none */
+} file_cursor_t;
+
+static file_cursor_t *file_cursors;
+
+typedef struct file_consumer {
+  sea_consumer_t *c;
+  sea_runtime_t *rt;
+  file_streamer_t *fs;
+  file_cursor_t *cur;
+  const char **keys;
+  size_t nkeys;
+  file_stream_t *assigned;
+  size_t nassigned;
+  sea_mode_t mode;
+  const char *group;
+  int stop_at_end, skip_damage;
+  uint64_t poll_ms;
+  int poll_set;
+  int ifd; /* inotify on the file while following, or -1 */
+  int inotify_tried;
+  sea_watch_t *iwatch; /* the host's watch of ifd */
+  uint32_t batch_size;
+  sea_timer_t *timer;
+  uint64_t tick_ms;      /* the loop time of the latest batch */
+  unsigned tick_batches; /* batches delivered at that loop time */
+  int waited;            /* the last turn found no more data */
+  int started, paused, ended, closed;
+  unsigned busy;
+  file_commit_job_t **jobs;
+  size_t njobs, capjobs;
+} file_consumer_t;
+
+static void consumer_tick(sea_timer_t *t, void *data);
+
+static void consumer_arm(file_consumer_t *fc, uint64_t ms) {
+  if (fc->timer != NULL || fc->closed || fc->ended || !fc->started || fc->paused)
+    return;
+  fc->timer = fh->timer_start(fc->rt, ms, ms ? ms : 1, consumer_tick, fc);
+}
+
+static void consumer_disarm(file_consumer_t *fc) {
+  if (fc->timer != NULL) {
+    fh->timer_stop(fc->timer);
+    fc->timer = NULL;
+  }
+}
+
+static const char *consumer_key(file_consumer_t *fc, const uint8_t *key, uint8_t len) {
+  size_t i;
+  const char *k;
+  for (i = 0; i < fc->cur->nkc; i++)
+    if (fc->cur->kc[i].len == len && memcmp(fc->cur->kc[i].buf, key, len) == 0)
+      return fc->cur->kc[i].key;
+  k = len ? fh->stream_key((const char *)key, len) : NULL;
+  if (k != NULL && fc->cur->nkc < FILE_KEY_CACHE) {
+    memcpy(fc->cur->kc[fc->cur->nkc].buf, key, len);
+    fc->cur->kc[fc->cur->nkc].len = len;
+    fc->cur->kc[fc->cur->nkc].key = k;
+    fc->cur->nkc++;
+  }
+  return k;
+}
+
+static file_stream_t *consumer_stream(file_consumer_t *fc, const char *key, uint64_t shard) {
+  for (size_t i = 0; i < fc->cur->nstreams; i++)
+    if (fc->cur->streams[i].key == key && fc->cur->streams[i].shard == shard)
+      return &fc->cur->streams[i];
+  if (fc->cur->nstreams == fc->cur->capstreams) {
+    size_t cap = fc->cur->capstreams ? fc->cur->capstreams * 2 : 8;
+    file_stream_t *q = fh->realloc(fc->cur->streams, cap * sizeof *q);
+    if (q == NULL)
+      return NULL;
+    fc->cur->streams = q;
+    fc->cur->capstreams = cap;
+  }
+  fc->cur->streams[fc->cur->nstreams].key = key;
+  fc->cur->streams[fc->cur->nstreams].shard = shard;
+  fc->cur->streams[fc->cur->nstreams].reached = 0;
+  fc->cur->streams[fc->cur->nstreams].count = 0;
+  fc->cur->streams[fc->cur->nstreams].skip = 0;
+  return &fc->cur->streams[fc->cur->nstreams++];
+}
+
+static int consumer_wants(const file_consumer_t *fc, const char *key, uint64_t shard) {
+  size_t i;
+  if (fc->nassigned > 0) {
+    for (i = 0; i < fc->nassigned; i++)
+      if (fc->assigned[i].key == key && fc->assigned[i].shard == shard)
+        return 1;
+    return 0;
+  }
+  if (fc->nkeys == 0)
+    return 1;
+  for (i = 0; i < fc->nkeys; i++)
+    if (fc->keys[i] == key)
+      return 1;
+  return 0;
+}
+
+static void consumer_unwatch(file_consumer_t *fc);
+
+static void consumer_end(file_consumer_t *fc, int status, const char *msg) {
+  fc->ended = 1;
+  consumer_disarm(fc);
+  consumer_unwatch(fc);
+  fh->consumer_end(fc->c, status, "%s", msg);
+}
+
+/* Position the cursor for seek/rewind: beacon P for every stream we read and know of, the
+ * lowest of them (0 if one cannot be placed), then the filter skips what precedes each target. */
+static int consumer_position(file_consumer_t *fc, int kind, uint64_t target, char *err,
+                             size_t errlen) {
+  uint64_t P = UINT64_MAX, pos, B = ss_file_size(&fc->cur->f) / fc->cur->f.header.interval;
+  ss_beacon_t *b = fh->alloc(sizeof *b);
+  ss_stream_ref_t *refs;
+  size_t i, nrefs = 0;
+  int rc;
+  if (b == NULL)
+    return SEA_ENOMEM;
+  /* Streams the first and last beacons name join those already met. */
+  for (uint64_t k = 1; k <= B; k = k == B ? B + 1 : B) {
+    if (ss_file_beacon(&fc->cur->f, k, b, err, errlen) == SS_OK)
+      for (i = 0; i < b->count; i++) {
+        const char *key = consumer_key(fc, b->markers[i].key, b->markers[i].klen);
+        if (key != NULL && consumer_stream(fc, key, b->markers[i].shard) == NULL) {
+          fh->free(b);
+          return SEA_ENOMEM;
+        }
+      }
+  }
+  fh->free(b);
+  refs = fh->calloc(fc->cur->nstreams + 1, sizeof *refs);
+  if (refs == NULL)
+    return SEA_ENOMEM;
+  for (i = 0; i < fc->cur->nstreams; i++) {
+    file_stream_t *st = &fc->cur->streams[i];
+    st->reached = 0;
+    /* The end-of-stream record is only in beacons after it: it would make every beacon
+     * before it undecided. */
+    if (!consumer_wants(fc, st->key, st->shard) || strcmp(st->key, SS_EOS_KEY) == 0)
+      continue;
+    refs[nrefs].key = (const uint8_t *)st->key;
+    refs[nrefs].klen = strlen(st->key);
+    refs[nrefs].shard = st->shard;
+    nrefs++;
+  }
+  if (nrefs > 0)
+    ss_file_seek_streams(&fc->cur->f, refs, nrefs, kind == 1, target, &P);
+  fh->free(refs);
+  if (P == UINT64_MAX)
+    P = 0;
+  rc = ss_file_after_beacon(&fc->cur->f, P, &pos, err, errlen);
+  if (rc == SS_MORE) /* past the end */
+    rc = ss_file_after_beacon(&fc->cur->f, 0, &pos, err, errlen);
+  if (rc != SS_OK)
+    return rc == SS_NOMEM ? SEA_ENOMEM : SEA_EFORMAT;
+  ss_file_goto(&fc->cur->f, pos);
+  fc->cur->filter = kind;
+  fc->cur->target = target;
+  return 0;
+}
+
+/* start=-N: the last N messages of every stream read. Count each stream's messages from a
+ * beacon to the end, going back twice as far each time, until every stream the consumer knows
+ * of has N in the range (or the range is the whole file); then skip count - N of each. */
+static int consumer_from_end(file_consumer_t *fc, uint64_t n, char *err, size_t errlen) {
+  file_cursor_t *cur = fc->cur;
+  uint64_t B = ss_file_size(&cur->f) / cur->f.header.interval, step = 0, k, pos = SS_HEADER_SIZE;
+  ss_msg_t m;
+  int rc;
+  /* The streams the first and last beacons name join in, as for a seek. */
+  if ((rc = consumer_position(fc, 2, 0, err, errlen)) != 0)
+    return rc;
+  for (;;) {
+    size_t i, short_of = 0;
+    k = B > step ? B - step : 0;
+    rc = ss_file_after_beacon(&cur->f, k, &pos, err, errlen);
+    if (rc == SS_MORE && k > 0) {
+      step = step ? step * 2 : 1;
+      continue;
+    }
+    if (rc != SS_OK)
+      return rc == SS_NOMEM ? SEA_ENOMEM : SEA_EFORMAT;
+    for (i = 0; i < cur->nstreams; i++)
+      cur->streams[i].count = 0;
+    ss_file_goto(&cur->f, pos);
+    while ((rc = ss_file_next(&cur->f, &m)) == SS_OK && !m.eos) {
+      const char *key = consumer_key(fc, m.key, m.klen);
+      file_stream_t *st;
+      if (key == NULL || !consumer_wants(fc, key, m.shard))
+        continue;
+      if ((st = consumer_stream(fc, key, m.shard)) == NULL)
+        return SEA_ENOMEM;
+      st->count++;
+    }
+    if (rc == SS_ERR) {
+      snprintf(err, errlen, "%s", cur->f.r.err);
+      return SEA_EFORMAT;
+    }
+    if (rc == SS_NOMEM)
+      return SEA_ENOMEM;
+    for (i = 0; i < cur->nstreams; i++)
+      if (consumer_wants(fc, cur->streams[i].key, cur->streams[i].shard) &&
+          strcmp(cur->streams[i].key, SS_EOS_KEY) != 0 && cur->streams[i].count < n)
+        short_of++;
+    if (k == 0 || short_of == 0)
+      break;
+    step = step ? step * 2 : 1;
+  }
+  for (size_t i = 0; i < cur->nstreams; i++)
+    cur->streams[i].skip = cur->streams[i].count > n ? cur->streams[i].count - n : 0;
+  ss_file_goto(&cur->f, pos);
+  cur->filter = 3;
+  return 0;
+}
+
+static int consumer_goto(file_consumer_t *fc, sea_pos_t pos, char *err, size_t errlen) {
+  uint64_t off;
+  int rc;
+  fc->cur->filter = 0;
+  if (pos.kind == SEA_POS_BEGINNING) {
+    ss_file_goto(&fc->cur->f, SS_HEADER_SIZE);
+    return 0;
+  }
+  if (pos.kind == SEA_POS_END) {
+    rc = ss_file_live_start(&fc->cur->f, &off, err, errlen);
+    if (rc != SS_OK)
+      return rc == SS_NOMEM ? SEA_ENOMEM : SEA_EFORMAT;
+    ss_file_goto(&fc->cur->f, off);
+    return 0;
+  }
+  return consumer_position(fc, 2, pos.seq, err, errlen);
+}
+
+static void cursor_release(file_cursor_t *cur) {
+  file_cursor_t **pp;
+  if (cur == NULL || --cur->refs > 0)
+    return;
+  for (pp = &file_cursors; *pp; pp = &(*pp)->next)
+    if (*pp == cur) {
+      *pp = cur->next;
+      break;
+    }
+  ss_file_close(&cur->f);
+  if (cur->fd >= 0)
+    close(cur->fd);
+  fh->free(cur->streams);
+  fh->free(cur->pos_path);
+  fh->free(cur);
+}
+
+static void consumer_unwatch(file_consumer_t *fc) {
+  if (fc->iwatch != NULL)
+    fh->watch_stop(fc->iwatch);
+  fc->iwatch = NULL;
+  if (fc->ifd >= 0)
+    close(fc->ifd);
+  fc->ifd = -1;
+}
+
+static void consumer_free(file_consumer_t *fc) {
+  consumer_unwatch(fc);
+  cursor_release(fc->cur);
+  fh->free(fc->keys);
+  fh->free(fc->assigned);
+  fh->free(fc->jobs);
+  fh->free(fc);
+}
+
+/* Read PATH.GROUP.pos: the offset a resumable group continues from. 0 if there is none. */
+static int read_committed(file_consumer_t *fc, uint64_t *pos) {
+  char buf[64];
+  ssize_t n;
+  int fd = open(fc->cur->pos_path, O_RDONLY | O_CLOEXEC);
+  *pos = 0;
+  if (fd < 0)
+    return errno == ENOENT ? 0 : SEA_EIO;
+  n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return SEA_EFORMAT;
+  buf[n] = '\0';
+  if (n > 0 && buf[n - 1] == '\n')
+    buf[n - 1] = '\0';
+  if (parse_u64(buf, pos) != 0 || *pos < SS_HEADER_SIZE)
+    return SEA_EFORMAT;
+  return 0;
+}
+
+static int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *args,
+                              void **impl) {
+  file_streamer_t *fs = simpl;
+  file_opts_t fo;
+  file_consumer_t *fc;
+  file_cursor_t *cur;
+  struct stat st;
+  char err[256];
+  int rc;
+  if ((rc = parse_opts(args->rt, args->backend_options, &fo)) != 0)
+    return rc;
+  fc = fh->calloc(1, sizeof *fc);
+  if (fc == NULL)
+    return SEA_ENOMEM;
+  fc->c = c;
+  fc->rt = args->rt;
+  fc->fs = fs;
+  fc->mode = args->mode;
+  fc->group = args->group;
+  fc->stop_at_end = args->stop_at_end;
+  fc->skip_damage = fo.skip_damage;
+  fc->poll_ms = fo.poll_ms;
+  fc->poll_set = fo.poll_set;
+  fc->ifd = -1;
+  fc->batch_size = args->batch_size ? args->batch_size : FILE_BATCH_DEFAULT;
+  if (fc->batch_size > FILE_BATCH_MAX)
+    fc->batch_size = FILE_BATCH_MAX;
+  if (!fs->keyless && args->key_count > 0) {
+    fc->keys = fh->calloc(args->key_count, sizeof *fc->keys);
+    if (fc->keys == NULL) {
+      consumer_free(fc);
+      return SEA_ENOMEM;
+    }
+    memcpy(fc->keys, args->keys, args->key_count * sizeof *fc->keys);
+    fc->nkeys = args->key_count;
+    /* SeaStreamer's name for "every stream". */
+    for (size_t i = 0; i < args->key_count; i++)
+      if (strcmp(args->keys[i], "SEA_STREAMER_WILDCARD") == 0)
+        fc->nkeys = 0;
+  }
+  if (stat(fs->path, &st) != 0) {
+    fh->set_error(args->rt, "file: cannot open %s: %s", fs->path, strerror(errno));
+    rc = errno == ENOENT ? SEA_ECONNECT : SEA_EIO;
+    consumer_free(fc);
+    return rc;
+  }
+  /* A load-balanced member joins its group's position if the group is already reading. */
+  if (args->mode == SEA_MODE_LOAD_BALANCED && args->group != NULL)
+    for (cur = file_cursors; cur; cur = cur->next)
+      if (cur->dev == st.st_dev && cur->ino == st.st_ino && cur->group == args->group) {
+        cur->refs++;
+        fc->cur = cur;
+        *impl = fc;
+        return 0;
+      }
+  cur = fc->cur = fh->calloc(1, sizeof *cur);
+  if (cur == NULL) {
+    consumer_free(fc);
+    return SEA_ENOMEM;
+  }
+  cur->refs = 1;
+  cur->fd = open(fs->path, O_RDONLY | O_CLOEXEC);
+  if (cur->fd < 0) {
+    fh->set_error(args->rt, "file: cannot open %s: %s", fs->path, strerror(errno));
+    rc = errno == ENOENT ? SEA_ECONNECT : SEA_EIO;
+    consumer_free(fc);
+    return rc;
+  }
+  rc = ss_file_open(&cur->f, cur->fd, file_realloc, err, sizeof err);
+  if (rc != SS_OK) {
+    fh->set_error(args->rt, "file: %s: %s", fs->path, rc == SS_NOMEM ? "out of memory" : err);
+    consumer_free(fc);
+    return rc == SS_NOMEM ? SEA_ENOMEM : SEA_EFORMAT;
+  }
+  cur->f.r.max_frame = fo.max_frame;
+  fstat(cur->fd, &st);
+  cur->dev = st.st_dev;
+  cur->ino = st.st_ino;
+  if (fc->mode != SEA_MODE_REALTIME && fc->group != NULL) {
+    size_t n = strlen(fs->path) + strlen(fc->group) + 8;
+    cur->pos_path = fh->alloc(n);
+    if (cur->pos_path == NULL) {
+      consumer_free(fc);
+      return SEA_ENOMEM;
+    }
+    snprintf(cur->pos_path, n, "%s.%s.pos", fs->path, fc->group);
+  }
+
+  err[0] = '\0';
+  if (args->has_start && args->start_is_time) {
+    rc = consumer_position(fc, 1, (uint64_t)(args->start_ts_us / 1000), err, sizeof err);
+  } else if (args->start_from_end > 0) {
+    rc = consumer_from_end(fc, (uint64_t)args->start_from_end, err, sizeof err);
+  } else if (args->has_start) {
+    rc = consumer_goto(fc, args->start_pos, err, sizeof err);
+  } else {
+    uint64_t committed = 0;
+    if (fc->cur->pos_path != NULL && (rc = read_committed(fc, &committed)) != 0) {
+      fh->set_error(args->rt, "file: cannot read the committed position in %s: %s",
+                    fc->cur->pos_path, file_strerror(rc));
+      consumer_free(fc);
+      return rc;
+    }
+    if (committed > 0) {
+      ss_file_goto(&fc->cur->f, committed);
+      fc->cur->acked = committed;
+      rc = 0;
+    } else {
+      sea_pos_t p = {args->reset_earliest ? SEA_POS_BEGINNING : SEA_POS_END, 0};
+      rc = consumer_goto(fc, p, err, sizeof err);
+    }
+  }
+  if (rc != 0) {
+    fh->set_error(args->rt, "file: %s: %s", fs->path, err[0] ? err : file_strerror(rc));
+    consumer_free(fc);
+    return rc;
+  }
+  if (args->mode == SEA_MODE_LOAD_BALANCED && args->group != NULL) {
+    cur->group = args->group;
+    cur->next = file_cursors;
+    file_cursors = cur;
+  }
+  *impl = fc;
+  return 0;
+}
+
+/* The file changed (inotify, through the host's fd watch): look at once. */
+static void consumer_on_change(sea_watch_t *w, int status, int events, void *data) {
+  file_consumer_t *fc = data;
+  char buf[4096];
+  (void)w;
+  (void)events;
+  while (read(fc->ifd, buf, sizeof buf) > 0)
+    ; /* the events themselves do not matter: the next turn reads the file */
+  if (status < 0) {
+    consumer_unwatch(fc); /* the timer alone goes on */
+    return;
+  }
+  consumer_disarm(fc);
+  consumer_arm(fc, 0);
+}
+
+/* Wait for the file to grow: Linux's inotify through the host's fd watch (a plugin does not use
+ * libuv, and the host has no file-change hook), plus a poll every poll_interval ms as the
+ * fallback (default 100 ms without inotify, 1 s with it). Never a busy loop. */
+static void consumer_follow(file_consumer_t *fc) {
+  uint64_t ms = fc->poll_ms;
+  if (fc->ifd < 0 && !fc->inotify_tried) {
+    fc->inotify_tried = 1;
+    fc->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fc->ifd >= 0 && (inotify_add_watch(fc->ifd, fc->fs->path,
+                                           IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_DELETE_SELF |
+                                               IN_MOVE_SELF) < 0 ||
+                         (fc->iwatch = fh->watch_start(fc->rt, fc->ifd, SEA_WATCH_READABLE,
+                                                       consumer_on_change, fc)) == NULL)) {
+      fh->log(SEA_LOG_INFO, FILE_NAME, "%s: no file-change events (%s); polling every %llu ms",
+              fc->fs->path, strerror(errno), (unsigned long long)ms);
+      close(fc->ifd);
+      fc->ifd = -1;
+    }
+  }
+  if (fc->iwatch != NULL && !fc->poll_set && ms < 1000)
+    ms = 1000;
+  consumer_arm(fc, ms);
+}
+
+/* consumer_run's "more is there: come back at once". */
+#define SS_RESUME 2
+
+/* After damage with on_damage=skip: go to the first frame after beacon cur->resync. If that
+ * beacon is not there yet, wait for it (SS_MORE); if it is broken too, try the next one. */
+static int consumer_resync(file_consumer_t *fc) {
+  file_cursor_t *cur = fc->cur;
+  char err[256];
+  uint64_t pos;
+  for (;;) {
+    int rc = ss_file_after_beacon(&cur->f, cur->resync, &pos, err, sizeof err);
+    if (rc == SS_OK) {
+      cur->resync = 0;
+      ss_file_goto(&cur->f, pos);
+      return SS_OK;
+    }
+    if (rc != SS_ERR) {
+      cur->f.r.partial = 0;
+      return rc;
+    }
+    fh->log(SEA_LOG_WARN, FILE_NAME, "%s: %s; skipping to beacon %llu", fc->fs->path, err,
+            (unsigned long long)(cur->resync + 1));
+    cur->resync++;
+  }
+}
+
+/* Deliver up to batch_size messages. Payloads are copied into blocks of FILE_BLOCK_SIZE (or
+ * one block for a bigger payload) that the batch's messages share. */
+static void consumer_run(file_consumer_t *fc) {
+  sea_batch_t *batch = NULL;
+  sea_block_t *blk = NULL;
+  size_t used = 0, cap = 0;
+  ss_msg_t m;
+  int rc, end_status = 0;
+  const char *end_fmt = NULL;
+  char endmsg[320];
+
+  batch = fh->batch_new(fc->batch_size);
+  if (batch == NULL) {
+    consumer_end(fc, SEA_ENOMEM, "file: out of memory for a batch");
+    return;
+  }
+  rc = fc->cur->resync ? consumer_resync(fc) : SS_OK;
+  for (; rc == SS_OK;) {
+    const char *key;
+    sea_message_t *sm;
+    if (batch->count == fc->batch_size) {
+      rc = SS_RESUME;
+      break;
+    }
+    rc = ss_file_next(&fc->cur->f, &m);
+    if (rc != SS_OK)
+      break;
+    if (m.eos) {
+      fc->cur->eos = 1;
+      end_status = SEA_EOF;
+      snprintf(endmsg, sizeof endmsg, "file: %s: end-of-stream message at offset %llu",
+               fc->fs->path, (unsigned long long)m.start);
+      end_fmt = endmsg;
+      break;
+    }
+    key = consumer_key(fc, m.key, m.klen);
+    if (key == NULL || !consumer_wants(fc, key, m.shard))
+      continue;
+    if (fc->cur->filter) {
+      file_stream_t *st = consumer_stream(fc, key, m.shard);
+      if (st != NULL && fc->cur->filter == 3) {
+        if (st->skip > 0) {
+          st->skip--;
+          continue;
+        }
+      } else if (st != NULL && !st->reached) {
+        if (fc->cur->filter == 1 ? m.ts <= fc->cur->target : m.seq < fc->cur->target)
+          continue;
+        st->reached = 1;
+      }
+    }
+    if (blk == NULL || cap - used < m.len) {
+      if (blk != NULL)
+        fh->block_unref(blk);
+      cap = m.len > FILE_BLOCK_SIZE ? m.len : FILE_BLOCK_SIZE;
+      blk = fh->block_new(cap);
+      used = 0;
+      if (blk == NULL) {
+        rc = SS_NOMEM;
+        break;
+      }
+    }
+    sm = &batch->msgs[batch->count++];
+    memset(sm, 0, sizeof *sm);
+    memcpy(fh->block_data(blk) + used, m.payload, m.len);
+    sm->payload.data = fh->block_data(blk) + used;
+    sm->payload.len = m.len;
+    sm->payload.block = fh->block_ref(blk);
+    used += m.len;
+    sm->meta.stream_key = key;
+    sm->meta.shard_id = m.shard;
+    sm->meta.seq = m.seq;
+    sm->meta.timestamp_us = (int64_t)m.ts * 1000;
+    sm->backend_pos = m.end;
+  }
+  if (blk != NULL)
+    fh->block_unref(blk);
+  if (rc == SS_ERR && fc->skip_damage) {
+    /* Go on from the next beacon after the damage (spec 8.6). */
+    fc->cur->resync = fc->cur->f.r.err_off / fc->cur->f.header.interval + 1;
+    fh->log(SEA_LOG_WARN, FILE_NAME, "%s: %s; skipping to beacon %llu", fc->fs->path,
+            fc->cur->f.r.err, (unsigned long long)fc->cur->resync);
+    rc = consumer_resync(fc);
+    if (rc == SS_OK)
+      rc = SS_RESUME;
+  }
+  if (rc == SS_ERR) {
+    snprintf(endmsg, sizeof endmsg, "file: %s: %s", fc->fs->path, fc->cur->f.r.err);
+    end_status = SEA_EFORMAT;
+    end_fmt = endmsg;
+  } else if (rc == SS_NOMEM) {
+    snprintf(endmsg, sizeof endmsg, "file: %s: out of memory", fc->fs->path);
+    end_status = SEA_ENOMEM;
+    end_fmt = endmsg;
+  } else if (rc == SS_MORE && fc->stop_at_end && end_fmt == NULL) {
+    if (fc->cur->f.r.partial)
+      fh->log(SEA_LOG_INFO, FILE_NAME, "%s: the last frame, at offset %llu, is incomplete",
+              fc->fs->path, (unsigned long long)fc->cur->f.r.pos);
+    snprintf(endmsg, sizeof endmsg, "file: %s: end of file", fc->fs->path);
+    end_status = SEA_EOF;
+    end_fmt = endmsg;
+  }
+
+  fc->waited = rc == SS_MORE;
+  fc->busy++;
+  if (batch->count > 0)
+    fh->deliver(fc->c, batch);
+  else
+    fh->batch_release(batch);
+  fc->busy--;
+  if (fc->closed || fc->ended)
+    return;
+  if (end_fmt != NULL) {
+    consumer_end(fc, end_status, end_fmt);
+    return;
+  }
+  if (rc == SS_RESUME) {
+    /* A 0 ms timer started inside a timer callback runs in the same pass of the loop, so a
+     * long replay would hold the loop: after a few batches in one loop tick, wait 1 ms. */
+    uint64_t now = fh->now_ms(fc->rt);
+    if (now != fc->tick_ms) {
+      fc->tick_ms = now;
+      fc->tick_batches = 0;
+    }
+    consumer_arm(fc, ++fc->tick_batches < 8 ? 0 : 1);
+  } else {
+    consumer_follow(fc);
+  }
+}
+
+static void consumer_tick(sea_timer_t *t, void *data) {
+  file_consumer_t *fc = data;
+  struct stat st;
+  fh->timer_stop(t);
+  fc->timer = NULL;
+  if (fc->paused || fc->ended)
+    return;
+  if (fc->cur->eos) {
+    /* Another member of the group read the end-of-stream message. */
+    char msg[300];
+    snprintf(msg, sizeof msg, "file: %s: end-of-stream message", fc->fs->path);
+    consumer_end(fc, SEA_EOF, msg);
+    return;
+  }
+  if (fc->waited) {
+    char msg[300];
+    msg[0] = '\0';
+    if (fstat(fc->cur->fd, &st) == 0 && st.st_nlink == 0)
+      snprintf(msg, sizeof msg, "file: %s was deleted", fc->fs->path);
+    else if ((uint64_t)st.st_size < fc->cur->f.r.pos)
+      snprintf(msg, sizeof msg, "file: %s was cut to %llu bytes, before the reading position %llu",
+               fc->fs->path, (unsigned long long)st.st_size, (unsigned long long)fc->cur->f.r.pos);
+    if (msg[0] != '\0') {
+      consumer_end(fc, SEA_EIO, msg);
+      return;
+    }
+    /* Read the incomplete frame afresh: a writer that resumed may have rewritten a torn tail. */
+    ss_file_goto(&fc->cur->f, fc->cur->f.r.pos);
+  }
+  fc->busy++;
+  consumer_run(fc);
+  if (--fc->busy == 0 && fc->closed)
+    consumer_free(fc);
+}
+
+static int file_consumer_start(void *impl) {
+  file_consumer_t *fc = impl;
+  fc->started = 1;
+  consumer_arm(fc, 0);
+  return 0;
+}
+
+static int file_consumer_pause(void *impl) {
+  file_consumer_t *fc = impl;
+  fc->paused = 1;
+  consumer_disarm(fc);
+  return 0;
+}
+
+static int file_consumer_resume(void *impl) {
+  file_consumer_t *fc = impl;
+  fc->paused = 0;
+  consumer_arm(fc, 0);
+  return 0;
+}
+
+static int file_consumer_seek(void *impl, int64_t ts_us, sea_op_t *op) {
+  file_consumer_t *fc = impl;
+  char err[256] = "";
+  int rc = consumer_position(fc, 1, ts_us < 0 ? 0 : (uint64_t)(ts_us / 1000), err, sizeof err);
+  if (rc != 0)
+    return rc;
+  fh->op_done(op, 0, NULL);
+  consumer_disarm(fc);
+  consumer_arm(fc, 0);
+  return 0;
+}
+
+static int file_consumer_rewind(void *impl, sea_pos_t pos, sea_op_t *op) {
+  file_consumer_t *fc = impl;
+  char err[256] = "";
+  int rc = consumer_goto(fc, pos, err, sizeof err);
+  if (rc != 0) {
+    fh->op_done(op, rc, "rewind: %s", err[0] ? err : file_strerror(rc));
+    return 0;
+  }
+  fh->op_done(op, 0, NULL);
+  consumer_disarm(fc);
+  consumer_arm(fc, 0);
+  return 0;
+}
+
+static int file_consumer_assign(void *impl, const char *key, uint64_t shard) {
+  file_consumer_t *fc = impl;
+  file_stream_t *q;
+  size_t i;
+  if (fc->nkeys > 0) {
+    for (i = 0; i < fc->nkeys && fc->keys[i] != key; i++)
+      ;
+    if (i == fc->nkeys)
+      return SEA_EKEY;
+  }
+  q = fh->realloc(fc->assigned, (fc->nassigned + 1) * sizeof *q);
+  if (q == NULL)
+    return SEA_ENOMEM;
+  fc->assigned = q;
+  q[fc->nassigned].key = key;
+  q[fc->nassigned].shard = shard;
+  fc->nassigned++;
+  return 0;
+}
+
+static int file_consumer_unassign(void *impl, const char *key, uint64_t shard) {
+  file_consumer_t *fc = impl;
+  for (size_t i = 0; i < fc->nassigned; i++)
+    if (fc->assigned[i].key == key && fc->assigned[i].shard == shard) {
+      fc->assigned[i] = fc->assigned[--fc->nassigned];
+      return 0;
+    }
+  return SEA_EINVAL;
+}
+
+static int file_consumer_ack(void *impl, const sea_message_t *m) {
+  file_consumer_t *fc = impl;
+  if (fc->mode == SEA_MODE_REALTIME)
+    return SEA_ESTATE;
+  if (m->backend_pos > fc->cur->acked)
+    fc->cur->acked = m->backend_pos;
+  return 0;
+}
+
+/* On a worker thread: write the position to a temporary file, fsync it, rename it over. */
+static void commit_work(void *data) {
+  file_commit_job_t *j = data;
+  size_t n = strlen(j->path);
+  char tmp[4096], buf[32];
+  int fd, len;
+  if (n + 5 > sizeof tmp) {
+    j->err = SEA_EINVAL;
+    snprintf(j->msg, sizeof j->msg, "path too long");
+    return;
+  }
+  snprintf(tmp, sizeof tmp, "%s.tmp", j->path);
+  len = snprintf(buf, sizeof buf, "%llu\n", (unsigned long long)j->pos);
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0 || write(fd, buf, (size_t)len) != len || fsync(fd) != 0 || close(fd) != 0 ||
+      rename(tmp, j->path) != 0) {
+    j->err = SEA_EIO;
+    snprintf(j->msg, sizeof j->msg, "commit: cannot write %s: %s", j->path, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+  }
+}
+
+static void commit_after(void *data, int status) {
+  file_commit_job_t *j = data;
+  file_consumer_t *fc = j->fc;
+  if (fc != NULL) {
+    for (size_t i = 0; i < fc->njobs; i++)
+      if (fc->jobs[i] == j) {
+        fc->jobs[i] = fc->jobs[--fc->njobs];
+        break;
+      }
+    if (j->err == 0 && status != 0)
+      j->err = status;
+    if (j->err != 0)
+      fh->op_done(j->op, j->err, "%s", j->msg[0] ? j->msg : file_strerror(j->err));
+    else
+      fh->op_done(j->op, 0, NULL);
+  }
+  fh->free(j->path);
+  fh->free(j);
+}
+
+static int file_consumer_commit(void *impl, sea_op_t *op) {
+  file_consumer_t *fc = impl;
+  file_commit_job_t *j;
+  if (fc->mode == SEA_MODE_REALTIME)
+    return SEA_ESTATE;
+  if (fc->cur->pos_path == NULL || fc->cur->acked == 0) {
+    fh->op_done(op, 0, NULL);
+    return 0;
+  }
+  if (fc->njobs == fc->capjobs) {
+    size_t cap = fc->capjobs ? fc->capjobs * 2 : 4;
+    file_commit_job_t **q = fh->realloc(fc->jobs, cap * sizeof *q);
+    if (q == NULL)
+      return SEA_ENOMEM;
+    fc->jobs = q;
+    fc->capjobs = cap;
+  }
+  j = fh->calloc(1, sizeof *j);
+  if (j == NULL || (j->path = file_strdup(fc->cur->pos_path, strlen(fc->cur->pos_path))) == NULL) {
+    fh->free(j);
+    return SEA_ENOMEM;
+  }
+  j->fc = fc;
+  j->op = op;
+  j->pos = fc->cur->acked;
+  if (fh->queue_work(fc->rt, commit_work, commit_after, j) != 0) {
+    fh->free(j->path);
+    fh->free(j);
+    return SEA_EIO;
+  }
+  fc->jobs[fc->njobs++] = j;
+  return 0;
+}
+
+static void file_consumer_close(void *impl) {
+  file_consumer_t *fc = impl;
+  consumer_disarm(fc);
+  consumer_unwatch(fc);
+  for (size_t i = 0; i < fc->njobs; i++)
+    fc->jobs[i]->fc = NULL; /* the host cancels their ops */
+  fc->njobs = 0;
+  fc->closed = 1;
+  if (fc->busy == 0)
+    consumer_free(fc);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Entry point
+ * ---------------------------------------------------------------------------------------------- */
+
+static const char *const file_schemes[] = {"file", NULL};
+
+static const sea_plugin_t file_plugin = {
+    .abi_major = SEA_PLUGIN_ABI_MAJOR,
+    .abi_minor = SEA_PLUGIN_ABI_MINOR,
+    .struct_size = sizeof(sea_plugin_t),
+    .name = FILE_NAME,
+    .schemes = file_schemes,
+    .version = "0.1.0",
+    .description = "seekable .ss files, byte-compatible with SeaStreamer",
+    .caps = SEA_CAP_REALTIME | SEA_CAP_RESUMABLE | SEA_CAP_LOAD_BALANCED | SEA_CAP_SEEK |
+            SEA_CAP_REWIND | SEA_CAP_COMMIT | SEA_CAP_SHARDS | SEA_CAP_BINARY,
+    .default_port = 0,
+    .connect = file_connect,
+    .disconnect = file_disconnect,
+    .producer_open = file_producer_open,
+    .producer_send = file_producer_send,
+    .producer_flush = file_producer_flush,
+    .producer_end = file_producer_end,
+    .producer_close = file_producer_close,
+    .consumer_open = file_consumer_open,
+    .consumer_start = file_consumer_start,
+    .consumer_pause = file_consumer_pause,
+    .consumer_resume = file_consumer_resume,
+    .consumer_seek = file_consumer_seek,
+    .consumer_rewind = file_consumer_rewind,
+    .consumer_assign = file_consumer_assign,
+    .consumer_unassign = file_consumer_unassign,
+    .consumer_ack = file_consumer_ack,
+    .consumer_commit = file_consumer_commit,
+    .consumer_close = file_consumer_close,
+};
+
+SEA_PLUGIN_ENTRY(file) {
+  if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR)
+    return NULL;
+  fh = host;
+  return &file_plugin;
+}

@@ -17,6 +17,9 @@ static size_t connected_count;
 
 static int rec_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *uri,
                        const sea_options_t *o, void **impl) {
+  size_t n = strlen(uri->raw);
+  if (n > 3 && strcmp(uri->raw + n - 3, ".ss") == 0)
+    CHECK_EQ_INT(H->uri_path_only(uri), 0); /* a path, not keys */
   connected_count = uri->node_count;
   for (size_t i = 0; i < uri->node_count && i < 4; i++)
     snprintf(connected_nodes[i], sizeof connected_nodes[i], "%s", uri->nodes[i]);
@@ -132,6 +135,13 @@ static void test_loop_services(void) {
   CHECK_STR(connected_nodes[1], "b:1");
   CHECK_STR(connected_nodes[2], "user:pw@c:6379");
   CHECK_STR(connected_nodes[3], "[::1]:6379");
+  sea_streamer_close(s);
+
+  /* A backend whose node is a path takes the whole URI back as one node, without keys. */
+  CHECK_EQ_INT(sea_connect(rt, "rec:///tmp/a,b/x.ss", NULL, &s), 0);
+  CHECK_EQ_INT(connected_count, 1);
+  CHECK_STR(connected_nodes[0], "/tmp/a,b/x.ss");
+  CHECK_EQ_INT(sea_streamer_uri(s)->key_count, 0);
   sea_streamer_close(s);
 
   /* A runtime with open streamers refuses to go. */

@@ -159,6 +159,9 @@ void sea__plugins_free(sea_runtime_t *rt);
 int sea__plugin_adopt(sea_runtime_t *rt, const char *origin, void *dl, const sea_plugin_t *p,
                       char *why, size_t whylen);
 
+/* uri.c */
+int sea__uri_path_only(const sea_uri_t *uri);
+
 /* options.c */
 int sea__options_merge(sea_options_t *dst, const sea_options_t *src);
 bool sea__option_is_common(const char *key);

@@ -373,6 +373,7 @@ const sea_host_t sea__host = {
     .producer_fail = sea__producer_fail,
     .op_done = sea__op_done,
     .set_error = set_error,
+    .uri_path_only = sea__uri_path_only,
 };
 
 /* ---- deferred calls ----

@@ -136,3 +136,29 @@ nomem:
   sea_uri_free(u);
   return SEA_ENOMEM;
 }
+
+/* The host-table member behind uri_path_only: the URI belongs to the streamer being connected,
+ * which is the host's, so the host may rewrite it. */
+int sea__uri_path_only(const sea_uri_t *cu) {
+  sea_uri_t *u = (sea_uri_t *)(uintptr_t)cu;
+  const char *rest = strstr(u->raw, "://");
+  char *node = sea__strdup(rest ? rest + 3 : u->raw);
+  char **nodes = sea__calloc(1, sizeof *nodes);
+  if (node == NULL || nodes == NULL) {
+    sea__free(node);
+    sea__free(nodes);
+    return SEA_ENOMEM;
+  }
+  for (size_t i = 0; i < u->node_count; i++)
+    sea__free(u->nodes[i]);
+  for (size_t i = 0; i < u->key_count; i++)
+    sea__free(u->keys[i]);
+  sea__free(u->nodes);
+  sea__free(u->keys);
+  nodes[0] = node;
+  u->nodes = nodes;
+  u->node_count = 1;
+  u->keys = NULL;
+  u->key_count = 0;
+  return 0;
+}

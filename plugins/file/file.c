@@ -227,16 +227,12 @@ static int file_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *u
   if (fs == NULL)
     return SEA_ENOMEM;
   if (n >= 3 && strcmp(rest + n - 3, ".ss") == 0) {
-    /* The host took the file name for a stream key. Drop it from the URI it keeps, so that a
-     * producer is not anchored to it and a consumer reads every key. The key strings are the
-     * host's, allocated with its allocator, and nothing refers to them yet. (A gap in ABI 1.0:
-     * a plugin cannot tell the host how its URIs split; reported to the lead.) */
-    sea_uri_t *u = (sea_uri_t *)(uintptr_t)uri;
-    for (size_t i = 0; i < u->key_count; i++)
-      fh->free(u->keys[i]);
-    fh->free(u->keys);
-    u->keys = NULL;
-    u->key_count = 0;
+    /* The host took the file name for a stream key: the whole URI is the path, no keys, so a
+     * producer is not anchored to it and a consumer reads every key. */
+    if ((rc = fh->uri_path_only(uri)) != 0) {
+      fh->free(fs);
+      return rc;
+    }
     fs->keyless = 1;
   } else if (slash != NULL && slash > rest) {
     n = (size_t)(slash - rest);

@@ -152,7 +152,12 @@ typedef struct sea_host {
   /* Set the message of the error the current operation is about to return (connect, open, ...). */
   void (*set_error)(sea_runtime_t *rt, const char *fmt, ...);
 
-  void *reserved[24];
+  /* For backends whose node is a path (file://./feed.ss): the host split the URI's last segment
+   * off as stream keys; make everything after "scheme://" one node again, with no keys. Only
+   * during connect, on the uri it was given. */
+  int (*uri_path_only)(const sea_uri_t *uri);
+
+  void *reserved[23];
 } sea_host_t;
 
 /* Capability bits. */

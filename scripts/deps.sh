@@ -20,6 +20,7 @@ packages=(
   liblua5.4-dev lua5.4 libluajit-5.1-dev luajit
   lua-busted luarocks lua-cjson lua-luv
   redis-server kcat
+  openjdk-17-jre-headless maven
   clang libclang-rt-14-dev
   python3
   "$@"

@@ -513,6 +513,8 @@ int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned
   p->live.prev = r;
   p->inflight++;
   p->inflight_bytes += r->bytes;
+  sea_runtime_t *rt = p->s->rt;
+  rt->errmsg[0] = '\0'; /* a backend may say more with host->set_error */
   int rc = p->s->plugin->desc.producer_send(p->impl, &msg, flags, r);
   if (rc != 0) {
     r->prev->next = r->next;
@@ -523,6 +525,8 @@ int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned
     if (rc == SEA_EAGAIN) {
       p->plugin_full = true;
       p->want_drain = true;
+    } else if (rt->errmsg[0] != '\0') {
+      set_msg(p->errmsg, "send to '%s': %s", msg.meta.stream_key, rt->errmsg);
     } else if (p->errmsg[0] == '\0' || rc != p->err) {
       set_msg(p->errmsg, "send to '%s': %s", msg.meta.stream_key, sea_strerror(rc));
     }

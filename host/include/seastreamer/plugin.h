@@ -149,7 +149,8 @@ typedef struct sea_host {
   void (*producer_fail)(sea_producer_t *p, int status, const char *fmt, ...);
   /* Complete an asynchronous operation (flush, end, seek, rewind, commit). */
   void (*op_done)(sea_op_t *op, int status, const char *fmt, ...);
-  /* Set the message of the error the current operation is about to return (connect, open, ...). */
+  /* Set the message of the error the current operation is about to return (connect, open, and
+   * producer_send: the host words the refusal "send to '<key>': <message>"). */
   void (*set_error)(sea_runtime_t *rt, const char *fmt, ...);
 
   /* For backends whose node is a path (file://./feed.ss): the host split the URI's last segment

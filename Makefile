@@ -35,7 +35,7 @@ SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 
 # Plugins in the build tree are found through this (tests set it themselves).
 PLUGIN_DIR = $(abspath $(BUILD))/plugins
-DEMO_CMD ?= SEASTREAMER_PLUGIN_DIR=$(PLUGIN_DIR) sh -c '$(BUILD)/seastreamer clock -i 100 -n 20 | $(BUILD)/seastreamer relay stdio:///clock stdio:///clock-relayed'
+DEMO_CMD ?= SEASTREAMER_PLUGIN_DIR=$(PLUGIN_DIR) sh -c '$(BUILD)/seastreamer clock -i 100 -n 20 | $(BUILD)/seastreamer run examples/uppercase.lua --input stdio:///clock --output stdio:///clock-upper'
 
 # Every recipe line fails on the first failing command, including inside pipelines.
 SHELL := bash

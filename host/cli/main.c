@@ -19,6 +19,7 @@ static const char usage[] =
     "  decode FILE            print a .ss file (--format log|ndjson, --header-only)\n"
     "  verify FILE            check every frame, checksum and beacon of a .ss file\n"
     "  repair FILE            cut the torn tail of a .ss file\n"
+    "  run SCRIPT.lua ...     run a Lua stream processor (--input URI --output URI)\n"
     "  version                print the version\n"
     "\n"
     "URIs: scheme://node1[,node2...]/key1[,key2...]   e.g. stdio:///orders,\n"
@@ -93,7 +94,8 @@ int main(int argc, char **argv) {
               {"clock", cmd_clock},
               {"decode", cmd_decode},
               {"verify", cmd_verify},
-              {"repair", cmd_repair}};
+              {"repair", cmd_repair},
+              {"run", cmd_run}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (strcmp(cmd, cmds[i].name) == 0)
       return cmds[i].fn(argc - 1, argv + 1);

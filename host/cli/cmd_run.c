@@ -1,0 +1,84 @@
+/* cmd_run.c: `run`: hands over to the Lua processor runner (seastreamer-run-lua5.4 or
+ * seastreamer-run-luajit), which is built with the Lua it embeds; the command itself links no Lua.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#ifndef SEA_LIBEXEC_DIR
+#define SEA_LIBEXEC_DIR "/usr/local/libexec/seastreamer"
+#endif
+
+/* The runner for flavour: next to this executable in a build tree (lua/), else installed
+ * (relative to this executable first, then where it was configured to go). */
+static int find_runner(const char *flavour, char *path, size_t len) {
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash) {
+      *slash = '\0';
+      snprintf(path, len, "%s/lua/seastreamer-run-%s", self, flavour);
+      if (access(path, X_OK) == 0)
+        return 0;
+      /* An installed tree moved elsewhere (cmake --install --prefix): bin/../libexec. */
+      snprintf(path, len, "%s/../libexec/seastreamer/seastreamer-run-%s", self, flavour);
+      if (access(path, X_OK) == 0)
+        return 0;
+    }
+  }
+  snprintf(path, len, "%s/seastreamer-run-%s", SEA_LIBEXEC_DIR, flavour);
+  return access(path, X_OK) == 0 ? 0 : -1;
+}
+
+int cmd_run(int argc, char **argv) {
+  const char *lua = getenv("SEASTREAMER_LUA");
+  if (lua == NULL || lua[0] == '\0')
+    lua = "5.4";
+  /* Take --lua out of the arguments; everything else is the runner's. */
+  char **args = calloc((size_t)argc + 1, sizeof *args);
+  if (args == NULL)
+    return EXIT_STREAM;
+  int k = 0;
+  for (int i = 0; i < argc; i++) {
+    if (i > 0 && strcmp(argv[i], "--lua") == 0) {
+      if (i + 1 >= argc) {
+        cli_error("run", "--lua needs a value: 5.4 or luajit");
+        free(args);
+        return EXIT_USAGE;
+      }
+      lua = argv[++i];
+    } else if (i > 0 && strncmp(argv[i], "--lua=", 6) == 0) {
+      lua = argv[i] + 6;
+    } else {
+      args[k++] = argv[i];
+    }
+  }
+  const char *flavour;
+  if (strcmp(lua, "5.4") == 0 || strcmp(lua, "lua5.4") == 0)
+    flavour = "lua5.4";
+  else if (strcmp(lua, "luajit") == 0 || strcmp(lua, "jit") == 0)
+    flavour = "luajit";
+  else {
+    cli_error("run", "--lua '%s': expected 5.4 or luajit", lua);
+    free(args);
+    return EXIT_USAGE;
+  }
+  char path[PATH_MAX + 64];
+  if (find_runner(flavour, path, sizeof path) != 0) {
+    cli_error("run", "the %s runner is not installed (looked for %s)", flavour, path);
+    free(args);
+    return EXIT_BACKEND;
+  }
+  args[0] = path;
+  execv(path, args);
+  cli_error("run", "cannot start %s: %s", path, strerror(errno));
+  free(args);
+  return EXIT_BACKEND;
+}

@@ -1,0 +1,307 @@
+/* runner.c: seastreamer-run-<lua>, the program behind `seastreamer run`: parses the command
+ * line, loads the script in a Lua state with a memory limit, and hands it to seastreamer.run. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lualib.h>
+
+#include "seastreamer_lua.h"
+
+#ifdef SEA_LUAJIT
+#define RUNNER_LUA "LuaJIT"
+#else
+#define RUNNER_LUA "Lua 5.4"
+#endif
+
+enum { EXIT_OK = 0, EXIT_STREAM = 1, EXIT_USAGE = 2, EXIT_BACKEND = 3 };
+
+static const char help[] =
+    "usage: seastreamer run [--lua 5.4|luajit] SCRIPT.lua --input URI [--input URI...]\n"
+    "                       --output URI [--output NAME=URI...] [options]\n"
+    "\n"
+    "Runs a Lua processor over the inputs: the C core consumes, batches, produces,\n"
+    "acknowledges and commits; Lua sees only the processor. SCRIPT returns a function\n"
+    "f(msg, out) or a table {process = f | batch = f(batch, out), start = f(out),\n"
+    "tick = f(out, now_us), tick_ms = N, stop = f(out), linger = true, input_end = f(out)}\n"
+    "(linger: the end of the inputs calls input_end and the script ends the run). A processor "
+    "returns nil (drop),\n"
+    "a payload string, the message itself, or a list of them, for the default output;\n"
+    "out:send(NAME, payload [, stream_key]) sends to a named output (NAME nil: the default);\n"
+    "out:stop() ends the run once the call returns (every output confirmed, inputs committed).\n"
+    "An input message is committed only once every output it produced is confirmed.\n"
+    "\n"
+    "options:\n"
+    "  --lua 5.4|luajit         the Lua to run the script on (default 5.4; $SEASTREAMER_LUA)\n"
+    "  --input URI              an input (repeatable; none for a source with a tick hook)\n"
+    "  --output URI             the default output\n"
+    "  --output NAME=URI        a named output (repeatable)\n"
+    "  --on-error POLICY        stop (default: print the error and the message's position,\n"
+    "                           commit nothing from it on), skip, or dead-letter=URI\n"
+    "  --max-instructions N     a processor call may run at most about N VM instructions\n"
+    "  --max-ms N               a processor call may run at most N ms (both limits turn\n"
+    "                           LuaJIT's compiler off: compiled code never checks them)\n"
+    "  --max-memory MB          the Lua heap's limit (default 1024)\n"
+    "  --tick-ms N              the tick hook's interval (default: the script's tick_ms, 1000)\n"
+    "  -I key=value             an option for every input (mode, group, start, batch, ...)\n"
+    "  -O key=value             an option for every output\n"
+    "  -e                       stop when the inputs are caught up (stop_at_end=true)\n"
+    "\n"
+    "exit status: 0 done; 1 a stream failed; 2 bad usage, a bad script or a processor\n"
+    "error (with the script's name and line); 3 no backend.\n";
+
+/* The Lua heap's allocator: the Lua's own one, wrapped with a limit. Past the limit an allocation
+ * fails and Lua raises "not enough memory", which the runner reports like any processor error. */
+typedef struct heap {
+  lua_Alloc inner;
+  void *inner_ud;
+  size_t used, limit;
+  int tripped;
+} heap_t;
+
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  heap_t *h = ud;
+  if (ptr == NULL)
+    osize = 0; /* osize then encodes the kind of object */
+  if (nsize > osize && h->used + (nsize - osize) > h->limit) {
+    if (h->tripped)
+      return NULL;
+    /* The first failure leaves 1 MiB of headroom, so that reporting it (the message, the
+     * script's position) does not fail too; the run stops after it. */
+    h->tripped = 1;
+    h->limit += 1024 * 1024;
+    return NULL;
+  }
+  void *p = h->inner(h->inner_ud, ptr, osize, nsize);
+  if (p != NULL || nsize == 0)
+    h->used = h->used - osize + nsize;
+  return p;
+}
+
+static int exit_for_code(const char *code) {
+  static const char *const usage[] = {"EINVAL", "EURI", "EKEY", "EOPTION", "EFORMAT", "ETOOBIG"};
+  static const char *const backend[] = {"ESCHEME", "EPLUGIN", "ECONNECT", "ENOTSUP"};
+  for (size_t i = 0; code && i < sizeof usage / sizeof usage[0]; i++)
+    if (strcmp(code, usage[i]) == 0)
+      return EXIT_USAGE;
+  for (size_t i = 0; code && i < sizeof backend / sizeof backend[0]; i++)
+    if (strcmp(code, backend[i]) == 0)
+      return EXIT_BACKEND;
+  return EXIT_STREAM;
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "seastreamer run: ");
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, " (see --help)\n");
+  return EXIT_USAGE;
+}
+
+/* "name=URI" names an output; a bare URI has "://" before any '='. */
+static int is_named(const char *s) {
+  const char *eq = strchr(s, '=');
+  const char *sep = strstr(s, "://");
+  return eq != NULL && (sep == NULL || eq < sep) && eq > s;
+}
+
+static int positive(const char *s, double *out) {
+  char *end;
+  double v = strtod(s, &end);
+  if (*s == '\0' || *end != '\0' || !(v > 0))
+    return 0;
+  *out = v;
+  return 1;
+}
+
+/* Parse argv into the config table on top of L. Returns 0 or an exit status. */
+static int parse_args(lua_State *L, int argc, char **argv, const char **script, double *max_mb) {
+  int nin = 0, ndef = 0;
+  lua_newtable(L); /* config */
+  lua_newtable(L);
+  lua_setfield(L, -2, "inputs");
+  lua_newtable(L);
+  lua_setfield(L, -2, "outputs");
+  lua_newtable(L);
+  lua_setfield(L, -2, "input_options");
+  lua_newtable(L);
+  lua_setfield(L, -2, "output_options");
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    double num;
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      fputs(help, stdout);
+      return -1;
+    }
+    if (a[0] != '-') {
+      if (*script)
+        return usage_error("unexpected argument '%s': one script only", a);
+      *script = a;
+      continue;
+    }
+    if (strcmp(a, "-e") == 0) {
+      lua_getfield(L, -1, "input_options");
+      lua_pushstring(L, "true");
+      lua_setfield(L, -2, "stop_at_end");
+      lua_pop(L, 1);
+      continue;
+    }
+    if (v == NULL)
+      return usage_error("option %s needs a value", a);
+    i++;
+    if (strcmp(a, "--input") == 0 || strcmp(a, "-i") == 0) {
+      lua_getfield(L, -1, "inputs");
+      lua_pushstring(L, v);
+      lua_rawseti(L, -2, ++nin);
+      lua_pop(L, 1);
+    } else if (strcmp(a, "--output") == 0 || strcmp(a, "-o") == 0) {
+      lua_getfield(L, -1, "outputs");
+      if (is_named(v)) {
+        const char *eq = strchr(v, '=');
+        lua_pushlstring(L, v, (size_t)(eq - v));
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        if (!lua_isnil(L, -1))
+          return usage_error("output '%s' is named twice", lua_tostring(L, -2));
+        lua_pop(L, 1);
+        lua_pushstring(L, eq + 1);
+        lua_rawset(L, -3);
+      } else {
+        if (ndef++)
+          return usage_error("a second default output '%s': name it (--output NAME=URI)", v);
+        lua_pushstring(L, v);
+        lua_rawseti(L, -2, 1);
+      }
+      lua_pop(L, 1);
+    } else if (strcmp(a, "--on-error") == 0) {
+      if (strcmp(v, "stop") == 0 || strcmp(v, "skip") == 0) {
+        lua_pushstring(L, v);
+      } else if (strncmp(v, "dead-letter=", 12) == 0 && v[12]) {
+        lua_pushstring(L, v + 12);
+        lua_setfield(L, -2, "dead_letter");
+        lua_pushstring(L, "dead-letter");
+      } else {
+        return usage_error("--on-error '%s': expected stop, skip or dead-letter=URI", v);
+      }
+      lua_setfield(L, -2, "on_error");
+    } else if (strcmp(a, "--max-instructions") == 0 || strcmp(a, "--max-ms") == 0 ||
+               strcmp(a, "--tick-ms") == 0) {
+      if (!positive(v, &num))
+        return usage_error("%s needs a positive number", a);
+      lua_pushnumber(L, num);
+      lua_setfield(L, -2,
+                   strcmp(a, "--max-ms") == 0    ? "max_ms"
+                   : strcmp(a, "--tick-ms") == 0 ? "tick_ms"
+                                                 : "max_instructions");
+    } else if (strcmp(a, "--max-memory") == 0) {
+      if (!positive(v, &num))
+        return usage_error("--max-memory needs a positive number of MB, not '%s'", v);
+      *max_mb = num;
+    } else if (strcmp(a, "-I") == 0 || strcmp(a, "-O") == 0) {
+      const char *eq = strchr(v, '=');
+      if (eq == NULL || eq == v)
+        return usage_error("bad option '%s': expected key=value", v);
+      lua_getfield(L, -1, a[1] == 'I' ? "input_options" : "output_options");
+      lua_pushlstring(L, v, (size_t)(eq - v));
+      lua_pushstring(L, eq + 1);
+      lua_rawset(L, -3);
+      lua_pop(L, 1);
+    } else {
+      return usage_error("unknown option '%s'", a);
+    }
+  }
+  if (*script == NULL)
+    return usage_error("%s", "expected a script");
+  if (ndef == 0)
+    return usage_error("%s", "expected a default --output URI");
+  return 0;
+}
+
+static int run_main(lua_State *L) {
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = lua_touserdata(L, 2);
+  double *max_mb = lua_touserdata(L, 3);
+  lua_settop(L, 0);
+  const char *script = NULL;
+  int rc = parse_args(L, argc, argv, &script, max_mb);
+  if (rc != 0) {
+    lua_pushinteger(L, rc < 0 ? EXIT_OK : rc);
+    return 1;
+  }
+  int cfg = lua_gettop(L);
+  lua_pushstring(L, script);
+  lua_setfield(L, cfg, "name");
+  lua_pushnumber(L, *max_mb * 1024);
+  lua_setfield(L, cfg, "max_memory_kb");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, cfg, "signals");
+  if (luaL_loadfile(L, script) != 0) {
+    fprintf(stderr, "seastreamer run: cannot load %s\n", lua_tostring(L, -1));
+    lua_pushinteger(L, EXIT_USAGE);
+    return 1;
+  }
+  if (lua_pcall(L, 0, 1, 0) != 0) {
+    fprintf(stderr, "seastreamer run: %s failed while loading: %s\n", script,
+            lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error object is not a string)");
+    lua_pushinteger(L, EXIT_USAGE);
+    return 1;
+  }
+  lua_setfield(L, cfg, "processor");
+  lua_pushcfunction(L, sea_lua_run);
+  lua_pushvalue(L, cfg);
+  if (lua_pcall(L, 1, 3, 0) != 0) {
+    fprintf(stderr, "seastreamer run: %s\n", lua_tostring(L, -1));
+    lua_pushinteger(L, EXIT_USAGE);
+    return 1;
+  }
+  if (lua_isnil(L, -3)) {
+    fprintf(stderr, "seastreamer run: %s\n", lua_tostring(L, -2));
+    lua_pushinteger(L, exit_for_code(lua_tostring(L, -1)));
+    return 1;
+  }
+  lua_pushinteger(L, EXIT_OK);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  heap_t heap = {NULL, NULL, 0, (size_t)1024 * 1024 * 1024, 0};
+  double max_mb = 1024;
+  for (int i = 1; i + 1 < argc; i++) /* the limit applies from the first allocation */
+    if (strcmp(argv[i], "--max-memory") == 0) {
+      double v = strtod(argv[i + 1], NULL);
+      if (v > 0)
+        heap.limit = (size_t)(v * 1024 * 1024);
+    }
+  lua_State *L = luaL_newstate();
+  if (L == NULL) {
+    fprintf(stderr, "seastreamer run: cannot create a Lua state\n");
+    return EXIT_STREAM;
+  }
+  heap.inner = lua_getallocf(L, &heap.inner_ud);
+  heap.used = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
+  lua_setallocf(L, limited_alloc, &heap);
+  luaL_openlibs(L);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, luaopen_seastreamer);
+  lua_setfield(L, -2, "seastreamer");
+  lua_pop(L, 2);
+  lua_pushcfunction(L, run_main);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  lua_pushlightuserdata(L, &max_mb);
+  int status;
+  if (lua_pcall(L, 3, 1, 0) != 0) {
+    fprintf(stderr, "seastreamer run: %s\n", lua_tostring(L, -1));
+    status = EXIT_USAGE;
+  } else {
+    status = (int)lua_tointeger(L, -1);
+  }
+  lua_close(L);
+  return status;
+}

@@ -1,0 +1,192 @@
+-- cli_spec.lua: `seastreamer run` end to end over stdio, every bad input with its message and exit
+-- status, and the examples. SEA_BUILD_DIR names the build; SEA_LUA picks the runner (5.4|luajit).
+local build = assert(os.getenv("SEA_BUILD_DIR"), "SEA_BUILD_DIR is not set")
+local lua = os.getenv("SEA_LUA") or "5.4"
+local examples = assert(os.getenv("SEA_EXAMPLES_DIR"), "SEA_EXAMPLES_DIR is not set")
+local ss = build .. "/seastreamer"
+local tmp = os.tmpname()
+os.remove(tmp)
+assert(os.execute("mkdir -p " .. tmp))
+
+local function write(name, text)
+  local f = assert(io.open(tmp .. "/" .. name, "w"))
+  f:write(text)
+  f:close()
+  return tmp .. "/" .. name
+end
+
+local function slurp(path)
+  local f = assert(io.open(path))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- Run `seastreamer run --lua LUA ARGS < input`; returns the exit status, stdout, stderr.
+local function run(args, input, env)
+  local inp = write("stdin", input or "")
+  -- SEA_CHILD_ENV: how the ASan build undoes, for the runner, what it does to this interpreter.
+  local cmd = string.format("%s %s %s run --lua %s %s < %s > %s/out 2> %s/err; echo $? > %s/rc",
+    os.getenv("SEA_CHILD_ENV") or "", env or "", ss, lua, args, inp, tmp, tmp, tmp)
+  os.execute(cmd)
+  return tonumber(slurp(tmp .. "/rc")), slurp(tmp .. "/out"), slurp(tmp .. "/err")
+end
+
+local function payloads(out)
+  local t = {}
+  for line in out:gmatch("[^\n]+") do t[#t + 1] = line:gsub("^%b[] ", "") end
+  return t
+end
+
+describe("seastreamer run (" .. lua .. ")", function()
+  teardown(function() os.execute("rm -rf " .. tmp) end)
+
+  it("runs the uppercase example over stdio", function()
+    local rc, out = run(examples .. "/uppercase.lua --input stdio:// --output stdio:///up", "hello\n[k] world\n")
+    assert.equals(0, rc)
+    assert.same({ "HELLO", "WORLD" }, payloads(out))
+    assert.matches("%[%d%d%d%d%-%d%d%-%d%dT[%d:.]+ | up | 0%] HELLO", out)
+  end)
+
+  it("runs the JSON router: routes by a field, skips what is not JSON", function()
+    local rc, out, err = run(examples .. "/json_route.lua --input stdio:// --output stdio:///other " ..
+      "--output orders=stdio:///orders --on-error skip",
+      '{"type":"order","id":1}\n{"type":"ping"}\nnot json\n{"type":"order","id":2}\n')
+    assert.equals(0, rc)
+    local orders, other = {}, {}
+    for key, p in out:gmatch("| (%w+) | %d+%] ([^\n]+)") do
+      if key == "orders" then orders[#orders + 1] = p else other[#other + 1] = p end
+    end
+    assert.same({ '{"type":"order","id":1}', '{"type":"order","id":2}' }, orders)
+    assert.same({ '{"kind":"ping"}' }, other)
+    assert.matches("json_route.lua:%d+: not a JSON object: not json", err)
+  end)
+
+  it("counts per key in tumbling windows (the last one at the end of the input)", function()
+    local lines = {}
+    for i = 1, 30 do lines[#lines + 1] = string.format("[%s] x%d", ({ "a", "b", "c" })[i % 3 + 1], i) end
+    local rc, out = run(examples .. "/window.lua --input stdio:// --output stdio:///counts",
+      table.concat(lines, "\n") .. "\n", "WINDOW_MS=60000")
+    assert.equals(0, rc)
+    assert.same({ "a 10", "b 10", "c 10" }, payloads(out))
+  end)
+
+  it("runs the clock source until it stops itself", function()
+    local rc, out = run(examples .. "/clock.lua --output stdio:///clock", "", "CLOCK_COUNT=4 CLOCK_MS=10")
+    assert.equals(0, rc)
+    assert.same({ "tick 0", "tick 1", "tick 2", "tick 3" }, payloads(out))
+  end)
+
+  it("replays a .ss file at its original pace (never faster)", function()
+    local ss_file = tmp .. "/feed.ss"
+    local src = write("feed.txt", "[2026-01-01T00:00:00.000 | k] a\n[2026-01-01T00:00:00.040 | k] b\n" ..
+      "[2026-01-01T00:00:00.100 | k] c\n")
+    assert.is_truthy(os.execute(string.format("%s %s relay --keep-meta stdio:// file://%s/k < %s",
+      os.getenv("SEA_CHILD_ENV") or "", ss, ss_file, src)))
+    local rc, out, err = run(examples .. "/replay.lua -I start=beginning -e --input file://" .. ss_file ..
+      "/k --output stdio:///replayed")
+    assert.equals(0, rc, err)
+    assert.same({ "a", "b", "c" }, payloads(out))
+    -- The output's own timestamps (ms): a message never leaves before its original gap has passed.
+    local ms = {}
+    for h, m, sec, frac in out:gmatch("T(%d%d):(%d%d):(%d%d)%.(%d%d%d)") do
+      ms[#ms + 1] = ((tonumber(h) * 60 + tonumber(m)) * 60 + tonumber(sec)) * 1000 + tonumber(frac)
+    end
+    assert.equals(3, #ms)
+    assert.is_true(ms[2] - ms[1] >= 40 - 1)
+    assert.is_true(ms[3] - ms[1] >= 100 - 1)
+  end)
+
+  it("commits a file input only up to a failure, and a rerun resumes there", function()
+    local ss_file = tmp .. "/commit.ss"
+    local src = write("commit.txt", "a\nb\nc\nd\n")
+    assert.is_truthy(os.execute(string.format("%s %s produce file://%s/k < %s",
+      os.getenv("SEA_CHILD_ENV") or "", ss, ss_file, src)))
+    local f = write("fail_c.lua", "return function(m)\n  assert(m.payload ~= 'c', 'refused c')\n  return m\nend\n")
+    local args = " -I group=g -I reset=earliest -e --input file://" .. ss_file .. "/k --output stdio:///o"
+    local rc, out, err = run(f .. args)
+    assert.equals(2, rc)
+    assert.matches("fail_c%.lua:2: refused c", err)
+    assert.same({ "a", "b" }, payloads(out))
+    rc, out, err = run(examples .. "/uppercase.lua" .. args)
+    assert.equals(0, rc, err)
+    assert.same({ "C", "D" }, payloads(out)) -- c was not committed, so it comes again
+  end)
+
+  it("batch mode sends everything", function()
+    local rc, out = run(examples .. "/identity_batch.lua --input stdio:// --output stdio:///o",
+      "1\n2\n3\n4\n5\n")
+    assert.equals(0, rc)
+    assert.same({ "1", "2", "3", "4", "5" }, payloads(out))
+  end)
+
+  describe("bad input", function()
+    local function expect(rc_want, pattern, rc, out, err)
+      assert.equals(rc_want, rc)
+      assert.matches(pattern, err)
+    end
+
+    it("a missing script", function()
+      expect(2, "cannot load .*nosuch%.lua", run(tmp .. "/nosuch.lua --input stdio:// --output stdio://"))
+    end)
+    it("a script that does not compile", function()
+      local f = write("syntax.lua", "return function(m)\n  return m.payload ..\nend\n")
+      expect(2, "cannot load .*syntax%.lua:3:", run(f .. " --input stdio:// --output stdio://"))
+    end)
+    it("a script that fails while loading", function()
+      local f = write("boom.lua", "local x = nil\nreturn x.field\n")
+      expect(2, "boom%.lua failed while loading: .*boom%.lua:2:", run(f .. " --input stdio:// --output stdio://"))
+    end)
+    it("a script that returns no processor", function()
+      local f = write("none.lua", "local x = 1\n")
+      expect(2, "none%.lua: returned nothing, expected a processor", run(f .. " --input stdio:// --output stdio://"))
+      f = write("num.lua", "return 42\n")
+      expect(2, "num%.lua: returned a number", run(f .. " --input stdio:// --output stdio://"))
+      f = write("tbl.lua", "return { tick = print }\n")
+      expect(2, "tbl%.lua: the processor table has neither 'process' nor 'batch'", run(f .. " --input stdio:// --output stdio://"))
+    end)
+    it("a processor that errors: stop prints the position; what came before is out", function()
+      local f = write("err.lua", "return function(m)\n  if m.payload == 'b' then error('no b') end\n  return m\nend\n")
+      local rc, out, err = run(f .. " --input stdio:// --output stdio:///o", "a\nb\nc\n")
+      expect(2, "err%.lua:2: no b", rc, out, err)
+      assert.matches("at message broadcast | 1 of stdio://", err)
+      assert.same({ "a" }, payloads(out))
+    end)
+    it("a processor that returns a wrong type", function()
+      local f = write("wrong.lua", "\nreturn function(m)\n  return 12\nend\n")
+      expect(2, "wrong%.lua:2: processor returned a number", run(f .. " --input stdio:// --output stdio://", "x\n"))
+    end)
+    it("a processor that never returns", function()
+      local f = write("loop.lua", "return function(m)\n  while true do end\nend\n")
+      expect(2, "loop%.lua:2: instruction limit exceeded",
+        run(f .. " --max-instructions 100000 --input stdio:// --output stdio://", "x\n"))
+      expect(2, "loop%.lua:2: time limit exceeded",
+        run(f .. " --max-ms 20 --input stdio:// --output stdio://", "x\n"))
+    end)
+    it("a processor that runs out of memory", function()
+      local f = write("oom.lua", "local t = {}\nreturn function(m)\n  for i = 1, 1e7 do t[i] = m.payload .. i end\nend\n")
+      local rc, _, err = run(f .. " --max-memory 16 --input stdio:// --output stdio://", "x\n")
+      assert.equals(2, rc)
+      assert.is_truthy(err:match("not enough memory") or err:match("memory limit"))
+      assert.matches("oom%.lua", err)
+    end)
+    it("bad options", function()
+      expect(2, "expected a script", run("--input stdio:// --output stdio://"))
+      expect(2, "expected a default %-%-output", run(examples .. "/uppercase.lua --input stdio://"))
+      expect(2, "on%-error 'later'", run(examples .. "/uppercase.lua --on-error later --input stdio:// --output stdio://"))
+      expect(2, "unknown option '%-%-frob'", run(examples .. "/uppercase.lua --frob --input stdio:// --output stdio://"))
+      expect(2, "needs a value", run(examples .. "/uppercase.lua --input"))
+      expect(2, "second default output", run(examples .. "/uppercase.lua --input stdio:// --output stdio:// --output stdio:///b"))
+      expect(2, "no inputs", run(examples .. "/uppercase.lua --output stdio://"))
+      expect(2, "max%-memory needs a positive", run(examples .. "/uppercase.lua --max-memory lots --input stdio:// --output stdio://"))
+      expect(2, "%-%-lua '9%.9': expected 5%.4 or luajit", run("--lua 9.9 x.lua"))
+    end)
+    it("an unknown scheme", function()
+      expect(3, "unknown scheme 'nosuch'", run(examples .. "/uppercase.lua --input nosuch://x --output stdio://"))
+    end)
+    it("a send to an output that does not exist", function()
+      local f = write("named.lua", "return function(m, out)\n  out:send('nowhere', m)\nend\n")
+      expect(2, "named%.lua:2: .*no output named 'nowhere'", run(f .. " --input stdio:// --output stdio://", "x\n"))
+    end)
+  end)
+end)

@@ -1,0 +1,226 @@
+-- module_spec.lua: the Lua module over the mem:// backend: runtime, producer, consumer, views.
+local sea = require "seastreamer"
+
+-- Fill mem://NAME/KEY with the payloads, waiting for every receipt.
+local function fill(rt, uri, payloads, opts)
+  local s = assert(rt:connect(uri))
+  local p = assert(s:producer())
+  for _, x in ipairs(payloads) do assert(p:send(x, opts)) end
+  assert(p:flush())
+  p:close()
+  return s
+end
+
+describe("seastreamer module", function()
+  local rt
+  before_each(function() rt = sea.runtime() end)
+  after_each(function() rt:close() end)
+
+  it("loads and reports its version", function()
+    assert.is_string(sea.version)
+    assert.matches("^%d+%.%d+%.%d+", sea.version)
+  end)
+
+  it("returns nil, message, code for a connect that fails at run time", function()
+    local s, msg, code = rt:connect("nosuch://x/k")
+    assert.is_nil(s)
+    assert.matches("nosuch", msg)
+    assert.equals("ESCHEME", code)
+    s, msg, code = rt:connect("mem://x/bad key!")
+    assert.is_nil(s)
+    assert.matches("bad key", msg)
+    assert.equals("EURI", code)
+  end)
+
+  it("raises on wrong arguments", function()
+    assert.has_error(function() rt:connect({}) end)
+    assert.has_error(function() rt:connect("mem://x/k", "notatable") end)
+    assert.has_error(function() rt:connect("mem://x/k", { mode = {} }) end)
+    local s = assert(rt:connect("mem://args/k"))
+    local p = assert(s:producer())
+    assert.has_error(function() p:send({}) end)
+    assert.has_error(function() p:send("x", "bad key!") end)
+    s:close()
+    assert.has_error(function() p:send("x") end, nil)
+    assert.has_error(function() s:producer() end)
+  end)
+
+  it("sends with receipts and consumes lazily materialised, read-only views", function()
+    local s = assert(rt:connect("mem://m1/orders"))
+    local p = assert(s:producer())
+    local receipts = {}
+    for i = 1, 3 do
+      assert(p:send("payload " .. i, { key = "k" .. i, headers = { h = "v" .. i } }, function(err, meta, code)
+        assert.is_nil(err)
+        assert.equals("OK", code)
+        receipts[#receipts + 1] = meta
+      end))
+    end
+    assert.is_true(p:flush())
+    assert.equals(3, #receipts)
+    assert.equals("orders", receipts[1].stream_key)
+    assert.equals(0, receipts[1].seq)
+    assert.equals(2, receipts[3].seq)
+    local c = assert(s:consumer({ start = "beginning", stop_at_end = true }))
+    local got, kept = {}, nil
+    local m = c:next()
+    local first = m
+    while m do
+      got[#got + 1] = m.payload
+      assert.equals("orders", m.stream_key)
+      assert.equals(#got - 1, m.seq)
+      assert.equals("k" .. #got, m.key)
+      assert.equals("v" .. #got, m.headers.h)
+      assert.equals(0, m.shard)
+      assert.is_true(m.timestamp > 0)
+      assert.has_error(function() m.payload = "changed" end)
+      if #got == 2 then kept = m:copy() end
+      m = c:next()
+    end
+    assert.same({ "payload 1", "payload 2", "payload 3" }, got)
+    -- A view ends with the call that gave it; a copy lives on.
+    assert.has_error(function() return first.payload end)
+    assert.equals("payload 2", kept.payload)
+    assert.equals(1, kept.seq)
+    assert.same("payload 2", kept:totable().payload)
+    c:close()
+    s:close()
+  end)
+
+  it("yields inside a coroutine until messages arrive", function()
+    local s = assert(rt:connect("mem://co/k"))
+    local c = assert(s:consumer({ start = "beginning" }))
+    local got = {}
+    local co = coroutine.wrap(function()
+      for m in c:messages() do
+        got[#got + 1] = m.payload
+        if #got == 2 then break end
+      end
+    end)
+    co() -- waits: nothing was sent yet
+    assert.same({}, got)
+    local p = assert(s:producer())
+    assert(p:send("a"))
+    assert(p:send("b"))
+    rt:run()
+    assert.same({ "a", "b" }, got)
+    s:close()
+  end)
+
+  it("flushes inside a coroutine by yielding, and through a callback", function()
+    local s = assert(rt:connect("mem://fl/k"))
+    local p = assert(s:producer())
+    local done = {}
+    coroutine.wrap(function()
+      assert(p:send("x"))
+      done.co = p:flush()
+    end)()
+    assert.is_nil(done.co)
+    assert(p:send("y"))
+    assert(p:flush(function(ok) done.cb = ok end))
+    rt:run()
+    assert.is_true(done.co)
+    assert.is_true(done.cb)
+    s:close()
+  end)
+
+  it("acks and commits in a group, and a new member resumes after the commit", function()
+    local keep = fill(rt, "mem://grp/k", { "0", "1", "2", "3", "4" })
+    local s = assert(rt:connect("mem://grp/k"))
+    local c = assert(s:consumer({ group = "g", mode = "resumable", reset = "earliest" }))
+    for _ = 1, 3 do
+      local m = assert(c:next())
+      assert(c:ack(m))
+    end
+    assert.is_true(c:commit())
+    c:close()
+    c = assert(s:consumer({ group = "g", mode = "resumable", reset = "earliest" }))
+    local m = assert(c:next())
+    assert.equals("3", m.payload)
+    c:close()
+    s:close()
+    keep:close()
+  end)
+
+  it("rewinds to the beginning and to a sequence number", function()
+    local keep = fill(rt, "mem://rw/k", { "a", "b", "c", "d" })
+    local s = assert(rt:connect("mem://rw/k"))
+    local c = assert(s:consumer({ start = "beginning" }))
+    assert.equals("a", c:next().payload)
+    assert.equals("b", c:next().payload)
+    assert.is_true(c:rewind("beginning"))
+    assert.equals("a", c:next().payload)
+    assert.is_true(c:rewind(2))
+    assert.equals("c", c:next().payload)
+    assert.has_error(function() c:rewind("sideways") end)
+    c:close()
+    s:close()
+    keep:close()
+  end)
+
+  it("seeks to a time", function()
+    local s = assert(rt:connect("mem://seek/k"))
+    local p = assert(s:producer())
+    local base = 1700000000000000
+    for i = 0, 3 do assert(p:send("t" .. i, { timestamp = base + i * 1000000 })) end
+    assert(p:flush())
+    local c = assert(s:consumer({ start = "beginning" }))
+    assert.equals("t0", c:next().payload)
+    assert.is_true(c:seek(base + 1500000))
+    local m = c:next()
+    assert.equals("t2", m.payload)
+    assert.equals(base + 2000000, m.timestamp)
+    s:close()
+  end)
+
+  it("reports a full producer as EAGAIN and calls on_drain", function()
+    local s = assert(rt:connect("mem://bp/k"))
+    local p = assert(s:producer({ capacity = 1 }))
+    local drained = false
+    p:on_drain(function() drained = true end)
+    assert(p:send("one"))
+    local ok, msg, code = p:send("two")
+    assert.is_nil(ok)
+    assert.is_string(msg)
+    assert.equals("EAGAIN", code)
+    rt:run()
+    assert.is_true(drained)
+    assert(p:send("two"))
+    assert(p:flush())
+    s:close()
+  end)
+
+  it("reports a failed receipt to its callback", function()
+    local s = assert(rt:connect("mem://fail/k"))
+    local p = assert(s:producer({ fail_after = 1 }))
+    local codes = {}
+    for i = 1, 3 do
+      assert(p:send("m" .. i, nil, function(err, meta, code) codes[i] = code end))
+    end
+    p:flush()
+    assert.equals("OK", codes[1])
+    assert.equals("EIO", codes[2])
+    s:close()
+  end)
+
+  it("surfaces an error raised in a callback where the loop runs", function()
+    local s = assert(rt:connect("mem://cberr/k"))
+    local p = assert(s:producer())
+    assert(p:send("x", nil, function() error("boom in receipt") end))
+    assert.has_error(function() rt:run() end)
+    s:close()
+  end)
+
+  it("closes explicitly, and leaves the rest to __gc", function()
+    for i = 1, 20 do
+      local r = sea.runtime()
+      local s = assert(r:connect("mem://gc" .. i .. "/k"))
+      local p = assert(s:producer())
+      assert(p:send("x"))
+      local c = assert(s:consumer())
+      if i % 2 == 0 then r:close() end
+    end
+    collectgarbage()
+    collectgarbage()
+  end)
+end)

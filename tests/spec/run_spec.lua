@@ -1,0 +1,275 @@
+-- run_spec.lua: seastreamer.run, the processor pipeline, over mem:// in this process: outputs,
+-- at-least-once commits, error policies, limits, batch mode and hooks.
+local sea = require "seastreamer"
+
+local function fill(rt, uri, n)
+  local s = assert(rt:connect(uri))
+  local p = assert(s:producer())
+  for i = 0, n - 1 do assert(p:send("m" .. i)) end
+  assert(p:flush())
+  p:close()
+  return s
+end
+
+local function read_all(rt, uri, opts)
+  local s = assert(rt:connect(uri))
+  local c = assert(s:consumer(opts or { start = "beginning", stop_at_end = true }))
+  local out = {}
+  for m in c:messages() do out[#out + 1] = m.payload end
+  s:close()
+  return out
+end
+
+-- The first seq a new member of group g would read next on uri (nil if it is caught up).
+local function committed(rt, uri, g)
+  local s = assert(rt:connect(uri))
+  local c = assert(s:consumer({ group = g, mode = "resumable", reset = "earliest", stop_at_end = true }))
+  local m = c:next()
+  local seq = m and m.seq
+  s:close()
+  return seq
+end
+
+local group_in = { group = "g", mode = "resumable", reset = "earliest", stop_at_end = true }
+
+describe("seastreamer.run", function()
+  local rt, keep
+  before_each(function() rt = sea.runtime() end)
+  after_each(function()
+    if keep then keep:close() end
+    keep = nil
+    rt:close()
+  end)
+
+  it("runs a function processor: nil drops, a string or a list sends", function()
+    keep = fill(rt, "mem://r1/in", 6)
+    local hold = assert(rt:connect("mem://r1/out"))
+    local res = assert(sea.run {
+      processor = function(msg)
+        local n = tonumber(msg.payload:sub(2))
+        if n % 3 == 0 then return nil end
+        if n % 3 == 1 then return msg.payload:upper() end
+        return { msg.payload .. "a", msg.payload .. "b" }
+      end,
+      inputs = { "mem://r1/in" }, outputs = { "mem://r1/out" }, input_options = group_in,
+    })
+    assert.equals(6, res.processed)
+    assert.same({ "M1", "m2a", "m2b", "M4", "m5a", "m5b" }, read_all(rt, "mem://r1/out"))
+    assert.is_nil(committed(rt, "mem://r1/in", "g")) -- everything committed
+    hold:close()
+  end)
+
+  it("forwards the message itself without copying, and routes with out:send", function()
+    keep = fill(rt, "mem://r2/in", 4)
+    local hold = assert(rt:connect("mem://r2/odd"))
+    assert(sea.run {
+      processor = function(msg, out)
+        if tonumber(msg.payload:sub(2)) % 2 == 1 then
+          out:send("odd", msg)
+          return nil
+        end
+        return msg
+      end,
+      inputs = { "mem://r2/in" }, outputs = { "mem://r2/even", odd = "mem://r2/odd" },
+      input_options = group_in,
+    })
+    assert.same({ "m0", "m2" }, read_all(rt, "mem://r2/even"))
+    assert.same({ "m1", "m3" }, read_all(rt, "mem://r2/odd"))
+    hold:close()
+  end)
+
+  it("stops on a processor error: names the script line and commits nothing from there", function()
+    keep = fill(rt, "mem://r3/in", 10)
+    local ok, msg, code = sea.run {
+      processor = function(msg)
+        if msg.payload == "m5" then error("cannot handle " .. msg.payload) end
+        return msg
+      end,
+      inputs = { "mem://r3/in" }, outputs = { "mem://r3/out" }, input_options = group_in,
+    }
+    assert.is_nil(ok)
+    assert.equals("EINVAL", code)
+    assert.matches("run_spec.lua:%d+: cannot handle m5", msg)
+    assert.matches("at message in | 5 of mem://r3/in", msg)
+    assert.equals(5, committed(rt, "mem://r3/in", "g"))
+    assert.same({ "m0", "m1", "m2", "m3", "m4" }, read_all(rt, "mem://r3/out"))
+  end)
+
+  it("skips failed messages with on_error = skip", function()
+    keep = fill(rt, "mem://r4/in", 5)
+    local res = assert(sea.run {
+      processor = function(msg)
+        if msg.payload == "m2" then error("bad") end
+        return msg
+      end,
+      on_error = "skip",
+      inputs = { "mem://r4/in" }, outputs = { "mem://r4/out" }, input_options = group_in,
+    })
+    assert.equals(1, res.skipped)
+    assert.same({ "m0", "m1", "m3", "m4" }, read_all(rt, "mem://r4/out"))
+    assert.is_nil(committed(rt, "mem://r4/in", "g"))
+  end)
+
+  it("sends failed messages to the dead-letter output", function()
+    keep = fill(rt, "mem://r5/in", 5)
+    local hold = assert(rt:connect("mem://r5/dead"))
+    assert(sea.run {
+      processor = function(msg)
+        if msg.payload == "m1" or msg.payload == "m3" then return 42 end
+        return msg
+      end,
+      on_error = "dead-letter", dead_letter = "mem://r5/dead",
+      inputs = { "mem://r5/in" }, outputs = { "mem://r5/out" }, input_options = group_in,
+    })
+    assert.same({ "m1", "m3" }, read_all(rt, "mem://r5/dead"))
+    assert.same({ "m0", "m2", "m4" }, read_all(rt, "mem://r5/out"))
+    hold:close()
+  end)
+
+  it("names the processor's line when it returns a wrong type", function()
+    keep = fill(rt, "mem://r6/in", 2)
+    local ok, msg = sea.run {
+      name = "typed.lua",
+      processor = function() return true end,
+      inputs = { "mem://r6/in" }, outputs = { "mem://r6/out" }, input_options = group_in,
+    }
+    assert.is_nil(ok)
+    assert.matches("run_spec.lua:%d+: processor returned a boolean", msg)
+    ok, msg = sea.run {
+      processor = function() return { "fine", {} } end,
+      inputs = { "mem://r6/in" }, outputs = { "mem://r6/out" }, input_options = group_in,
+    }
+    assert.is_nil(ok)
+    assert.matches("item 2 is a table", msg)
+  end)
+
+  it("rejects what is not a processor, naming the script", function()
+    for _, bad in ipairs({ 42, {}, { process = 1 }, { process = print, batch = print } }) do
+      assert.has_error(function()
+        sea.run { name = "bad.lua", processor = bad, inputs = { "mem://x/in" }, outputs = { "mem://x/o" } }
+      end)
+    end
+    local ok, err = pcall(sea.run, { name = "bad.lua", inputs = { "mem://x/in" }, outputs = { "mem://x/o" } })
+    assert.is_false(ok)
+    assert.matches("bad.lua: returned nothing, expected a processor", err)
+    assert.has_error(function() sea.run { processor = print, inputs = {}, outputs = { "mem://x/o" } } end)
+    assert.has_error(function() sea.run { processor = print, inputs = { "mem://x/i" }, outputs = {} } end)
+    assert.has_error(function()
+      sea.run { processor = print, on_error = "ignore", inputs = { "mem://x/i" }, outputs = { "mem://x/o" } }
+    end)
+  end)
+
+  it("stops a processor that never returns, by instruction count and by time", function()
+    keep = fill(rt, "mem://r7/in", 3)
+    local ok, msg = sea.run {
+      processor = function() while true do end end, max_instructions = 100000,
+      inputs = { "mem://r7/in" }, outputs = { "mem://r7/out" }, input_options = group_in,
+    }
+    assert.is_nil(ok)
+    assert.matches("run_spec.lua:%d+: instruction limit exceeded", msg)
+    ok, msg = sea.run {
+      processor = function() while true do end end, max_ms = 50,
+      inputs = { "mem://r7/in" }, outputs = { "mem://r7/out" }, input_options = group_in,
+    }
+    assert.is_nil(ok)
+    assert.matches("time limit exceeded", msg)
+    assert.equals(0, committed(rt, "mem://r7/in", "g"))
+  end)
+
+  it("stops a processor that outgrows its memory limit", function()
+    keep = fill(rt, "mem://r8/in", 3)
+    local hoard = {}
+    local ok, msg = sea.run {
+      processor = function(m)
+        for i = 1, 200000 do hoard[#hoard + 1] = m.payload .. i end
+        return m
+      end,
+      max_memory_kb = 4096,
+      inputs = { "mem://r8/in" }, outputs = { "mem://r8/out" }, input_options = group_in,
+    }
+    hoard = nil
+    collectgarbage()
+    assert.is_nil(ok)
+    assert.matches("memory limit exceeded", msg)
+    assert.equals(0, committed(rt, "mem://r8/in", "g"))
+  end)
+
+  it("commits nothing past an output that rejects a message", function()
+    keep = fill(rt, "mem://r9/in", 10)
+    local ok, msg = sea.run {
+      processor = function(m) return m end,
+      inputs = { "mem://r9/in" }, outputs = { "mem://r9/out" }, input_options = group_in,
+      output_options = { fail_after = 3 },
+    }
+    assert.is_nil(ok)
+    assert.matches("rejected", msg)
+    local at = committed(rt, "mem://r9/in", "g")
+    assert.is_true(at ~= nil and at <= 3)
+  end)
+
+  it("calls a batch processor with fewer calls than messages", function()
+    keep = fill(rt, "mem://rb/in", 50)
+    local calls, seen = 0, 0
+    local res = assert(sea.run {
+      processor = {
+        batch = function(batch)
+          calls = calls + 1
+          local out = {}
+          for i = 1, #batch do
+            seen = seen + 1
+            out[#out + 1] = batch[i].payload
+          end
+          return out
+        end,
+      },
+      inputs = { "mem://rb/in" }, outputs = { "mem://rb/out" },
+      input_options = { group = "g", mode = "resumable", reset = "earliest", stop_at_end = true, batch = 16 },
+    })
+    assert.equals(50, seen)
+    assert.equals(50, res.processed)
+    assert.is_true(calls < 50)
+    assert.equals(50, #read_all(rt, "mem://rb/out"))
+    assert.is_nil(committed(rt, "mem://rb/in", "g"))
+  end)
+
+  it("calls start and stop hooks, which may send", function()
+    keep = fill(rt, "mem://rh/in", 3)
+    local count = 0
+    assert(sea.run {
+      processor = {
+        start = function(out) out:send(nil, "start") end,
+        process = function() count = count + 1 end,
+        stop = function(out) out:send(nil, "count " .. count) end,
+      },
+      inputs = { "mem://rh/in" }, outputs = { "mem://rh/out" }, input_options = group_in,
+    })
+    assert.same({ "start", "count 3" }, read_all(rt, "mem://rh/out"))
+  end)
+
+  it("refuses out:send once the run is over", function()
+    keep = fill(rt, "mem://ro/in", 1)
+    local kept
+    assert(sea.run {
+      processor = function(m, out) kept = out end,
+      inputs = { "mem://ro/in" }, outputs = { "mem://ro/out" }, input_options = group_in,
+    })
+    assert.has_error(function() kept:send(nil, "late") end, nil)
+    local ok, err = pcall(kept.send, kept, nil, "late")
+    assert.is_false(ok)
+    assert.matches("after the run ended", err)
+  end)
+
+  it("merges several inputs", function()
+    keep = fill(rt, "mem://rm/a", 3)
+    local k2 = fill(rt, "mem://rm/b", 2)
+    local res = assert(sea.run {
+      processor = function(m) return m.stream_key .. m.payload end,
+      inputs = { "mem://rm/a", "mem://rm/b" }, outputs = { "mem://rm/out" }, input_options = group_in,
+    })
+    assert.equals(5, res.processed)
+    local got = read_all(rt, "mem://rm/out")
+    table.sort(got)
+    assert.same({ "am0", "am1", "am2", "bm0", "bm1" }, got)
+    k2:close()
+  end)
+end)

@@ -315,6 +315,38 @@ static int queue_work(sea_runtime_t *rt, sea_work_cb work, sea_after_work_cb aft
   return 0;
 }
 
+struct sea_fswatch {
+  uv_fs_event_t ev;
+  sea_fswatch_cb cb;
+  void *data;
+};
+
+static void on_fs_event(uv_fs_event_t *ev, const char *name, int events, int status) {
+  sea_fswatch_t *w = ev->data;
+  w->cb(w, status < 0 ? SEA_EIO : 0, w->data);
+}
+
+static sea_fswatch_t *fswatch_start(sea_runtime_t *rt, const char *path, sea_fswatch_cb cb,
+                                    void *data) {
+  sea_fswatch_t *w = sea__calloc(1, sizeof *w);
+  if (w == NULL)
+    return NULL;
+  w->cb = cb;
+  w->data = data;
+  uv_fs_event_init(rt->loop, &w->ev);
+  w->ev.data = w;
+  if (uv_fs_event_start(&w->ev, on_fs_event, path, 0) != 0) {
+    uv_close((uv_handle_t *)&w->ev, close_free);
+    return NULL;
+  }
+  return w;
+}
+
+static void fswatch_stop(sea_fswatch_t *w) {
+  if (w != NULL)
+    uv_close((uv_handle_t *)&w->ev, close_free);
+}
+
 static uint64_t now_ms(sea_runtime_t *rt) {
   return uv_now(rt->loop);
 }
@@ -374,6 +406,8 @@ const sea_host_t sea__host = {
     .op_done = sea__op_done,
     .set_error = set_error,
     .uri_path_only = sea__uri_path_only,
+    .fswatch_start = fswatch_start,
+    .fswatch_stop = fswatch_stop,
 };
 
 /* ---- deferred calls ----

@@ -21,8 +21,8 @@
  * group (resumable or load-balanced) its committed position (kept in PATH.GROUP.pos beside the
  * file, written with fsync and rename on a worker thread), else reset=earliest → beginning,
  * else the end (live). At the end of the data it ends with SEA_EOF if stop_at_end, else it
- * follows appends: woken by inotify through the host's fd watch, with a poll every
- * poll_interval ms as the fallback (default 1 s with inotify, 100 ms without); a deleted file,
+ * follows appends: woken by the host's file-change events (libuv's), with a poll every
+ * poll_interval ms as the fallback (default 1 s with file events, 100 ms without); a deleted file,
  * or one cut before the reading position, ends it with SEA_EIO.
  * An end-of-stream message ends it with SEA_EOF. A torn last frame is waited for when following
  * (and read afresh on every poll) and ends a stop_at_end replay cleanly. Damage (bad checksum,
@@ -46,7 +46,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -838,9 +837,8 @@ typedef struct file_consumer {
   int stop_at_end, skip_damage;
   uint64_t poll_ms;
   int poll_set;
-  int ifd; /* inotify on the file while following, or -1 */
-  int inotify_tried;
-  sea_watch_t *iwatch; /* the host's watch of ifd */
+  int fswatch_tried;
+  sea_fswatch_t *fswatch; /* the host's file-change events while following, or NULL */
   uint32_t batch_size;
   sea_timer_t *timer;
   uint64_t tick_ms;      /* the loop time of the latest batch */
@@ -1072,12 +1070,9 @@ static void cursor_release(file_cursor_t *cur) {
 }
 
 static void consumer_unwatch(file_consumer_t *fc) {
-  if (fc->iwatch != NULL)
-    fh->watch_stop(fc->iwatch);
-  fc->iwatch = NULL;
-  if (fc->ifd >= 0)
-    close(fc->ifd);
-  fc->ifd = -1;
+  if (fc->fswatch != NULL)
+    fh->fswatch_stop(fc->fswatch);
+  fc->fswatch = NULL;
 }
 
 static void consumer_free(file_consumer_t *fc) {
@@ -1132,7 +1127,6 @@ static int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_arg
   fc->skip_damage = fo.skip_damage;
   fc->poll_ms = fo.poll_ms;
   fc->poll_set = fo.poll_set;
-  fc->ifd = -1;
   fc->batch_size = args->batch_size ? args->batch_size : FILE_BATCH_DEFAULT;
   if (fc->batch_size > FILE_BATCH_MAX)
     fc->batch_size = FILE_BATCH_MAX;
@@ -1235,14 +1229,10 @@ static int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_arg
   return 0;
 }
 
-/* The file changed (inotify, through the host's fd watch): look at once. */
-static void consumer_on_change(sea_watch_t *w, int status, int events, void *data) {
+/* The file changed (the host's file events): look at once. */
+static void consumer_on_change(sea_fswatch_t *w, int status, void *data) {
   file_consumer_t *fc = data;
-  char buf[4096];
   (void)w;
-  (void)events;
-  while (read(fc->ifd, buf, sizeof buf) > 0)
-    ; /* the events themselves do not matter: the next turn reads the file */
   if (status < 0) {
     consumer_unwatch(fc); /* the timer alone goes on */
     return;
@@ -1251,26 +1241,19 @@ static void consumer_on_change(sea_watch_t *w, int status, int events, void *dat
   consumer_arm(fc, 0);
 }
 
-/* Wait for the file to grow: Linux's inotify through the host's fd watch (a plugin does not use
- * libuv, and the host has no file-change hook), plus a poll every poll_interval ms as the
- * fallback (default 100 ms without inotify, 1 s with it). Never a busy loop. */
+/* Wait for the file to grow: the host's file-change events (libuv's, inotify on Linux), plus a
+ * poll every poll_interval ms as the fallback (default 100 ms without events, 1 s with them).
+ * Never a busy loop. */
 static void consumer_follow(file_consumer_t *fc) {
   uint64_t ms = fc->poll_ms;
-  if (fc->ifd < 0 && !fc->inotify_tried) {
-    fc->inotify_tried = 1;
-    fc->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (fc->ifd >= 0 && (inotify_add_watch(fc->ifd, fc->fs->path,
-                                           IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_DELETE_SELF |
-                                               IN_MOVE_SELF) < 0 ||
-                         (fc->iwatch = fh->watch_start(fc->rt, fc->ifd, SEA_WATCH_READABLE,
-                                                       consumer_on_change, fc)) == NULL)) {
-      fh->log(SEA_LOG_INFO, FILE_NAME, "%s: no file-change events (%s); polling every %llu ms",
-              fc->fs->path, strerror(errno), (unsigned long long)ms);
-      close(fc->ifd);
-      fc->ifd = -1;
-    }
+  if (fc->fswatch == NULL && !fc->fswatch_tried) {
+    fc->fswatch_tried = 1;
+    fc->fswatch = fh->fswatch_start(fc->rt, fc->fs->path, consumer_on_change, fc);
+    if (fc->fswatch == NULL)
+      fh->log(SEA_LOG_INFO, FILE_NAME, "%s: no file-change events; polling every %llu ms",
+              fc->fs->path, (unsigned long long)ms);
   }
-  if (fc->iwatch != NULL && !fc->poll_set && ms < 1000)
+  if (fc->fswatch != NULL && !fc->poll_set && ms < 1000)
     ms = 1000;
   consumer_arm(fc, ms);
 }

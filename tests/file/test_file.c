@@ -696,7 +696,7 @@ static void test_two_producers(void) {
   CHECK_EQ_INT(r.seqs[99], 50);
 }
 
-/* A follower wakes on file-change events: with a 10-minute poll, only inotify can bring the
+/* A follower wakes on file-change events: with a 10-minute poll, only those events can bring the
  * appended messages (the test would time out otherwise). Skipped where inotify is missing. */
 static void test_follow_events(void) {
   int probe = inotify_init1(IN_CLOEXEC);

@@ -45,6 +45,7 @@ typedef struct sea_watch sea_watch_t;
 typedef struct sea_timer sea_timer_t;
 typedef struct sea_wakeup sea_wakeup_t;
 typedef struct sea_op sea_op_t; /* an asynchronous operation the plugin completes with op_done */
+typedef struct sea_fswatch sea_fswatch_t;
 
 enum { SEA_LOG_ERROR = 0, SEA_LOG_WARN = 1, SEA_LOG_INFO = 2, SEA_LOG_DEBUG = 3 };
 enum { SEA_WATCH_READABLE = 1, SEA_WATCH_WRITABLE = 2 };
@@ -53,6 +54,7 @@ enum { SEA_WATCH_READABLE = 1, SEA_WATCH_WRITABLE = 2 };
 typedef void (*sea_watch_cb)(sea_watch_t *w, int status, int events, void *data);
 typedef void (*sea_timer_cb)(sea_timer_t *t, void *data);
 typedef void (*sea_wakeup_cb)(sea_wakeup_t *w, void *data);
+typedef void (*sea_fswatch_cb)(sea_fswatch_t *w, int status, void *data);
 typedef void (*sea_work_cb)(void *data);                   /* runs on a thread-pool thread */
 typedef void (*sea_after_work_cb)(void *data, int status); /* back on the loop thread */
 
@@ -158,7 +160,14 @@ typedef struct sea_host {
    * during connect, on the uri it was given. */
   int (*uri_path_only)(const sea_uri_t *uri);
 
-  void *reserved[23];
+  /* Watch a file for changes (libuv's file events: inotify on Linux). cb gets status 0 on a
+   * change of the file (written, truncated, renamed, deleted), or SEA_EIO if the watch failed;
+   * the callback says only "look again". NULL if the path cannot be watched (use a timer). */
+  sea_fswatch_t *(*fswatch_start)(sea_runtime_t *rt, const char *path, sea_fswatch_cb cb,
+                                  void *data);
+  void (*fswatch_stop)(sea_fswatch_t *w); /* frees w; no callback after this */
+
+  void *reserved[21];
 } sea_host_t;
 
 /* Capability bits. */

@@ -436,6 +436,48 @@ static void test_close_in_callback(void) {
   CHECK_EQ_INT(sea_runtime_free(rt), 0);
 }
 
+/* A streamer closed from another streamer's callback while one of its producers' closes is
+ * still deferred (that producer closed itself in its receipt callback): the streamer's close
+ * must wait for the producer's, not free what the producer's close still needs. */
+static sea_streamer_t *victim;
+
+static void close_victim_in_batch(sea_consumer_t *k, const sea_batch_t *b) {
+  counts_t *c = sea_consumer_get_data(k);
+  c->batches++;
+  if (victim) {
+    sea_streamer_close(victim);
+    victim = NULL;
+  }
+}
+
+static void test_close_streamer_while_handle_closes(void) {
+  sea_runtime_t *rt = new_runtime();
+  sea_streamer_t *other;
+  CHECK_EQ_INT(sea_connect(rt, "mem://v2/k", NULL, &other), 0);
+  produce_n(rt, other, 3, "o");
+  CHECK_EQ_INT(sea_connect(rt, "mem://v1/k", NULL, &victim), 0);
+  sea_producer_t *p;
+  sea_producer_open(victim, NULL, &p);
+  counts_t pc = {0}, kc = {0};
+  sea_producer_set_data(p, &pc);
+  sea_producer_set_callbacks(p, close_in_receipt, NULL);
+  sea_consumer_t *k;
+  sea_options_t *o = opts("start=beginning", NULL, NULL);
+  sea_consumer_open(other, o, &k);
+  sea_options_free(o);
+  sea_consumer_set_data(k, &kc);
+  /* Both fire on the same loop turn: the receipt (closing p), then the batch (closing victim). */
+  sea_producer_send_bytes(p, NULL, "y", 1, NULL);
+  sea_consumer_start(k, close_victim_in_batch, on_end);
+  for (int i = 0; i < 50; i++)
+    sea_runtime_run(rt, SEA_RUN_NOWAIT);
+  CHECK_EQ_INT(pc.receipts, 1);
+  CHECK(kc.batches >= 1);
+  CHECK(victim == NULL);
+  sea_streamer_close(other);
+  CHECK_EQ_INT(sea_runtime_free(rt), 0);
+}
+
 int main(int argc, char **argv) {
   linked_statically = argc > 1 && strcmp(argv[1], "static") == 0;
   test_producer();
@@ -444,5 +486,6 @@ int main(int argc, char **argv) {
   test_consumer();
   test_relay();
   test_close_in_callback();
+  test_close_streamer_while_handle_closes();
   return test_report();
 }

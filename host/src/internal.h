@@ -59,6 +59,7 @@ struct sea_streamer {
   void *data;
   struct sea_producer *producers;
   struct sea_consumer *consumers;
+  size_t pending_closes; /* handles whose close is deferred (closed inside a callback) */
   bool closing;
 };
 

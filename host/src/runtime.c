@@ -121,11 +121,12 @@ static void report_handle(uv_handle_t *h, void *arg) {
 int sea_runtime_free(sea_runtime_t *rt) {
   if (rt == NULL)
     return 0;
-  if (rt->streamer_count > 0)
-    return sea__rt_err(rt, SEA_EBUSY, "runtime still has %zu open streamer(s)", rt->streamer_count);
-  /* Finish deferred calls, then let pending close callbacks return every handle's memory. */
+  /* Finish deferred calls first: a streamer closed from a callback is still closing there. */
   while (rt->defer_head)
     uv_run(rt->loop, UV_RUN_NOWAIT);
+  if (rt->streamer_count > 0)
+    return sea__rt_err(rt, SEA_EBUSY, "runtime still has %zu open streamer(s)", rt->streamer_count);
+  /* Then let pending close callbacks return every handle's memory. */
   if (rt->defer_init)
     uv_close((uv_handle_t *)&rt->defer_idle, NULL);
   uv_run(rt->loop, UV_RUN_NOWAIT);
@@ -417,15 +418,20 @@ const sea_host_t sea__host = {
 
 static void run_deferred(uv_idle_t *h) {
   sea_runtime_t *rt = h->data;
-  /* Run only what is queued now; what these calls queue runs on the next turn. */
-  sea__deferred_t *d = rt->defer_head;
-  rt->defer_head = rt->defer_tail = NULL;
-  while (d) {
-    sea__deferred_t *next = d->next;
+  /* Run only what is queued now; what these calls queue runs on the next turn. Each call stays
+   * in the queue until its turn, so a close can still cancel calls about the closed object. */
+  sea__deferred_t *last = rt->defer_tail;
+  while (rt->defer_head) {
+    sea__deferred_t *d = rt->defer_head;
+    rt->defer_head = d->next;
+    if (rt->defer_head == NULL)
+      rt->defer_tail = NULL;
     if (d->fn)
       d->fn(d->arg, d->arg2);
+    bool was_last = d == last;
     sea__free(d);
-    d = next;
+    if (was_last)
+      break;
   }
   if (rt->defer_head == NULL)
     uv_idle_stop(&rt->defer_idle);

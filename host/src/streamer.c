@@ -258,9 +258,9 @@ void sea_streamer_close(sea_streamer_t *s) {
     sea_producer_close(s->producers);
   while (s->consumers)
     sea_consumer_close(s->consumers);
-  /* Closed from a handle's callback: the handles' own closes are deferred, so is this one (it
+  /* Closed from a handle's callback, or a handle's close is still deferred: so is this one (it
    * runs after them: the deferred queue keeps order). */
-  if (in_callback && sea__defer(s->rt, streamer_close_now, s, NULL) == 0)
+  if ((in_callback || s->pending_closes > 0) && sea__defer(s->rt, streamer_close_now, s, NULL) == 0)
     return;
   streamer_close_now(s, NULL);
 }
@@ -572,6 +572,8 @@ void sea__receipt(sea_producer_t *p, void *token, int status, const sea_meta_t *
     p->on_receipt(p, user, status, status == 0 ? meta : NULL);
     p->in_callback--;
   }
+  if (p->closing)
+    return; /* closed from its receipt callback: nothing more to tell */
   if (p->inflight == 0)
     complete_host_flushes(p);
   maybe_drain(p);
@@ -639,9 +641,11 @@ static void producer_free(sea_producer_t *p) {
   sea__free(p);
 }
 
-static void producer_close_now(void *arg, void *unused) {
+static void producer_close_now(void *arg, void *deferred) {
   sea_producer_t *p = arg;
   sea_streamer_t *s = p->s;
+  if (deferred)
+    s->pending_closes--;
   sea__defer_cancel(s->rt, p);
   s->plugin->desc.producer_close(p->impl);
   ops_cancel(&p->ops);
@@ -676,7 +680,8 @@ void sea_producer_close(sea_producer_t *p) {
         break;
       }
     p->next = NULL;
-    sea__defer(p->s->rt, producer_close_now, p, NULL);
+    p->s->pending_closes++;
+    sea__defer(p->s->rt, producer_close_now, p, p);
     return;
   }
   producer_close_now(p, NULL);
@@ -1020,9 +1025,11 @@ static void consumer_free(sea_consumer_t *c) {
   sea__free(c);
 }
 
-static void consumer_close_now(void *arg, void *unused) {
+static void consumer_close_now(void *arg, void *deferred) {
   sea_consumer_t *c = arg;
   sea_streamer_t *s = c->s;
+  if (deferred)
+    s->pending_closes--;
   sea__defer_cancel(s->rt, c);
   s->plugin->desc.consumer_close(c->impl);
   ops_cancel(&c->ops);
@@ -1046,7 +1053,8 @@ void sea_consumer_close(sea_consumer_t *c) {
         break;
       }
     c->next = NULL;
-    sea__defer(c->s->rt, consumer_close_now, c, NULL);
+    c->s->pending_closes++;
+    sea__defer(c->s->rt, consumer_close_now, c, c);
     return;
   }
   consumer_close_now(c, NULL);

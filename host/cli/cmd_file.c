@@ -35,39 +35,6 @@ static void ts_text(uint64_t ms, char *out, size_t n) {
            tm.tm_hour, tm.tm_min, tm.tm_sec, f);
 }
 
-static int utf8_ok(const uint8_t *s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    uint8_t c = s[i];
-    size_t k;
-    uint32_t cp;
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    if ((c & 0xE0) == 0xC0)
-      k = 1, cp = c & 0x1F;
-    else if ((c & 0xF0) == 0xE0)
-      k = 2, cp = c & 0x0F;
-    else if ((c & 0xF8) == 0xF0)
-      k = 3, cp = c & 0x07;
-    else
-      return 0;
-    if (n - i <= k)
-      return 0;
-    for (size_t j = 1; j <= k; j++) {
-      if ((s[i + j] & 0xC0) != 0x80)
-        return 0;
-      cp = (cp << 6) | (s[i + j] & 0x3F);
-    }
-    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-      return 0;
-    i += k + 1;
-  }
-  return 1;
-}
-
 /* A JSON string, escaped as serde_json does: quote, backslash and control characters. */
 static void json_str(FILE *o, const uint8_t *s, size_t n) {
   fputc('"', o);
@@ -621,7 +588,7 @@ static int jvalue(jp_t *p, jbuf_t *out) {
 
 /* The payload as ndjson wants it: a JSON value re-serialised, else a string, else bytes. */
 static void print_payload_json(FILE *o, const uint8_t *s, size_t n) {
-  if (utf8_ok(s, n)) {
+  if (ss_utf8_valid(s, n)) {
     jp_t p = {s, n, 0, 0};
     jbuf_t out = {0};
     if (jvalue(&p, &out) == 0) {
@@ -741,7 +708,7 @@ int cmd_decode(int argc, char **argv) {
               (unsigned long long)m.seq, (unsigned long long)m.shard);
       if (!header_only) {
         fputc(' ', o);
-        if (utf8_ok(m.payload, m.len))
+        if (ss_utf8_valid(m.payload, m.len))
           fwrite(m.payload, 1, m.len, o);
         else
           fputs("<BINARY BLOB>", o);

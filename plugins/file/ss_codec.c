@@ -86,7 +86,7 @@ static void put32(uint8_t *p, uint32_t v) {
 }
 
 /* Strict UTF-8 (no overlongs, surrogates or values past U+10FFFF). */
-static int utf8_valid(const uint8_t *s, size_t n) {
+int ss_utf8_valid(const uint8_t *s, size_t n) {
   size_t i = 0;
   while (i < n) {
     uint8_t c = s[i];
@@ -173,7 +173,7 @@ int ss_header_decode(const uint8_t *p, size_t n, ss_header_t *h, char *err, size
   }
   memset(h, 0, sizeof *h);
   h->name_len = p[3];
-  if (!utf8_valid(p + 4, h->name_len)) {
+  if (!ss_utf8_valid(p + 4, h->name_len)) {
     snprintf(err, errlen, "offset 4: the file name is not valid UTF-8");
     return SS_ERR;
   }

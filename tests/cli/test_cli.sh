@@ -4,34 +4,7 @@
 # usage: test_cli.sh BUILD_DIR
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
-SS="$BUILD/seastreamer"
-export SEASTREAMER_PLUGIN_DIR="$BUILD/plugins"
-unset SEASTREAMER_PLUGIN_PATH
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); }
-bad() {
-  failed=$((failed + 1))
-  echo "FAIL: $*" >&2
-}
-# expect_status NAME WANT GOT
-expect_status() { if [ "$3" -eq "$2" ]; then ok; else bad "$1: exit status $3, expected $2"; fi; }
-# expect_grep NAME PATTERN FILE
-expect_grep() {
-  if grep -Eq -- "$2" "$3"; then ok; else
-    bad "$1: no line matching /$2/ in:"
-    sed 's/^/    /' "$3" >&2
-  fi
-}
-expect_lines() { # NAME N FILE
-  local n
-  n=$(wc -l <"$3")
-  if [ "$n" -eq "$2" ]; then ok; else bad "$1: $n lines, expected $2"; fi
-}
-TS='[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}'
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 # --- help and usage ---
 "$SS" --help >"$T/out" 2>&1
@@ -230,5 +203,4 @@ expect_status relay-sigint 0 $?
 exec 3>&-
 expect_grep relay-sigint '\] early$' "$T/out"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -5,35 +5,7 @@
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
 DATA=$(cd "$2" && pwd)
-SS="$BUILD/seastreamer"
-export SEASTREAMER_PLUGIN_DIR="$BUILD/plugins"
-unset SEASTREAMER_PLUGIN_PATH
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); }
-bad() {
-  failed=$((failed + 1))
-  echo "FAIL: $*" >&2
-}
-expect_status() { if [ "$3" -eq "$2" ]; then ok; else bad "$1: exit status $3, expected $2"; fi; }
-expect_grep() {
-  if grep -Eq -- "$2" "$3"; then ok; else
-    bad "$1: no line matching /$2/ in:"
-    sed 's/^/    /' "$3" | head -20 >&2
-  fi
-}
-expect_lines() {
-  local n
-  n=$(wc -l <"$3")
-  if [ "$n" -eq "$2" ]; then ok; else bad "$1: $n lines, expected $2"; fi
-}
-expect_line() { # NAME N TEXT FILE: line N is exactly TEXT
-  local got
-  got=$(sed -n "$2p" "$4")
-  if [ "$got" == "$3" ]; then ok; else bad "$1: line $2 is '$got', expected '$3'"; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 # --- the reference samples are the spec's (section 14), unchanged ---
 while read -r sum name; do
@@ -178,5 +150,4 @@ expect_grep bad-option "unknown option 'colour'" "$T/e"
 expect_status consume-damaged 2 $?
 expect_grep consume-damaged 'offset 172: checksum mismatch' "$T/e"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -5,31 +5,7 @@
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
 B=$(cat "$2")
-SS="$BUILD/seastreamer"
-export SEASTREAMER_PLUGIN_DIR="$BUILD/plugins"
-unset SEASTREAMER_PLUGIN_PATH
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); }
-bad() {
-  failed=$((failed + 1))
-  echo "FAIL: $*" >&2
-}
-expect_status() { if [ "$3" -eq "$2" ]; then ok; else bad "$1: exit status $3, expected $2"; fi; }
-expect_grep() {
-  if grep -Eq -- "$2" "$3"; then ok; else
-    bad "$1: no line matching /$2/ in:"
-    sed 's/^/    /' "$3" >&2
-  fi
-}
-expect_same() { # NAME WANT_FILE GOT_FILE
-  if cmp -s "$2" "$3"; then ok; else
-    bad "$1: output differs:"
-    diff "$2" "$3" | head -20 >&2
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 # Every command has a bound, so a hang is a failure rather than a stuck suite.
 run() { timeout 120 "$@"; }
 topic() { echo "cli-$1-$$-$RANDOM"; }
@@ -107,5 +83,4 @@ run kcat -b "$B" -C -t "$t" -o beginning -e -q -f '%s\n' >"$T/out"
 echo small >"$T/want"
 expect_same too-big-kept "$T/want" "$T/out"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

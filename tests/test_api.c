@@ -289,6 +289,23 @@ static void test_consumer(void) {
   CHECK_EQ_INT(sea_consumer_seek(k, 0, NULL, NULL), SEA_ENOTSUP);
   CHECK_STR(sea_consumer_errmsg(k), "seek: not supported by stdio");
   CHECK_EQ_INT(sea_consumer_assign(k, "k", 0), SEA_ENOTSUP);
+  /* Backends without transactions say so by name, for every transaction operation. */
+  sea_producer_t *sp, *mp;
+  CHECK_EQ_INT(sea_producer_open(st, NULL, &sp), 0);
+  CHECK_EQ_INT(sea_producer_txn_begin(sp), SEA_ENOTSUP);
+  CHECK_STR(sea_producer_errmsg(sp), "txn_begin: not supported by stdio");
+  CHECK_EQ_INT(sea_producer_txn_commit(sp, NULL, NULL), SEA_ENOTSUP);
+  CHECK_STR(sea_producer_errmsg(sp), "txn_commit: not supported by stdio");
+  CHECK_EQ_INT(sea_producer_txn_abort(sp, NULL, NULL), SEA_ENOTSUP);
+  CHECK_STR(sea_producer_errmsg(sp), "txn_abort: not supported by stdio");
+  CHECK_EQ_INT(sea_producer_txn_send_offsets(sp, k, NULL, NULL), SEA_ENOTSUP);
+  CHECK_STR(sea_producer_errmsg(sp), "txn_send_offsets: not supported by stdio");
+  CHECK_EQ_INT(sea_producer_open(s, NULL, &mp), 0);
+  CHECK_EQ_INT(sea_producer_txn_begin(mp), SEA_ENOTSUP);
+  CHECK_STR(sea_producer_errmsg(mp), "txn_begin: not supported by mem");
+  CHECK_EQ_INT(sea_producer_txn_send_offsets(mp, k, NULL, NULL), SEA_ENOTSUP);
+  CHECK_STR(sea_producer_errmsg(mp), "txn_send_offsets: not supported by mem");
+  sea_producer_close(mp);
   sea_streamer_close(st);
 
   sea_streamer_close(s);

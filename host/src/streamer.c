@@ -632,6 +632,96 @@ int sea_producer_end(sea_producer_t *p, sea_done_cb cb, void *data) {
   return rc;
 }
 
+/* ---- transactions: optional operations, SEA_ENOTSUP "<op>: not supported by <name>" ---- */
+
+static int txn_unsupported(sea_producer_t *p, const char *what, bool present) {
+  if (p->closing) {
+    set_msg(p->errmsg, "%s: the producer has been closed", what);
+    return SEA_ESTATE;
+  }
+  if (present)
+    return 0;
+  set_msg(p->errmsg, "%s: not supported by %s", what, backend_name(p->s));
+  return SEA_ENOTSUP;
+}
+
+/* The plugin's answer to a synchronous call: keep the message it set (host->set_error) if any. */
+static int txn_rc(sea_producer_t *p, const char *what, int rc) {
+  if (rc == 0)
+    return 0;
+  if (rc == SEA_ENOTSUP)
+    set_msg(p->errmsg, "%s: not supported by %s", what, backend_name(p->s));
+  else if (p->s->rt->errmsg[0])
+    set_msg(p->errmsg, "%s: %s", what, p->s->rt->errmsg);
+  else
+    set_msg(p->errmsg, "%s: %s", what, sea_strerror(rc));
+  return rc;
+}
+
+int sea_producer_txn_begin(sea_producer_t *p) {
+  const sea_plugin_t *d = &p->s->plugin->desc;
+  int rc = txn_unsupported(p, "txn_begin", d->producer_txn_begin != NULL);
+  if (rc)
+    return rc;
+  p->s->rt->errmsg[0] = '\0';
+  return txn_rc(p, "txn_begin", d->producer_txn_begin(p->impl));
+}
+
+static int txn_op(sea_producer_t *p, const char *what, int (*fn)(void *, sea_op_t *),
+                  sea_done_cb cb, void *data) {
+  int rc = txn_unsupported(p, what, fn != NULL);
+  if (rc)
+    return rc;
+  sea_op_t *op = op_start(p->s->rt, &p->ops, p->errmsg, what, cb, data);
+  if (op == NULL)
+    return SEA_ENOMEM;
+  p->s->rt->errmsg[0] = '\0';
+  rc = fn(p->impl, op);
+  if (rc != 0)
+    return op_refused(op, txn_rc(p, what, rc));
+  return 0;
+}
+
+int sea_producer_txn_commit(sea_producer_t *p, sea_done_cb cb, void *data) {
+  return txn_op(p, "txn_commit", p->s->plugin->desc.producer_txn_commit, cb, data);
+}
+
+int sea_producer_txn_abort(sea_producer_t *p, sea_done_cb cb, void *data) {
+  return txn_op(p, "txn_abort", p->s->plugin->desc.producer_txn_abort, cb, data);
+}
+
+int sea_producer_txn_send_offsets(sea_producer_t *p, sea_consumer_t *c, sea_done_cb cb,
+                                  void *data) {
+  const char *what = "txn_send_offsets";
+  const sea_plugin_t *d = &p->s->plugin->desc;
+  int rc = txn_unsupported(p, what, d->producer_txn_send_offsets != NULL);
+  if (rc)
+    return rc;
+  if (c == NULL) {
+    set_msg(p->errmsg, "%s: no consumer given", what);
+    return SEA_EINVAL;
+  }
+  if (c->s->plugin != p->s->plugin) {
+    set_msg(p->errmsg,
+            "%s: the consumer is of backend %s and the producer of %s (both must be of the same "
+            "backend)",
+            what, backend_name(c->s), backend_name(p->s));
+    return SEA_EINVAL;
+  }
+  if (c->closing) {
+    set_msg(p->errmsg, "%s: the consumer has been closed", what);
+    return SEA_ECLOSED;
+  }
+  sea_op_t *op = op_start(p->s->rt, &p->ops, p->errmsg, what, cb, data);
+  if (op == NULL)
+    return SEA_ENOMEM;
+  p->s->rt->errmsg[0] = '\0';
+  rc = d->producer_txn_send_offsets(p->impl, c->impl, op);
+  if (rc != 0)
+    return op_refused(op, txn_rc(p, what, rc));
+  return 0;
+}
+
 static void producer_free(sea_producer_t *p) {
   while (p->free_list) {
     sea__send_t *r = p->free_list;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -279,7 +280,7 @@ static void handle_release(khandle_t *h) {
 }
 
 static void handle_close(khandle_t *h) {
-  h->closed = 1;
+  __atomic_store_n(&h->closed, 1, __ATOMIC_RELAXED); /* meta_work reads it on the pool */
   if (h->watch)
     H->watch_stop(h->watch);
   h->watch = NULL;
@@ -330,6 +331,7 @@ typedef struct meta_job {
   char **topics; /* what must exist (consumer) or be created/found (producer anchor) */
   size_t topic_count;
   int create; /* producer: ask for the topic, so the broker may auto-create it */
+  int settle; /* producer: ask again until the new topic has its leaders (see meta_work) */
   rd_kafka_resp_err_t err;
   const struct rd_kafka_metadata *md;
   /* Realtime consumers: each partition's low (lo) and high (hi) watermark, in .offset.
@@ -347,6 +349,31 @@ static void meta_work(void *data) {
   if (j->create && j->topic_count == 1)
     rkt = rd_kafka_topic_new(j->h->rk, j->topics[0], NULL);
   j->err = rd_kafka_metadata(j->h->rk, rkt == NULL, rkt, &j->md, tmo);
+  /* A topic the broker creates for this request has no leader yet, and librdkafka would look
+   * again only at its next periodic topic scan, a second later: every send waits that long.
+   * Asking again every 20 ms until the leaders are known (each answer updates librdkafka's
+   * metadata cache) lets the sends go as soon as the topic is ready. Measured here: 1 message to
+   * a new topic took 1.01 s before, as it does with kcat. */
+  uint64_t waited = 0;
+  while (rkt && j->settle && j->err == 0 && waited < (uint64_t)tmo && waited < 5000 &&
+         !__atomic_load_n(&j->h->closed, __ATOMIC_RELAXED)) {
+    const struct rd_kafka_metadata_topic *mt = j->md->topic_cnt == 1 ? &j->md->topics[0] : NULL;
+    int ready = mt && mt->err == 0 && mt->partition_cnt > 0;
+    for (int p = 0; ready && p < mt->partition_cnt; p++)
+      ready = mt->partitions[p].leader >= 0 && mt->partitions[p].err == 0;
+    if (ready || (mt && mt->err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
+                  mt->err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART && mt->err != 0))
+      break;
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    waited += 20;
+    const struct rd_kafka_metadata *md2 = NULL;
+    rd_kafka_resp_err_t e2 = rd_kafka_metadata(j->h->rk, 0, rkt, &md2, tmo);
+    if (e2)
+      break; /* keep the first answer: librdkafka's own lookup goes on */
+    rd_kafka_metadata_destroy(j->md);
+    j->md = md2;
+  }
   if (rkt)
     rd_kafka_topic_destroy(rkt);
   if (j->err || !j->watermarks)
@@ -397,6 +424,8 @@ static void meta_after(void *data, int status) {
   handle_release(h);
 }
 
+/* create: 0 = consumer, 1 = producer (the topic may be auto-created: wait for its leaders),
+ * 2 = producer with auto-creation off. */
 static int meta_start(khandle_t *h, const char *const *topics, size_t n, int create, int watermarks,
                       void (*done)(khandle_t *, meta_job_t *)) {
   meta_job_t *j = H->calloc(1, sizeof *j);
@@ -405,7 +434,8 @@ static int meta_start(khandle_t *h, const char *const *topics, size_t n, int cre
   j->h = h;
   j->watermarks = watermarks;
   j->done = done;
-  j->create = create;
+  j->create = create != 0;
+  j->settle = create == 1;
   if (n) {
     j->topics = H->calloc(n, sizeof *j->topics);
     if (j->topics == NULL) {
@@ -451,7 +481,9 @@ typedef struct ktopic {
   rd_kafka_topic_t *rkt;
 } ktopic_t;
 
-enum { TXN_INIT, TXN_OPEN, TXN_COMMITTING, TXN_FAILED };
+/* TXN_COMMITTING: an implicit commit (a flush) runs. TXN_IDLE: explicit transactions, none open.
+ * TXN_ENDING: an explicit commit or abort waits for the receipts of its sends, then runs. */
+enum { TXN_INIT, TXN_OPEN, TXN_COMMITTING, TXN_FAILED, TXN_IDLE, TXN_ENDING };
 
 typedef struct kproducer {
   khandle_t h; /* first: the handle is the producer */
@@ -466,10 +498,18 @@ typedef struct kproducer {
   int failed;
   int fail_status;
   int no_autocreate; /* allow.auto.create.topics=false */
-  /* Transactions (transactional.id set): every flush or end commits the open transaction. */
+  /* Transactions (transactional.id set): until txn_begin is called, every flush or end commits
+   * the open transaction (implicit mode); after it, only txn_commit and txn_abort end one. */
   int txn;           /* transactional */
   int txn_state;     /* TXN_* */
   int txn_ready_ops; /* ops[0..txn_ready_ops) wait for the commit in flight */
+  int txn_explicit;  /* txn_begin was called */
+  int begin_pending; /* txn_begin came while transactions were being set up */
+  uint64_t txn_base; /* kp->sent when the open transaction began */
+  sea_op_t *end_op;  /* the explicit commit or abort in TXN_ENDING */
+  int end_abort;     /* end_op is an abort */
+  int end_started;   /* its job is queued */
+  int offset_jobs;   /* send_offsets jobs in flight: an end waits for them */
   char fail_msg[600];
   char anchor[SEA_STREAM_KEY_MAX + 1];
 } kproducer_t;
@@ -543,13 +583,20 @@ static void producer_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
 
 static void txn_commit_start(kproducer_t *kp);
 
+static void txn_end_maybe(kproducer_t *kp);
+
 static void producer_complete_ops(kproducer_t *kp) {
-  if (kp->txn && !kp->failed) {
+  if (kp->txn_state == TXN_ENDING)
+    txn_end_maybe(kp);
+  if (kp->txn && !kp->txn_explicit && !kp->failed) {
     /* Flushes whose sends are all delivered are completed by committing the transaction. */
     if (kp->txn_state == TXN_OPEN && kp->nops > 0 && kp->receipted >= kp->ops[0].target)
       txn_commit_start(kp);
     return;
   }
+  /* Flushes made before txn_begin still wait for the implicit commit in flight. */
+  if (kp->txn && kp->txn_state == TXN_COMMITTING && !kp->failed)
+    return;
   size_t w = 0;
   for (size_t i = 0; i < kp->nops; i++) {
     if (kp->receipted >= kp->ops[i].target)
@@ -612,11 +659,18 @@ static void producer_meta_done(khandle_t *h, meta_job_t *j) {
 
 /* ---- transactions: init and commit block on the coordinator, so they run on the pool ---- */
 
+enum { JOB_INIT, JOB_COMMIT_IMPLICIT, JOB_COMMIT, JOB_ABORT, JOB_OFFSETS };
+
 typedef struct txn_job {
   kproducer_t *kp;
-  int commit; /* 0: init_transactions */
+  int kind;   /* JOB_* */
+  int commit; /* a commit (implicit or explicit) */
   int status;
-  int aborted;
+  int aborted;   /* 1: the failed commit was aborted; -1: fatal, the producer cannot go on */
+  int retriable; /* the failed call may be tried again */
+  sea_op_t *op;  /* JOB_COMMIT, JOB_ABORT, JOB_OFFSETS */
+  rd_kafka_topic_partition_list_t *offsets;
+  rd_kafka_consumer_group_metadata_t *cgmd;
   char msg[512];
 } txn_job_t;
 
@@ -624,10 +678,24 @@ static void txn_work(void *data) {
   txn_job_t *j = data;
   rd_kafka_t *rk = j->kp->h.rk;
   int tmo = j->kp->h.timeout_ms > INT32_MAX ? INT32_MAX : (int)j->kp->h.timeout_ms;
-  rd_kafka_error_t *e =
-      j->commit ? rd_kafka_commit_transaction(rk, tmo) : rd_kafka_init_transactions(rk, tmo);
+  rd_kafka_error_t *e;
+  switch (j->kind) {
+  case JOB_INIT:
+    e = rd_kafka_init_transactions(rk, tmo);
+    break;
+  case JOB_ABORT:
+    e = rd_kafka_abort_transaction(rk, tmo);
+    break;
+  case JOB_OFFSETS:
+    e = rd_kafka_send_offsets_to_transaction(rk, j->offsets, j->cgmd, tmo);
+    break;
+  default:
+    e = rd_kafka_commit_transaction(rk, tmo);
+    break;
+  }
   if (e == NULL)
     return;
+  j->retriable = rd_kafka_error_is_retriable(e);
   snprintf(j->msg, sizeof j->msg, "%s", rd_kafka_error_string(e));
   j->status = rd_kafka_error_is_fatal(e) ? SEA_EBACKEND : err_to_sea(rd_kafka_error_code(e));
   if (j->status == 0)
@@ -644,6 +712,12 @@ static void txn_work(void *data) {
 }
 
 static void txn_begin(kproducer_t *kp) {
+  if (kp->txn_explicit && !kp->begin_pending) {
+    kp->txn_state = TXN_IDLE; /* the next one begins with txn_begin */
+    return;
+  }
+  kp->begin_pending = 0;
+  kp->txn_base = kp->sent;
   rd_kafka_error_t *e = rd_kafka_begin_transaction(kp->h.rk);
   if (e) {
     char msg[600];
@@ -661,6 +735,8 @@ static void txn_begin(kproducer_t *kp) {
   }
 }
 
+static void txn_explicit_after(kproducer_t *kp, txn_job_t *j);
+
 static void txn_after(void *data, int status) {
   txn_job_t *j = data;
   kproducer_t *kp = j->kp;
@@ -669,7 +745,14 @@ static void txn_after(void *data, int status) {
     j->status = SEA_ECANCELED;
     snprintf(j->msg, sizeof j->msg, "canceled");
   }
-  if (!kp->h.closed) {
+  if (j->offsets)
+    rd_kafka_topic_partition_list_destroy(j->offsets);
+  if (j->cgmd)
+    rd_kafka_consumer_group_metadata_destroy(j->cgmd);
+  if (j->kind >= JOB_COMMIT) {
+    if (!kp->h.closed)
+      txn_explicit_after(kp, j);
+  } else if (!kp->h.closed) {
     char msg[700];
     if (!j->commit) {
       if (j->status) {
@@ -714,12 +797,22 @@ static void txn_after(void *data, int status) {
   handle_release(&kp->h);
 }
 
+static int txn_queue(kproducer_t *kp, txn_job_t *j) {
+  kp->h.pending_work++;
+  if (H->queue_work(kp->h.rt, txn_work, txn_after, j) != 0) {
+    kp->h.pending_work--;
+    return SEA_EIO;
+  }
+  return 0;
+}
+
 static int txn_start(kproducer_t *kp, int commit) {
   txn_job_t *j = H->calloc(1, sizeof *j);
   if (j == NULL)
     return SEA_ENOMEM;
   j->kp = kp;
   j->commit = commit;
+  j->kind = commit ? JOB_COMMIT_IMPLICIT : JOB_INIT;
   kp->h.pending_work++;
   if (H->queue_work(kp->h.rt, txn_work, txn_after, j) != 0) {
     kp->h.pending_work--;
@@ -807,7 +900,7 @@ static int kafka_producer_open(void *simpl, sea_producer_t *p, const sea_open_ar
     topics[nt++] = kp->anchor;
   }
   if ((rc = handle_watch(&kp->h)) ||
-      (rc = meta_start(&kp->h, topics, nt, 1, 0, producer_meta_done)) ||
+      (rc = meta_start(&kp->h, topics, nt, kp->no_autocreate ? 2 : 1, 0, producer_meta_done)) ||
       (kp->txn && (rc = txn_start(kp, 0)))) {
     handle_close(&kp->h);
     return rc;
@@ -841,6 +934,11 @@ static int kafka_producer_send(void *impl, const sea_message_t *m, unsigned flag
   if (kp->failed)
     return SEA_ESTATE;
   if (kp->txn && kp->txn_state != TXN_OPEN) {
+    if (kp->txn_state == TXN_IDLE || kp->txn_state == TXN_ENDING) {
+      H->set_error(kp->h.rt, "no transaction is open (%s; call sea_producer_txn_begin first)",
+                   kp->txn_state == TXN_IDLE ? "the last one ended" : "the open one is ending");
+      return SEA_ESTATE;
+    }
     /* No transaction is open (initializing or committing): wait for producer_ready. */
     kp->want_ready = 1;
     return SEA_EAGAIN;
@@ -914,7 +1012,8 @@ static int kafka_producer_flush(void *impl, sea_op_t *op) {
 
 static void kafka_producer_close(void *impl) {
   kproducer_t *kp = impl;
-  kp->h.txn_open = kp->txn && kp->txn_state == TXN_OPEN;
+  kp->h.txn_open =
+      kp->txn && (kp->txn_state == TXN_OPEN || (kp->txn_state == TXN_ENDING && !kp->end_started));
   for (size_t i = 0; i < kp->ntopics; i++)
     rd_kafka_topic_destroy(kp->topics[i].rkt);
   H->free(kp->topics);
@@ -933,6 +1032,48 @@ typedef struct kcommit {
   struct kconsumer *kc;
   sea_op_t *op;
 } kcommit_t;
+
+/* Next offsets per partition, for a transaction's offsets (txn_send_offsets). */
+typedef struct kpos {
+  const char *key; /* interned: compared by pointer */
+  int32_t partition;
+  int64_t next;
+} kpos_t;
+
+typedef struct kposlist {
+  kpos_t *v;
+  size_t n, cap;
+  size_t last; /* the entry found last: consecutive messages mostly share a partition */
+} kposlist_t;
+
+static int pos_note(kposlist_t *l, const char *key, int32_t part, int64_t next) {
+  if (l->last < l->n && l->v[l->last].key == key && l->v[l->last].partition == part) {
+    if (next > l->v[l->last].next)
+      l->v[l->last].next = next;
+    return 0;
+  }
+  for (size_t i = 0; i < l->n; i++) {
+    if (l->v[i].key == key && l->v[i].partition == part) {
+      if (next > l->v[i].next)
+        l->v[i].next = next;
+      l->last = i;
+      return 0;
+    }
+  }
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 8;
+    kpos_t *v = H->realloc(l->v, cap * sizeof *v);
+    if (v == NULL)
+      return SEA_ENOMEM;
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n].key = key;
+  l->v[l->n].partition = part;
+  l->v[l->n].next = next;
+  l->last = l->n++;
+  return 0;
+}
 
 typedef struct kconsumer {
   khandle_t h; /* first */
@@ -962,7 +1103,9 @@ typedef struct kconsumer {
   size_t pend_cap;
   rd_kafka_topic_t *last_rkt; /* topic_key's cache */
   const char *last_key;
-  int last_eof_idx; /* assigned_index's cache */
+  int last_eof_idx;            /* assigned_index's cache */
+  kposlist_t delivered, acked; /* next offsets: what was delivered, what was acked */
+  int in_txn; /* its offsets went into a producer's transaction: no commit on close */
 } kconsumer_t;
 
 static void consumer_fail(kconsumer_t *kc, int status, const char *fmt, ...) {
@@ -1181,7 +1324,11 @@ static int deliver_pending(kconsumer_t *kc, size_t n) {
     size_t nh = kc->pend_nh[2 * i], sz = kc->pend_nh[2 * i + 1];
     if (i > 0)
       H->block_ref(b);
-    fill_message(kc, kc->pend[i], nh, w, b, &batch->msgs[batch->count++]);
+    sea_message_t *m = &batch->msgs[batch->count++];
+    fill_message(kc, kc->pend[i], nh, w, b, m);
+    if (kc->mode != SEA_MODE_REALTIME && m->meta.stream_key)
+      pos_note(&kc->delivered, m->meta.stream_key, (int32_t)m->meta.shard_id,
+               (int64_t)m->backend_pos + 1);
     w += sz;
     rd_kafka_message_destroy(kc->pend[i]);
   }
@@ -1762,6 +1909,9 @@ static int kafka_consumer_ack(void *impl, const sea_message_t *m) {
          m->meta.seq, rd_kafka_err2str(e));
     return err_to_sea(e);
   }
+  const char *key = H->stream_key(m->meta.stream_key, strlen(m->meta.stream_key));
+  if (key)
+    return pos_note(&kc->acked, key, (int32_t)m->meta.shard_id, (int64_t)m->backend_pos + 1);
   return 0;
 }
 
@@ -1806,7 +1956,13 @@ static int kafka_consumer_commit(void *impl, sea_op_t *op) {
 
 static void kafka_consumer_close(void *impl) {
   kconsumer_t *kc = impl;
-  kc->h.commit_on_close = kc->mode != SEA_MODE_REALTIME && kc->ready;
+  /* A consumer whose offsets went into a transaction leaves committing to the transaction: a
+   * commit here would move the group past what an aborted transaction produced. */
+  kc->h.commit_on_close = kc->mode != SEA_MODE_REALTIME && kc->ready && !kc->in_txn;
+  H->free(kc->delivered.v);
+  H->free(kc->acked.v);
+  memset(&kc->delivered, 0, sizeof kc->delivered);
+  memset(&kc->acked, 0, sizeof kc->acked);
   for (size_t i = 0; i < kc->ncommits; i++)
     H->free(kc->commits[i]); /* the host cancels their ops */
   H->free(kc->commits);
@@ -1834,6 +1990,216 @@ static void kafka_consumer_close(void *impl) {
     rd_kafka_queue_destroy(kc->commitq);
   kc->cq = kc->commitq = NULL;
   handle_close(&kc->h);
+}
+
+/* =============================================================================================
+ * Explicit transactions (txn_begin/commit/abort/send_offsets). The blocking librdkafka calls
+ * run on the pool; a commit or abort first waits for the receipts of its sends, so the flush
+ * librdkafka does inside them finds no delivery report to serve off the loop thread.
+ * =========================================================================================== */
+
+static int txn_refuse(kproducer_t *kp, const char *what) {
+  if (!kp->txn) {
+    H->set_error(kp->h.rt, "this producer is not transactional (set the option "
+                           "transactional.id=ID)");
+    return SEA_ESTATE;
+  }
+  if (kp->failed) {
+    H->set_error(kp->h.rt, "%s", kp->fail_msg);
+    return kp->fail_status ? kp->fail_status : SEA_ESTATE;
+  }
+  if (kp->txn_state == TXN_FAILED) {
+    H->set_error(kp->h.rt, "transactions failed on this producer");
+    return SEA_ESTATE;
+  }
+  (void)what;
+  return 0;
+}
+
+static int kafka_txn_begin(void *impl) {
+  kproducer_t *kp = impl;
+  int rc = txn_refuse(kp, "txn_begin");
+  if (rc)
+    return rc;
+  switch (kp->txn_state) {
+  case TXN_INIT:
+  case TXN_COMMITTING: /* begins once transactions are set up / the implicit commit is done */
+    if (kp->txn_explicit && kp->begin_pending) {
+      H->set_error(kp->h.rt, "a transaction is already begun");
+      return SEA_ESTATE;
+    }
+    kp->txn_explicit = 1;
+    kp->begin_pending = 1;
+    return 0;
+  case TXN_OPEN:
+    if (kp->txn_explicit) {
+      H->set_error(kp->h.rt, "a transaction is already open");
+      return SEA_ESTATE;
+    }
+    /* The implicit transaction opened after setup becomes this one, if nothing is in it. */
+    if (kp->sent > kp->txn_base) {
+      H->set_error(kp->h.rt,
+                   "%" PRIu64 " message(s) were sent before txn_begin and are in an implicit "
+                   "transaction: flush (which commits them) before txn_begin",
+                   kp->sent - kp->txn_base);
+      return SEA_ESTATE;
+    }
+    kp->txn_explicit = 1;
+    return 0;
+  case TXN_ENDING:
+    H->set_error(kp->h.rt, "the last transaction is still ending (begin from its callback)");
+    return SEA_ESTATE;
+  default: /* TXN_IDLE */
+    kp->begin_pending = 1;
+    txn_begin(kp);
+    if (kp->txn_state == TXN_OPEN)
+      return 0;
+    H->set_error(kp->h.rt, "%s", kp->fail_msg);
+    return SEA_EBACKEND;
+  }
+}
+
+/* A commit or abort in TXN_ENDING starts once every send has its receipt and no send_offsets
+ * runs; a failure of the producer meanwhile fails it. */
+static void txn_end_maybe(kproducer_t *kp) {
+  if (kp->end_started || kp->end_op == NULL)
+    return;
+  const char *what = kp->end_abort ? "txn_abort" : "txn_commit";
+  if (kp->failed) {
+    sea_op_t *op = kp->end_op;
+    kp->end_op = NULL;
+    kp->txn_state = TXN_FAILED;
+    H->op_done(op, kp->fail_status ? kp->fail_status : SEA_EBACKEND, "%s: %s", what, kp->fail_msg);
+    return;
+  }
+  if (kp->receipted < kp->sent || kp->offset_jobs > 0)
+    return;
+  txn_job_t *j = H->calloc(1, sizeof *j);
+  if (j) {
+    j->kp = kp;
+    j->kind = kp->end_abort ? JOB_ABORT : JOB_COMMIT;
+    j->commit = !kp->end_abort;
+    j->op = kp->end_op;
+  }
+  if (j == NULL || txn_queue(kp, j) != 0) {
+    H->free(j);
+    sea_op_t *op = kp->end_op;
+    kp->end_op = NULL;
+    kp->txn_state = TXN_OPEN; /* nothing happened: it may be tried again */
+    H->op_done(op, SEA_ENOMEM, "%s: cannot queue the call", what);
+    return;
+  }
+  kp->end_started = 1;
+}
+
+static void txn_explicit_after(kproducer_t *kp, txn_job_t *j) {
+  char msg[700];
+  if (j->kind == JOB_OFFSETS) {
+    kp->offset_jobs--;
+    if (j->status)
+      H->op_done(j->op, j->status, "txn_send_offsets: %s%s", j->msg,
+                 j->aborted < 0 ? " (fatal)" : " (abort the transaction)");
+    else
+      H->op_done(j->op, 0, NULL);
+    if (j->aborted < 0) {
+      snprintf(msg, sizeof msg, "kafka: send offsets to the transaction: %s", j->msg);
+      kp->txn_state = TXN_FAILED;
+      producer_fail_purge(kp, j->status, msg);
+    }
+    schedule_again(&kp->h); /* an end may have waited for this */
+    return;
+  }
+  const char *what = j->kind == JOB_ABORT ? "txn_abort" : "txn_commit";
+  kp->end_op = NULL;
+  kp->end_started = 0;
+  if (j->status == 0) {
+    kp->txn_state = TXN_IDLE;
+    H->op_done(j->op, 0, NULL);
+  } else if (j->aborted < 0) {
+    snprintf(msg, sizeof msg, "kafka: %s: %s", what, j->msg);
+    kp->txn_state = TXN_FAILED;
+    H->op_done(j->op, j->status, "%s: %s (fatal)", what, j->msg);
+    producer_fail_purge(kp, j->status, msg);
+  } else {
+    /* A commit that needed an abort was aborted (txn_work); a retriable failure leaves the
+     * transaction open to try again. */
+    kp->txn_state = j->aborted > 0 || !j->retriable ? TXN_IDLE : TXN_OPEN;
+    H->op_done(j->op, j->status, "%s%s: %s", what, j->aborted > 0 ? " (aborted)" : "", j->msg);
+  }
+  if (kp->want_ready) {
+    kp->want_ready = 0;
+    H->producer_ready(kp->p); /* a sender waiting gets its answer (a transaction or none) */
+  }
+}
+
+static int txn_end(kproducer_t *kp, sea_op_t *op, int abort_) {
+  const char *what = abort_ ? "txn_abort" : "txn_commit";
+  int rc = txn_refuse(kp, what);
+  if (rc)
+    return rc;
+  if (kp->txn_state != TXN_OPEN || !kp->txn_explicit) {
+    H->set_error(kp->h.rt, "no transaction is open (call sea_producer_txn_begin first)");
+    return SEA_ESTATE;
+  }
+  kp->txn_state = TXN_ENDING;
+  kp->end_op = op;
+  kp->end_abort = abort_;
+  kp->end_started = 0;
+  schedule_again(&kp->h); /* the drain starts it once the receipts are in */
+  return 0;
+}
+
+static int kafka_txn_commit(void *impl, sea_op_t *op) {
+  return txn_end(impl, op, 0);
+}
+
+static int kafka_txn_abort(void *impl, sea_op_t *op) {
+  return txn_end(impl, op, 1);
+}
+
+static int kafka_txn_send_offsets(void *impl, void *cimpl, sea_op_t *op) {
+  kproducer_t *kp = impl;
+  kconsumer_t *kc = cimpl;
+  int rc = txn_refuse(kp, "txn_send_offsets");
+  if (rc)
+    return rc;
+  if (kp->txn_state != TXN_OPEN || !kp->txn_explicit) {
+    H->set_error(kp->h.rt, "no transaction is open (call sea_producer_txn_begin first)");
+    return SEA_ESTATE;
+  }
+  if (kc->mode == SEA_MODE_REALTIME) {
+    H->set_error(kp->h.rt, "a realtime consumer has no group to commit for (use mode=resumable "
+                           "or load-balanced with a group)");
+    return SEA_ESTATE;
+  }
+  /* What the consumer acked, or, if it acked nothing, everything it delivered. */
+  const kposlist_t *pl = kc->acked.n ? &kc->acked : &kc->delivered;
+  if (pl->n == 0) {
+    H->op_done(op, 0, NULL); /* nothing consumed yet: nothing to commit */
+    return 0;
+  }
+  txn_job_t *j = H->calloc(1, sizeof *j);
+  if (j == NULL)
+    return SEA_ENOMEM;
+  j->kp = kp;
+  j->kind = JOB_OFFSETS;
+  j->op = op;
+  j->offsets = rd_kafka_topic_partition_list_new((int)pl->n);
+  for (size_t i = 0; i < pl->n; i++)
+    rd_kafka_topic_partition_list_add(j->offsets, pl->v[i].key, pl->v[i].partition)->offset =
+        pl->v[i].next;
+  j->cgmd = rd_kafka_consumer_group_metadata(kc->h.rk);
+  if (j->cgmd == NULL || txn_queue(kp, j) != 0) {
+    rd_kafka_topic_partition_list_destroy(j->offsets);
+    if (j->cgmd)
+      rd_kafka_consumer_group_metadata_destroy(j->cgmd);
+    H->free(j);
+    H->set_error(kp->h.rt, "cannot get the consumer's group metadata");
+    return SEA_EBACKEND;
+  }
+  kp->offset_jobs++;
+  kc->in_txn = 1;
+  return 0;
 }
 
 /* ---- the descriptor ---- */
@@ -1869,6 +2235,10 @@ static const sea_plugin_t kafka_plugin = {
     .consumer_ack = kafka_consumer_ack,
     .consumer_commit = kafka_consumer_commit,
     .consumer_close = kafka_consumer_close,
+    .producer_txn_begin = kafka_txn_begin,
+    .producer_txn_commit = kafka_txn_commit,
+    .producer_txn_abort = kafka_txn_abort,
+    .producer_txn_send_offsets = kafka_txn_send_offsets,
 };
 
 SEA_PLUGIN_ENTRY(kafka) {

@@ -649,6 +649,225 @@ static void test_transactions(void) {
   finish(rt, s);
 }
 
+/* ---- explicit transactions ---- */
+
+typedef struct done {
+  int n, status;
+} done_t;
+
+static void on_done(void *data, int status) {
+  done_t *d = data;
+  d->n++;
+  d->status = status;
+}
+
+/* Wait for one operation started with on_done; returns its status. */
+static int wait_done(sea_runtime_t *rt, done_t *d) {
+  int before = d->n;
+  CHECK(run_until(rt, &d->n, before + 1));
+  return d->status;
+}
+
+/* Send "<prefix>-i" for i < n, waiting for the drain when the producer is not ready yet. */
+static void send_n(sea_runtime_t *rt, sea_producer_t *p, prod_t *r, const char *prefix, int n) {
+  for (int i = 0; i < n; i++) {
+    char payload[64];
+    snprintf(payload, sizeof payload, "%s-%d", prefix, i);
+    int rc;
+    while ((rc = sea_producer_send_bytes(p, NULL, payload, strlen(payload), NULL)) == SEA_EAGAIN) {
+      int d = r->drains;
+      if (!run_until(rt, &r->drains, d + 1))
+        break;
+    }
+    CHECK_EQ_INT(rc, 0);
+  }
+}
+
+static void read_topic(sea_streamer_t *s, sea_runtime_t *rt, cons_t *k, const char *isolation) {
+  sea_options_t *o = opts3("start=beginning", "stop_at_end=true", isolation);
+  sea_consumer_t *c = open_consumer(s, k, o, 1);
+  sea_options_free(o);
+  CHECK(run_until(rt, &k->ended, 1));
+  CHECK_EQ_INT(k->end_status, SEA_EOF);
+  sea_consumer_close(c);
+}
+
+/* txn_begin/commit/abort: a read_committed reader sees the committed transactions only; sends
+ * outside a transaction and commits without one are refused with a message. */
+static void test_txn_explicit(void) {
+  char topic[128], tid[160];
+  topic_name(topic, sizeof topic, "txnx");
+  snprintf(tid, sizeof tid, "transactional.id=txx-%s", topic);
+  sea_runtime_t *rt;
+  sea_runtime_new(&rt);
+  sea_streamer_t *s = connect_to(rt, topic, NULL);
+  sea_options_t *o = opts3(tid, NULL, NULL);
+  prod_t r;
+  sea_producer_t *p = open_producer(s, &r, o);
+  sea_options_free(o);
+  done_t d = {0, 0};
+  /* Begun while transactions are still being set up: the sends wait for it. */
+  CHECK_EQ_INT(sea_producer_txn_begin(p), 0);
+  CHECK_EQ_INT(sea_producer_txn_begin(p), SEA_ESTATE);
+  CHECK_CONTAINS(sea_producer_errmsg(p), "txn_begin: a transaction is already");
+  send_n(rt, p, &r, "c", 5);
+  CHECK_EQ_INT(sea_producer_txn_commit(p, on_done, &d), 0);
+  CHECK_EQ_INT(wait_done(rt, &d), 0);
+  CHECK_EQ_INT(r.receipts, 5);
+  /* No transaction open now. */
+  CHECK_EQ_INT(sea_producer_send_bytes(p, NULL, "stray", 5, NULL), SEA_ESTATE);
+  CHECK_CONTAINS(sea_producer_errmsg(p), "no transaction is open");
+  CHECK_EQ_INT(sea_producer_txn_commit(p, on_done, &d), SEA_ESTATE);
+  CHECK_CONTAINS(sea_producer_errmsg(p), "txn_commit: no transaction is open");
+  CHECK_EQ_INT(sea_producer_txn_abort(p, on_done, &d), SEA_ESTATE);
+  CHECK_CONTAINS(sea_producer_errmsg(p), "txn_abort: no transaction is open");
+  /* Aborted. */
+  CHECK_EQ_INT(sea_producer_txn_begin(p), 0);
+  send_n(rt, p, &r, "a", 3);
+  CHECK_EQ_INT(sea_producer_txn_abort(p, on_done, &d), 0);
+  CHECK_EQ_INT(wait_done(rt, &d), 0);
+  /* A flush in an explicit transaction does not commit it: an abort still discards. */
+  CHECK_EQ_INT(sea_producer_txn_begin(p), 0);
+  send_n(rt, p, &r, "f", 2);
+  int before = r.flushed;
+  CHECK_EQ_INT(sea_producer_flush(p, on_flushed, &r), 0);
+  CHECK(run_until(rt, &r.flushed, before + 1));
+  CHECK_EQ_INT(r.flush_status, 0);
+  CHECK_EQ_INT(sea_producer_txn_abort(p, on_done, &d), 0);
+  CHECK_EQ_INT(wait_done(rt, &d), 0);
+  /* Committed again. */
+  CHECK_EQ_INT(sea_producer_txn_begin(p), 0);
+  send_n(rt, p, &r, "d", 2);
+  CHECK_EQ_INT(sea_producer_txn_commit(p, on_done, &d), 0);
+  CHECK_EQ_INT(wait_done(rt, &d), 0);
+  CHECK_EQ_INT(r.errors, 0);
+  CHECK_EQ_INT(r.receipts, 12);
+  sea_producer_close(p);
+
+  /* Not transactional: refused with what to do. */
+  p = open_producer(s, &r, NULL);
+  CHECK_EQ_INT(sea_producer_txn_begin(p), SEA_ESTATE);
+  CHECK_CONTAINS(sea_producer_errmsg(p), "transactional.id");
+  sea_producer_close(p);
+
+  cons_t k;
+  read_topic(s, rt, &k, "isolation.level=read_committed");
+  CHECK_EQ_INT(k.count, 7);
+  CHECK_STR(k.payload[0], "c-0");
+  CHECK_STR(k.payload[4], "c-4");
+  CHECK_STR(k.payload[5], "d-0");
+  CHECK_STR(k.payload[6], "d-1");
+  read_topic(s, rt, &k, "isolation.level=read_uncommitted");
+  CHECK_EQ_INT(k.count, 12);
+  finish(rt, s);
+}
+
+/* Consume from A in a group, produce to B, send the consumer's offsets, commit: the group moves
+ * on in A and B has the messages; aborted, the group's offset stays. */
+static void test_txn_consume_transform_produce(void) {
+  char ta[128], tb[128], group[160], tid[200];
+  topic_name(ta, sizeof ta, "ctpa");
+  topic_name(tb, sizeof tb, "ctpb");
+  snprintf(group, sizeof group, "group=g-%s", ta);
+  snprintf(tid, sizeof tid, "transactional.id=ctp-%s", ta);
+  sea_runtime_t *rt;
+  sea_runtime_new(&rt);
+  sea_streamer_t *sa = connect_to(rt, ta, NULL);
+  sea_streamer_t *sb = connect_to(rt, tb, NULL);
+  prod_t ra, rb;
+  sea_producer_t *pa = open_producer(sa, &ra, NULL);
+  produce_n(rt, pa, &ra, "x", 4, 0);
+  sea_options_t *to = opts3(tid, NULL, NULL);
+  sea_producer_t *pb = open_producer(sb, &rb, to);
+  sea_options_free(to);
+  sea_options_t *go = opts3("mode=resumable", group, "stop_at_end=true");
+  sea_options_set(go, "reset", "earliest");
+  done_t d = {0, 0};
+
+  /* Round 1: everything delivered goes in, and the transaction is aborted. */
+  cons_t k;
+  sea_consumer_t *c = open_consumer(sa, &k, go, 1);
+  CHECK(run_until(rt, &k.ended, 1));
+  CHECK_EQ_INT(k.count, 4);
+  CHECK_EQ_INT(sea_producer_txn_begin(pb), 0);
+  send_n(rt, pb, &rb, "X", 4);
+  CHECK_EQ_INT(sea_producer_txn_send_offsets(pb, c, on_done, &d), 0);
+  CHECK_EQ_INT(wait_done(rt, &d), 0);
+  CHECK_EQ_INT(sea_producer_txn_abort(pb, on_done, &d), 0);
+  CHECK_EQ_INT(wait_done(rt, &d), 0);
+  sea_consumer_close(c);
+
+  /* Round 2: unmoved, so x-0 again; only what was acked (up to x-1) goes in; committed. */
+  c = open_consumer(sa, &k, go, 0);
+  k.ack_seq = 1;
+  CHECK_EQ_INT(sea_consumer_start(c, on_batch, on_end), 0);
+  CHECK(run_until(rt, &k.ended, 1));
+  CHECK_EQ_INT(k.count, 4);
+  CHECK_STR(k.payload[0], "x-0");
+  CHECK_EQ_INT(k.acked, 1);
+  CHECK_EQ_INT(sea_producer_txn_begin(pb), 0);
+  send_n(rt, pb, &rb, "Y", 2);
+  CHECK_EQ_INT(sea_producer_txn_send_offsets(pb, c, on_done, &d), 0);
+  CHECK_EQ_INT(wait_done(rt, &d), 0);
+  CHECK_EQ_INT(sea_producer_txn_commit(pb, on_done, &d), 0);
+  CHECK_EQ_INT(wait_done(rt, &d), 0);
+  sea_consumer_close(c);
+
+  /* Round 3: resumes after x-1; everything delivered goes in; committed. */
+  produce_n(rt, pa, &ra, "z", 2, 0);
+  c = open_consumer(sa, &k, go, 1);
+  CHECK(run_until(rt, &k.ended, 1));
+  CHECK_EQ_INT(k.count, 4);
+  CHECK_STR(k.payload[0], "x-2");
+  CHECK_STR(k.payload[3], "z-1");
+  CHECK_EQ_INT(sea_producer_txn_begin(pb), 0);
+  send_n(rt, pb, &rb, "Z", 4);
+  CHECK_EQ_INT(sea_producer_txn_send_offsets(pb, c, on_done, &d), 0);
+  CHECK_EQ_INT(wait_done(rt, &d), 0);
+  CHECK_EQ_INT(sea_producer_txn_commit(pb, on_done, &d), 0);
+  CHECK_EQ_INT(wait_done(rt, &d), 0);
+  sea_consumer_close(c);
+
+  /* The group is at the end of A. */
+  c = open_consumer(sa, &k, go, 1);
+  CHECK(run_until(rt, &k.ended, 1));
+  CHECK_EQ_INT(k.end_status, SEA_EOF);
+  CHECK_EQ_INT(k.count, 0);
+
+  /* Refusals: a realtime consumer has no group; a consumer of another backend. */
+  sea_options_t *ro = opts3("stop_at_end=true", NULL, NULL);
+  cons_t kr;
+  sea_consumer_t *cr = open_consumer(sa, &kr, ro, 0);
+  sea_options_free(ro);
+  CHECK_EQ_INT(sea_producer_txn_begin(pb), 0);
+  CHECK_EQ_INT(sea_producer_txn_send_offsets(pb, cr, on_done, &d), SEA_ESTATE);
+  CHECK_CONTAINS(sea_producer_errmsg(pb), "txn_send_offsets: a realtime consumer has no group");
+  sea_consumer_close(cr);
+  sea_streamer_t *sm = NULL;
+  CHECK_EQ_INT(sea_connect(rt, "mem://ctp/a", NULL, &sm), 0);
+  sea_consumer_t *cm = NULL;
+  CHECK_EQ_INT(sea_consumer_open(sm, NULL, &cm), 0);
+  CHECK_EQ_INT(sea_producer_txn_send_offsets(pb, cm, on_done, &d), SEA_EINVAL);
+  CHECK_CONTAINS(sea_producer_errmsg(pb),
+                 "the consumer is of backend mem and the producer of kafka");
+  CHECK_EQ_INT(sea_producer_txn_abort(pb, on_done, &d), 0);
+  CHECK_EQ_INT(wait_done(rt, &d), 0);
+  sea_consumer_close(cm);
+  sea_streamer_close(sm);
+  sea_consumer_close(c);
+  sea_options_free(go);
+  sea_producer_close(pa);
+  sea_producer_close(pb);
+
+  /* B holds the committed Y and Z messages only. */
+  read_topic(sb, rt, &k, "isolation.level=read_committed");
+  CHECK_EQ_INT(k.count, 6);
+  CHECK_STR(k.payload[0], "Y-0");
+  CHECK_STR(k.payload[2], "Z-0");
+  sea_streamer_close(sa);
+  finish(rt, sb);
+}
+
 /* Faults, with librdkafka's mock cluster (3 brokers, in this process) in place of the broker:
  * produce requests fail (leader moved, timeouts, dropped connections) and are retried; with
  * acks=all and idempotence nothing is lost and nothing is duplicated. */
@@ -832,6 +1051,8 @@ int main(int argc, char **argv) {
                {"load_balanced", test_load_balanced},
                {"backpressure", test_backpressure},
                {"transactions", test_transactions},
+               {"txn_explicit", test_txn_explicit},
+               {"txn_ctp", test_txn_consume_transform_produce},
                {"mock_faults", test_mock_faults},
                {"bad_input", test_bad_input}};
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {

@@ -151,8 +151,9 @@ typedef struct sea_host {
   void (*producer_fail)(sea_producer_t *p, int status, const char *fmt, ...);
   /* Complete an asynchronous operation (flush, end, seek, rewind, commit). */
   void (*op_done)(sea_op_t *op, int status, const char *fmt, ...);
-  /* Set the message of the error the current operation is about to return (connect, open, and
-   * producer_send: the host words the refusal "send to '<key>': <message>"). */
+  /* Set the message of the error the current operation is about to return (connect, open,
+   * producer_send: the host words the refusal "send to '<key>': <message>", and the txn
+   * operations: "txn_commit: <message>"). */
   void (*set_error)(sea_runtime_t *rt, const char *fmt, ...);
 
   /* For backends whose node is a path (file://./feed.ss): the host split the URI's last segment
@@ -232,7 +233,18 @@ typedef struct sea_plugin {
   int (*consumer_commit)(void *consumer_impl, sea_op_t *op);
   void (*consumer_close)(void *consumer_impl);
 
-  void *reserved[24];
+  /* Transactions (optional; see sea_producer_txn_begin). begin opens a transaction now (or once
+   * the backend is ready: sends may meet SEA_EAGAIN until then). commit and abort complete op
+   * when the transaction is committed or aborted; send_offsets puts the consumer's positions
+   * into the open transaction: consumer_impl is the impl a consumer of this same plugin got
+   * from consumer_open (the host checks that the backends match). */
+  int (*producer_txn_begin)(void *producer_impl);                /* added in 1.0 (pre-release) */
+  int (*producer_txn_commit)(void *producer_impl, sea_op_t *op); /* added in 1.0 (pre-release) */
+  int (*producer_txn_abort)(void *producer_impl, sea_op_t *op);  /* added in 1.0 (pre-release) */
+  int (*producer_txn_send_offsets)(void *producer_impl, void *consumer_impl,
+                                   sea_op_t *op); /* added in 1.0 (pre-release) */
+
+  void *reserved[20];
 } sea_plugin_t;
 
 /* Sizes of the v1.0 structs, the smallest the loader accepts: fixed numbers (a header, then

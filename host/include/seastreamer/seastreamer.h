@@ -300,6 +300,19 @@ SEA_EXTERN int sea_producer_flush(sea_producer_t *p, sea_done_cb cb, void *data)
 SEA_EXTERN int sea_producer_end(sea_producer_t *p, sea_done_cb cb, void *data);
 /* Close now. Receipts still outstanding are reported with SEA_ECANCELED first. */
 SEA_EXTERN void sea_producer_close(sea_producer_t *p);
+/* Transactions, on a backend with SEA_CAP_TRANSACTIONS (Kafka, with transactional.id set);
+ * others answer SEA_ENOTSUP. begin opens a transaction: the sends that follow are in it. commit
+ * waits for their receipts and makes them visible to read_committed readers, all or nothing;
+ * abort discards them (sends not yet written are canceled). send_offsets puts the consumer's
+ * positions (what it acked, or everything it delivered if it acked nothing) into the open
+ * transaction with its group, so they are committed with it (consume-transform-produce, exactly
+ * once); both handles must be of the same backend (else SEA_EINVAL). Once txn_begin was called,
+ * flush no longer commits (see the backend's documentation). */
+SEA_EXTERN int sea_producer_txn_begin(sea_producer_t *p);
+SEA_EXTERN int sea_producer_txn_commit(sea_producer_t *p, sea_done_cb cb, void *data);
+SEA_EXTERN int sea_producer_txn_abort(sea_producer_t *p, sea_done_cb cb, void *data);
+SEA_EXTERN int sea_producer_txn_send_offsets(sea_producer_t *p, sea_consumer_t *c, sea_done_cb cb,
+                                             void *data);
 SEA_EXTERN size_t sea_producer_inflight(const sea_producer_t *p);
 SEA_EXTERN int sea_producer_error(const sea_producer_t *p);
 SEA_EXTERN const char *sea_producer_errmsg(const sea_producer_t *p);

@@ -26,12 +26,16 @@ static int rec_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *ur
   *impl = NULL;
   return 0;
 }
-static void rec_disconnect(void *impl) {}
+static void rec_disconnect(void *impl) {
+}
 static int rec_popen(void *s, sea_producer_t *p, const sea_open_args_t *a, void **impl) {
   return 0;
 }
-static int rec_send(void *impl, const sea_message_t *m, unsigned flags, void *token) { return 0; }
-static void rec_pclose(void *impl) {}
+static int rec_send(void *impl, const sea_message_t *m, unsigned flags, void *token) {
+  return 0;
+}
+static void rec_pclose(void *impl) {
+}
 
 static const char *const rec_schemes[] = {"rec", NULL};
 static const sea_plugin_t rec_plugin = {
@@ -73,15 +77,21 @@ static void on_timer(sea_timer_t *t, void *data) {
     H->timer_stop(t);
 }
 
-static void on_wakeup(sea_wakeup_t *w, void *data) { wakeups++; }
+static void on_wakeup(sea_wakeup_t *w, void *data) {
+  wakeups++;
+}
 
 static void *thread_main(void *arg) {
   H->wakeup_send(wk); /* from another thread */
   return NULL;
 }
 
-static void work(void *data) { work_ran = (int)(pthread_self() != *(pthread_t *)data); }
-static void after_work(void *data, int status) { after_ran = status == 0 ? 1 : -1; }
+static void work(void *data) {
+  work_ran = (int)(pthread_self() != *(pthread_t *)data);
+}
+static void after_work(void *data, int status) {
+  after_ran = status == 0 ? 1 : -1;
+}
 
 static void test_loop_services(void) {
   sea_runtime_t *rt;

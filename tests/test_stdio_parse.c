@@ -133,8 +133,8 @@ static void test_valid_lines(void) {
 
   stdio_line_t l;
   const char *max = "[k | 18446744073709551615 | 18446744073709551615] x";
-  CHECK(stdio_parse_line_with(max, strlen(max), sea_parse_timestamp, &l, NULL) == 0 && l.has_seq && l.has_shard &&
-            l.seq == UINT64_MAX && l.shard == UINT64_MAX,
+  CHECK(stdio_parse_line_with(max, strlen(max), sea_parse_timestamp, &l, NULL) == 0 && l.has_seq &&
+            l.has_shard && l.seq == UINT64_MAX && l.shard == UINT64_MAX,
         "u64 max seq and shard");
 }
 
@@ -153,15 +153,20 @@ static void test_line_ends(void) {
 
   /* Only one '\r' goes: the one that belongs to the line end. */
   stdio_line_t l;
-  CHECK(stdio_parse_line_with("a\r\r", 3, sea_parse_timestamp, &l, NULL) == 0 && str_is(l.payload, l.payload_len, "a\r"),
+  CHECK(stdio_parse_line_with("a\r\r", 3, sea_parse_timestamp, &l, NULL) == 0 &&
+            str_is(l.payload, l.payload_len, "a\r"),
         "one \\r stripped");
   /* A '\r' inside the header block is trimmed like a space. */
-  CHECK(stdio_parse_line_with("[orders\r] x", 11, sea_parse_timestamp, &l, NULL) == 0 && str_is(l.key, l.key_len, "orders"),
+  CHECK(stdio_parse_line_with("[orders\r] x", 11, sea_parse_timestamp, &l, NULL) == 0 &&
+            str_is(l.key, l.key_len, "orders"),
         "\\r in header trimmed");
   /* A length shorter than the string: bytes past len are not looked at. */
-  CHECK(stdio_parse_line_with("[orders] hi]", 6, sea_parse_timestamp, &l, NULL) == SEA_EFORMAT, "len limits the search");
+  CHECK(stdio_parse_line_with("[orders] hi]", 6, sea_parse_timestamp, &l, NULL) == SEA_EFORMAT,
+        "len limits the search");
   /* Embedded NUL in the payload is just a byte. */
-  CHECK(stdio_parse_line_with("[k] a\0b", 7, sea_parse_timestamp, &l, NULL) == 0 && l.payload_len == 3, "NUL in payload");
+  CHECK(stdio_parse_line_with("[k] a\0b", 7, sea_parse_timestamp, &l, NULL) == 0 &&
+            l.payload_len == 3,
+        "NUL in payload");
 }
 
 static void test_malformed(void) {
@@ -220,8 +225,8 @@ static void test_key_length(void) {
   const char *why = NULL;
 
   int n = snprintf(line, sizeof line, "[%.*s | 3] p", SEA_STREAM_KEY_MAX, key);
-  CHECK(stdio_parse_line_with(line, (size_t)n, sea_parse_timestamp, &l, &why) == 0 && l.key_len == SEA_STREAM_KEY_MAX &&
-            l.has_seq && l.seq == 3,
+  CHECK(stdio_parse_line_with(line, (size_t)n, sea_parse_timestamp, &l, &why) == 0 &&
+            l.key_len == SEA_STREAM_KEY_MAX && l.has_seq && l.seq == 3,
         "249-byte key accepted");
 
   n = snprintf(line, sizeof line, "[%.*s | 3] p", SEA_STREAM_KEY_MAX + 1, key);

@@ -87,15 +87,9 @@ int main(int argc, char **argv) {
   static const struct {
     const char *name;
     int (*fn)(int, char **);
-  } cmds[] = {{"relay", cmd_relay},
-              {"consume", cmd_consume},
-              {"produce", cmd_produce},
-              {"plugins", cmd_plugins},
-              {"clock", cmd_clock},
-              {"decode", cmd_decode},
-              {"verify", cmd_verify},
-              {"repair", cmd_repair},
-              {"run", cmd_run}};
+  } cmds[] = {{"relay", cmd_relay},     {"consume", cmd_consume}, {"produce", cmd_produce},
+              {"plugins", cmd_plugins}, {"clock", cmd_clock},     {"decode", cmd_decode},
+              {"verify", cmd_verify},   {"repair", cmd_repair},   {"run", cmd_run}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (strcmp(cmd, cmds[i].name) == 0)
       return cmds[i].fn(argc - 1, argv + 1);

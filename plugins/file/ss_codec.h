@@ -35,7 +35,7 @@ typedef void *(*ss_realloc_fn)(void *p, size_t size);
 
 uint16_t ss_crc16(uint16_t crc, const uint8_t *p, size_t len);
 int ss_key_valid(const uint8_t *key, size_t len); /* the frame rules: 0..249 of [A-Za-z0-9._-] */
-int ss_utf8_valid(const uint8_t *s, size_t n); /* strict UTF-8: no overlongs or surrogates */
+int ss_utf8_valid(const uint8_t *s, size_t n);    /* strict UTF-8: no overlongs or surrogates */
 
 /* ---- header (section 3) ---- */
 typedef struct ss_header {

@@ -171,6 +171,9 @@ int sea__parse_bool(const char *s, bool *out);
 
 /* streamer.c: what the host table's "back to the host" members call */
 sea_op_t *sea__op_new(sea_runtime_t *rt, const char *what, sea_done_cb cb, void *data);
+/* sea_producer_send with SEA_SEND_* flags for the plugin (the relay keeps input headers). */
+int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned flags,
+                             void *token);
 void sea__deliver(sea_consumer_t *c, sea_batch_t *batch);
 void sea__consumer_end(sea_consumer_t *c, int status, const char *fmt, ...) SEA__PRINTF(3, 4);
 void sea__receipt(sea_producer_t *p, void *token, int status, const sea_meta_t *meta);

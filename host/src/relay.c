@@ -5,9 +5,6 @@
 
 #include "internal.h"
 
-int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned flags,
-                             void *token);
-
 /* One consumed batch in flight: kept alive until every message in it has its receipt, because
  * acknowledging a message needs the message. */
 typedef struct pending {

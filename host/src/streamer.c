@@ -458,9 +458,6 @@ static const char *intern_cached(sea_producer_t *p, const char *key, int *err) {
 }
 
 int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned flags,
-                             void *token);
-
-int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned flags,
                              void *token) {
   if (p->closing || p->ended) {
     set_msg(p->errmsg, "send: the producer has %s", p->closing ? "been closed" : "ended");

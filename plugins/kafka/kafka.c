@@ -86,9 +86,6 @@ static int make_conf(sea_runtime_t *rt, const char *brokers, const sea_options_t
                      rd_kafka_conf_t **out) {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   int rc = conf_set(rt, conf, "bootstrap.servers", brokers);
-  /* Logs go to a queue we serve on the loop thread, so they reach host->log from there. */
-  if (rc == 0)
-    rc = conf_set(rt, conf, "log.queue", "true");
   size_t n = opts ? H->option_count(opts) : 0;
   for (size_t i = 0; rc == 0 && i < n; i++) {
     const char *k, *v;
@@ -184,7 +181,10 @@ static void on_pipe(sea_watch_t *w, int status, int events, void *data) {
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
   khandle_t *h = rd_kafka_opaque(rk);
-  if (h == NULL || h->closed || !pthread_equal(h->loop, pthread_self()))
+  /* Called on librdkafka's own threads: host->log may be called from any thread. (Logs are not
+   * forwarded to the main queue with log.queue: in librdkafka 2.0.2 that stopped the queue's
+   * io-event wakeups after the first log, and the producer then waited forever.) */
+  if (h == NULL || __atomic_load_n(&h->closed, __ATOMIC_RELAXED))
     return;
   int l = level <= 3   ? SEA_LOG_ERROR
           : level <= 4 ? SEA_LOG_WARN
@@ -890,7 +890,6 @@ static int kafka_producer_open(void *simpl, sea_producer_t *p, const sea_open_ar
     return rc;
   }
   rd_kafka_queue_t *mq = rd_kafka_queue_get_main(kp->h.rk);
-  rd_kafka_set_log_queue(kp->h.rk, mq);
   rd_kafka_queue_io_event_enable(mq, kp->h.pipefd[1], "1", 1);
   rd_kafka_queue_destroy(mq);
   const char *topics[1];
@@ -1767,7 +1766,6 @@ static int kafka_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_ar
   }
   rd_kafka_poll_set_consumer(kc->h.rk);
   kc->cq = rd_kafka_queue_get_consumer(kc->h.rk);
-  rd_kafka_set_log_queue(kc->h.rk, kc->cq);
   rd_kafka_queue_io_event_enable(kc->cq, kc->h.pipefd[1], "1", 1);
   kc->commitq = rd_kafka_queue_new(kc->h.rk);
   rd_kafka_queue_io_event_enable(kc->commitq, kc->h.pipefd[1], "c", 1);

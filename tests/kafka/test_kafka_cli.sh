@@ -36,6 +36,16 @@ expect_status ss-produce-keyed 0 $?
 run kcat -b "$B" -C -t "$t2" -o beginning -e -q -f '%s\n' >"$T/out"
 expect_grep per-line-topic '^to-second$' "$T/out"
 
+# --- librdkafka's debug logs on: every message still goes out and the command ends (it used to
+# wait forever once a log had gone through the main queue) ---
+t4=$(topic debuglogs)
+seq 1 20000 | SEASTREAMER_LOG=debug run "$SS" produce -X debug=broker,msg "kafka://$B/$t4" 2>"$T/err"
+expect_status produce-with-debug-logs 0 $?
+expect_grep produce-with-debug-logs 'debug: kafka: ' "$T/err"
+run kcat -b "$B" -C -t "$t4" -o beginning -e -q -f '%s\n' | wc -l >"$T/out"
+echo 20000 >"$T/want"
+expect_same produce-with-debug-logs-count "$T/want" "$T/out"
+
 # --- a relay from Kafka to Kafka, and to stdio ---
 t3=$(topic relay)
 run "$SS" relay -o beginning -e "kafka://$B/$t" "kafka://$B/$t3" 2>"$T/err"

@@ -667,10 +667,51 @@ typedef struct prec {
   uint8_t data[];
 } prec_t;
 
-typedef struct pflush {
+/* Operations waiting for a counter to reach a target: a producer's flushes (receipts) and a
+ * consumer's commits (XACK replies). */
+typedef struct rwait {
   sea_op_t *op;
   uint64_t target;
-} pflush_t;
+} rwait_t;
+
+typedef struct rwaits {
+  rwait_t *v;
+  size_t n, cap;
+} rwaits_t;
+
+static int waits_add(rwaits_t *w, sea_op_t *op, uint64_t target) {
+  if (w->n == w->cap) {
+    size_t cap = w->cap ? w->cap * 2 : 4;
+    rwait_t *v = rhost->realloc(w->v, cap * sizeof *v);
+    if (v == NULL)
+      return SEA_ENOMEM;
+    w->v = v;
+    w->cap = cap;
+  }
+  w->v[w->n].op = op;
+  w->v[w->n].target = target;
+  w->n++;
+  return 0;
+}
+
+/* Complete, successfully, those whose target the counter has reached. */
+static void waits_reached(rwaits_t *w, uint64_t counter) {
+  size_t k = 0;
+  for (size_t i = 0; i < w->n; i++) {
+    if (w->v[i].target > counter)
+      w->v[k++] = w->v[i];
+    else
+      rhost->op_done(w->v[i].op, 0, NULL);
+  }
+  w->n = k;
+}
+
+/* Fail every one with status and msg. */
+static void waits_fail(rwaits_t *w, int status, const char *msg) {
+  for (size_t i = 0; i < w->n; i++)
+    rhost->op_done(w->v[i].op, status, "%s", msg);
+  w->n = 0;
+}
 
 typedef struct rprod {
   rstreamer_t *s;
@@ -684,9 +725,8 @@ typedef struct rprod {
   uint64_t rr;
   int full;
   int failed;
-  pflush_t *flushes;
-  size_t nflush, capflush;
-  char *cmd; /* the RESP of one XADD, reused */
+  rwaits_t flushes; /* waiting for resolved to reach their target */
+  char *cmd;        /* the RESP of one XADD, reused */
   size_t cmdcap;
 } rprod_t;
 
@@ -699,18 +739,10 @@ static void stream_name(char *buf, const char *key, uint32_t shards, uint32_t sh
 
 /* Complete the flushes whose messages all have their receipts (or all with an error). */
 static void prod_check_flushes(rprod_t *pr, int status, const char *msg) {
-  size_t k = 0;
-  for (size_t i = 0; i < pr->nflush; i++) {
-    if (status == 0 && pr->flushes[i].target > pr->resolved) {
-      pr->flushes[k++] = pr->flushes[i];
-      continue;
-    }
-    if (status)
-      rhost->op_done(pr->flushes[i].op, status, "%s", msg);
-    else
-      rhost->op_done(pr->flushes[i].op, 0, NULL);
-  }
-  pr->nflush = k;
+  if (status)
+    waits_fail(&pr->flushes, status, msg);
+  else
+    waits_reached(&pr->flushes, pr->resolved);
 }
 
 static int prod_write(rprod_t *pr, prec_t *r);
@@ -969,18 +1001,7 @@ static int prod_flush(void *impl, sea_op_t *op) {
     rhost->op_done(op, 0, NULL);
     return 0;
   }
-  if (pr->nflush == pr->capflush) {
-    size_t cap = pr->capflush ? pr->capflush * 2 : 4;
-    pflush_t *f = rhost->realloc(pr->flushes, cap * sizeof *f);
-    if (f == NULL)
-      return SEA_ENOMEM;
-    pr->flushes = f;
-    pr->capflush = cap;
-  }
-  pr->flushes[pr->nflush].op = op;
-  pr->flushes[pr->nflush].target = pr->accepted;
-  pr->nflush++;
-  return 0;
+  return waits_add(&pr->flushes, op, pr->accepted);
 }
 
 static void prod_close(void *impl) {
@@ -992,7 +1013,7 @@ static void prod_close(void *impl) {
     rhost->free(r);
     r = next;
   }
-  rhost->free(pr->flushes);
+  rhost->free(pr->flushes.v);
   rhost->free(pr->cmd);
   rhost->free(pr);
 }
@@ -1013,11 +1034,6 @@ typedef struct rstream {
   char *acks;        /* manual mode: ids acked and not committed, as "id\0id\0..." */
   size_t acklen, ackcap, nacks;
 } rstream_t;
-
-typedef struct rcommit {
-  sea_op_t *op;
-  uint64_t target;
-} rcommit_t;
 
 typedef struct rcons {
   rstreamer_t *s;
@@ -1045,8 +1061,7 @@ typedef struct rcons {
   uint64_t next_claim;
   unsigned claiming;
   uint64_t acks_sent, acks_done;
-  rcommit_t *commits;
-  size_t ncommit, capcommit;
+  rwaits_t commits; /* waiting for acks_done to reach their target */
   /* batches read while paused (a read was on the wire when pause came), delivered on resume */
   sea_batch_t **held;
   size_t nheld, capheld;
@@ -1063,9 +1078,7 @@ static void cons_end(rcons_t *rc, int status, const char *msg) {
     rhost->op_done(rc->pos_op, status, "%s", msg);
     rc->pos_op = NULL;
   }
-  for (size_t i = 0; i < rc->ncommit; i++)
-    rhost->op_done(rc->commits[i].op, status, "%s", msg);
-  rc->ncommit = 0;
+  waits_fail(&rc->commits, status, msg);
   rhost->consumer_end(rc->c, status, "%s", msg);
 }
 
@@ -1077,14 +1090,7 @@ static rstream_t *cons_find(rcons_t *rc, const char *name, size_t len) {
 }
 
 static void cons_check_commits(rcons_t *rc) {
-  size_t k = 0;
-  for (size_t i = 0; i < rc->ncommit; i++) {
-    if (rc->commits[i].target > rc->acks_done)
-      rc->commits[k++] = rc->commits[i];
-    else
-      rhost->op_done(rc->commits[i].op, 0, NULL);
-  }
-  rc->ncommit = k;
+  waits_reached(&rc->commits, rc->acks_done);
 }
 
 static void xack_cb(redisAsyncContext *ac, void *rep, void *priv) {
@@ -1663,12 +1669,14 @@ static void cons_on_lost(void *owner) {
   /* XACKs on the wire are lost; their entries come back as pending entries, so a commit that
    * waited for them did not happen */
   rc->acks_done = rc->acks_sent;
-  for (size_t i = 0; i < rc->ncommit; i++)
-    rhost->op_done(rc->commits[i].op, SEA_ECONNECT,
-                   R_NAME ": commit: the connection to %s was lost before XACK was answered; the "
-                          "entries will be delivered again",
-                   rc->s->addr);
-  rc->ncommit = 0;
+  if (rc->commits.n > 0) {
+    char msg[sizeof rc->s->addr + 160];
+    snprintf(msg, sizeof msg,
+             R_NAME ": commit: the connection to %s was lost before XACK was answered; the "
+                    "entries will be delivered again",
+             rc->s->addr);
+    waits_fail(&rc->commits, SEA_ECONNECT, msg);
+  }
 }
 
 static void cons_on_fail(void *owner, int status, const char *msg) {
@@ -1858,18 +1866,7 @@ static int cons_commit(void *impl, sea_op_t *op) {
     rhost->op_done(op, 0, NULL);
     return 0;
   }
-  if (rc->ncommit == rc->capcommit) {
-    size_t cap = rc->capcommit ? rc->capcommit * 2 : 4;
-    rcommit_t *a = rhost->realloc(rc->commits, cap * sizeof *a);
-    if (a == NULL)
-      return SEA_ENOMEM;
-    rc->commits = a;
-    rc->capcommit = cap;
-  }
-  rc->commits[rc->ncommit].op = op;
-  rc->commits[rc->ncommit].target = rc->acks_sent;
-  rc->ncommit++;
-  return 0;
+  return waits_add(&rc->commits, op, rc->acks_sent);
 }
 
 static void cons_close(void *impl) {
@@ -1883,7 +1880,7 @@ static void cons_close(void *impl) {
   for (size_t i = 0; i < rc->nst; i++)
     rhost->free(rc->st[i].acks);
   rhost->free(rc->st);
-  rhost->free(rc->commits);
+  rhost->free(rc->commits.v);
   rhost->free(rc);
 }
 

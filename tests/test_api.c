@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "test.h"
+#include "test_opts.h"
 
 const sea_plugin_t *sea_plugin_entry_mem(const sea_host_t *host);
 const sea_plugin_t *sea_plugin_entry_stdio(const sea_host_t *host);
@@ -25,14 +26,7 @@ static sea_runtime_t *new_runtime(void) {
   return rt;
 }
 
-static sea_options_t *opts(const char *a, const char *b, const char *c) {
-  sea_options_t *o = sea_options_new();
-  const char *kv[] = {a, b, c};
-  for (int i = 0; i < 3; i++)
-    if (kv[i])
-      sea_options_parse(o, kv[i]);
-  return o;
-}
+#define opts(...) TEST_OPTS(__VA_ARGS__)
 
 /* ---- producer: receipts, flush ---- */
 

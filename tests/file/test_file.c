@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "test.h"
+#include "test_opts.h"
 
 #include <seastreamer/plugin.h>
 
@@ -31,14 +32,7 @@ static void path_of(char *out, size_t n, const char *name) {
   snprintf(out, n, "%s/%s", dir, name);
 }
 
-static sea_options_t *opts(const char *a, const char *b, const char *c) {
-  sea_options_t *o = sea_options_new();
-  const char *kv[] = {a, b, c};
-  for (int i = 0; i < 3; i++)
-    if (kv[i])
-      sea_options_parse(o, kv[i]);
-  return o;
-}
+#define opts(...) TEST_OPTS(__VA_ARGS__)
 
 static void on_receipt(sea_producer_t *p, void *token, int status, const sea_meta_t *meta) {
   got_t *g = sea_producer_get_data(p);

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "test.h"
+#include "test_opts.h"
 
 static char broker[256];
 static unsigned topic_counter;
@@ -46,14 +47,7 @@ static void create_topic(const char *name, int partitions) {
   rd_kafka_destroy(rk);
 }
 
-static sea_options_t *opts3(const char *a, const char *b, const char *c) {
-  sea_options_t *o = sea_options_new();
-  const char *kv[] = {a, b, c};
-  for (int i = 0; i < 3; i++)
-    if (kv[i])
-      CHECK_EQ_INT(sea_options_parse(o, kv[i]), 0);
-  return o;
-}
+#define opts3(...) TEST_OPTS(__VA_ARGS__)
 
 /* ---- running the loop until something happened, with a guard against hanging ---- */
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "test.h"
+#include "test_opts.h"
 
 static int port;
 static const char *env_dir;
@@ -53,14 +54,7 @@ static long long admin_int(const char *fmt, const char *arg) {
   return v;
 }
 
-static sea_options_t *opts(const char *a, const char *b, const char *c, const char *d) {
-  sea_options_t *o = sea_options_new();
-  const char *kv[] = {a, b, c, d};
-  for (int i = 0; i < 4; i++)
-    if (kv[i])
-      sea_options_parse(o, kv[i]);
-  return o;
-}
+#define opts(...) TEST_OPTS(__VA_ARGS__)
 
 /* ---- shared callbacks ---- */
 

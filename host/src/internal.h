@@ -95,6 +95,12 @@ struct sea_producer {
   int err;
   sea__send_t live; /* sentinel of the doubly-linked list of outstanding sends */
   sea__send_t *free_list;
+  /* Send records come in slabs, never one malloc per message: a record allocated between a
+   * backend's own per-message allocations would keep those from merging when freed, and the
+   * allocator then walks thousands of scattered chunks (measured: a third more CPU when
+   * producing to Kafka). */
+  struct sea__send_slab *slabs;
+  size_t slab_records; /* records in the next slab */
   struct sea_producer *next;
   char errmsg[SEA__ERRMSG_MAX];
 };

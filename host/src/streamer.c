@@ -430,12 +430,34 @@ static void maybe_drain(sea_producer_t *p) {
     p->drain_deferred = true;
 }
 
+typedef struct sea__send_slab {
+  struct sea__send_slab *next;
+  sea__send_t recs[];
+} sea__send_slab_t;
+
+#define SLAB_RECORDS_MIN 64
+#define SLAB_RECORDS_MAX 4096
+
 static sea__send_t *rec_get(sea_producer_t *p) {
   sea__send_t *r = p->free_list;
-  if (r)
+  if (r == NULL) {
+    /* Slabs double in size up to a cap, so a producer with few messages in flight stays small
+     * and a busy one allocates rarely. */
+    size_t n = p->slab_records < SLAB_RECORDS_MIN ? SLAB_RECORDS_MIN : p->slab_records;
+    sea__send_slab_t *slab = sea__malloc(sizeof *slab + n * sizeof(sea__send_t));
+    if (slab == NULL)
+      return NULL;
+    slab->next = p->slabs;
+    p->slabs = slab;
+    p->slab_records = n * 2 > SLAB_RECORDS_MAX ? SLAB_RECORDS_MAX : n * 2;
+    for (size_t i = n - 1; i > 0; i--) {
+      slab->recs[i].next = p->free_list;
+      p->free_list = &slab->recs[i];
+    }
+    r = &slab->recs[0];
+  } else {
     p->free_list = r->next;
-  else
-    r = sea__malloc(sizeof *r);
+  }
   return r;
 }
 
@@ -720,10 +742,10 @@ int sea_producer_txn_send_offsets(sea_producer_t *p, sea_consumer_t *c, sea_done
 }
 
 static void producer_free(sea_producer_t *p) {
-  while (p->free_list) {
-    sea__send_t *r = p->free_list;
-    p->free_list = r->next;
-    sea__free(r);
+  while (p->slabs) {
+    sea__send_slab_t *slab = p->slabs;
+    p->slabs = slab->next;
+    sea__free(slab);
   }
   sea__free(p);
 }
@@ -744,7 +766,6 @@ static void producer_close_now(void *arg, void *deferred) {
     p->inflight--;
     if (p->on_receipt)
       p->on_receipt(p, r->user_token, SEA_ECANCELED, NULL);
-    sea__free(r);
   }
   for (sea_producer_t **pp = &s->producers; *pp; pp = &(*pp)->next)
     if (*pp == p) {

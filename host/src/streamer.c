@@ -1008,9 +1008,11 @@ void sea__consumer_end(sea_consumer_t *c, int status, const char *fmt, ...) {
       set_msg((c)->errmsg, "%s: not supported by %s", what, backend_name((c)->s));                 \
       return SEA_ENOTSUP;                                                                          \
     }                                                                                              \
+    (c)->s->rt->errmsg[0] = '\0'; /* a backend may say more with host->set_error */            \
     int rc_ = (c)->s->plugin->desc.op((c)->impl, ##__VA_ARGS__);                                   \
     if (rc_ != 0 && rc_ != SEA_ENOTSUP)                                                            \
-      set_msg((c)->errmsg, "%s: %s", what, sea_strerror(rc_));                                     \
+      set_msg((c)->errmsg, "%s: %s", what,                                                         \
+              (c)->s->rt->errmsg[0] ? (c)->s->rt->errmsg : sea_strerror(rc_));                     \
     else if (rc_ == SEA_ENOTSUP)                                                                   \
       set_msg((c)->errmsg, "%s: not supported by %s", what, backend_name((c)->s));                 \
     return rc_;                                                                                    \

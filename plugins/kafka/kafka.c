@@ -1105,6 +1105,7 @@ typedef struct kconsumer {
   int last_eof_idx;            /* assigned_index's cache */
   kposlist_t delivered, acked; /* next offsets: what was delivered, what was acked */
   int in_txn; /* its offsets went into a producer's transaction: no commit on close */
+  unsigned revokes; /* rebalances that took partitions away */
 } kconsumer_t;
 
 static void consumer_fail(kconsumer_t *kc, int status, const char *fmt, ...) {
@@ -1162,6 +1163,22 @@ static int64_t start_offset(const kconsumer_t *kc) {
   return RD_KAFKA_OFFSET_STORED;
 }
 
+/* Forgets the positions of partitions this consumer no longer owns: a transaction's offsets
+ * must not move the group in partitions another member now reads. */
+static void pos_forget(kposlist_t *l, const rd_kafka_topic_partition_list_t *parts) {
+  size_t w = 0;
+  for (size_t i = 0; i < l->n; i++) {
+    int gone = 0;
+    for (int j = 0; j < parts->cnt && !gone; j++)
+      gone = parts->elems[j].partition == l->v[i].partition &&
+             strcmp(parts->elems[j].topic, l->v[i].key) == 0;
+    if (!gone)
+      l->v[w++] = l->v[i];
+  }
+  l->n = w;
+  l->last = 0;
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
   kconsumer_t *kc = opaque;
@@ -1202,14 +1219,26 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     LOGD("group assigned %d partition(s)", parts->cnt);
   } else {
     /* Revoked: commit what was acked before the partitions go to another member, so it is
-     * not delivered twice. Asynchronous: the commit is queued before the unassign. */
-    if (kc->mode != SEA_MODE_REALTIME && !rd_kafka_assignment_lost(rk))
+     * not delivered twice. Asynchronous: the commit is queued before the unassign. A consumer
+     * whose offsets go into transactions commits only through them: a commit here would move
+     * the group past output that an abort then discards. */
+    if (kc->mode != SEA_MODE_REALTIME && !kc->in_txn && !rd_kafka_assignment_lost(rk))
       rd_kafka_commit(rk, NULL, 1);
-    if (coop)
+    pos_forget(&kc->delivered, parts);
+    pos_forget(&kc->acked, parts);
+    kc->revokes++;
+    rd_kafka_topic_partition_list_t *now = NULL;
+    if (coop) {
+      /* Incremental: the partitions not revoked stay, and so does what is known of them. */
       rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
-    else
+      if (rd_kafka_assignment(rk, &now) != 0)
+        now = NULL;
+    } else {
       rd_kafka_assign(rk, NULL);
-    set_assigned(kc, NULL);
+    }
+    set_assigned(kc, now);
+    if (now)
+      rd_kafka_topic_partition_list_destroy(now);
     LOGD("group revoked %d partition(s)", parts->cnt);
   }
 }
@@ -1389,6 +1418,22 @@ static void mark_eof(kconsumer_t *kc, rd_kafka_message_t *rm, int at_end) {
   }
 }
 
+/* Drops the messages of kc->pend[0..n) whose partitions are no longer assigned; returns how
+ * many are left. */
+static size_t pend_drop_unassigned(kconsumer_t *kc, size_t n) {
+  size_t w = 0;
+  for (size_t i = 0; i < n; i++) {
+    rd_kafka_message_t *rm = kc->pend[i];
+    if (assigned_index(kc, rd_kafka_topic_name(rm->rkt), rm->partition) >= 0)
+      kc->pend[w++] = rm;
+    else
+      rd_kafka_message_destroy(rm);
+  }
+  if (w < n)
+    LOGD("rebalance: %zu polled message(s) of revoked partitions dropped", n - w);
+  return w;
+}
+
 static void consumer_drain(khandle_t *h) {
   kconsumer_t *kc = (kconsumer_t *)h;
   commits_serve(kc);
@@ -1414,6 +1459,7 @@ static void consumer_drain(khandle_t *h) {
     int more = 0, empty_polls = 0, failed = 0;
     rd_kafka_resp_err_t fail_err = 0;
     char detail[400];
+    unsigned revokes = kc->revokes;
     while (1) {
       /* Serves rebalances, errors and logs too, all here on the loop thread. */
       rd_kafka_message_t *rm = rd_kafka_consumer_poll(h->rk, 0);
@@ -1421,6 +1467,12 @@ static void consumer_drain(khandle_t *h) {
         if (rm)
           rd_kafka_message_destroy(rm);
         break;
+      }
+      if (kc->revokes != revokes) {
+        /* A rebalance took partitions away while this batch was being gathered: what came
+         * from them is now another member's to deliver. */
+        revokes = kc->revokes;
+        n = pend_drop_unassigned(kc, n);
       }
       if (rm == NULL) {
         /* With a zero timeout the poll returns NULL after serving one op that is not a message
@@ -1902,9 +1954,20 @@ static int kafka_consumer_ack(void *impl, const sea_message_t *m) {
   if (e == 0 && l->elems[0].err)
     e = l->elems[0].err;
   rd_kafka_topic_partition_list_destroy(l);
+  if (e == RD_KAFKA_RESP_ERR__STATE && kc->mode == SEA_MODE_LOAD_BALANCED &&
+      assigned_index(kc, m->meta.stream_key, (int32_t)m->meta.shard_id) < 0) {
+    /* Normal in a group: the partition went to another member in a rebalance. */
+    H->set_error(kc->h.rt,
+                 "%s partition %" PRIu64 " (seq %" PRIu64 ") is no longer assigned to this "
+                 "consumer (a rebalance gave it to another member, which delivers it again)",
+                 m->meta.stream_key, m->meta.shard_id, m->meta.seq);
+    return SEA_ESTATE;
+  }
   if (e) {
     LOGE("ack of %s/%" PRIu64 " seq %" PRIu64 ": %s", m->meta.stream_key, m->meta.shard_id,
          m->meta.seq, rd_kafka_err2str(e));
+    H->set_error(kc->h.rt, "%s partition %" PRIu64 " seq %" PRIu64 ": %s", m->meta.stream_key,
+                 m->meta.shard_id, m->meta.seq, rd_kafka_err2str(e));
     return err_to_sea(e);
   }
   const char *key = H->stream_key(m->meta.stream_key, strlen(m->meta.stream_key));

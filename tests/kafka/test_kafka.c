@@ -862,6 +862,92 @@ static void test_txn_consume_transform_produce(void) {
   finish(rt, sb);
 }
 
+/* The offsets the group has committed for partitions 0 and 1 of a topic (-1: none). */
+static void group_committed(const char *group, const char *topic, int64_t out[2]) {
+  char err[512];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", broker, err, sizeof err);
+  rd_kafka_conf_set(conf, "group.id", group, err, sizeof err);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(2);
+  rd_kafka_topic_partition_list_add(l, topic, 0);
+  rd_kafka_topic_partition_list_add(l, topic, 1);
+  CHECK_EQ_INT(rd_kafka_committed(rk, l, 30000), 0);
+  for (int i = 0; i < 2; i++)
+    out[l->elems[i].partition] = l->elems[i].offset >= 0 ? l->elems[i].offset : -1;
+  rd_kafka_topic_partition_list_destroy(l);
+  rd_kafka_destroy(rk);
+}
+
+/* A consumer that lost a partition in a rebalance sends, in a transaction, the offsets of the
+ * partition it kept and not of the one another member now reads: otherwise the group would
+ * move past messages the new owner has not processed. */
+static void test_txn_offsets_after_rebalance(void) {
+  char ta[128], tb[128], gname[160], group[200], tid[200];
+  topic_name(ta, sizeof ta, "rba");
+  topic_name(tb, sizeof tb, "rbb");
+  create_topic(ta, 2);
+  snprintf(gname, sizeof gname, "g-%s", ta);
+  snprintf(group, sizeof group, "group=%s", gname);
+  snprintf(tid, sizeof tid, "transactional.id=rb-%s", ta);
+  sea_runtime_t *rt;
+  sea_runtime_new(&rt);
+  sea_streamer_t *sa = connect_to(rt, ta, NULL);
+  sea_streamer_t *sb = connect_to(rt, tb, NULL);
+  prod_t r0, r1, rb;
+  sea_options_t *p0o = opts3("partition=0", NULL, NULL), *p1o = opts3("partition=1", NULL, NULL);
+  sea_producer_t *p0 = open_producer(sa, &r0, p0o), *p1 = open_producer(sa, &r1, p1o);
+  sea_options_free(p0o);
+  sea_options_free(p1o);
+  produce_n(rt, p0, &r0, "p0", 2, 0);
+  produce_n(rt, p1, &r1, "p1", 2, 0);
+  sea_options_t *to = opts3(tid, NULL, NULL);
+  sea_producer_t *pb = open_producer(sb, &rb, to);
+  sea_options_free(to);
+  /* Cooperative: the member that stays keeps one partition without a pause; nothing is acked,
+   * so no commit but the transaction's moves the group. */
+  sea_options_t *go =
+      opts3(group, "reset=earliest", "partition.assignment.strategy=cooperative-sticky");
+  static cons_t a, b;
+  sea_consumer_t *ca = open_consumer(sa, &a, go, 1);
+  CHECK(run_until(rt, &a.count, 4)); /* a owns both partitions and has read all four */
+  sea_consumer_t *cb = open_consumer(sa, &b, go, 1);
+  sea_options_free(go);
+  /* b joins; the group gives it one partition, which it reads from the start (nothing is
+   * committed). */
+  CHECK(run_until(rt, &b.count, 2));
+  CHECK_EQ_INT(b.count, 2);
+  CHECK_EQ_INT(b.shard[0], b.shard[1]);
+  int lost = (int)b.shard[0], kept = 1 - lost;
+  /* An ack of a message of the lost partition is refused, saying why. */
+  sea_message_t gone;
+  memset(&gone, 0, sizeof gone);
+  gone.meta.stream_key = ta;
+  gone.meta.shard_id = (uint64_t)lost;
+  gone.meta.seq = 1;
+  gone.backend_pos = 1;
+  CHECK_EQ_INT(sea_consumer_ack(ca, &gone), SEA_ESTATE);
+  CHECK_CONTAINS(sea_consumer_errmsg(ca), "is no longer assigned to this consumer");
+  CHECK_EQ_INT(sea_producer_txn_begin(pb), 0);
+  send_n(rt, pb, &rb, "T", 2);
+  done_t d = {0, 0};
+  CHECK_EQ_INT(sea_producer_txn_send_offsets(pb, ca, on_done, &d), 0);
+  CHECK_EQ_INT(wait_done(rt, &d), 0);
+  CHECK_EQ_INT(sea_producer_txn_commit(pb, on_done, &d), 0);
+  CHECK_EQ_INT(wait_done(rt, &d), 0);
+  int64_t off[2] = {-2, -2};
+  group_committed(gname, ta, off);
+  CHECK_EQ_INT(off[kept], 2);  /* a's own partition: both messages processed */
+  CHECK_EQ_INT(off[lost], -1); /* b's partition: not a's to commit */
+  sea_consumer_close(cb);
+  sea_consumer_close(ca);
+  sea_producer_close(p0);
+  sea_producer_close(p1);
+  sea_producer_close(pb);
+  sea_streamer_close(sa);
+  finish(rt, sb);
+}
+
 /* Faults, with librdkafka's mock cluster (3 brokers, in this process) in place of the broker:
  * produce requests fail (leader moved, timeouts, dropped connections) and are retried; with
  * acks=all and idempotence nothing is lost and nothing is duplicated. */
@@ -1047,6 +1133,7 @@ int main(int argc, char **argv) {
                {"transactions", test_transactions},
                {"txn_explicit", test_txn_explicit},
                {"txn_ctp", test_txn_consume_transform_produce},
+               {"txn_offsets_after_rebalance", test_txn_offsets_after_rebalance},
                {"mock_faults", test_mock_faults},
                {"bad_input", test_bad_input}};
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {

@@ -69,6 +69,9 @@ start_once() {
   local port cport
   port=$(free_port); cport=$(free_port)
   while [[ "$cport" == "$port" ]]; do cport=$(free_port); done
+  # log.retention.ms=-1: tests write messages with timestamps from the past (seek by time);
+  # with the default 7-day retention the broker's check, every 5 minutes, deleted them under a
+  # running test.
   cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
@@ -90,6 +93,7 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 log.flush.interval.messages=9223372036854775807
+log.retention.ms=-1
 PROPS
   local java=(java ${KAFKA_HEAP:--Xmx512m} -XX:+UseSerialGC -XX:TieredStopAtLevel=1
               -Djava.awt.headless=true -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$cp")

@@ -1055,6 +1055,22 @@ static int co_ack(lua_State *L) {
   return 1;
 }
 
+/* ack_pos(stream_key, shard, seq): a position processed without its message (kafka). */
+static int co_ack_pos(lua_State *L) {
+  lconsumer_t *c = check_consumer(L, 1);
+  const char *key = luaL_checkstring(L, 2);
+  lua_Number shard = luaL_checknumber(L, 3), seq = luaL_checknumber(L, 4);
+  if (shard < 0 || shard != (lua_Number)(uint64_t)shard)
+    return luaL_argerror(L, 3, "a shard is a whole number, not negative");
+  if (seq < 0 || seq != (lua_Number)(uint64_t)seq)
+    return luaL_argerror(L, 4, "a sequence number is a whole number, not negative");
+  int rc = sea_consumer_ack_pos(c->c, key, (uint64_t)shard, (uint64_t)seq);
+  if (rc != 0)
+    return sea_lua_fail(L, rc, sea_consumer_errmsg(c->c));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int co_commit(lua_State *L) {
   lconsumer_t *c = check_consumer(L, 1);
   waitop_t *w = waitop_new(L, c->st->rt, 2);
@@ -1206,9 +1222,10 @@ int luaopen_seastreamer(lua_State *L) {
       {"send", pr_send},         {"flush", pr_flush},       {"finish", pr_end},  {"end", pr_end},
       {"on_drain", pr_on_drain}, {"inflight", pr_inflight}, {"close", pr_close}, {NULL, NULL}};
   static const luaL_Reg co_m[] = {
-      {"next", co_next},   {"messages", co_messages}, {"ack", co_ack},     {"commit", co_commit},
-      {"seek", co_seek},   {"rewind", co_rewind},     {"pause", co_pause}, {"resume", co_resume},
-      {"error", co_error}, {"close", co_close},       {NULL, NULL}};
+      {"next", co_next},       {"messages", co_messages}, {"ack", co_ack},
+      {"ack_pos", co_ack_pos}, {"commit", co_commit},     {"seek", co_seek},
+      {"rewind", co_rewind},   {"pause", co_pause},       {"resume", co_resume},
+      {"error", co_error},     {"close", co_close},       {NULL, NULL}};
   new_class(L, RT_MT, rt_m, rt_gc);
   new_class(L, STREAMER_MT, st_m, st_close);
   new_class(L, PRODUCER_MT, pr_m, pr_gc);

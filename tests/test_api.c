@@ -231,6 +231,19 @@ static void test_consumer(void) {
   /* Realtime consumers have no position to commit: a clear error. */
   CHECK_EQ_INT(sea_consumer_commit(k, NULL, NULL), SEA_ESTATE);
   CHECK_CONTAINS(sea_consumer_errmsg(k), "realtime consumer has no position");
+  CHECK_EQ_INT(sea_consumer_ack_pos(k, "k", 0, 1), SEA_ESTATE);
+  CHECK_CONTAINS(sea_consumer_errmsg(k), "ack_pos: a realtime consumer has no position");
+  sea_consumer_close(k);
+
+  /* ack_pos: a backend without it says so by name; a bad stream key is named. */
+  sea_options_t *go = opts("mode=resumable", "group=g", NULL);
+  CHECK_EQ_INT(sea_consumer_open(s, go, &k), 0);
+  sea_options_free(go);
+  CHECK_EQ_INT(sea_consumer_ack_pos(k, "k", 0, 1), SEA_ENOTSUP);
+  CHECK_STR(sea_consumer_errmsg(k), "ack_pos: not supported by mem");
+  CHECK_EQ_INT(sea_consumer_ack_pos(k, "no spaces", 0, 1), SEA_EKEY);
+  CHECK_CONTAINS(sea_consumer_errmsg(k), "ack_pos: invalid stream key 'no spaces'");
+  CHECK_EQ_INT(sea_consumer_ack_pos(k, NULL, 0, 1), SEA_EINVAL);
   sea_consumer_close(k);
 
   /* start=2 rewinds to a sequence number, start=-2 to two before the end. */

@@ -1008,7 +1008,7 @@ void sea__consumer_end(sea_consumer_t *c, int status, const char *fmt, ...) {
       set_msg((c)->errmsg, "%s: not supported by %s", what, backend_name((c)->s));                 \
       return SEA_ENOTSUP;                                                                          \
     }                                                                                              \
-    (c)->s->rt->errmsg[0] = '\0'; /* a backend may say more with host->set_error */            \
+    (c)->s->rt->errmsg[0] = '\0'; /* a backend may say more with host->set_error */                \
     int rc_ = (c)->s->plugin->desc.op((c)->impl, ##__VA_ARGS__);                                   \
     if (rc_ != 0 && rc_ != SEA_ENOTSUP)                                                            \
       set_msg((c)->errmsg, "%s: %s", what,                                                         \
@@ -1060,6 +1060,22 @@ int sea_consumer_ack(sea_consumer_t *c, const sea_message_t *m) {
   if (rc)
     return rc;
   CONSUMER_CALL(c, consumer_ack, "ack", m);
+}
+
+int sea_consumer_ack_pos(sea_consumer_t *c, const char *stream_key, uint64_t shard, uint64_t seq) {
+  if (c == NULL || stream_key == NULL)
+    return SEA_EINVAL;
+  int rc = realtime_refuses(c, "ack_pos");
+  if (rc)
+    return rc;
+  int err = SEA_EKEY;
+  const char *k = sea_stream_key(stream_key, strlen(stream_key), &err);
+  if (k == NULL) {
+    set_msg(c->errmsg, "ack_pos: invalid stream key '%.*s' (keys are 1 to %d of A-Z a-z 0-9 . _ -)",
+            SEA_STREAM_KEY_MAX, stream_key, SEA_STREAM_KEY_MAX);
+    return err;
+  }
+  CONSUMER_CALL(c, consumer_ack_pos, "ack_pos", k, shard, seq);
 }
 
 typedef int (*op_fn)(void *, sea_op_t *);

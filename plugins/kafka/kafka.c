@@ -1104,7 +1104,7 @@ typedef struct kconsumer {
   const char *last_key;
   int last_eof_idx;            /* assigned_index's cache */
   kposlist_t delivered, acked; /* next offsets: what was delivered, what was acked */
-  int in_txn; /* its offsets went into a producer's transaction: no commit on close */
+  int in_txn;       /* its offsets went into a producer's transaction: no commit on close */
   unsigned revokes; /* rebalances that took partitions away */
 } kconsumer_t;
 
@@ -1940,40 +1940,54 @@ static int kafka_consumer_unassign(void *impl, const char *key, uint64_t shard) 
   return explicit_change(impl, key, shard, 0);
 }
 
-static int kafka_consumer_ack(void *impl, const sea_message_t *m) {
-  kconsumer_t *kc = impl;
+/* Stores offset next (the one after the processed message) for (topic, partition): what the
+ * next commit commits. */
+static int ack_store(kconsumer_t *kc, const char *topic, uint64_t shard, uint64_t seq) {
   if (kc->mode == SEA_MODE_REALTIME)
     return SEA_ESTATE;
-  if (m == NULL || m->meta.stream_key == NULL || m->meta.shard_id > INT32_MAX)
+  if (shard > INT32_MAX || seq >= INT64_MAX) {
+    H->set_error(kc->h.rt, "%s partition %" PRIu64 " seq %" PRIu64 ": not a Kafka position", topic,
+                 shard, seq);
     return SEA_EINVAL;
+  }
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
   /* The committed offset is the next one to read. */
-  rd_kafka_topic_partition_list_add(l, m->meta.stream_key, (int32_t)m->meta.shard_id)->offset =
-      (int64_t)m->backend_pos + 1;
+  rd_kafka_topic_partition_list_add(l, topic, (int32_t)shard)->offset = (int64_t)seq + 1;
   rd_kafka_resp_err_t e = rd_kafka_offsets_store(kc->h.rk, l);
   if (e == 0 && l->elems[0].err)
     e = l->elems[0].err;
   rd_kafka_topic_partition_list_destroy(l);
-  if (e == RD_KAFKA_RESP_ERR__STATE && kc->mode == SEA_MODE_LOAD_BALANCED &&
-      assigned_index(kc, m->meta.stream_key, (int32_t)m->meta.shard_id) < 0) {
-    /* Normal in a group: the partition went to another member in a rebalance. */
+  if (e == RD_KAFKA_RESP_ERR__STATE && assigned_index(kc, topic, (int32_t)shard) < 0) {
+    /* In a group this is normal: a rebalance gave the partition to another member. */
     H->set_error(kc->h.rt,
-                 "%s partition %" PRIu64 " (seq %" PRIu64 ") is no longer assigned to this "
-                 "consumer (a rebalance gave it to another member, which delivers it again)",
-                 m->meta.stream_key, m->meta.shard_id, m->meta.seq);
+                 "%s partition %" PRIu64 " (seq %" PRIu64 ") is not assigned to this consumer%s",
+                 topic, shard, seq,
+                 kc->mode == SEA_MODE_LOAD_BALANCED
+                     ? " (a rebalance gave it to another member, which delivers it again)"
+                     : "");
     return SEA_ESTATE;
   }
   if (e) {
-    LOGE("ack of %s/%" PRIu64 " seq %" PRIu64 ": %s", m->meta.stream_key, m->meta.shard_id,
-         m->meta.seq, rd_kafka_err2str(e));
-    H->set_error(kc->h.rt, "%s partition %" PRIu64 " seq %" PRIu64 ": %s", m->meta.stream_key,
-                 m->meta.shard_id, m->meta.seq, rd_kafka_err2str(e));
+    LOGE("ack of %s/%" PRIu64 " seq %" PRIu64 ": %s", topic, shard, seq, rd_kafka_err2str(e));
+    H->set_error(kc->h.rt, "%s partition %" PRIu64 " seq %" PRIu64 ": %s", topic, shard, seq,
+                 rd_kafka_err2str(e));
     return err_to_sea(e);
   }
-  const char *key = H->stream_key(m->meta.stream_key, strlen(m->meta.stream_key));
+  const char *key = H->stream_key(topic, strlen(topic));
   if (key)
-    return pos_note(&kc->acked, key, (int32_t)m->meta.shard_id, (int64_t)m->backend_pos + 1);
+    return pos_note(&kc->acked, key, (int32_t)shard, (int64_t)seq + 1);
   return 0;
+}
+
+static int kafka_consumer_ack(void *impl, const sea_message_t *m) {
+  kconsumer_t *kc = impl;
+  if (m == NULL || m->meta.stream_key == NULL)
+    return SEA_EINVAL;
+  return ack_store(kc, m->meta.stream_key, m->meta.shard_id, m->backend_pos);
+}
+
+static int kafka_consumer_ack_pos(void *impl, const char *key, uint64_t shard, uint64_t seq) {
+  return ack_store(impl, key, shard, seq);
 }
 
 static int kafka_consumer_commit(void *impl, sea_op_t *op) {
@@ -2294,6 +2308,7 @@ static const sea_plugin_t kafka_plugin = {
     .consumer_assign = kafka_consumer_assign,
     .consumer_unassign = kafka_consumer_unassign,
     .consumer_ack = kafka_consumer_ack,
+    .consumer_ack_pos = kafka_consumer_ack_pos,
     .consumer_commit = kafka_consumer_commit,
     .consumer_close = kafka_consumer_close,
     .producer_txn_begin = kafka_txn_begin,

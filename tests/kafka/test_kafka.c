@@ -424,6 +424,28 @@ static void test_resumable_commit(void) {
   sea_consumer_close(c);
   sea_options_free(o);
 
+  /* A position without its message: ack_pos(topic, 0, 7), then commit; the group resumes at
+   * 8. A partition the consumer does not read is refused, saying which. */
+  char g4[180];
+  snprintf(g4, sizeof g4, "group=g4-%s", topic);
+  o = opts3("mode=resumable", g4, "stop_at_end=true");
+  c = open_consumer(s, &k, o, 1);
+  CHECK(run_until(rt, &k.ended, 1));
+  CHECK_EQ_INT(k.count, 10);
+  CHECK_EQ_INT(sea_consumer_ack_pos(c, topic, 0, 7), 0);
+  CHECK_EQ_INT(sea_consumer_ack_pos(c, topic, 5, 1), SEA_ESTATE);
+  CHECK_CONTAINS(sea_consumer_errmsg(c), "partition 5 (seq 1) is not assigned to this consumer");
+  CHECK_EQ_INT(sea_consumer_commit(c, on_committed, &k), 0);
+  CHECK(run_until(rt, &k.committed, 1));
+  CHECK_EQ_INT(k.commit_status, 0);
+  sea_consumer_close(c);
+  c = open_consumer(s, &k, o, 1);
+  CHECK(run_until(rt, &k.ended, 1));
+  CHECK_EQ_INT(k.count, 2);
+  CHECK_STR(k.payload[0], "r-8");
+  sea_consumer_close(c);
+  sea_options_free(o);
+
   /* auto_commit: a commit covers everything delivered. */
   snprintf(gopt, sizeof gopt, "group=%s", g2);
   o = opts3(gopt, "stop_at_end=true", "auto_commit=true");
@@ -927,7 +949,7 @@ static void test_txn_offsets_after_rebalance(void) {
   gone.meta.seq = 1;
   gone.backend_pos = 1;
   CHECK_EQ_INT(sea_consumer_ack(ca, &gone), SEA_ESTATE);
-  CHECK_CONTAINS(sea_consumer_errmsg(ca), "is no longer assigned to this consumer");
+  CHECK_CONTAINS(sea_consumer_errmsg(ca), "is not assigned to this consumer (a rebalance");
   CHECK_EQ_INT(sea_producer_txn_begin(pb), 0);
   send_n(rt, pb, &rb, "T", 2);
   done_t d = {0, 0};

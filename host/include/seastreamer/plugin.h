@@ -244,7 +244,13 @@ typedef struct sea_plugin {
   int (*producer_txn_send_offsets)(void *producer_impl, void *consumer_impl,
                                    sea_op_t *op); /* added in 1.0 (pre-release) */
 
-  void *reserved[20];
+  /* Optional: mark everything up to and including seq of (stream_key, shard) processed, as
+   * consumer_ack does for a message (stream_key is interned). Backends whose seq numbers are
+   * positions (Kafka offsets) offer it; the host answers SEA_ENOTSUP for the others. */
+  int (*consumer_ack_pos)(void *consumer_impl, const char *stream_key, uint64_t shard,
+                          uint64_t seq); /* added in 1.0 (pre-release) */
+
+  void *reserved[19];
 } sea_plugin_t;
 
 /* Sizes of the v1.0 structs, the smallest the loader accepts: fixed numbers (a header, then

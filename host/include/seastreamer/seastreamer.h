@@ -341,6 +341,11 @@ SEA_EXTERN int sea_consumer_assign(sea_consumer_t *c, const char *stream_key, ui
 SEA_EXTERN int sea_consumer_unassign(sea_consumer_t *c, const char *stream_key, uint64_t shard);
 /* Mark a message processed. */
 SEA_EXTERN int sea_consumer_ack(sea_consumer_t *c, const sea_message_t *m);
+/* Mark a position processed without its message: everything up to and including seq in
+ * (stream_key, shard); the next commit commits after it. Backends whose seq numbers are
+ * positions offer it (kafka: the offset); the others answer SEA_ENOTSUP. */
+SEA_EXTERN int sea_consumer_ack_pos(sea_consumer_t *c, const char *stream_key, uint64_t shard,
+                                    uint64_t seq);
 /* Durably commit everything acked so far. */
 SEA_EXTERN int sea_consumer_commit(sea_consumer_t *c, sea_done_cb cb, void *data);
 SEA_EXTERN void sea_consumer_close(sea_consumer_t *c);

@@ -14,6 +14,7 @@
 #include "test_opts.h"
 
 static char broker[256];
+static char broker_dir[4096]; /* the fixture's directory: its log files are in data/ */
 static unsigned topic_counter;
 
 /* A topic name no earlier run used (the two builds share nothing, but reruns may). */
@@ -195,6 +196,7 @@ static void produce_n(sea_runtime_t *rt, sea_producer_t *p, prod_t *r, const cha
 #define MAXMSG 600
 typedef struct cons {
   int count, ended, end_status, batches;
+  size_t bytes; /* payload bytes of every message */
   char payload[MAXMSG][48];
   char key[MAXMSG][16];
   char header[MAXMSG][24];
@@ -213,6 +215,7 @@ static void on_batch(sea_consumer_t *c, const sea_batch_t *b) {
   k->batches++;
   for (size_t i = 0; i < b->count; i++) {
     const sea_message_t *m = &b->msgs[i];
+    k->bytes += m->payload.len;
     if (k->count < MAXMSG) {
       int n = k->count;
       snprintf(k->payload[n], sizeof k->payload[n], "%.*s", (int)m->payload.len,
@@ -970,6 +973,65 @@ static void test_txn_offsets_after_rebalance(void) {
   finish(rt, sb);
 }
 
+/* Bytes the broker wrote for partition 0 of a topic (its log segments), or -1. */
+static long long log_bytes(const char *topic) {
+  char path[8192];
+  snprintf(path, sizeof path, "%s/data/%s-0/00000000000000000000.log", broker_dir, topic);
+  FILE *f = fopen(path, "rb");
+  if (f == NULL)
+    return -1;
+  fseek(f, 0, SEEK_END);
+  long long n = ftell(f);
+  fclose(f);
+  return n;
+}
+
+/* Every compression codec: 200 messages of 1000 compressible bytes arrive whole, and the broker
+ * stores them compressed (a tenth of the bytes at most) except with none. */
+static void test_compression(void) {
+  static const char *const codecs[] = {"none", "gzip", "snappy", "lz4", "zstd"};
+  enum { N = 200, SIZE = 1000 };
+  for (size_t ci = 0; ci < sizeof codecs / sizeof codecs[0]; ci++) {
+    char topic[128], opt[64];
+    topic_name(topic, sizeof topic, codecs[ci]);
+    snprintf(opt, sizeof opt, "compression.codec=%s", codecs[ci]);
+    sea_runtime_t *rt;
+    sea_runtime_new(&rt);
+    sea_streamer_t *s = connect_to(rt, topic, NULL);
+    sea_options_t *o = opts3(opt, NULL, NULL);
+    prod_t r;
+    sea_producer_t *p = open_producer(s, &r, o);
+    sea_options_free(o);
+    for (int i = 0; i < N; i++) {
+      char payload[SIZE];
+      int n = snprintf(payload, sizeof payload, "%s-%d-", codecs[ci], i);
+      for (int j = n; j < SIZE; j++)
+        payload[j] = "abcdefgh"[(j - n) % 8];
+      CHECK_EQ_INT(sea_producer_send_bytes(p, NULL, payload, SIZE, NULL), 0);
+    }
+    CHECK_EQ_INT(sea_producer_flush(p, on_flushed, &r), 0);
+    CHECK(run_until(rt, &r.flushed, 1));
+    CHECK_EQ_INT(r.flush_status, 0);
+    CHECK_EQ_INT(r.receipts, N);
+    sea_producer_close(p);
+    cons_t k;
+    read_topic(s, rt, &k, NULL);
+    CHECK_EQ_INT(k.count, N);
+    CHECK_EQ_INT(k.bytes, (size_t)N * SIZE);
+    char want[64];
+    snprintf(want, sizeof want, "%s-%d-abc", codecs[ci], N - 1);
+    CHECK(strncmp(k.payload[N - 1], want, strlen(want)) == 0);
+    long long stored = log_bytes(topic);
+    if (strcmp(codecs[ci], "none") == 0)
+      CHECK(stored >= (long long)N * SIZE);
+    else
+      CHECK(stored > 0 && stored <= (long long)N * SIZE / 10);
+    if (stored < 0)
+      fprintf(stderr, "compression: no log file for %s under %s/data\n", topic, broker_dir);
+    finish(rt, s);
+  }
+}
+
 /* Faults, with librdkafka's mock cluster (3 brokers, in this process) in place of the broker:
  * produce requests fail (leader moved, timeouts, dropped connections) and are retried; with
  * acks=all and idempotence nothing is lost and nothing is duplicated. */
@@ -1143,6 +1205,12 @@ int main(int argc, char **argv) {
   }
   fclose(f);
   broker[strcspn(broker, "\r\n")] = '\0';
+  snprintf(broker_dir, sizeof broker_dir, "%s", argv[1]);
+  char *slash = strrchr(broker_dir, '/');
+  if (slash)
+    *slash = '\0';
+  else
+    snprintf(broker_dir, sizeof broker_dir, ".");
   static const struct {
     const char *name;
     void (*fn)(void);
@@ -1152,6 +1220,7 @@ int main(int argc, char **argv) {
                {"seek_rewind", test_seek_rewind},
                {"load_balanced", test_load_balanced},
                {"backpressure", test_backpressure},
+               {"compression", test_compression},
                {"transactions", test_transactions},
                {"txn_explicit", test_txn_explicit},
                {"txn_ctp", test_txn_consume_transform_produce},

@@ -2,18 +2,28 @@
 # interop.sh: the Rust SeaStreamer's own `ss-decode` (crate sea-streamer-file, feature
 # "executables") against `seastreamer decode`, on the reference samples and on files this
 # backend writes (many streams, small beacon intervals, long and binary payloads, JSON with
-# numbers of every shape, an appended session). Skipped (status 77) when ss-decode is not found:
-# set SS_DECODE or put it on PATH (`cargo install sea-streamer-file --features executables`).
+# numbers of every shape, an appended session). ss-decode is SS_DECODE if set, else the one
+# ss-decode.sh builds with cargo from crates.io (cached); skipped (status 77) when neither works.
 # usage: interop.sh BUILD_DIR DATA_DIR
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
 DATA=$(cd "$2" && pwd)
 SS="$BUILD/seastreamer"
-RUST=${SS_DECODE:-$(command -v ss-decode || true)}
-if [ -z "$RUST" ] || [ ! -x "$RUST" ]; then
-  echo "interop: ss-decode not found (set SS_DECODE); skipped"
-  exit 77
+if [ -n "${SS_DECODE:-}" ]; then
+  RUST=$SS_DECODE
+else
+  RUST=$(bash "$(dirname "${BASH_SOURCE[0]}")/ss-decode.sh")
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    echo "interop: no ss-decode (set SS_DECODE); skipped"
+    exit 77
+  fi
 fi
+if [ ! -x "$RUST" ]; then
+  echo "interop: $RUST is not an executable"
+  exit 1
+fi
+echo "interop: $RUST against $SS"
 export SEASTREAMER_PLUGIN_DIR="$BUILD/plugins"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT

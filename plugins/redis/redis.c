@@ -57,6 +57,7 @@ typedef struct rcfg {
   int db;
   char field[64];
   uint32_t shards;
+  int shards_set; /* shards= was given: a consumer reads those and does not look for others */
   int shard_hash;
   uint64_t maxlen;
   uint64_t minid_age_ms;
@@ -136,6 +137,7 @@ static int cfg_apply(sea_runtime_t *rt, rcfg_t *c, const sea_options_t *o) {
     } else if (strcmp(k, "shards") == 0) {
       bad = parse_u64(v, &u) || u < 1 || u > 65536;
       c->shards = (uint32_t)u;
+      c->shards_set = 1;
     } else if (strcmp(k, "sharding") == 0) {
       if (strcmp(v, "roundrobin") == 0)
         c->shard_hash = 0;
@@ -1066,6 +1068,16 @@ typedef struct rcons {
   sea_batch_t **held;
   size_t nheld, capheld;
   sea_timer_t *resume_timer;
+  /* Shard discovery (no shards= option): SCAN for KEY:N before the first read. */
+  const char **keys;
+  size_t nkeys;
+  int discover, discovered;
+  unsigned discovering; /* SCAN replies awaited */
+  struct rfound {
+    size_t key;
+    uint32_t shard;
+  } * found;
+  size_t nfound, capfound;
 } rcons_t;
 
 static void cons_pump(rcons_t *rc);
@@ -1611,10 +1623,160 @@ static void cons_send_read(rcons_t *rc) {
   rhost->free(ids);
 }
 
+/* The shard number of NAME if it is KEY:N (N decimal, within 32 bits), else -1. */
+static int64_t shard_of(const char *key, const char *name, size_t len) {
+  size_t kl = strlen(key);
+  if (len < kl + 2 || len > kl + 11 || memcmp(name, key, kl) != 0 || name[kl] != ':')
+    return -1;
+  uint64_t n = 0;
+  for (size_t i = kl + 1; i < len; i++) {
+    if (name[i] < '0' || name[i] > '9')
+      return -1;
+    n = n * 10 + (uint64_t)(name[i] - '0');
+  }
+  return n <= UINT32_MAX ? (int64_t)n : -1;
+}
+
+static int found_cmp(const void *a, const void *b) {
+  const struct rfound *x = a, *y = b;
+  if (x->key != y->key)
+    return x->key < y->key ? -1 : 1;
+  return x->shard < y->shard ? -1 : x->shard > y->shard;
+}
+
+/* Every SCAN is answered: the streams to read are KEY:N for each N found, or KEY itself when
+ * none was (as the Rust SeaStreamer's consumer decides). */
+static void discover_done(rcons_t *rc) {
+  if (rc->nfound > 1)
+    qsort(rc->found, rc->nfound, sizeof *rc->found, found_cmp);
+  size_t w = 0;
+  for (size_t i = 0; i < rc->nfound; i++) /* SCAN may return a key twice */
+    if (w == 0 || found_cmp(&rc->found[w - 1], &rc->found[i]) != 0)
+      rc->found[w++] = rc->found[i];
+  rc->nfound = w;
+  size_t nst = 0;
+  for (size_t k = 0, i = 0; k < rc->nkeys; k++) {
+    size_t n = 0;
+    while (i < rc->nfound && rc->found[i].key == k)
+      i++, n++;
+    nst += n ? n : 1;
+  }
+  if (nst > 64 * 64) {
+    char msg[200];
+    snprintf(msg, sizeof msg, R_NAME ": too many streams to read (%zu shards found)", nst);
+    cons_end(rc, SEA_EOPTION, msg);
+    return;
+  }
+  rstream_t *st = rhost->calloc(nst, sizeof *st);
+  if (st == NULL) {
+    cons_end(rc, SEA_ENOMEM, R_NAME ": out of memory");
+    return;
+  }
+  size_t j = 0;
+  for (size_t k = 0, i = 0; k < rc->nkeys; k++) {
+    size_t first = j;
+    for (; i < rc->nfound && rc->found[i].key == k; i++, j++) {
+      st[j].key = rc->keys[k];
+      st[j].shard = rc->found[i].shard;
+      snprintf(st[j].name, sizeof st[j].name, "%s:%u", rc->keys[k], rc->found[i].shard);
+    }
+    if (j == first) {
+      st[j].key = rc->keys[k];
+      st[j].shard = 0;
+      snprintf(st[j].name, sizeof st[j].name, "%s", rc->keys[k]);
+      j++;
+    }
+  }
+  for (size_t i = 0; i < rc->nst; i++)
+    rhost->free(rc->st[i].acks); /* nothing was read yet: none to keep */
+  rhost->free(rc->st);
+  rc->st = st;
+  rc->nst = nst;
+  rc->discovered = 1;
+  rhost->free(rc->found);
+  rc->found = NULL;
+  rc->nfound = rc->capfound = 0;
+}
+
+static int scan_send(rcons_t *rc, size_t k, const char *cursor);
+
+static void scan_cb(redisAsyncContext *ac, void *rep, void *priv) {
+  rconn_t *c = ac->data;
+  redisReply *reply = rep;
+  if (c == NULL)
+    return;
+  rcons_t *rc = c->owner;
+  size_t k = (size_t)(uintptr_t)priv;
+  if (rc->discovering)
+    rc->discovering--;
+  if (reply == NULL || rc->ended || rc->discovered)
+    return;
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+      reply->element[0]->type != REDIS_REPLY_STRING ||
+      reply->element[1]->type != REDIS_REPLY_ARRAY) {
+    char msg[1400];
+    snprintf(msg, sizeof msg, R_NAME ": cannot look for the shards of '%s' at %s: %s", rc->keys[k],
+             rc->s->addr,
+             reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply to SCAN");
+    cons_end(rc, SEA_EBACKEND, msg);
+    return;
+  }
+  const redisReply *names = reply->element[1];
+  for (size_t i = 0; i < names->elements; i++) {
+    const redisReply *e = names->element[i];
+    int64_t sh = e->type == REDIS_REPLY_STRING ? shard_of(rc->keys[k], e->str, e->len) : -1;
+    if (sh < 0)
+      continue;
+    if (rc->nfound == rc->capfound) {
+      size_t cap = rc->capfound ? rc->capfound * 2 : 16;
+      struct rfound *f = rhost->realloc(rc->found, cap * sizeof *f);
+      if (f == NULL) {
+        cons_end(rc, SEA_ENOMEM, R_NAME ": out of memory");
+        return;
+      }
+      rc->found = f;
+      rc->capfound = cap;
+    }
+    rc->found[rc->nfound].key = k;
+    rc->found[rc->nfound++].shard = (uint32_t)sh;
+  }
+  const char *cursor = reply->element[0]->str;
+  if (strcmp(cursor, "0") != 0 && scan_send(rc, k, cursor) != 0)
+    return; /* the connection is going: discovery starts over once it is back */
+  if (rc->discovering == 0) {
+    discover_done(rc);
+    cons_pump(rc);
+  }
+}
+
+static int scan_send(rcons_t *rc, size_t k, const char *cursor) {
+  char pattern[R_NAME_MAX];
+  snprintf(pattern, sizeof pattern, "%s:*", rc->keys[k]);
+  if (redisAsyncCommand(rc->conn.ac, scan_cb, (void *)(uintptr_t)k, "SCAN %s MATCH %s COUNT 1000",
+                        cursor, pattern) != REDIS_OK)
+    return -1;
+  rc->discovering++;
+  return 0;
+}
+
+/* Look for each key's shards, KEY:N, with SCAN (never KEYS, which blocks the server). */
+static void cons_discover(rcons_t *rc) {
+  rc->nfound = 0;
+  rc->discovering = 0;
+  for (size_t k = 0; k < rc->nkeys; k++)
+    if (scan_send(rc, k, "0") != 0)
+      return;
+}
+
 static void cons_pump(rcons_t *rc) {
   if (rc->ended || !rc->started || rc->paused || rc->reading || rc->preparing || rc->nheld ||
       !conn_ready(&rc->conn))
     return;
+  if (rc->discover && !rc->discovered) {
+    if (rc->discovering == 0)
+      cons_discover(rc);
+    return; /* the last SCAN reply pumps again */
+  }
   if (!rc->prepared) {
     cons_prepare(rc);
     if (rc->preparing || rc->ended)
@@ -1654,6 +1816,7 @@ static void cons_on_ready(void *owner) {
 static void cons_on_lost(void *owner) {
   rcons_t *rc = owner;
   rc->reading = 0;
+  rc->discovering = 0; /* unanswered SCANs: discovery starts over once connected */
   rc->claiming = 0;
   if (rc->preparing) {
     rc->preparing = 0;
@@ -1758,6 +1921,16 @@ static int cons_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *args
       st->shard = sh;
       stream_name(st->name, st->key, shards, sh);
     }
+  /* The keys are interned (they live as long as the process); the array is copied. */
+  rc->keys = rhost->calloc(args->key_count, sizeof *rc->keys);
+  if (rc->keys == NULL) {
+    rhost->free(rc->st);
+    rhost->free(rc);
+    return SEA_ENOMEM;
+  }
+  memcpy(rc->keys, args->keys, args->key_count * sizeof *rc->keys);
+  rc->nkeys = args->key_count;
+  rc->discover = !rc->cfg.shards_set;
   conn_init(&rc->conn, s, rt, rc, args->timeout_ms, rc->cfg.reconnect_ms);
   rc->conn.on_ready = cons_on_ready;
   rc->conn.on_lost = cons_on_lost;
@@ -1880,6 +2053,8 @@ static void cons_close(void *impl) {
   for (size_t i = 0; i < rc->nst; i++)
     rhost->free(rc->st[i].acks);
   rhost->free(rc->st);
+  rhost->free(rc->found);
+  rhost->free(rc->keys);
   rhost->free(rc->commits.v);
   rhost->free(rc);
 }

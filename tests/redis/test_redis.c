@@ -484,6 +484,50 @@ static void test_interop(sea_runtime_t *rt) {
   }
   sea_consumer_close(c);
   sea_streamer_close(s);
+
+  /* Without shards=, the consumer finds the shards itself (SCAN for KEY:N), as the Rust
+   * SeaStreamer's does; a key KEY:meta is not a shard, and neither is the plain KEY when
+   * shards exist. */
+  redisReply *rm = admin("SET %s:meta x", k);
+  redisReply *rp = admin("XADD %s * msg plain", k);
+  CHECK_EQ_INT(sea_connect(rt, u, NULL, &s), 0);
+  memset(&t, 0, sizeof t);
+  o = opts("start=beginning", "stop_at_end=true", NULL, NULL);
+  CHECK_EQ_INT(sea_consumer_open(s, o, &c), 0);
+  sea_options_free(o);
+  sea_consumer_set_data(c, &t);
+  CHECK_EQ_INT(sea_consumer_start(c, interop_batch, interop_end), 0);
+  CHECK(run_until(rt, &t.ended, 1));
+  CHECK_EQ_INT(t.n, 2);
+  for (int i = 0; i < t.n && i < 2; i++) {
+    int j = t.shard[i] == 0 ? 0 : 1;
+    CHECK_EQ_INT(t.seq[i], want[j]);
+    CHECK_STR(t.payload[i], j == 0 ? "alpha" : "beta");
+  }
+  sea_consumer_close(c);
+  sea_streamer_close(s);
+  freeReplyObject(rm);
+  freeReplyObject(rp);
+
+  /* A Rust producer with a sharder of one shard writes KEY:0 only: found too. */
+  char k1[64], u1[160];
+  key(k1, sizeof k1, "rust1");
+  uri(u1, sizeof u1, k1);
+  redisReply *r2 = admin("XADD %s:0 * msg gamma", k1);
+  CHECK_EQ_INT(sea_connect(rt, u1, NULL, &s), 0);
+  memset(&t, 0, sizeof t);
+  o = opts("start=beginning", "stop_at_end=true", NULL, NULL);
+  CHECK_EQ_INT(sea_consumer_open(s, o, &c), 0);
+  sea_options_free(o);
+  sea_consumer_set_data(c, &t);
+  CHECK_EQ_INT(sea_consumer_start(c, interop_batch, interop_end), 0);
+  CHECK(run_until(rt, &t.ended, 1));
+  CHECK_EQ_INT(t.n, 1);
+  CHECK_STR(t.payload[0], "gamma");
+  CHECK_EQ_INT(t.shard[0], 0);
+  sea_consumer_close(c);
+  sea_streamer_close(s);
+  freeReplyObject(r2);
   freeReplyObject(r0);
   freeReplyObject(rx);
   freeReplyObject(r1);

@@ -374,6 +374,28 @@ static void test_partitions(void) {
 
 /* Resumable: a group resumes after its last commit (of one acked message); auto_commit commits
  * everything delivered. */
+/* Commit what c acked and wait for the result, which must be success. */
+static void commit_wait(sea_runtime_t *rt, sea_consumer_t *c, cons_t *k) {
+  int before = k->committed;
+  CHECK_EQ_INT(sea_consumer_commit(c, on_committed, k), 0);
+  CHECK(run_until(rt, &k->committed, before + 1));
+  CHECK_EQ_INT(k->commit_status, 0);
+}
+
+/* A new consumer with options o (a group, stop_at_end) reads count messages, the first being
+ * first: where the group's last commit left it. */
+static void expect_resume(sea_streamer_t *s, sea_runtime_t *rt, const sea_options_t *o, int count,
+                          const char *first) {
+  cons_t k;
+  sea_consumer_t *c = open_consumer(s, &k, o, 1);
+  CHECK(run_until(rt, &k.ended, 1));
+  CHECK_EQ_INT(k.end_status, SEA_EOF);
+  CHECK_EQ_INT(k.count, count);
+  if (first)
+    CHECK_STR(k.payload[0], first);
+  sea_consumer_close(c);
+}
+
 static void test_resumable_commit(void) {
   char topic[128], group[160], g2[170];
   topic_name(topic, sizeof topic, "resume");
@@ -397,17 +419,11 @@ static void test_resumable_commit(void) {
   CHECK(run_until(rt, &k.ended, 1));
   CHECK_EQ_INT(k.count, 10);
   CHECK_EQ_INT(k.acked, 1);
-  CHECK_EQ_INT(sea_consumer_commit(c, on_committed, &k), 0);
-  CHECK(run_until(rt, &k.committed, 1));
-  CHECK_EQ_INT(k.commit_status, 0);
+  commit_wait(rt, c, &k);
   sea_consumer_close(c);
 
   /* The same group again: after seq 4. */
-  c = open_consumer(s, &k, o, 1);
-  CHECK(run_until(rt, &k.ended, 1));
-  CHECK_EQ_INT(k.count, 5);
-  CHECK_STR(k.payload[0], "r-5");
-  sea_consumer_close(c);
+  expect_resume(s, rt, o, 5, "r-5");
   sea_options_free(o);
 
   /* Acked but not committed when the consumer closes: the close commits it. */
@@ -420,11 +436,7 @@ static void test_resumable_commit(void) {
   CHECK(run_until(rt, &k.ended, 1));
   CHECK_EQ_INT(k.acked, 1);
   sea_consumer_close(c);
-  c = open_consumer(s, &k, o, 1);
-  CHECK(run_until(rt, &k.ended, 1));
-  CHECK_EQ_INT(k.count, 3);
-  CHECK_STR(k.payload[0], "r-7");
-  sea_consumer_close(c);
+  expect_resume(s, rt, o, 3, "r-7");
   sea_options_free(o);
 
   /* A position without its message: ack_pos(topic, 0, 7), then commit; the group resumes at
@@ -438,15 +450,9 @@ static void test_resumable_commit(void) {
   CHECK_EQ_INT(sea_consumer_ack_pos(c, topic, 0, 7), 0);
   CHECK_EQ_INT(sea_consumer_ack_pos(c, topic, 5, 1), SEA_ESTATE);
   CHECK_CONTAINS(sea_consumer_errmsg(c), "partition 5 (seq 1) is not assigned to this consumer");
-  CHECK_EQ_INT(sea_consumer_commit(c, on_committed, &k), 0);
-  CHECK(run_until(rt, &k.committed, 1));
-  CHECK_EQ_INT(k.commit_status, 0);
+  commit_wait(rt, c, &k);
   sea_consumer_close(c);
-  c = open_consumer(s, &k, o, 1);
-  CHECK(run_until(rt, &k.ended, 1));
-  CHECK_EQ_INT(k.count, 2);
-  CHECK_STR(k.payload[0], "r-8");
-  sea_consumer_close(c);
+  expect_resume(s, rt, o, 2, "r-8");
   sea_options_free(o);
 
   /* auto_commit: a commit covers everything delivered. */
@@ -456,15 +462,9 @@ static void test_resumable_commit(void) {
   c = open_consumer(s, &k, o, 1);
   CHECK(run_until(rt, &k.ended, 1));
   CHECK_EQ_INT(k.count, 10);
-  CHECK_EQ_INT(sea_consumer_commit(c, on_committed, &k), 0);
-  CHECK(run_until(rt, &k.committed, 1));
-  CHECK_EQ_INT(k.commit_status, 0);
+  commit_wait(rt, c, &k);
   sea_consumer_close(c);
-  c = open_consumer(s, &k, o, 1);
-  CHECK(run_until(rt, &k.ended, 1));
-  CHECK_EQ_INT(k.end_status, SEA_EOF);
-  CHECK_EQ_INT(k.count, 0);
-  sea_consumer_close(c);
+  expect_resume(s, rt, o, 0, NULL);
   sea_options_free(o);
   finish(rt, s);
 }

@@ -1,5 +1,9 @@
 /* seastreamer.c: the Lua module `require "seastreamer"`: runtime, streamer, producer, consumer and
  * message views over libseastreamer, for Lua 5.4 and LuaJIT from one source. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* RTLD_NOLOAD, RTLD_DEFAULT */
+#endif
+#include <dlfcn.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,6 +15,12 @@
 #define STREAMER_MT "seastreamer.streamer"
 #define PRODUCER_MT "seastreamer.producer"
 #define CONSUMER_MT "seastreamer.consumer"
+
+/* Waiting outside a coroutine runs the loop until done; on luv's loop that could be from inside
+ * a luv callback, while uv.run() runs the loop, and libuv's loop must not be run re-entrantly. */
+#define LUV_NO_WAIT                                                                                \
+  "a runtime on luv's loop does not wait by running the loop (luv may be running it): pass a "     \
+  "callback or call from a coroutine"
 
 /* A consumer pauses its backend once this many batches wait to be read from Lua. */
 #define CONSUMER_QUEUE_MAX 4
@@ -28,6 +38,7 @@ struct lrt {
   int cbL_ref;
   int running; /* inside sea_runtime_run */
   int err_ref; /* the first error raised by a callback, LUA_NOREF if none */
+  int luv_ref; /* runtime{luv = true}: the luv module whose loop this runtime runs on */
   lstreamer_t *streamers;
 };
 
@@ -397,6 +408,10 @@ static waitop_t *waitop_new(lua_State *L, lrt_t *rt, int fn_idx) {
       luaL_error(L, "this call would wait inside a loop callback: pass a callback or call it "
                     "from a coroutine");
     }
+    if (rt->luv_ref != LUA_NOREF) {
+      free(w);
+      luaL_error(L, "%s", LUV_NO_WAIT);
+    }
     w->blocking = 1;
   }
   return w;
@@ -456,18 +471,73 @@ static lrt_t *check_rt(lua_State *L, int i) {
   return rt;
 }
 
-static int l_runtime(lua_State *L) {
+/* luv's loop: require "luv", then its C function luv_loop(L), found in the module's shared
+ * object (Lua opened it with RTLD_LOCAL, so it is looked up through a handle to that file).
+ * Leaves the module on the stack. */
+static void *luv_loop_of(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "luv");
+  if (lua_pcall(L, 1, 1, 0) != 0)
+    luaL_error(L, "runtime{luv = true}: %s", lua_tostring(L, -1));
+  int base = lua_gettop(L); /* the module */
+  typedef void *(*luv_loop_fn)(lua_State *);
+  luv_loop_fn fn = NULL;
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "searchpath");
+  if (lua_isfunction(L, -1)) {
+    lua_pushstring(L, "luv");
+    lua_getfield(L, -3, "cpath");
+    if (lua_pcall(L, 2, 1, 0) == 0 && lua_isstring(L, -1)) {
+      void *h = dlopen(lua_tostring(L, -1), RTLD_NOW | RTLD_NOLOAD);
+      if (h) {
+        fn = (luv_loop_fn)(uintptr_t)dlsym(h, "luv_loop");
+        dlclose(h); /* Lua's own handle keeps it loaded */
+      }
+    }
+  }
+  lua_settop(L, base);
+  if (fn == NULL) /* linked into the program (luvit and the like) */
+    fn = (luv_loop_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "luv_loop");
+  if (fn == NULL)
+    luaL_error(L, "runtime{luv = true}: the luv module has no luv_loop (luv 1.30 or later is "
+                  "needed)");
+  void *loop = fn(L);
+  if (loop == NULL)
+    luaL_error(L, "runtime{luv = true}: luv has no loop");
+  return loop;
+}
+
+/* Pushes a new runtime: on luv's loop when luv is set, else on a loop of its own. */
+static int runtime_new(lua_State *L, int luv) {
+  void *loop = luv ? luv_loop_of(L) : NULL; /* luv's module is now on the stack */
   lrt_t *rt = lua_newuserdata(L, sizeof *rt);
   memset(rt, 0, sizeof *rt);
-  rt->cbL_ref = rt->err_ref = LUA_NOREF;
+  rt->cbL_ref = rt->err_ref = rt->luv_ref = LUA_NOREF;
   luaL_getmetatable(L, RT_MT);
   lua_setmetatable(L, -2);
-  int rc = sea_runtime_new(&rt->rt);
+  if (luv) {
+    lua_pushvalue(L, -2);
+    rt->luv_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_remove(L, -2);
+  }
+  int rc = loop ? sea_runtime_new_with_loop(loop, &rt->rt) : sea_runtime_new(&rt->rt);
   if (rc != 0)
     return sea_lua_fail(L, rc, "cannot create the runtime");
   rt->cbL = lua_newthread(L);
   rt->cbL_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 1;
+}
+
+/* seastreamer.runtime([{luv = true}]) */
+static int l_runtime(lua_State *L) {
+  int luv = 0;
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "luv");
+    luv = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  return runtime_new(L, luv);
 }
 
 static void streamer_close(lstreamer_t *st);
@@ -487,7 +557,9 @@ static int rt_close(lua_State *L) {
   if (rt->err_ref != LUA_NOREF)
     luaL_unref(L, LUA_REGISTRYINDEX, rt->err_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->cbL_ref);
-  rt->err_ref = rt->cbL_ref = LUA_NOREF;
+  if (rt->luv_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->luv_ref);
+  rt->err_ref = rt->cbL_ref = rt->luv_ref = LUA_NOREF;
   rt->cbL = NULL;
   return 0;
 }
@@ -541,7 +613,7 @@ static int rt_connect(lua_State *L) {
 /* seastreamer.connect(uri, opts): a runtime of its own, for the simplest scripts. */
 static int l_connect(lua_State *L) {
   lua_settop(L, 2);
-  if (l_runtime(L) != 1)
+  if (runtime_new(L, 0) != 1)
     return 3;
   lua_insert(L, 1); /* rt, uri, opts */
   return rt_connect(L);
@@ -1007,6 +1079,8 @@ static int co_next(lua_State *L) {
   if (rt->running)
     return luaL_error(L, "consumer:next() would wait inside a loop callback; call it from a "
                          "coroutine");
+  if (rt->luv_ref != LUA_NOREF)
+    return luaL_error(L, "%s", LUV_NO_WAIT);
   rt->running = 1;
   int more = 1;
   while (more && c->c && !c->head && !c->ended && rt->err_ref == LUA_NOREF)

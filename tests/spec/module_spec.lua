@@ -155,6 +155,44 @@ describe("seastreamer module", function()
     s:close()
   end)
 
+  it("runs on luv's loop when asked, so either loop runner drives both", function()
+    local uv = require "luv"
+    local shared = assert(sea.runtime({ luv = true }))
+    local fired = false
+    local t = uv.new_timer()
+    t:start(10, 0, function() fired = true; t:close() end)
+    shared:run() -- returns once nothing is active: after luv's timer fired
+    assert.is_true(fired)
+    local s = assert(shared:connect("mem://luvshare/k"))
+    local p = assert(s:producer())
+    assert(p:send("x"))
+    local flushed
+    assert(p:flush(function(ok) flushed = ok end))
+    uv.run() -- seastreamer's flush completes under luv's runner
+    assert.is_true(flushed)
+    -- Waiting by running the loop is refused (a luv callback may be running it); a coroutine
+    -- waits.
+    assert.has_error(function() p:flush() end, "a runtime on luv's loop does not wait by "
+      .. "running the loop (luv may be running it): pass a callback or call from a coroutine")
+    local co_done
+    coroutine.wrap(function() co_done = p:flush() end)()
+    uv.run()
+    assert.is_true(co_done)
+    s:close()
+    shared:close()
+    -- A runtime of its own does not run luv's handles.
+    local own = sea.runtime()
+    fired = false
+    t = uv.new_timer()
+    t:start(10, 0, function() fired = true; t:close() end)
+    own:run()
+    assert.is_false(fired)
+    uv.run()
+    assert.is_true(fired)
+    own:close()
+    assert.has_error(function() sea.runtime("luv") end)
+  end)
+
   it("rewinds to the beginning and to a sequence number", function()
     local keep = fill(rt, "mem://rw/k", { "a", "b", "c", "d" })
     local s = assert(rt:connect("mem://rw/k"))

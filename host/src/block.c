@@ -1,4 +1,5 @@
 /* block.c: reference-counted byte blocks, byte slices, batches and kept messages. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -10,10 +11,64 @@ struct sea_block {
   uint8_t data[]; /* the bytes follow the header in one allocation */
 };
 
+/* Large blocks that are let go are kept for the next sea_block_new of the same size, a few of
+ * them: readers take a fresh block per chunk (stdio: 256 KiB), and handing each back to malloc
+ * made glibc map and unmap memory, or grow and trim its heap, for every chunk: a quarter of a
+ * stdio relay's time went to page faults. Blocks may be released on any thread: a mutex. */
+#define BLOCK_CACHE_MIN (64u * 1024u)
+#define BLOCK_CACHE_SLOTS 8
+#if defined(__SANITIZE_ADDRESS__)
+/* Under AddressSanitizer every block is freed, so a use after the last unref is still caught. */
+#define BLOCK_CACHE_ON 0
+#else
+#define BLOCK_CACHE_ON 1
+#endif
+static pthread_mutex_t block_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static sea_block_t *block_cache[BLOCK_CACHE_SLOTS];
+static size_t block_cached;
+
+static sea_block_t *cache_take(size_t size) {
+  sea_block_t *b = NULL;
+  if (!BLOCK_CACHE_ON)
+    return NULL;
+  pthread_mutex_lock(&block_cache_mu);
+  for (size_t i = block_cached; i-- > 0;)
+    if (block_cache[i]->size == size) {
+      b = block_cache[i];
+      block_cache[i] = block_cache[--block_cached];
+      break;
+    }
+  pthread_mutex_unlock(&block_cache_mu);
+  return b;
+}
+
+static int cache_put(sea_block_t *b) {
+  int kept = 0;
+  if (!BLOCK_CACHE_ON)
+    return 0;
+  pthread_mutex_lock(&block_cache_mu);
+  if (block_cached < BLOCK_CACHE_SLOTS) {
+    block_cache[block_cached++] = b;
+    kept = 1;
+  }
+  pthread_mutex_unlock(&block_cache_mu);
+  return kept;
+}
+
+/* When the library is unloaded (or the program ends): give the cached blocks back. */
+__attribute__((destructor)) static void block_cache_free(void) {
+  pthread_mutex_lock(&block_cache_mu);
+  while (block_cached > 0)
+    sea__free(block_cache[--block_cached]);
+  pthread_mutex_unlock(&block_cache_mu);
+}
+
 sea_block_t *sea_block_new(size_t size) {
   if (size > SIZE_MAX - sizeof(sea_block_t))
     return NULL;
-  sea_block_t *b = sea__malloc(sizeof *b + size);
+  sea_block_t *b = size >= BLOCK_CACHE_MIN ? cache_take(size) : NULL;
+  if (b == NULL)
+    b = sea__malloc(sizeof *b + size);
   if (b == NULL)
     return NULL;
   atomic_init(&b->refs, 1);
@@ -28,8 +83,10 @@ sea_block_t *sea_block_ref(sea_block_t *b) {
 }
 
 void sea_block_unref(sea_block_t *b) {
-  if (b != NULL && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
-    sea__free(b);
+  if (b != NULL && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
+    if (b->size < BLOCK_CACHE_MIN || !cache_put(b))
+      sea__free(b);
+  }
 }
 
 uint8_t *sea_block_data(sea_block_t *b) {

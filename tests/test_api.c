@@ -95,7 +95,7 @@ static void test_producer(void) {
   memset(big, 'k', sizeof big);
   big[299] = '\0';
   CHECK_EQ_INT(sea_producer_send_bytes(p, big, "x", 1, NULL), SEA_EKEY);
-  CHECK_CONTAINS(sea_producer_errmsg(p), "299 bytes is longer than 249");
+  CHECK_CONTAINS(sea_producer_errmsg(p), "send: stream key of 299 bytes (the limit is 249)");
   sea_producer_close(p);
 
   sea_options_t *o = opts("max_payload=4", NULL, NULL);

@@ -141,6 +141,8 @@ struct sea_op {
 int sea__errf(char *buf, size_t len, int code, const char *fmt, ...) SEA__PRINTF(4, 5);
 void sea__vfmt(char *buf, size_t len, const char *fmt, va_list ap);
 int sea__rt_err(sea_runtime_t *rt, int code, const char *fmt, ...) SEA__PRINTF(3, 4);
+/* Why key (len bytes) is not a stream key, for an error message: its length or its characters. */
+void sea__key_why(char *buf, size_t n, const char *key, size_t len);
 
 /* memory.c */
 void *sea__malloc(size_t n);

@@ -1,6 +1,7 @@
 /* key.c: stream key rules and the process-wide table that interns keys. */
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -17,6 +18,14 @@ int sea_stream_key_valid(const char *key, size_t len) {
     if (!key_char((unsigned char)key[i]))
       return 0;
   return 1;
+}
+
+void sea__key_why(char *buf, size_t n, const char *key, size_t len) {
+  if (len > SEA_STREAM_KEY_MAX)
+    snprintf(buf, n, "stream key of %zu bytes (the limit is %d)", len, SEA_STREAM_KEY_MAX);
+  else
+    snprintf(buf, n, "invalid stream key '%.*s' (keys are 1 to %d of A-Z a-z 0-9 . _ -)", (int)len,
+             key, SEA_STREAM_KEY_MAX);
 }
 
 /* Keys are few (topics, not messages) and live for the whole process, so an open-addressing

@@ -499,13 +499,9 @@ int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned
     int err = SEA_EKEY;
     const char *k = intern_cached(p, msg.meta.stream_key, &err);
     if (k == NULL) {
-      size_t n = strlen(msg.meta.stream_key);
-      if (n > SEA_STREAM_KEY_MAX)
-        set_msg(p->errmsg, "send: stream key of %zu bytes is longer than %d", n,
-                SEA_STREAM_KEY_MAX);
-      else
-        set_msg(p->errmsg, "send: invalid stream key '%s' (keys are 1 to %d of A-Z a-z 0-9 . _ -)",
-                msg.meta.stream_key, SEA_STREAM_KEY_MAX);
+      char why[SEA__ERRMSG_MAX - 16];
+      sea__key_why(why, sizeof why, msg.meta.stream_key, strlen(msg.meta.stream_key));
+      set_msg(p->errmsg, "send: %s", why);
       return err;
     }
     msg.meta.stream_key = k;
@@ -1071,8 +1067,9 @@ int sea_consumer_ack_pos(sea_consumer_t *c, const char *stream_key, uint64_t sha
   int err = SEA_EKEY;
   const char *k = sea_stream_key(stream_key, strlen(stream_key), &err);
   if (k == NULL) {
-    set_msg(c->errmsg, "ack_pos: invalid stream key '%.*s' (keys are 1 to %d of A-Z a-z 0-9 . _ -)",
-            SEA_STREAM_KEY_MAX, stream_key, SEA_STREAM_KEY_MAX);
+    char why[SEA__ERRMSG_MAX - 16];
+    sea__key_why(why, sizeof why, stream_key, strlen(stream_key));
+    set_msg(c->errmsg, "ack_pos: %s", why);
     return err;
   }
   CONSUMER_CALL(c, consumer_ack_pos, "ack_pos", k, shard, seq);

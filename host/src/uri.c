@@ -117,13 +117,7 @@ int sea_uri_parse(const char *uri, sea_uri_t **out, char *errbuf, size_t errlen)
       size_t kl = strlen(u->keys[k]);
       if (!sea_stream_key_valid(u->keys[k], kl)) {
         char what[SEA__ERRMSG_MAX];
-        if (kl > SEA_STREAM_KEY_MAX)
-          snprintf(what, sizeof what, "stream key of %zu bytes (the limit is %d)", kl,
-                   SEA_STREAM_KEY_MAX);
-        else
-          snprintf(what, sizeof what,
-                   "invalid stream key '%s' (keys are 1 to %d of A-Z a-z 0-9 . _ -)", u->keys[k],
-                   SEA_STREAM_KEY_MAX);
+        sea__key_why(what, sizeof what, u->keys[k], kl);
         sea_uri_free(u);
         return fail(errbuf, errlen, SEA_EKEY, uri, off, what);
       }

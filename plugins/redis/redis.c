@@ -1624,17 +1624,13 @@ static void cons_send_read(rcons_t *rc) {
 }
 
 /* The shard number of NAME if it is KEY:N (N decimal, within 32 bits), else -1. */
-static int64_t shard_of(const char *key, const char *name, size_t len) {
+static int64_t shard_of(const char *key, const char *name) {
   size_t kl = strlen(key);
-  if (len < kl + 2 || len > kl + 11 || memcmp(name, key, kl) != 0 || name[kl] != ':')
+  uint64_t n;
+  if (strncmp(name, key, kl) != 0 || name[kl] != ':' || parse_u64(name + kl + 1, &n) != 0 ||
+      n > UINT32_MAX)
     return -1;
-  uint64_t n = 0;
-  for (size_t i = kl + 1; i < len; i++) {
-    if (name[i] < '0' || name[i] > '9')
-      return -1;
-    n = n * 10 + (uint64_t)(name[i] - '0');
-  }
-  return n <= UINT32_MAX ? (int64_t)n : -1;
+  return (int64_t)n;
 }
 
 static int found_cmp(const void *a, const void *b) {
@@ -1724,7 +1720,7 @@ static void scan_cb(redisAsyncContext *ac, void *rep, void *priv) {
   const redisReply *names = reply->element[1];
   for (size_t i = 0; i < names->elements; i++) {
     const redisReply *e = names->element[i];
-    int64_t sh = e->type == REDIS_REPLY_STRING ? shard_of(rc->keys[k], e->str, e->len) : -1;
+    int64_t sh = e->type == REDIS_REPLY_STRING ? shard_of(rc->keys[k], e->str) : -1;
     if (sh < 0)
       continue;
     if (rc->nfound == rc->capfound) {

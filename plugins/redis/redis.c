@@ -1442,6 +1442,27 @@ static void prep_cb(redisAsyncContext *ac, void *rep, void *priv) {
   }
 }
 
+/* Sends argv (NUL-terminated strings) on the consumer's connection; 1 if it was queued. */
+static int cons_send_argv(rcons_t *rc, redisCallbackFn *cb, size_t i, int argc, const char **argv) {
+  size_t lens[8];
+  for (int k = 0; k < argc; k++)
+    lens[k] = strlen(argv[k]);
+  return redisAsyncCommandArgv(rc->conn.ac, cb, (void *)(uintptr_t)i, argc, argv, lens) == REDIS_OK;
+}
+
+/* The id a group starts after for the position to start at or move to: just before the
+ * position's entry (P_AT, P_TIME), "0" (P_BEGIN) or "$" (the end). */
+static void group_pos_id(const rcons_t *rc, char id[R_ID_MAX]) {
+  if (rc->pos_kind == P_AT || rc->pos_kind == P_TIME) {
+    uint64_t ms = rc->pos_kind == P_AT ? rc->pos_arg >> 16 : rc->pos_arg;
+    uint64_t sq = rc->pos_kind == P_AT ? rc->pos_arg & 0xffff : 0;
+    id_before(&ms, &sq);
+    id_format(id, ms, sq);
+  } else {
+    snprintf(id, R_ID_MAX, "%s", rc->pos_kind == P_BEGIN ? "0" : "$");
+  }
+}
+
 /* Work out where each stream starts: a query per stream where the position needs the server. */
 static void cons_prepare(rcons_t *rc) {
   rc->preparing = 0;
@@ -1472,12 +1493,7 @@ static void cons_prepare(rcons_t *rc) {
         snprintf(count, sizeof count, "%llu",
                  (unsigned long long)(rc->pos_kind == P_FROM_END ? rc->pos_arg : 1));
         const char *argv[] = {"XREVRANGE", st->name, "+", "-", "COUNT", count};
-        size_t lens[6];
-        for (int k = 0; k < 6; k++)
-          lens[k] = strlen(argv[k]);
-        if (redisAsyncCommandArgv(rc->conn.ac, prep_cb, (void *)(uintptr_t)i, 6, argv, lens) ==
-            REDIS_OK)
-          rc->preparing++;
+        rc->preparing += cons_send_argv(rc, prep_cb, i, 6, argv);
       }
       }
     }
@@ -1489,24 +1505,9 @@ static void cons_prepare(rcons_t *rc) {
       if (!rc->cfg.create)
         continue;
       char id[R_ID_MAX];
-      if (rc->pos_kind == P_AT) {
-        uint64_t ms = rc->pos_arg >> 16, sq = rc->pos_arg & 0xffff;
-        id_before(&ms, &sq);
-        id_format(id, ms, sq);
-      } else if (rc->pos_kind == P_TIME) {
-        uint64_t ms = rc->pos_arg, sq = 0;
-        id_before(&ms, &sq);
-        id_format(id, ms, sq);
-      } else {
-        snprintf(id, sizeof id, "%s", rc->pos_kind == P_BEGIN ? "0" : "$");
-      }
+      group_pos_id(rc, id);
       const char *argv[] = {"XGROUP", "CREATE", st->name, rc->group, id, "MKSTREAM"};
-      size_t lens[6];
-      for (int k = 0; k < 6; k++)
-        lens[k] = strlen(argv[k]);
-      if (redisAsyncCommandArgv(rc->conn.ac, prep_cb, (void *)(uintptr_t)i, 6, argv, lens) ==
-          REDIS_OK)
-        rc->preparing++;
+      rc->preparing += cons_send_argv(rc, prep_cb, i, 6, argv);
     }
   }
   if (rc->preparing == 0)
@@ -1517,29 +1518,14 @@ static void cons_prepare(rcons_t *rc) {
 static void cons_send_setid(rcons_t *rc) {
   rc->setid_pending = 0;
   rc->preparing = 0;
+  char id[R_ID_MAX];
+  group_pos_id(rc, id); /* seek and rewind give P_TIME, P_AT, P_BEGIN or P_END */
   for (size_t i = 0; i < rc->nst; i++) {
     rstream_t *st = &rc->st[i];
-    char id[R_ID_MAX];
-    uint64_t ms = rc->pos_arg, sq = 0;
-    if (rc->pos_kind == P_AT) {
-      ms = rc->pos_arg >> 16;
-      sq = rc->pos_arg & 0xffff;
-    }
-    if (rc->pos_kind == P_BEGIN || rc->pos_kind == P_END) {
-      snprintf(id, sizeof id, "%s", rc->pos_kind == P_BEGIN ? "0" : "$");
-    } else {
-      id_before(&ms, &sq);
-      id_format(id, ms, sq);
-    }
     st->history = 1; /* our pending entries first, then from the new position */
     st->ms = st->sq = 0;
     const char *argv[] = {"XGROUP", "SETID", st->name, rc->group, id};
-    size_t lens[5];
-    for (int k = 0; k < 5; k++)
-      lens[k] = strlen(argv[k]);
-    if (redisAsyncCommandArgv(rc->conn.ac, prep_cb, (void *)(uintptr_t)i, 5, argv, lens) ==
-        REDIS_OK)
-      rc->preparing++;
+    rc->preparing += cons_send_argv(rc, prep_cb, i, 5, argv);
   }
   if (rc->preparing == 0)
     cons_prepared(rc);
@@ -1554,12 +1540,7 @@ static void cons_send_claims(rcons_t *rc) {
     char cur[R_ID_MAX];
     id_format(cur, st->cms, st->csq);
     const char *argv[] = {"XAUTOCLAIM", st->name, rc->group, rc->cname, idle, cur, "COUNT", count};
-    size_t lens[8];
-    for (int k = 0; k < 8; k++)
-      lens[k] = strlen(argv[k]);
-    if (redisAsyncCommandArgv(rc->conn.ac, claim_cb, (void *)(uintptr_t)i, 8, argv, lens) ==
-        REDIS_OK)
-      rc->claiming++;
+    rc->claiming += (unsigned)cons_send_argv(rc, claim_cb, i, 8, argv);
   }
   if (rc->claiming)
     rc->reading = 1;

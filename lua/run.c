@@ -1,5 +1,6 @@
-/* run.c: seastreamer.run{...}, the processor pipeline: C consumes, batches, calls the Lua
- * processor, produces, acknowledges and commits (at-least-once), with an error policy and limits.
+/* run.c: seastreamer.run{...}: a Lua processor on the host's pipeline (sea_pipeline_*), which
+ * consumes, batches, produces, acknowledges and commits (docs/delivery.md). What is Lua's stays
+ * here: the message views, the processor's results, out:send/out:stop, the hooks and the limits.
  */
 #include <stdarg.h>
 #include <stdbool.h>
@@ -23,63 +24,23 @@
 
 #define MAX_INPUTS 16
 #define MAX_OUTPUTS 16
-#define COMMIT_EVERY_MS 1000
-
-typedef struct run run_t;
-typedef struct pbatch pbatch_t;
-
-/* One message of a consumed batch: how many of its outputs still wait for their receipt. */
-typedef struct slot {
-  pbatch_t *pb;
-  uint32_t i;
-  uint32_t pending;
-} slot_t;
-
-/* A consumed batch, kept until every message in it is processed and acknowledged. */
-struct pbatch {
-  const sea_batch_t *batch;
-  struct input *in;
-  size_t next_proc;    /* next message to hand to Lua */
-  size_t next_ack;     /* next message to acknowledge */
-  pbatch_t *in_next;   /* the input's FIFO (acknowledgement order) */
-  pbatch_t *work_next; /* the run's FIFO of batches with messages still to process */
-  slot_t slots[];
-};
-
-typedef struct input {
-  run_t *r;
-  const char *uri;
-  sea_streamer_t *s;
-  sea_consumer_t *c;
-  pbatch_t *head, *tail;
-  bool ack; /* the input keeps positions */
-  bool ended;
-  bool paused;
-  bool dirty; /* acked since the last commit */
-  bool committing;
-} input_t;
-
-/* A send that met a full output, kept (copied) until the output drains. */
-typedef struct overflow {
-  sea_bytes_t payload;
-  const char *stream_key;
-  slot_t *slot;
-  struct overflow *next;
-} overflow_t;
 
 typedef struct output {
-  run_t *r;
   const char *name; /* NULL for the default output */
   const char *uri;
   sea_streamer_t *s;
-  sea_producer_t *p;
-  overflow_t *of_head, *of_tail;
-  bool ended;
+  size_t index; /* in the pipeline */
 } output_t;
 
-struct run {
+typedef struct input {
+  const char *uri;
+  sea_streamer_t *s;
+} input_t;
+
+typedef struct run {
   lua_State *L;
   sea_runtime_t *rt;
+  sea_pipeline_t *pl;
   const char *script; /* for messages: the processor's chunk name */
   input_t in[MAX_INPUTS];
   size_t nin;
@@ -89,8 +50,7 @@ struct run {
   int fn_ref, batch_ref, start_ref, tick_ref, stop_ref, out_ref, view_ref, bview_ref;
   int input_end_ref; /* called once every input has ended, if the processor lingers */
   bool linger;       /* the processor, not the end of the inputs, ends the run (out:stop()) */
-  bool input_end_called;
-  enum { POLICY_STOP, POLICY_SKIP, POLICY_DEAD } policy;
+  sea_on_error_t policy;
   uint64_t tick_ms;
   uint64_t max_instructions; /* per call; 0 = none */
   uint64_t max_ms;           /* per call; 0 = none */
@@ -98,182 +58,58 @@ struct run {
   uint64_t budget;
   uint64_t deadline_ns;
   bool in_call;
-  slot_t *cur; /* outputs sent now belong to this message */
-  const sea_message_t *cur_msg;
-  pbatch_t *work_head, *work_tail;
-  sea_lua_view_t *view;    /* the reusable view handed to the per-message processor */
-  sea_lua_view_t **bviews; /* batch mode: reusable views, anchored in the table bviews_ref */
+  const sea_message_t *cur_msg; /* the message being processed (its key is the default) */
+  sea_lua_view_t *view;         /* the reusable view handed to the per-message processor */
+  sea_lua_view_t **bviews;      /* batch mode: reusable views, anchored in the table bviews_ref */
   size_t nbviews;
   int bviews_ref;
   int view_mt_ref; /* the views' metatable, to recognise a view without a lookup by name */
-  size_t blocked;  /* outputs with an overflow */
-  bool stopping, finished, flushed;
+  bool finished;
   bool stop_requested; /* out:stop() was called: stop once the current call returns */
-  int flushing;        /* outputs still flushing/ending */
-  int status;
+  int status;          /* failures before the pipeline exists */
   char errmsg[1024];
-  uint64_t processed, produced, skipped;
-  uv_timer_t commit_timer, tick_timer;
-  bool commit_timer_on, tick_timer_on;
+  uv_timer_t tick_timer;
+  bool tick_timer_on;
   uv_signal_t sigs[2];
   int nsigs;
-};
+} run_t;
 
 static run_t *active_run; /* the count hook finds its budget here (one run per process) */
 
+/* A failure of the run: the pipeline's (it stops) or, before there is one, the run's own. */
 static void run_error(run_t *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void run_error(run_t *r, int status, const char *fmt, ...) {
-  if (r->status != 0)
-    return; /* the first failure is the cause */
-  r->status = status;
+  char msg[1024];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(r->errmsg, sizeof r->errmsg, fmt, ap);
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-}
-
-static void begin_stop(run_t *r);
-static void process_work(run_t *r);
-
-/* ---------------------------------------------------------------------------------------------
- * Acknowledgement: in order per input, a message only once all its outputs are receipted.
- * ------------------------------------------------------------------------------------------- */
-
-static void advance_acks(input_t *in) {
-  while (in->head) {
-    pbatch_t *pb = in->head;
-    while (pb->next_ack < pb->next_proc && pb->slots[pb->next_ack].pending == 0) {
-      if (in->ack && sea_consumer_ack(in->c, &pb->batch->msgs[pb->next_ack]) == 0)
-        in->dirty = true;
-      pb->next_ack++;
-    }
-    if (pb->next_ack < pb->batch->count)
-      return;
-    in->head = pb->in_next;
-    if (!in->head)
-      in->tail = NULL;
-    sea_batch_release(pb->batch);
-    free(pb);
+  if (r->pl) {
+    sea_pipeline_fail(r->pl, status, "%s", msg);
+  } else if (r->status == 0) {
+    r->status = status;
+    snprintf(r->errmsg, sizeof r->errmsg, "%s", msg);
   }
 }
 
-static void on_commit_done(void *data, int status) {
-  input_t *in = data;
-  in->committing = false;
-  if (status != 0 && status != SEA_ECANCELED)
-    run_error(in->r, status, "commit on %s: %s", in->uri, sea_consumer_errmsg(in->c));
-}
-
-static void commit_all(run_t *r) {
-  for (size_t i = 0; i < r->nin; i++) {
-    input_t *in = &r->in[i];
-    if (!in->dirty || in->committing || !in->c)
-      continue;
-    in->dirty = false;
-    in->committing = true;
-    if (sea_consumer_commit(in->c, on_commit_done, in) != 0)
-      in->committing = false;
-  }
-}
-
-static void on_commit_timer(uv_timer_t *t) {
-  commit_all(t->data);
+/* out:stop() takes effect once the Lua call that made it returned. */
+static void after_lua_call(run_t *r) {
+  if (r->stop_requested && r->pl)
+    sea_pipeline_stop(r->pl);
 }
 
 /* ---------------------------------------------------------------------------------------------
  * Sending
  * ------------------------------------------------------------------------------------------- */
 
-static void on_receipt(sea_producer_t *p, void *token, int status, const sea_meta_t *meta) {
-  output_t *o = sea_producer_get_data(p);
-  run_t *r = o->r;
-  if (status != 0 && status != SEA_ECANCELED) {
-    const char *em = sea_producer_errmsg(p);
-    run_error(r, status, "output %s rejected a message: %s", o->uri,
-              em && em[0] ? em : sea_strerror(status));
-    begin_stop(r);
-  }
-  slot_t *s = token;
-  /* A failed output keeps its message's hold for good: it and those after are never acked. */
-  if (s == NULL || status != 0)
-    return;
-  if (--s->pending == 0)
-    advance_acks(s->pb->in);
-}
-
-static int send_now(output_t *o, const sea_message_t *m, slot_t *slot) {
-  int rc = sea_producer_send(o->p, m, slot);
-  if (rc == 0) {
-    o->r->produced++;
-    if (slot)
-      slot->pending++;
-  }
-  return rc;
-}
-
-static void on_drain(sea_producer_t *p) {
-  output_t *o = sea_producer_get_data(p);
-  run_t *r = o->r;
-  while (o->of_head) {
-    overflow_t *ov = o->of_head;
-    sea_message_t m;
-    memset(&m, 0, sizeof m);
-    m.payload = ov->payload;
-    m.meta.stream_key = ov->stream_key;
-    int rc = send_now(o, &m, ov->slot);
-    if (rc == SEA_EAGAIN)
-      return;
-    if (ov->slot)
-      ov->slot->pending--; /* the hold taken when it was queued */
-    if (rc != 0) {
-      run_error(r, rc, "output %s: %s", o->uri, sea_producer_errmsg(p));
-      begin_stop(r);
-    }
-    o->of_head = ov->next;
-    sea_bytes_release(&ov->payload);
-    free(ov);
-  }
-  o->of_tail = NULL;
-  r->blocked--;
-  if (r->blocked == 0 && !r->stopping)
-    process_work(r);
-}
-
-/* Send m to o. A full output keeps a copy and blocks processing until it drains. */
-static int output_send(run_t *r, output_t *o, const sea_message_t *m) {
-  if (o->of_head == NULL) {
-    int rc = send_now(o, m, r->cur);
-    if (rc != SEA_EAGAIN)
-      return rc;
-  }
-  overflow_t *ov = calloc(1, sizeof *ov);
-  if (ov == NULL || sea_bytes_copy(m->payload.data, m->payload.len, &ov->payload) != 0) {
-    free(ov);
-    return SEA_ENOMEM;
-  }
-  ov->stream_key = m->meta.stream_key;
-  ov->slot = r->cur;
-  if (ov->slot)
-    ov->slot->pending++; /* held until it is really sent */
-  if (o->of_tail)
-    o->of_tail->next = ov;
-  else {
-    o->of_head = ov;
-    r->blocked++;
-  }
-  o->of_tail = ov;
-  return 0;
-}
-
 /* The stream key for a payload the processor returned: the output's anchor, else the input
  * message's own key. */
 static const char *default_key(run_t *r, output_t *o) {
-  if (sea_producer_anchored(o->p) || r->cur_msg == NULL)
+  if (sea_producer_anchored(sea_pipeline_output(r->pl, o->index)) || r->cur_msg == NULL)
     return NULL;
   return r->cur_msg->meta.stream_key;
 }
-
 /* Send the value at index i (a string or a message view) to o. Returns 0 or raises/returns err. */
 static int send_value(run_t *r, output_t *o, int i, const char *stream_key) {
   lua_State *L = r->L;
@@ -306,13 +142,13 @@ static int send_value(run_t *r, output_t *o, int i, const char *stream_key) {
     m.header_count = v->msg->header_count;
   }
   m.meta.stream_key = stream_key ? stream_key : default_key(r, o);
-  return output_send(r, o, &m);
+  return sea_pipeline_send(r->pl, o->index, &m, 0);
 }
 
 /* out:send(name, payload [, stream_key]): to the output called name (nil: the default one). */
 static int out_send(lua_State *L) {
   run_t *r = active_run;
-  if (r == NULL || r->finished)
+  if (r == NULL || r->finished || r->pl == NULL)
     return luaL_error(L, "out:send() after the run ended");
   int base = 3;
   output_t *o = &r->out[0];
@@ -336,19 +172,14 @@ static int out_send(lua_State *L) {
     if ((key = sea_stream_key(k, kl, &err)) == NULL)
       return luaL_argerror(L, base + 1, lua_pushfstring(L, "invalid stream key '%s'", k));
   }
-  if (r->stopping && r->status != 0)
-    return luaL_error(L, "the run is stopping: %s", r->errmsg);
+  if (sea_pipeline_status(r->pl) != 0)
+    return luaL_error(L, "the run is stopping: %s", sea_pipeline_errmsg(r->pl));
   int rc = send_value(r, o, base, key);
-  if (rc != 0)
+  if (rc != 0) {
+    sea_producer_t *p = sea_pipeline_output(r->pl, o->index);
     return luaL_error(L, "send to %s failed: %s", o->uri,
-                      sea_producer_errmsg(o->p)[0] ? sea_producer_errmsg(o->p) : sea_strerror(rc));
-  return 0;
-}
-
-/* out:stop(): end the run as if every input had ended (a source or a script that is done). */
-static int out_stop(lua_State *L) {
-  if (active_run)
-    active_run->stop_requested = true;
+                      sea_producer_errmsg(p)[0] ? sea_producer_errmsg(p) : sea_strerror(rc));
+  }
   return 0;
 }
 
@@ -411,7 +242,7 @@ static const char *error_text(lua_State *L) {
   return e ? e : "(error object is not a string)";
 }
 
-/* A hook (start, tick, stop) failed: that is fatal whatever the policy. */
+/* A hook (start, tick, stop, input_end) failed: that is fatal whatever the policy. */
 static void hook_call(run_t *r, int ref, const char *name, int extra) {
   lua_State *L = r->L;
   if (ref == LUA_NOREF)
@@ -423,49 +254,16 @@ static void hook_call(run_t *r, int ref, const char *name, int extra) {
     lua_pushnumber(L, (lua_Number)sea_now_us());
     n++;
   }
-  r->cur = NULL;
   r->cur_msg = NULL;
   if (limited_call(r, n, 0) != 0) {
     run_error(r, SEA_EINVAL, "%s hook failed: %s", name, error_text(L));
     lua_pop(L, 1);
-    begin_stop(r);
-  } else if (r->stop_requested && strcmp(name, "stop") != 0) {
-    begin_stop(r);
+  } else {
+    after_lua_call(r);
   }
 }
 
-/* What to do with a message the processor failed on. Returns true to go on. */
-static bool apply_policy(run_t *r, pbatch_t *pb, size_t first, size_t n, const char *why) {
-  const sea_message_t *m = &pb->batch->msgs[first];
-  switch (r->policy) {
-  case POLICY_STOP:
-    run_error(r, SEA_EINVAL,
-              "%s\n  at message %s | %llu of %s (not committed, nor anything after it)", why,
-              m->meta.stream_key, (unsigned long long)m->meta.seq, pb->in->uri);
-    return false;
-  case POLICY_SKIP:
-    fprintf(stderr, "seastreamer run: skipped message %s | %llu of %s: %s\n", m->meta.stream_key,
-            (unsigned long long)m->meta.seq, pb->in->uri, why);
-    r->skipped += n;
-    return true;
-  case POLICY_DEAD:
-    for (size_t k = first; k < first + n; k++) {
-      sea_message_t dm = pb->batch->msgs[k];
-      dm.meta.stream_key = sea_producer_anchored(r->dead->p) ? NULL : dm.meta.stream_key;
-      r->cur = &pb->slots[k];
-      int rc = output_send(r, r->dead, &dm);
-      if (rc != 0) {
-        run_error(r, rc, "dead-letter output %s: %s", r->dead->uri, sea_strerror(rc));
-        return false;
-      }
-    }
-    r->skipped += n;
-    return true;
-  }
-  return false;
-}
-
-/* Send what a processor call returned (at index top of the stack). Returns NULL or a complaint. */
+/* Send what a processor call returned (at index idx of the stack). Returns NULL or a complaint. */
 static const char *send_result(run_t *r, int idx) {
   lua_State *L = r->L;
   int t = lua_type(L, idx);
@@ -532,245 +330,104 @@ static bool fill_bviews(run_t *r, const sea_batch_t *batch, size_t first, size_t
   return true;
 }
 
-/* Process what the work queue holds until it is empty, an output is full, or the run stops. */
-static void process_work(run_t *r) {
+/* The pipeline's processor: count messages from first (one, unless the script has a batch
+ * function). Errors become the pipeline's rejections, and its error policy applies. */
+static int lua_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch, size_t first,
+                       size_t count, void *data) {
+  run_t *r = data;
   lua_State *L = r->L;
-  int base = lua_gettop(L); /* below: sea_lua_run's own frame (config, run state) */
-  while (r->work_head && !r->stopping && r->blocked == 0) {
-    pbatch_t *pb = r->work_head, *next;
-    size_t count = pb->batch->count;
-    if (r->batch_ref != LUA_NOREF) {
-      size_t first = pb->next_proc;
-      lua_rawgeti(L, LUA_REGISTRYINDEX, r->batch_ref);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, r->bview_ref);
-      sea_lua_batch_t *bv = lua_touserdata(L, -1);
-      bv->batch = pb->batch;
-      bv->first = first;
-      bv->count = count - first;
-      if (!fill_bviews(r, pb->batch, first, count - first)) {
-        lua_settop(L, base);
-        run_error(r, SEA_ENOMEM, "out of memory for a batch of %zu views", count - first);
-        begin_stop(r);
-        return;
-      }
-      lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
-      r->cur = &pb->slots[first]; /* outputs hold the first message: none is acked before them */
-      r->cur_msg = &pb->batch->msgs[first];
-      r->cur->pending++;
-      int rc = limited_call(r, 2, 1);
-      bv->batch = NULL;
-      const char *bad = NULL;
-      if (rc != 0)
-        bad = error_text(L);
-      else if ((bad = send_result(r, lua_gettop(L))) != NULL)
-        bad = lua_pushfstring(L, "%s %s", where_fn(r, r->batch_ref), bad);
-      pb->next_proc = count;
-      r->processed += count - first;
-      bool go = bad == NULL || apply_policy(r, pb, first, count - first, bad);
-      for (size_t k = 0; k < count - first; k++) /* what it returned has been sent */
-        r->bviews[k]->msg = NULL;
+  int base = lua_gettop(L);
+  int rc;
+  const char *bad = NULL;
+  r->cur_msg = &batch->msgs[first];
+  if (r->batch_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->batch_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->bview_ref);
+    sea_lua_batch_t *bv = lua_touserdata(L, -1);
+    bv->batch = batch;
+    bv->first = first;
+    bv->count = count;
+    if (!fill_bviews(r, batch, first, count)) {
       lua_settop(L, base);
-      r->cur->pending--;
-      r->cur = NULL;
-      if (!go) {
-        pb->next_proc = first; /* nothing of the batch is acknowledged */
-        begin_stop(r);
-        return;
-      }
-      next = pb->work_next;
-      advance_acks(pb->in); /* may free pb */
-      if (r->stop_requested) {
-        r->work_head = next;
-        begin_stop(r);
-        return;
-      }
-    } else {
-      sea_lua_view_t *v;
-      lua_rawgeti(L, LUA_REGISTRYINDEX, r->view_ref);
-      v = lua_touserdata(L, -1);
-      lua_pop(L, 1);
-      while (pb->next_proc < count && !r->stopping && r->blocked == 0) {
-        size_t i = pb->next_proc;
-        const sea_message_t *m = &pb->batch->msgs[i];
-        lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, r->view_ref);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
-        v->msg = m;
-        r->cur = &pb->slots[i];
-        r->cur_msg = m;
-        r->cur->pending++; /* held while the call may still send */
-        int rc = limited_call(r, 2, 1);
-        const char *bad = NULL;
-        if (rc != 0)
-          bad = error_text(L);
-        else if ((bad = send_result(r, lua_gettop(L))) != NULL)
-          bad = lua_pushfstring(L, "%s %s", where_fn(r, r->fn_ref), bad);
-        v->msg = NULL;
-        bool go = bad == NULL || apply_policy(r, pb, i, 1, bad);
-        lua_settop(L, base);
-        r->cur->pending--;
-        r->cur = NULL;
-        r->cur_msg = NULL;
-        if (!go) {
-          begin_stop(r);
-          return;
-        }
-        pb->next_proc = i + 1;
-        r->processed++;
-        if (r->stop_requested) {
-          if (pb->next_proc == count)
-            r->work_head = pb->work_next;
-          advance_acks(pb->in);
-          begin_stop(r);
-          return;
-        }
-      }
-      bool unfinished = pb->next_proc < count;
-      next = pb->work_next;
-      advance_acks(pb->in); /* may free pb, if it is finished */
-      if (unfinished)
-        break; /* blocked: an output drain resumes here */
+      r->cur_msg = NULL;
+      sea_pipeline_fail(pl, SEA_ENOMEM, "out of memory for a batch of %zu views", count);
+      return 0;
     }
-    r->work_head = next;
-    if (!r->work_head)
-      r->work_tail = NULL;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
+    rc = limited_call(r, 2, 1);
+    bv->batch = NULL;
+    if (rc != 0)
+      bad = error_text(L);
+    else if ((bad = send_result(r, lua_gettop(L))) != NULL)
+      bad = lua_pushfstring(L, "%s %s", where_fn(r, r->batch_ref), bad);
+    for (size_t k = 0; k < count; k++) /* what it returned has been sent */
+      r->bviews[k]->msg = NULL;
+  } else {
+    sea_lua_view_t *v = r->view;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->view_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
+    v->msg = r->cur_msg;
+    rc = limited_call(r, 2, 1);
+    if (rc != 0)
+      bad = error_text(L);
+    else if ((bad = send_result(r, lua_gettop(L))) != NULL)
+      bad = lua_pushfstring(L, "%s %s", where_fn(r, r->fn_ref), bad);
+    v->msg = NULL;
   }
-  if (r->stopping)
-    return;
-  if (r->blocked) {
-    for (size_t i = 0; i < r->nin; i++)
-      if (!r->in[i].paused && !r->in[i].ended) {
-        r->in[i].paused = true;
-        sea_consumer_pause(r->in[i].c);
-      }
-    return;
-  }
-  bool all_ended = true;
-  for (size_t i = 0; i < r->nin; i++) {
-    input_t *in = &r->in[i];
-    if (in->paused && !in->ended) {
-      in->paused = false;
-      sea_consumer_resume(in->c);
-    }
-    all_ended = all_ended && in->ended;
-  }
-  if (r->nin > 0 && all_ended && r->work_head == NULL) {
-    if (!r->linger) {
-      begin_stop(r);
-    } else if (!r->input_end_called) {
-      r->input_end_called = true;
-      hook_call(r, r->input_end_ref, "input_end", 0);
-    }
-  }
+  r->cur_msg = NULL;
+  int ret = bad ? sea_pipeline_reject(pl, "%s", bad) : 0;
+  lua_settop(L, base);
+  after_lua_call(r);
+  return ret;
 }
 
-static void on_batch(sea_consumer_t *c, const sea_batch_t *batch) {
-  input_t *in = sea_consumer_get_data(c);
-  run_t *r = in->r;
-  if (r->stopping || batch->count == 0)
-    return;
-  pbatch_t *pb = calloc(1, sizeof *pb + batch->count * sizeof(slot_t));
-  if (pb == NULL) {
-    run_error(r, SEA_ENOMEM, "out of memory queueing a batch of %zu messages", batch->count);
-    begin_stop(r);
-    return;
-  }
-  sea_batch_retain(batch);
-  pb->batch = batch;
-  pb->in = in;
-  for (size_t i = 0; i < batch->count; i++) {
-    pb->slots[i].pb = pb;
-    pb->slots[i].i = (uint32_t)i;
-  }
-  if (in->tail)
-    in->tail->in_next = pb;
-  else
-    in->head = pb;
-  in->tail = pb;
-  if (r->work_tail)
-    r->work_tail->work_next = pb;
-  else
-    r->work_head = pb;
-  r->work_tail = pb;
-  process_work(r);
+static void on_skipped(sea_pipeline_t *pl, size_t input, const sea_message_t *m, const char *why,
+                       void *data) {
+  run_t *r = data;
+  fprintf(stderr, "seastreamer run: %s message %s | %llu of %s: %s\n",
+          r->policy == SEA_ON_ERROR_SKIP ? "skipped" : "dead-lettered", m->meta.stream_key,
+          (unsigned long long)m->meta.seq, r->in[input].uri, why);
 }
 
-static void on_end(sea_consumer_t *c, int status) {
-  input_t *in = sea_consumer_get_data(c);
-  run_t *r = in->r;
-  in->ended = true;
-  if (status != 0 && status != SEA_EOF) {
-    run_error(r, status, "input %s: %s", in->uri, sea_consumer_errmsg(c));
-    begin_stop(r);
-    return;
-  }
-  process_work(r);
+static void on_stopping(sea_pipeline_t *pl, void *data) {
+  run_t *r = data;
+  if (r->tick_timer_on)
+    uv_timer_stop(&r->tick_timer);
+  for (int i = 0; i < r->nsigs; i++)
+    uv_signal_stop(&r->sigs[i]);
+  hook_call(r, r->stop_ref, "stop", 0);
+}
+
+static void on_inputs_ended(sea_pipeline_t *pl, void *data) {
+  run_t *r = data;
+  hook_call(r, r->input_end_ref, "input_end", 0);
+}
+
+static void on_done(sea_pipeline_t *pl, int status) {
+  run_t *r = sea_pipeline_get_data(pl);
+  r->finished = true;
+  if (r->tick_timer_on)
+    uv_timer_stop(&r->tick_timer);
+  sea_runtime_stop(r->rt);
 }
 
 static void on_tick(uv_timer_t *t) {
   run_t *r = t->data;
-  if (!r->stopping)
+  if (!r->finished)
     hook_call(r, r->tick_ref, "tick", 1);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
   run_t *r = h->data;
-  begin_stop(r);
+  sea_pipeline_stop(r->pl);
 }
 
-/* ---------------------------------------------------------------------------------------------
- * Stopping: no more input; the stop hook may send last outputs; outputs confirm; commit.
- * ------------------------------------------------------------------------------------------- */
-
-static void finish(run_t *r) {
-  if (r->finished)
-    return;
-  r->finished = true;
-  for (size_t i = 0; i < r->nin; i++)
-    advance_acks(&r->in[i]);
-  commit_all(r);
-  sea_runtime_stop(r->rt);
-}
-
-static void after_output_end(void *data, int status) {
-  output_t *o = data;
-  run_t *r = o->r;
-  if (status != 0 && status != SEA_ECANCELED)
-    run_error(r, status, "output %s: %s", o->uri, sea_producer_errmsg(o->p));
-  if (--r->flushing == 0)
-    finish(r);
-}
-
-static void begin_stop(run_t *r) {
-  if (r->stopping)
-    return;
-  r->stopping = true;
-  for (size_t i = 0; i < r->nin; i++)
-    if (r->in[i].c && !r->in[i].ended && !r->in[i].paused) {
-      r->in[i].paused = true;
-      sea_consumer_pause(r->in[i].c);
-    }
-  if (r->tick_timer_on)
-    uv_timer_stop(&r->tick_timer);
-  for (int i = 0; i < r->nsigs; i++)
-    uv_signal_stop(&r->sigs[i]);
-  if (r->status == 0)
-    hook_call(r, r->stop_ref, "stop", 0);
-  r->flushing = 1;
-  for (size_t i = 0; i < r->nout; i++) {
-    output_t *o = &r->out[i];
-    if (o->p == NULL)
-      continue;
-    /* Overflowed sends are not confirmed: what they belong to is not acknowledged. */
-    r->flushing++;
-    if (sea_producer_end(o->p, after_output_end, o) != 0) {
-      run_error(r, sea_producer_error(o->p) ? sea_producer_error(o->p) : SEA_EIO, "output %s: %s",
-                o->uri, sea_producer_errmsg(o->p));
-      r->flushing--;
-    }
-  }
-  if (--r->flushing == 0)
-    finish(r);
+/* out:stop(): end the run as if every input had ended (a source or a script that is done). */
+static int out_stop(lua_State *L) {
+  if (active_run)
+    active_run->stop_requested = true;
+  return 0;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -802,35 +459,15 @@ static int fn_field(lua_State *L, int t, const char *name, const char *script) {
 
 static void cleanup(run_t *r) {
   lua_State *L = r->L;
-  for (size_t i = 0; i < r->nout; i++) {
-    output_t *o = &r->out[i];
-    if (o->p)
-      sea_producer_close(o->p); /* cancels what is still unconfirmed */
-    while (o->of_head) {
-      overflow_t *ov = o->of_head;
-      o->of_head = ov->next;
-      sea_bytes_release(&ov->payload);
-      free(ov);
-    }
-  }
-  for (size_t i = 0; i < r->nin; i++) {
-    input_t *in = &r->in[i];
-    while (in->head) {
-      pbatch_t *pb = in->head;
-      in->head = pb->in_next;
-      sea_batch_release(pb->batch);
-      free(pb);
-    }
-    if (in->c)
-      sea_consumer_close(in->c);
-    if (in->s)
-      sea_streamer_close(in->s);
-  }
+  /* The pipeline closes the producers (canceling what is unconfirmed) and the consumers. */
+  sea_pipeline_free(r->pl);
+  r->pl = NULL;
+  for (size_t i = 0; i < r->nin; i++)
+    if (r->in[i].s)
+      sea_streamer_close(r->in[i].s);
   for (size_t i = 0; i < r->nout; i++)
     if (r->out[i].s)
       sea_streamer_close(r->out[i].s);
-  if (r->commit_timer_on)
-    uv_close((uv_handle_t *)&r->commit_timer, NULL);
   if (r->tick_timer_on)
     uv_close((uv_handle_t *)&r->tick_timer, NULL);
   for (int i = 0; i < r->nsigs; i++)
@@ -847,17 +484,20 @@ static void cleanup(run_t *r) {
 }
 
 static int open_output(run_t *r, output_t *o, const sea_options_t *oo) {
+  sea_producer_t *p = NULL;
   int rc = sea_connect(r->rt, o->uri, oo, &o->s);
   if (rc == 0)
-    rc = sea_producer_open(o->s, NULL, &o->p);
+    rc = sea_producer_open(o->s, NULL, &p);
   if (rc != 0) {
     run_error(r, rc, "output %s: %s", o->uri, sea_runtime_errmsg(r->rt));
     return rc;
   }
-  o->r = r;
-  sea_producer_set_data(o->p, o);
-  sea_producer_set_callbacks(o->p, on_receipt, on_drain);
-  return 0;
+  rc = sea_pipeline_add_output(r->pl, p, &o->index);
+  if (rc != 0) {
+    sea_producer_close(p);
+    run_error(r, rc, "output %s: %s", o->uri, sea_strerror(rc));
+  }
+  return rc;
 }
 
 int sea_lua_run(lua_State *L) {
@@ -932,11 +572,11 @@ int sea_lua_run(lua_State *L) {
   const char *pol = lua_isnil(L, -1) ? "stop" : luaL_checkstring(L, -1);
   lua_pop(L, 1);
   if (strcmp(pol, "stop") == 0)
-    r->policy = POLICY_STOP;
+    r->policy = SEA_ON_ERROR_STOP;
   else if (strcmp(pol, "skip") == 0)
-    r->policy = POLICY_SKIP;
+    r->policy = SEA_ON_ERROR_SKIP;
   else if (strcmp(pol, "dead-letter") == 0)
-    r->policy = POLICY_DEAD;
+    r->policy = SEA_ON_ERROR_DEAD_LETTER;
   else
     return luaL_error(L, "seastreamer.run: on_error '%s' is not stop, skip or dead-letter", pol);
 
@@ -966,7 +606,6 @@ int sea_lua_run(lua_State *L) {
     if (lua_type(L, -1) != LUA_TSTRING)
       return luaL_error(L, "seastreamer.run: input %d is not a URI string", (int)i + 1);
     r->in[i].uri = lua_tostring(L, -1);
-    r->in[i].r = r;
     lua_pop(L, 1);
   }
   lua_getfield(L, 1, "outputs");
@@ -1002,7 +641,7 @@ int sea_lua_run(lua_State *L) {
     r->dead = &r->out[r->nout++];
   }
   lua_pop(L, 1);
-  if (r->policy == POLICY_DEAD && r->dead == NULL)
+  if (r->policy == SEA_ON_ERROR_DEAD_LETTER && r->dead == NULL)
     return luaL_error(L, "seastreamer.run: on_error = 'dead-letter' needs dead_letter = URI");
   lua_getfield(L, 1, "signals");
   bool signals = lua_toboolean(L, -1);
@@ -1048,29 +687,41 @@ int sea_lua_run(lua_State *L) {
     active_run = NULL;
     return sea_lua_fail(L, rc, "cannot create the runtime");
   }
+  sea_pipeline_config_t pc = {
+      .struct_size = sizeof pc,
+      .on_error = r->policy,
+      .dead_letter = r->dead ? (size_t)(r->dead - r->out) : 0,
+      .per_batch = r->batch_ref != LUA_NOREF,
+      .linger = r->linger,
+      .end_outputs = 1,
+      .process = lua_process,
+      .data = r,
+      .on_stopping = on_stopping,
+      .on_inputs_ended = on_inputs_ended,
+      .on_skipped = on_skipped,
+      .on_done = on_done,
+  };
+  if ((rc = sea_pipeline_new(r->rt, &pc, &r->pl)) != 0)
+    run_error(r, rc, "cannot create the pipeline: %s", sea_runtime_errmsg(r->rt));
   for (size_t i = 0; i < r->nout && rc == 0; i++)
     rc = open_output(r, &r->out[i], oo);
   for (size_t i = 0; i < r->nin && rc == 0; i++) {
     input_t *in = &r->in[i];
+    sea_consumer_t *c = NULL;
     rc = sea_connect(r->rt, in->uri, io, &in->s);
     if (rc == 0)
-      rc = sea_consumer_open(in->s, NULL, &in->c);
+      rc = sea_consumer_open(in->s, NULL, &c);
+    if (rc == 0 && (rc = sea_pipeline_add_input(r->pl, c, NULL)) != 0)
+      sea_consumer_close(c);
     if (rc != 0) {
       run_error(r, rc, "input %s: %s", in->uri, sea_runtime_errmsg(r->rt));
       break;
     }
-    in->ack = sea_consumer_mode(in->c) != SEA_MODE_REALTIME;
-    sea_consumer_set_data(in->c, in);
   }
   sea_options_free(io);
   sea_options_free(oo);
   uv_loop_t *loop = sea_runtime_uv_loop(r->rt);
   if (rc == 0) {
-    uv_timer_init(loop, &r->commit_timer);
-    r->commit_timer.data = r;
-    r->commit_timer_on = true;
-    uv_timer_start(&r->commit_timer, on_commit_timer, COMMIT_EVERY_MS, COMMIT_EVERY_MS);
-    uv_unref((uv_handle_t *)&r->commit_timer);
     if (signals) {
       int nums[2] = {SIGINT, SIGTERM};
       for (int i = 0; i < 2; i++) {
@@ -1083,34 +734,29 @@ int sea_lua_run(lua_State *L) {
     }
     hook_call(r, r->start_ref, "start", 0);
   }
-  if (rc == 0 && !r->stopping && r->tick_ms) {
+  bool going = rc == 0 && sea_pipeline_status(r->pl) == 0 && !r->stop_requested;
+  if (going && r->tick_ms) {
     uv_timer_init(loop, &r->tick_timer);
     r->tick_timer.data = r;
     r->tick_timer_on = true;
     uv_timer_start(&r->tick_timer, on_tick, r->tick_ms, r->tick_ms);
   }
-  for (size_t i = 0; i < r->nin && rc == 0 && !r->stopping; i++) {
-    input_t *in = &r->in[i];
-    if ((rc = sea_consumer_start(in->c, on_batch, on_end)) != 0)
-      run_error(r, rc, "input %s: %s", in->uri, sea_consumer_errmsg(in->c));
-  }
-  if (rc != 0)
-    begin_stop(r);
-  if (!r->finished)
+  if (going)
+    sea_pipeline_start(r->pl); /* a failure stops the pipeline, which says why */
+  if (r->pl && !r->finished)
     sea_runtime_run(r->rt, SEA_RUN_DEFAULT);
-  /* A commit may still be on its way: let it land. */
-  for (int spins = 0; spins < 1000; spins++) {
-    bool busy = false;
-    for (size_t i = 0; i < r->nin; i++)
-      busy = busy || r->in[i].committing;
-    if (!busy)
-      break;
-    sea_runtime_run(r->rt, SEA_RUN_ONCE);
+  sea_pipeline_stats_t st = {0};
+  if (r->pl) {
+    sea_pipeline_stats(r->pl, &st);
+    if (r->status == 0 && sea_pipeline_status(r->pl) != 0) {
+      r->status = sea_pipeline_status(r->pl);
+      snprintf(r->errmsg, sizeof r->errmsg, "%s", sea_pipeline_errmsg(r->pl));
+    }
   }
   int status = r->status;
   lua_pushstring(L, r->errmsg);
-  lua_Number processed = (lua_Number)r->processed, produced = (lua_Number)r->produced,
-             skipped = (lua_Number)r->skipped;
+  lua_Number processed = (lua_Number)st.processed, produced = (lua_Number)st.sent,
+             skipped = (lua_Number)st.skipped;
   cleanup(r);
   lua_sethook(L, NULL, 0, 0);
 #ifdef SEA_LUAJIT

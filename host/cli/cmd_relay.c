@@ -70,8 +70,12 @@ static int run_job(job_t *j) {
     cli_error(j->cmd, "output %s: %s", j->out_uri, sea_runtime_errmsg(j->rt));
     goto out;
   }
-  if ((rc = sea_relay_start(j->in, j->out, &j->cfg, on_done, &j->relay)) != 0) {
-    cli_error(j->cmd, "input %s: %s", j->in_uri, sea_consumer_errmsg(j->in));
+  /* The relay takes both handles: it closes them when freed. */
+  rc = sea_relay_start(j->in, j->out, &j->cfg, on_done, &j->relay);
+  j->in = NULL;
+  j->out = NULL;
+  if (rc != 0) {
+    cli_error(j->cmd, "%s", sea_relay_errmsg(j->relay));
     goto out;
   }
   uv_loop_t *loop = sea_runtime_uv_loop(j->rt);
@@ -87,12 +91,12 @@ static int run_job(job_t *j) {
   if (rc != 0)
     cli_error(j->cmd, "%s", j->errmsg[0] ? j->errmsg : sea_strerror(rc));
 out:
-  /* The producer first: closing it cancels what it holds, which the relay still tracks. */
+  /* The relay closes its handles (the output first); these are the ones it never took. */
+  sea_relay_free(j->relay);
   if (j->out)
     sea_producer_close(j->out);
   if (j->in)
     sea_consumer_close(j->in);
-  sea_relay_free(j->relay);
   if (j->in_s)
     sea_streamer_close(j->in_s);
   if (j->out_s)

@@ -356,15 +356,131 @@ SEA_EXTERN void *sea_consumer_get_data(const sea_consumer_t *c);
 SEA_EXTERN void sea_consumer_set_data(sea_consumer_t *c, void *data);
 
 /* ---------------------------------------------------------------------------------------------
- * Relay (the pipeline): consume from one streamer, produce to another, entirely in C, with
- * backpressure (the input pauses while the output is full) and at-least-once acknowledgement
- * (an input message is acked once its output receipt arrived; commits are batched).
+ * Pipeline: consume → process → produce → acknowledge → commit, with the delivery contract of
+ * docs/delivery.md. Inputs are consumers, outputs are producers; a processor (a C callback) turns
+ * input messages into output sends. An input message is done once the processor returned for it
+ * and every send it made (dead-letters included) has its receipt; it is acknowledged to its
+ * backend only once it and every message its input delivered before it are done, and positions
+ * are committed on a timer (commit_interval_ms) and when the pipeline stops. A crash therefore
+ * costs duplicates (what was done but not yet committed), never a message. `consume`, `relay`
+ * and `seastreamer run` are configurations of it.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct sea_pipeline sea_pipeline_t;
+
+/* What happens to messages the processor rejects (see sea_pipeline_reject). */
+typedef enum {
+  SEA_ON_ERROR_STOP = 0,       /* the pipeline stops; the message and all after it stay
+                                  uncommitted (a rerun gets them again) */
+  SEA_ON_ERROR_SKIP = 1,       /* the message counts as done, nothing is sent for it */
+  SEA_ON_ERROR_DEAD_LETTER = 2 /* the message is sent as it is to the dead-letter output; it is
+                                  done once that send has its receipt */
+} sea_on_error_t;
+
+/* The processor: handles input messages batch->msgs[first .. first+count) of input `input` (the
+ * index sea_pipeline_add_input returned). count is 1 unless the pipeline was configured with
+ * per_batch. It sends what it produces with sea_pipeline_send; those sends belong to the messages
+ * it was handed. Returns 0 (every message handled), or a negative code, usually the one
+ * sea_pipeline_reject returns (the error policy applies to all count messages; the code is the
+ * pipeline's status if the policy stops it). When an output has failed, the pipeline stops
+ * whatever the policy: no policy skips what an output could not take. */
+typedef int (*sea_pipeline_process_cb)(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch,
+                                       size_t first, size_t count, void *data);
+/* The pipeline finished: every input stopped or the pipeline was stopped, the outputs confirmed
+ * (or failed), and what was done is committed. status 0 or the first failure
+ * (sea_pipeline_errmsg). */
+typedef void (*sea_pipeline_done_cb)(sea_pipeline_t *pl, int status);
+/* Optional notifications: the pipeline starts stopping (outputs still take sends: last words of a
+ * processor); every input ended (with linger set, the pipeline waits for sea_pipeline_stop);
+ * a message was skipped or dead-lettered, with the reason. */
+typedef void (*sea_pipeline_event_cb)(sea_pipeline_t *pl, void *data);
+typedef void (*sea_pipeline_skip_cb)(sea_pipeline_t *pl, size_t input, const sea_message_t *m,
+                                     const char *why, void *data);
+
+typedef struct sea_pipeline_config {
+  size_t struct_size;          /* sizeof(sea_pipeline_config_t); 0 is taken as this size */
+  uint64_t max_count;          /* stop after this many input messages were handed to the
+                                  processor (0 = no limit): exactly those are committed */
+  uint64_t commit_interval_ms; /* 0 = 1000 */
+  sea_on_error_t on_error;
+  size_t dead_letter; /* with SEA_ON_ERROR_DEAD_LETTER: the output index */
+  int per_batch;      /* hand the processor a batch's messages in one call */
+  int linger;         /* the end of every input does not stop the pipeline */
+  int end_outputs;    /* on stop, end the outputs (sea_producer_end) instead of flushing them */
+  sea_pipeline_process_cb process;
+  void *data; /* handed to every callback */
+  sea_pipeline_event_cb on_stopping;
+  sea_pipeline_event_cb on_inputs_ended;
+  sea_pipeline_skip_cb on_skipped;
+  sea_pipeline_done_cb on_done;
+} sea_pipeline_config_t;
+
+typedef struct sea_pipeline_stats {
+  uint64_t processed; /* input messages handed to the processor */
+  uint64_t done;      /* input messages done (acknowledged where the input keeps positions) */
+  uint64_t sent;      /* sends accepted by the outputs */
+  uint64_t receipted; /* sends confirmed */
+  uint64_t skipped;   /* rejected and skipped or dead-lettered */
+  uint64_t commits;   /* commits completed */
+  uint64_t reserved[8];
+} sea_pipeline_stats_t;
+
+SEA_EXTERN int sea_pipeline_new(sea_runtime_t *rt, const sea_pipeline_config_t *cfg,
+                                sea_pipeline_t **out);
+/* Hand a consumer (not started) to the pipeline, which starts it, takes its callbacks and data,
+ * and closes it when freed. *index (may be NULL) is its input index. */
+SEA_EXTERN int sea_pipeline_add_input(sea_pipeline_t *pl, sea_consumer_t *c, size_t *index);
+/* Hand a producer to the pipeline (it takes its callbacks and data and closes it when freed). */
+SEA_EXTERN int sea_pipeline_add_output(sea_pipeline_t *pl, sea_producer_t *p, size_t *index);
+/* Start every input. On failure the pipeline is stopping (its done callback still comes) and
+ * sea_pipeline_errmsg says why. */
+SEA_EXTERN int sea_pipeline_start(sea_pipeline_t *pl);
+/* Send m to an output. Inside the processor the send belongs to the messages it was handed;
+ * elsewhere (a timer, on_stopping) to none. A full output keeps the message (its block is
+ * retained, bytes without a block are copied) and the pipeline pauses its inputs until the output
+ * drains, so this returns 0, or an error for a message the output refuses (nothing was taken).
+ * flags: SEA_PIPELINE_KEEP_META passes seq, shard and timestamp to backends that can keep them. */
+#define SEA_PIPELINE_KEEP_META 1u
+SEA_EXTERN int sea_pipeline_send(sea_pipeline_t *pl, size_t output, const sea_message_t *m,
+                                 unsigned flags);
+/* The processor rejects the messages it was handed: records why and returns SEA_EINVAL, to be
+ * returned by the processor. */
+SEA_EXTERN int sea_pipeline_reject(sea_pipeline_t *pl, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Fail the pipeline: keep status and the message (the first failure wins), then stop. What was
+ * done before is still committed. */
+SEA_EXTERN void sea_pipeline_fail(sea_pipeline_t *pl, int status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Stop: no more input; inside the processor, once the current call returns (the messages it was
+ * handed count as processed). The outputs confirm, what is done is committed, then on_done. */
+SEA_EXTERN void sea_pipeline_stop(sea_pipeline_t *pl);
+SEA_EXTERN const char *sea_pipeline_errmsg(const sea_pipeline_t *pl);
+SEA_EXTERN int sea_pipeline_status(const sea_pipeline_t *pl);
+SEA_EXTERN void sea_pipeline_stats(const sea_pipeline_t *pl, sea_pipeline_stats_t *out);
+SEA_EXTERN sea_producer_t *sea_pipeline_output(const sea_pipeline_t *pl, size_t index);
+SEA_EXTERN sea_consumer_t *sea_pipeline_input(const sea_pipeline_t *pl, size_t index);
+/* The config's data pointer. */
+SEA_EXTERN void *sea_pipeline_get_data(const sea_pipeline_t *pl);
+/* Close the outputs (receipts not yet in are canceled: their messages stay uncommitted), then the
+ * inputs, and free the pipeline. Safe at any time, including before on_done; not inside one of
+ * its own callbacks. */
+SEA_EXTERN void sea_pipeline_free(sea_pipeline_t *pl);
+
+/* ---------------------------------------------------------------------------------------------
+ * Relay: a pipeline with one input, one output and the identity processor (what `relay`,
+ * `consume` and `produce` run).
  * ------------------------------------------------------------------------------------------- */
 typedef struct sea_relay sea_relay_t;
 typedef void (*sea_relay_done_cb)(sea_relay_t *r, int status);
 
 typedef struct sea_relay_config {
-  uint64_t max_count;          /* stop after this many messages (0 = no limit) */
+  uint64_t max_count;          /* stop after this many messages (0 = no limit); exactly these
+                                  are committed */
   int keep_stream_key;         /* send to each message's own key even if the output is anchored (a
                                   message without a key of its own, "broadcast", still goes to the
                                   anchored key) */
@@ -373,6 +489,7 @@ typedef struct sea_relay_config {
   uint64_t commit_interval_ms; /* 0 = default (1000) */
 } sea_relay_config_t;
 
+/* Takes both handles (the relay closes them when freed). */
 SEA_EXTERN int sea_relay_start(sea_consumer_t *in, sea_producer_t *out,
                                const sea_relay_config_t *cfg, sea_relay_done_cb on_done,
                                sea_relay_t **out_relay);
@@ -380,8 +497,8 @@ SEA_EXTERN int sea_relay_start(sea_consumer_t *in, sea_producer_t *out,
 SEA_EXTERN void sea_relay_stop(sea_relay_t *r);
 SEA_EXTERN uint64_t sea_relay_count(const sea_relay_t *r);
 SEA_EXTERN const char *sea_relay_errmsg(const sea_relay_t *r);
-/* Free the relay. It takes over both handles' callbacks and data, so close the producer (which
- * cancels outstanding receipts) before freeing the relay; the consumer may be closed after. */
+SEA_EXTERN sea_pipeline_t *sea_relay_pipeline(sea_relay_t *r);
+/* Close both handles (the producer first, canceling receipts not yet in) and free the relay. */
 SEA_EXTERN void sea_relay_free(sea_relay_t *r);
 
 #ifdef __cplusplus

@@ -1,0 +1,818 @@
+/* pipeline.c: the one place that decides when an input message is done (docs/delivery.md):
+ * consume → process → produce → acknowledge → commit, with backpressure from the outputs to the
+ * inputs, error policies, dead-letters, a bounded count and an orderly stop.
+ *
+ * Bookkeeping. Every consumed batch is kept (retained) in a `pbatch` until each of its messages
+ * is acknowledged. A message has a slot whose `pending` counts what still holds it: the processor
+ * call that handles it, and each of its sends until their receipts. Messages are acknowledged in
+ * the order their input delivered them: the input's acknowledgement cursor stops at the first
+ * message that is not processed or still held, so a position is never committed past a message
+ * that is not done, whatever order receipts come back in. */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define COMMIT_EVERY_MS_DEFAULT 1000
+
+typedef struct pbatch pbatch_t;
+typedef struct pl_input pl_input_t;
+
+typedef struct slot {
+  pbatch_t *pb;
+  uint32_t pending; /* the processor call and the sends still waiting for receipts */
+} slot_t;
+
+struct pbatch {
+  const sea_batch_t *batch;
+  pl_input_t *in;
+  size_t next_proc;    /* next message to hand to the processor */
+  size_t next_ack;     /* next message to acknowledge */
+  pbatch_t *in_next;   /* the input's FIFO: acknowledgement order */
+  pbatch_t *work_next; /* the pipeline's FIFO of batches with messages still to process */
+  slot_t slots[];
+};
+
+struct pl_input {
+  sea_pipeline_t *pl;
+  size_t index;
+  sea_consumer_t *c;
+  const char *uri;
+  pbatch_t *head, *tail;
+  bool ack; /* the input keeps positions: acknowledge and commit */
+  bool started, ended, paused;
+  bool dirty; /* acknowledged since the last commit */
+  bool committing;
+};
+
+/* A send that met a full output: kept (the message's block retained) until the output drains. */
+typedef struct overflow {
+  sea_message_t m;
+  unsigned flags;
+  slot_t *slot;
+  struct overflow *next;
+} overflow_t;
+
+typedef struct pl_output {
+  sea_pipeline_t *pl;
+  sea_producer_t *p;
+  const char *uri;
+  overflow_t *of_head, *of_tail;
+  bool stopped;  /* flushed or ended at stop */
+  bool stopping; /* its flush or end is under way */
+} pl_output_t;
+
+struct sea_pipeline {
+  sea_runtime_t *rt;
+  sea_pipeline_config_t cfg;
+  pl_input_t **in;
+  size_t nin, capin;
+  pl_output_t **out;
+  size_t nout, capout;
+  pbatch_t *work_head, *work_tail;
+  slot_t *cur; /* sends made now belong to this message (NULL: to none) */
+  bool in_call;
+  size_t blocked; /* outputs holding an overflow */
+  bool started, stopping, stop_requested, flushed, finishing, done;
+  unsigned processing; /* nesting guard of process_work */
+  int flushing;        /* outputs still flushing or ending */
+  int commits_out;     /* commits in flight */
+  int status;
+  uv_timer_t *timer; /* the commit timer, freed in its close callback */
+  sea_pipeline_stats_t st;
+  char errmsg[SEA__ERRMSG_MAX];
+  char why[SEA__ERRMSG_MAX]; /* the processor's reason for its last rejection */
+};
+
+static void begin_stop(sea_pipeline_t *pl);
+static void process_work(sea_pipeline_t *pl);
+static void maybe_finish(sea_pipeline_t *pl);
+
+static void set_error_v(sea_pipeline_t *pl, int status, const char *fmt, va_list ap) {
+  if (pl->status != 0)
+    return; /* the first failure is the cause */
+  pl->status = status < 0 ? status : SEA_EIO;
+  sea__vfmt(pl->errmsg, sizeof pl->errmsg, fmt, ap);
+}
+
+static void set_error(sea_pipeline_t *pl, int status, const char *fmt, ...) SEA__PRINTF(3, 4);
+static void set_error(sea_pipeline_t *pl, int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  set_error_v(pl, status, fmt, ap);
+  va_end(ap);
+}
+
+static const char *uri_of(sea_streamer_t *s) {
+  const sea_uri_t *u = sea_streamer_uri(s);
+  return u && u->raw ? u->raw : "?";
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Acknowledgement and commits
+ * ------------------------------------------------------------------------------------------- */
+
+static void pbatch_free(pbatch_t *pb) {
+  sea_batch_release(pb->batch);
+  sea__free(pb);
+}
+
+/* Acknowledge, in delivery order, every message that is processed and no longer held. */
+static void advance_acks(pl_input_t *in) {
+  sea_pipeline_t *pl = in->pl;
+  while (in->head) {
+    pbatch_t *pb = in->head;
+    while (pb->next_ack < pb->next_proc && pb->slots[pb->next_ack].pending == 0) {
+      if (in->ack && sea_consumer_ack(in->c, &pb->batch->msgs[pb->next_ack]) == 0)
+        in->dirty = true;
+      pb->next_ack++;
+      pl->st.done++;
+    }
+    if (pb->next_ack < pb->batch->count)
+      return;
+    in->head = pb->in_next;
+    if (in->head == NULL)
+      in->tail = NULL;
+    pbatch_free(pb);
+  }
+}
+
+static void after_commit(void *data, int status) {
+  pl_input_t *in = data;
+  sea_pipeline_t *pl = in->pl;
+  in->committing = false;
+  if (pl == NULL) { /* the pipeline was freed while the commit was out */
+    sea__free(in);
+    return;
+  }
+  pl->commits_out--;
+  if (status == 0)
+    pl->st.commits++;
+  else if (status != SEA_ECANCELED)
+    set_error(pl, status, "commit on %s: %s", in->uri, sea_consumer_errmsg(in->c));
+  maybe_finish(pl);
+}
+
+static void commit_all(sea_pipeline_t *pl) {
+  for (size_t i = 0; i < pl->nin; i++) {
+    pl_input_t *in = pl->in[i];
+    if (!in->dirty || in->committing)
+      continue;
+    in->dirty = false;
+    in->committing = true;
+    pl->commits_out++;
+    int rc = sea_consumer_commit(in->c, after_commit, in);
+    if (rc != 0) {
+      in->committing = false;
+      pl->commits_out--;
+      set_error(pl, rc, "commit on %s: %s", in->uri, sea_consumer_errmsg(in->c));
+    }
+  }
+}
+
+static void on_commit_timer(uv_timer_t *t) {
+  sea_pipeline_t *pl = t->data;
+  if (pl != NULL && !pl->finishing)
+    commit_all(pl);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Outputs
+ * ------------------------------------------------------------------------------------------- */
+
+static void on_receipt(sea_producer_t *p, void *token, int status, const sea_meta_t *meta) {
+  pl_output_t *o = sea_producer_get_data(p);
+  sea_pipeline_t *pl = o->pl;
+  slot_t *s = token;
+  if (status == 0) {
+    pl->st.receipted++;
+  } else if (status != SEA_ECANCELED) {
+    const char *em = sea_producer_errmsg(p);
+    if (s != NULL) {
+      const sea_message_t *m = &s->pb->batch->msgs[s - s->pb->slots];
+      set_error(pl, status, "output %s rejected the message for %s | %llu of %s: %s", o->uri,
+                m->meta.stream_key, (unsigned long long)m->meta.seq, s->pb->in->uri,
+                em && em[0] ? em : sea_strerror(status));
+    } else {
+      set_error(pl, status, "output %s rejected a message: %s", o->uri,
+                em && em[0] ? em : sea_strerror(status));
+    }
+    begin_stop(pl);
+  }
+  /* A send that failed keeps its message's hold for good: neither it nor anything its input
+   * delivered after it is acknowledged. */
+  if (s == NULL || status != 0)
+    return;
+  if (--s->pending == 0)
+    advance_acks(s->pb->in);
+}
+
+/* Send now; the slot's hold is taken first, since a backend may give the receipt inside. */
+static int send_now(pl_output_t *o, const sea_message_t *m, unsigned flags, slot_t *slot) {
+  if (slot)
+    slot->pending++;
+  int rc = sea__producer_send_flags(o->p, m, flags ? SEA_SEND_KEEP_META : 0, slot);
+  if (rc == 0)
+    o->pl->st.sent++;
+  else if (slot)
+    slot->pending--;
+  return rc;
+}
+
+static void overflow_free(overflow_t *ov) {
+  sea_block_unref(ov->m.payload.block);
+  sea__free(ov);
+}
+
+/* Keep a copy of m that outlives the caller: share its block, or copy what has none. */
+static overflow_t *overflow_new(const sea_message_t *m) {
+  overflow_t *ov;
+  if (m->payload.block != NULL) {
+    ov = sea__calloc(1, sizeof *ov);
+    if (ov == NULL)
+      return NULL;
+    ov->m = *m;
+    sea_block_ref(m->payload.block);
+    return ov;
+  }
+  /* No block: payload, key and headers (names and values) go into one new block. */
+  size_t need = m->payload.len + m->key_len + m->header_count * sizeof(sea_kv_t);
+  for (size_t i = 0; i < m->header_count; i++)
+    need += m->headers[i].name_len + m->headers[i].value_len;
+  sea_block_t *b = sea_block_new(need ? need : 1);
+  ov = sea__calloc(1, sizeof *ov);
+  if (b == NULL || ov == NULL) {
+    sea_block_unref(b);
+    sea__free(ov);
+    return NULL;
+  }
+  uint8_t *base = sea_block_data(b), *w = base;
+  ov->m = *m;
+  sea_kv_t *kv = (sea_kv_t *)w; /* the block's memory is aligned for any type */
+  w += m->header_count * sizeof(sea_kv_t);
+  for (size_t i = 0; i < m->header_count; i++) {
+    kv[i] = m->headers[i];
+    memcpy(w, m->headers[i].name, m->headers[i].name_len);
+    kv[i].name = (const char *)w;
+    w += m->headers[i].name_len;
+    if (m->headers[i].value != NULL) {
+      memcpy(w, m->headers[i].value, m->headers[i].value_len);
+      kv[i].value = w;
+      w += m->headers[i].value_len;
+    }
+  }
+  ov->m.headers = m->header_count ? kv : NULL;
+  if (m->key != NULL) {
+    memcpy(w, m->key, m->key_len);
+    ov->m.key = w;
+    w += m->key_len;
+  }
+  if (m->payload.len)
+    memcpy(w, m->payload.data, m->payload.len);
+  ov->m.payload.data = w;
+  ov->m.payload.block = b;
+  return ov;
+}
+
+static void on_drain(sea_producer_t *p) {
+  pl_output_t *o = sea_producer_get_data(p);
+  sea_pipeline_t *pl = o->pl;
+  if (pl->stopping)
+    return; /* what is still in the overflow stays unsent, and its messages unacknowledged */
+  while (o->of_head) {
+    overflow_t *ov = o->of_head;
+    int rc = send_now(o, &ov->m, ov->flags, ov->slot);
+    if (rc == SEA_EAGAIN)
+      return;
+    if (ov->slot)
+      ov->slot->pending--; /* the hold taken when it was queued */
+    if (rc != 0) {
+      /* Not sent: its message must never count as done. */
+      if (ov->slot)
+        ov->slot->pending++;
+      set_error(pl, rc, "output %s: %s", o->uri, sea_producer_errmsg(p));
+      begin_stop(pl);
+    }
+    o->of_head = ov->next;
+    overflow_free(ov);
+  }
+  o->of_tail = NULL;
+  pl->blocked--;
+  if (pl->blocked == 0 && !pl->stopping)
+    process_work(pl);
+  else if (pl->stopping)
+    maybe_finish(pl);
+}
+
+int sea_pipeline_send(sea_pipeline_t *pl, size_t output, const sea_message_t *m, unsigned flags) {
+  if (pl == NULL || m == NULL || output >= pl->nout)
+    return SEA_EINVAL;
+  if (pl->done || pl->finishing)
+    return SEA_ESTATE;
+  pl_output_t *o = pl->out[output];
+  if (o->stopped)
+    return SEA_ESTATE;
+  slot_t *slot = pl->in_call ? pl->cur : NULL;
+  if (o->of_head == NULL) {
+    int rc = send_now(o, m, flags, slot);
+    if (rc != SEA_EAGAIN)
+      return rc;
+  }
+  overflow_t *ov = overflow_new(m);
+  if (ov == NULL)
+    return SEA_ENOMEM;
+  ov->flags = flags;
+  ov->slot = slot;
+  if (slot)
+    slot->pending++; /* held until it is really sent */
+  if (o->of_tail) {
+    o->of_tail->next = ov;
+  } else {
+    o->of_head = ov;
+    pl->blocked++;
+  }
+  o->of_tail = ov;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Processing
+ * ------------------------------------------------------------------------------------------- */
+
+int sea_pipeline_reject(sea_pipeline_t *pl, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  sea__vfmt(pl->why, sizeof pl->why, fmt, ap);
+  va_end(ap);
+  return SEA_EINVAL;
+}
+
+/* Apply the error policy to count messages from first. Returns true to go on. */
+static bool apply_policy(sea_pipeline_t *pl, pbatch_t *pb, size_t first, size_t count, int rc) {
+  const sea_message_t *m = &pb->batch->msgs[first];
+  const char *why = pl->why[0] ? pl->why : sea_strerror(rc);
+  switch (pl->cfg.on_error) {
+  case SEA_ON_ERROR_STOP:
+    set_error(pl, rc, "%s\n  at message %s | %llu of %s (not committed, nor anything after it)",
+              why, m->meta.stream_key, (unsigned long long)m->meta.seq, pb->in->uri);
+    return false;
+  case SEA_ON_ERROR_SKIP:
+    for (size_t k = first; k < first + count; k++)
+      if (pl->cfg.on_skipped)
+        pl->cfg.on_skipped(pl, pb->in->index, &pb->batch->msgs[k], why, pl->cfg.data);
+    pl->st.skipped += count;
+    return true;
+  case SEA_ON_ERROR_DEAD_LETTER: {
+    pl_output_t *dead = pl->out[pl->cfg.dead_letter];
+    for (size_t k = first; k < first + count; k++) {
+      sea_message_t dm = pb->batch->msgs[k];
+      if (sea_producer_anchored(dead->p) != NULL)
+        dm.meta.stream_key = NULL;
+      pl->cur = &pb->slots[k];
+      int src = sea_pipeline_send(pl, pl->cfg.dead_letter, &dm, 0);
+      if (src != 0) {
+        set_error(pl, src,
+                  "%s\n  at message %s | %llu of %s, which the dead-letter output %s refused: %s",
+                  why, dm.meta.stream_key ? dm.meta.stream_key : m->meta.stream_key,
+                  (unsigned long long)pb->batch->msgs[k].meta.seq, pb->in->uri, dead->uri,
+                  sea_producer_errmsg(dead->p)[0] ? sea_producer_errmsg(dead->p)
+                                                  : sea_strerror(src));
+        return false;
+      }
+      if (pl->cfg.on_skipped)
+        pl->cfg.on_skipped(pl, pb->in->index, &pb->batch->msgs[k], why, pl->cfg.data);
+    }
+    pl->st.skipped += count;
+    return true;
+  }
+  }
+  return false;
+}
+
+/* An output failed (its producer has an error): that stops the pipeline whatever the policy,
+ * with the output's error as the cause. */
+static bool output_failed(sea_pipeline_t *pl) {
+  for (size_t i = 0; i < pl->nout; i++) {
+    sea_producer_t *p = pl->out[i]->p;
+    if (sea_producer_error(p) != 0) {
+      set_error(pl, sea_producer_error(p), "output %s: %s", pl->out[i]->uri,
+                sea_producer_errmsg(p));
+      return true;
+    }
+  }
+  return false;
+}
+
+/* Hand [first, first+count) of pb to the processor. Returns false if the pipeline must stop
+ * without counting these messages as processed. */
+static bool call_processor(sea_pipeline_t *pl, pbatch_t *pb, size_t first, size_t count) {
+  slot_t *hold = &pb->slots[first]; /* a batch call's sends hold its first message: in-order
+                                       acknowledgement then holds the rest too */
+  hold->pending++;
+  pl->cur = hold;
+  pl->in_call = true;
+  pl->why[0] = '\0';
+  int rc = pl->cfg.process(pl, pb->in->index, pb->batch, first, count, pl->cfg.data);
+  pl->in_call = false;
+  bool go = true;
+  if (rc != 0 && !output_failed(pl)) {
+    pl->in_call = true; /* dead-letters belong to the messages */
+    go = apply_policy(pl, pb, first, count, rc);
+    pl->in_call = false;
+  } else if (rc != 0) {
+    go = false; /* an output failed: no policy skips what it could not take */
+  }
+  pl->cur = NULL;
+  hold->pending--;
+  return go;
+}
+
+static void process_work(sea_pipeline_t *pl) {
+  if (pl->processing)
+    return; /* a callback of the processor's own sends: the running loop goes on */
+  pl->processing++;
+  while (pl->work_head && !pl->stopping && pl->blocked == 0) {
+    pbatch_t *pb = pl->work_head;
+    size_t count = pb->batch->count;
+    while (pb->next_proc < count && !pl->stopping && pl->blocked == 0) {
+      uint64_t left = pl->cfg.max_count ? pl->cfg.max_count - pl->st.processed : UINT64_MAX;
+      if (left == 0) {
+        pl->stop_requested = true;
+        break;
+      }
+      size_t first = pb->next_proc;
+      size_t n = pl->cfg.per_batch ? count - first : 1;
+      if (n > left)
+        n = (size_t)left;
+      if (!call_processor(pl, pb, first, n)) {
+        begin_stop(pl);
+        break;
+      }
+      pb->next_proc = first + n;
+      pl->st.processed += n;
+      if (pl->stop_requested)
+        break;
+    }
+    if (pl->stopping && pl->status != 0)
+      break;
+    bool finished = pb->next_proc == count;
+    pbatch_t *next = pb->work_next;
+    advance_acks(pb->in); /* may free pb, once it is finished */
+    if (!finished)
+      break; /* blocked or stopping: a drain or the stop resumes here */
+    pl->work_head = next;
+    if (pl->work_head == NULL)
+      pl->work_tail = NULL;
+    if (pl->stop_requested)
+      break;
+  }
+  pl->processing--;
+  if (pl->stop_requested || pl->stopping) {
+    begin_stop(pl);
+    return;
+  }
+  if (pl->blocked) {
+    for (size_t i = 0; i < pl->nin; i++) {
+      pl_input_t *in = pl->in[i];
+      if (!in->paused && !in->ended) {
+        in->paused = true;
+        sea_consumer_pause(in->c);
+      }
+    }
+    return;
+  }
+  bool all_ended = true;
+  for (size_t i = 0; i < pl->nin; i++) {
+    pl_input_t *in = pl->in[i];
+    if (in->paused && !in->ended) {
+      in->paused = false;
+      sea_consumer_resume(in->c);
+    }
+    all_ended = all_ended && in->ended;
+  }
+  if (pl->nin > 0 && all_ended && pl->work_head == NULL) {
+    if (!pl->cfg.linger)
+      begin_stop(pl);
+    else if (pl->cfg.on_inputs_ended) {
+      sea_pipeline_event_cb cb = pl->cfg.on_inputs_ended;
+      pl->cfg.on_inputs_ended = NULL; /* once */
+      cb(pl, pl->cfg.data);
+    }
+  }
+}
+
+static void on_batch(sea_consumer_t *c, const sea_batch_t *batch) {
+  pl_input_t *in = sea_consumer_get_data(c);
+  sea_pipeline_t *pl = in->pl;
+  if (pl->stopping || batch->count == 0)
+    return; /* not processed, so never acknowledged: delivered again after a restart */
+  pbatch_t *pb = sea__calloc(1, sizeof *pb + batch->count * sizeof(slot_t));
+  if (pb == NULL) {
+    set_error(pl, SEA_ENOMEM, "out of memory queueing a batch of %zu messages from %s",
+              batch->count, in->uri);
+    begin_stop(pl);
+    return;
+  }
+  sea_batch_retain(batch);
+  pb->batch = batch;
+  pb->in = in;
+  for (size_t i = 0; i < batch->count; i++)
+    pb->slots[i].pb = pb;
+  if (in->tail)
+    in->tail->in_next = pb;
+  else
+    in->head = pb;
+  in->tail = pb;
+  if (pl->work_tail)
+    pl->work_tail->work_next = pb;
+  else
+    pl->work_head = pb;
+  pl->work_tail = pb;
+  process_work(pl);
+}
+
+static void on_end(sea_consumer_t *c, int status) {
+  pl_input_t *in = sea_consumer_get_data(c);
+  sea_pipeline_t *pl = in->pl;
+  in->ended = true;
+  if (status != 0 && status != SEA_EOF) {
+    /* What the input delivered before it failed is still processed and committed. */
+    set_error(pl, status, "input %s: %s", in->uri, sea_consumer_errmsg(c));
+  }
+  if (!pl->stopping)
+    process_work(pl);
+  else
+    maybe_finish(pl);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Stopping: no more input; the outputs confirm what was sent; what is done is committed.
+ * ------------------------------------------------------------------------------------------- */
+
+static void maybe_finish(sea_pipeline_t *pl) {
+  if (pl->done || !pl->stopping || pl->flushing > 0)
+    return;
+  if (!pl->finishing) {
+    pl->finishing = true;
+    for (size_t i = 0; i < pl->nin; i++)
+      advance_acks(pl->in[i]);
+    commit_all(pl);
+    if (pl->done)
+      return; /* a commit that completed at once finished the pipeline */
+  }
+  if (pl->commits_out > 0)
+    return;
+  pl->done = true;
+  if (pl->timer)
+    uv_timer_stop(pl->timer);
+  if (pl->cfg.on_done)
+    pl->cfg.on_done(pl, pl->status);
+}
+
+static void after_output_stop(void *data, int status) {
+  pl_output_t *o = data;
+  sea_pipeline_t *pl = o->pl;
+  o->stopping = false;
+  if (pl == NULL) { /* the pipeline was freed while the flush was out */
+    sea__free(o);
+    return;
+  }
+  if (status != 0 && status != SEA_ECANCELED)
+    set_error(pl, status, "output %s: %s", o->uri, sea_producer_errmsg(o->p));
+  pl->flushing--;
+  maybe_finish(pl);
+}
+
+static void begin_stop(sea_pipeline_t *pl) {
+  if (pl->stopping)
+    return;
+  if (pl->in_call || pl->processing) {
+    pl->stop_requested = true; /* once the processor's call returns */
+    return;
+  }
+  pl->stopping = true;
+  for (size_t i = 0; i < pl->nin; i++) {
+    pl_input_t *in = pl->in[i];
+    if (in->started && !in->ended && !in->paused) {
+      in->paused = true;
+      sea_consumer_pause(in->c);
+    }
+  }
+  if (pl->status == 0 && pl->cfg.on_stopping)
+    pl->cfg.on_stopping(pl, pl->cfg.data);
+  pl->flushing = 1;
+  for (size_t i = 0; i < pl->nout; i++) {
+    pl_output_t *o = pl->out[i];
+    /* A send still in an overflow is not confirmed: its message stays unacknowledged. */
+    o->stopped = true;
+    o->stopping = true;
+    pl->flushing++;
+    int rc = pl->cfg.end_outputs ? sea_producer_end(o->p, after_output_stop, o)
+                                 : sea_producer_flush(o->p, after_output_stop, o);
+    if (rc != 0) {
+      o->stopping = false;
+      set_error(pl, sea_producer_error(o->p) ? sea_producer_error(o->p) : rc, "output %s: %s",
+                o->uri, sea_producer_errmsg(o->p));
+      pl->flushing--;
+    }
+  }
+  pl->flushing--;
+  maybe_finish(pl);
+}
+
+void sea_pipeline_stop(sea_pipeline_t *pl) {
+  if (pl == NULL || pl->stopping)
+    return;
+  pl->stop_requested = true;
+  if (!pl->in_call && !pl->processing)
+    begin_stop(pl);
+}
+
+void sea_pipeline_fail(sea_pipeline_t *pl, int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  set_error_v(pl, status, fmt, ap);
+  va_end(ap);
+  sea_pipeline_stop(pl);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Setup
+ * ------------------------------------------------------------------------------------------- */
+
+int sea_pipeline_new(sea_runtime_t *rt, const sea_pipeline_config_t *cfg, sea_pipeline_t **out) {
+  if (rt == NULL || cfg == NULL || cfg->process == NULL || out == NULL)
+    return SEA_EINVAL;
+  sea_pipeline_t *pl = sea__calloc(1, sizeof *pl);
+  if (pl == NULL)
+    return SEA_ENOMEM;
+  size_t n = cfg->struct_size && cfg->struct_size < sizeof *cfg ? cfg->struct_size : sizeof *cfg;
+  memcpy(&pl->cfg, cfg, n);
+  pl->cfg.struct_size = sizeof pl->cfg;
+  if (pl->cfg.on_error > SEA_ON_ERROR_DEAD_LETTER) {
+    sea__free(pl);
+    return sea__rt_err(rt, SEA_EINVAL, "pipeline: on_error %d is not a policy", (int)cfg->on_error);
+  }
+  pl->rt = rt;
+  *out = pl;
+  return 0;
+}
+
+static int grow(void ***arr, size_t n, size_t *cap) {
+  if (n < *cap)
+    return 0;
+  size_t nc = *cap ? *cap * 2 : 4;
+  void **a = sea__realloc(*arr, nc * sizeof *a);
+  if (a == NULL)
+    return SEA_ENOMEM;
+  *arr = a;
+  *cap = nc;
+  return 0;
+}
+
+int sea_pipeline_add_input(sea_pipeline_t *pl, sea_consumer_t *c, size_t *index) {
+  if (pl == NULL || c == NULL)
+    return SEA_EINVAL;
+  if (pl->started)
+    return sea__rt_err(pl->rt, SEA_ESTATE, "pipeline: inputs are added before it starts");
+  if (grow((void ***)&pl->in, pl->nin, &pl->capin) != 0)
+    return SEA_ENOMEM;
+  pl_input_t *in = sea__calloc(1, sizeof *in);
+  if (in == NULL)
+    return SEA_ENOMEM;
+  in->pl = pl;
+  in->c = c;
+  in->index = pl->nin;
+  in->uri = uri_of(c->s);
+  const sea_plugin_t *d = &c->s->plugin->desc;
+  in->ack = sea_consumer_mode(c) != SEA_MODE_REALTIME && d->consumer_ack != NULL &&
+            d->consumer_commit != NULL;
+  sea_consumer_set_data(c, in);
+  pl->in[pl->nin++] = in;
+  if (index)
+    *index = in->index;
+  return 0;
+}
+
+int sea_pipeline_add_output(sea_pipeline_t *pl, sea_producer_t *p, size_t *index) {
+  if (pl == NULL || p == NULL)
+    return SEA_EINVAL;
+  if (grow((void ***)&pl->out, pl->nout, &pl->capout) != 0)
+    return SEA_ENOMEM;
+  pl_output_t *o = sea__calloc(1, sizeof *o);
+  if (o == NULL)
+    return SEA_ENOMEM;
+  o->pl = pl;
+  o->p = p;
+  o->uri = uri_of(p->s);
+  sea_producer_set_data(p, o);
+  sea_producer_set_callbacks(p, on_receipt, on_drain);
+  if (index)
+    *index = pl->nout;
+  pl->out[pl->nout++] = o;
+  return 0;
+}
+
+int sea_pipeline_start(sea_pipeline_t *pl) {
+  if (pl == NULL)
+    return SEA_EINVAL;
+  if (pl->started)
+    return SEA_ESTATE;
+  pl->started = true;
+  if (pl->stopping)
+    return pl->status; /* stopped before it started: no input is started */
+  if (pl->cfg.on_error == SEA_ON_ERROR_DEAD_LETTER && pl->cfg.dead_letter >= pl->nout) {
+    set_error(pl, SEA_EINVAL, "pipeline: the dead-letter output %zu does not exist",
+              pl->cfg.dead_letter);
+    begin_stop(pl);
+    return pl->status;
+  }
+  bool any_ack = false;
+  for (size_t i = 0; i < pl->nin; i++)
+    any_ack = any_ack || pl->in[i]->ack;
+  if (any_ack) {
+    pl->timer = sea__calloc(1, sizeof *pl->timer);
+    if (pl->timer == NULL)
+      return SEA_ENOMEM;
+    uint64_t every =
+        pl->cfg.commit_interval_ms ? pl->cfg.commit_interval_ms : COMMIT_EVERY_MS_DEFAULT;
+    uv_timer_init(pl->rt->loop, pl->timer);
+    pl->timer->data = pl;
+    uv_timer_start(pl->timer, on_commit_timer, every, every);
+    uv_unref((uv_handle_t *)pl->timer); /* the inputs and outputs keep the loop alive */
+  }
+  for (size_t i = 0; i < pl->nin && !pl->stopping; i++) {
+    pl_input_t *in = pl->in[i];
+    int rc = sea_consumer_start(in->c, on_batch, on_end);
+    if (rc != 0) {
+      set_error(pl, rc, "input %s: %s", in->uri, sea_consumer_errmsg(in->c));
+      begin_stop(pl);
+      return rc;
+    }
+    in->started = true;
+  }
+  return 0;
+}
+
+void *sea_pipeline_get_data(const sea_pipeline_t *pl) {
+  return pl ? pl->cfg.data : NULL;
+}
+const char *sea_pipeline_errmsg(const sea_pipeline_t *pl) {
+  return pl ? pl->errmsg : "";
+}
+int sea_pipeline_status(const sea_pipeline_t *pl) {
+  return pl ? pl->status : SEA_EINVAL;
+}
+void sea_pipeline_stats(const sea_pipeline_t *pl, sea_pipeline_stats_t *out) {
+  if (pl && out)
+    *out = pl->st;
+}
+sea_producer_t *sea_pipeline_output(const sea_pipeline_t *pl, size_t index) {
+  return pl && index < pl->nout ? pl->out[index]->p : NULL;
+}
+sea_consumer_t *sea_pipeline_input(const sea_pipeline_t *pl, size_t index) {
+  return pl && index < pl->nin ? pl->in[index]->c : NULL;
+}
+
+static void free_timer(uv_handle_t *h) {
+  sea__free(h);
+}
+
+void sea_pipeline_free(sea_pipeline_t *pl) {
+  if (pl == NULL)
+    return;
+  pl->done = true; /* no callback of ours runs from here on */
+  /* The outputs first: closing one cancels its receipts, which still point into our batches. */
+  for (size_t i = 0; i < pl->nout; i++) {
+    pl_output_t *o = pl->out[i];
+    sea_producer_close(o->p);
+    while (o->of_head) {
+      overflow_t *ov = o->of_head;
+      o->of_head = ov->next;
+      overflow_free(ov);
+    }
+    /* A flush still out is canceled, and its callback comes later: it frees the output. */
+    o->pl = NULL;
+    if (!o->stopping)
+      sea__free(o);
+  }
+  for (size_t i = 0; i < pl->nin; i++) {
+    pl_input_t *in = pl->in[i];
+    sea_consumer_close(in->c);
+    while (in->head) {
+      pbatch_t *pb = in->head;
+      in->head = pb->in_next;
+      pbatch_free(pb);
+    }
+    in->pl = NULL;
+    if (!in->committing)
+      sea__free(in); /* else the canceled commit's callback frees it */
+  }
+  if (pl->timer) {
+    pl->timer->data = NULL;
+    uv_close((uv_handle_t *)pl->timer, free_timer);
+  }
+  sea__free(pl->in);
+  sea__free(pl->out);
+  sea__free(pl);
+}

@@ -413,6 +413,293 @@ static void test_relay(void) {
   CHECK_EQ_INT(sea_runtime_free(rt), 0);
 }
 
+/* ---- the pipeline: the delivery contract through the C API ---- */
+
+typedef struct pl_case {
+  int reject_at;   /* reject the message whose payload is v<reject_at> (-1: none) */
+  int stop_at;     /* call sea_pipeline_stop while processing v<stop_at> (-1: none) */
+  int to_slow;     /* send v<to_slow> to output 1 (-1: none) */
+  int calls;       /* processor calls */
+  size_t max_call; /* most messages in one call */
+  int skipped, done, status;
+} pl_case_t;
+
+static int payload_num(const sea_message_t *m) {
+  int n = 0; /* "vN"; payloads are not NUL-terminated */
+  for (size_t i = 1; i < m->payload.len; i++)
+    n = n * 10 + (m->payload.data[i] - '0');
+  return n;
+}
+
+static int pl_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *b, size_t first,
+                      size_t count, void *data) {
+  pl_case_t *pc = data;
+  pc->calls++;
+  if (count > pc->max_call)
+    pc->max_call = count;
+  for (size_t i = first; i < first + count; i++) {
+    int n = payload_num(&b->msgs[i]);
+    if (n == pc->reject_at)
+      return sea_pipeline_reject(pl, "test rejects v%d", n);
+    if (n == pc->stop_at)
+      sea_pipeline_stop(pl);
+    sea_message_t out = b->msgs[i];
+    out.meta.stream_key = NULL;
+    int rc = sea_pipeline_send(pl, n == pc->to_slow ? 1 : 0, &out, 0);
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
+}
+
+static void pl_skipped(sea_pipeline_t *pl, size_t input, const sea_message_t *m, const char *why,
+                       void *data) {
+  pl_case_t *pc = data;
+  pc->skipped++;
+  CHECK_CONTAINS(why, "test rejects v");
+}
+
+static void pl_done(sea_pipeline_t *pl, int status) {
+  pl_case_t *pc = sea_pipeline_get_data(pl);
+  pc->done = 1;
+  pc->status = status;
+}
+
+/* A pipeline from in_uri (a resumable group g, unless an extra option names another) to out_uri
+ * and out2_uri, set up but not run. */
+static sea_pipeline_t *pl_open3(sea_runtime_t *rt, sea_streamer_t **ss, const char *in_uri,
+                                const char *x1, const char *x2, const char *x3, const char *out_uri,
+                                const char *out2_uri, const char *out2_opt,
+                                sea_pipeline_config_t *cfg) {
+  sea_options_t *io = opts("mode=resumable", "group=g", "reset=earliest", x1, x2, x3);
+  sea_options_t *o2 = opts(out2_opt, NULL, NULL);
+  sea_consumer_t *c;
+  sea_producer_t *p0, *p1;
+  sea_pipeline_t *pl;
+  CHECK_EQ_INT(sea_connect(rt, in_uri, io, &ss[0]), 0);
+  CHECK_EQ_INT(sea_connect(rt, out_uri, NULL, &ss[1]), 0);
+  CHECK_EQ_INT(sea_connect(rt, out2_uri, o2, &ss[2]), 0);
+  sea_options_free(io);
+  sea_options_free(o2);
+  CHECK_EQ_INT(sea_consumer_open(ss[0], NULL, &c), 0);
+  CHECK_EQ_INT(sea_producer_open(ss[1], NULL, &p0), 0);
+  CHECK_EQ_INT(sea_producer_open(ss[2], NULL, &p1), 0);
+  CHECK_EQ_INT(sea_pipeline_new(rt, cfg, &pl), 0);
+  CHECK_EQ_INT(sea_pipeline_add_input(pl, c, NULL), 0);
+  CHECK_EQ_INT(sea_pipeline_add_output(pl, p0, NULL), 0);
+  CHECK_EQ_INT(sea_pipeline_add_output(pl, p1, NULL), 0);
+  return pl;
+}
+
+static sea_pipeline_t *pl_open(sea_runtime_t *rt, sea_streamer_t **ss, const char *in_uri,
+                               const char *in_extra, const char *out_uri, const char *out2_uri,
+                               const char *out2_opt, sea_pipeline_config_t *cfg) {
+  return pl_open3(rt, ss, in_uri, in_extra, NULL, NULL, out_uri, out2_uri, out2_opt, cfg);
+}
+
+static void pl_close(sea_runtime_t *rt, sea_pipeline_t *pl, sea_streamer_t **ss) {
+  sea_pipeline_free(pl);
+  for (int i = 0; i < 3; i++)
+    sea_streamer_close(ss[i]);
+}
+
+/* Run one pipeline to its end; returns its status, errmsg in err. */
+static int pl_run(sea_runtime_t *rt, const char *name, pl_case_t *pc, sea_pipeline_config_t *cfg,
+                  const char *in_extra, const char *in_extra2, char *err) {
+  char in_uri[64], out_uri[64], dead_uri[64];
+  snprintf(in_uri, sizeof in_uri, "mem://pl/src");
+  snprintf(out_uri, sizeof out_uri, "mem://pl/%s-out", name);
+  snprintf(dead_uri, sizeof dead_uri, "mem://pl/%s-dead", name);
+  sea_streamer_t *ss[3];
+  cfg->process = pl_process;
+  cfg->on_skipped = pl_skipped;
+  cfg->on_done = pl_done;
+  cfg->data = pc;
+  cfg->commit_interval_ms = 1;
+  sea_pipeline_t *pl = pl_open3(rt, ss, in_uri, in_extra, in_extra2, "stop_at_end=true", out_uri,
+                                dead_uri, NULL, cfg);
+  CHECK_EQ_INT(sea_pipeline_start(pl), 0);
+  run_until(rt, &pc->done);
+  CHECK(pc->done);
+  snprintf(err, 512, "%s", sea_pipeline_errmsg(pl));
+  pl_close(rt, pl, ss);
+  return pc->status;
+}
+
+/* Where group g of mem://pl/src resumes: the first payload a new member gets ("" if none). */
+static void pl_resume(sea_runtime_t *rt, const char *group, char *first, int *left) {
+  sea_streamer_t *s;
+  CHECK_EQ_INT(sea_connect(rt, "mem://pl/src", NULL, &s), 0);
+  sea_options_t *o = opts("mode=resumable", group, "stop_at_end=true", "reset=earliest");
+  sea_consumer_t *k;
+  CHECK_EQ_INT(sea_consumer_open(s, o, &k), 0);
+  sea_options_free(o);
+  counts_t c;
+  memset(&c, 0, sizeof c);
+  sea_consumer_set_data(k, &c);
+  CHECK_EQ_INT(sea_consumer_start(k, on_batch, on_end), 0);
+  run_until(rt, &c.ended);
+  snprintf(first, 16, "%s", c.npayloads ? c.payloads[0] : "");
+  *left = c.npayloads;
+  sea_streamer_close(s);
+}
+
+static void test_pipeline(void) {
+  sea_runtime_t *rt = new_runtime();
+  sea_streamer_t *s;
+  CHECK_EQ_INT(sea_connect(rt, "mem://pl/src", NULL, &s), 0);
+  produce_n(rt, s, 20, "v");
+  char err[512], first[16];
+  int left;
+
+  /* Receipts out of order: v0 goes to an output whose receipt waits for the stop, v1..v19 to
+   * one that confirms at once. Nothing may be acknowledged while v0 is unconfirmed; a crash
+   * then (the pipeline freed with v0 still out) must not lose v0. */
+  {
+    pl_case_t pc = {.reject_at = -1, .stop_at = -1, .to_slow = 0};
+    sea_pipeline_config_t cfg = {.struct_size = sizeof cfg,
+                                 .process = pl_process,
+                                 .on_done = pl_done,
+                                 .data = &pc,
+                                 .commit_interval_ms = 1};
+    sea_streamer_t *ss[3];
+    sea_pipeline_t *pl = pl_open(rt, ss, "mem://pl/src", "start=beginning", "mem://pl/ooo-out",
+                                 "mem://pl/ooo-slow", "hold_receipts=true", &cfg);
+    CHECK_EQ_INT(sea_pipeline_start(pl), 0);
+    sea_pipeline_stats_t st;
+    for (int i = 0; i < 100000; i++) {
+      sea_pipeline_stats(pl, &st);
+      if (st.receipted >= 19)
+        break;
+      sea_runtime_run(rt, SEA_RUN_ONCE);
+    }
+    CHECK_EQ_INT((int)st.receipted, 19);
+    for (int i = 0; i < 20; i++) /* commit timer ticks */
+      sea_runtime_run(rt, SEA_RUN_ONCE);
+    sea_pipeline_stats(pl, &st);
+    CHECK_EQ_INT((int)st.processed, 20);
+    CHECK_EQ_INT((int)st.done, 0);
+    CHECK_EQ_INT((int)st.commits, 0);
+    pl_close(rt, pl, ss); /* a crash, as far as the group knows */
+    pl_resume(rt, "group=g", first, &left);
+    CHECK_STR(first, "v0");
+    CHECK_EQ_INT(left, 20);
+  }
+  /* The same with an orderly stop: the slow output confirms, everything is committed. */
+  {
+    pl_case_t pc = {.reject_at = -1, .stop_at = -1, .to_slow = 0};
+    sea_pipeline_config_t cfg = {.struct_size = sizeof cfg,
+                                 .process = pl_process,
+                                 .on_done = pl_done,
+                                 .data = &pc,
+                                 .commit_interval_ms = 1};
+    sea_streamer_t *ss[3];
+    sea_pipeline_t *pl = pl_open(rt, ss, "mem://pl/src", "stop_at_end=true", "mem://pl/ooo-out",
+                                 "mem://pl/ooo-slow", "hold_receipts=true", &cfg);
+    CHECK_EQ_INT(sea_pipeline_start(pl), 0);
+    run_until(rt, &pc.done);
+    CHECK_EQ_INT(pc.status, 0);
+    sea_pipeline_stats_t st;
+    sea_pipeline_stats(pl, &st);
+    CHECK_EQ_INT((int)st.done, 20);
+    pl_close(rt, pl, ss);
+    pl_resume(rt, "group=g", first, &left);
+    CHECK_EQ_INT(left, 0);
+  }
+
+  /* A processor failure under the stop policy: exactly the messages before it are committed. */
+  {
+    pl_case_t pc = {.reject_at = 7, .stop_at = -1, .to_slow = -1};
+    sea_pipeline_config_t cfg = {.struct_size = sizeof cfg};
+    int st = pl_run(rt, "stop", &pc, &cfg, "group=g2", NULL, err);
+    CHECK_EQ_INT(st, SEA_EINVAL);
+    CHECK_CONTAINS(err, "test rejects v7");
+    CHECK_CONTAINS(err, "at message src | 7 of mem://pl/src (not committed");
+    pl_resume(rt, "group=g2", first, &left);
+    CHECK_STR(first, "v7");
+  }
+  /* A count: exactly the first five. */
+  {
+    pl_case_t pc = {.reject_at = -1, .stop_at = -1, .to_slow = -1};
+    sea_pipeline_config_t cfg = {.struct_size = sizeof cfg, .max_count = 5};
+    CHECK_EQ_INT(pl_run(rt, "count", &pc, &cfg, "group=g3", NULL, err), 0);
+    CHECK_EQ_INT(pc.calls, 5);
+    pl_resume(rt, "group=g3", first, &left);
+    CHECK_STR(first, "v5");
+  }
+  /* sea_pipeline_stop from inside the processor: the message it handles counts as processed. */
+  {
+    pl_case_t pc = {.reject_at = -1, .stop_at = 10, .to_slow = -1};
+    sea_pipeline_config_t cfg = {.struct_size = sizeof cfg};
+    CHECK_EQ_INT(pl_run(rt, "inner-stop", &pc, &cfg, "group=g4", NULL, err), 0);
+    pl_resume(rt, "group=g4", first, &left);
+    CHECK_STR(first, "v11");
+  }
+  /* Skip: the rejected message is done, nothing sent for it. */
+  {
+    pl_case_t pc = {.reject_at = 7, .stop_at = -1, .to_slow = -1};
+    sea_pipeline_config_t cfg = {.struct_size = sizeof cfg, .on_error = SEA_ON_ERROR_SKIP};
+    CHECK_EQ_INT(pl_run(rt, "skip", &pc, &cfg, "group=g5", NULL, err), 0);
+    CHECK_EQ_INT(pc.skipped, 1);
+    pl_resume(rt, "group=g5", first, &left);
+    CHECK_EQ_INT(left, 0);
+    counts_t c;
+    CHECK_EQ_INT(count_all(rt, "mem://pl/skip-out", &c), 19);
+  }
+  /* Dead-letter: the rejected message goes to output 1, as it was. */
+  {
+    pl_case_t pc = {.reject_at = 7, .stop_at = -1, .to_slow = -1};
+    sea_pipeline_config_t cfg = {
+        .struct_size = sizeof cfg, .on_error = SEA_ON_ERROR_DEAD_LETTER, .dead_letter = 1};
+    CHECK_EQ_INT(pl_run(rt, "dl", &pc, &cfg, "group=g6", NULL, err), 0);
+    counts_t c;
+    CHECK_EQ_INT(count_all(rt, "mem://pl/dl-dead", &c), 1);
+    CHECK_STR(c.payloads[0], "v7");
+    CHECK_EQ_INT(count_all(rt, "mem://pl/dl-out", &c), 19);
+    pl_resume(rt, "group=g6", first, &left);
+    CHECK_EQ_INT(left, 0);
+  }
+  /* Batch calls with a count: the last call is cut to what is left. */
+  {
+    pl_case_t pc = {.reject_at = -1, .stop_at = -1, .to_slow = -1};
+    sea_pipeline_config_t cfg = {.struct_size = sizeof cfg, .per_batch = 1, .max_count = 6};
+    CHECK_EQ_INT(pl_run(rt, "batch", &pc, &cfg, "group=g7", "batch=4", err), 0);
+    CHECK_EQ_INT(pc.calls, 2);
+    CHECK_EQ_INT((int)pc.max_call, 4);
+    pl_resume(rt, "group=g7", first, &left);
+    CHECK_STR(first, "v6");
+  }
+  /* An input that cannot start (it has already ended): the pipeline stops with the reason and
+   * frees cleanly. */
+  {
+    pl_case_t pc = {.reject_at = -1, .stop_at = -1, .to_slow = -1};
+    sea_pipeline_config_t cfg = {
+        .struct_size = sizeof cfg, .process = pl_process, .on_done = pl_done, .data = &pc};
+    sea_streamer_t *si, *so;
+    CHECK_EQ_INT(sea_connect(rt, "mem://pl/empty", NULL, &si), 0);
+    CHECK_EQ_INT(sea_connect(rt, "mem://pl/x", NULL, &so), 0);
+    counts_t c;
+    sea_consumer_t *k = consume_from(rt, si, "start=beginning", &c);
+    CHECK_EQ_INT(c.ended, 1);
+    sea_producer_t *p;
+    CHECK_EQ_INT(sea_producer_open(so, NULL, &p), 0);
+    sea_pipeline_t *pl;
+    CHECK_EQ_INT(sea_pipeline_new(rt, &cfg, &pl), 0);
+    CHECK_EQ_INT(sea_pipeline_add_input(pl, k, NULL), 0);
+    CHECK_EQ_INT(sea_pipeline_add_output(pl, p, NULL), 0);
+    CHECK_EQ_INT(sea_pipeline_start(pl), SEA_ESTATE);
+    CHECK_CONTAINS(sea_pipeline_errmsg(pl), "input mem://pl/empty");
+    run_until(rt, &pc.done);
+    CHECK(pc.done);
+    CHECK_EQ_INT(pc.status, SEA_ESTATE);
+    sea_pipeline_free(pl);
+    sea_streamer_close(si);
+    sea_streamer_close(so);
+  }
+  sea_streamer_close(s);
+  CHECK_EQ_INT(sea_runtime_free(rt), 0);
+}
+
 /* ---- closing handles from inside their own callbacks ---- */
 
 static void close_in_batch(sea_consumer_t *k, const sea_batch_t *b) {
@@ -507,6 +794,7 @@ int main(int argc, char **argv) {
   test_backpressure("capacity=3", 3);
   test_consumer();
   test_relay();
+  test_pipeline();
   test_close_in_callback();
   test_close_streamer_while_handle_closes();
   return test_report();

@@ -17,6 +17,8 @@
  *   capacity=N    at most N sends wait for their receipt; one more returns SEA_EAGAIN, and
  *                 host->producer_ready follows once the receipts have been given.
  *   fail_after=N  the (N+1)th send (only that one) gets its receipt with SEA_EIO and is not stored.
+ *   hold_receipts=true  receipts wait for a flush or an end (a slow output: tests use it to make
+ *                 receipts of two producers come back out of order).
  * end is flush: nothing marks a stream as ended.
  *
  * Consumer. It reads the logs of the keys it subscribed to (all of the broker's keys when it names
@@ -168,6 +170,7 @@ typedef struct mem_producer {
   uint64_t capacity; /* 0 = no limit */
   int has_fail_after;
   uint64_t fail_after;
+  int hold_receipts;
   uint64_t taken;     /* sends accepted */
   uint64_t receipted; /* receipts given; taken - receipted are in flight */
   mem_receipt_t *pending;
@@ -190,6 +193,7 @@ typedef struct mem_limits {
   uint64_t capacity;
   int has_fail_after;
   uint64_t fail_after;
+  int hold_receipts;
 } mem_limits_t;
 
 /* Every broker in the process. */
@@ -283,8 +287,15 @@ static int mem_parse_options(sea_runtime_t *rt, const sea_options_t *o, mem_limi
       }
       lim->has_fail_after = 1;
       lim->fail_after = num;
+    } else if (strcmp(k, "hold_receipts") == 0) {
+      if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) {
+        mem_host->set_error(rt, "mem: hold_receipts=%s: expected true or false", v);
+        return SEA_EOPTION;
+      }
+      lim->hold_receipts = strcmp(v, "true") == 0;
     } else {
-      mem_host->set_error(rt, "mem: unknown option '%s' (known: capacity, fail_after)", k);
+      mem_host->set_error(
+          rt, "mem: unknown option '%s' (known: capacity, fail_after, hold_receipts)", k);
       return SEA_EOPTION;
     }
   }
@@ -817,6 +828,7 @@ static int mem_producer_open(void *streamer_impl, sea_producer_t *p, const sea_o
   mp->capacity = lim.capacity;
   mp->has_fail_after = lim.has_fail_after;
   mp->fail_after = lim.fail_after;
+  mp->hold_receipts = lim.hold_receipts;
   *impl = mp;
   return 0;
 }
@@ -882,7 +894,8 @@ static int mem_producer_send(void *impl, const sea_message_t *m, unsigned flags,
   }
   mp->pending_count++;
   mp->taken++;
-  producer_arm(mp);
+  if (!mp->hold_receipts || mp->flush_count > 0)
+    producer_arm(mp);
   if (stored) {
     mem_consumer_t *mc;
     for (mc = b->consumers; mc != NULL; mc = mc->next)

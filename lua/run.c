@@ -567,6 +567,8 @@ int sea_lua_run(lua_State *L) {
   r->max_instructions = opt_u64(L, "max_instructions");
   r->max_ms = opt_u64(L, "max_ms");
   r->max_kbytes = (size_t)opt_u64(L, "max_memory_kb");
+  uint64_t max_count = opt_u64(L, "max_count");
+  uint64_t commit_ms = opt_u64(L, "commit_interval_ms");
 
   lua_getfield(L, 1, "on_error");
   const char *pol = lua_isnil(L, -1) ? "stop" : luaL_checkstring(L, -1);
@@ -692,6 +694,8 @@ int sea_lua_run(lua_State *L) {
       .on_error = r->policy,
       .dead_letter = r->dead ? (size_t)(r->dead - r->out) : 0,
       .per_batch = r->batch_ref != LUA_NOREF,
+      .max_count = max_count,
+      .commit_interval_ms = commit_ms,
       .linger = r->linger,
       .end_outputs = 1,
       .process = lua_process,

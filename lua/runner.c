@@ -44,6 +44,9 @@ static const char help[] =
     "                           LuaJIT's compiler off: compiled code never checks them)\n"
     "  --max-memory MB          the Lua heap's limit (default 1024)\n"
     "  --tick-ms N              the tick hook's interval (default: the script's tick_ms, 1000)\n"
+    "  -c, --count N            stop after N input messages: exactly those are committed\n"
+    "  --commit-interval MS     commit the inputs' positions every MS ms (default 1000): what\n"
+    "                           a crash can repeat (docs/delivery.md)\n"
     "  -I key=value             an option for every input (mode, group, start, batch, ...)\n"
     "  -O key=value             an option for every output\n"
     "  -e                       stop when the inputs are caught up (stop_at_end=true)\n"
@@ -190,14 +193,17 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
       }
       lua_setfield(L, -2, "on_error");
     } else if (strcmp(a, "--max-instructions") == 0 || strcmp(a, "--max-ms") == 0 ||
-               strcmp(a, "--tick-ms") == 0) {
+               strcmp(a, "--tick-ms") == 0 || strcmp(a, "--commit-interval") == 0 ||
+               strcmp(a, "-c") == 0 || strcmp(a, "--count") == 0) {
       if (!positive(v, &num))
-        return usage_error("%s needs a positive number", a);
+        return usage_error("%s needs a positive number, not '%s'", a, v);
       lua_pushnumber(L, num);
       lua_setfield(L, -2,
-                   strcmp(a, "--max-ms") == 0    ? "max_ms"
-                   : strcmp(a, "--tick-ms") == 0 ? "tick_ms"
-                                                 : "max_instructions");
+                   strcmp(a, "--max-ms") == 0             ? "max_ms"
+                   : strcmp(a, "--tick-ms") == 0          ? "tick_ms"
+                   : strcmp(a, "--commit-interval") == 0  ? "commit_interval_ms"
+                   : strcmp(a, "--max-instructions") == 0 ? "max_instructions"
+                                                          : "max_count");
     } else if (strcmp(a, "--max-memory") == 0) {
       if (!positive(v, &num))
         return usage_error("--max-memory needs a positive number of MB, not '%s'", v);

@@ -109,7 +109,7 @@ out:
   return cli_exit_for(rc);
 }
 
-enum { OPT_MODE = 256, OPT_HELP };
+enum { OPT_MODE = 256, OPT_HELP, OPT_COMMIT };
 
 static const char relay_help[] =
     "usage: seastreamer relay [options] IN_URI OUT_URI\n"
@@ -125,7 +125,8 @@ static const char relay_help[] =
     "  -O key=value     an option for the output (max_inflight, max_inflight_bytes,\n"
     "                   max_payload; anything else goes to the backend)\n"
     "  -o OFFSET        where the input starts: beginning|end|N|-N|s@MS\n"
-    "  -c COUNT         stop after COUNT messages\n"
+    "  -c COUNT         stop after COUNT messages (exactly those are committed)\n"
+    "  --commit-interval MS  commit the input's position every MS ms (default 1000)\n"
     "  -e               stop when the input is caught up (stop_at_end=true)\n"
     "  -G GROUP         consume in a load-balanced group\n"
     "  --mode MODE      realtime|resumable|load-balanced\n"
@@ -135,11 +136,14 @@ static const char consume_help[] =
     "usage: seastreamer consume [options] URI\n"
     "\n"
     "Prints the messages of URI on stdout, one per line, as [timestamp | key | seq] payload\n"
-    "(milliseconds, UTC). Options follow kcat where they fit.\n"
+    "(milliseconds, UTC). In a group (-G, --mode resumable) a message is acknowledged and its\n"
+    "position committed only once its line was written to stdout (docs/delivery.md). Options\n"
+    "follow kcat where they fit.\n"
     "\n"
     "options:\n"
     "  -o OFFSET        beginning|end|N|-N|s@MS  (where to start; default: end)\n"
-    "  -c COUNT         exit after COUNT messages\n"
+    "  -c COUNT         exit after COUNT messages (exactly those are committed)\n"
+    "  --commit-interval MS  commit the group's position every MS ms (default 1000)\n"
     "  -e               exit when caught up with the end\n"
     "  -G GROUP         consume in the load-balanced group GROUP\n"
     "  --mode MODE      realtime|resumable|load-balanced\n"
@@ -162,11 +166,11 @@ static const char produce_help[] =
 
 typedef enum { KIND_RELAY, KIND_CONSUME, KIND_PRODUCE } kind_t;
 
-static int parse_count(const char *cmd, const char *s, uint64_t *out) {
+static int parse_count(const char *cmd, const char *opt, const char *s, uint64_t *out) {
   char *end;
   unsigned long long v = strtoull(s, &end, 10);
   if (*s == '\0' || *s == '-' || *end != '\0') {
-    cli_error(cmd, "-c %s: expected a count", s);
+    cli_error(cmd, "%s %s: expected a number", opt, s);
     return EXIT_USAGE;
   }
   *out = v;
@@ -178,6 +182,7 @@ static int run(kind_t kind, int argc, char **argv) {
   static const char *const helps[] = {relay_help, consume_help, produce_help};
   static const struct option longopts[] = {{"mode", required_argument, NULL, OPT_MODE},
                                            {"keep-meta", no_argument, NULL, 'M'},
+                                           {"commit-interval", required_argument, NULL, OPT_COMMIT},
                                            {"help", no_argument, NULL, OPT_HELP},
                                            {NULL, 0, NULL, 0}};
   job_t j;
@@ -211,7 +216,7 @@ static int run(kind_t kind, int argc, char **argv) {
       sea_options_set(consumer_side, "start", optarg);
       break;
     case 'c':
-      rc = parse_count(j.cmd, optarg, &j.cfg.max_count);
+      rc = parse_count(j.cmd, "-c", optarg, &j.cfg.max_count);
       break;
     case 'e':
       sea_options_set(consumer_side, "stop_at_end", "true");
@@ -235,6 +240,13 @@ static int run(kind_t kind, int argc, char **argv) {
       break;
     case 'M':
       j.cfg.keep_meta = 1;
+      break;
+    case OPT_COMMIT:
+      rc = parse_count(j.cmd, "--commit-interval", optarg, &j.cfg.commit_interval_ms);
+      if (rc == 0 && j.cfg.commit_interval_ms == 0) {
+        cli_error(j.cmd, "--commit-interval 0: expected a positive number of milliseconds");
+        rc = EXIT_USAGE;
+      }
       break;
     case OPT_HELP:
       fputs(helps[kind], stdout);

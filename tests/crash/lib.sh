@@ -1,0 +1,202 @@
+# tests/crash/lib.sh: what crash.sh and stop.sh share: one backend's URIs and reads, the count of
+# an output against 1..N (lost, duplicates, anything else), and a kill -9 that lands in the middle.
+# Source it with BUILD set and BACKEND one of redis, kafka, file, and BACKEND_ARG the redis port
+# file or the kafka bootstrap file (nothing for file). Sources tests/lib.sh (ok, bad, finish, $T).
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../lib.sh
+source "$here/../lib.sh"
+
+# Every command has a bound, so a hang is a failure, never a stuck suite. SIGKILL: a command that
+# ignores the polite signal is still ended.
+LIMIT=${CRASH_LIMIT:-120}
+bounded() { timeout -s KILL "$LIMIT" "$@"; }
+
+# A name of its own for every stream, topic, file and group, so reruns never meet old data.
+RUN_ID="$$-$(date +%s)-$RANDOM"
+
+case $BACKEND in
+redis)
+  PORT=$(cat "$BACKEND_ARG")
+  R="redis://127.0.0.1:$PORT"
+  uri() { echo "$R/$1"; }
+  ;;
+kafka)
+  KB=$(cat "$BACKEND_ARG")
+  uri() { echo "kafka://$KB/$1"; }
+  ;;
+file)
+  uri() { echo "file://$T/$1.ss/k"; }
+  ;;
+*)
+  echo "crash/lib.sh: unknown backend '$BACKEND'" >&2
+  exit 2
+  ;;
+esac
+
+# Group options: a kafka group member that was killed stays in the group until its session times
+# out, and a restarted member waits for that; the broker's smallest session timeout keeps the wait
+# at about 6 s instead of librdkafka's 45.
+group_extra=()
+[[ $BACKEND == kafka ]] && group_extra=(-X session.timeout.ms=6000)
+
+# produce_seq N URI: the numbers 1..N, one message each, and every one confirmed.
+produce_seq() {
+  seq 1 "$1" | bounded "$SS" produce "$2" 2>"$T/produce.err"
+  local st=$?
+  if [[ $st -ne 0 ]]; then
+    bad "produce $1 messages to $2: exit status $st: $(head -c 400 "$T/produce.err")"
+    return 1
+  fi
+}
+
+# read_stream URI FILE: every payload of the stream, from the beginning, read by a realtime
+# consumer (which keeps no position and disturbs no group).
+read_stream() {
+  bounded "$SS" consume -o beginning -e -f '%s\n' "$1" >"$2" 2>"$T/read.err"
+  local st=$?
+  if [[ $st -ne 0 ]]; then
+    bad "reading back $1: exit status $st: $(head -c 400 "$T/read.err")"
+    return 1
+  fi
+}
+
+# stream_count NAME: how many messages the stream NAME holds now (a cheap look, used only to
+# decide when to kill: never part of a check).
+stream_count() {
+  case $BACKEND in
+  redis) redis-cli -p "$PORT" xlen "$1" 2>/dev/null || echo 0 ;;
+  kafka)
+    local line
+    line=$(kcat -b "$KB" -Q -t "$1:0:-1" 2>/dev/null) || { echo 0; return; }
+    echo "${line##* }"
+    ;;
+  file)
+    # The output holds the same payloads under the same key as the input, so its size over the
+    # size of one message of the input is its count (a whole-frame count: the writer writes whole
+    # frames; the header makes it a slight overestimate at the start).
+    local f="$T/$1.ss" sz=0
+    [[ -f $f ]] && sz=$(stat -c %s "$f")
+    echo $((sz * FILE_IN_N / FILE_IN_SIZE))
+    ;;
+  esac
+}
+
+# whole_lines FILE: FILE without an unterminated last line (a kill -9 can cut the last write of a
+# line in two; a line is written out only with its newline).
+whole_lines() {
+  if [[ -s $1 && $(tail -c 1 "$1" | wc -l) -eq 0 ]]; then sed '$d' "$1"; else cat "$1"; fi
+}
+
+# tally N FILE...: counts the payloads of the FILEs (whole lines) against 1..N. Sets LOST, DUPS
+# (sum over numbers of copies beyond the first), MAXC (most copies of one number), BAD (lines that
+# are not a number in 1..N, with up to 5 of them in BAD_SAMPLE), DISTINCT, TOTAL; writes each
+# duplicated number once to $T/dups and each missing one to $T/lost.
+tally() {
+  local n=$1 f
+  shift
+  local r
+  r=$(for f in "$@"; do whole_lines "$f"; done | awk -v n="$n" -v dups="$T/dups" -v lost="$T/lost" '
+    { total++
+      if ($0 !~ /^[0-9]+$/ || $0 + 0 < 1 || $0 + 0 > n) { bad++; if (bad <= 5) sample = sample " [" $0 "]"; next }
+      c[$0 + 0]++ }
+    END {
+      printf "" > dups; printf "" > lost
+      for (i = 1; i <= n; i++) {
+        if (!(i in c)) { nlost++; print i > lost; continue }
+        distinct++
+        if (c[i] > 1) { ndup += c[i] - 1; print i > dups }
+        if (c[i] > maxc) maxc = c[i]
+      }
+      printf "%d %d %d %d %d %d %s\n", nlost, ndup, maxc, bad, distinct, total, sample
+    }')
+  read -r LOST DUPS MAXC BAD DISTINCT TOTAL BAD_SAMPLE <<<"$r"
+}
+
+# lost_sample: the first few missing numbers and how many, for a failure message.
+lost_sample() { echo "$(head -5 "$T/lost" | tr '\n' ' ')... ($(wc -l <"$T/lost") missing)"; }
+
+# expect_all NAME N FILE...: the union of the FILEs holds every number 1..N and nothing else.
+# Leaves the counts of tally set.
+expect_all() {
+  local name=$1 n=$2
+  shift 2
+  tally "$n" "$@"
+  if [[ $LOST -eq 0 ]]; then ok; else bad "$name: $LOST of $n lost: $(lost_sample)"; fi
+  if [[ $BAD -eq 0 ]]; then ok; else bad "$name: $BAD lines that are not a number in 1..$n:$BAD_SAMPLE"; fi
+}
+
+# expect_seq NAME FROM TO FILE: FILE (whole lines) is exactly FROM..TO, in order.
+expect_seq() {
+  if cmp -s <(seq "$2" "$3") <(whole_lines "$4"); then ok; else
+    bad "$1: expected exactly $2..$3 in order; got $(whole_lines "$4" | wc -l) lines:" \
+      "$(whole_lines "$4" | head -3 | tr '\n' ' ')... $(whole_lines "$4" | tail -2 | tr '\n' ' ')"
+  fi
+}
+
+# only_in FILE / not_in FILE: the lines of stdin that are (are not) lines of FILE.
+only_in() { awk 'NR == FNR { s[$0] = 1; next } ($0 in s)' "$1" -; }
+not_in() { awk 'NR == FNR { s[$0] = 1; next } !($0 in s)' "$1" -; }
+
+# Every command started in the background is killed at exit, whatever happened (a failed check
+# must not leave a follower running).
+STARTED=()
+cleanup() {
+  local p
+  for p in "${STARTED[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+# child_of PID: the one child of PID (the command `timeout` started), waited for a bounded time.
+child_of() {
+  local i c
+  for ((i = 0; i < 500; i++)); do
+    c=$(cat "/proc/$1/task/$1/children" 2>/dev/null)
+    c=${c%% *}
+    if [[ -n $c ]]; then echo "$c"; return 0; fi
+    kill -0 "$1" 2>/dev/null || return 1
+    sleep 0.01
+  done
+  return 1
+}
+
+# kill_midway PID K COUNT_CMD...: lets PID run in short slices (SIGCONT, a few ms, SIGSTOP) and
+# after each slice, while it is stopped, runs COUNT_CMD (10 ms slices until the output starts,
+# 2 ms after). Once some output appeared it stays stopped for 1.5 s once, longer than the
+# documented 1 s commit interval, so that its commit timer is due when it runs again (for 20 ms,
+# which leaves time for the commit to be written) and the kill finds a committed position to
+# resume from (nothing is asserted about when it commits: the
+# figures are printed). Once COUNT_CMD prints K or more, PID runs once more for 1 to 3 ms and
+# gets SIGKILL while it runs, with its work in flight (unread replies, unconfirmed sends, a
+# half-written batch), as a real crash finds it; a kill of the stopped process would find the
+# servers caught up with everything it had sent. So the kill lands about one slice after the
+# output reached K whatever the machine's speed. Returns 1 if PID ended by itself, 2 if K was not
+# reached within 90 s.
+KILLED_AT=0
+kill_midway() {
+  local pid=$1 k=$2 n deadline=$((SECONDS + 90)) paused=0 slice=0.01
+  shift 2
+  kill -STOP "$pid" 2>/dev/null || return 1
+  while :; do
+    n=$("$@")
+    [[ $n =~ ^[0-9]+$ ]] || n=0
+    if ((n >= k)); then
+      KILLED_AT=$n
+      kill -CONT "$pid"
+      sleep "0.00$((1 + RANDOM % 3))"
+      kill -KILL "$pid"
+      return 0
+    fi
+    ((n > 0)) && slice=0.002
+    local this=$slice
+    if ((n > 0 && !paused)); then
+      paused=1
+      sleep 1.5
+      this=0.02 # time for the commit (a worker thread's fsync for a file)
+    fi
+    if ! kill -CONT "$pid" 2>/dev/null; then return 1; fi
+    if ((SECONDS > deadline)); then kill -KILL "$pid"; return 2; fi
+    sleep "$this"
+    kill -STOP "$pid" 2>/dev/null || return 1
+  done
+}

@@ -619,12 +619,26 @@ static void print_header_json(FILE *o, const uint8_t *key, size_t klen, uint64_t
           (unsigned long long)shard, (unsigned long long)seq, t);
 }
 
+/* Open a .ss file and read its header. Opened for writing (repair), it first takes the file's
+ * writer lock, as a producer does, and is refused while a writer holds it; readers never lock. */
 static int open_ss(const char *cmd, const char *path, int flags, ss_file_t *f) {
   char err[256];
   int fd = open(path, flags | O_CLOEXEC);
   if (fd < 0) {
     cli_error(cmd, "cannot open %s: %s", path, strerror(errno));
     return -1;
+  }
+  if ((flags & O_ACCMODE) != O_RDONLY) {
+    int lk = ss_lock_writer(fd, err, sizeof err);
+    if (lk != 0) {
+      if (lk > 0)
+        cli_error(cmd, "cannot write %s: another writer holds it (%s); try again once it is closed",
+                  path, err[0] ? err : "its pid is not known");
+      else
+        cli_error(cmd, "cannot lock %s: %s", path, strerror(errno));
+      close(fd);
+      return -1;
+    }
   }
   int rc = ss_file_open(f, fd, cli_realloc, err, sizeof err);
   if (rc != SS_OK) {
@@ -835,8 +849,9 @@ int cmd_repair(int argc, char **argv) {
     fputs(
         "usage: seastreamer repair FILE\n"
         "Cut a torn tail (an incomplete last frame, as a crashed writer leaves) so the file ends\n"
-        "at its last whole frame. Damage inside the file is reported and left alone. Status: 0\n"
-        "the file is sound now, 1 damage remains, 2 not a .ss file or cannot be read.\n",
+        "at its last whole frame. Damage inside the file is reported and left alone. It takes\n"
+        "the file's writer lock, so it is refused while a producer writes the file. Status: 0\n"
+        "the file is sound now, 1 damage remains, 2 not a .ss file, cannot be read, or locked.\n",
         help ? stdout : stderr);
     return help ? EXIT_OK : EXIT_USAGE;
   }

@@ -4,8 +4,12 @@
  * ending in ".ss") names the file with no key. The host splits keys after the last '/', so
  * connect re-reads the URI as written (uri->raw) to tell the two apart.
  *
- * Producer. Producers of one file in a process share one writer (one session, one set of beacon
- * records), so two of them never interleave bytes. Opening an existing file scans it once: it
+ * Producer. One writer at a time: opening a producer takes the file's writer lock (an exclusive,
+ * non-blocking flock on its own open of the file, see ss_lock_writer), and a second producer, in
+ * this process or another, is refused with SEA_EBUSY naming the holder's pid; closing the
+ * producer, or the death of its process, releases it. Readers never lock. The file's size is
+ * read only under the lock, so of two writers creating a file at once one writes the header and
+ * the other is refused. Opening an existing file scans it once: it
  * checks every frame, finds each (key, shard)'s largest sequence number so numbering continues
  * (1, 2, 3, ... for a new stream, as SeaStreamer does), and cuts a torn tail or a trailing EOS
  * before appending (spec 9.2). A damaged file is refused (run `seastreamer repair`). A send is
@@ -277,12 +281,9 @@ typedef struct file_pending {
 } file_pending_t;
 
 typedef struct file_writer {
-  struct file_writer *next;
   char *path;
-  dev_t dev;
-  ino_t ino;
-  int fd;
-  size_t refs;
+  int fd;      /* holds the file's writer lock (ss_lock_writer) until it is closed */
+  size_t refs; /* 1 while its producer is open */
   sea_runtime_t *rt;
   ss_writer_t w;
   ss_buf_t out;     /* encoded, not yet written; out.data[0] goes at offset `flushed` */
@@ -314,7 +315,6 @@ struct file_producer {
   struct file_producer *next; /* in the writer's list */
 };
 
-static file_writer_t *file_writers;
 static file_producer_t *file_producers;
 
 static file_seq_t *writer_seq(file_writer_t *wr, const char *key, uint64_t shard) {
@@ -336,12 +336,6 @@ static file_seq_t *writer_seq(file_writer_t *wr, const char *key, uint64_t shard
 }
 
 static void writer_free(file_writer_t *wr) {
-  file_writer_t **pp;
-  for (pp = &file_writers; *pp; pp = &(*pp)->next)
-    if (*pp == wr) {
-      *pp = wr->next;
-      break;
-    }
   if (wr->timer)
     fh->timer_stop(wr->timer);
   if (wr->fd >= 0)
@@ -485,42 +479,68 @@ static int writer_scan(file_writer_t *wr, sea_runtime_t *rt, uint64_t *resume) {
   return 0;
 }
 
+/* Open the file for writing and take its writer lock (ss_lock_writer), or refuse: one writer at a
+ * time appends to a .ss file, whether the other is in this process or another. The file is read
+ * (its size, the scan) only once the lock is held, so two writers creating a file at the same
+ * instant cannot both write a header: both open the one inode, one of them gets the lock. */
+static int writer_lock_open(sea_runtime_t *rt, const char *path, const file_opts_t *fo, int *err) {
+  int flags = O_RDWR | O_CLOEXEC;
+  if (fo->create == 1)
+    flags |= O_CREAT | O_EXCL;
+  else if (fo->create == 0)
+    flags |= O_CREAT;
+  /* A few tries, for a file replaced (renamed over or deleted) between the open and the lock. */
+  for (int attempt = 0; attempt < 3; attempt++) {
+    struct stat st, now;
+    char who[128];
+    int fd = open(path, flags, 0644), rc;
+    if (fd < 0) {
+      if (errno == EEXIST && fo->create == 1) {
+        fh->set_error(rt, "file: %s exists (create=new)", path);
+        *err = SEA_EINVAL;
+      } else if (errno == ENOENT && fo->create == 2) {
+        fh->set_error(rt, "file: %s does not exist (create=existing)", path);
+        *err = SEA_EINVAL;
+      } else {
+        fh->set_error(rt, "file: cannot open %s: %s", path, strerror(errno));
+        *err = SEA_EIO;
+      }
+      return -1;
+    }
+    rc = ss_lock_writer(fd, who, sizeof who);
+    if (rc != 0) {
+      if (rc > 0) {
+        fh->set_error(rt,
+                      "file: cannot write %s: another writer holds it (%s); a .ss file takes one "
+                      "writer at a time",
+                      path, who[0] ? who : "its pid is not known");
+        *err = SEA_EBUSY;
+      } else {
+        fh->set_error(rt, "file: cannot lock %s: %s", path, strerror(errno));
+        *err = SEA_EIO;
+      }
+      close(fd);
+      return -1;
+    }
+    if (fstat(fd, &st) == 0 && stat(path, &now) == 0 && st.st_dev == now.st_dev &&
+        st.st_ino == now.st_ino)
+      return fd;
+    close(fd);
+  }
+  fh->set_error(rt, "file: %s keeps being replaced while it is opened", path);
+  *err = SEA_EIO;
+  return -1;
+}
+
 static file_writer_t *writer_open(sea_runtime_t *rt, const char *path, const file_opts_t *fo,
                                   int *err) {
   struct stat st;
   file_writer_t *wr;
-  int fd, exists;
+  int fd;
   uint64_t resume = SS_HEADER_SIZE;
 
-  exists = stat(path, &st) == 0;
-  if (exists) {
-    for (wr = file_writers; wr; wr = wr->next)
-      if (wr->dev == st.st_dev && wr->ino == st.st_ino) {
-        if (fo->create == 1) {
-          fh->set_error(rt, "file: %s exists (create=new)", path);
-          *err = SEA_EINVAL;
-          return NULL;
-        }
-        wr->refs++;
-        return wr;
-      }
-  }
-  if (exists && fo->create == 1) {
-    fh->set_error(rt, "file: %s exists (create=new)", path);
-    *err = SEA_EINVAL;
+  if ((fd = writer_lock_open(rt, path, fo, err)) < 0)
     return NULL;
-  }
-  if (!exists && fo->create == 2) {
-    fh->set_error(rt, "file: %s does not exist (create=existing)", path);
-    *err = SEA_EINVAL;
-    return NULL;
-  }
-  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    fh->set_error(rt, "file: cannot open %s: %s", path, strerror(errno));
-    *err = SEA_EIO;
-    return NULL;
-  }
   wr = fh->calloc(1, sizeof *wr);
   if (wr == NULL || (wr->path = file_strdup(path, strlen(path))) == NULL) {
     fh->free(wr);
@@ -534,10 +554,13 @@ static file_writer_t *writer_open(sea_runtime_t *rt, const char *path, const fil
   wr->size_limit = fo->size_limit;
   wr->flush_ms = fo->flush_ms;
   wr->out.realloc = file_realloc;
-  fstat(fd, &st);
-  wr->dev = st.st_dev;
-  wr->ino = st.st_ino;
   ss_writer_init(&wr->w, (uint32_t)fo->interval, SS_HEADER_SIZE, file_realloc);
+  if (fstat(fd, &st) != 0) {
+    fh->set_error(rt, "file: cannot stat %s: %s", path, strerror(errno));
+    writer_free(wr);
+    *err = SEA_EIO;
+    return NULL;
+  }
   if (st.st_size > 0) {
     if ((*err = writer_scan(wr, rt, &resume)) != 0) {
       writer_free(wr);
@@ -574,8 +597,6 @@ static file_writer_t *writer_open(sea_runtime_t *rt, const char *path, const fil
     *err = SEA_EIO;
     return NULL;
   }
-  wr->next = file_writers;
-  file_writers = wr;
   return wr;
 }
 
@@ -733,8 +754,7 @@ static int file_producer_flush(void *impl, sea_op_t *op) {
 static int file_producer_end(void *impl, sea_op_t *op) {
   file_producer_t *fp = impl;
   file_writer_t *wr = fp->wr;
-  /* Only the last producer of the file ends the stream, so another one can go on writing. */
-  if (fp->eos && !wr->failed && wr->refs == 1) {
+  if (fp->eos && !wr->failed) {
     /* The end-of-stream message (spec 7): a plain frame, receipted by nobody. */
     uint64_t ts = (uint64_t)(fh->now_us() / 1000);
     if (ss_writer_frame(&wr->w, &wr->out, (const uint8_t *)SS_EOS_KEY, SS_EOS_KEY_LEN, 0, 0, ts,

@@ -5,7 +5,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define SS_READ_CHUNK (1024u * 1024u)
@@ -933,4 +935,69 @@ int ss_file_seek_beacon(ss_file_t *f, const uint8_t *key, size_t klen, uint64_t 
                         uint64_t target, uint64_t *beacon) {
   ss_stream_ref_t one = {key, klen, shard};
   return ss_file_seek_streams(f, &one, 1, by_time, target, beacon);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * The writer lock
+ * ---------------------------------------------------------------------------------------------- */
+
+/* The process holding a flock on the file st names, from /proc/locks: a line such as
+ * "3: FLOCK  ADVISORY  WRITE 4242 fe:00:9978386 0 EOF" (pid, then the device's major and minor
+ * in hex and the inode). Lines of waiters ("3: -> FLOCK ...") are not holders. Best effort: a
+ * holder in another pid namespace shows as pid 0, and then nothing is found. */
+static void lock_holder(const struct stat *st, char *who, size_t wholen) {
+  FILE *pl = fopen("/proc/locks", "re");
+  char line[256], kind[16], how[16];
+  long pid = 0;
+  if (pl == NULL)
+    return;
+  while (fgets(line, sizeof line, pl) != NULL) {
+    unsigned maj, min;
+    unsigned long long ino;
+    long p;
+    if (sscanf(line, "%*d: %15s %*s %15s %ld %x:%x:%llu", kind, how, &p, &maj, &min, &ino) == 6 &&
+        strcmp(kind, "FLOCK") == 0 && p > 0 && ino == (unsigned long long)st->st_ino &&
+        maj == major(st->st_dev) && min == minor(st->st_dev)) {
+      pid = p;
+      break;
+    }
+  }
+  fclose(pl);
+  if (pid <= 0)
+    return;
+  if (pid == (long)getpid()) {
+    snprintf(who, wholen, "pid %ld, this process", pid);
+    return;
+  }
+  /* Its command name, when it can be read. */
+  char path[64], name[64] = "";
+  snprintf(path, sizeof path, "/proc/%ld/comm", pid);
+  FILE *cf = fopen(path, "re");
+  if (cf != NULL) {
+    if (fgets(name, sizeof name, cf) == NULL)
+      name[0] = '\0';
+    fclose(cf);
+    name[strcspn(name, "\n")] = '\0';
+  }
+  if (name[0])
+    snprintf(who, wholen, "pid %ld, %s", pid, name);
+  else
+    snprintf(who, wholen, "pid %ld", pid);
+}
+
+int ss_lock_writer(int fd, char *who, size_t wholen) {
+  struct stat st;
+  if (wholen > 0)
+    who[0] = '\0';
+  for (;;) {
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+      return 0;
+    if (errno != EINTR)
+      break;
+  }
+  if (errno != EWOULDBLOCK)
+    return -1;
+  if (wholen > 0 && fstat(fd, &st) == 0)
+    lock_holder(&st, who, wholen);
+  return 1;
 }

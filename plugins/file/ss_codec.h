@@ -184,4 +184,14 @@ typedef struct ss_stream_ref {
 int ss_file_seek_streams(ss_file_t *f, const ss_stream_ref_t *streams, size_t n, int by_time,
                          uint64_t target, uint64_t *beacon);
 
+/* ---- the writer lock ---- */
+
+/* Take the writer lock of a .ss file open for writing: an exclusive flock(2), without waiting.
+ * It belongs to the open file description, so a second open of the file in the same process is
+ * refused as one in another process is; it lasts until the last descriptor of that open is
+ * closed, and the kernel drops it when the process dies. Readers never take it. Returns 0 (the
+ * lock is held), 1 when another writer holds it (who: "pid N, NAME" from /proc/locks, or "" when
+ * that cannot be found), -1 with errno set on any other failure. */
+int ss_lock_writer(int fd, char *who, size_t wholen);
+
 #endif

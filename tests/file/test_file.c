@@ -642,52 +642,122 @@ static void test_big_binary(void) {
   free(data);
 }
 
-/* Two producers share one file's writer; closing one from the other's receipt is safe, and
- * what it sent is still written. */
-static sea_producer_t *other;
-static int closed_other;
+/* Send n messages "tag-i" to key k and wait for the flush; returns the receipts. */
+static int send_some(sea_producer_t *p, const char *tag, int n) {
+  got_t g = {0};
+  sea_producer_set_data(p, &g);
+  sea_producer_set_callbacks(p, on_receipt, NULL);
+  for (int i = 0; i < n; i++) {
+    char buf[32];
+    int len = snprintf(buf, sizeof buf, "%s-%d", tag, i);
+    CHECK_EQ_INT(sea_producer_send_bytes(p, "k", buf, (size_t)len, NULL), 0);
+  }
+  sea_producer_flush(p, on_done, &g);
+  run_until(&g.done);
+  CHECK_EQ_INT(g.done_status, 0);
+  return g.receipts;
+}
 
-static void on_receipt_close_other(sea_producer_t *p, void *token, int status,
-                                   const sea_meta_t *meta) {
-  on_receipt(p, token, status, meta);
-  if (!closed_other) {
-    closed_other = 1;
-    sea_producer_close(other);
+/* The refusal of a second writer names the file and the holder (this process). */
+static void check_refusal(const char *path) {
+  const char *msg = sea_runtime_errmsg(rt);
+  char who[64];
+  CHECK_CONTAINS(msg, path);
+  CHECK_CONTAINS(msg, "another writer holds it");
+  if (access("/proc/locks", R_OK) == 0) {
+    snprintf(who, sizeof who, "pid %ld, this process", (long)getpid());
+    CHECK_CONTAINS(msg, who);
   }
 }
 
-static void test_two_producers(void) {
-  char path[512], uri[600];
-  path_of(path, sizeof path, "two.ss");
+/* One writer per file: a second producer in the same process, on the same streamer or another,
+ * is refused at open with SEA_EBUSY while the first is open; readers go on reading meanwhile (a
+ * replay and a follower); once the first is closed a new producer opens and its sequence numbers
+ * continue. Of two producers creating a new file, one writes the header and the other is
+ * refused. */
+static void test_writer_lock(void) {
+  char path[512], uri[600], all[600];
+  path_of(path, sizeof path, "lock.ss");
   snprintf(uri, sizeof uri, "file://%s/k", path);
-  sea_streamer_t *s;
-  sea_producer_t *p;
-  got_t g = {0}, g2 = {0};
+  snprintf(all, sizeof all, "file://%s", path);
+  sea_streamer_t *s, *s2;
+  sea_producer_t *p, *p2 = NULL;
+  CHECK_EQ_INT(sea_connect(rt, uri, NULL, &s), 0);
+  CHECK_EQ_INT(sea_connect(rt, uri, NULL, &s2), 0);
+  CHECK_EQ_INT(sea_producer_open(s, NULL, &p), 0);
+  CHECK_EQ_INT(send_some(p, "a", 3), 3);
+
+  CHECK_EQ_INT(sea_producer_open(s, NULL, &p2), SEA_EBUSY);
+  check_refusal(path);
+  CHECK_EQ_INT(sea_producer_open(s2, NULL, &p2), SEA_EBUSY);
+  check_refusal(path);
+  sea_options_t *o = opts("create=existing", NULL, NULL);
+  CHECK_EQ_INT(sea_producer_open(s2, o, &p2), SEA_EBUSY);
+  sea_options_free(o);
+
+  /* Readers while the lock is held: a replay, and a follower that sees the holder's appends. */
+  got_t r, f = {0};
+  sea_options_t *co = opts("start=beginning", "stop_at_end=true", NULL);
+  consume_all(all, co, &r);
+  CHECK_EQ_INT(r.end_status, SEA_EOF);
+  CHECK_EQ_INT(r.n, 3);
+  sea_streamer_t *fs;
+  sea_consumer_t *fc;
+  sea_options_t *fo = opts("start=beginning", "poll_interval=5", NULL);
+  CHECK_EQ_INT(sea_connect(rt, all, NULL, &fs), 0);
+  CHECK_EQ_INT(sea_consumer_open(fs, fo, &fc), 0);
+  sea_options_free(fo);
+  sea_consumer_set_data(fc, &f);
+  sea_consumer_start(fc, on_batch, on_end);
+  run_until_n(&f, 3);
+  CHECK_EQ_INT(f.n, 3);
+  CHECK_EQ_INT(send_some(p, "b", 2), 2);
+  run_until_n(&f, 5);
+  CHECK_EQ_INT(f.n, 5);
+  CHECK_STR(f.payloads[4], "b-1");
+
+  /* Closed, the lock is free: a new producer (on the other streamer) appends after seq 5. */
+  sea_producer_close(p);
+  CHECK_EQ_INT(sea_producer_open(s2, NULL, &p2), 0);
+  CHECK_EQ_INT(send_some(p2, "c", 2), 2);
+  run_until_n(&f, 7);
+  CHECK_EQ_INT(f.n, 7);
+  CHECK_EQ_INT(f.seqs[6], 7);
+  sea_producer_close(p2);
+  sea_streamer_close(fs);
+  consume_all(all, co, &r);
+  CHECK_EQ_INT(r.n, 7);
+  for (int i = 0; i < r.n && i < 7; i++)
+    CHECK_EQ_INT(r.seqs[i], i + 1);
+  CHECK_STR(r.payloads[0], "a-0");
+  CHECK_STR(r.payloads[6], "c-1");
+  sea_streamer_close(s);
+  sea_streamer_close(s2);
+
+  /* A new file: the first producer creates it and holds it; the second is refused and writes
+   * nothing (one header, the first's messages). create=new: the second finds the file. */
+  path_of(path, sizeof path, "lock-new.ss");
+  snprintf(uri, sizeof uri, "file://%s/k", path);
+  snprintf(all, sizeof all, "file://%s", path);
   CHECK_EQ_INT(sea_connect(rt, uri, NULL, &s), 0);
   CHECK_EQ_INT(sea_producer_open(s, NULL, &p), 0);
-  CHECK_EQ_INT(sea_producer_open(s, NULL, &other), 0);
-  sea_producer_set_data(p, &g);
-  sea_producer_set_data(other, &g2);
-  sea_producer_set_callbacks(p, on_receipt_close_other, NULL);
-  sea_producer_set_callbacks(other, on_receipt, NULL);
-  for (int i = 0; i < 50; i++) {
-    CHECK_EQ_INT(sea_producer_send_bytes(p, "a", "x", 1, NULL), 0);
-    CHECK_EQ_INT(sea_producer_send_bytes(other, "b", "y", 1, NULL), 0);
-  }
-  sea_producer_end(p, on_done, &g);
-  run_until(&g.done);
-  CHECK_EQ_INT(g.done_status, 0);
-  CHECK_EQ_INT(g.receipts, 50);
-  CHECK_EQ_INT(closed_other, 1);
+  CHECK_EQ_INT(sea_producer_open(s, NULL, &p2), SEA_EBUSY);
+  check_refusal(path);
+  CHECK_EQ_INT(send_some(p, "n", 4), 4);
   sea_producer_close(p);
+  o = opts("create=new", NULL, NULL);
+  CHECK_EQ_INT(sea_producer_open(s, o, &p2), SEA_EINVAL);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "exists (create=new)");
+  sea_options_free(o);
   sea_streamer_close(s);
-  got_t r;
-  sea_options_t *co = opts("start=beginning", "stop_at_end=true", NULL);
-  snprintf(uri, sizeof uri, "file://%s", path);
-  consume_all(uri, co, &r);
+  consume_all(all, co, &r);
+  CHECK_EQ_INT(r.end_status, SEA_EOF);
+  CHECK_EQ_INT(r.n, 4);
   sea_options_free(co);
-  CHECK_EQ_INT(r.n, 100);
-  CHECK_EQ_INT(r.seqs[99], 50);
+  struct stat st;
+  CHECK_EQ_INT(stat(path, &st), 0);
+  /* 128 header bytes and four frames of 32 + 1 + 3 bytes: no second header anywhere. */
+  CHECK_EQ_INT(st.st_size, 128 + 4 * 36);
 }
 
 /* A follower wakes on file-change events: with a 10-minute poll, only those events can bring the
@@ -742,7 +812,7 @@ int main(int argc, char **argv) {
   test_load_balanced();
   test_follow_torn();
   test_big_binary();
-  test_two_producers();
+  test_writer_lock();
   test_follow_events();
   CHECK_EQ_INT(sea_runtime_free(rt), 0);
   char cmd[400];

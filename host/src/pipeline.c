@@ -18,8 +18,9 @@
 typedef struct pbatch pbatch_t;
 typedef struct pl_input pl_input_t;
 
+/* A message's slot; a send's token. Its batch is found from its index (8 bytes a message). */
 typedef struct slot {
-  pbatch_t *pb;
+  uint32_t i;       /* index in the batch */
   uint32_t pending; /* the processor call and the sends still waiting for receipts */
 } slot_t;
 
@@ -32,6 +33,10 @@ struct pbatch {
   pbatch_t *work_next; /* the pipeline's FIFO of batches with messages still to process */
   slot_t slots[];
 };
+
+static inline pbatch_t *slot_batch(slot_t *s) {
+  return (pbatch_t *)((char *)(s - s->i) - offsetof(pbatch_t, slots));
+}
 
 struct pl_input {
   sea_pipeline_t *pl;
@@ -189,9 +194,10 @@ static void on_receipt(sea_producer_t *p, void *token, int status, const sea_met
   } else if (status != SEA_ECANCELED) {
     const char *em = sea_producer_errmsg(p);
     if (s != NULL) {
-      const sea_message_t *m = &s->pb->batch->msgs[s - s->pb->slots];
+      pbatch_t *pb = slot_batch(s);
+      const sea_message_t *m = &pb->batch->msgs[s->i];
       set_error(pl, status, "output %s rejected the message for %s | %llu of %s: %s", o->uri,
-                m->meta.stream_key, (unsigned long long)m->meta.seq, s->pb->in->uri,
+                m->meta.stream_key, (unsigned long long)m->meta.seq, pb->in->uri,
                 em && em[0] ? em : sea_strerror(status));
     } else {
       set_error(pl, status, "output %s rejected a message: %s", o->uri,
@@ -204,11 +210,11 @@ static void on_receipt(sea_producer_t *p, void *token, int status, const sea_met
   if (s == NULL || status != 0)
     return;
   if (--s->pending == 0)
-    advance_acks(s->pb->in);
+    advance_acks(slot_batch(s)->in);
 }
 
 /* Send now; the slot's hold is taken first, since a backend may give the receipt inside. */
-static int send_now(pl_output_t *o, const sea_message_t *m, unsigned flags, slot_t *slot) {
+static inline int send_now(pl_output_t *o, const sea_message_t *m, unsigned flags, slot_t *slot) {
   if (slot)
     slot->pending++;
   int rc = sea__producer_send_flags(o->p, m, flags ? SEA_SEND_KEEP_META : 0, slot);
@@ -403,9 +409,9 @@ static bool output_failed(sea_pipeline_t *pl) {
   return false;
 }
 
-/* Hand [first, first+count) of pb to the processor. Returns false if the pipeline must stop
- * without counting these messages as processed. */
-static bool call_processor(sea_pipeline_t *pl, pbatch_t *pb, size_t first, size_t count) {
+/* Hand [first, first+count) of pb to the processor. Returns how many it handled (the rest are
+ * handed again), or 0 if the pipeline must stop without counting them as processed. */
+static size_t call_processor(sea_pipeline_t *pl, pbatch_t *pb, size_t first, size_t count) {
   slot_t *hold = &pb->slots[first]; /* a batch call's sends hold its first message: in-order
                                        acknowledgement then holds the rest too */
   hold->pending++;
@@ -414,17 +420,20 @@ static bool call_processor(sea_pipeline_t *pl, pbatch_t *pb, size_t first, size_
   pl->why[0] = '\0';
   int rc = pl->cfg.process(pl, pb->in->index, pb->batch, first, count, pl->cfg.data);
   pl->in_call = false;
-  bool go = true;
-  if (rc != 0 && !output_failed(pl)) {
+  size_t handled = count;
+  if (rc > 0 && (size_t)rc < count) {
+    handled = (size_t)rc;
+  } else if (rc < 0 && !output_failed(pl)) {
     pl->in_call = true; /* dead-letters belong to the messages */
-    go = apply_policy(pl, pb, first, count, rc);
+    if (!apply_policy(pl, pb, first, count, rc))
+      handled = 0;
     pl->in_call = false;
-  } else if (rc != 0) {
-    go = false; /* an output failed: no policy skips what it could not take */
+  } else if (rc < 0) {
+    handled = 0; /* an output failed: no policy skips what it could not take */
   }
   pl->cur = NULL;
   hold->pending--;
-  return go;
+  return handled;
 }
 
 static void process_work(sea_pipeline_t *pl) {
@@ -444,7 +453,7 @@ static void process_work(sea_pipeline_t *pl) {
       size_t n = pl->cfg.per_batch ? count - first : 1;
       if (n > left)
         n = (size_t)left;
-      if (!call_processor(pl, pb, first, n)) {
+      if ((n = call_processor(pl, pb, first, n)) == 0) {
         begin_stop(pl);
         break;
       }
@@ -506,7 +515,7 @@ static void on_batch(sea_consumer_t *c, const sea_batch_t *batch) {
   sea_pipeline_t *pl = in->pl;
   if (pl->stopping || batch->count == 0)
     return; /* not processed, so never acknowledged: delivered again after a restart */
-  pbatch_t *pb = sea__calloc(1, sizeof *pb + batch->count * sizeof(slot_t));
+  pbatch_t *pb = sea__malloc(sizeof *pb + batch->count * sizeof(slot_t));
   if (pb == NULL) {
     set_error(pl, SEA_ENOMEM, "out of memory queueing a batch of %zu messages from %s",
               batch->count, in->uri);
@@ -516,8 +525,10 @@ static void on_batch(sea_consumer_t *c, const sea_batch_t *batch) {
   sea_batch_retain(batch);
   pb->batch = batch;
   pb->in = in;
+  pb->next_proc = pb->next_ack = 0;
+  pb->in_next = pb->work_next = NULL;
   for (size_t i = 0; i < batch->count; i++)
-    pb->slots[i].pb = pb;
+    pb->slots[i] = (slot_t){.i = (uint32_t)i, .pending = 0};
   if (in->tail)
     in->tail->in_next = pb;
   else
@@ -752,6 +763,10 @@ int sea_pipeline_start(sea_pipeline_t *pl) {
     in->started = true;
   }
   return 0;
+}
+
+int sea_pipeline_full(const sea_pipeline_t *pl) {
+  return pl && pl->blocked > 0;
 }
 
 void *sea_pipeline_get_data(const sea_pipeline_t *pl) {

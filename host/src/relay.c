@@ -12,24 +12,38 @@ struct sea_relay {
   size_t message_key_len;
 };
 
+/* The identity processor, a batch at a time: sends each message until the output is full, then
+ * says how many it handled (the pipeline hands the rest again once the output drains). */
 static int relay_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch, size_t first,
                          size_t count, void *data) {
   sea_relay_t *r = data;
-  const sea_message_t *m = &batch->msgs[first];
-  sea_message_t out = *m;
-  if (sea_producer_anchored(sea_pipeline_output(pl, 0)) != NULL &&
-      (!r->cfg.keep_stream_key || out.meta.stream_key == r->broadcast))
-    out.meta.stream_key = NULL;
-  if (r->cfg.message_key) {
-    out.key = (const uint8_t *)r->cfg.message_key;
-    out.key_len = r->message_key_len;
-  }
-  int rc = sea_pipeline_send(pl, 0, &out, r->cfg.keep_meta ? SEA_PIPELINE_KEEP_META : 0);
-  if (rc != 0) {
-    sea_producer_t *p = sea_pipeline_output(pl, 0);
-    sea_pipeline_reject(pl, "the output %s refused it: %s", p->s->uri->raw,
-                        p->errmsg[0] ? p->errmsg : sea_strerror(rc));
-    return rc; /* the status of the stop */
+  sea_producer_t *p = sea_pipeline_output(pl, 0);
+  bool anchored = sea_producer_anchored(p) != NULL;
+  unsigned flags = r->cfg.keep_meta ? SEA_PIPELINE_KEEP_META : 0;
+  for (size_t i = first; i < first + count; i++) {
+    const sea_message_t *m = &batch->msgs[i];
+    sea_message_t out;
+    if ((anchored && (!r->cfg.keep_stream_key || m->meta.stream_key == r->broadcast)) ||
+        r->cfg.message_key) {
+      out = *m; /* changed on its way: a copy of the header, never of the bytes */
+      if (anchored && (!r->cfg.keep_stream_key || m->meta.stream_key == r->broadcast))
+        out.meta.stream_key = NULL;
+      if (r->cfg.message_key) {
+        out.key = (const uint8_t *)r->cfg.message_key;
+        out.key_len = r->message_key_len;
+      }
+      m = &out;
+    }
+    int rc = sea_pipeline_send(pl, 0, m, flags);
+    if (rc != 0) {
+      if (i > first)
+        return (int)(i - first); /* the next call starts at this message and says why */
+      sea_pipeline_reject(pl, "the output %s refused it: %s", p->s->uri->raw,
+                          p->errmsg[0] ? p->errmsg : sea_strerror(rc));
+      return rc; /* the status of the stop */
+    }
+    if (sea_pipeline_full(pl) && i + 1 < first + count)
+      return (int)(i + 1 - first);
   }
   return 0;
 }
@@ -57,6 +71,7 @@ int sea_relay_start(sea_consumer_t *in, sea_producer_t *out, const sea_relay_con
       .max_count = r->cfg.max_count,
       .commit_interval_ms = r->cfg.commit_interval_ms,
       .on_error = SEA_ON_ERROR_STOP,
+      .per_batch = 1,
       .process = relay_process,
       .data = r,
       .on_done = relay_done,

@@ -379,10 +379,12 @@ typedef enum {
 /* The processor: handles input messages batch->msgs[first .. first+count) of input `input` (the
  * index sea_pipeline_add_input returned). count is 1 unless the pipeline was configured with
  * per_batch. It sends what it produces with sea_pipeline_send; those sends belong to the messages
- * it was handed. Returns 0 (every message handled), or a negative code, usually the one
- * sea_pipeline_reject returns (the error policy applies to all count messages; the code is the
- * pipeline's status if the policy stops it). When an output has failed, the pipeline stops
- * whatever the policy: no policy skips what an output could not take. */
+ * it was handed. Returns 0 (every message handled), a number n from 1 to count - 1 (the first n
+ * were handled; the rest are handed again later, e.g. once sea_pipeline_full says the outputs
+ * have room), or a negative code, usually the one sea_pipeline_reject returns (the error policy
+ * applies to all count messages; the code is the pipeline's status if the policy stops it). When
+ * an output has failed, the pipeline stops whatever the policy: no policy skips what an output
+ * could not take. */
 typedef int (*sea_pipeline_process_cb)(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch,
                                        size_t first, size_t count, void *data);
 /* The pipeline finished: every input stopped or the pipeline was stopped, the outputs confirmed
@@ -442,6 +444,9 @@ SEA_EXTERN int sea_pipeline_start(sea_pipeline_t *pl);
 #define SEA_PIPELINE_KEEP_META 1u
 SEA_EXTERN int sea_pipeline_send(sea_pipeline_t *pl, size_t output, const sea_message_t *m,
                                  unsigned flags);
+/* Nonzero while an output holds a send it could not take yet (the inputs are paused): a batch
+ * processor may return how many messages it handled and get the rest later. */
+SEA_EXTERN int sea_pipeline_full(const sea_pipeline_t *pl);
 /* The processor rejects the messages it was handed: records why and returns SEA_EINVAL, to be
  * returned by the processor. */
 SEA_EXTERN int sea_pipeline_reject(sea_pipeline_t *pl, const char *fmt, ...)

@@ -113,6 +113,34 @@ describe("seastreamer run (" .. lua .. ")", function()
     assert.same({ "C", "D" }, payloads(out)) -- c was not committed, so it comes again
   end)
 
+  it("-c N and out:stop() commit exactly what was processed; a rerun gets the rest", function()
+    local ss_file = tmp .. "/count.ss"
+    local src = write("count.txt", "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n")
+    assert.is_truthy(os.execute(string.format("%s %s produce file://%s/k < %s",
+      os.getenv("SEA_CHILD_ENV") or "", ss, ss_file, src)))
+    local function args(group)
+      return " -I group=" .. group .. " -I reset=earliest -e --commit-interval 50 --input file://" ..
+        ss_file .. "/k --output stdio:///o"
+    end
+    local rc, out, err = run(examples .. "/uppercase.lua -c 3" .. args("c"))
+    assert.equals(0, rc, err)
+    assert.same({ "1", "2", "3" }, payloads(out))
+    rc, out, err = run(examples .. "/uppercase.lua" .. args("c"))
+    assert.equals(0, rc, err)
+    assert.same({ "4", "5", "6", "7", "8", "9", "10" }, payloads(out))
+    -- out:stop() in the call for "4": 1 to 4 are processed and committed, nothing after.
+    local f = write("stop4.lua", "return function(m, out)\n  if m.payload == '4' then out:stop() end\n" ..
+      "  return m\nend\n")
+    rc, out, err = run(f .. args("s"))
+    assert.equals(0, rc, err)
+    assert.same({ "1", "2", "3", "4" }, payloads(out))
+    rc, out, err = run(examples .. "/uppercase.lua" .. args("s"))
+    assert.equals(0, rc, err)
+    assert.same({ "5", "6", "7", "8", "9", "10" }, payloads(out))
+    local bad_rc = run(examples .. "/uppercase.lua -c none" .. args("s"))
+    assert.equals(2, bad_rc)
+  end)
+
   it("batch mode sends everything", function()
     local rc, out = run(examples .. "/identity_batch.lua --input stdio:// --output stdio:///o",
       "1\n2\n3\n4\n5\n")

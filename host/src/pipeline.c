@@ -459,6 +459,8 @@ static void process_work(sea_pipeline_t *pl) {
       }
       pb->next_proc = first + n;
       pl->st.processed += n;
+      if (pl->cfg.max_count && pl->st.processed >= pl->cfg.max_count)
+        pl->stop_requested = true; /* now: the next message may never come */
       if (pl->stop_requested)
         break;
     }

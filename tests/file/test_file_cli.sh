@@ -150,4 +150,11 @@ expect_grep bad-option "unknown option 'colour'" "$T/e"
 expect_status consume-damaged 2 $?
 expect_grep consume-damaged 'offset 172: checksum mismatch' "$T/e"
 
+# -c N on a followed file that holds exactly N messages: the count ends the command (it must not
+# wait for an N+1th message that never comes).
+seq 1 20 | "$SS" produce -X eos=false "file://$T/c.ss/k" 2>"$T/e"
+timeout 20 "$SS" consume -o beginning -c 20 -f '%s\n' "file://$T/c.ss/k" >"$T/o" 2>"$T/e"
+expect_status count-exact 0 $?
+expect_lines count-exact 20 "$T/o"
+
 finish

@@ -8,7 +8,7 @@ source "$here/../lib.sh"
 
 # Every command has a bound, so a hang is a failure, never a stuck suite. SIGKILL: a command that
 # ignores the polite signal is still ended.
-LIMIT=${CRASH_LIMIT:-120}
+LIMIT=${CRASH_LIMIT:-60}
 bounded() { timeout -s KILL "$LIMIT" "$@"; }
 
 # A name of its own for every stream, topic, file and group, so reruns never meet old data.

@@ -11,7 +11,7 @@
 # be acknowledged or committed; `-c N` and `out:stop()` commit exactly the first N done, so the
 # second run gets exactly the others. A processor error may cost duplicates (of messages before
 # it), never a message.
-# Cases (default: all): c500 resumable-c300 batch100-c250 relay-c500 run-stop run-error
+# Cases (default: all): c500 resumable-c300 batch100-c250 relay-c500 run-c500 run-stop run-error
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
 BACKEND=$2
@@ -19,7 +19,7 @@ BACKEND_ARG=${3:-}
 shift 2
 [[ $# -gt 0 ]] && shift
 CASES=("$@")
-[[ ${#CASES[@]} -eq 0 ]] && CASES=(c500 resumable-c300 batch100-c250 relay-c500 run-stop run-error)
+[[ ${#CASES[@]} -eq 0 ]] && CASES=(c500 resumable-c300 batch100-c250 relay-c500 run-c500 run-stop run-error)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 N=1000
@@ -119,6 +119,29 @@ LUA
   expect_all "run-stop: the output" "$N" "$T/$id.all"
   expect_no_dups "run-stop: the output"
   echo "    run-stop: output after out:stop() $(wc -l <"$T/$id.1"), after the rerun $TOTAL;" \
+    "lost $LOST; duplicates $DUPS; $((SECONDS - t0)) s"
+}
+
+# run -c 500 with the identity, then run -e: the output holds exactly 1..500, then exactly 1..1000.
+case_run-c500() {
+  local id="stop-$BACKEND-runc-$RUN_ID" t0=$SECONDS
+  local in out ix=() o
+  in=$(uri "$id-in")
+  out=$(uri "$id-out")
+  for o in "${group_extra[@]}"; do [[ $o == -X ]] && ix+=(-I) || ix+=("$o"); done
+  produce_seq "$N" "$in" || return
+  bounded "$SS" run "$T/identity.lua" --input "$in" --output "$out" -I "group=g-$id" "${ix[@]}" \
+    -I start=beginning -c 500 2>"$T/$id.err1"
+  status "run-c500: first run" 0 $? "$T/$id.err1"
+  read_stream "$out" "$T/$id.1" || return
+  expect_seq "run-c500: first run's output" 1 500 "$T/$id.1"
+  bounded "$SS" run "$T/identity.lua" --input "$in" --output "$out" -I "group=g-$id" "${ix[@]}" -e \
+    2>"$T/$id.err2"
+  status "run-c500: the rerun (-e)" 0 $? "$T/$id.err2"
+  read_stream "$out" "$T/$id.all" || return
+  expect_all "run-c500: the output" "$N" "$T/$id.all"
+  expect_no_dups "run-c500: the output"
+  echo "    run-c500: output after the first run $(wc -l <"$T/$id.1"), after both $TOTAL;" \
     "lost $LOST; duplicates $DUPS; $((SECONDS - t0)) s"
 }
 

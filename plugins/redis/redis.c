@@ -22,7 +22,10 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,7 +53,11 @@ static const sea_host_t *rhost;
 /* An entry id as text: two 20-digit numbers and a dash. */
 #define R_ID_MAX 48
 
-enum { ACK_AUTO = 0, ACK_MANUAL = 1, ACK_NONE = 2 };
+/* Group acknowledgement. manual (the default): an entry is XACKed once the consumer's user (or
+ * the host's pipeline) acked it and committed; a crash costs duplicates, never a message.
+ * at-most-once: XACK each batch as soon as it is read. none: XREADGROUP ... NOACK. The last two
+ * lose what a crash or a stop interrupts, so they are never a default and only named. */
+enum { ACK_MANUAL = 0, ACK_AT_MOST_ONCE = 1, ACK_NONE = 2 };
 
 /* Options, from the streamer's and the handle's backend options. */
 typedef struct rcfg {
@@ -92,7 +99,7 @@ static void cfg_defaults(rcfg_t *c) {
   snprintf(c->field, sizeof c->field, "msg");
   c->shards = 1;
   c->block_ms = R_BLOCK_DEFAULT;
-  c->ack = ACK_AUTO;
+  c->ack = ACK_MANUAL;
   c->create = 1;
   c->claim_idle_ms = R_CLAIM_DEFAULT;
   c->reconnect_ms = R_RECONNECT_DEFAULT;
@@ -152,14 +159,27 @@ static int cfg_apply(sea_runtime_t *rt, rcfg_t *c, const sea_options_t *o) {
     } else if (strcmp(k, "block_ms") == 0) {
       bad = parse_u64(v, &c->block_ms) || c->block_ms < 1;
     } else if (strcmp(k, "ack") == 0) {
-      if (strcmp(v, "auto") == 0)
-        c->ack = ACK_AUTO;
-      else if (strcmp(v, "manual") == 0)
+      if (strcmp(v, "manual") == 0) {
         c->ack = ACK_MANUAL;
-      else if (strcmp(v, "none") == 0 || strcmp(v, "immediate") == 0)
+      } else if (strcmp(v, "at-most-once") == 0) {
+        c->ack = ACK_AT_MOST_ONCE;
+      } else if (strcmp(v, "none") == 0) {
         c->ack = ACK_NONE;
-      else
-        bad = 1;
+      } else if (strcmp(v, "auto") == 0) {
+        rhost->set_error(rt,
+                         R_NAME ": option 'ack=auto' was renamed to 'ack=at-most-once' (it XACKs "
+                                "each batch as soon as it is read, so a crash or a stop loses what "
+                                "was read and not processed); leave 'ack' out for the default, "
+                                "'ack=manual' (XACK only what sea_consumer_ack and commit mark "
+                                "done), or write 'ack=at-most-once' to keep the old behaviour");
+        return SEA_EOPTION;
+      } else {
+        rhost->set_error(rt,
+                         R_NAME ": invalid value in option 'ack=%s' (known: manual, the default; "
+                                "at-most-once; none)",
+                         v);
+        return SEA_EOPTION;
+      }
     } else if (strcmp(k, "create") == 0) {
       bad = parse_bool(v, &c->create);
     } else if (strcmp(k, "consumer") == 0) {
@@ -1026,16 +1046,37 @@ static void prod_close(void *impl) {
 
 enum { P_BEGIN, P_END, P_AT, P_TIME, P_FROM_END };
 
+/* Entry ids to XACK, as "id\0id\0...". */
+typedef struct idlist {
+  char *buf;
+  size_t len, cap, n;
+} idlist_t;
+
 typedef struct rstream {
   char name[R_NAME_MAX];
   const char *key;
   uint32_t shard;
-  uint64_t ms, sq;   /* last delivered (XREAD: exclusive) */
-  int history;       /* groups: still reading own pending entries */
-  uint64_t cms, csq; /* XAUTOCLAIM cursor */
-  char *acks;        /* manual mode: ids acked and not committed, as "id\0id\0..." */
-  size_t acklen, ackcap, nacks;
+  uint64_t ms, sq; /* last delivered (XREAD: exclusive) */
+  int history;     /* groups: still reading own pending entries */
+  idlist_t acks;   /* manual: acked and not committed; at-most-once: read, to XACK now */
+  idlist_t skips;  /* groups: entries that are no message (no payload field, or deleted) */
 } rstream_t;
+
+/* One pass that claims the entries pending with dead members of a load-balanced group (see
+ * reap_step): per stream, XINFO CONSUMERS picks the dead members, then for each of them
+ * XPENDING ... COUNT batch MEMBER and XCLAIM of that page, until its pending list is empty. */
+enum { RP_INFO, RP_MEMBERS };
+typedef struct rreap {
+  int active;
+  size_t st;   /* the stream looked at */
+  int phase;   /* RP_INFO: ask for the members; RP_MEMBERS: claim from dead[cur] */
+  char **dead; /* dead members of this stream with pending entries */
+  size_t ndead, capdead, cur;
+  char start[R_ID_MAX]; /* XPENDING cursor in dead[cur]'s list */
+  int last_page;        /* the XPENDING page being claimed was that member's last */
+  size_t claimed;       /* entries claimed in this pass */
+  size_t member_claimed;
+} rreap_t;
 
 typedef struct rcons {
   rstreamer_t *s;
@@ -1061,7 +1102,11 @@ typedef struct rcons {
   unsigned gen;
   sea_op_t *pos_op; /* seek or rewind waiting for its positions */
   uint64_t next_claim;
-  unsigned claiming;
+  rreap_t reap;
+  int reap_clean;  /* the last claim pass found nothing, and no read delivered since */
+  int reap_wanted; /* run a claim pass before the next read (stop_at_end: before the end) */
+  int reap_warned;
+  struct rcons *live_next; /* in r_live: the load-balanced consumers open in this process */
   uint64_t acks_sent, acks_done;
   rwaits_t commits; /* waiting for acks_done to reach their target */
   /* batches read while paused (a read was on the wire when pause came), delivered on resume */
@@ -1081,6 +1126,86 @@ typedef struct rcons {
 } rcons_t;
 
 static void cons_pump(rcons_t *rc);
+
+/* ---- Which members of a load-balanced group are gone ---- */
+
+/* The load-balanced consumers open in this process, by name (a process may run several
+ * runtimes on several threads, hence the lock). */
+static pthread_mutex_t r_live_mu = PTHREAD_MUTEX_INITIALIZER;
+static rcons_t *r_live;
+
+static void live_add(rcons_t *rc) {
+  pthread_mutex_lock(&r_live_mu);
+  rc->live_next = r_live;
+  r_live = rc;
+  pthread_mutex_unlock(&r_live_mu);
+}
+
+static void live_remove(rcons_t *rc) {
+  pthread_mutex_lock(&r_live_mu);
+  for (rcons_t **pp = &r_live; *pp; pp = &(*pp)->live_next)
+    if (*pp == rc) {
+      *pp = rc->live_next;
+      break;
+    }
+  pthread_mutex_unlock(&r_live_mu);
+}
+
+static int live_has(const char *name) {
+  int found = 0;
+  pthread_mutex_lock(&r_live_mu);
+  for (rcons_t *p = r_live; p && !found; p = p->live_next)
+    found = strcmp(p->cname, name) == 0;
+  pthread_mutex_unlock(&r_live_mu);
+  return found;
+}
+
+/* This host's name as a member name holds it (at most 63 bytes). */
+static void host_name(char hn[64]) {
+  if (gethostname(hn, 63) != 0)
+    snprintf(hn, 64, "host");
+  hn[63] = '\0';
+}
+
+static int all_digits(const char *s, size_t n, int hex) {
+  if (n == 0 || n > 20)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!(s[i] >= '0' && s[i] <= '9') &&
+        !(hex && ((s[i] >= 'a' && s[i] <= 'f') || (s[i] >= 'A' && s[i] <= 'F'))))
+      return 0;
+  return 1;
+}
+
+/* 1 if NAME is a load-balanced member known to be gone: its name is [prefix-]HOST-PID-TIME-N
+ * (see cons_open) with HOST this host (hn), and either PID is this process and none of its open
+ * consumers has that name (it was closed), or no process PID runs. 0 if it may be alive (it runs,
+ * or it is of another host, or the name is not of that form). */
+static int member_gone(const char *name, const char *hn) {
+  size_t len = strlen(name), dash[3];
+  int nd = 0;
+  for (size_t i = len; i > 0 && nd < 3; i--)
+    if (name[i - 1] == '-')
+      dash[nd++] = i - 1;
+  if (nd < 3 || !all_digits(name + dash[0] + 1, len - dash[0] - 1, 0) ||
+      !all_digits(name + dash[1] + 1, dash[0] - dash[1] - 1, 1) ||
+      !all_digits(name + dash[2] + 1, dash[1] - dash[2] - 1, 0))
+    return 0;
+  size_t hl = strlen(hn), pl = dash[2];
+  if (pl < hl || (pl > hl && name[pl - hl - 1] != '-') || memcmp(name + pl - hl, hn, hl) != 0)
+    return 0;
+  long long pid = strtoll(name + dash[2] + 1, NULL, 10);
+  if (pid <= 1 || pid > 0x7fffffff)
+    return 0;
+  if (pid == (long long)getpid())
+    return !live_has(name);
+  return kill((pid_t)pid, 0) == -1 && errno == ESRCH;
+}
+
+/* Load-balanced consumers claim what dead members left pending (claim_idle_ms=0 turns it off). */
+static int cons_claims(const rcons_t *rc) {
+  return rc->mode == SEA_MODE_LOAD_BALANCED && rc->cfg.claim_idle_ms > 0;
+}
 
 static void cons_end(rcons_t *rc, int status, const char *msg) {
   if (rc->ended)
@@ -1117,55 +1242,68 @@ static void xack_cb(redisAsyncContext *ac, void *rep, void *priv) {
     char msg[1400];
     snprintf(msg, sizeof msg, R_NAME ": XACK in group '%s' at %s failed: %s", rc->group,
              rc->s->addr, reply->str);
+    waits_fail(&rc->commits, SEA_EBACKEND, msg); /* also after the end (cons_end is then a no-op) */
     cons_end(rc, SEA_EBACKEND, msg);
     return;
   }
   cons_check_commits(rc);
 }
 
-/* XACK key group id... for ids given as "id\0id\0...". */
-static void cons_send_xack(rcons_t *rc, rstream_t *st, const char *ids, size_t nids) {
-  if (nids == 0 || !conn_ready(&rc->conn))
+/* Most ids in one XACK: a commit after a large backlog is split into commands of this size. */
+#define R_XACK_MAX 10000
+
+/* XACK key group id... for every id of l, which is then empty. Keeps l if not connected. */
+static void cons_send_xack(rcons_t *rc, rstream_t *st, idlist_t *l) {
+  if (l->n == 0 || !conn_ready(&rc->conn))
     return;
-  const char **argv = rhost->alloc((nids + 3) * sizeof *argv);
-  size_t *lens = rhost->alloc((nids + 3) * sizeof *lens);
+  size_t most = l->n < R_XACK_MAX ? l->n : R_XACK_MAX;
+  const char **argv = rhost->alloc((most + 3) * sizeof *argv);
+  size_t *lens = rhost->alloc((most + 3) * sizeof *lens);
   if (argv == NULL || lens == NULL) {
     rhost->free(argv);
     rhost->free(lens);
-    return;
+    return; /* kept: the next commit tries again */
   }
   argv[0] = "XACK";
   argv[1] = st->name;
   argv[2] = rc->group;
-  const char *p = ids;
-  for (size_t i = 0; i < nids; i++) {
-    argv[3 + i] = p;
-    p += strlen(p) + 1;
-  }
-  for (size_t i = 0; i < nids + 3; i++)
-    lens[i] = strlen(argv[i]);
-  if (redisAsyncCommandArgv(rc->conn.ac, xack_cb, NULL, (int)(nids + 3), argv, lens) == REDIS_OK)
+  lens[0] = 4;
+  lens[1] = strlen(st->name);
+  lens[2] = strlen(rc->group);
+  const char *p = l->buf;
+  for (size_t left = l->n; left > 0;) {
+    size_t k = left < most ? left : most;
+    for (size_t i = 0; i < k; i++) {
+      argv[3 + i] = p;
+      lens[3 + i] = strlen(p);
+      p += lens[3 + i] + 1;
+    }
+    if (redisAsyncCommandArgv(rc->conn.ac, xack_cb, NULL, (int)(k + 3), argv, lens) != REDIS_OK)
+      break; /* the connection is going: the entries stay pending and come again */
     rc->acks_sent++;
+    left -= k;
+  }
+  l->len = l->n = 0;
   rhost->free(argv);
   rhost->free(lens);
 }
 
-static int ack_append(rstream_t *st, uint64_t ms, uint64_t sq) {
+static int idl_add(idlist_t *l, uint64_t ms, uint64_t sq) {
   char id[R_ID_MAX];
   size_t n = (size_t)id_format(id, ms, sq) + 1;
-  if (st->acklen + n > st->ackcap) {
-    size_t cap = st->ackcap ? st->ackcap * 2 : 1024;
-    while (cap < st->acklen + n)
+  if (l->len + n > l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 1024;
+    while (cap < l->len + n)
       cap *= 2;
-    char *a = rhost->realloc(st->acks, cap);
+    char *a = rhost->realloc(l->buf, cap);
     if (a == NULL)
       return SEA_ENOMEM;
-    st->acks = a;
-    st->ackcap = cap;
+    l->buf = a;
+    l->cap = cap;
   }
-  memcpy(st->acks + st->acklen, id, n);
-  st->acklen += n;
-  st->nacks++;
+  memcpy(l->buf + l->len, id, n);
+  l->len += n;
+  l->n++;
   return 0;
 }
 
@@ -1184,8 +1322,10 @@ static const redisReply *entry_payload(const rcons_t *rc, const redisReply *e) {
   return NULL;
 }
 
-/* Deliver the entries of a reply: pairs of (stream, entries). Acks them in auto mode. Returns the
- * number of messages delivered. */
+/* Deliver the entries of a reply: pairs of (stream, entries). Returns the number of entries in
+ * the reply, delivered or not (an entry that is no message is skipped). In a group, a skipped
+ * entry is XACKed at once (there is nothing to process), and so is every entry read with
+ * ack=at-most-once; with ack=manual the others wait for sea_consumer_ack and commit. */
 typedef struct rpart {
   rstream_t *st;
   const redisReply *entries;
@@ -1204,7 +1344,8 @@ static size_t cons_deliver(rcons_t *rc, rpart_t *parts, size_t nparts) {
   }
   if (total == 0)
     return 0;
-  int group_ack = rc->mode != SEA_MODE_REALTIME && rc->cfg.ack == ACK_AUTO;
+  int group = rc->mode != SEA_MODE_REALTIME && rc->cfg.ack != ACK_NONE;
+  int at_most_once = group && rc->cfg.ack == ACK_AT_MOST_ONCE;
   sea_batch_t *b = rhost->batch_new(total);
   sea_block_t *blk = rhost->block_new(bytes ? bytes : 1);
   if (b == NULL || blk == NULL) {
@@ -1228,16 +1369,20 @@ static size_t cons_deliver(rcons_t *rc, rpart_t *parts, size_t nparts) {
         continue;
       st->ms = ms;
       st->sq = sq;
-      if (group_ack)
-        ack_append(st, ms, sq);
       const redisReply *p = entry_payload(rc, e);
-      if (p == NULL)
-        continue; /* no payload field (as the Rust SeaStreamer, skip it), or a pending entry that
-                     was deleted by trimming: nothing to deliver */
+      if (p == NULL) {
+        /* no payload field (as the Rust SeaStreamer, skip it), or a pending entry that was
+         * deleted by trimming: no message, nothing to wait for */
+        if (group)
+          idl_add(&st->skips, ms, sq);
+        continue;
+      }
+      if (at_most_once)
+        idl_add(&st->acks, ms, sq);
       sea_message_t *m = &b->msgs[b->count++];
       memset(m, 0, sizeof *m);
       size_t len = 0;
-      if (p && (p->type == REDIS_REPLY_STRING || p->type == REDIS_REPLY_STATUS)) {
+      if (p->type == REDIS_REPLY_STRING || p->type == REDIS_REPLY_STATUS) {
         len = p->len;
         memcpy(base + off, p->str, len);
       }
@@ -1272,13 +1417,14 @@ static size_t cons_deliver(rcons_t *rc, rpart_t *parts, size_t nparts) {
   } else {
     rhost->deliver(rc->c, b);
   }
-  if (group_ack && !rc->ended)
-    for (size_t i = 0; i < rc->nst; i++) {
-      rstream_t *st = &rc->st[i];
-      cons_send_xack(rc, st, st->acks, st->nacks);
-      st->acklen = st->nacks = 0;
+  if (group && !rc->ended)
+    for (size_t i = 0; i < nparts; i++) {
+      rstream_t *st = parts[i].st;
+      cons_send_xack(rc, st, &st->skips);
+      if (at_most_once)
+        cons_send_xack(rc, st, &st->acks);
     }
-  return n;
+  return total;
 }
 
 static void read_cb(redisAsyncContext *ac, void *rep, void *priv) {
@@ -1334,49 +1480,20 @@ static void read_cb(redisAsyncContext *ac, void *rep, void *priv) {
     return;
   for (size_t i = 0; i < rc->nst; i++)
     any_history |= rc->st[i].history;
+  if (n > 0)
+    rc->reap_clean = 0;
   if (n == 0 && !any_history && rc->stop_at_end) {
+    if (cons_claims(rc) && !rc->reap_clean) {
+      /* the end only once a claim pass found nothing pending with dead members and a read
+       * after it found nothing new */
+      rc->reap_wanted = 1;
+      cons_pump(rc);
+      return;
+    }
     cons_end(rc, SEA_EOF, R_NAME ": end of stream");
     return;
   }
   cons_pump(rc);
-}
-
-static void claim_cb(redisAsyncContext *ac, void *rep, void *priv) {
-  rconn_t *c = ac->data;
-  redisReply *reply = rep;
-  if (c == NULL)
-    return;
-  rcons_t *rc = c->owner;
-  rstream_t *st = &rc->st[(size_t)(uintptr_t)priv];
-  if (rc->claiming)
-    rc->claiming--;
-  if (reply == NULL || rc->ended)
-    return;
-  if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
-      reply->element[0]->type == REDIS_REPLY_STRING) {
-    uint64_t ms = 0, sq = 0;
-    id_parse(reply->element[0]->str, reply->element[0]->len, &ms, &sq);
-    st->cms = ms;
-    st->csq = sq;
-    rpart_t part = {st, reply->element[1]};
-    if (entries_count(reply->element[1]))
-      rhost->log(SEA_LOG_INFO, R_NAME, "claimed %zu idle entries of '%s' in group '%s'",
-                 reply->element[1]->elements, st->name, rc->group);
-    /* A claimed entry is a pending entry of ours now; the last-delivered id stays what XREADGROUP
-     * gave, so keep it. */
-    uint64_t kms = st->ms, ksq = st->sq;
-    cons_deliver(rc, &part, 1);
-    st->ms = kms;
-    st->sq = ksq;
-  } else if (reply->type == REDIS_REPLY_ERROR) {
-    rhost->log(SEA_LOG_WARN, R_NAME, "XAUTOCLAIM of '%s' at %s: %s", st->name, rc->s->addr,
-               reply->str);
-  }
-  if (rc->claiming == 0) {
-    rc->reading = 0;
-    if (!rc->ended)
-      cons_pump(rc);
-  }
 }
 
 static void cons_prepared(rcons_t *rc) {
@@ -1531,21 +1648,6 @@ static void cons_send_setid(rcons_t *rc) {
     cons_prepared(rc);
 }
 
-static void cons_send_claims(rcons_t *rc) {
-  char idle[24], count[24];
-  snprintf(idle, sizeof idle, "%llu", (unsigned long long)rc->cfg.claim_idle_ms);
-  snprintf(count, sizeof count, "%u", rc->batch);
-  for (size_t i = 0; i < rc->nst; i++) {
-    rstream_t *st = &rc->st[i];
-    char cur[R_ID_MAX];
-    id_format(cur, st->cms, st->csq);
-    const char *argv[] = {"XAUTOCLAIM", st->name, rc->group, rc->cname, idle, cur, "COUNT", count};
-    rc->claiming += (unsigned)cons_send_argv(rc, claim_cb, i, 8, argv);
-  }
-  if (rc->claiming)
-    rc->reading = 1;
-}
-
 static void cons_send_read(rcons_t *rc) {
   size_t n = rc->nst;
   size_t max = 12 + 2 * n;
@@ -1664,8 +1766,10 @@ static void discover_done(rcons_t *rc) {
       j++;
     }
   }
-  for (size_t i = 0; i < rc->nst; i++)
-    rhost->free(rc->st[i].acks); /* nothing was read yet: none to keep */
+  for (size_t i = 0; i < rc->nst; i++) {
+    rhost->free(rc->st[i].acks.buf); /* nothing was read yet: none to keep */
+    rhost->free(rc->st[i].skips.buf);
+  }
   rhost->free(rc->st);
   rc->st = st;
   rc->nst = nst;
@@ -1745,6 +1849,278 @@ static void cons_discover(rcons_t *rc) {
       return;
 }
 
+/* ---- Claiming what dead members left pending (load-balanced) ---- */
+
+/* XGROUP DELCONSUMER of a member only if it has no pending entry, checked in the same atomic
+ * step (deleting a member drops its pending entries; never those). */
+static const char r_forget_lua[] =
+    "for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do "
+    "local name, pending; "
+    "for i = 1, #c, 2 do "
+    "if c[i] == 'name' then name = c[i + 1] elseif c[i] == 'pending' then pending = c[i + 1] end "
+    "end; "
+    "if name == ARGV[2] then "
+    "if pending == 0 then return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) "
+    "end; "
+    "return -1 end "
+    "end; "
+    "return -2";
+
+static void forget_cb(redisAsyncContext *ac, void *rep, void *priv) {
+  (void)ac;
+  (void)priv;
+  redisReply *reply = rep;
+  if (reply && reply->type == REDIS_REPLY_ERROR)
+    rhost->log(SEA_LOG_DEBUG, R_NAME, "removing a gone member: %s", reply->str);
+}
+
+static void reap_forget(rreap_t *R) {
+  for (size_t i = 0; i < R->ndead; i++)
+    rhost->free(R->dead[i]);
+  R->ndead = R->cur = 0;
+  R->member_claimed = 0;
+  snprintf(R->start, sizeof R->start, "-");
+}
+
+static void reap_stop(rcons_t *rc) {
+  reap_forget(&rc->reap);
+  rc->reap.active = 0;
+}
+
+static void reap_member_done(rcons_t *rc) {
+  rreap_t *R = &rc->reap;
+  if (R->member_claimed)
+    rhost->log(SEA_LOG_INFO, R_NAME,
+               "claimed %zu entries of '%s' left pending by member '%s' of group '%s', which is "
+               "gone",
+               R->member_claimed, rc->st[R->st].name, R->dead[R->cur], rc->group);
+  R->member_claimed = 0;
+  R->cur++;
+  snprintf(R->start, sizeof R->start, "-");
+}
+
+static void reap_info_cb(redisAsyncContext *ac, void *rep, void *priv) {
+  (void)priv;
+  rconn_t *c = ac->data;
+  redisReply *reply = rep;
+  if (c == NULL || reply == NULL)
+    return; /* closed, or the connection was lost: cons_on_lost starts over */
+  rcons_t *rc = c->owner;
+  rreap_t *R = &rc->reap;
+  rc->reading = 0;
+  if (rc->ended || !R->active)
+    return;
+  rstream_t *st = &rc->st[R->st];
+  if (reply->type == REDIS_REPLY_ARRAY) {
+    char hn[64];
+    host_name(hn);
+    for (size_t i = 0; i < reply->elements; i++) {
+      const redisReply *m = reply->element[i];
+      const char *name = NULL;
+      long long pending = 0, idle = 0;
+      for (size_t j = 0; m->type == REDIS_REPLY_ARRAY && j + 1 < m->elements; j += 2) {
+        const redisReply *k = m->element[j], *v = m->element[j + 1];
+        if (k->type != REDIS_REPLY_STRING && k->type != REDIS_REPLY_STATUS)
+          continue;
+        if (strcmp(k->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
+          name = v->str;
+        else if (strcmp(k->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+          pending = v->integer;
+        else if (strcmp(k->str, "idle") == 0 && v->type == REDIS_REPLY_INTEGER)
+          idle = v->integer;
+      }
+      if (name == NULL || strcmp(name, rc->cname) == 0)
+        continue;
+      int gone = member_gone(name, hn);
+      if (pending == 0) {
+        if (gone) {
+          const char *argv[] = {"EVAL", r_forget_lua, "1", st->name, rc->group, name};
+          cons_send_argv(rc, forget_cb, 0, 6, argv);
+        }
+        continue;
+      }
+      if (!gone && (idle < 0 || (uint64_t)idle <= rc->cfg.claim_idle_ms))
+        continue; /* alive, or may be: its entries stay its own */
+      if (R->ndead == R->capdead) {
+        size_t cap = R->capdead ? R->capdead * 2 : 8;
+        char **d = rhost->realloc(R->dead, cap * sizeof *d);
+        if (d == NULL)
+          break; /* the next pass tries again */
+        R->dead = d;
+        R->capdead = cap;
+      }
+      size_t nl = strlen(name) + 1;
+      char *copy = rhost->alloc(nl);
+      if (copy == NULL)
+        break;
+      memcpy(copy, name, nl);
+      R->dead[R->ndead++] = copy;
+    }
+  } else if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOGROUP", 7) != 0 &&
+             !rc->reap_warned) {
+    rc->reap_warned = 1;
+    rhost->log(SEA_LOG_WARN, R_NAME,
+               "cannot list the members of group '%s' on '%s' at %s (entries left by gone "
+               "members are not claimed): %s",
+               rc->group, st->name, rc->s->addr, reply->str);
+  }
+  R->phase = RP_MEMBERS;
+  R->cur = 0;
+  snprintf(R->start, sizeof R->start, "-");
+  cons_pump(rc);
+}
+
+static void reap_claim_cb(redisAsyncContext *ac, void *rep, void *priv) {
+  (void)priv;
+  rconn_t *c = ac->data;
+  redisReply *reply = rep;
+  if (c == NULL || reply == NULL)
+    return;
+  rcons_t *rc = c->owner;
+  rreap_t *R = &rc->reap;
+  rc->reading = 0;
+  if (rc->ended || !R->active)
+    return;
+  rstream_t *st = &rc->st[R->st];
+  if (reply->type == REDIS_REPLY_ARRAY) {
+    /* The claimed entries are pending entries of ours now; the last-delivered id stays what
+     * XREADGROUP gave, so keep it. */
+    rpart_t part = {st, reply};
+    uint64_t kms = st->ms, ksq = st->sq;
+    size_t n = cons_deliver(rc, &part, 1);
+    st->ms = kms;
+    st->sq = ksq;
+    R->claimed += n;
+    R->member_claimed += n;
+    if (rc->ended)
+      return;
+  } else {
+    rhost->log(SEA_LOG_WARN, R_NAME, "XCLAIM on '%s' in group '%s' at %s: %s", st->name, rc->group,
+               rc->s->addr, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+    R->last_page = 1; /* leave this member to the next pass */
+  }
+  if (R->last_page)
+    reap_member_done(rc);
+  cons_pump(rc);
+}
+
+/* The position just after (ms, sq): XPENDING's next page starts there. */
+static void id_after(uint64_t *ms, uint64_t *sq) {
+  if (*sq < UINT64_MAX)
+    (*sq)++;
+  else {
+    (*ms)++;
+    *sq = 0;
+  }
+}
+
+static void reap_pending_cb(redisAsyncContext *ac, void *rep, void *priv) {
+  (void)priv;
+  rconn_t *c = ac->data;
+  redisReply *reply = rep;
+  if (c == NULL || reply == NULL)
+    return;
+  rcons_t *rc = c->owner;
+  rreap_t *R = &rc->reap;
+  rc->reading = 0;
+  if (rc->ended || !R->active)
+    return;
+  rstream_t *st = &rc->st[R->st];
+  size_t k = reply->type == REDIS_REPLY_ARRAY ? reply->elements : 0;
+  if (reply->type == REDIS_REPLY_ERROR)
+    rhost->log(SEA_LOG_WARN, R_NAME, "XPENDING on '%s' in group '%s' at %s: %s", st->name,
+               rc->group, rc->s->addr, reply->str);
+  const char **argv = k ? rhost->alloc((k + 5) * sizeof *argv) : NULL;
+  size_t *lens = k ? rhost->alloc((k + 5) * sizeof *lens) : NULL;
+  if (k == 0 || argv == NULL || lens == NULL) {
+    rhost->free(argv);
+    rhost->free(lens);
+    reap_member_done(rc); /* nothing (more) pending with it, or out of memory: the next pass */
+    cons_pump(rc);
+    return;
+  }
+  /* XCLAIM with the smallest idle time of the page: an entry that another member claimed in
+   * the meantime has been idle for less, and stays with that member. */
+  char minidle[24];
+  long long least = -1;
+  int argc = 5, last_ok = 0;
+  uint64_t lms = 0, lsq = 0;
+  for (size_t i = 0; i < k; i++) {
+    const redisReply *e = reply->element[i];
+    if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+        e->element[0]->type != REDIS_REPLY_STRING ||
+        id_parse(e->element[0]->str, e->element[0]->len, &lms, &lsq) != 0)
+      continue;
+    last_ok = 1;
+    if (e->element[2]->type == REDIS_REPLY_INTEGER && (least < 0 || e->element[2]->integer < least))
+      least = e->element[2]->integer;
+    argv[argc] = e->element[0]->str;
+    lens[argc++] = e->element[0]->len;
+  }
+  if (last_ok) {
+    id_after(&lms, &lsq);
+    id_format(R->start, lms, lsq);
+  }
+  R->last_page = k < rc->batch || !last_ok;
+  snprintf(minidle, sizeof minidle, "%lld", least > 0 ? least : 0);
+  argv[0] = "XCLAIM";
+  argv[1] = st->name;
+  argv[2] = rc->group;
+  argv[3] = rc->cname;
+  argv[4] = minidle;
+  for (int i = 0; i < 5; i++)
+    lens[i] = strlen(argv[i]);
+  int sent = argc > 5 &&
+             redisAsyncCommandArgv(rc->conn.ac, reap_claim_cb, NULL, argc, argv, lens) == REDIS_OK;
+  rhost->free(argv);
+  rhost->free(lens);
+  if (sent) {
+    rc->reading = 1;
+    return;
+  }
+  if (argc == 5)
+    reap_member_done(rc);
+  cons_pump(rc);
+}
+
+/* Send the pass's next command; 1 if one is on the wire (its answer pumps again), 0 once the
+ * pass is over. */
+static int reap_step(rcons_t *rc) {
+  rreap_t *R = &rc->reap;
+  while (R->st < rc->nst) {
+    rstream_t *st = &rc->st[R->st];
+    if (R->phase == RP_INFO) {
+      const char *argv[] = {"XINFO", "CONSUMERS", st->name, rc->group};
+      if (cons_send_argv(rc, reap_info_cb, 0, 4, argv))
+        rc->reading = 1;
+      return 1; /* or the connection is going: cons_on_lost starts over */
+    }
+    if (R->cur < R->ndead) {
+      char count[24];
+      snprintf(count, sizeof count, "%u", rc->batch);
+      const char *argv[] = {"XPENDING", st->name, rc->group, R->start, "+", count, R->dead[R->cur]};
+      if (cons_send_argv(rc, reap_pending_cb, 0, 7, argv))
+        rc->reading = 1;
+      return 1;
+    }
+    reap_forget(R);
+    R->st++;
+    R->phase = RP_INFO;
+  }
+  R->active = 0;
+  rc->reap_clean = R->claimed == 0;
+  return 0;
+}
+
+static void reap_begin(rcons_t *rc) {
+  rreap_t *R = &rc->reap;
+  reap_forget(R);
+  R->active = 1;
+  R->st = 0;
+  R->phase = RP_INFO;
+  R->claimed = 0;
+}
+
 static void cons_pump(rcons_t *rc) {
   if (rc->ended || !rc->started || rc->paused || rc->reading || rc->preparing || rc->nheld ||
       !conn_ready(&rc->conn))
@@ -1764,13 +2140,22 @@ static void cons_pump(rcons_t *rc) {
     if (rc->preparing || rc->ended)
       return;
   }
-  if (rc->mode == SEA_MODE_LOAD_BALANCED && rc->cfg.claim_idle_ms > 0) {
+  if (rc->reap.active) {
+    if (reap_step(rc))
+      return;
+  } else if (cons_claims(rc)) {
+    /* after our own pending entries (a pass before would deliver what it claims twice), then
+     * every claim_idle_ms / 2, and before a stop_at_end consumer reports the end */
+    int history = 0;
+    for (size_t i = 0; i < rc->nst; i++)
+      history |= rc->st[i].history;
     uint64_t now = rhost->now_ms(rc->conn.rt);
-    if (now >= rc->next_claim) {
+    if (!history && (rc->reap_wanted || now >= rc->next_claim)) {
       uint64_t every = rc->cfg.claim_idle_ms / 2;
       rc->next_claim = now + (every < 100 ? 100 : every);
-      cons_send_claims(rc);
-      if (rc->reading)
+      rc->reap_wanted = 0;
+      reap_begin(rc);
+      if (reap_step(rc))
         return;
     }
   }
@@ -1786,7 +2171,12 @@ static void cons_on_ready(void *owner) {
       rc->st[i].ms = rc->st[i].sq = 0;
     }
   }
-  /* manual acks that were not sent yet go out now */
+  /* acks that were not sent yet go out now, before the pending entries are read again */
+  for (size_t i = 0; i < rc->nst; i++) {
+    cons_send_xack(rc, &rc->st[i], &rc->st[i].skips);
+    if (rc->cfg.ack != ACK_NONE)
+      cons_send_xack(rc, &rc->st[i], &rc->st[i].acks);
+  }
   cons_pump(rc);
 }
 
@@ -1794,7 +2184,8 @@ static void cons_on_lost(void *owner) {
   rcons_t *rc = owner;
   rc->reading = 0;
   rc->discovering = 0; /* unanswered SCANs: discovery starts over once connected */
-  rc->claiming = 0;
+  reap_stop(rc); /* a claim pass starts over, and a stop_at_end consumer runs one before its end */
+  rc->reap_clean = 0;
   if (rc->preparing) {
     rc->preparing = 0;
     rc->prepared = 0;
@@ -1854,9 +2245,8 @@ static int cons_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *args
   else {
     /* load-balanced: unique per process and per consumer */
     static unsigned counter;
-    char hn[64] = "host";
-    gethostname(hn, sizeof hn - 1);
-    hn[sizeof hn - 1] = '\0';
+    char hn[64];
+    host_name(hn);
     snprintf(rc->cname, sizeof rc->cname, "%s%s%s-%ld-%llx-%u", rc->cfg.consumer,
              rc->cfg.consumer[0] ? "-" : "", hn, (long)getpid(),
              (unsigned long long)rhost->now_us(), ++counter);
@@ -1912,6 +2302,8 @@ static int cons_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *args
   rc->conn.on_ready = cons_on_ready;
   rc->conn.on_lost = cons_on_lost;
   rc->conn.on_fail = cons_on_fail;
+  if (rc->mode == SEA_MODE_LOAD_BALANCED)
+    live_add(rc);
   *impl = rc;
   return 0;
 }
@@ -1984,11 +2376,11 @@ static int cons_rewind(void *impl, sea_pos_t pos, sea_op_t *op) {
 static int cons_ack(void *impl, const sea_message_t *m) {
   rcons_t *rc = impl;
   if (rc->cfg.ack != ACK_MANUAL)
-    return 0; /* auto: acked on delivery; none: NOACK */
+    return 0; /* at-most-once: acked when read; none: NOACK */
   for (size_t i = 0; i < rc->nst; i++) {
     rstream_t *st = &rc->st[i];
     if (st->key == m->meta.stream_key && st->shard == m->meta.shard_id)
-      return ack_append(st, m->backend_pos >> 16, m->backend_pos & 0xffff);
+      return idl_add(&st->acks, m->backend_pos >> 16, m->backend_pos & 0xffff);
   }
   return SEA_EKEY;
 }
@@ -1997,14 +2389,13 @@ static int cons_commit(void *impl, sea_op_t *op) {
   rcons_t *rc = impl;
   if (rc->mode == SEA_MODE_REALTIME)
     return SEA_ESTATE;
-  for (size_t i = 0; i < rc->nst && conn_ready(&rc->conn); i++) {
-    rstream_t *st = &rc->st[i];
-    cons_send_xack(rc, st, st->acks, st->nacks);
-    st->acklen = st->nacks = 0;
-  }
   int unsent = 0;
-  for (size_t i = 0; i < rc->nst; i++)
-    unsent |= rc->st[i].nacks > 0;
+  for (size_t i = 0; i < rc->nst; i++) {
+    rstream_t *st = &rc->st[i];
+    cons_send_xack(rc, st, &st->skips);
+    cons_send_xack(rc, st, &st->acks);
+    unsent |= st->acks.n > 0 || st->skips.n > 0;
+  }
   if (unsent) {
     rhost->op_done(op, SEA_ECONNECT,
                    R_NAME ": commit: not connected to %s; acked entries stay pending and are "
@@ -2027,8 +2418,13 @@ static void cons_close(void *impl) {
   for (size_t i = 0; i < rc->nheld; i++)
     rhost->batch_release(rc->held[i]);
   rhost->free(rc->held);
-  for (size_t i = 0; i < rc->nst; i++)
-    rhost->free(rc->st[i].acks);
+  live_remove(rc);
+  reap_forget(&rc->reap);
+  rhost->free(rc->reap.dead);
+  for (size_t i = 0; i < rc->nst; i++) {
+    rhost->free(rc->st[i].acks.buf);
+    rhost->free(rc->st[i].skips.buf);
+  }
   rhost->free(rc->st);
   rhost->free(rc->found);
   rhost->free(rc->keys);

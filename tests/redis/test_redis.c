@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <netinet/in.h>
 #include <seastreamer/seastreamer.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -190,6 +191,38 @@ static void produce(sea_runtime_t *rt, sea_producer_t *p, app_t *a, int from, in
   int d = a->done;
   CHECK_EQ_INT(sea_producer_flush(p, on_done, a), 0);
   CHECK(run_until(rt, &a->done, d + 1));
+}
+
+/* Commit and wait for the answer; its status. */
+static int commit_wait(sea_runtime_t *rt, sea_consumer_t *c) {
+  app_t op = {0};
+  int rc = sea_consumer_commit(c, on_done, &op);
+  if (rc)
+    return rc;
+  if (!run_until(rt, &op.done, 1))
+    return SEA_ETIMEDOUT;
+  return op.done_status;
+}
+
+/* XPENDING KEY GROUP: the number of entries pending in the group (-1 on error). */
+static long long pending_count(const char *k, const char *group) {
+  redisReply *r = admin("XPENDING %s %s", k, group);
+  long long n = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                        r->element[0]->type == REDIS_REPLY_INTEGER
+                    ? r->element[0]->integer
+                    : -1;
+  if (r)
+    freeReplyObject(r);
+  return n;
+}
+
+/* XINFO CONSUMERS KEY GROUP: the number of members (-1 on error). */
+static long long member_count(const char *k, const char *group) {
+  redisReply *r = admin("XINFO CONSUMERS %s %s", k, group);
+  long long n = r && r->type == REDIS_REPLY_ARRAY ? (long long)r->elements : -1;
+  if (r)
+    freeReplyObject(r);
+  return n;
 }
 
 static sea_consumer_t *consumer(sea_streamer_t *s, app_t *a, sea_options_t *o) {
@@ -582,12 +615,12 @@ static void test_groups(sea_runtime_t *rt) {
   sea_producer_set_callbacks(p, on_receipt, on_drain);
   produce(rt, p, &pa, 0, 1000);
 
-  /* resumable, manual acks: ack 400 of 1000 and commit, then a new consumer in the group gets
-   * the 600 others again (its own pending entries) and then new ones */
+  /* resumable, with the default acknowledgement (ack=manual: nothing is XACKed before
+   * sea_consumer_ack and commit): ack 400 of 1000 and commit, then a new consumer in the group
+   * gets the 600 others again (its own pending entries) and then new ones */
   app_t ca;
   app_init(&ca, 2000);
-  sea_consumer_t *c =
-      consumer(s, &ca, opts("mode=resumable", "group=g1", "ack=manual", "reset=earliest"));
+  sea_consumer_t *c = consumer(s, &ca, opts("mode=resumable", "group=g1", "reset=earliest", NULL));
   ca.ack_into = c;
   ca.ack_upto = 400;
   CHECK(run_until(rt, &ca.distinct, 1000));
@@ -602,17 +635,31 @@ static void test_groups(sea_runtime_t *rt) {
   app_free(&ca);
 
   app_init(&ca, 2000);
-  c = consumer(s, &ca, opts("mode=resumable", "group=g1", "stop_at_end=true", NULL));
+  c = consumer(s, &ca, opts("mode=resumable", "group=g1", "stop_at_end=true", "ack=manual"));
+  ca.ack_into = c;
+  ca.ack_upto = 100; /* of the 600: the other 500 stay pending */
   CHECK(run_until(rt, &ca.ended, 1));
   CHECK_EQ_INT(ca.end_status, SEA_EOF);
   CHECK_EQ_INT(ca.distinct, 600);
+  CHECK_EQ_INT(ca.msgs, 600);
   CHECK(ca.seen[400] && ca.seen[999] && !ca.seen[399]);
+  CHECK_EQ_INT(commit_wait(rt, c), 0); /* after the end too */
   sea_consumer_close(c);
   app_free(&ca);
-  /* auto ack: nothing pending is left */
-  r = admin("XPENDING %s g1", k);
-  CHECK(r && r->type == REDIS_REPLY_ARRAY && r->element[0]->integer == 0);
-  freeReplyObject(r);
+  CHECK_EQ_INT(pending_count(k, "g1"), 500);
+  /* and once more: the 500, acked and committed, and nothing is pending */
+  app_init(&ca, 2000);
+  c = consumer(s, &ca, opts("mode=resumable", "group=g1", "stop_at_end=true", NULL));
+  ca.ack_into = c;
+  ca.ack_upto = 1000;
+  CHECK(run_until(rt, &ca.ended, 1));
+  CHECK_EQ_INT(ca.end_status, SEA_EOF);
+  CHECK_EQ_INT(ca.msgs, 500);
+  CHECK(ca.seen[500] && ca.seen[999] && !ca.seen[499]);
+  CHECK_EQ_INT(commit_wait(rt, c), 0);
+  sea_consumer_close(c);
+  app_free(&ca);
+  CHECK_EQ_INT(pending_count(k, "g1"), 0);
 
   /* rewind moves the group (XGROUP SETID): everything again */
   app_init(&ca, 2000);
@@ -659,26 +706,62 @@ static void test_groups(sea_runtime_t *rt) {
   app_free(&a1);
   app_free(&a2);
 
-  /* XAUTOCLAIM: a consumer reads without acking and goes away; a live one claims its entries
-   * once they have been idle past claim_idle_ms */
+  /* a member reads without acking and is closed (this process goes on, but no consumer of it
+   * has that name any more): a member that follows claims its entries (XPENDING, XCLAIM) at
+   * start, not after claim_idle_ms, in pages of its batch size, and then reads on */
   app_init(&a1, 3000);
-  c1 = consumer(s, &a1, opts("group=cl", "reset=earliest", "ack=manual", "batch=500"));
+  c1 = consumer(s, &a1, opts("group=cl", "reset=earliest", "batch=500", NULL));
   CHECK(run_until(rt, &a1.distinct, 2000));
   sea_consumer_close(c1);
   app_free(&a1);
+  CHECK_EQ_INT(pending_count(k, "cl"), 2000);
   app_init(&a2, 3000);
-  c2 = consumer(s, &a2, opts("group=cl", "claim_idle_ms=200", "block_ms=50", NULL));
-  CHECK(run_until(rt, &a2.distinct, 2000));
+  c2 = consumer(s, &a2, opts("group=cl", "stop_at_end=true", "batch=300", NULL));
+  a2.ack_into = c2;
+  a2.ack_upto = 3000;
+  CHECK(run_until(rt, &a2.ended, 1));
+  CHECK_EQ_INT(a2.end_status, SEA_EOF);
   CHECK_EQ_INT(a2.distinct, 2000);
-  app_t op2 = {0};
-  CHECK_EQ_INT(sea_consumer_commit(c2, on_done, &op2), 0); /* the automatic XACKs are answered */
-  CHECK(run_until(rt, &op2.done, 1));
-  CHECK_EQ_INT(op2.done_status, 0);
+  CHECK_EQ_INT(a2.dups, 0);
+  CHECK_EQ_INT(commit_wait(rt, c2), 0);
+  CHECK_EQ_INT(pending_count(k, "cl"), 0);
+  /* commit again and again with nothing acked: each is answered at once, successfully */
+  for (int i = 0; i < 50; i++)
+    CHECK_EQ_INT(commit_wait(rt, c2), 0);
   sea_consumer_close(c2);
   app_free(&a2);
-  r = admin("XPENDING %s cl", k);
-  CHECK(r && r->type == REDIS_REPLY_ARRAY && r->element[0]->integer == 0);
-  freeReplyObject(r);
+  /* the closed member, its entries claimed, was removed from the group (XGROUP DELCONSUMER
+   * with none pending): only c2 is left */
+  CHECK_EQ_INT(member_count(k, "cl"), 1);
+
+  /* ack=at-most-once (what ack=auto was): each batch is XACKed as it is read */
+  app_init(&a1, 3000);
+  c1 =
+      consumer(s, &a1, opts("group=amo", "reset=earliest", "ack=at-most-once", "stop_at_end=true"));
+  CHECK(run_until(rt, &a1.ended, 1));
+  CHECK_EQ_INT(a1.end_status, SEA_EOF);
+  CHECK_EQ_INT(a1.distinct, 2000);
+  CHECK_EQ_INT(commit_wait(rt, c1), 0); /* the automatic XACKs are answered */
+  sea_consumer_close(c1);
+  app_free(&a1);
+  CHECK_EQ_INT(pending_count(k, "amo"), 0);
+
+  /* ack=auto is refused, and says what it became */
+  sea_options_t *bad = opts("group=auto", "ack=auto", NULL, NULL);
+  sea_consumer_t *cb = NULL;
+  CHECK_EQ_INT(sea_consumer_open(s, bad, &cb), SEA_EOPTION);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "option 'ack=auto' was renamed");
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "ack=at-most-once");
+  sea_options_free(bad);
+  bad = opts("ack=auto", NULL, NULL, NULL);
+  sea_streamer_t *sb = NULL;
+  CHECK_EQ_INT(sea_connect(rt, u, bad, &sb), SEA_EOPTION);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "option 'ack=auto' was renamed");
+  sea_options_free(bad);
+  bad = opts("ack=immediate", NULL, NULL, NULL);
+  CHECK_EQ_INT(sea_connect(rt, u, bad, &sb), SEA_EOPTION);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "'ack=immediate'");
+  sea_options_free(bad);
 
   /* NOACK: nothing pending */
   app_init(&a1, 3000);
@@ -693,6 +776,178 @@ static void test_groups(sea_runtime_t *rt) {
 
   sea_producer_close(p);
   app_free(&pa);
+  sea_streamer_close(s);
+}
+
+/* ---- claims: what a member read and did not process is not lost ---- */
+
+/* Produce n messages m-0 .. m-(n-1) to a fresh key k. */
+static void fill(sea_runtime_t *rt, const char *k, int n) {
+  char u[160];
+  uri(u, sizeof u, k);
+  sea_streamer_t *s;
+  CHECK_EQ_INT(sea_connect(rt, u, NULL, &s), 0);
+  sea_producer_t *p;
+  CHECK_EQ_INT(sea_producer_open(s, NULL, &p), 0);
+  app_t pa;
+  app_init(&pa, 0);
+  sea_producer_set_data(p, &pa);
+  sea_producer_set_callbacks(p, on_receipt, on_drain);
+  produce(rt, p, &pa, 0, n);
+  CHECK_EQ_INT(pa.receipts, n);
+  sea_producer_close(p);
+  app_free(&pa);
+  sea_streamer_close(s);
+}
+
+/* The child of test_claims: a load-balanced member of GROUP on KEY that reads one batch of 300,
+ * acks nothing, says so on fd and waits to be killed. */
+static int hold_member(const char *k, const char *group, int fd) {
+  alarm(120); /* never outlives a test that went wrong */
+  sea_runtime_t *rt;
+  if (sea_runtime_new(&rt) != 0)
+    return 1;
+  char u[160], g[80];
+  uri(u, sizeof u, k);
+  snprintf(g, sizeof g, "group=%s", group);
+  sea_streamer_t *s;
+  if (sea_connect(rt, u, NULL, &s) != 0)
+    return 1;
+  app_t a;
+  app_init(&a, 1000);
+  sea_options_t *o = opts(g, "reset=earliest", "batch=300", NULL);
+  sea_consumer_t *c;
+  if (sea_consumer_open(s, o, &c) != 0)
+    return 1;
+  sea_options_free(o);
+  sea_consumer_set_data(c, &a);
+  a.pause_at = 1; /* paused inside the batch callback: no further read is sent */
+  if (sea_consumer_start(c, on_batch_pause, on_end) != 0 || !run_until(rt, &a.paused, 1))
+    return 1;
+  char line[32];
+  int n = snprintf(line, sizeof line, "%d\n", a.msgs);
+  if (write(fd, line, (size_t)n) != n)
+    return 1;
+  for (;;)
+    sea_runtime_run(rt, SEA_RUN_ONCE);
+}
+
+static void test_claims(sea_runtime_t *rt, const char *self) {
+  char k[64], u[160];
+
+  /* Read a batch of 1000 in a group, ack only its first half, commit, close. A second member
+   * (load-balanced, stop_at_end) gets exactly the other half, and nothing is pending once it
+   * acked them. */
+  key(k, sizeof k, "half");
+  uri(u, sizeof u, k);
+  fill(rt, k, 1000);
+  sea_streamer_t *s;
+  CHECK_EQ_INT(sea_connect(rt, u, NULL, &s), 0);
+  app_t a;
+  app_init(&a, 1000);
+  sea_consumer_t *c = consumer(s, &a, opts("group=h", "reset=earliest", "batch=1000", NULL));
+  a.ack_into = c;
+  a.ack_upto = 500;
+  CHECK(run_until(rt, &a.msgs, 1000));
+  CHECK_EQ_INT(a.msgs, 1000); /* one batch */
+  CHECK_EQ_INT(commit_wait(rt, c), 0);
+  CHECK_EQ_INT(commit_wait(rt, c), 0); /* again, nothing new acked */
+  sea_consumer_close(c);
+  app_free(&a);
+  CHECK_EQ_INT(pending_count(k, "h"), 500);
+  app_init(&a, 1000);
+  c = consumer(s, &a, opts("group=h", "stop_at_end=true", NULL, NULL));
+  a.ack_into = c;
+  a.ack_upto = 1000;
+  CHECK(run_until(rt, &a.ended, 1));
+  CHECK_EQ_INT(a.end_status, SEA_EOF);
+  CHECK_EQ_INT(a.msgs, 500);
+  CHECK_EQ_INT(a.distinct, 500);
+  int exact = 1;
+  for (int i = 0; i < 1000; i++)
+    exact &= a.seen[i] == (i >= 500);
+  CHECK(exact);
+  CHECK_EQ_INT(commit_wait(rt, c), 0);
+  sea_consumer_close(c);
+  app_free(&a);
+  CHECK_EQ_INT(pending_count(k, "h"), 0);
+  sea_streamer_close(s);
+
+  /* A live member of this host keeps its entries: a member that starts with stop_at_end while
+   * it holds 1000 unacked ones takes none of them; once it is closed, the next one takes all. */
+  key(k, sizeof k, "live");
+  uri(u, sizeof u, k);
+  fill(rt, k, 1000);
+  CHECK_EQ_INT(sea_connect(rt, u, NULL, &s), 0);
+  app_t la;
+  app_init(&la, 1000);
+  sea_consumer_t *lc = consumer(s, &la, opts("group=l", "reset=earliest", NULL, NULL));
+  CHECK(run_until(rt, &la.msgs, 1000));
+  app_init(&a, 1000);
+  c = consumer(s, &a, opts("group=l", "stop_at_end=true", NULL, NULL));
+  CHECK(run_until(rt, &a.ended, 1));
+  CHECK_EQ_INT(a.end_status, SEA_EOF);
+  CHECK_EQ_INT(a.msgs, 0);
+  sea_consumer_close(c);
+  app_free(&a);
+  CHECK_EQ_INT(pending_count(k, "l"), 1000);
+  sea_consumer_close(lc);
+  app_free(&la);
+  app_init(&a, 1000);
+  c = consumer(s, &a, opts("group=l", "stop_at_end=true", NULL, NULL));
+  CHECK(run_until(rt, &a.ended, 1));
+  CHECK_EQ_INT(a.end_status, SEA_EOF);
+  CHECK_EQ_INT(a.distinct, 1000);
+  sea_consumer_close(c);
+  app_free(&a);
+  sea_streamer_close(s);
+
+  /* A member killed with SIGKILL while it holds pending entries (a child process that read a
+   * batch of 300 and acked nothing): a new member with stop_at_end claims and delivers them
+   * (in pages of its batch, 128) and everything after them before its end, and the dead member
+   * is removed from the group once nothing is pending with it. */
+  key(k, sizeof k, "kill");
+  uri(u, sizeof u, k);
+  fill(rt, k, 1000);
+  int fds[2];
+  CHECK_EQ_INT(pipe(fds), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    close(fds[0]);
+    char port_s[16], fd_s[16];
+    snprintf(port_s, sizeof port_s, "%d", port);
+    snprintf(fd_s, sizeof fd_s, "%d", fds[1]);
+    execl(self, self, "hold", port_s, k, "dead", fd_s, (char *)NULL);
+    _exit(127);
+  }
+  close(fds[1]);
+  char line[32] = {0};
+  struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+  CHECK(poll(&pfd, 1, 60000) == 1); /* bounded: a child that never reads fails the test */
+  CHECK(read(fds[0], line, sizeof line - 1) > 0);
+  CHECK_EQ_INT(atoi(line), 300);
+  close(fds[0]);
+  kill(child, SIGKILL);
+  int wst = 0;
+  CHECK_EQ_INT(waitpid(child, &wst, 0), child);
+  CHECK(WIFSIGNALED(wst) && WTERMSIG(wst) == SIGKILL);
+  CHECK_EQ_INT(pending_count(k, "dead"), 300);
+  CHECK_EQ_INT(member_count(k, "dead"), 1);
+  CHECK_EQ_INT(sea_connect(rt, u, NULL, &s), 0);
+  app_init(&a, 1000);
+  c = consumer(s, &a, opts("group=dead", "stop_at_end=true", "batch=128", NULL));
+  a.ack_into = c;
+  a.ack_upto = 1000;
+  CHECK(run_until(rt, &a.ended, 1));
+  CHECK_EQ_INT(a.end_status, SEA_EOF);
+  CHECK_EQ_INT(a.distinct, 1000);
+  CHECK_EQ_INT(a.dups, 0);
+  CHECK(a.seen[0] && a.seen[299] && a.seen[300] && a.seen[999]);
+  CHECK_EQ_INT(commit_wait(rt, c), 0);
+  CHECK_EQ_INT(member_count(k, "dead"), 1); /* the new member only */
+  sea_consumer_close(c);
+  app_free(&a);
+  CHECK_EQ_INT(pending_count(k, "dead"), 0);
   sea_streamer_close(s);
 }
 
@@ -1048,6 +1303,12 @@ static void test_restart(sea_runtime_t *rt) {
 }
 
 int main(int argc, char **argv) {
+  if (argc == 6 && strcmp(argv[1], "hold") == 0) {
+    /* test_redis hold PORT KEY GROUP FD: the member test_claims kills */
+    port = atoi(argv[2]);
+    snprintf(uri_base, sizeof uri_base, "redis://127.0.0.1:%d", port);
+    return hold_member(argv[3], argv[4], atoi(argv[5]));
+  }
   if (argc < 3) {
     fprintf(stderr, "usage: test_redis basic|bad|restart PORT_FILE [ENV_DIR]\n");
     return 2;
@@ -1070,6 +1331,7 @@ int main(int argc, char **argv) {
     test_interop(rt);
     test_fair(rt);
     test_groups(rt);
+    test_claims(rt, "/proc/self/exe");
   } else if (strcmp(argv[1], "bad") == 0) {
     test_bad(rt);
   } else if (strcmp(argv[1], "restart") == 0 && env_dir) {

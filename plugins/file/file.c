@@ -4,10 +4,12 @@
  * ending in ".ss") names the file with no key. The host splits keys after the last '/', so
  * connect re-reads the URI as written (uri->raw) to tell the two apart.
  *
- * Producer. One writer at a time: opening a producer takes the file's writer lock (an exclusive,
- * non-blocking flock on its own open of the file, see ss_lock_writer), and a second producer, in
- * this process or another, is refused with SEA_EBUSY naming the holder's pid; closing the
- * producer, or the death of its process, releases it. Readers never lock. The file's size is
+ * Producer. One writer at a time: the first producer of a file takes its writer lock (an
+ * exclusive, non-blocking flock on its own open of the file, see ss_lock_writer); further
+ * producers of the same runtime share that writer (one session, frames never interleave), and a
+ * writer anywhere else — another process, or another runtime in this one — is refused with
+ * SEA_EBUSY naming the holder's pid; closing the last producer, or the death of its process,
+ * releases it. Readers never lock. The file's size is
  * read only under the lock, so of two writers creating a file at once one writes the header and
  * the other is refused. Opening an existing file scans it once: it
  * checks every frame, finds each (key, shard)'s largest sequence number so numbering continues
@@ -281,9 +283,12 @@ typedef struct file_pending {
 } file_pending_t;
 
 typedef struct file_writer {
+  struct file_writer *next; /* in file_writers */
   char *path;
+  dev_t dev;
+  ino_t ino;
   int fd;      /* holds the file's writer lock (ss_lock_writer) until it is closed */
-  size_t refs; /* 1 while its producer is open */
+  size_t refs; /* its open producers (of one runtime) */
   sea_runtime_t *rt;
   ss_writer_t w;
   ss_buf_t out;     /* encoded, not yet written; out.data[0] goes at offset `flushed` */
@@ -316,6 +321,7 @@ struct file_producer {
 };
 
 static file_producer_t *file_producers;
+static file_writer_t *file_writers; /* open writers: producers of one runtime share one */
 
 static file_seq_t *writer_seq(file_writer_t *wr, const char *key, uint64_t shard) {
   for (size_t i = 0; i < wr->nseq; i++)
@@ -336,6 +342,11 @@ static file_seq_t *writer_seq(file_writer_t *wr, const char *key, uint64_t shard
 }
 
 static void writer_free(file_writer_t *wr) {
+  for (file_writer_t **pp = &file_writers; *pp; pp = &(*pp)->next)
+    if (*pp == wr) {
+      *pp = wr->next;
+      break;
+    }
   if (wr->timer)
     fh->timer_stop(wr->timer);
   if (wr->fd >= 0)
@@ -539,6 +550,19 @@ static file_writer_t *writer_open(sea_runtime_t *rt, const char *path, const fil
   int fd;
   uint64_t resume = SS_HEADER_SIZE;
 
+  /* Producers of one runtime share its writer (one lock, one session): their frames never
+   * interleave, since one writer encodes them all. */
+  if (stat(path, &st) == 0)
+    for (wr = file_writers; wr; wr = wr->next)
+      if (wr->dev == st.st_dev && wr->ino == st.st_ino && wr->rt == rt) {
+        if (fo->create == 1) {
+          fh->set_error(rt, "file: %s exists (create=new)", path);
+          *err = SEA_EINVAL;
+          return NULL;
+        }
+        wr->refs++;
+        return wr;
+      }
   if ((fd = writer_lock_open(rt, path, fo, err)) < 0)
     return NULL;
   wr = fh->calloc(1, sizeof *wr);
@@ -561,6 +585,8 @@ static file_writer_t *writer_open(sea_runtime_t *rt, const char *path, const fil
     *err = SEA_EIO;
     return NULL;
   }
+  wr->dev = st.st_dev;
+  wr->ino = st.st_ino;
   if (st.st_size > 0) {
     if ((*err = writer_scan(wr, rt, &resume)) != 0) {
       writer_free(wr);
@@ -597,6 +623,8 @@ static file_writer_t *writer_open(sea_runtime_t *rt, const char *path, const fil
     *err = SEA_EIO;
     return NULL;
   }
+  wr->next = file_writers;
+  file_writers = wr;
   return wr;
 }
 

@@ -659,8 +659,8 @@ static int send_some(sea_producer_t *p, const char *tag, int n) {
 }
 
 /* The refusal of a second writer names the file and the holder (this process). */
-static void check_refusal(const char *path) {
-  const char *msg = sea_runtime_errmsg(rt);
+static void check_refusal(sea_runtime_t *in, const char *path) {
+  const char *msg = sea_runtime_errmsg(in);
   char who[64];
   CHECK_CONTAINS(msg, path);
   CHECK_CONTAINS(msg, "another writer holds it");
@@ -670,12 +670,23 @@ static void check_refusal(const char *path) {
   }
 }
 
-/* One writer per file: a second producer in the same process, on the same streamer or another,
- * is refused at open with SEA_EBUSY while the first is open; readers go on reading meanwhile (a
- * replay and a follower); once the first is closed a new producer opens and its sequence numbers
- * continue. Of two producers creating a new file, one writes the header and the other is
- * refused. */
-static void test_writer_lock(void) {
+/* A second runtime of this process, with the same plugins: a writer elsewhere. */
+static sea_runtime_t *other_runtime(int linked) {
+  sea_runtime_t *r2;
+  CHECK_EQ_INT(sea_runtime_new(&r2), 0);
+  if (linked)
+    CHECK_EQ_INT(sea_runtime_register_plugin(r2, sea_plugin_entry_file, "(static file)"), 0);
+  return r2;
+}
+
+/* One writer per file: producers of one runtime share it (their frames never interleave); a
+ * writer anywhere else (here: another runtime of this process) is refused at open with SEA_EBUSY
+ * while the first is open; readers go on reading meanwhile (a replay and a follower); once the
+ * first is closed a new producer opens and its sequence numbers continue. Of two writers
+ * creating a new file, one writes the header and the other is refused. */
+static void test_writer_lock(int linked) {
+  sea_runtime_t *rt2 = other_runtime(linked);
+  sea_streamer_t *o1, *o2;
   char path[512], uri[600], all[600];
   path_of(path, sizeof path, "lock.ss");
   snprintf(uri, sizeof uri, "file://%s/k", path);
@@ -687,12 +698,15 @@ static void test_writer_lock(void) {
   CHECK_EQ_INT(sea_producer_open(s, NULL, &p), 0);
   CHECK_EQ_INT(send_some(p, "a", 3), 3);
 
-  CHECK_EQ_INT(sea_producer_open(s, NULL, &p2), SEA_EBUSY);
-  check_refusal(path);
-  CHECK_EQ_INT(sea_producer_open(s2, NULL, &p2), SEA_EBUSY);
-  check_refusal(path);
+  /* Another producer of this runtime shares the writer: numbering goes on across both. */
+  CHECK_EQ_INT(sea_producer_open(s2, NULL, &p2), 0);
+  CHECK_EQ_INT(send_some(p2, "s", 1), 1);
+  sea_producer_close(p2);
+  CHECK_EQ_INT(sea_connect(rt2, uri, NULL, &o1), 0);
+  CHECK_EQ_INT(sea_producer_open(o1, NULL, &p2), SEA_EBUSY);
+  check_refusal(rt2, path);
   sea_options_t *o = opts("create=existing", NULL, NULL);
-  CHECK_EQ_INT(sea_producer_open(s2, o, &p2), SEA_EBUSY);
+  CHECK_EQ_INT(sea_producer_open(o1, o, &p2), SEA_EBUSY);
   sea_options_free(o);
 
   /* Readers while the lock is held: a replay, and a follower that sees the holder's appends. */
@@ -700,7 +714,7 @@ static void test_writer_lock(void) {
   sea_options_t *co = opts("start=beginning", "stop_at_end=true", NULL);
   consume_all(all, co, &r);
   CHECK_EQ_INT(r.end_status, SEA_EOF);
-  CHECK_EQ_INT(r.n, 3);
+  CHECK_EQ_INT(r.n, 4);
   sea_streamer_t *fs;
   sea_consumer_t *fc;
   sea_options_t *fo = opts("start=beginning", "poll_interval=5", NULL);
@@ -709,30 +723,38 @@ static void test_writer_lock(void) {
   sea_options_free(fo);
   sea_consumer_set_data(fc, &f);
   sea_consumer_start(fc, on_batch, on_end);
-  run_until_n(&f, 3);
-  CHECK_EQ_INT(f.n, 3);
+  run_until_n(&f, 4);
+  CHECK_EQ_INT(f.n, 4);
   CHECK_EQ_INT(send_some(p, "b", 2), 2);
-  run_until_n(&f, 5);
-  CHECK_EQ_INT(f.n, 5);
-  CHECK_STR(f.payloads[4], "b-1");
+  run_until_n(&f, 6);
+  CHECK_EQ_INT(f.n, 6);
+  CHECK_STR(f.payloads[5], "b-1");
 
-  /* Closed, the lock is free: a new producer (on the other streamer) appends after seq 5. */
+  /* Closed, the lock is free: a producer of the other runtime appends after seq 6. */
   sea_producer_close(p);
-  CHECK_EQ_INT(sea_producer_open(s2, NULL, &p2), 0);
-  CHECK_EQ_INT(send_some(p2, "c", 2), 2);
-  run_until_n(&f, 7);
-  CHECK_EQ_INT(f.n, 7);
-  CHECK_EQ_INT(f.seqs[6], 7);
+  CHECK_EQ_INT(sea_producer_open(o1, NULL, &p2), 0);
+  CHECK_EQ_INT(sea_producer_send_bytes(p2, NULL, "c-0", 3, NULL), 0);
+  CHECK_EQ_INT(sea_producer_send_bytes(p2, NULL, "c-1", 3, NULL), 0);
+  got_t g2 = {0};
+  CHECK_EQ_INT(sea_producer_flush(p2, on_done, &g2), 0);
+  for (int i = 0; i < 200000 && !g2.done; i++)
+    sea_runtime_run(rt2, SEA_RUN_ONCE);
+  CHECK_EQ_INT(g2.done_status, 0);
   sea_producer_close(p2);
+  run_until_n(&f, 8);
+  CHECK_EQ_INT(f.n, 8);
+  CHECK_EQ_INT(f.seqs[7], 8);
   sea_streamer_close(fs);
   consume_all(all, co, &r);
-  CHECK_EQ_INT(r.n, 7);
-  for (int i = 0; i < r.n && i < 7; i++)
+  CHECK_EQ_INT(r.n, 8);
+  for (int i = 0; i < r.n && i < 8; i++)
     CHECK_EQ_INT(r.seqs[i], i + 1);
   CHECK_STR(r.payloads[0], "a-0");
-  CHECK_STR(r.payloads[6], "c-1");
+  CHECK_STR(r.payloads[3], "s-0");
+  CHECK_STR(r.payloads[7], "c-1");
   sea_streamer_close(s);
   sea_streamer_close(s2);
+  sea_streamer_close(o1);
 
   /* A new file: the first producer creates it and holds it; the second is refused and writes
    * nothing (one header, the first's messages). create=new: the second finds the file. */
@@ -741,8 +763,10 @@ static void test_writer_lock(void) {
   snprintf(all, sizeof all, "file://%s", path);
   CHECK_EQ_INT(sea_connect(rt, uri, NULL, &s), 0);
   CHECK_EQ_INT(sea_producer_open(s, NULL, &p), 0);
-  CHECK_EQ_INT(sea_producer_open(s, NULL, &p2), SEA_EBUSY);
-  check_refusal(path);
+  CHECK_EQ_INT(sea_connect(rt2, uri, NULL, &o2), 0);
+  CHECK_EQ_INT(sea_producer_open(o2, NULL, &p2), SEA_EBUSY);
+  check_refusal(rt2, path);
+  sea_streamer_close(o2);
   CHECK_EQ_INT(send_some(p, "n", 4), 4);
   sea_producer_close(p);
   o = opts("create=new", NULL, NULL);
@@ -758,6 +782,7 @@ static void test_writer_lock(void) {
   CHECK_EQ_INT(stat(path, &st), 0);
   /* 128 header bytes and four frames of 32 + 1 + 3 bytes: no second header anywhere. */
   CHECK_EQ_INT(st.st_size, 128 + 4 * 36);
+  CHECK_EQ_INT(sea_runtime_free(rt2), 0);
 }
 
 /* A follower wakes on file-change events: with a 10-minute poll, only those events can bring the
@@ -812,7 +837,7 @@ int main(int argc, char **argv) {
   test_load_balanced();
   test_follow_torn();
   test_big_binary();
-  test_writer_lock();
+  test_writer_lock(linked);
   test_follow_events();
   CHECK_EQ_INT(sea_runtime_free(rt), 0);
   char cmd[400];

@@ -162,25 +162,29 @@ child_of() {
 
 # kill_midway PID K COUNT_CMD...: lets PID run in short slices (SIGCONT, a few ms, SIGSTOP) and
 # after each slice, while it is stopped, runs COUNT_CMD (10 ms slices until the output starts,
-# 2 ms after). Once some output appeared it stays stopped for 1.5 s once, longer than the
+# 2 ms after). Once the output reached K/2 it stays stopped for 1.5 s once, longer than the
 # documented 1 s commit interval, so that its commit timer is due when it runs again (for 20 ms,
-# which leaves time for the commit to be written) and the kill finds a committed position to
-# resume from (nothing is asserted about when it commits: the
-# figures are printed). Once COUNT_CMD prints K or more, PID runs once more for 1 to 3 ms and
-# gets SIGKILL while it runs, with its work in flight (unread replies, unconfirmed sends, a
-# half-written batch), as a real crash finds it; a kill of the stopped process would find the
-# servers caught up with everything it had sent. So the kill lands about one slice after the
-# output reached K whatever the machine's speed. Returns 1 if PID ended by itself, 2 if K was not
-# reached within 90 s.
+# which leaves time for the commit to be written) and the kill finds about K/2 committed to
+# resume from (nothing is asserted about when it commits: the figures are printed). Once
+# COUNT_CMD prints K or more, after that pause, PID runs once more for 1 to 3 ms and gets SIGKILL
+# while it runs, with its work in flight (unread replies, unconfirmed sends, a half-written
+# batch), as a real crash finds it; a kill of the stopped process would find the servers caught up
+# with everything it had sent. So the kill lands soon after the output reached K whatever the
+# machine's speed. Returns 1 if PID ended by itself, 2 if K was not reached within 90 s.
 KILLED_AT=0
 kill_midway() {
-  local pid=$1 k=$2 n deadline=$((SECONDS + 90)) paused=0 slice=0.01
+  local pid=$1 k=$2 n deadline=$((SECONDS + 90)) paused=0 slice=0.01 this
   shift 2
   kill -STOP "$pid" 2>/dev/null || return 1
   while :; do
     n=$("$@")
     [[ $n =~ ^[0-9]+$ ]] || n=0
-    if ((n >= k)); then
+    this=$slice
+    if ((n >= k / 2 && !paused)); then
+      paused=1
+      sleep 1.5
+      this=0.02 # time for the commit (a worker thread's fsync for a file)
+    elif ((n >= k)); then
       KILLED_AT=$n
       kill -CONT "$pid"
       sleep "0.00$((1 + RANDOM % 3))"
@@ -188,12 +192,6 @@ kill_midway() {
       return 0
     fi
     ((n > 0)) && slice=0.002
-    local this=$slice
-    if ((n > 0 && !paused)); then
-      paused=1
-      sleep 1.5
-      this=0.02 # time for the commit (a worker thread's fsync for a file)
-    fi
     if ! kill -CONT "$pid" 2>/dev/null; then return 1; fi
     if ((SECONDS > deadline)); then kill -KILL "$pid"; return 2; fi
     sleep "$this"

@@ -1908,8 +1908,12 @@ static void reap_info_cb(redisAsyncContext *ac, void *rep, void *priv) {
   rcons_t *rc = c->owner;
   rreap_t *R = &rc->reap;
   rc->reading = 0;
-  if (rc->ended || !R->active)
+  if (rc->ended)
     return;
+  if (!R->active) {
+    cons_pump(rc); /* the pass was called off (seek, rewind): what it claimed is read again */
+    return;
+  }
   rstream_t *st = &rc->st[R->st];
   if (reply->type == REDIS_REPLY_ARRAY) {
     char hn[64];
@@ -1979,8 +1983,12 @@ static void reap_claim_cb(redisAsyncContext *ac, void *rep, void *priv) {
   rcons_t *rc = c->owner;
   rreap_t *R = &rc->reap;
   rc->reading = 0;
-  if (rc->ended || !R->active)
+  if (rc->ended)
     return;
+  if (!R->active) {
+    cons_pump(rc); /* the pass was called off (seek, rewind): what it claimed is read again */
+    return;
+  }
   rstream_t *st = &rc->st[R->st];
   if (reply->type == REDIS_REPLY_ARRAY) {
     /* The claimed entries are pending entries of ours now; the last-delivered id stays what
@@ -2023,8 +2031,12 @@ static void reap_pending_cb(redisAsyncContext *ac, void *rep, void *priv) {
   rcons_t *rc = c->owner;
   rreap_t *R = &rc->reap;
   rc->reading = 0;
-  if (rc->ended || !R->active)
+  if (rc->ended)
     return;
+  if (!R->active) {
+    cons_pump(rc); /* the pass was called off (seek, rewind): what it claimed is read again */
+    return;
+  }
   rstream_t *st = &rc->st[R->st];
   size_t k = reply->type == REDIS_REPLY_ARRAY ? reply->elements : 0;
   if (reply->type == REDIS_REPLY_ERROR)
@@ -2355,6 +2367,7 @@ static int cons_reposition(rcons_t *rc, int kind, uint64_t arg, sea_op_t *op) {
   rc->pos_kind = kind;
   rc->pos_arg = arg;
   rc->gen++;
+  reap_stop(rc); /* our pending entries are read first again; a new pass follows them */
   if (rc->mode == SEA_MODE_REALTIME)
     rc->prepared = 0;
   else

@@ -20,6 +20,10 @@
 /* Connect timeout when the user gives none (the `timeout` option). */
 #define KAFKA_DEFAULT_TIMEOUT_MS 10000
 #define KAFKA_DEFAULT_BATCH 1024
+/* One drain delivers batches for at most this long (or 64 batches) before it lets the loop run
+ * its other handles and timers: the output's delivery reports, which become the input's acks,
+ * and the commit timer wait meanwhile. */
+#define KAFKA_DRAIN_SLICE_US 10000
 
 static const sea_host_t *H;
 
@@ -45,7 +49,7 @@ struct khandle {
   int is_consumer;
   int pipefd[2]; /* librdkafka writes a byte to [1] when a watched queue becomes non-empty */
   sea_watch_t *watch;
-  sea_timer_t *again; /* a 0 ms timer: keep draining on the next turn */
+  int again; /* a byte of ours is in the pipe: drain again on the next turn */
   khandle_drain_fn drain;
   int pending_work;    /* queue_work jobs still holding rk */
   int closed;          /* set on the loop thread before any teardown work is queued */
@@ -152,18 +156,25 @@ static char *dup_str(const char *s) {
   return d;
 }
 
-static void on_again(sea_timer_t *t, void *data) {
-  khandle_t *h = data;
-  H->timer_stop(t);
-  h->again = NULL;
-  if (!h->closed)
-    h->drain(h);
+/* Drain again on the next loop turn (the io event only fires when a queue becomes non-empty):
+ * a byte in our own pipe makes it readable, so the drain comes back through the loop's poll
+ * phase, in turn with every other handle. (A 0 ms timer started from a timer callback runs again
+ * in the same timer phase with libuv before 1.45, whose loop time does not advance there: a
+ * consumer with a backlog kept re-arming one and starved the poll phase, so the output's delivery
+ * reports and the commit results waited until the relay paused.) */
+static void schedule_again(khandle_t *h) {
+  if (h->again || h->closed || h->pipefd[1] < 0)
+    return;
+  /* One byte at most: a full pipe would make librdkafka's own wakeup writes fail. */
+  h->again = 1;
+  ssize_t r = write(h->pipefd[1], "a", 1);
+  (void)r;
 }
 
-/* Drain again on the next loop turn (the io event only fires when a queue becomes non-empty). */
-static void schedule_again(khandle_t *h) {
-  if (h->again == NULL && !h->closed)
-    h->again = H->timer_start(h->rt, 0, 0, on_again, h);
+static int64_t mono_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void on_pipe(sea_watch_t *w, int status, int events, void *data) {
@@ -172,6 +183,7 @@ static void on_pipe(sea_watch_t *w, int status, int events, void *data) {
   (void)events;
   khandle_t *h = data;
   char buf[256];
+  h->again = 0;
   /* Empty the pipe first: an event that arrives while we drain writes a new byte. */
   while (read(h->pipefd[0], buf, sizeof buf) > 0) {
   }
@@ -284,9 +296,6 @@ static void handle_close(khandle_t *h) {
   if (h->watch)
     H->watch_stop(h->watch);
   h->watch = NULL;
-  if (h->again)
-    H->timer_stop(h->again);
-  h->again = NULL;
   handle_release(h);
 }
 
@@ -627,9 +636,9 @@ static void producer_drain(khandle_t *h) {
     kp->want_ready = 0;
     H->producer_ready(kp->p);
   }
-  /* Still waiting for room but nothing came back: look again next turn. */
-  if (kp->want_ready)
-    schedule_again(h);
+  /* Still waiting for room: nothing to do until delivery reports come back. They will (a full
+   * queue holds messages, and each gets its report), and the first one into the empty queue
+   * writes to the pipe. Draining again at once would spin the loop meanwhile. */
 }
 
 static void producer_meta_done(khandle_t *h, meta_job_t *j) {
@@ -1454,6 +1463,7 @@ static void consumer_drain(khandle_t *h) {
     kc->pend_cap = cap;
   }
   int rounds = 0;
+  int64_t t0 = mono_us();
   while (!h->closed && !kc->paused && !kc->ended) {
     size_t n = 0;
     int more = 0, empty_polls = 0, failed = 0;
@@ -1533,7 +1543,7 @@ static void consumer_drain(khandle_t *h) {
     }
     if (!more)
       return;
-    if (++rounds >= 64) { /* be fair to the rest of the loop */
+    if (++rounds >= 64 || mono_us() - t0 >= KAFKA_DRAIN_SLICE_US) { /* fair to the loop */
       schedule_again(h);
       return;
     }

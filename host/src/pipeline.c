@@ -569,12 +569,12 @@ static void maybe_finish(sea_pipeline_t *pl) {
     pl->finishing = true;
     for (size_t i = 0; i < pl->nin; i++)
       advance_acks(pl->in[i]);
-    commit_all(pl);
-    if (pl->done)
-      return; /* a commit that completed at once finished the pipeline */
   }
-  if (pl->commits_out > 0)
-    return;
+  /* The last commit of each input: an input whose timer commit is still out commits again once
+   * it is back (after_commit comes here), or what it acknowledged since would stay uncommitted. */
+  commit_all(pl);
+  if (pl->done || pl->commits_out > 0)
+    return; /* a commit that completed at once finished the pipeline; or one is out */
   pl->done = true;
   if (pl->timer)
     uv_timer_stop(pl->timer);

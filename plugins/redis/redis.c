@@ -1899,21 +1899,31 @@ static void reap_member_done(rcons_t *rc) {
   snprintf(R->start, sizeof R->start, "-");
 }
 
-static void reap_info_cb(redisAsyncContext *ac, void *rep, void *priv) {
-  (void)priv;
+/* The start of every claim pass reply: the consumer it is for, or NULL when there is nothing
+ * to do (closed, the connection lost: cons_on_lost starts over; ended; or the pass was called
+ * off by a seek or rewind, and what it claimed is read again as our own pending entries). */
+static rcons_t *reap_reply(redisAsyncContext *ac, redisReply *reply) {
   rconn_t *c = ac->data;
-  redisReply *reply = rep;
   if (c == NULL || reply == NULL)
-    return; /* closed, or the connection was lost: cons_on_lost starts over */
+    return NULL;
   rcons_t *rc = c->owner;
-  rreap_t *R = &rc->reap;
   rc->reading = 0;
   if (rc->ended)
-    return;
-  if (!R->active) {
-    cons_pump(rc); /* the pass was called off (seek, rewind): what it claimed is read again */
-    return;
+    return NULL;
+  if (!rc->reap.active) {
+    cons_pump(rc);
+    return NULL;
   }
+  return rc;
+}
+
+static void reap_info_cb(redisAsyncContext *ac, void *rep, void *priv) {
+  (void)priv;
+  redisReply *reply = rep;
+  rcons_t *rc = reap_reply(ac, reply);
+  if (rc == NULL)
+    return;
+  rreap_t *R = &rc->reap;
   rstream_t *st = &rc->st[R->st];
   if (reply->type == REDIS_REPLY_ARRAY) {
     char hn[64];
@@ -1976,19 +1986,11 @@ static void reap_info_cb(redisAsyncContext *ac, void *rep, void *priv) {
 
 static void reap_claim_cb(redisAsyncContext *ac, void *rep, void *priv) {
   (void)priv;
-  rconn_t *c = ac->data;
   redisReply *reply = rep;
-  if (c == NULL || reply == NULL)
+  rcons_t *rc = reap_reply(ac, reply);
+  if (rc == NULL)
     return;
-  rcons_t *rc = c->owner;
   rreap_t *R = &rc->reap;
-  rc->reading = 0;
-  if (rc->ended)
-    return;
-  if (!R->active) {
-    cons_pump(rc); /* the pass was called off (seek, rewind): what it claimed is read again */
-    return;
-  }
   rstream_t *st = &rc->st[R->st];
   if (reply->type == REDIS_REPLY_ARRAY) {
     /* The claimed entries are pending entries of ours now; the last-delivered id stays what
@@ -2024,19 +2026,11 @@ static void id_after(uint64_t *ms, uint64_t *sq) {
 
 static void reap_pending_cb(redisAsyncContext *ac, void *rep, void *priv) {
   (void)priv;
-  rconn_t *c = ac->data;
   redisReply *reply = rep;
-  if (c == NULL || reply == NULL)
+  rcons_t *rc = reap_reply(ac, reply);
+  if (rc == NULL)
     return;
-  rcons_t *rc = c->owner;
   rreap_t *R = &rc->reap;
-  rc->reading = 0;
-  if (rc->ended)
-    return;
-  if (!R->active) {
-    cons_pump(rc); /* the pass was called off (seek, rewind): what it claimed is read again */
-    return;
-  }
   rstream_t *st = &rc->st[R->st];
   size_t k = reply->type == REDIS_REPLY_ARRAY ? reply->elements : 0;
   if (reply->type == REDIS_REPLY_ERROR)

@@ -103,7 +103,9 @@ int main(int argc, char **argv) {
           rc = 1;
           break;
         }
-        if (committed > last) {
+        /* The relay commits only what the output confirmed, so the output holds at least the
+         * committed count; a smaller end is a stale answer (the topic was not known yet). */
+        if (committed > last && out_end >= committed) {
           last = committed;
           printf("commit %lld %lld\n", committed, out_end);
           fflush(stdout);

@@ -455,9 +455,9 @@ static void test_resumable_commit(void) {
   expect_resume(s, rt, o, 2, "r-8");
   sea_options_free(o);
 
-  /* auto_commit: a commit covers everything delivered. */
+  /* auto_commit=at-most-once: a commit covers everything delivered. */
   snprintf(gopt, sizeof gopt, "group=%s", g2);
-  o = opts3(gopt, "stop_at_end=true", "auto_commit=true");
+  o = opts3(gopt, "stop_at_end=true", "auto_commit=at-most-once");
   sea_options_set(o, "mode", "resumable");
   c = open_consumer(s, &k, o, 1);
   CHECK(run_until(rt, &k.ended, 1));
@@ -1179,11 +1179,16 @@ static void test_bad_input(void) {
   CHECK_EQ_INT(sea_consumer_commit(c, on_committed, &k), SEA_ESTATE);
   CHECK_CONTAINS(sea_consumer_errmsg(c), "realtime");
   sea_consumer_close(c);
-  /* auto_commit in realtime mode, a bad partition option. */
-  o = opts3("auto_commit=true", NULL, NULL);
+  /* auto_commit in realtime mode; auto_commit=true (at most once, not by name); a bad partition
+   * option. */
+  o = opts3("auto_commit=at-most-once", NULL, NULL);
   sea_consumer_t *c2 = NULL;
   CHECK_EQ_INT(sea_consumer_open(s, o, &c2), SEA_EOPTION);
-  CHECK_CONTAINS(sea_runtime_errmsg(rt), "auto_commit");
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "a realtime consumer has no position");
+  sea_options_free(o);
+  o = opts3("auto_commit=true", "mode=resumable", "group=g-true");
+  CHECK_EQ_INT(sea_consumer_open(s, o, &c2), SEA_EOPTION);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "say auto_commit=at-most-once");
   sea_options_free(o);
   o = opts3("partition=x", NULL, NULL);
   sea_producer_t *p2 = NULL;

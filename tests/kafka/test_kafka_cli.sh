@@ -57,12 +57,15 @@ expect_same relay-count "$T/want" "$T/out"
 # --- a consumer group through the command: the second run resumes after the first ---
 t=$(topic group)
 seq 1 10 | run kcat -b "$B" -P -t "$t"
-run "$SS" consume -G "grp-$t" --mode resumable -X auto_commit=true -c 4 -f '%s\n' "kafka://$B/$t" >"$T/out" 2>"$T/err"
+run "$SS" consume -G "grp-$t" --mode resumable -X auto_commit=at-most-once -c 4 -f '%s\n' "kafka://$B/$t" >"$T/out" 2>"$T/err"
 expect_status group-first 0 $?
 seq 1 4 >"$T/want"
 expect_same group-first "$T/want" "$T/out"
 
 # --- bad input ---
+run "$SS" consume -G "grp-$t" -X auto_commit=true -e "kafka://$B/$t" >"$T/out" 2>&1
+expect_status auto-commit-true 2 $?
+expect_grep auto-commit-true 'say auto_commit=at-most-once' "$T/out"
 run "$SS" consume -X no.such.property=1 -e "kafka://$B/x" >"$T/out" 2>&1
 expect_status bad-property 2 $?
 expect_grep bad-property 'no.such.property' "$T/out"

@@ -5,13 +5,28 @@
 
 #include "cli.h"
 
+/* Where the search went, in order: the plugin directory and why that one, then the path. */
+static void print_searched(FILE *out) {
+  const char *dir = getenv("SEASTREAMER_PLUGIN_DIR");
+  const char *path = getenv("SEASTREAMER_PLUGIN_PATH");
+  const char *lib = sea_library_dir();
+  if (dir && *dir)
+    fprintf(out, "searched %s (SEASTREAMER_PLUGIN_DIR)\n", dir);
+  else
+    fprintf(out, "searched %s (installed with %s)\n", sea_plugin_install_dir(),
+            lib ? lib : "libseastreamer");
+  if (path && *path)
+    fprintf(out, "searched %s (SEASTREAMER_PLUGIN_PATH)\n", path);
+}
+
 int cmd_plugins(int argc, char **argv) {
   if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
     printf("usage: seastreamer plugins\n\n"
-           "Lists each plugin file found in the plugin directory (%s, or\n"
-           "$SEASTREAMER_PLUGIN_DIR) and in $SEASTREAMER_PLUGIN_PATH, with its schemes, or why it\n"
-           "was refused. Exit status 0, or 1 if any plugin was refused.\n",
-           sea_plugin_install_dir());
+           "Lists each plugin file found, with its schemes, or why it was refused, then where it\n"
+           "looked: the plugin directory installed with libseastreamer (found from where the\n"
+           "library is, so it follows the installation), or $SEASTREAMER_PLUGIN_DIR instead, then\n"
+           "each directory of $SEASTREAMER_PLUGIN_PATH. Exit status 0, or 1 if any plugin was\n"
+           "refused.\n");
     return EXIT_OK;
   }
   if (argc > 1) {
@@ -25,9 +40,7 @@ int cmd_plugins(int argc, char **argv) {
   }
   size_t n = sea_runtime_plugin_count(rt), refused = 0;
   if (n == 0)
-    printf("no plugins found (searched %s%s%s)\n", sea_plugin_install_dir(),
-           getenv("SEASTREAMER_PLUGIN_PATH") ? " and " : "",
-           getenv("SEASTREAMER_PLUGIN_PATH") ? getenv("SEASTREAMER_PLUGIN_PATH") : "");
+    printf("no plugins found\n");
   for (size_t i = 0; i < n; i++) {
     sea_plugin_info_t info;
     sea_runtime_plugin_info(rt, i, &info);
@@ -40,6 +53,7 @@ int cmd_plugins(int argc, char **argv) {
              info.shadowed_by ? info.shadowed_by : "");
     }
   }
+  print_searched(stdout);
   sea_runtime_free(rt);
   return refused ? EXIT_STREAM : EXIT_OK;
 }

@@ -10,14 +10,17 @@
 
 #include "cli.h"
 
-#ifndef SEA_LIBEXEC_DIR
-#define SEA_LIBEXEC_DIR "/usr/local/libexec/seastreamer"
+#ifndef SEA_RUNNER_REL_DIR
+#define SEA_RUNNER_REL_DIR "../libexec/seastreamer"
 #endif
 
-/* The runner for flavour: next to this executable in a build tree (lua/), else installed
- * (relative to this executable first, then where it was configured to go). */
-static int find_runner(const char *flavour, char *path, size_t len) {
+/* The runner for flavour: next to this executable in a build tree (lua/), else the one installed
+ * with the library this command runs on (found from the library's own location, so a tree
+ * installed anywhere, staged with DESTDIR or in a LuaRocks tree uses its own runner). On failure
+ * tried lists where it looked. */
+static int find_runner(const char *flavour, char *path, size_t len, char *tried, size_t tlen) {
   char self[PATH_MAX];
+  tried[0] = '\0';
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n > 0) {
     self[n] = '\0';
@@ -27,20 +30,30 @@ static int find_runner(const char *flavour, char *path, size_t len) {
       snprintf(path, len, "%s/lua/seastreamer-run-%s", self, flavour);
       if (access(path, X_OK) == 0)
         return 0;
-      /* An installed tree moved elsewhere (cmake --install --prefix): bin/../libexec. */
-      snprintf(path, len, "%s/../libexec/seastreamer/seastreamer-run-%s", self, flavour);
-      if (access(path, X_OK) == 0)
-        return 0;
+      snprintf(tried, tlen, "%s", path);
     }
   }
-  snprintf(path, len, "%s/seastreamer-run-%s", SEA_LIBEXEC_DIR, flavour);
-  return access(path, X_OK) == 0 ? 0 : -1;
+  const char *lib = sea_library_dir();
+  if (lib == NULL)
+    return -1;
+  snprintf(path, len, "%s/%s/seastreamer-run-%s", lib, SEA_RUNNER_REL_DIR, flavour);
+  if (access(path, X_OK) == 0)
+    return 0;
+  size_t used = strlen(tried);
+  snprintf(tried + used, tlen - used, "%s%s", used ? ", " : "", path);
+  return -1;
 }
 
 int cmd_run(int argc, char **argv) {
+  /* Without --lua or SEASTREAMER_LUA: 5.4, or LuaJIT where only that runner is installed. */
   const char *lua = getenv("SEASTREAMER_LUA");
-  if (lua == NULL || lua[0] == '\0')
-    lua = "5.4";
+  if (lua == NULL || lua[0] == '\0') {
+    char probe[PATH_MAX + 64], tried[2 * PATH_MAX + 200];
+    lua = find_runner("lua5.4", probe, sizeof probe, tried, sizeof tried) != 0 &&
+                  find_runner("luajit", probe, sizeof probe, tried, sizeof tried) == 0
+              ? "luajit"
+              : "5.4";
+  }
   /* Take --lua out of the arguments; everything else is the runner's. */
   char **args = calloc((size_t)argc + 1, sizeof *args);
   if (args == NULL)
@@ -70,9 +83,9 @@ int cmd_run(int argc, char **argv) {
     free(args);
     return EXIT_USAGE;
   }
-  char path[PATH_MAX + 64];
-  if (find_runner(flavour, path, sizeof path) != 0) {
-    cli_error("run", "the %s runner is not installed (looked for %s)", flavour, path);
+  char path[PATH_MAX + 64], tried[2 * PATH_MAX + 200];
+  if (find_runner(flavour, path, sizeof path, tried, sizeof tried) != 0) {
+    cli_error("run", "the %s runner is not installed (looked for %s)", flavour, tried);
     free(args);
     return EXIT_BACKEND;
   }

@@ -30,6 +30,9 @@ static const char usage[] =
     "  2 bad usage or input (arguments, URI, option, stream key, malformed line, oversize\n"
     "  payload); 3 no backend (unknown scheme, plugin refused or missing, cannot connect).\n"
     "\n"
+    "files: plugins, runners and the library are found relative to where libseastreamer is\n"
+    "  installed (<libdir>/seastreamer/plugins, <libexecdir>/seastreamer); no variable needed.\n"
+    "\n"
     "environment: SEASTREAMER_PLUGIN_DIR replaces the installed plugin directory;\n"
     "  SEASTREAMER_PLUGIN_PATH adds directories (':'-separated) searched after it;\n"
     "  SEASTREAMER_LOG=error|warn|info|debug sets what backends log to stderr.\n";

@@ -3,6 +3,8 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,12 @@
 
 #include "internal.h"
 
+/* Where the plugins are, relative to the directory this library is installed in (set by CMake
+ * from the install layout, so it holds for any prefix the tree is installed or moved to). */
+#ifndef SEA_PLUGIN_REL_DIR
+#define SEA_PLUGIN_REL_DIR "seastreamer/plugins"
+#endif
+/* Only if the library cannot find itself (dladdr failed): the configured plugin directory. */
 #ifndef SEA_PLUGIN_DIR
 #define SEA_PLUGIN_DIR "/usr/local/lib/seastreamer/plugins"
 #endif
@@ -19,8 +27,37 @@
 _Static_assert(sizeof(sea_plugin_t) == SEA_PLUGIN_V1_0_SIZE, "sea_plugin_t layout changed");
 _Static_assert(sizeof(sea_host_t) == SEA_HOST_V1_0_SIZE, "sea_host_t layout changed");
 
+static pthread_once_t located = PTHREAD_ONCE_INIT;
+static char library_dir[PATH_MAX];
+static char plugin_dir[PATH_MAX + sizeof SEA_PLUGIN_REL_DIR + 1];
+
+/* Finds the file this code was loaded from (any address inside the library will do), so every
+ * installation finds its own parts wherever it was installed, without an environment variable. */
+static void locate(void) {
+  static const char anchor = 0;
+  Dl_info info;
+  char real[PATH_MAX];
+  if (dladdr(&anchor, &info) != 0 && info.dli_fname && realpath(info.dli_fname, real) != NULL) {
+    char *slash = strrchr(real, '/');
+    if (slash) {
+      *slash = '\0';
+      snprintf(library_dir, sizeof library_dir, "%s", real[0] ? real : "/");
+      snprintf(plugin_dir, sizeof plugin_dir, "%s/%s", library_dir, SEA_PLUGIN_REL_DIR);
+      return;
+    }
+  }
+  library_dir[0] = '\0';
+  snprintf(plugin_dir, sizeof plugin_dir, "%s", SEA_PLUGIN_DIR);
+}
+
+const char *sea_library_dir(void) {
+  pthread_once(&located, locate);
+  return library_dir[0] ? library_dir : NULL;
+}
+
 const char *sea_plugin_install_dir(void) {
-  return SEA_PLUGIN_DIR;
+  pthread_once(&located, locate);
+  return plugin_dir;
 }
 
 static sea__plugin_t *append(sea_runtime_t *rt, const char *origin) {
@@ -218,7 +255,7 @@ int sea__plugins_ensure(sea_runtime_t *rt) {
     return 0;
   rt->plugins_loaded = true;
   const char *dir = getenv("SEASTREAMER_PLUGIN_DIR");
-  load_dir(rt, dir && *dir ? dir : SEA_PLUGIN_DIR);
+  load_dir(rt, dir && *dir ? dir : sea_plugin_install_dir());
   const char *path = getenv("SEASTREAMER_PLUGIN_PATH");
   if (path && *path) {
     char *copy = sea__strdup(path), *save = NULL;

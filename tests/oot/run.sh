@@ -111,6 +111,8 @@ else
     "(under $root): the .pc was configured for another prefix"
 fi
 [ -f "$plugindir/stdio.so" ] || die "no stdio.so in the .pc's plugindir ($plugindir)"
+# As the library names it: the real path (the .pc's is relative to itself, with ..).
+plugindir=$(cd "$plugindir" && pwd -P)
 ok
 case " $cflags " in
 *"$SRC"*) die "pkg-config --cflags points into the source tree: $cflags" ;;
@@ -128,9 +130,9 @@ fi
 # --- run the installed seastreamer ---
 bin=$(find "$root" -type f -name seastreamer -path '*/bin/*' | head -n 1)
 [ -n "$bin" ] && [ -x "$bin" ] || die "no seastreamer command installed under $root"
-# The installed binary has no RPATH into the build tree (CMake strips it on install).
-export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-unset SEASTREAMER_LOG
+# The installed binary finds its library (RPATH $ORIGIN/..) and the library its plugins (from
+# its own location): no LD_LIBRARY_PATH, no SEASTREAMER_PLUGIN_DIR.
+unset SEASTREAMER_LOG LD_LIBRARY_PATH SEASTREAMER_PLUGIN_DIR SEASTREAMER_PLUGIN_PATH
 
 # echo alone: the plugin dir is empty, so the listing is the out-of-tree plugin only.
 SEASTREAMER_PLUGIN_DIR="$T/empty" SEASTREAMER_PLUGIN_PATH="$T/oot" "$bin" plugins \
@@ -138,8 +140,9 @@ SEASTREAMER_PLUGIN_DIR="$T/empty" SEASTREAMER_PLUGIN_PATH="$T/oot" "$bin" plugin
 expect_status "plugins (echo only)" 0 $? "$T/out"
 expect_grep "plugins (echo only)" "^loaded +echo 1\.0\.0 +schemes: echo +\($T/oot/echo\.so\)" "$T/out"
 
-# With the installed plugins: they load from plugindir, echo from the path, nothing is refused.
-export SEASTREAMER_PLUGIN_DIR="$plugindir" SEASTREAMER_PLUGIN_PATH="$T/oot"
+# With the installed plugins: they load from plugindir (found by the library itself), echo from
+# the path, nothing is refused.
+export SEASTREAMER_PLUGIN_PATH="$T/oot"
 "$bin" plugins >"$T/out" 2>&1
 expect_status "plugins (installed + echo)" 0 $? "$T/out"
 expect_grep "plugins (installed + echo)" "^loaded +stdio .*\($plugindir/stdio\.so\)" "$T/out"

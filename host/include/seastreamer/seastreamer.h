@@ -218,7 +218,8 @@ SEA_EXTERN int sea_runtime_free(sea_runtime_t *rt);
 /* The last error message of a call on this runtime that returned an error (connect, load). */
 SEA_EXTERN const char *sea_runtime_errmsg(const sea_runtime_t *rt);
 
-/* Plugins. Search order: the installed plugin dir (or $SEASTREAMER_PLUGIN_DIR if set), then each
+/* Plugins. Search order: the installed plugin dir, sea_plugin_install_dir() (or
+ * $SEASTREAMER_PLUGIN_DIR instead, if set), then each
  * directory of $SEASTREAMER_PLUGIN_PATH (':'-separated). A plugin found later takes a scheme from
  * one found earlier, so a build tree can stand in for an installed plugin. Loading is done once,
  * on the first connect or the first call below. */
@@ -243,8 +244,12 @@ struct sea_plugin;
 typedef const struct sea_plugin *(*sea_plugin_entry_fn)(const struct sea_host *host);
 SEA_EXTERN int sea_runtime_register_plugin(sea_runtime_t *rt, sea_plugin_entry_fn entry,
                                            const char *origin);
-/* The directory plugins are installed in (compiled in). */
+/* The directory this installation's plugins are in: found from where libseastreamer itself was
+ * loaded from (<libdir>/seastreamer/plugins), so it follows the installation wherever it is
+ * installed or moved (make install PREFIX=, DESTDIR staging, a LuaRocks tree). */
 SEA_EXTERN const char *sea_plugin_install_dir(void);
+/* The directory the loaded libseastreamer is in (symbolic links resolved), or NULL if unknown. */
+SEA_EXTERN const char *sea_library_dir(void);
 
 /* ---------------------------------------------------------------------------------------------
  * Socket (sea-streamer-socket): a streamer is a connection picked by the URI scheme.

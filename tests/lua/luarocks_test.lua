@@ -21,9 +21,18 @@ local function sh(cmd)
   return ok == true or ok == 0
 end
 local pwd = io.popen("pwd"):read("*l")
+local function exists(f)
+  local h = io.open(f)
+  if h then h:close() end
+  return h ~= nil
+end
+-- build.luarocks is for one Lua (the one `luarocks make` was run for); another gets its own.
 local build = os.getenv("SEA_ROCK_BUILD") or (pwd .. "/build.luarocks")
+if not exists(build .. "/lua/" .. v .. "/seastreamer.so") and not os.getenv("SEA_ROCK_BUILD") then
+  build = pwd .. "/build.luarocks-" .. v
+end
 local module = build .. "/lua/" .. v .. "/seastreamer.so"
-if not io.open(module) then
+if not exists(module) then
   print("luarocks_test: no " .. module .. ", building")
   if not (sh("cmake -S . -B " .. q(build) .. " -DSEA_BUILD_TESTS=OFF -DSEA_LUA=" .. v .. " >/dev/null")
       and sh("cmake --build " .. q(build))) then

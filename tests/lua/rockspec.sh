@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # rockspec.sh: SeaStreamer installed the LuaRocks way, offline, as a new user would, into
 # temporary trees, then checked from the outside in a clean environment (tests/install/check.sh):
-#   Lua 5.4: `luarocks --lua-version=5.4 make rockspec/seastreamer-scm-1.rockspec` in a copy of
-#            the source, then `luarocks test` there (the busted specs);
+#   Lua 5.4: `luarocks --lua-version=5.4 make` in a copy of the source, then `luarocks test`
+#            there (the busted specs), and `luarocks --lua-version=5.1 test` (LuaJIT) too;
 #   LuaJIT:  `luarocks --lua-version=5.1 pack` of the versioned rockspec (its source pointed at a
 #            local tarball of this source: the network is not used) and `luarocks install` of the
 #            source rock it made.
@@ -67,7 +67,8 @@ expect_tree() {
 
 # --- Lua 5.4: luarocks make in a checkout, luarocks test ---
 copy_source "$T/src54"
-(cd "$T/src54" && "${LR[@]}" --lua-version=5.4 --tree "$T/tree54" make rockspec/seastreamer-scm-1.rockspec) \
+# As the README says: no rockspec named (luarocks finds rockspec/seastreamer-scm-1.rockspec).
+(cd "$T/src54" && "${LR[@]}" --lua-version=5.4 --tree "$T/tree54" make) \
   >"$T/make54.log" 2>&1 || { show "$T/make54.log"; die "luarocks --lua-version=5.4 make"; }
 ok
 expect_tree "5.4 make" "$T/tree54" 5.4
@@ -76,6 +77,14 @@ st=$?
 if [ $st -eq 0 ] && grep -Eq '^[0-9]+ successes / 0 failures / 0 errors' "$T/test54.log"; then ok; else
   show "$T/test54.log"
   bad "luarocks --lua-version=5.4 test: exit $st"
+fi
+# luarocks test for LuaJIT too, in the same checkout (it builds that Lua's flavour beside).
+(cd "$T/src54" && "${LR[@]}" --lua-version=5.1 --tree "$T/tree54" test) >"$T/test51.log" 2>&1
+st=$?
+if [ $st -eq 0 ] && grep -q 'busted --lua=luajit' "$T/test51.log" &&
+  grep -Eq '^[0-9]+ successes / 0 failures / 0 errors' "$T/test51.log"; then ok; else
+  show "$T/test51.log"
+  bad "luarocks --lua-version=5.1 test: exit $st"
 fi
 bash "$SRC/tests/install/check.sh" "rock 5.4" "$T/tree54" "$T/tree54/bin/seastreamer" "$SRC/examples" \
   "5.4:lua5.4:LUA_CPATH_5_4=$T/tree54/lib/lua/5.4" && ok || bad "rock 5.4: check.sh"

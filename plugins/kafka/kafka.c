@@ -889,6 +889,21 @@ static int kafka_producer_open(void *simpl, sea_producer_t *p, const sea_open_ar
       return rc;
     }
   }
+  /* Idempotence by default, as Kafka's own clients since 3.0: a retried request can then neither
+   * reorder a partition's messages nor store one twice (without it, a first send to a topic
+   * still being created was seen to land after the other 99 of its batch). Left alone when the
+   * user set it or a property it constrains. */
+  static const char *const idem_props[] = {"enable.idempotence", "acks", "request.required.acks",
+                                           "max.in.flight",
+                                           "max.in.flight.requests.per.connection"};
+  int idem_user = 0;
+  for (size_t i = 0; i < sizeof idem_props / sizeof idem_props[0]; i++)
+    idem_user |= H->option_get(a->backend_options, idem_props[i]) != NULL;
+  if (!idem_user && (rc = conf_set(a->rt, conf, "enable.idempotence", "true"))) {
+    rd_kafka_conf_destroy(conf);
+    H->free(kp);
+    return rc;
+  }
   rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
   rd_kafka_conf_set_error_cb(conf, producer_error_cb);
   kp->h.drain = producer_drain;

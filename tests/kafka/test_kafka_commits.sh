@@ -38,6 +38,7 @@ pid=$!
 trap 'kill -9 "$pid" 2>/dev/null; rm -rf "$T"' EXIT
 "$WATCH" kill "$B" "$g" "$in" "$out" "$N" "$pid" 2 >"$T/watch"
 wrc=$?
+kill -9 "$pid" 2>/dev/null # commit_watch kills it, unless it could not run at all
 { wait "$pid"; } 2>/dev/null
 if [ "$wrc" -eq 0 ]; then ok; else
   case $wrc in

@@ -234,8 +234,49 @@ static void test_stdio_sharing(int linked_statically) {
   close(saved);
 }
 
+/* A timer that re-arms itself with timeout 0 from its own callback ("come back next turn") must
+ * let the loop poll in between: a byte waiting on a watched pipe is read within a few turns, not
+ * after the whole chain (libuv 1.44 alone runs such a timer again in the same pass). */
+#define CHAIN_CAP 100000
+static int chain_steps, chain_at_read;
+
+static void on_chain(sea_timer_t *t, void *data) {
+  H->timer_stop(t);
+  if (++chain_steps < CHAIN_CAP && chain_at_read == 0)
+    H->timer_start(data, 0, 0, on_chain, data);
+}
+
+static void on_chain_watch(sea_watch_t *w, int status, int events, void *data) {
+  int *fds = data;
+  char buf[4];
+  if (read(fds[0], buf, sizeof buf) > 0 && chain_at_read == 0)
+    chain_at_read = chain_steps;
+  H->watch_stop(w);
+}
+
+static void test_zero_timer_chain(void) {
+  sea_runtime_t *rt;
+  sea_runtime_new(&rt);
+  CHECK_EQ_INT(sea_runtime_register_plugin(rt, rec_entry, "(test rec)"), 0);
+  int fds[2];
+  CHECK_EQ_INT(pipe(fds), 0);
+  CHECK_EQ_INT(write(fds[1], "x", 1), 1);
+  H->timer_start(rt, 0, 0, on_chain, rt);
+  H->watch_start(rt, fds[0], SEA_WATCH_READABLE, on_chain_watch, fds);
+  for (int i = 0; i < 1000 && chain_at_read == 0; i++)
+    sea_runtime_run(rt, SEA_RUN_ONCE);
+  CHECK(chain_at_read > 0);
+  CHECK(chain_at_read < 10); /* turns of the loop, not time: the read waits for at most a few */
+  for (int i = 0; i < 100; i++)
+    sea_runtime_run(rt, SEA_RUN_NOWAIT); /* the last timer closes */
+  close(fds[0]);
+  close(fds[1]);
+  CHECK_EQ_INT(sea_runtime_free(rt), 0);
+}
+
 int main(int argc, char **argv) {
   test_loop_services();
+  test_zero_timer_chain();
   test_stdio_sharing(0);
   test_stdio_sharing(1);
   return test_report();

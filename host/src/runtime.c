@@ -219,15 +219,35 @@ static void watch_stop(sea_watch_t *w) {
     uv_close(&w->h.handle, close_free);
 }
 
+/* A timer. libuv before 1.45 (Debian 12 has 1.44) runs a timer started with timeout 0 from
+ * inside a timer callback again in the same pass over the timers, so a backend that re-arms one
+ * to "come back next turn" keeps the loop from ever polling its file descriptors: receipts and
+ * wakeups wait, and so does the pipeline's commit timer (measured with the kafka consumer: a
+ * commit every 5 s instead of every 1 s). Such a start waits for the next turn in an idle
+ * handle instead, after which the loop has polled. */
 struct sea_timer {
   uv_timer_t t;
+  uv_idle_t idle;
+  bool idle_open;
+  int open; /* handles still to close before t is freed */
+  uint64_t repeat;
   sea_timer_cb cb;
   void *data;
 };
 
+static _Thread_local unsigned timer_depth; /* timer callbacks on the stack (on the loop thread) */
+
 static void on_timer(uv_timer_t *t) {
   sea_timer_t *st = t->data;
+  timer_depth++;
   st->cb(st, st->data);
+  timer_depth--;
+}
+
+static void on_timer_turn(uv_idle_t *h) {
+  sea_timer_t *st = h->data;
+  uv_idle_stop(h);
+  uv_timer_start(&st->t, on_timer, 0, st->repeat);
 }
 
 static sea_timer_t *timer_start(sea_runtime_t *rt, uint64_t timeout, uint64_t repeat,
@@ -239,13 +259,31 @@ static sea_timer_t *timer_start(sea_runtime_t *rt, uint64_t timeout, uint64_t re
   t->t.data = t;
   t->cb = cb;
   t->data = data;
-  uv_timer_start(&t->t, on_timer, timeout, repeat);
+  t->repeat = repeat;
+  if (timeout == 0 && timer_depth > 0) {
+    uv_idle_init(rt->loop, &t->idle);
+    t->idle.data = t;
+    t->idle_open = true;
+    uv_idle_start(&t->idle, on_timer_turn);
+  } else {
+    uv_timer_start(&t->t, on_timer, timeout, repeat);
+  }
   return t;
 }
 
+static void timer_closed(uv_handle_t *h) {
+  sea_timer_t *t = h->data;
+  if (--t->open == 0)
+    sea__free(t);
+}
+
 static void timer_stop(sea_timer_t *t) {
-  if (t != NULL)
-    uv_close((uv_handle_t *)&t->t, close_free);
+  if (t == NULL)
+    return;
+  t->open = t->idle_open ? 2 : 1;
+  uv_close((uv_handle_t *)&t->t, timer_closed);
+  if (t->idle_open)
+    uv_close((uv_handle_t *)&t->idle, timer_closed);
 }
 
 struct sea_wakeup {

@@ -1,19 +1,13 @@
 # lib.sh: what the command-line test scripts share: a temp dir, the binary, and checks that count
 # passes and failures. Source it after setting BUILD; end the script with `finish`.
+source "$(dirname "${BASH_SOURCE[0]}")/count.sh"
 SS="$BUILD/seastreamer"
 export SEASTREAMER_PLUGIN_DIR="$BUILD/plugins"
 unset SEASTREAMER_PLUGIN_PATH
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-passed=0
-failed=0
 TS='[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}'
 
-ok() { passed=$((passed + 1)); }
-bad() {
-  failed=$((failed + 1))
-  echo "FAIL: $*" >&2
-}
 expect_status() { # NAME WANT GOT
   if [ "$3" -eq "$2" ]; then ok; else bad "$1: exit status $3, expected $2"; fi
 }

@@ -13,18 +13,7 @@ CC=${CC:-cc}
 T=$(mktemp -d "${TMPDIR:-/tmp}/seastreamer-prefix.XXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT
 trap 'exit 130' INT TERM
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() {
-  failed=$((failed + 1))
-  echo "FAIL: $*" >&2
-}
-die() {
-  bad "$*"
-  echo "$passed passed, $failed failed"
-  exit 1
-}
-show() { tail -n 40 "$1" | sed 's/^/    /' >&2; }
+source "$(dirname "${BASH_SOURCE[0]}")/../count.sh"
 clean() { timeout -k 5 60 env -i PATH=/usr/bin:/bin HOME="$T" "$@"; }
 
 # Where this build put the module of each Lua, relative to the prefix (GNUInstallDirs' libdir).

@@ -14,18 +14,7 @@ SRC=$(cd "$1" && pwd) || exit 2
 T=$(mktemp -d "${TMPDIR:-/tmp}/seastreamer-rock.XXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT
 trap 'exit 130' INT TERM
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() {
-  failed=$((failed + 1))
-  echo "FAIL: $*" >&2
-}
-die() {
-  bad "$*"
-  echo "$passed passed, $failed failed"
-  exit 1
-}
-show() { tail -n 40 "$1" | sed 's/^/    /' >&2; }
+source "$(dirname "${BASH_SOURCE[0]}")/../count.sh"
 # luarocks builds in the folder it runs in: give it a copy of the source, never the source tree.
 copy_source() {
   mkdir -p "$1"

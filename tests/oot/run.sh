@@ -23,21 +23,7 @@ CC=${CC:-cc}
 T=$(mktemp -d "${TMPDIR:-/tmp}/seastreamer-oot.XXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT
 trap 'exit 130' INT TERM # an interrupted run cleans up too
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); }
-bad() {
-  failed=$((failed + 1))
-  echo "FAIL: $*" >&2
-}
-# A step the rest depends on failed: report and stop.
-die() {
-  bad "$*"
-  echo "$passed passed, $failed failed"
-  exit 1
-}
-show() { sed 's/^/    /' "$1" >&2; }
+source "$(dirname "${BASH_SOURCE[0]}")/../count.sh"
 # expect_grep NAME PATTERN FILE
 expect_grep() {
   if grep -Eq -- "$2" "$3"; then ok; else

@@ -278,7 +278,22 @@ static const char *send_result(run_t *r, int idx) {
     return NULL;
   }
   if (t == LUA_TTABLE) {
-    size_t n = sea_lua_rawlen(L, idx);
+    size_t n = sea_lua_rawlen(L, idx), entries = 0;
+    /* A list and nothing else: a table with other keys (a decoded JSON object that was not
+     * encoded again, {a = 1}) would otherwise send nothing without a word. */
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+      lua_pop(L, 1);
+      if (++entries > n || lua_type(L, -1) != LUA_TNUMBER) {
+        const char *bad = lua_type(L, -1) == LUA_TSTRING
+                              ? lua_pushfstring(L, "the key '%s'", lua_tostring(L, -1))
+                              : lua_pushfstring(L, "a key of type %s", luaL_typename(L, -1));
+        return lua_pushfstring(L,
+                               "returned a table that is not a list (it has %s): return nil, a "
+                               "string, a message or a list of them",
+                               bad);
+      }
+    }
     for (size_t i = 1; i <= n; i++) {
       lua_rawgeti(L, idx, (int)i);
       int et = lua_type(L, -1);
@@ -544,10 +559,10 @@ int sea_lua_run(lua_State *L) {
       r->tick_ms = (uint64_t)lua_tonumber(L, -1);
     }
     lua_pop(L, 2);
-    if (r->fn_ref == LUA_NOREF && r->batch_ref == LUA_NOREF)
+    if (r->fn_ref == LUA_NOREF && r->batch_ref == LUA_NOREF && r->tick_ref == LUA_NOREF)
       return luaL_error(L,
                         "%s: the processor table has neither 'process' nor 'batch' (a function "
-                        "of a message or of a batch)",
+                        "of a message or of a batch) nor 'tick' (a source)",
                         r->script);
     if (r->fn_ref != LUA_NOREF && r->batch_ref != LUA_NOREF)
       return luaL_error(L, "%s: the processor table has both 'process' and 'batch'; keep one",
@@ -601,6 +616,12 @@ int sea_lua_run(lua_State *L) {
     return luaL_error(L, "seastreamer.run: no inputs: only a processor with a tick hook (a source) "
                          "runs without one");
   r->nin = sea_lua_rawlen(L, it);
+  if (r->nin > 0 && r->fn_ref == LUA_NOREF && r->batch_ref == LUA_NOREF)
+    return luaL_error(L,
+                      "%s: the processor table has neither 'process' nor 'batch' (a function of "
+                      "a message or of a batch), so it cannot take inputs; a source with only "
+                      "'tick' runs without --input",
+                      r->script);
   if (r->nin > MAX_INPUTS)
     return luaL_error(L, "seastreamer.run: at most %d inputs", MAX_INPUTS);
   for (size_t i = 0; i < r->nin; i++) {

@@ -141,6 +141,14 @@ describe("seastreamer run (" .. lua .. ")", function()
     assert.equals(2, bad_rc)
   end)
 
+  it("runs a source made only of tick (no process, no input)", function()
+    local f = write("src_tick.lua", "local n = 0\nreturn { tick_ms = 5, tick = function(out)\n" ..
+      "  n = n + 1\n  out:send(nil, 't' .. n)\n  if n == 3 then out:stop() end\nend }\n")
+    local rc, out, err = run(f .. " --output stdio:///src")
+    assert.equals(0, rc, err)
+    assert.same({ "t1", "t2", "t3" }, payloads(out))
+  end)
+
   it("batch mode sends everything", function()
     local rc, out = run(examples .. "/identity_batch.lua --input stdio:// --output stdio:///o",
       "1\n2\n3\n4\n5\n")
@@ -211,6 +219,16 @@ describe("seastreamer run (" .. lua .. ")", function()
     end)
     it("an unknown scheme", function()
       expect(3, "unknown scheme 'nosuch'", run(examples .. "/uppercase.lua --input nosuch://x --output stdio://"))
+    end)
+    it("a table that is not a list is an error, not silence", function()
+      local f = write("obj.lua", "return function(m)\n  return { a = 1 }\nend\n")
+      expect(2, "obj%.lua:1: processor returned a table that is not a list %(it has the key 'a'%)",
+        run(f .. " --input stdio:// --output stdio://", "x\n"))
+    end)
+    it("a tick-only source takes no input", function()
+      local f = write("tick_only.lua", "return { tick = function(out) out:stop() end }\n")
+      expect(2, "tick_only%.lua: .*cannot take inputs; a source with only 'tick' runs without %-%-input",
+        run(f .. " --input stdio:// --output stdio://"))
     end)
     it("a send to an output that does not exist", function()
       local f = write("named.lua", "return function(m, out)\n  out:send('nowhere', m)\nend\n")

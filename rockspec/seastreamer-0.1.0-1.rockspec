@@ -10,6 +10,9 @@
 rockspec_format = "3.0"
 package = "seastreamer"
 version = "0.1.0-1"
+-- The source URL is where the release is meant to be published; nothing here fetches it (the
+-- project has no public repository yet). tests/lua/rockspec.sh points it at a local tarball of
+-- this source, packs a source rock and installs that.
 source = {
   url = "git+https://github.com/SeaQL/sea-streamer-c",
   tag = "v0.1.0",

@@ -96,7 +96,8 @@ static void maybe_finish(sea_pipeline_t *pl);
 static void set_error_v(sea_pipeline_t *pl, int status, const char *fmt, va_list ap) {
   if (pl->status != 0)
     return; /* the first failure is the cause */
-  pl->status = status < 0 ? status : SEA_EIO;
+  /* A failure is never the end of a stream: SEA_EOF here would read as a clean exit. */
+  pl->status = status < 0 && status != SEA_EOF ? status : SEA_EIO;
   sea__vfmt(pl->errmsg, sizeof pl->errmsg, fmt, ap);
 }
 

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "test.h"
 #include "test_opts.h"
@@ -832,6 +833,91 @@ static int hold_member(const char *k, const char *group, int fd) {
     sea_runtime_run(rt, SEA_RUN_ONCE);
 }
 
+/* A commit still waiting for its XACK reply when the end of the stream is read completes, and
+ * completes well: the reply comes on the same connection right after the empty read. Each batch
+ * is acked and its commit asked for on the next loop turn, once the plugin has sent its next
+ * XREADGROUP; so the last commit's XACK follows the read that finds the end. (Failing it with
+ * the end's status made a pipeline record the end as its error and exit 0 whatever came after.) */
+typedef struct endcommit {
+  app_t a;
+  sea_consumer_t *c;
+  uv_timer_t t;
+  int asked, answered, failed, last_status;
+} endcommit_t;
+
+static void ec_done(void *data, int status) {
+  endcommit_t *e = data;
+  e->answered++;
+  if (status != 0) {
+    e->failed++;
+    e->last_status = status;
+  }
+}
+
+static void ec_commit(uv_timer_t *t) {
+  endcommit_t *e = t->data;
+  e->asked++;
+  CHECK_EQ_INT(sea_consumer_commit(e->c, ec_done, e), 0);
+}
+
+static void ec_batch(sea_consumer_t *c, const sea_batch_t *b) {
+  endcommit_t *e = sea_consumer_get_data(c);
+  on_batch(c, b);
+  uv_timer_start(&e->t, ec_commit, 0, 0);
+}
+
+static void ec_end(sea_consumer_t *c, int status) {
+  endcommit_t *e = sea_consumer_get_data(c);
+  e->a.ended = 1;
+  e->a.end_status = status;
+}
+
+static void test_commit_at_end(sea_runtime_t *rt) {
+  char k[64], u[160];
+  key(k, sizeof k, "endcommit");
+  uri(u, sizeof u, k);
+  sea_streamer_t *s;
+  CHECK_EQ_INT(sea_connect(rt, u, NULL, &s), 0);
+  sea_producer_t *p;
+  CHECK_EQ_INT(sea_producer_open(s, NULL, &p), 0);
+  app_t pa;
+  app_init(&pa, 0);
+  sea_producer_set_data(p, &pa);
+  sea_producer_set_callbacks(p, on_receipt, on_drain);
+  produce(rt, p, &pa, 0, 1000);
+
+  endcommit_t *e = calloc(1, sizeof *e);
+  app_init(&e->a, 1000);
+  uv_timer_init(sea_runtime_uv_loop(rt), &e->t);
+  e->t.data = e;
+  sea_options_t *o = opts("mode=resumable", "group=g", "reset=earliest", "stop_at_end=true",
+                          "batch=100");
+  CHECK_EQ_INT(sea_consumer_open(s, o, &e->c), 0);
+  sea_options_free(o);
+  sea_consumer_set_data(e->c, e);
+  e->a.ack_into = e->c;
+  e->a.ack_upto = 1000;
+  CHECK_EQ_INT(sea_consumer_start(e->c, ec_batch, ec_end), 0);
+  CHECK(run_until(rt, &e->a.ended, 1));
+  CHECK_EQ_INT(e->a.end_status, SEA_EOF);
+  CHECK_EQ_INT(e->a.distinct, 1000);
+  CHECK(e->asked >= 1);
+  CHECK(run_until(rt, &e->answered, e->asked));
+  CHECK_EQ_INT(e->failed, 0);
+  if (e->failed)
+    fprintf(stderr, "  a commit failed: %s (%s)\n", sea_strerror(e->last_status),
+            sea_consumer_errmsg(e->c));
+  CHECK_EQ_INT(pending_count(k, "g"), 0);
+  sea_consumer_close(e->c);
+  uv_close((uv_handle_t *)&e->t, NULL);
+  sea_runtime_run(rt, SEA_RUN_NOWAIT);
+  app_free(&e->a);
+  free(e);
+  app_free(&pa);
+  sea_producer_close(p);
+  sea_streamer_close(s);
+}
+
 static void test_claims(sea_runtime_t *rt, const char *self) {
   char k[64], u[160];
 
@@ -1331,6 +1417,7 @@ int main(int argc, char **argv) {
     test_interop(rt);
     test_fair(rt);
     test_groups(rt);
+    test_commit_at_end(rt);
     test_claims(rt, "/proc/self/exe");
   } else if (strcmp(argv[1], "bad") == 0) {
     test_bad(rt);

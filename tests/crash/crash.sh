@@ -153,13 +153,17 @@ crash_case() {
   local window
   window=$(whole_lines "$before" | only_in "$T/uncommitted" | wc -l)
 
-  # 3. Restart with -e: it must finish, with status 0.
+  # 3. Restart with -e: it must finish, with status 0 and nothing said (an error printed on a
+  #    clean exit once hid a failed final commit).
   bounded "${restart[@]}" >"$T/$name.2" 2>"$T/$name.err2"
   local st=$? restart_st
   restart_st=$st
   if [[ $st -eq 0 ]]; then ok; else
     bad "$label: the restart with -e: exit status $st: $(head -c 600 "$T/$name.err2")"
   fi
+  if [[ $st -eq 0 && -s $T/$name.err2 ]]; then
+    bad "$label: the restart with -e exited 0 but said: $(head -c 600 "$T/$name.err2")"
+  else ok; fi
 
   # 4. Count the union of everything written out.
   local outputs=("$T/$name.1" "$T/$name.2")

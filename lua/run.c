@@ -448,7 +448,8 @@ static int out_stop(lua_State *L) {
 /* ---------------------------------------------------------------------------------------------
  * Setup: seastreamer.run{ processor, inputs = {...}, outputs = {URI, name = URI},
  *   on_error = "stop"|"skip"|"dead-letter", dead_letter = URI, input_options = {...},
- *   output_options = {...}, tick_ms, max_instructions, max_ms, max_memory_kb, name, signals }
+ *   output_options = {...}, tick_ms, max_instructions, max_ms, max_memory_kb, name, signals,
+ *   exactly_once, transactional_id }
  * ------------------------------------------------------------------------------------------- */
 
 static uint64_t opt_u64(lua_State *L, const char *field) {
@@ -584,6 +585,14 @@ int sea_lua_run(lua_State *L) {
   r->max_kbytes = (size_t)opt_u64(L, "max_memory_kb");
   uint64_t max_count = opt_u64(L, "max_count");
   uint64_t commit_ms = opt_u64(L, "commit_interval_ms");
+  lua_getfield(L, 1, "exactly_once");
+  int exactly_once = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "transactional_id");
+  const char *txn_id = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
+  lua_pop(L, 1); /* the string stays referenced by the config table */
+  if (txn_id && !exactly_once)
+    return luaL_error(L, "seastreamer.run: transactional_id is for exactly_once = true");
 
   lua_getfield(L, 1, "on_error");
   const char *pol = lua_isnil(L, -1) ? "stop" : luaL_checkstring(L, -1);
@@ -725,6 +734,8 @@ int sea_lua_run(lua_State *L) {
       .on_inputs_ended = on_inputs_ended,
       .on_skipped = on_skipped,
       .on_done = on_done,
+      .exactly_once = exactly_once,
+      .transactional_id = txn_id,
   };
   if ((rc = sea_pipeline_new(r->rt, &pc, &r->pl)) != 0)
     run_error(r, rc, "cannot create the pipeline: %s", sea_runtime_errmsg(r->rt));

@@ -1,13 +1,25 @@
 /* runner.c: seastreamer-run-<lua>, the program behind `seastreamer run`: parses the command
  * line, loads the script in a Lua state with a memory limit, and hands it to seastreamer.run. */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include <lualib.h>
 
 #include "seastreamer_lua.h"
+
+/* Built by LuaRocks against LuaJIT's headers, the build system does not say so: look. */
+#if !defined(SEA_LUAJIT) && LUA_VERSION_NUM == 501 && defined(__has_include)
+#if __has_include(<luajit.h>)
+#define SEA_LUAJIT 1
+#endif
+#endif
+#ifdef SEA_LUAJIT
+#include <luajit.h>
+#endif
 
 #ifdef SEA_LUAJIT
 #define RUNNER_LUA "LuaJIT"
@@ -43,6 +55,8 @@ static const char help[] =
     "  --max-ms N               a processor call may run at most N ms (both limits turn\n"
     "                           LuaJIT's compiler off: compiled code never checks them)\n"
     "  --max-memory MB          the Lua heap's limit (default 1024)\n"
+    "                           (the three limits also bound loading SCRIPT and running its\n"
+    "                           top-level code, as one call)\n"
     "  --tick-ms N              the tick hook's interval (default: the script's tick_ms, 1000)\n"
     "  -c, --count N            stop after N input messages: exactly those are committed\n"
     "  --commit-interval MS     commit the inputs' positions every MS ms (default 1000): what\n"
@@ -50,6 +64,10 @@ static const char help[] =
     "  -I key=value             an option for every input (mode, group, start, batch, ...)\n"
     "  -O key=value             an option for every output\n"
     "  -e                       stop when the inputs are caught up (stop_at_end=true)\n"
+    "  --exactly-once           Kafka to Kafka: each commit window is one transaction holding\n"
+    "                           the outputs and the inputs' positions (docs/delivery.md)\n"
+    "  --transactional-id ID    with --exactly-once: the transactional.id (default: derived\n"
+    "                           from the groups and topics, and the host if load-balanced)\n"
     "\n"
     "exit status: 0 done; 1 a stream failed; 2 bad usage, a bad script or a processor\n"
     "error (with the script's name and line); 3 no backend.\n";
@@ -80,6 +98,56 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (p != NULL || nsize == 0)
     h->used = h->used - osize + nsize;
   return p;
+}
+
+/* The limits while the script loads and its top-level code runs, as one call: the count hook
+ * (load_hook) finds them here. seastreamer.run applies them per call afterwards. */
+typedef struct load_limits {
+  const char *script;
+  uint64_t max_instructions, budget; /* 0: none */
+  uint64_t max_ms, deadline_ns;      /* 0: none */
+  int tripped;                       /* the hook raised its error */
+  char msg[512];                     /* that error */
+} load_limits_t;
+
+static load_limits_t *load_limits;
+
+static void load_hook(lua_State *L, lua_Debug *ar) {
+  load_limits_t *g = load_limits;
+  if (g == NULL)
+    return;
+  if (g->tripped) {
+    /* The script caught the error (pcall) and went on: a Lua error cannot stop it, so end the
+     * program here; nothing is open yet but the Lua state. */
+    fprintf(stderr, "seastreamer run: %s failed while loading: %s (and went on after it)\n",
+            g->script, g->msg);
+    fflush(stderr);
+    exit(EXIT_USAGE);
+  }
+  const char *what = NULL;
+  uint64_t limit = 0;
+  if (g->max_instructions) {
+    if (g->budget <= 1000) {
+      what = "instruction";
+      limit = g->max_instructions;
+    } else {
+      g->budget -= 1000;
+    }
+  }
+  if (what == NULL && g->max_ms && uv_hrtime() > g->deadline_ns) {
+    what = "time";
+    limit = g->max_ms;
+  }
+  if (what == NULL)
+    return;
+  /* Say where the script was when it was stopped. */
+  lua_getinfo(L, "Sl", ar);
+  snprintf(g->msg, sizeof g->msg, "%s:%d: %s limit exceeded while loading (--max-%s %llu)",
+           ar->short_src, ar->currentline, what, what[0] == 'i' ? "instructions" : "ms",
+           (unsigned long long)limit);
+  g->tripped = 1;
+  lua_pushstring(L, g->msg);
+  lua_error(L);
 }
 
 static int exit_for_code(const char *code) {
@@ -147,6 +215,11 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
       *script = a;
       continue;
     }
+    if (strcmp(a, "--exactly-once") == 0) {
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, "exactly_once");
+      continue;
+    }
     if (strcmp(a, "-e") == 0) {
       lua_getfield(L, -1, "input_options");
       lua_pushstring(L, "true");
@@ -204,6 +277,9 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
                    : strcmp(a, "--commit-interval") == 0  ? "commit_interval_ms"
                    : strcmp(a, "--max-instructions") == 0 ? "max_instructions"
                                                           : "max_count");
+    } else if (strcmp(a, "--transactional-id") == 0) {
+      lua_pushstring(L, v);
+      lua_setfield(L, -2, "transactional_id");
     } else if (strcmp(a, "--max-memory") == 0) {
       if (!positive(v, &num))
         return usage_error("--max-memory needs a positive number of MB, not '%s'", v);
@@ -228,10 +304,63 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
   return 0;
 }
 
+/* Load the script and run its top-level code within the limits in the config table at cfg (and
+ * the heap's), as one call. Leaves what it returned on the stack and returns 0, or prints the
+ * error and returns an exit status. */
+static int load_script(lua_State *L, int cfg, const char *script, heap_t *heap, double max_mb) {
+  load_limits_t lim;
+  memset(&lim, 0, sizeof lim);
+  lim.script = script;
+  lua_getfield(L, cfg, "max_instructions");
+  lim.max_instructions = (uint64_t)lua_tonumber(L, -1); /* parse_args made it positive or nil */
+  lua_getfield(L, cfg, "max_ms");
+  lim.max_ms = (uint64_t)lua_tonumber(L, -1);
+  lua_pop(L, 2);
+  int limited = lim.max_instructions || lim.max_ms;
+  if (limited) {
+#ifdef SEA_LUAJIT
+    /* Compiled code never calls hooks: the limits need the interpreter. */
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+#endif
+    lim.budget = lim.max_instructions;
+    lim.deadline_ns = uv_hrtime() + lim.max_ms * 1000000u;
+    load_limits = &lim;
+    lua_sethook(L, load_hook, LUA_MASKCOUNT, 1000);
+  }
+  int rc = luaL_loadfile(L, script);
+  if (rc == 0)
+    rc = lua_pcall(L, 0, 1, 0);
+  else
+    lua_pushfstring(L, "cannot load %s", lua_tostring(L, -1));
+  if (limited) {
+    lua_sethook(L, NULL, 0, 0);
+    load_limits = NULL;
+#ifdef SEA_LUAJIT
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
+#endif
+  }
+  /* A limit hit counts even if the script caught the error and returned a processor anyway. */
+  const char *why = NULL;
+  if (heap->tripped)
+    why = lua_pushfstring(L, "memory limit exceeded while loading (--max-memory %s MB)",
+                          lua_tostring(L, lua_gettop(L) + 0 * 0) ? "" : "");
+  (void)max_mb;
+  if (why == NULL && lim.tripped)
+    why = lim.msg;
+  if (why == NULL && lim.max_ms && uv_hrtime() > lim.deadline_ns)
+    why = lua_pushfstring(L, "time limit exceeded while loading (--max-ms %d)", (int)lim.max_ms);
+  if (rc == 0 && why == NULL)
+    return 0;
+  const char *err = lua_tostring(L, rc == 0 ? -1 : -1);
+  (void)err;
+  return EXIT_USAGE;
+}
+
 static int run_main(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
   char **argv = lua_touserdata(L, 2);
   double *max_mb = lua_touserdata(L, 3);
+  heap_t *heap = lua_touserdata(L, 4);
   lua_settop(L, 0);
   const char *script = NULL;
   int rc = parse_args(L, argc, argv, &script, max_mb);
@@ -246,15 +375,9 @@ static int run_main(lua_State *L) {
   lua_setfield(L, cfg, "max_memory_kb");
   lua_pushboolean(L, 1);
   lua_setfield(L, cfg, "signals");
-  if (luaL_loadfile(L, script) != 0) {
-    fprintf(stderr, "seastreamer run: cannot load %s\n", lua_tostring(L, -1));
-    lua_pushinteger(L, EXIT_USAGE);
-    return 1;
-  }
-  if (lua_pcall(L, 0, 1, 0) != 0) {
-    fprintf(stderr, "seastreamer run: %s failed while loading: %s\n", script,
-            lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error object is not a string)");
-    lua_pushinteger(L, EXIT_USAGE);
+  rc = load_script(L, cfg, script, heap, *max_mb);
+  if (rc != 0) {
+    lua_pushinteger(L, rc);
     return 1;
   }
   lua_setfield(L, cfg, "processor");

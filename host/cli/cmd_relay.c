@@ -109,7 +109,7 @@ out:
   return cli_exit_for(rc);
 }
 
-enum { OPT_MODE = 256, OPT_HELP, OPT_COMMIT };
+enum { OPT_MODE = 256, OPT_HELP, OPT_COMMIT, OPT_EOS, OPT_TXID };
 
 static const char relay_help[] =
     "usage: seastreamer relay [options] IN_URI OUT_URI\n"
@@ -130,7 +130,12 @@ static const char relay_help[] =
     "  -e               stop when the input is caught up (stop_at_end=true)\n"
     "  -G GROUP         consume in a load-balanced group\n"
     "  --mode MODE      realtime|resumable|load-balanced\n"
-    "  --keep-meta      keep the input's sequence numbers where the output can (stdio)\n";
+    "  --keep-meta      keep the input's sequence numbers where the output can (stdio)\n"
+    "  --exactly-once   Kafka to Kafka: each commit window is one transaction holding the\n"
+    "                   output and the input's position (read it with\n"
+    "                   isolation.level=read_committed; docs/delivery.md)\n"
+    "  --transactional-id ID  with --exactly-once: the producer's transactional.id (default:\n"
+    "                   derived from the group and topics, and the host if load-balanced)\n";
 
 static const char consume_help[] =
     "usage: seastreamer consume [options] URI\n"
@@ -183,6 +188,8 @@ static int run(kind_t kind, int argc, char **argv) {
   static const struct option longopts[] = {{"mode", required_argument, NULL, OPT_MODE},
                                            {"keep-meta", no_argument, NULL, 'M'},
                                            {"commit-interval", required_argument, NULL, OPT_COMMIT},
+                                           {"exactly-once", no_argument, NULL, OPT_EOS},
+                                           {"transactional-id", required_argument, NULL, OPT_TXID},
                                            {"help", no_argument, NULL, OPT_HELP},
                                            {NULL, 0, NULL, 0}};
   job_t j;
@@ -248,6 +255,19 @@ static int run(kind_t kind, int argc, char **argv) {
         rc = EXIT_USAGE;
       }
       break;
+    case OPT_EOS:
+    case OPT_TXID:
+      if (kind != KIND_RELAY) {
+        cli_error(j.cmd, "--%s is for relay and run (Kafka to Kafka)",
+                  c == OPT_EOS ? "exactly-once" : "transactional-id");
+        rc = EXIT_USAGE;
+        break;
+      }
+      if (c == OPT_EOS)
+        j.cfg.exactly_once = 1;
+      else
+        j.cfg.transactional_id = optarg;
+      break;
     case OPT_HELP:
       fputs(helps[kind], stdout);
       sea_options_free(j.in_opts);
@@ -268,6 +288,10 @@ static int run(kind_t kind, int argc, char **argv) {
   int want = kind == KIND_RELAY ? 2 : 1;
   if (rc == 0 && argc - optind != want) {
     cli_error(j.cmd, "expected %s (see --help)", kind == KIND_RELAY ? "IN_URI OUT_URI" : "URI");
+    rc = EXIT_USAGE;
+  }
+  if (rc == 0 && j.cfg.transactional_id && !j.cfg.exactly_once) {
+    cli_error(j.cmd, "--transactional-id is for --exactly-once");
     rc = EXIT_USAGE;
   }
   if (rc == 0 && kind != KIND_PRODUCE && j.cfg.message_key) {

@@ -10,6 +10,7 @@
  * that is not done, whatever order receipts come back in. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -48,6 +49,15 @@ struct pl_input {
   bool started, ended, paused;
   bool dirty; /* acknowledged since the last commit */
   bool committing;
+  /* Exactly once: the last done position of each stream and shard since the window's start,
+   * acknowledged only as the window closes (right before send_offsets), so nothing done in a
+   * window that is then aborted is ever acknowledged to the backend. */
+  struct eos_mark {
+    const char *key;
+    uint64_t shard;
+    uint64_t pos;
+  } * marks;
+  size_t nmarks, capmarks;
 };
 
 /* A send that met a full output: kept (the message's block retained) until the output drains. */
@@ -63,9 +73,20 @@ typedef struct pl_output {
   sea_producer_t *p;
   const char *uri;
   overflow_t *of_head, *of_tail;
-  bool stopped;  /* flushed or ended at stop */
-  bool stopping; /* its flush or end is under way */
+  bool stopped;      /* flushed or ended at stop */
+  bool stopping;     /* its flush or end is under way */
+  int txn_ops;       /* exactly once: its transaction operation out (the callback frees it late) */
+  uint64_t inflight; /* sends without a receipt yet */
 } pl_output_t;
+
+/* Exactly once: the state of the transaction of the current commit window. */
+enum {
+  TXN_OFF = 0,    /* not exactly once, or not begun */
+  TXN_OPEN,       /* sends go into it; the processor runs */
+  TXN_DRAINING,   /* window closing: no processor call; the overflow goes in, receipts come */
+  TXN_COMMITTING, /* offsets and commit (or abort) out: sends wait in the overflow */
+  TXN_ENDED       /* the last one committed or aborted: the pipeline is finishing */
+};
 
 struct sea_pipeline {
   sea_runtime_t *rt;
@@ -84,6 +105,12 @@ struct sea_pipeline {
   int commits_out;     /* commits in flight */
   int status;
   uv_timer_t *timer; /* the commit timer, freed in its close callback */
+  pl_output_t *txo;  /* exactly once: the transactional producer every output's sends go through */
+  int txn;           /* TXN_* */
+  int offsets_out;   /* send_offsets in flight */
+  bool txn_aborting; /* the transaction operation out is an abort */
+  uint64_t window_sends; /* sends into the open transaction */
+  char txn_id[256];
   sea_pipeline_stats_t st;
   char errmsg[SEA__ERRMSG_MAX];
   char why[SEA__ERRMSG_MAX]; /* the processor's reason for its last rejection */
@@ -92,6 +119,14 @@ struct sea_pipeline {
 static void begin_stop(sea_pipeline_t *pl);
 static void process_work(sea_pipeline_t *pl);
 static void maybe_finish(sea_pipeline_t *pl);
+static void eos_close(sea_pipeline_t *pl);
+static void eos_progress(sea_pipeline_t *pl);
+static void on_drain(sea_producer_t *p);
+
+/* Exactly once: no processor call while a window closes (its sends would miss the commit). */
+static inline bool txn_holds(const sea_pipeline_t *pl) {
+  return pl->txn == TXN_DRAINING || pl->txn == TXN_COMMITTING;
+}
 
 static void set_error_v(sea_pipeline_t *pl, int status, const char *fmt, va_list ap) {
   if (pl->status != 0)
@@ -123,13 +158,38 @@ static void pbatch_free(pbatch_t *pb) {
   sea__free(pb);
 }
 
+/* Exactly once: remember m as its stream's and shard's last done message of the window. */
+static int eos_mark(pl_input_t *in, const sea_message_t *m) {
+  for (size_t i = 0; i < in->nmarks; i++) {
+    if (in->marks[i].key == m->meta.stream_key && in->marks[i].shard == m->meta.shard_id) {
+      in->marks[i].pos = m->backend_pos;
+      return 0;
+    }
+  }
+  if (in->nmarks == in->capmarks) {
+    size_t cap = in->capmarks ? in->capmarks * 2 : 8;
+    struct eos_mark *v = sea__realloc(in->marks, cap * sizeof *v);
+    if (v == NULL) {
+      set_error(in->pl, SEA_ENOMEM, "exactly-once: out of memory tracking positions of %s",
+                in->uri);
+      begin_stop(in->pl);
+      return SEA_ENOMEM;
+    }
+    in->marks = v;
+    in->capmarks = cap;
+  }
+  in->marks[in->nmarks++] = (struct eos_mark){m->meta.stream_key, m->meta.shard_id, m->backend_pos};
+  return 0;
+}
+
 /* Acknowledge, in delivery order, every message that is processed and no longer held. */
 static void advance_acks(pl_input_t *in) {
   sea_pipeline_t *pl = in->pl;
   while (in->head) {
     pbatch_t *pb = in->head;
     while (pb->next_ack < pb->next_proc && pb->slots[pb->next_ack].pending == 0) {
-      if (in->ack && sea_consumer_ack(in->c, &pb->batch->msgs[pb->next_ack]) == 0)
+      const sea_message_t *m = &pb->batch->msgs[pb->next_ack];
+      if (in->ack && (pl->txo ? eos_mark(in, m) : sea_consumer_ack(in->c, m)) == 0)
         in->dirty = true;
       pb->next_ack++;
       pl->st.done++;
@@ -178,7 +238,11 @@ static void commit_all(sea_pipeline_t *pl) {
 
 static void on_commit_timer(uv_timer_t *t) {
   sea_pipeline_t *pl = t->data;
-  if (pl != NULL && !pl->finishing)
+  if (pl == NULL || pl->finishing)
+    return;
+  if (pl->txo)
+    eos_close(pl);
+  else
     commit_all(pl);
 }
 
@@ -190,6 +254,8 @@ static void on_receipt(sea_producer_t *p, void *token, int status, const sea_met
   pl_output_t *o = sea_producer_get_data(p);
   sea_pipeline_t *pl = o->pl;
   slot_t *s = token;
+  if (o->inflight > 0)
+    o->inflight--;
   if (status == 0) {
     pl->st.receipted++;
   } else if (status != SEA_ECANCELED) {
@@ -208,10 +274,10 @@ static void on_receipt(sea_producer_t *p, void *token, int status, const sea_met
   }
   /* A send that failed keeps its message's hold for good: neither it nor anything its input
    * delivered after it is acknowledged. */
-  if (s == NULL || status != 0)
-    return;
-  if (--s->pending == 0)
+  if (s != NULL && status == 0 && --s->pending == 0)
     advance_acks(slot_batch(s)->in);
+  if (o == pl->txo && pl->txn == TXN_DRAINING)
+    eos_progress(pl);
 }
 
 /* Send now; the slot's hold is taken first, since a backend may give the receipt inside. */
@@ -219,9 +285,11 @@ static inline int send_now(pl_output_t *o, const sea_message_t *m, unsigned flag
   if (slot)
     slot->pending++;
   int rc = sea__producer_send_flags(o->p, m, flags ? SEA_SEND_KEEP_META : 0, slot);
-  if (rc == 0)
+  if (rc == 0) {
     o->pl->st.sent++;
-  else if (slot)
+    o->inflight++;
+    o->pl->window_sends++;
+  } else if (slot)
     slot->pending--;
   return rc;
 }
@@ -284,8 +352,11 @@ static overflow_t *overflow_new(const sea_message_t *m) {
 static void on_drain(sea_producer_t *p) {
   pl_output_t *o = sea_producer_get_data(p);
   sea_pipeline_t *pl = o->pl;
-  if (pl->stopping)
-    return; /* what is still in the overflow stays unsent, and its messages unacknowledged */
+  if (pl->txn == TXN_COMMITTING || pl->txn == TXN_ENDED)
+    return; /* no transaction takes sends now: the next one gets them */
+  if (pl->stopping && !(o == pl->txo && pl->status == 0))
+    return; /* what is still in the overflow stays unsent, and its messages unacknowledged (with
+               exactly once, a clean stop sends it into the last transaction) */
   while (o->of_head) {
     overflow_t *ov = o->of_head;
     int rc = send_now(o, &ov->m, ov->flags, ov->slot);
@@ -305,7 +376,9 @@ static void on_drain(sea_producer_t *p) {
   }
   o->of_tail = NULL;
   pl->blocked--;
-  if (pl->blocked == 0 && !pl->stopping)
+  if (pl->txn == TXN_DRAINING)
+    eos_progress(pl);
+  else if (pl->blocked == 0 && !pl->stopping)
     process_work(pl);
   else if (pl->stopping)
     maybe_finish(pl);
@@ -317,10 +390,22 @@ int sea_pipeline_send(sea_pipeline_t *pl, size_t output, const sea_message_t *m,
   if (pl->done || pl->finishing)
     return SEA_ESTATE;
   pl_output_t *o = pl->out[output];
+  sea_message_t routed;
+  if (pl->txo) {
+    /* Exactly once: every output's sends go into the one transaction, to that output's key. */
+    if (m->meta.stream_key == NULL && o->p->anchor != pl->txo->p->anchor) {
+      if (o->p->anchor == NULL)
+        return SEA_EKEY; /* as that output would: it names no stream key, nor does m */
+      routed = *m;
+      routed.meta.stream_key = o->p->anchor;
+      m = &routed;
+    }
+    o = pl->txo;
+  }
   if (o->stopped)
     return SEA_ESTATE;
   slot_t *slot = pl->in_call ? pl->cur : NULL;
-  if (o->of_head == NULL) {
+  if (o->of_head == NULL && pl->txn != TXN_COMMITTING) {
     int rc = send_now(o, m, flags, slot);
     if (rc != SEA_EAGAIN)
       return rc;
@@ -441,10 +526,10 @@ static void process_work(sea_pipeline_t *pl) {
   if (pl->processing)
     return; /* a callback of the processor's own sends: the running loop goes on */
   pl->processing++;
-  while (pl->work_head && !pl->stopping && pl->blocked == 0) {
+  while (pl->work_head && !pl->stopping && pl->blocked == 0 && !txn_holds(pl)) {
     pbatch_t *pb = pl->work_head;
     size_t count = pb->batch->count;
-    while (pb->next_proc < count && !pl->stopping && pl->blocked == 0) {
+    while (pb->next_proc < count && !pl->stopping && pl->blocked == 0 && !txn_holds(pl)) {
       uint64_t left = pl->cfg.max_count ? pl->cfg.max_count - pl->st.processed : UINT64_MAX;
       if (left == 0) {
         pl->stop_requested = true;
@@ -483,6 +568,9 @@ static void process_work(sea_pipeline_t *pl) {
     begin_stop(pl);
     return;
   }
+  if (txn_holds(pl))
+    return; /* a window closes: its transaction's end goes on with the work (inputs keep
+               delivering meanwhile: a pause per window would cost more than the queue) */
   if (pl->blocked) {
     for (size_t i = 0; i < pl->nin; i++) {
       pl_input_t *in = pl->in[i];
@@ -563,6 +651,8 @@ static void on_end(sea_consumer_t *c, int status) {
  * Stopping: no more input; the outputs confirm what was sent; what is done is committed.
  * ------------------------------------------------------------------------------------------- */
 
+static bool eos_finish(sea_pipeline_t *pl);
+
 static void maybe_finish(sea_pipeline_t *pl) {
   if (pl->done || !pl->stopping || pl->flushing > 0)
     return;
@@ -571,9 +661,16 @@ static void maybe_finish(sea_pipeline_t *pl) {
     for (size_t i = 0; i < pl->nin; i++)
       advance_acks(pl->in[i]);
   }
-  /* The last commit of each input: an input whose timer commit is still out commits again once
-   * it is back (after_commit comes here), or what it acknowledged since would stay uncommitted. */
-  commit_all(pl);
+  if (pl->txo) {
+    /* Exactly once: the last window is committed (aborted after a failure) as a whole. */
+    if (!eos_finish(pl) || pl->done)
+      return;
+  } else {
+    /* The last commit of each input: an input whose timer commit is still out commits again
+     * once it is back (after_commit comes here), or what it acknowledged since would stay
+     * uncommitted. */
+    commit_all(pl);
+  }
   if (pl->done || pl->commits_out > 0)
     return; /* a commit that completed at once finished the pipeline; or one is out */
   pl->done = true;
@@ -588,7 +685,8 @@ static void after_output_stop(void *data, int status) {
   sea_pipeline_t *pl = o->pl;
   o->stopping = false;
   if (pl == NULL) { /* the pipeline was freed while the flush was out */
-    sea__free(o);
+    if (o->txn_ops == 0)
+      sea__free(o);
     return;
   }
   if (status != 0 && status != SEA_ECANCELED)
@@ -615,14 +713,15 @@ static void begin_stop(sea_pipeline_t *pl) {
   if (pl->status == 0 && pl->cfg.on_stopping)
     pl->cfg.on_stopping(pl, pl->cfg.data);
   pl->flushing = 1;
-  for (size_t i = 0; i < pl->nout; i++) {
-    pl_output_t *o = pl->out[i];
+  for (size_t i = 0; i < pl->nout + (pl->txo != NULL); i++) {
+    pl_output_t *o = i < pl->nout ? pl->out[i] : pl->txo;
     /* A send still in an overflow is not confirmed: its message stays unacknowledged. */
     o->stopped = true;
     o->stopping = true;
     pl->flushing++;
-    int rc = pl->cfg.end_outputs ? sea_producer_end(o->p, after_output_stop, o)
-                                 : sea_producer_flush(o->p, after_output_stop, o);
+    /* The transactional producer's flush waits for its receipts; its transaction is ours. */
+    int rc = pl->cfg.end_outputs && o != pl->txo ? sea_producer_end(o->p, after_output_stop, o)
+                                                 : sea_producer_flush(o->p, after_output_stop, o);
     if (rc != 0) {
       o->stopping = false;
       set_error(pl, sea_producer_error(o->p) ? sea_producer_error(o->p) : rc, "output %s: %s",
@@ -648,6 +747,357 @@ void sea_pipeline_fail(sea_pipeline_t *pl, int status, const char *fmt, ...) {
   set_error_v(pl, status, fmt, ap);
   va_end(ap);
   sea_pipeline_stop(pl);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Exactly once: each commit window is one transaction of one producer, which carries the sends
+ * of every output and the inputs' positions (send_offsets). A window closes on the commit timer:
+ * the processor is not called, what waits in the overflow goes in, every send gets its receipt,
+ * the window's last done positions are acknowledged and sent into the transaction, and it is
+ * committed; then the next one begins. A clean stop commits the last window, a failure aborts it.
+ * ------------------------------------------------------------------------------------------- */
+
+static bool same_nodes(const sea_uri_t *a, const sea_uri_t *b) {
+  if (a->node_count != b->node_count)
+    return false;
+  for (size_t i = 0; i < a->node_count; i++)
+    if (strcmp(a->nodes[i], b->nodes[i]) != 0)
+      return false;
+  return true;
+}
+
+static void eos_begin(sea_pipeline_t *pl);
+static void eos_abort(sea_pipeline_t *pl);
+
+/* The end of a commit or an abort. */
+static void after_txn_end(void *data, int status) {
+  pl_output_t *o = data;
+  sea_pipeline_t *pl = o->pl;
+  o->txn_ops--;
+  if (pl == NULL) { /* the pipeline was freed while it was out */
+    if (!o->stopping && o->txn_ops == 0)
+      sea__free(o);
+    return;
+  }
+  pl->commits_out--;
+  bool aborted = pl->txn_aborting;
+  pl->txn_aborting = false;
+  if (status != 0) {
+    if (status != SEA_ECANCELED)
+      set_error(pl, status, "exactly-once: %s of transaction %s: %s", aborted ? "abort" : "commit",
+                pl->txn_id, sea_producer_errmsg(o->p));
+    pl->txn = TXN_ENDED;
+    begin_stop(pl);
+    maybe_finish(pl);
+    return;
+  }
+  if (aborted)
+    pl->st.aborts++;
+  else
+    pl->st.commits++;
+  pl->window_sends = 0;
+  if (aborted || pl->status != 0 || (pl->stopping && o->of_head == NULL)) {
+    pl->txn = TXN_ENDED;
+    begin_stop(pl);
+    maybe_finish(pl);
+    return;
+  }
+  eos_begin(pl); /* also when stopping with sends that waited: they go into one more */
+}
+
+static void eos_commit(sea_pipeline_t *pl) {
+  pl_output_t *o = pl->txo;
+  o->txn_ops++;
+  pl->commits_out++;
+  int rc = sea_producer_txn_commit(o->p, after_txn_end, o);
+  if (rc != 0) {
+    o->txn_ops--;
+    pl->commits_out--;
+    set_error(pl, rc, "exactly-once: commit of transaction %s: %s", pl->txn_id,
+              sea_producer_errmsg(o->p));
+    pl->txn = TXN_ENDED;
+    begin_stop(pl);
+    maybe_finish(pl);
+  }
+}
+
+static void eos_abort(sea_pipeline_t *pl) {
+  pl_output_t *o = pl->txo;
+  pl->txn = TXN_COMMITTING;
+  pl->txn_aborting = true;
+  o->txn_ops++;
+  pl->commits_out++;
+  int rc = sea_producer_txn_abort(o->p, after_txn_end, o);
+  if (rc != 0) {
+    o->txn_ops--;
+    pl->commits_out--;
+    pl->txn_aborting = false;
+    set_error(pl, rc, "exactly-once: abort of transaction %s: %s", pl->txn_id,
+              sea_producer_errmsg(o->p));
+    pl->txn = TXN_ENDED; /* closing the producer aborts it */
+    begin_stop(pl);
+    maybe_finish(pl);
+  }
+}
+
+static void after_offsets(void *data, int status) {
+  pl_input_t *in = data;
+  sea_pipeline_t *pl = in->pl;
+  in->committing = false;
+  if (pl == NULL) {
+    sea__free(in);
+    return;
+  }
+  pl->offsets_out--;
+  if (status != 0 && status != SEA_ECANCELED)
+    set_error(pl, status, "exactly-once: the positions of %s into transaction %s: %s", in->uri,
+              pl->txn_id, sea_producer_errmsg(pl->txo->p));
+  if (pl->offsets_out > 0)
+    return;
+  if (pl->status != 0)
+    eos_abort(pl);
+  else
+    eos_commit(pl);
+}
+
+/* Close the window once nothing of it is on its way: acknowledge, send offsets, commit. */
+static void eos_progress(sea_pipeline_t *pl) {
+  pl_output_t *o = pl->txo;
+  if (pl->txn != TXN_DRAINING || o->of_head != NULL || o->inflight > 0)
+    return;
+  if (pl->status != 0) {
+    eos_abort(pl);
+    return;
+  }
+  pl->txn = TXN_COMMITTING;
+  bool any = false;
+  for (size_t i = 0; i < pl->nin && pl->status == 0; i++) {
+    pl_input_t *in = pl->in[i];
+    if (!in->dirty)
+      continue;
+    in->dirty = false;
+    for (size_t k = 0; k < in->nmarks; k++) {
+      sea_message_t m;
+      memset(&m, 0, sizeof m);
+      m.meta.stream_key = in->marks[k].key;
+      m.meta.shard_id = in->marks[k].shard;
+      m.backend_pos = in->marks[k].pos;
+      m.meta.seq = in->marks[k].pos;
+      int rc = sea_consumer_ack(in->c, &m);
+      if (rc != 0) {
+        set_error(pl, rc, "exactly-once: input %s: %s", in->uri, sea_consumer_errmsg(in->c));
+        break;
+      }
+    }
+    in->nmarks = 0;
+    if (pl->status != 0)
+      break;
+    in->committing = true;
+    pl->offsets_out++;
+    int rc = sea_producer_txn_send_offsets(o->p, in->c, after_offsets, in);
+    if (rc != 0) {
+      in->committing = false;
+      pl->offsets_out--;
+      set_error(pl, rc, "exactly-once: the positions of %s into transaction %s: %s", in->uri,
+                pl->txn_id, sea_producer_errmsg(o->p));
+      break;
+    }
+    any = true;
+  }
+  if (pl->offsets_out > 0)
+    return; /* after_offsets commits (or aborts) once the last is in */
+  if (pl->status != 0) {
+    eos_abort(pl);
+    return;
+  }
+  if (!any && pl->window_sends == 0 && !pl->stopping) {
+    pl->txn = TXN_OPEN; /* nothing happened in this window: it goes on */
+    process_work(pl);
+    return;
+  }
+  eos_commit(pl);
+}
+
+static void eos_close(sea_pipeline_t *pl) {
+  if (pl->txn != TXN_OPEN || pl->stopping)
+    return;
+  pl->txn = TXN_DRAINING;
+  eos_progress(pl);
+}
+
+static void eos_begin(sea_pipeline_t *pl) {
+  pl_output_t *o = pl->txo;
+  int rc = sea_producer_txn_begin(o->p);
+  if (rc != 0) {
+    set_error(pl, rc, "exactly-once: cannot begin a transaction on %s: %s", o->uri,
+              sea_producer_errmsg(o->p));
+    pl->txn = TXN_ENDED;
+    begin_stop(pl);
+    maybe_finish(pl);
+    return;
+  }
+  pl->txn = pl->stopping ? TXN_DRAINING : TXN_OPEN;
+  if (o->of_head)
+    on_drain(o->p); /* the sends that waited for it: then processing, or the window's end */
+  else if (pl->stopping)
+    maybe_finish(pl);
+  else
+    process_work(pl);
+}
+
+/* At the stop: true once the last transaction is committed or aborted. */
+static bool eos_finish(sea_pipeline_t *pl) {
+  switch (pl->txn) {
+  case TXN_OFF:
+  case TXN_ENDED:
+    return true;
+  case TXN_COMMITTING:
+    return false; /* after_txn_end comes back here */
+  default:
+    break;
+  }
+  if (pl->status != 0) {
+    if (pl->offsets_out == 0)
+      eos_abort(pl);
+    return pl->txn == TXN_ENDED;
+  }
+  pl->txn = TXN_DRAINING;
+  if (pl->txo->of_head)
+    on_drain(pl->txo->p); /* what the processor sent last goes into the last transaction */
+  else
+    eos_progress(pl);
+  return pl->txn == TXN_ENDED;
+}
+
+static int eos_refuse(sea_pipeline_t *pl, const char *fmt, ...) SEA__PRINTF(2, 3);
+static int eos_refuse(sea_pipeline_t *pl, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  set_error_v(pl, SEA_EINVAL, fmt, ap);
+  va_end(ap);
+  return SEA_EINVAL;
+}
+
+/* The default transactional.id: the inputs' groups and stream keys, so that a restart of the
+ * same processor fences its dead predecessor and aborts what it left open; with a load-balanced
+ * input, this host's name too (members on other hosts must not fence each other). */
+static void eos_default_id(sea_pipeline_t *pl) {
+  char buf[2048];
+  size_t len = 0;
+  bool lb = false;
+#define EOS_PUT(...)                                                                               \
+  do {                                                                                             \
+    int n_ = snprintf(buf + len, sizeof buf - len, __VA_ARGS__);                                   \
+    if (n_ > 0)                                                                                    \
+      len = len + (size_t)n_ < sizeof buf ? len + (size_t)n_ : sizeof buf - 1;                     \
+  } while (0)
+  EOS_PUT("seastreamer");
+  for (size_t i = 0; i < pl->nin; i++) {
+    const sea_consumer_t *c = pl->in[i]->c;
+    EOS_PUT(":%s/", c->args.group ? c->args.group : "-");
+    if (c->args.key_count == 0)
+      EOS_PUT("*");
+    for (size_t k = 0; k < c->args.key_count; k++)
+      EOS_PUT("%s%s", k ? "," : "", c->args.keys[k]);
+    lb = lb || c->args.mode == SEA_MODE_LOAD_BALANCED;
+  }
+  if (lb) {
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0)
+      strcpy(host, "localhost");
+    EOS_PUT("@%s", host);
+  }
+#undef EOS_PUT
+  if (len < 200) {
+    memcpy(pl->txn_id, buf, len + 1);
+    return;
+  }
+  uint64_t h = 1469598103934665603ull; /* FNV-1a of the whole, after a readable prefix */
+  for (size_t i = 0; i < len; i++)
+    h = (h ^ (uint8_t)buf[i]) * 1099511628211ull;
+  snprintf(pl->txn_id, sizeof pl->txn_id, "%.180s~%016llx", buf, (unsigned long long)h);
+}
+
+static int eos_setup(sea_pipeline_t *pl) {
+  if (pl->nin == 0 || pl->nout == 0)
+    return eos_refuse(pl, "exactly-once needs at least one input and one output (Kafka)");
+  sea_streamer_t *s0 = pl->out[0]->p->s;
+  for (size_t i = 0; i < pl->nout; i++) {
+    const sea_streamer_t *s = pl->out[i]->p->s;
+    const sea_plugin_t *d = &s->plugin->desc;
+    if (!(d->caps & SEA_CAP_TRANSACTIONS) || d->producer_txn_begin == NULL ||
+        d->producer_txn_send_offsets == NULL)
+      return eos_refuse(pl,
+                        "exactly-once: output %s cannot take part: the %s backend has no "
+                        "transactions (every input and output must be Kafka)",
+                        pl->out[i]->uri, d->name);
+    if (s->plugin != s0->plugin || !same_nodes(s->uri, s0->uri))
+      return eos_refuse(pl,
+                        "exactly-once: output %s is not on the cluster of output %s (one "
+                        "transaction carries every output)",
+                        pl->out[i]->uri, pl->out[0]->uri);
+  }
+  for (size_t i = 0; i < pl->nin; i++) {
+    pl_input_t *in = pl->in[i];
+    const sea_streamer_t *s = in->c->s;
+    if (s->plugin != s0->plugin)
+      return eos_refuse(pl,
+                        "exactly-once: input %s cannot take part: the %s backend cannot put its "
+                        "positions into a %s transaction (every input and output must be %s)",
+                        in->uri, s->plugin->desc.name, s0->plugin->desc.name,
+                        s0->plugin->desc.name);
+    if (!same_nodes(s->uri, s0->uri))
+      return eos_refuse(pl,
+                        "exactly-once: input %s is not on the cluster of output %s (its positions "
+                        "are committed by that cluster's transaction)",
+                        in->uri, pl->out[0]->uri);
+    if (!in->ack)
+      return eos_refuse(pl,
+                        "exactly-once: input %s keeps no position (mode realtime): give it a "
+                        "group (--mode resumable with group=G, or -G GROUP)",
+                        in->uri);
+  }
+  if (pl->cfg.transactional_id && pl->cfg.transactional_id[0]) {
+    if (strlen(pl->cfg.transactional_id) >= sizeof pl->txn_id)
+      return eos_refuse(pl, "exactly-once: the transactional id is longer than %zu bytes",
+                        sizeof pl->txn_id - 1);
+    strcpy(pl->txn_id, pl->cfg.transactional_id);
+  } else {
+    eos_default_id(pl);
+  }
+  sea_options_t *opts = sea_options_new();
+  if (opts == NULL || sea_options_set(opts, "transactional.id", pl->txn_id) != 0) {
+    sea_options_free(opts);
+    set_error(pl, SEA_ENOMEM, "exactly-once: out of memory");
+    return SEA_ENOMEM;
+  }
+  sea_producer_t *p = NULL;
+  int rc = sea_producer_open(s0, opts, &p);
+  sea_options_free(opts);
+  if (rc != 0) {
+    set_error(pl, rc, "exactly-once: cannot open the transactional producer on %s: %s",
+              pl->out[0]->uri, sea_runtime_errmsg(pl->rt));
+    return rc;
+  }
+  pl_output_t *o = sea__calloc(1, sizeof *o);
+  if (o == NULL) {
+    sea_producer_close(p);
+    set_error(pl, SEA_ENOMEM, "exactly-once: out of memory");
+    return SEA_ENOMEM;
+  }
+  o->pl = pl;
+  o->p = p;
+  o->uri = pl->out[0]->uri;
+  sea_producer_set_data(p, o);
+  sea_producer_set_callbacks(p, on_receipt, on_drain);
+  pl->txo = o;
+  if ((rc = sea_producer_txn_begin(p)) != 0) {
+    set_error(pl, rc, "exactly-once: cannot begin a transaction (transactional.id=%s) on %s: %s",
+              pl->txn_id, o->uri, sea_producer_errmsg(p));
+    return rc;
+  }
+  pl->txn = TXN_OPEN;
+  return 0;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -741,6 +1191,10 @@ int sea_pipeline_start(sea_pipeline_t *pl) {
     begin_stop(pl);
     return pl->status;
   }
+  if (pl->cfg.exactly_once && eos_setup(pl) != 0) {
+    begin_stop(pl);
+    return pl->status;
+  }
   bool any_ack = false;
   for (size_t i = 0; i < pl->nin; i++)
     any_ack = any_ack || pl->in[i]->ack;
@@ -801,17 +1255,18 @@ void sea_pipeline_free(sea_pipeline_t *pl) {
     return;
   pl->done = true; /* no callback of ours runs from here on */
   /* The outputs first: closing one cancels its receipts, which still point into our batches. */
-  for (size_t i = 0; i < pl->nout; i++) {
-    pl_output_t *o = pl->out[i];
-    sea_producer_close(o->p);
+  for (size_t i = 0; i < pl->nout + (pl->txo != NULL); i++) {
+    pl_output_t *o = i < pl->nout ? pl->out[i] : pl->txo;
+    sea_producer_close(o->p); /* a transaction still open is aborted */
     while (o->of_head) {
       overflow_t *ov = o->of_head;
       o->of_head = ov->next;
       overflow_free(ov);
     }
-    /* A flush still out is canceled, and its callback comes later: it frees the output. */
+    /* A flush or transaction operation still out is canceled, and its callback comes later: it
+     * frees the output. */
     o->pl = NULL;
-    if (!o->stopping)
+    if (!o->stopping && o->txn_ops == 0)
       sea__free(o);
   }
   for (size_t i = 0; i < pl->nin; i++) {
@@ -823,6 +1278,8 @@ void sea_pipeline_free(sea_pipeline_t *pl) {
       pbatch_free(pb);
     }
     in->pl = NULL;
+    sea__free(in->marks);
+    in->marks = NULL;
     if (!in->committing)
       sea__free(in); /* else the canceled commit's callback frees it */
   }

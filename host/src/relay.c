@@ -75,6 +75,8 @@ int sea_relay_start(sea_consumer_t *in, sea_producer_t *out, const sea_relay_con
       .process = relay_process,
       .data = r,
       .on_done = relay_done,
+      .exactly_once = r->cfg.exactly_once,
+      .transactional_id = r->cfg.transactional_id,
   };
   int rc = sea_pipeline_new(in->s->rt, &pc, &r->pl);
   if (rc == 0)

@@ -419,6 +419,17 @@ typedef struct sea_pipeline_config {
   sea_pipeline_event_cb on_inputs_ended;
   sea_pipeline_skip_cb on_skipped;
   sea_pipeline_done_cb on_done;
+  /* Exactly once (Kafka → Kafka): every commit window is one transaction holding every send of
+   * the window (dead-letters included) and the inputs' positions (send_offsets); a stop commits
+   * it, a failure aborts it. Every input must keep positions in a group and every output must be
+   * on the transactions-capable backend and cluster of output 0: the pipeline opens one
+   * transactional producer there and every output's sends go through it (to that output's
+   * stream key), so sea_pipeline_start refuses anything else, naming it. transactional_id: NULL
+   * derives one from the inputs' groups and stream keys (and, for a load-balanced input, this
+   * host's name): a restart with the same inputs fences and aborts its dead predecessor's
+   * transaction. Instances sharing a group on one host need ids of their own. */
+  int exactly_once;
+  const char *transactional_id;
 } sea_pipeline_config_t;
 
 typedef struct sea_pipeline_stats {
@@ -427,8 +438,9 @@ typedef struct sea_pipeline_stats {
   uint64_t sent;      /* sends accepted by the outputs */
   uint64_t receipted; /* sends confirmed */
   uint64_t skipped;   /* rejected and skipped or dead-lettered */
-  uint64_t commits;   /* commits completed */
-  uint64_t reserved[8];
+  uint64_t commits;   /* commits completed (exactly once: transactions committed) */
+  uint64_t aborts;    /* exactly once: transactions aborted (a failure, a rebalance) */
+  uint64_t reserved[7];
 } sea_pipeline_stats_t;
 
 SEA_EXTERN int sea_pipeline_new(sea_runtime_t *rt, const sea_pipeline_config_t *cfg,
@@ -489,14 +501,16 @@ typedef struct sea_relay sea_relay_t;
 typedef void (*sea_relay_done_cb)(sea_relay_t *r, int status);
 
 typedef struct sea_relay_config {
-  uint64_t max_count;          /* stop after this many messages (0 = no limit); exactly these
-                                  are committed */
-  int keep_stream_key;         /* send to each message's own key even if the output is anchored (a
-                                  message without a key of its own, "broadcast", still goes to the
-                                  anchored key) */
-  const char *message_key;     /* set this message key (Kafka key) on every message, or NULL */
-  int keep_meta;               /* pass the input header (seq, shard, timestamp) to the output */
-  uint64_t commit_interval_ms; /* 0 = default (1000) */
+  uint64_t max_count;           /* stop after this many messages (0 = no limit); exactly these
+                                   are committed */
+  int keep_stream_key;          /* send to each message's own key even if the output is anchored (a
+                                   message without a key of its own, "broadcast", still goes to the
+                                   anchored key) */
+  const char *message_key;      /* set this message key (Kafka key) on every message, or NULL */
+  int keep_meta;                /* pass the input header (seq, shard, timestamp) to the output */
+  uint64_t commit_interval_ms;  /* 0 = default (1000) */
+  int exactly_once;             /* Kafka → Kafka in transactions (sea_pipeline_config_t) */
+  const char *transactional_id; /* with exactly_once: NULL = derived */
 } sea_relay_config_t;
 
 /* Takes both handles (the relay closes them when freed). */

@@ -4,8 +4,10 @@
 #define _GNU_SOURCE /* RTLD_NOLOAD, RTLD_DEFAULT */
 #endif
 #include <dlfcn.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,6 +99,8 @@ int sea_lua_fail(lua_State *L, int err, const char *msg) {
   return 3;
 }
 
+static const char *option_value(lua_State *L, const char *k, const char **bad);
+
 sea_options_t *sea_lua_options(lua_State *L, int i) {
   if (lua_isnoneornil(L, i))
     return NULL;
@@ -111,14 +115,14 @@ sea_options_t *sea_lua_options(lua_State *L, int i) {
       luaL_argerror(L, i, "option names must be strings");
     }
     const char *k = lua_tostring(L, -2);
-    const char *v;
+    const char *v, *bad = NULL;
     if (lua_type(L, -1) == LUA_TBOOLEAN)
       v = lua_toboolean(L, -1) ? "true" : "false";
-    else if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
-      v = lua_tostring(L, -1); /* a number converts in place; the key is left alone */
-    else {
+    else
+      v = option_value(L, k, &bad);
+    if (v == NULL) {
       sea_options_free(o);
-      luaL_argerror(L, i, lua_pushfstring(L, "option '%s' must be a string, number or boolean", k));
+      luaL_argerror(L, i, bad);
       return NULL;
     }
     if (sea_options_set(o, k, v) != 0) {
@@ -184,12 +188,225 @@ sea_lua_view_t *sea_lua_check_view(lua_State *L, int i) {
   return v;
 }
 
+/* A count, a size or a time: exact as a Lua number (below 2^53) for as long as it matters. */
 static void push_u64(lua_State *L, uint64_t x) {
-  lua_pushnumber(L, (lua_Number)x);
 #if LUA_VERSION_NUM >= 503
-  lua_pop(L, 1);
   lua_pushinteger(L, (lua_Integer)x);
+#else
+  lua_pushnumber(L, (lua_Number)x);
 #endif
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Sequence numbers: any u64, exact on every Lua (docs/lua.md). Lua 5.4: an integer, or a decimal
+ * string from 2^63 on (a Lua integer is signed). LuaJIT: a uint64_t cdata, always. Taken as an
+ * integer, a number that is exact (whole, below 2^53), a uint64_t or non-negative int64_t cdata,
+ * or a decimal string; anything else raises an error naming the argument.
+ * ------------------------------------------------------------------------------------------- */
+
+#define SEQ_EXACT_LIMIT 9007199254740992.0 /* 2^53: every whole double below it is exact */
+#if LUA_VERSION_NUM < 503
+#define SEA_LUA_TCDATA 10 /* what LuaJIT's lua_type says for a cdata */
+#define U64_KEY "seastreamer.u64"
+#endif
+
+static void push_decimal(lua_State *L, uint64_t x) {
+  char buf[24];
+  snprintf(buf, sizeof buf, "%" PRIu64, x);
+  lua_pushstring(L, buf);
+}
+
+/* Parse a decimal u64 (digits only, no sign or space). 0 if it is not one. */
+static int parse_decimal(const char *s, size_t len, uint64_t *out) {
+  uint64_t v = 0;
+  if (len == 0 || len > 20)
+    return 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned d = (unsigned)(s[i] - '0');
+    if (d > 9 || v > (UINT64_MAX - d) / 10)
+      return 0;
+    v = v * 10 + d;
+  }
+  *out = v;
+  return 1;
+}
+
+#if LUA_VERSION_NUM < 503
+/* LuaJIT's ffi, looked up once per state and kept in the registry: {u64 = ctype, i64 = ctype,
+ * istype = ffi.istype}. Pushes it and returns 1, or returns 0 (nothing pushed) on a Lua 5.1
+ * without ffi, where a sequence number from 2^53 on is a decimal string. */
+static int u64_ffi(lua_State *L) {
+  static const char helper[] =
+      "local ok, ffi = pcall(require, 'ffi')\n"
+      "if not ok then return false end\n"
+      "return {u64 = ffi.typeof('uint64_t'), i64 = ffi.typeof('int64_t'), istype = ffi.istype}\n";
+  lua_getfield(L, LUA_REGISTRYINDEX, U64_KEY);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    if (luaL_loadbuffer(L, helper, sizeof helper - 1, "=seastreamer.u64") != 0)
+      lua_error(L);
+    lua_call(L, 0, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, U64_KEY);
+  }
+  if (lua_istable(L, -1))
+    return 1;
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* The cdata at i as a 64-bit integer: 1 unsigned (uint64_t), -1 signed (int64_t), 0 neither. */
+static int cdata_int64(lua_State *L, int i, uint64_t *out) {
+  int kind = 0;
+  i = i < 0 ? lua_gettop(L) + i + 1 : i;
+  if (!u64_ffi(L))
+    return 0;
+  static const char *const types[] = {"u64", "i64"};
+  for (int k = 0; k < 2 && kind == 0; k++) {
+    lua_getfield(L, -1, "istype");
+    lua_getfield(L, -2, types[k]);
+    lua_pushvalue(L, i);
+    lua_call(L, 2, 1);
+    if (lua_toboolean(L, -1))
+      kind = k == 0 ? 1 : -1;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  if (kind != 0)
+    memcpy(out, lua_topointer(L, i), sizeof *out); /* a boxed integer: its 8 bytes */
+  return kind;
+}
+#endif
+
+/* The option value on top of the stack (not a boolean) as a string, replacing it there; or NULL
+ * with *bad saying why. A number converts in place (the key is left alone); a number for `start`
+ * is a sequence number (or -N) and must be exact; a 64-bit integer cdata is written in full. */
+static const char *option_value(lua_State *L, const char *k, const char **bad) {
+  int t = lua_type(L, -1);
+  if (t == LUA_TNUMBER && strcmp(k, "start") == 0) {
+#if LUA_VERSION_NUM >= 503
+    if (lua_isinteger(L, -1))
+      return lua_tostring(L, -1);
+#endif
+    lua_Number n = lua_tonumber(L, -1);
+    if (!(n > -SEQ_EXACT_LIMIT && n < SEQ_EXACT_LIMIT) || (lua_Number)(int64_t)n != n) {
+      *bad = lua_pushfstring(L,
+                             "option 'start': %s is not a whole number below 2^53, where a Lua "
+                             "number is exact: give a sequence number as an integer (Lua 5.4), "
+                             "a uint64_t (LuaJIT) or a decimal string",
+                             lua_tostring(L, -1));
+      return NULL;
+    }
+    char buf[24];
+    snprintf(buf, sizeof buf, "%" PRId64, (int64_t)n);
+    lua_pushstring(L, buf);
+    lua_replace(L, -2);
+    return lua_tostring(L, -1);
+  }
+  if (t == LUA_TSTRING || t == LUA_TNUMBER)
+    return lua_tostring(L, -1);
+#if LUA_VERSION_NUM < 503
+  if (t == SEA_LUA_TCDATA) {
+    uint64_t v;
+    int kind = cdata_int64(L, -1, &v);
+    if (kind != 0) {
+      char buf[24];
+      if (kind > 0)
+        snprintf(buf, sizeof buf, "%" PRIu64, v);
+      else
+        snprintf(buf, sizeof buf, "%" PRId64, (int64_t)v);
+      lua_pushstring(L, buf);
+      lua_replace(L, -2);
+      return lua_tostring(L, -1);
+    }
+    *bad = lua_pushfstring(L, "option '%s' is a cdata that is not a uint64_t or int64_t", k);
+    return NULL;
+  }
+#endif
+  *bad = lua_pushfstring(L, "option '%s' must be a string, number or boolean", k);
+  return NULL;
+}
+
+/* Push a sequence number (see above). */
+static void push_seq(lua_State *L, uint64_t x) {
+#if LUA_VERSION_NUM >= 503
+  if (x <= (uint64_t)LUA_MAXINTEGER)
+    lua_pushinteger(L, (lua_Integer)x);
+  else
+    push_decimal(L, x);
+#else
+  if (u64_ffi(L)) {
+    lua_getfield(L, -1, "u64");
+    lua_remove(L, -2);
+    lua_call(L, 0, 1); /* a new uint64_t, 0 */
+    memcpy((void *)(uintptr_t)lua_topointer(L, -1), &x, sizeof x);
+  } else if ((double)x < SEQ_EXACT_LIMIT) {
+    lua_pushnumber(L, (lua_Number)x);
+  } else {
+    push_decimal(L, x);
+  }
+#endif
+}
+
+/* The u64 at index i (a sequence number, or a shard), taken as push_seq's comment says; `what`
+ * names the argument in the error. */
+static uint64_t check_seq(lua_State *L, int i, const char *what) {
+  uint64_t v = 0;
+  int t = lua_type(L, i);
+  if (t == LUA_TNUMBER) {
+#if LUA_VERSION_NUM >= 503
+    if (lua_isinteger(L, i)) {
+      lua_Integer n = lua_tointeger(L, i);
+      if (n < 0)
+        luaL_argerror(L, i,
+                      lua_pushfstring(L,
+                                      "%s %I is negative (from 2^63 on, give it as a decimal "
+                                      "string)",
+                                      what, n));
+      return (uint64_t)n;
+    }
+#endif
+    lua_Number n = lua_tonumber(L, i);
+    const char *why = NULL;
+    if (!(n >= 0))
+      why = "is not a whole number from 0";
+    else if (n >= SEQ_EXACT_LIMIT)
+      why = "is 2^53 or more, where a Lua number is not exact: give it as an integer (Lua 5.4), "
+            "a uint64_t (LuaJIT) or a decimal string";
+    else if ((lua_Number)(uint64_t)n != n)
+      why = "is not a whole number";
+    if (why)
+      luaL_argerror(L, i, lua_pushfstring(L, "%s %s %s", what, lua_tostring(L, i), why));
+    return (uint64_t)n;
+  }
+  if (t == LUA_TSTRING) {
+    size_t len;
+    const char *s = lua_tolstring(L, i, &len);
+    if (!parse_decimal(s, len, &v))
+      luaL_argerror(L, i,
+                    lua_pushfstring(L,
+                                    "%s '%s' is not a decimal number from 0 to "
+                                    "18446744073709551615 (digits only)",
+                                    what, s));
+    return v;
+  }
+#if LUA_VERSION_NUM < 503
+  if (t == SEA_LUA_TCDATA) {
+    int kind = cdata_int64(L, i, &v);
+    if (kind == 0)
+      luaL_argerror(L, i,
+                    lua_pushfstring(L, "%s is a cdata that is not a uint64_t or int64_t", what));
+    if (kind < 0 && (int64_t)v < 0)
+      luaL_argerror(L, i, lua_pushfstring(L, "%s is a negative int64_t", what));
+    return v;
+  }
+#endif
+  luaL_argerror(L, i,
+                lua_pushfstring(L,
+                                "%s: expected a sequence number (an integer, a decimal string or "
+                                "a uint64_t), got %s",
+                                what, luaL_typename(L, i)));
+  return 0;
 }
 
 static int view_copy(lua_State *L) {
@@ -263,7 +480,7 @@ static int view_index(lua_State *L) {
       return 1;
     }
     if (strcmp(k, "seq") == 0) {
-      push_u64(L, m->meta.seq);
+      push_seq(L, m->meta.seq);
       return 1;
     }
     if (strcmp(k, "size") == 0) {
@@ -311,9 +528,12 @@ static int view_tostring(lua_State *L) {
   sea_lua_view_t *v = luaL_checkudata(L, 1, SEA_LUA_VIEW_MT);
   if (v->msg == NULL)
     lua_pushstring(L, "seastreamer.message (expired)");
-  else
-    lua_pushfstring(L, "seastreamer.message (%s | %f, %d bytes)", v->msg->meta.stream_key,
-                    (lua_Number)v->msg->meta.seq, (int)v->msg->payload.len);
+  else {
+    char seq[24];
+    snprintf(seq, sizeof seq, "%" PRIu64, v->msg->meta.seq);
+    lua_pushfstring(L, "seastreamer.message (%s | %s, %d bytes)", v->msg->meta.stream_key, seq,
+                    (int)v->msg->payload.len);
+  }
   return 1;
 }
 
@@ -690,7 +910,7 @@ static void push_meta(lua_State *L, const sea_meta_t *m) {
   lua_createtable(L, 0, 4);
   lua_pushstring(L, m->stream_key ? m->stream_key : "");
   lua_setfield(L, -2, "stream_key");
-  push_u64(L, m->seq);
+  push_seq(L, m->seq);
   lua_setfield(L, -2, "seq");
   push_u64(L, m->shard_id);
   lua_setfield(L, -2, "shard");
@@ -1133,12 +1353,8 @@ static int co_ack(lua_State *L) {
 static int co_ack_pos(lua_State *L) {
   lconsumer_t *c = check_consumer(L, 1);
   const char *key = luaL_checkstring(L, 2);
-  lua_Number shard = luaL_checknumber(L, 3), seq = luaL_checknumber(L, 4);
-  if (shard < 0 || shard != (lua_Number)(uint64_t)shard)
-    return luaL_argerror(L, 3, "a shard is a whole number, not negative");
-  if (seq < 0 || seq != (lua_Number)(uint64_t)seq)
-    return luaL_argerror(L, 4, "a sequence number is a whole number, not negative");
-  int rc = sea_consumer_ack_pos(c->c, key, (uint64_t)shard, (uint64_t)seq);
+  uint64_t shard = check_seq(L, 3, "shard"), seq = check_seq(L, 4, "seq");
+  int rc = sea_consumer_ack_pos(c->c, key, shard, seq);
   if (rc != 0)
     return sea_lua_fail(L, rc, sea_consumer_errmsg(c->c));
   lua_pushboolean(L, 1);
@@ -1182,19 +1398,22 @@ static int co_seek(lua_State *L) {
   return waitop_finish(L, w, rc);
 }
 
-/* c:rewind("beginning" | "end" | seq [, fn]) */
+/* c:rewind("beginning" | "end" | seq [, fn]): seq as check_seq takes it */
 static int co_rewind(lua_State *L) {
   lconsumer_t *c = check_consumer(L, 1);
   sea_pos_t pos = {SEA_POS_AT, 0};
-  if (lua_type(L, 2) == LUA_TNUMBER) {
-    lua_Number n = lua_tonumber(L, 2);
-    if (n < 0)
-      return luaL_argerror(L, 2, "a sequence number is not negative");
-    pos.seq = (uint64_t)n;
-  } else {
-    static const char *const kinds[] = {"beginning", "end", NULL};
-    pos.kind = luaL_checkoption(L, 2, NULL, kinds) == 0 ? SEA_POS_BEGINNING : SEA_POS_END;
-  }
+  const char *s = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+  if (s && strcmp(s, "beginning") == 0)
+    pos.kind = SEA_POS_BEGINNING;
+  else if (s && strcmp(s, "end") == 0)
+    pos.kind = SEA_POS_END;
+  else if (s && (s[0] < '0' || s[0] > '9'))
+    return luaL_argerror(
+        L, 2,
+        lua_pushfstring(L, "position '%s': expected \"beginning\", \"end\" or a sequence number",
+                        s));
+  else
+    pos.seq = check_seq(L, 2, "seq");
   consumer_drop_queue(c, L);
   waitop_t *w = waitop_new(L, c->st->rt, 3);
   int rc = sea_consumer_rewind(c->c, pos, waitop_done, w);
@@ -1262,6 +1481,18 @@ static int l_strerror(lua_State *L) {
   return 1;
 }
 
+/* seastreamer.seq(x): x as a sequence number of this Lua (an integer, a uint64_t...). */
+static int l_seq(lua_State *L) {
+  push_seq(L, check_seq(L, 1, "seq"));
+  return 1;
+}
+
+/* seastreamer.seqstring(x): the sequence number x in decimal, exact on every Lua. */
+static int l_seqstring(lua_State *L) {
+  push_decimal(L, check_seq(L, 1, "seq"));
+  return 1;
+}
+
 static int l_now(lua_State *L) {
   push_u64(L, (uint64_t)sea_now_us());
   return 1;
@@ -1318,9 +1549,14 @@ int luaopen_seastreamer(lua_State *L) {
   sea_lua_setfuncs(L, batch_mm);
   lua_pop(L, 1);
 
-  static const luaL_Reg fns[] = {{"runtime", l_runtime}, {"connect", l_connect},
-                                 {"run", sea_lua_run},   {"strerror", l_strerror},
-                                 {"now", l_now},         {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"runtime", l_runtime},
+                                 {"connect", l_connect},
+                                 {"run", sea_lua_run},
+                                 {"strerror", l_strerror},
+                                 {"now", l_now},
+                                 {"seq", l_seq},
+                                 {"seqstring", l_seqstring},
+                                 {NULL, NULL}};
   sea_lua_newlib(L, fns);
   lua_pushstring(L, sea_version_string());
   lua_setfield(L, -2, "version");

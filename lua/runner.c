@@ -327,11 +327,8 @@ static int load_script(lua_State *L, int cfg, const char *script, heap_t *heap, 
     load_limits = &lim;
     lua_sethook(L, load_hook, LUA_MASKCOUNT, 1000);
   }
-  int rc = luaL_loadfile(L, script);
-  if (rc == 0)
-    rc = lua_pcall(L, 0, 1, 0);
-  else
-    lua_pushfstring(L, "cannot load %s", lua_tostring(L, -1));
+  int loaded = luaL_loadfile(L, script) == 0;
+  int rc = loaded ? lua_pcall(L, 0, 1, 0) : LUA_ERRFILE;
   if (limited) {
     lua_sethook(L, NULL, 0, 0);
     load_limits = NULL;
@@ -339,20 +336,27 @@ static int load_script(lua_State *L, int cfg, const char *script, heap_t *heap, 
     luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
 #endif
   }
-  /* A limit hit counts even if the script caught the error and returned a processor anyway. */
-  const char *why = NULL;
+  /* A limit hit fails the load even if the script caught the error and returned a processor. */
+  const char *err = NULL;
+  if (rc != 0)
+    err = lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error object is not a string)";
+  if (lim.tripped)
+    err = lim.msg; /* the cause, whatever the script raised after it */
+  char over[128] = "";
   if (heap->tripped)
-    why = lua_pushfstring(L, "memory limit exceeded while loading (--max-memory %s MB)",
-                          lua_tostring(L, lua_gettop(L) + 0 * 0) ? "" : "");
-  (void)max_mb;
-  if (why == NULL && lim.tripped)
-    why = lim.msg;
-  if (why == NULL && lim.max_ms && uv_hrtime() > lim.deadline_ns)
-    why = lua_pushfstring(L, "time limit exceeded while loading (--max-ms %d)", (int)lim.max_ms);
-  if (rc == 0 && why == NULL)
+    snprintf(over, sizeof over, "memory limit exceeded while loading (--max-memory %g MB)", max_mb);
+  else if (!lim.tripped && lim.max_ms && uv_hrtime() > lim.deadline_ns)
+    snprintf(over, sizeof over, "time limit exceeded while loading (--max-ms %llu)",
+             (unsigned long long)lim.max_ms);
+  if (err == NULL && over[0] == '\0')
     return 0;
-  const char *err = lua_tostring(L, rc == 0 ? -1 : -1);
-  (void)err;
+  if (!loaded)
+    fprintf(stderr, "seastreamer run: cannot load %s%s%s%s\n", err, over[0] ? " (" : "", over,
+            over[0] ? ")" : "");
+  else if (err && over[0])
+    fprintf(stderr, "seastreamer run: %s failed while loading: %s (%s)\n", script, err, over);
+  else
+    fprintf(stderr, "seastreamer run: %s failed while loading: %s\n", script, err ? err : over);
   return EXIT_USAGE;
 }
 
@@ -424,8 +428,9 @@ int main(int argc, char **argv) {
   lua_pushinteger(L, argc);
   lua_pushlightuserdata(L, argv);
   lua_pushlightuserdata(L, &max_mb);
+  lua_pushlightuserdata(L, &heap);
   int status;
-  if (lua_pcall(L, 3, 1, 0) != 0) {
+  if (lua_pcall(L, 4, 1, 0) != 0) {
     fprintf(stderr, "seastreamer run: %s\n", lua_tostring(L, -1));
     status = EXIT_USAGE;
   } else {

@@ -22,12 +22,14 @@ local function slurp(path)
   return s
 end
 
--- Run `seastreamer run --lua LUA ARGS < input`; returns the exit status, stdout, stderr.
-local function run(args, input, env)
+-- Run `seastreamer run --lua LUA ARGS < input`; returns the exit status, stdout, stderr. With
+-- secs, the run is killed after that long (status 124) if it has not ended.
+local function run(args, input, env, secs)
   local inp = write("stdin", input or "")
   -- SEA_CHILD_ENV: how the ASan build undoes, for the runner, what it does to this interpreter.
-  local cmd = string.format("%s %s %s run --lua %s %s < %s > %s/out 2> %s/err; echo $? > %s/rc",
-    os.getenv("SEA_CHILD_ENV") or "", env or "", ss, lua, args, inp, tmp, tmp, tmp)
+  local cmd = string.format("%s %s %s %s run --lua %s %s < %s > %s/out 2> %s/err; echo $? > %s/rc",
+    os.getenv("SEA_CHILD_ENV") or "", env or "", secs and ("timeout -k 5 " .. secs) or "", ss, lua,
+    args, inp, tmp, tmp, tmp)
   os.execute(cmd)
   return tonumber(slurp(tmp .. "/rc")), slurp(tmp .. "/out"), slurp(tmp .. "/err")
 end
@@ -149,6 +151,21 @@ describe("seastreamer run (" .. lua .. ")", function()
     assert.same({ "t1", "t2", "t3" }, payloads(out))
   end)
 
+  it("gives a processor seqs above 2^53 exactly (msg.seq)", function()
+    local f = write("seq.lua", "local sea = require 'seastreamer'\nreturn function(m)\n" ..
+      "  return sea.seqstring(m.seq) .. ' ' .. (jit and tostring(m.seq) or math.type(m.seq) or type(m.seq))\nend\n")
+    local rc, out, err = run(f .. " --input stdio:// --output stdio:///o",
+      "[k | 1152921504606846977] a\n[k | 1152921504606846978] b\n[k | 18446744073709551615] c\n", nil, 60)
+    assert.equals(0, rc, err)
+    if lua == "luajit" then
+      assert.same({ "1152921504606846977 1152921504606846977ULL", "1152921504606846978 1152921504606846978ULL",
+        "18446744073709551615 18446744073709551615ULL" }, payloads(out))
+    else
+      assert.same({ "1152921504606846977 integer", "1152921504606846978 integer",
+        "18446744073709551615 string" }, payloads(out))
+    end
+  end)
+
   it("batch mode sends everything", function()
     local rc, out = run(examples .. "/identity_batch.lua --input stdio:// --output stdio:///o",
       "1\n2\n3\n4\n5\n")
@@ -195,9 +212,37 @@ describe("seastreamer run (" .. lua .. ")", function()
     it("a processor that never returns", function()
       local f = write("loop.lua", "return function(m)\n  while true do end\nend\n")
       expect(2, "loop%.lua:2: instruction limit exceeded",
-        run(f .. " --max-instructions 100000 --input stdio:// --output stdio://", "x\n"))
+        run(f .. " --max-instructions 100000 --input stdio:// --output stdio://", "x\n", nil, 60))
       expect(2, "loop%.lua:2: time limit exceeded",
-        run(f .. " --max-ms 20 --input stdio:// --output stdio://", "x\n"))
+        run(f .. " --max-ms 20 --input stdio:// --output stdio://", "x\n", nil, 60))
+    end)
+    it("a script whose top-level code never ends is stopped by the limits while loading", function()
+      local f = write("spin.lua", "local n = 0\nwhile true do n = n + 1 end\n")
+      local t0 = os.time()
+      local rc, _, err = run(f .. " --max-ms 500 --max-instructions 100000 --input stdio:// --output stdio://",
+        "x\n", nil, 60)
+      expect(2, "spin%.lua failed while loading: .*spin%.lua:2: instruction limit exceeded while loading " ..
+        "%(%-%-max%-instructions 100000%)", rc, nil, err)
+      rc, _, err = run(f .. " --max-ms 300 --input stdio:// --output stdio://", "x\n", nil, 60)
+      expect(2, "spin%.lua failed while loading: .*spin%.lua:2: time limit exceeded while loading " ..
+        "%(%-%-max%-ms 300%)", rc, nil, err)
+      assert.is_true(os.time() - t0 < 30) -- stopped by the limits, not by timeout (60 s each)
+    end)
+    it("a limit hit while loading fails the load even if the script catches it", function()
+      local f = write("catch_ret.lua", "pcall(function() while true do end end)\nreturn function(m) return m end\n")
+      local rc, out, err = run(f .. " --max-instructions 100000 --input stdio:// --output stdio://", "x\n", nil, 60)
+      expect(2, "catch_ret%.lua failed while loading: .*catch_ret%.lua:1: instruction limit exceeded", rc, out, err)
+      assert.equals("", out)
+      f = write("catch_on.lua", "while true do pcall(function() while true do end end) end\n")
+      rc, out, err = run(f .. " --max-ms 200 --input stdio:// --output stdio://", "x\n", nil, 60)
+      expect(2, "catch_on%.lua failed while loading: .*catch_on%.lua:1: time limit exceeded while loading " ..
+        "%(%-%-max%-ms 200%) %(and went on after it%)", rc, out, err)
+    end)
+    it("a script whose top-level code runs out of memory", function()
+      local f = write("oom_top.lua", "local t = {}\nfor i = 1, 1e8 do t[i] = ('x'):rep(64) .. i end\n" ..
+        "return function(m) return m end\n")
+      expect(2, "oom_top%.lua failed while loading: .*memory limit exceeded while loading %(%-%-max%-memory 16 MB%)",
+        run(f .. " --max-memory 16 --input stdio:// --output stdio://", "x\n", nil, 60))
     end)
     it("a processor that runs out of memory", function()
       local f = write("oom.lua", "local t = {}\nreturn function(m)\n  for i = 1, 1e7 do t[i] = m.payload .. i end\nend\n")

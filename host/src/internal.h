@@ -113,6 +113,7 @@ struct sea_consumer {
   const char **keys;
   sea_batch_cb on_batch;
   sea_end_cb on_end;
+  sea_revoke_cb on_revoke;
   bool started;
   bool ended;
   bool closing;
@@ -184,6 +185,7 @@ int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned
                              void *token);
 void sea__deliver(sea_consumer_t *c, sea_batch_t *batch);
 void sea__consumer_end(sea_consumer_t *c, int status, const char *fmt, ...) SEA__PRINTF(3, 4);
+void sea__consumer_revoked(sea_consumer_t *c, int incremental);
 void sea__receipt(sea_producer_t *p, void *token, int status, const sea_meta_t *meta);
 void sea__producer_ready(sea_producer_t *p);
 void sea__producer_fail(sea_producer_t *p, int status, const char *fmt, ...) SEA__PRINTF(3, 4);

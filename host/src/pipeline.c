@@ -30,6 +30,7 @@ struct pbatch {
   pl_input_t *in;
   size_t next_proc;    /* next message to hand to the processor */
   size_t next_ack;     /* next message to acknowledge */
+  bool dead;           /* exactly once: a rebalance revoked its input: never acknowledged */
   pbatch_t *in_next;   /* the input's FIFO: acknowledgement order */
   pbatch_t *work_next; /* the pipeline's FIFO of batches with messages still to process */
   slot_t slots[];
@@ -105,10 +106,16 @@ struct sea_pipeline {
   int commits_out;     /* commits in flight */
   int status;
   uv_timer_t *timer; /* the commit timer, freed in its close callback */
-  pl_output_t *txo;  /* exactly once: the transactional producer every output's sends go through */
-  int txn;           /* TXN_* */
-  int offsets_out;   /* send_offsets in flight */
-  bool txn_aborting; /* the transaction operation out is an abort */
+  uint64_t commit_every_ms;
+  uint64_t commit_due_ns; /* when the commit timer is due (uv_hrtime), 0 = no timer */
+  uv_idle_t *resume;      /* process_work goes on once the loop ran a due commit */
+  uint32_t ncalls;        /* processor calls, for the commit-due check every 64 */
+  bool yielded;
+  pl_output_t *txo;   /* exactly once: the transactional producer every output's sends go through */
+  int txn;            /* TXN_* */
+  int offsets_out;    /* send_offsets in flight */
+  bool txn_aborting;  /* the transaction operation out is an abort */
+  bool txn_rebalance; /* that abort is for a rebalance: the pipeline goes on */
   uint64_t window_sends; /* sends into the open transaction */
   char txn_id[256];
   sea_pipeline_stats_t st;
@@ -187,6 +194,11 @@ static void advance_acks(pl_input_t *in) {
   sea_pipeline_t *pl = in->pl;
   while (in->head) {
     pbatch_t *pb = in->head;
+    if (pb->dead) {
+      /* Resumed elsewhere: nothing of it is acknowledged; freed once no send holds it. */
+      while (pb->next_ack < pb->batch->count && pb->slots[pb->next_ack].pending == 0)
+        pb->next_ack++;
+    }
     while (pb->next_ack < pb->next_proc && pb->slots[pb->next_ack].pending == 0) {
       const sea_message_t *m = &pb->batch->msgs[pb->next_ack];
       if (in->ack && (pl->txo ? eos_mark(in, m) : sea_consumer_ack(in->c, m)) == 0)
@@ -240,6 +252,7 @@ static void on_commit_timer(uv_timer_t *t) {
   sea_pipeline_t *pl = t->data;
   if (pl == NULL || pl->finishing)
     return;
+  pl->commit_due_ns = uv_hrtime() + pl->commit_every_ms * 1000000u;
   if (pl->txo)
     eos_close(pl);
   else
@@ -522,6 +535,13 @@ static size_t call_processor(sea_pipeline_t *pl, pbatch_t *pb, size_t first, siz
   return handled;
 }
 
+static void on_resume(uv_idle_t *h) {
+  sea_pipeline_t *pl = h->data;
+  uv_idle_stop(h);
+  if (pl != NULL && !pl->done)
+    process_work(pl);
+}
+
 static void process_work(sea_pipeline_t *pl) {
   if (pl->processing)
     return; /* a callback of the processor's own sends: the running loop goes on */
@@ -549,6 +569,13 @@ static void process_work(sea_pipeline_t *pl) {
         pl->stop_requested = true; /* now: the next message may never come */
       if (pl->stop_requested)
         break;
+      /* A backlog is processed in one go; a commit that falls due meanwhile runs between two
+       * calls (the loop runs its timers, then this goes on): commits keep their interval. */
+      if (pl->commit_due_ns && (pl->cfg.per_batch || (++pl->ncalls & 63) == 0) &&
+          uv_hrtime() >= pl->commit_due_ns) {
+        pl->yielded = true;
+        break;
+      }
     }
     if (pl->stopping && pl->status != 0)
       break;
@@ -556,16 +583,22 @@ static void process_work(sea_pipeline_t *pl) {
     pbatch_t *next = pb->work_next;
     advance_acks(pb->in); /* may free pb, once it is finished */
     if (!finished)
-      break; /* blocked or stopping: a drain or the stop resumes here */
+      break; /* blocked, stopping or yielding: a drain, the stop or the resume goes on here */
     pl->work_head = next;
     if (pl->work_head == NULL)
       pl->work_tail = NULL;
-    if (pl->stop_requested)
+    if (pl->stop_requested || pl->yielded)
       break;
   }
   pl->processing--;
   if (pl->stop_requested || pl->stopping) {
+    pl->yielded = false;
     begin_stop(pl);
+    return;
+  }
+  if (pl->yielded) {
+    pl->yielded = false;
+    uv_idle_start(pl->resume, on_resume);
     return;
   }
   if (txn_holds(pl))
@@ -616,6 +649,7 @@ static void on_batch(sea_consumer_t *c, const sea_batch_t *batch) {
   sea_batch_retain(batch);
   pb->batch = batch;
   pb->in = in;
+  pb->dead = false;
   pb->next_proc = pb->next_ack = 0;
   pb->in_next = pb->work_next = NULL;
   for (size_t i = 0; i < batch->count; i++)
@@ -783,6 +817,7 @@ static void after_txn_end(void *data, int status) {
   bool aborted = pl->txn_aborting;
   pl->txn_aborting = false;
   if (status != 0) {
+    pl->txn_rebalance = false;
     if (status != SEA_ECANCELED)
       set_error(pl, status, "exactly-once: %s of transaction %s: %s", aborted ? "abort" : "commit",
                 pl->txn_id, sea_producer_errmsg(o->p));
@@ -791,12 +826,14 @@ static void after_txn_end(void *data, int status) {
     maybe_finish(pl);
     return;
   }
+  bool rebalance = aborted && pl->txn_rebalance;
+  pl->txn_rebalance = false;
   if (aborted)
     pl->st.aborts++;
   else
     pl->st.commits++;
   pl->window_sends = 0;
-  if (aborted || pl->status != 0 || (pl->stopping && o->of_head == NULL)) {
+  if ((aborted && !rebalance) || pl->status != 0 || (pl->stopping && o->of_head == NULL)) {
     pl->txn = TXN_ENDED;
     begin_stop(pl);
     maybe_finish(pl);
@@ -969,6 +1006,103 @@ static bool eos_finish(sea_pipeline_t *pl) {
   return pl->txn == TXN_ENDED;
 }
 
+/* A rebalance took partitions from an input. At least once, nothing to do: acks of revoked
+ * partitions are refused and their messages go to the new owner (duplicates, not losses).
+ * Exactly once (eager protocol): the input resumes from the group's committed positions, so
+ * nothing it delivered so far may be processed further or acknowledged, and the open
+ * transaction, which holds outputs of those messages, is aborted; the pipeline goes on with the
+ * new assignment in a new transaction. A cooperative rebalance that keeps partitions would need
+ * their positions moved back: the pipeline stops instead (aborting), and a restart resumes. */
+static void on_revoke(sea_consumer_t *c, int incremental) {
+  pl_input_t *in = sea_consumer_get_data(c);
+  sea_pipeline_t *pl = in->pl;
+  if (pl == NULL || pl->txo == NULL || pl->done || pl->txn == TXN_ENDED)
+    return;
+  if (incremental) {
+    set_error(pl, SEA_ESTATE,
+              "exactly-once: input %s: a cooperative rebalance took some partitions and kept "
+              "others; exactly once needs an eager assignor (partition.assignment.strategy=range "
+              "or roundrobin)",
+              in->uri);
+    begin_stop(pl);
+    return;
+  }
+  /* Out of the work queue, never processed: their new owner (or this member again) gets them. */
+  pbatch_t **link = &pl->work_head, *last = NULL;
+  while (*link) {
+    pbatch_t *pb = *link;
+    if (pb->in == in) {
+      *link = pb->work_next;
+      pb->work_next = NULL;
+    } else {
+      last = pb;
+      link = &pb->work_next;
+    }
+  }
+  pl->work_tail = last;
+  for (pbatch_t *pb = in->head; pb; pb = pb->in_next) {
+    pb->dead = true;
+    pb->next_proc = pb->batch->count;
+  }
+  in->nmarks = 0;
+  in->dirty = false;
+  /* Sends of its messages still waiting in the overflow never go out. */
+  pl_output_t *o = pl->txo;
+  overflow_t **ol = &o->of_head, *otail = NULL;
+  bool had = o->of_head != NULL;
+  while (*ol) {
+    overflow_t *ov = *ol;
+    if (ov->slot && slot_batch(ov->slot)->in == in) {
+      *ol = ov->next;
+      ov->slot->pending--;
+      overflow_free(ov);
+    } else {
+      otail = ov;
+      ol = &ov->next;
+    }
+  }
+  o->of_tail = otail;
+  if (had && o->of_head == NULL)
+    pl->blocked--;
+  advance_acks(in);
+  if (pl->txn == TXN_OPEN || pl->txn == TXN_DRAINING) {
+    if (pl->offsets_out > 0)
+      return; /* cannot happen outside TXN_COMMITTING; kept for safety */
+    pl->txn_rebalance = true;
+    eos_abort(pl);
+  }
+  /* TXN_COMMITTING: the window going out holds outputs and positions of the same messages, all
+   * done before the revoke: it may commit (the broker fences it if the group moved on). */
+}
+
+static int start_inputs(sea_pipeline_t *pl);
+
+static void eos_ready(void *data, int status) {
+  pl_output_t *o = data;
+  sea_pipeline_t *pl = o->pl;
+  o->txn_ops--;
+  if (pl == NULL) {
+    if (!o->stopping && o->txn_ops == 0)
+      sea__free(o);
+    return;
+  }
+  if (status != 0) {
+    if (status != SEA_ECANCELED)
+      set_error(pl, status,
+                "exactly-once: the transactional producer (transactional.id=%s) on %s: %s",
+                pl->txn_id, o->uri, sea_producer_errmsg(o->p));
+    begin_stop(pl);
+    maybe_finish(pl);
+    return;
+  }
+  if (pl->stopping || pl->done)
+    return;
+  pl->txn = TXN_OPEN;
+  if (o->of_head)
+    on_drain(o->p);
+  start_inputs(pl);
+}
+
 static int eos_refuse(sea_pipeline_t *pl, const char *fmt, ...) SEA__PRINTF(2, 3);
 static int eos_refuse(sea_pipeline_t *pl, const char *fmt, ...) {
   va_list ap;
@@ -1051,6 +1185,12 @@ static int eos_setup(sea_pipeline_t *pl) {
                         "exactly-once: input %s is not on the cluster of output %s (its positions "
                         "are committed by that cluster's transaction)",
                         in->uri, pl->out[0]->uri);
+    if (sea_consumer_mode(in->c) == SEA_MODE_LOAD_BALANCED && pl->nin > 1)
+      return eos_refuse(pl,
+                        "exactly-once: input %s is load-balanced: it must be the only input (a "
+                        "rebalance aborts the open transaction, which would take the other "
+                        "inputs' work with it)",
+                        in->uri);
     if (!in->ack)
       return eos_refuse(pl,
                         "exactly-once: input %s keeps no position (mode realtime): give it a "
@@ -1096,7 +1236,15 @@ static int eos_setup(sea_pipeline_t *pl) {
               pl->txn_id, o->uri, sea_producer_errmsg(p));
     return rc;
   }
-  pl->txn = TXN_OPEN;
+  /* The inputs start once the transaction is open (eos_ready): by then a predecessor with this
+   * transactional.id has been fenced and what it left is committed or aborted, so the inputs'
+   * committed positions are final when they are read. */
+  o->txn_ops++;
+  if ((rc = sea_producer_flush(p, eos_ready, o)) != 0) {
+    o->txn_ops--;
+    set_error(pl, rc, "exactly-once: %s: %s", o->uri, sea_producer_errmsg(p));
+    return rc;
+  }
   return 0;
 }
 
@@ -1152,6 +1300,7 @@ int sea_pipeline_add_input(sea_pipeline_t *pl, sea_consumer_t *c, size_t *index)
   in->ack = sea_consumer_mode(c) != SEA_MODE_REALTIME && d->consumer_ack != NULL &&
             d->consumer_commit != NULL;
   sea_consumer_set_data(c, in);
+  sea_consumer_on_revoke(c, on_revoke);
   pl->in[pl->nin++] = in;
   if (index)
     *index = in->index;
@@ -1200,15 +1349,31 @@ int sea_pipeline_start(sea_pipeline_t *pl) {
     any_ack = any_ack || pl->in[i]->ack;
   if (any_ack) {
     pl->timer = sea__calloc(1, sizeof *pl->timer);
-    if (pl->timer == NULL)
+    pl->resume = sea__calloc(1, sizeof *pl->resume);
+    if (pl->timer == NULL || pl->resume == NULL) {
+      sea__free(pl->timer);
+      sea__free(pl->resume);
+      pl->timer = NULL;
+      pl->resume = NULL;
       return SEA_ENOMEM;
+    }
     uint64_t every =
         pl->cfg.commit_interval_ms ? pl->cfg.commit_interval_ms : COMMIT_EVERY_MS_DEFAULT;
     uv_timer_init(pl->rt->loop, pl->timer);
     pl->timer->data = pl;
     uv_timer_start(pl->timer, on_commit_timer, every, every);
     uv_unref((uv_handle_t *)pl->timer); /* the inputs and outputs keep the loop alive */
+    uv_idle_init(pl->rt->loop, pl->resume);
+    pl->resume->data = pl;
+    pl->commit_every_ms = every;
+    pl->commit_due_ns = uv_hrtime() + every * 1000000u;
   }
+  if (pl->txo)
+    return 0; /* the inputs start once its transaction is open (eos_ready) */
+  return start_inputs(pl);
+}
+
+static int start_inputs(sea_pipeline_t *pl) {
   for (size_t i = 0; i < pl->nin && !pl->stopping; i++) {
     pl_input_t *in = pl->in[i];
     int rc = sea_consumer_start(in->c, on_batch, on_end);
@@ -1286,6 +1451,10 @@ void sea_pipeline_free(sea_pipeline_t *pl) {
   if (pl->timer) {
     pl->timer->data = NULL;
     uv_close((uv_handle_t *)pl->timer, free_timer);
+  }
+  if (pl->resume) {
+    pl->resume->data = NULL;
+    uv_close((uv_handle_t *)pl->resume, free_timer);
   }
   sea__free(pl->in);
   sea__free(pl->out);

@@ -447,6 +447,7 @@ const sea_host_t sea__host = {
     .uri_path_only = sea__uri_path_only,
     .fswatch_start = fswatch_start,
     .fswatch_stop = fswatch_stop,
+    .consumer_revoked = sea__consumer_revoked,
 };
 
 /* ---- deferred calls ----

@@ -996,6 +996,19 @@ void sea__consumer_end(sea_consumer_t *c, int status, const char *fmt, ...) {
   sea__defer(c->s->rt, end_now, c, NULL);
 }
 
+void sea__consumer_revoked(sea_consumer_t *c, int incremental) {
+  if (c->on_revoke && !c->closing) {
+    c->in_callback++;
+    c->on_revoke(c, incremental);
+    c->in_callback--;
+  }
+}
+
+void sea_consumer_on_revoke(sea_consumer_t *c, sea_revoke_cb cb) {
+  if (c)
+    c->on_revoke = cb;
+}
+
 #define CONSUMER_CALL(c, op, what, ...)                                                            \
   do {                                                                                             \
     if ((c)->closing)                                                                              \

@@ -606,6 +606,11 @@ static void producer_complete_ops(kproducer_t *kp) {
   /* Flushes made before txn_begin still wait for the implicit commit in flight. */
   if (kp->txn && kp->txn_state == TXN_COMMITTING && !kp->failed)
     return;
+  /* Flushes made while transactions are set up complete once a transaction is open: then
+   * init_transactions is done, and with it whatever a predecessor with the same
+   * transactional.id left (its commit finished or its open transaction aborted). */
+  if (kp->txn && kp->txn_state == TXN_INIT && !kp->failed)
+    return;
   size_t w = 0;
   for (size_t i = 0; i < kp->nops; i++) {
     if (kp->receipted >= kp->ops[i].target)
@@ -1261,9 +1266,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
       rd_kafka_assign(rk, NULL);
     }
     set_assigned(kc, now);
+    int kept = now != NULL && now->cnt > 0;
     if (now)
       rd_kafka_topic_partition_list_destroy(now);
     LOGD("group revoked %d partition(s)", parts->cnt);
+    if (H->consumer_revoked)
+      H->consumer_revoked(kc->c, coop && kept);
   }
 }
 

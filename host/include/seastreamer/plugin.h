@@ -168,7 +168,14 @@ typedef struct sea_host {
                                   void *data);
   void (*fswatch_stop)(sea_fswatch_t *w); /* frees w; no callback after this */
 
-  void *reserved[21];
+  /* Consumers in a group: a rebalance took partitions away (on the loop thread, before anything
+   * of the new assignment is delivered). incremental: 1 if the consumer keeps its other
+   * partitions and their positions (a cooperative protocol), 0 if everything was revoked and
+   * resumes from the group's committed positions. Added in ABI 1.0 (pre-release): a plugin
+   * checks it is not NULL. */
+  void (*consumer_revoked)(sea_consumer_t *c, int incremental);
+
+  void *reserved[20];
 } sea_host_t;
 
 /* Capability bits. */

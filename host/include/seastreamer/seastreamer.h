@@ -332,6 +332,12 @@ typedef void (*sea_batch_cb)(sea_consumer_t *c, const sea_batch_t *batch);
 /* The consumer stopped: SEA_EOF at a clean end, or an error (see sea_consumer_errmsg). Every
  * message before the failure point was delivered first. */
 typedef void (*sea_end_cb)(sea_consumer_t *c, int status);
+/* A rebalance took partitions from this group member (Kafka, load-balanced), before anything of
+ * the new assignment is delivered. incremental: 1 if the consumer keeps its other partitions
+ * and positions (cooperative), 0 if it resumes everything from the group's committed positions.
+ * Messages of revoked partitions that are delivered but not yet acked go to their new owner;
+ * acks for them are refused. */
+typedef void (*sea_revoke_cb)(sea_consumer_t *c, int incremental);
 
 /* Subscribes to the URI's keys (all keys if it names none). opts may be NULL. */
 SEA_EXTERN int sea_consumer_open(sea_streamer_t *s, const sea_options_t *opts,
@@ -358,6 +364,8 @@ SEA_EXTERN sea_mode_t sea_consumer_mode(const sea_consumer_t *c);
 SEA_EXTERN int sea_consumer_error(const sea_consumer_t *c);
 SEA_EXTERN const char *sea_consumer_errmsg(const sea_consumer_t *c);
 SEA_EXTERN void *sea_consumer_get_data(const sea_consumer_t *c);
+/* Be told of rebalances that take partitions away (NULL: not told). */
+SEA_EXTERN void sea_consumer_on_revoke(sea_consumer_t *c, sea_revoke_cb cb);
 SEA_EXTERN void sea_consumer_set_data(sea_consumer_t *c, void *data);
 
 /* ---------------------------------------------------------------------------------------------

@@ -5,9 +5,13 @@
 #                         start the broker on free loopback ports, wait until it answers; writes
 #                         DIR/bootstrap (host:port) and DIR/pid. Prints the bootstrap address.
 #   broker.sh stop DIR    stop the broker started in DIR and remove DIR.
+#   broker.sh restart DIR kill -9 the broker started in DIR and start it again on the same ports
+#                         and storage (what a crashed broker's restart looks like to clients).
 #   broker.sh classpath   print the broker's classpath (resolving it if needed).
 #
-# Environment: KAFKA_HEAP (default -Xmx512m), KAFKA_START_TIMEOUT (seconds, default 120).
+# Environment: KAFKA_HEAP (default -Xmx512m), KAFKA_START_TIMEOUT (seconds, default 120),
+# KAFKA_PARTITIONS (of auto-created topics, default 1), KAFKA_EXTRA_PROPS (lines added to the
+# broker's properties).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -82,7 +86,7 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
 log.dirs=$dir/data
-num.partitions=1
+num.partitions=${KAFKA_PARTITIONS:-1}
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=1
 transaction.state.log.replication.factor=1
@@ -94,17 +98,28 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 log.flush.interval.messages=9223372036854775807
 log.retention.ms=-1
+${KAFKA_EXTRA_PROPS:-}
 PROPS
   local java=(java ${KAFKA_HEAP:--Xmx512m} -XX:+UseSerialGC -XX:TieredStopAtLevel=1
               -Djava.awt.headless=true -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$cp")
   local id; id=$("${java[@]}" kafka.tools.StorageTool random-uuid 2>"$dir/format.log")
   "${java[@]}" kafka.tools.StorageTool format --standalone -t "$id" \
       -c "$dir/server.properties" >>"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "formatting storage failed"; }
+  echo "127.0.0.1:$port" >"$dir/bootstrap"
+  launch "$dir"
+}
+
+# Run the broker of DIR (configured and formatted) and wait until it answers.
+launch() {
+  local dir=$1
+  local cp; cp=$(classpath)
+  local port; port=$(sed 's/.*://' "$dir/bootstrap")
+  local java=(java ${KAFKA_HEAP:--Xmx512m} -XX:+UseSerialGC -XX:TieredStopAtLevel=1
+              -Djava.awt.headless=true -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$cp")
   # setsid: the broker gets its own process group, so stop can end it and nothing else.
-  setsid "${java[@]}" kafka.Kafka "$dir/server.properties" >"$dir/broker.log" 2>&1 </dev/null &
+  setsid "${java[@]}" kafka.Kafka "$dir/server.properties" >>"$dir/broker.log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$dir/pid"
-  echo "127.0.0.1:$port" >"$dir/bootstrap"
   local deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-120}))
   until kcat -b "127.0.0.1:$port" -L -m 2 -q >/dev/null 2>&1 \
         && kcat -b "127.0.0.1:$port" -L -m 2 2>/dev/null | grep -q ' 1 brokers:'; do
@@ -135,9 +150,20 @@ stop() {
   rm -rf "$dir"
 }
 
+restart() {
+  local dir=$1
+  [[ -f "$dir/pid" && -f "$dir/bootstrap" ]] || die "no broker was started in $dir"
+  local pid; pid=$(cat "$dir/pid")
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  local i
+  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  launch "$dir" || { tail -n 30 "$dir/broker.log" >&2; die "the broker did not start again"; }
+}
+
 case "${1:-}" in
   start) [[ $# == 2 ]] || die "usage: broker.sh start DIR"; start "$2" ;;
   stop) [[ $# == 2 ]] || die "usage: broker.sh stop DIR"; stop "$2" ;;
+  restart) [[ $# == 2 ]] || die "usage: broker.sh restart DIR"; restart "$2" ;;
   classpath) classpath ;;
-  *) die "usage: broker.sh start DIR | stop DIR | classpath" ;;
+  *) die "usage: broker.sh start DIR | stop DIR | restart DIR | classpath" ;;
 esac

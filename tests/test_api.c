@@ -696,6 +696,30 @@ static void test_pipeline(void) {
     sea_streamer_close(si);
     sea_streamer_close(so);
   }
+  /* Exactly once needs transactions: a backend without them is refused at start, by name,
+   * nothing is processed and the done callback still comes (the Kafka side runs in
+   * tests/crash/eos.sh). */
+  {
+    pl_case_t pc = {.reject_at = -1, .stop_at = -1, .to_slow = -1};
+    sea_pipeline_config_t cfg = {.struct_size = sizeof cfg,
+                                 .process = pl_process,
+                                 .on_done = pl_done,
+                                 .data = &pc,
+                                 .exactly_once = 1};
+    sea_streamer_t *ss[3];
+    sea_pipeline_t *pl = pl_open(rt, ss, "mem://pl/src", "start=beginning", "mem://pl/eos-out",
+                                 "mem://pl/eos-b", NULL, &cfg);
+    CHECK_EQ_INT(sea_pipeline_start(pl), SEA_EINVAL);
+    CHECK_CONTAINS(sea_pipeline_errmsg(pl), "exactly-once: output mem://pl/eos-out cannot take "
+                                            "part: the mem backend has no transactions");
+    run_until(rt, &pc.done);
+    CHECK(pc.done);
+    CHECK_EQ_INT(pc.status, SEA_EINVAL);
+    sea_pipeline_stats_t st;
+    sea_pipeline_stats(pl, &st);
+    CHECK_EQ_INT((int)st.processed, 0);
+    pl_close(rt, pl, ss);
+  }
   sea_streamer_close(s);
   CHECK_EQ_INT(sea_runtime_free(rt), 0);
 }

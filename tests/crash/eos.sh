@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # tests/crash/eos.sh BUILD: exactly once, Kafka to Kafka (issue 16), against a broker of its own
 # (4 partitions per topic; restarted by one case), with a read_committed reader as the judge:
-#   - kill -9 of `relay --exactly-once`, of `run --exactly-once` with an identity script and with
-#     a fan-out script (each message to the default output and to a named one), in the middle of
-#     100,000 messages; the restart with -e; every expected output exactly once, 0 lost, 0 dup;
+#   - kill -9 of `relay --exactly-once`, of `run --exactly-once` with an identity script, with
+#     a fan-out script (each message to the default output and to a named one) and with a script
+#     whose every 1000th message goes to the dead-letter output, in the middle of 400,000
+#     messages; the restart with -e; every expected output exactly once, 0 lost, 0 dup;
 #   - the broker killed and restarted under a running `run --exactly-once`;
 #   - a processor error under --on-error stop: nothing of the failed window is visible (a rerun
 #     of the fixed script then gives every output exactly once: a visible output of the failed
@@ -61,6 +62,13 @@ return function(msg)
   return msg.payload
 end
 LUA
+# Every 1000th message fails: with --on-error dead-letter=URI it goes there, in the transaction.
+cat >"$T/dead.lua" <<'LUA'
+return function(msg)
+  if tonumber(msg.payload) % 1000 == 0 then error("dead " .. msg.payload) end
+  return msg.payload
+end
+LUA
 cat >"$T/fail.lua" <<'LUA'
 return function(msg)
   if msg.payload == os.getenv("EOS_FAIL_AT") then error("no " .. msg.payload) end
@@ -85,11 +93,13 @@ committed() {
   [[ $st -eq 0 ]] || bad "reading $1 (read_committed): exit status $st: $(head -c 400 "$T/read.err")"
 }
 
-# exactly_once NAME N FILE: FILE holds every number 1..N once and nothing else.
+# exactly_once NAME N FILE...: the FILEs together hold every number 1..N once and nothing else.
 exactly_once() {
-  tally "$2" "$3"
+  local name=$1 n=$2
+  shift 2
+  tally "$n" "$@"
   if [[ $LOST -eq 0 && $DUPS -eq 0 && $BAD -eq 0 ]]; then ok; else
-    bad "$1: lost $LOST, duplicates $DUPS, other lines $BAD$BAD_SAMPLE" \
+    bad "$name: lost $LOST, duplicates $DUPS, other lines $BAD$BAD_SAMPLE" \
       "$( ((LOST)) && echo "; lost: $(lost_sample)")$( ((DUPS)) && echo "; duplicated: $(head -5 "$T/dups" | tr '\n' ' ')")"
   fi
 }
@@ -117,12 +127,18 @@ kill_case() {
   at_kill=$(wc -l <"$T/$name.before")
   bounded "$@" -e >"$T/$name.log2" 2>&1
   st=$?
-  # librdkafka's warnings (a fenced predecessor's transaction being aborted) are not errors
-  if [[ $st -eq 0 ]] && ! grep -qv ': warn: ' "$T/$name.log2"; then ok; else
+  # librdkafka's warnings (a fenced predecessor's transaction being aborted) and the reports of
+  # dead-lettered messages are not errors
+  if [[ $st -eq 0 ]] && ! grep -v ': warn: ' "$T/$name.log2" | grep -qv 'dead-lettered message'; then ok; else
     bad "$name: the restart with -e: exit status $st: $(head -c 600 "$T/$name.log2")"
   fi
   committed "$name-out" "$T/$name.after"
-  exactly_once "$name: after the kill and the restart" "$KN" "$T/$name.after"
+  local union=("$T/$name.after")
+  if [[ -n ${KC_ALSO:-} ]]; then # another output of the case: the two together hold 1..KN
+    committed "$KC_ALSO" "$T/$name.also"
+    union+=("$T/$name.also")
+  fi
+  exactly_once "$name: after the kill and the restart" "$KN" "${union[@]}"
   echo "    $name: written at the kill $KILLED_AT (read_committed then: $at_kill);" \
     "after the restart $(wc -l <"$T/$name.after") of $KN; $((SECONDS - t0)) s"
 }
@@ -157,6 +173,13 @@ if want kill; then
   kill_case fanout "$SS" run "$T/fanout.lua" --exactly-once --input "$(uri fanout-in)" \
     -I mode=resumable -I group="$(g fanout)" --output "$(uri fanout-out)" \
     --output "b=$(uri fanout-b)" "${KTXO[@]}"
+  KC_ALSO=dead-letters kill_case dead "$SS" run "$T/dead.lua" --exactly-once \
+    --input "$(uri dead-in)" -I mode=resumable -I group="$(g dead)" --output "$(uri dead-out)" \
+    --on-error "dead-letter=$(uri dead-letters)" "${KTXO[@]}"
+  committed dead-letters "$T/dead.letters"
+  if [[ $(wc -l <"$T/dead.letters") -eq $((KN / 1000)) ]] && ! grep -qv '000$' "$T/dead.letters"; then ok; else
+    bad "dead: the dead-letter output holds $(wc -l <"$T/dead.letters") messages, expected the $((KN / 1000)) multiples of 1000"
+  fi
   committed fanout-b "$T/fanout.b"
   exactly_once "fanout: the named output after the kill and the restart" "$KN" "$T/fanout.b"
 fi

@@ -5,6 +5,17 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+/* LuaJIT: the build says so (SEA_LUAJIT); built by LuaRocks against LuaJIT's headers it does
+ * not: look. */
+#if !defined(SEA_LUAJIT) && LUA_VERSION_NUM == 501 && defined(__has_include)
+#if __has_include(<luajit.h>)
+#define SEA_LUAJIT 1
+#endif
+#endif
+#ifdef SEA_LUAJIT
+#include <luajit.h>
+#endif
+
 #if LUA_VERSION_NUM >= 502
 #define sea_lua_rawlen(L, i) lua_rawlen(L, i)
 #define sea_lua_setfuncs(L, l) luaL_setfuncs(L, l, 0)

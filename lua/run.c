@@ -12,16 +12,6 @@
 
 #include "seastreamer_lua.h"
 
-/* Built by LuaRocks against LuaJIT's headers, the build system does not say so: look. */
-#if !defined(SEA_LUAJIT) && LUA_VERSION_NUM == 501 && defined(__has_include)
-#if __has_include(<luajit.h>)
-#define SEA_LUAJIT 1
-#endif
-#endif
-#ifdef SEA_LUAJIT
-#include <luajit.h>
-#endif
-
 #define MAX_INPUTS 16
 #define MAX_OUTPUTS 16
 

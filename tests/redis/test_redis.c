@@ -194,6 +194,19 @@ static void produce(sea_runtime_t *rt, sea_producer_t *p, app_t *a, int from, in
   CHECK(run_until(rt, &a->done, d + 1));
 }
 
+/* Connect to u and produce "m-0".."m-(n-1)" there; the producer stays open (its data is pa). */
+static sea_producer_t *open_and_fill(sea_runtime_t *rt, const char *u, sea_streamer_t **s,
+                                     app_t *pa, int n) {
+  sea_producer_t *p = NULL;
+  CHECK_EQ_INT(sea_connect(rt, u, NULL, s), 0);
+  CHECK_EQ_INT(sea_producer_open(*s, NULL, &p), 0);
+  app_init(pa, 0);
+  sea_producer_set_data(p, pa);
+  sea_producer_set_callbacks(p, on_receipt, on_drain);
+  produce(rt, p, pa, 0, n);
+  return p;
+}
+
 /* Commit and wait for the answer; its status. */
 static int commit_wait(sea_runtime_t *rt, sea_consumer_t *c) {
   app_t op = {0};
@@ -607,14 +620,8 @@ static void test_groups(sea_runtime_t *rt) {
   key(k, sizeof k, "grp");
   uri(u, sizeof u, k);
   sea_streamer_t *s;
-  CHECK_EQ_INT(sea_connect(rt, u, NULL, &s), 0);
-  sea_producer_t *p;
-  CHECK_EQ_INT(sea_producer_open(s, NULL, &p), 0);
   app_t pa;
-  app_init(&pa, 0);
-  sea_producer_set_data(p, &pa);
-  sea_producer_set_callbacks(p, on_receipt, on_drain);
-  produce(rt, p, &pa, 0, 1000);
+  sea_producer_t *p = open_and_fill(rt, u, &s, &pa, 1000);
 
   /* resumable, with the default acknowledgement (ack=manual: nothing is XACKed before
    * sea_consumer_ack and commit): ack 400 of 1000 and commit, then a new consumer in the group
@@ -877,21 +884,15 @@ static void test_commit_at_end(sea_runtime_t *rt) {
   key(k, sizeof k, "endcommit");
   uri(u, sizeof u, k);
   sea_streamer_t *s;
-  CHECK_EQ_INT(sea_connect(rt, u, NULL, &s), 0);
-  sea_producer_t *p;
-  CHECK_EQ_INT(sea_producer_open(s, NULL, &p), 0);
   app_t pa;
-  app_init(&pa, 0);
-  sea_producer_set_data(p, &pa);
-  sea_producer_set_callbacks(p, on_receipt, on_drain);
-  produce(rt, p, &pa, 0, 1000);
+  sea_producer_t *p = open_and_fill(rt, u, &s, &pa, 1000);
 
   endcommit_t *e = calloc(1, sizeof *e);
   app_init(&e->a, 1000);
   uv_timer_init(sea_runtime_uv_loop(rt), &e->t);
   e->t.data = e;
-  sea_options_t *o = opts("mode=resumable", "group=g", "reset=earliest", "stop_at_end=true",
-                          "batch=100");
+  sea_options_t *o =
+      opts("mode=resumable", "group=g", "reset=earliest", "stop_at_end=true", "batch=100");
   CHECK_EQ_INT(sea_consumer_open(s, o, &e->c), 0);
   sea_options_free(o);
   sea_consumer_set_data(e->c, e);

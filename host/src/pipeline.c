@@ -365,6 +365,9 @@ static overflow_t *overflow_new(const sea_message_t *m) {
 static void on_drain(sea_producer_t *p) {
   pl_output_t *o = sea_producer_get_data(p);
   sea_pipeline_t *pl = o->pl;
+  if (o->of_head == NULL)
+    return; /* drained already (exactly once drains its producer itself when a transaction
+               begins; the producer's own drain may follow) */
   if (pl->txn == TXN_COMMITTING || pl->txn == TXN_ENDED)
     return; /* no transaction takes sends now: the next one gets them */
   if (pl->stopping && !(o == pl->txo && pl->status == 0))

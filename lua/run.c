@@ -48,6 +48,9 @@ typedef struct run {
   uint64_t budget;
   uint64_t deadline_ns;
   bool in_call;
+  bool tripped;       /* the call hit a limit: it fails, whatever it does after catching that */
+  unsigned raised;    /* how many times the hook raised the limit's error in this call */
+  char trip_msg[512]; /* the limit's error, with where the call was when it hit it */
   const sea_message_t *cur_msg; /* the message being processed (its key is the default) */
   sea_lua_view_t *view;         /* the reusable view handed to the per-message processor */
   sea_lua_view_t **bviews;      /* batch mode: reusable views, anchored in the table bviews_ref */
@@ -177,28 +180,42 @@ static int out_send(lua_State *L) {
  * Calling Lua, within limits
  * ------------------------------------------------------------------------------------------- */
 
+/* A call that hit a limit has failed for good: the hook raises the limit's error again at every
+ * check until the call returns (a processor that catches it with pcall gets it again within 1000
+ * instructions), and limited_call reports it whatever the call returned. */
 static void count_hook(lua_State *L, lua_Debug *ar) {
   run_t *r = active_run;
   if (r == NULL || !r->in_call)
     return;
-  const char *what = NULL;
-  if (r->max_instructions) {
-    if (r->budget <= 1000)
-      what = "instruction limit exceeded (%d per call)";
-    else
-      r->budget -= 1000;
+  if (r->tripped) {
+    r->raised++;
+    lua_pushstring(L, r->trip_msg);
+    lua_error(L);
   }
-  if (what == NULL && r->max_ms && uv_hrtime() > r->deadline_ns)
-    what = "time limit exceeded (%d ms per call)";
+  const char *what = NULL;
+  uint64_t limit = 0;
+  if (r->max_instructions) {
+    if (r->budget <= 1000) {
+      what = "instruction";
+      limit = r->max_instructions;
+    } else {
+      r->budget -= 1000;
+    }
+  }
+  if (what == NULL && r->max_ms && uv_hrtime() > r->deadline_ns) {
+    what = "time";
+    limit = r->max_ms;
+  }
   if (what == NULL)
     return;
-  r->in_call = false;
   /* Say where the processor was when it was stopped. */
   lua_getinfo(L, "Sl", ar);
-  lua_pushfstring(L, "%s:%d: ", ar->short_src, ar->currentline);
-  lua_pushfstring(
-      L, what, (int)(r->max_instructions && r->budget <= 1000 ? r->max_instructions : r->max_ms));
-  lua_concat(L, 2);
+  snprintf(r->trip_msg, sizeof r->trip_msg, "%s:%d: %s limit exceeded (%llu%s per call)",
+           ar->short_src, ar->currentline, what, (unsigned long long)limit,
+           what[0] == 't' ? " ms" : "");
+  r->tripped = true;
+  r->raised = 1;
+  lua_pushstring(L, r->trip_msg);
   lua_error(L);
 }
 
@@ -209,9 +226,21 @@ static int limited_call(run_t *r, int nargs, int nres) {
   r->budget = r->max_instructions;
   if (r->max_ms)
     r->deadline_ns = uv_hrtime() + r->max_ms * 1000000u;
+  r->tripped = false;
   r->in_call = true;
   int rc = lua_pcall(L, nargs, nres, 0);
   r->in_call = false;
+  if (r->tripped) {
+    /* A limit was hit: the call fails with it, even if the processor caught it and went on. */
+    bool caught = rc == 0 || r->raised > 1 || lua_tostring(L, -1) == NULL ||
+                  strcmp(lua_tostring(L, -1), r->trip_msg) != 0;
+    lua_pop(L, rc == 0 ? nres : 1);
+    lua_pushfstring(L, "%s%s", r->trip_msg,
+                    caught ? " (the processor caught the error and went on: a limit hit fails "
+                             "the call all the same)"
+                           : "");
+    return LUA_ERRRUN;
+  }
   if (rc == 0 && r->max_kbytes && (size_t)lua_gc(L, LUA_GCCOUNT, 0) > r->max_kbytes) {
     lua_gc(L, LUA_GCCOLLECT, 0);
     if ((size_t)lua_gc(L, LUA_GCCOUNT, 0) > r->max_kbytes) {

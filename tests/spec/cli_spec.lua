@@ -216,6 +216,18 @@ describe("seastreamer run (" .. lua .. ")", function()
       expect(2, "loop%.lua:2: time limit exceeded",
         run(f .. " --max-ms 20 --input stdio:// --output stdio://", "x\n", nil, 60))
     end)
+    it("a processor that catches a limit's error and returns still fails with the limit", function()
+      local f = write("catch_call.lua", "return function(m)\n  pcall(function() while true do end end)\n" ..
+        "  return m\nend\n")
+      local rc, out, err = run(f .. " --max-instructions 100000 --input stdio:// --output stdio://", "x\ny\n",
+        nil, 60)
+      expect(2, "catch_call%.lua:2: instruction limit exceeded %(100000 per call%) %(the processor caught the " ..
+        "error and went on", rc, out, err)
+      assert.equals("", out)
+      rc, out, err = run(f .. " --max-ms 50 --input stdio:// --output stdio://", "x\n", nil, 60)
+      expect(2, "catch_call%.lua:2: time limit exceeded %(50 ms per call%)", rc, out, err)
+      assert.equals("", out)
+    end)
     it("a script whose top-level code never ends is stopped by the limits while loading", function()
       local f = write("spin.lua", "local n = 0\nwhile true do n = n + 1 end\n")
       local t0 = os.time()

@@ -176,6 +176,29 @@ describe("seastreamer.run", function()
     assert.equals(0, committed(rt, "mem://r7/in", "g"))
   end)
 
+  it("fails a call that hit a limit even if the processor caught it and returned", function()
+    keep = fill(rt, "mem://r7c/in", 3)
+    for _, limit in ipairs({ { max_instructions = 100000, want = "instruction limit exceeded" },
+      { max_ms = 50, want = "time limit exceeded" } }) do
+      local calls = 0
+      local ok, msg = sea.run {
+        processor = function(m)
+          calls = calls + 1
+          local caught = pcall(function() while true do end end)
+          return caught and "never" or m
+        end,
+        max_instructions = limit.max_instructions, max_ms = limit.max_ms,
+        inputs = { "mem://r7c/in" }, outputs = { "mem://r7c/out" }, input_options = group_in,
+      }
+      assert.is_nil(ok)
+      assert.matches("run_spec.lua:%d+: " .. limit.want, msg)
+      assert.matches("the processor caught the error and went on", msg)
+      assert.equals(1, calls)
+    end
+    assert.equals(0, committed(rt, "mem://r7c/in", "g"))
+    assert.same({}, read_all(rt, "mem://r7c/out"))
+  end)
+
   it("stops a processor that outgrows its memory limit", function()
     keep = fill(rt, "mem://r8/in", 3)
     local hoard = {}

@@ -360,7 +360,7 @@ static bool fill_bviews(run_t *r, const sea_batch_t *batch, size_t first, size_t
     r->nbviews = n;
   }
   for (size_t k = 0; k < n; k++)
-    r->bviews[k]->msg = &batch->msgs[first + k];
+    sea_lua_view_point(L, r->bviews[k], &batch->msgs[first + k]);
   return true;
 }
 
@@ -395,19 +395,19 @@ static int lua_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batc
     else if ((bad = send_result(r, lua_gettop(L))) != NULL)
       bad = lua_pushfstring(L, "%s %s", where_fn(r, r->batch_ref), bad);
     for (size_t k = 0; k < count; k++) /* what it returned has been sent */
-      r->bviews[k]->msg = NULL;
+      sea_lua_view_point(L, r->bviews[k], NULL);
   } else {
     sea_lua_view_t *v = r->view;
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->view_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
-    v->msg = r->cur_msg;
+    sea_lua_view_point(L, v, r->cur_msg);
     rc = limited_call(r, 2, 1);
     if (rc != 0)
       bad = error_text(L);
     else if ((bad = send_result(r, lua_gettop(L))) != NULL)
       bad = lua_pushfstring(L, "%s %s", where_fn(r, r->fn_ref), bad);
-    v->msg = NULL;
+    sea_lua_view_point(L, v, NULL);
   }
   r->cur_msg = NULL;
   int ret = bad ? sea_pipeline_reject(pl, "%s", bad) : 0;

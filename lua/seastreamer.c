@@ -176,9 +176,18 @@ sea_lua_view_t *sea_lua_push_view(lua_State *L, const sea_message_t *m) {
   sea_lua_view_t *v = lua_newuserdata(L, sizeof *v);
   v->msg = m;
   v->owned = NULL;
+  v->headers_ref = LUA_NOREF;
   luaL_getmetatable(L, SEA_LUA_VIEW_MT);
   lua_setmetatable(L, -2);
   return v;
+}
+
+void sea_lua_view_point(lua_State *L, sea_lua_view_t *v, const sea_message_t *m) {
+  v->msg = m;
+  if (v->headers_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, v->headers_ref);
+    v->headers_ref = LUA_NOREF;
+  }
 }
 
 sea_lua_view_t *sea_lua_check_view(lua_State *L, int i) {
@@ -495,8 +504,14 @@ static int view_index(lua_State *L) {
     }
     break;
   case 'h':
-    if (strcmp(k, "headers") == 0) {
-      push_headers(L, m);
+    if (strcmp(k, "headers") == 0) { /* one table per message: msg.headers == msg.headers */
+      if (v->headers_ref == LUA_NOREF) {
+        push_headers(L, m);
+        lua_pushvalue(L, -1);
+        v->headers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+      } else {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, v->headers_ref);
+      }
       return 1;
     }
     break;
@@ -539,10 +554,10 @@ static int view_tostring(lua_State *L) {
 
 static int view_gc(lua_State *L) {
   sea_lua_view_t *v = luaL_checkudata(L, 1, SEA_LUA_VIEW_MT);
+  sea_lua_view_point(L, v, NULL);
   if (v->owned) {
     sea_message_free(v->owned);
     v->owned = NULL;
-    v->msg = NULL;
   }
   return 0;
 }
@@ -1152,7 +1167,7 @@ static void consumer_advance(lconsumer_t *c, lua_State *L) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->view_ref);
     sea_lua_view_t *v = lua_touserdata(L, -1);
     if (v)
-      v->msg = NULL;
+      sea_lua_view_point(L, v, NULL);
     lua_pop(L, 1);
     luaL_unref(L, LUA_REGISTRYINDEX, c->view_ref);
     c->view_ref = LUA_NOREF;

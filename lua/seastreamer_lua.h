@@ -11,10 +11,12 @@
 #define SEA_LUA_BATCH_MT "seastreamer.batch"
 
 /* A read-only view of one C message. msg is NULL once the call that received it has returned
- * (unless the view owns a copy, made by msg:copy()). */
+ * (unless the view owns a copy, made by msg:copy()). Point a view at another message only with
+ * sea_lua_view_point, which drops what was cached for the message before. */
 typedef struct sea_lua_view {
   const sea_message_t *msg;
   sea_message_t *owned; /* a sea_message_dup this view frees, or NULL */
+  int headers_ref;      /* msg.headers, built on the first read, or LUA_NOREF */
 } sea_lua_view_t;
 
 /* A read-only view of a batch, valid during the call (batch mode of the runner). */
@@ -26,6 +28,9 @@ typedef struct sea_lua_batch {
 
 /* Push a new view of m (not owned). */
 sea_lua_view_t *sea_lua_push_view(lua_State *L, const sea_message_t *m);
+/* Point v at m (NULL: the call that received it returned), dropping what v cached for the
+ * message it showed before. */
+void sea_lua_view_point(lua_State *L, sea_lua_view_t *v, const sea_message_t *m);
 /* The view at index i, or raise a clear argument error. */
 sea_lua_view_t *sea_lua_check_view(lua_State *L, int i);
 /* Push nil, "message", "CODE" and return 3. */

@@ -262,6 +262,25 @@ describe("seastreamer module", function()
     s:close()
   end)
 
+  it("builds msg.headers once per view: the same table twice, each message its own", function()
+    local s = assert(rt:connect("mem://hdr/k"))
+    local p = assert(s:producer())
+    assert(p:send("a", { headers = { h = "1", x = "a" } }))
+    assert(p:send("b"))
+    assert(p:send("c", { headers = { h = "3" } }))
+    assert(p:flush())
+    local c = assert(s:consumer({ start = "beginning", stop_at_end = true }))
+    local got = {}
+    for m in c:messages() do
+      local h = m.headers
+      assert.equals(h, m.headers)
+      assert.equals(h, m:totable().headers)
+      got[#got + 1] = h
+    end
+    assert.same({ { h = "1", x = "a" }, {}, { h = "3" } }, got)
+    s:close()
+  end)
+
   it("closes explicitly, and leaves the rest to __gc", function()
     for i = 1, 20 do
       local r = sea.runtime()

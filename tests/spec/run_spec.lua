@@ -199,6 +199,39 @@ describe("seastreamer.run", function()
     assert.same({}, read_all(rt, "mem://r7c/out"))
   end)
 
+  it("builds msg.headers once per message, for messages and for batches", function()
+    local hold = assert(rt:connect("mem://rhd/in"))
+    local p = assert(hold:producer())
+    assert(p:send("a", { headers = { h = "1" } }))
+    assert(p:send("b"))
+    assert(p:send("c", { headers = { h = "3", x = "c" } }))
+    assert(p:flush())
+    local seen = {}
+    assert(sea.run {
+      processor = function(m)
+        assert(m.headers == m.headers, "msg.headers gave two tables")
+        seen[#seen + 1] = m.headers
+      end,
+      inputs = { "mem://rhd/in" }, outputs = { "mem://rhd/out" }, input_options = group_in,
+    })
+    assert.same({ { h = "1" }, {}, { h = "3", x = "c" } }, seen)
+    local bseen = {}
+    assert(sea.run {
+      processor = {
+        batch = function(batch)
+          for i = 1, #batch do
+            assert(batch[i].headers == batch[i].headers, "batch[i].headers gave two tables")
+            bseen[#bseen + 1] = batch[i].headers
+          end
+        end,
+      },
+      inputs = { "mem://rhd/in" }, outputs = { "mem://rhd/out" },
+      input_options = { group = "b", mode = "resumable", reset = "earliest", stop_at_end = true, batch = 2 },
+    })
+    assert.same({ { h = "1" }, {}, { h = "3", x = "c" } }, bseen)
+    hold:close()
+  end)
+
   it("stops a processor that outgrows its memory limit", function()
     keep = fill(rt, "mem://r8/in", 3)
     local hoard = {}

@@ -1513,7 +1513,11 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc) {
+/* close is the class's close method, also its __close: Lua 5.4's `local x <close> = ...` closes x
+ * as x:close() does when the scope is left, by an error too (LuaJIT has no <close> and never
+ * reads the field). */
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                      lua_CFunction close) {
   luaL_newmetatable(L, name);
   if (methods) {
     lua_newtable(L);
@@ -1523,6 +1527,10 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, l
   if (gc) {
     lua_pushcfunction(L, gc);
     lua_setfield(L, -2, "__gc");
+  }
+  if (close) {
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__close");
   }
   lua_pushstring(L, name);
   lua_setfield(L, -2, "__name");
@@ -1546,10 +1554,10 @@ int luaopen_seastreamer(lua_State *L) {
       {"ack_pos", co_ack_pos}, {"commit", co_commit},     {"seek", co_seek},
       {"rewind", co_rewind},   {"pause", co_pause},       {"resume", co_resume},
       {"error", co_error},     {"close", co_close},       {NULL, NULL}};
-  new_class(L, RT_MT, rt_m, rt_gc);
-  new_class(L, STREAMER_MT, st_m, st_close);
-  new_class(L, PRODUCER_MT, pr_m, pr_gc);
-  new_class(L, CONSUMER_MT, co_m, co_close);
+  new_class(L, RT_MT, rt_m, rt_gc, rt_close);
+  new_class(L, STREAMER_MT, st_m, st_close, st_close);
+  new_class(L, PRODUCER_MT, pr_m, pr_gc, pr_close);
+  new_class(L, CONSUMER_MT, co_m, co_close, co_close);
 
   luaL_newmetatable(L, SEA_LUA_VIEW_MT);
   static const luaL_Reg view_mm[] = {{"__index", view_index},

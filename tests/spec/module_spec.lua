@@ -281,6 +281,55 @@ describe("seastreamer module", function()
     s:close()
   end)
 
+  -- Lua 5.4's <close>: LuaJIT cannot parse it, so the code is a string loaded on 5.4 only.
+  local it54 = (_VERSION == "Lua 5.4" and not jit) and it or pending
+  it54("closes runtimes, streamers, producers and consumers when a <close> scope is left", function()
+    local scope = assert(load([[
+      local sea, fail, kept = ...
+      local rt <close> = sea.runtime()
+      local s <close> = assert(rt:connect("mem://tbc/k"))
+      local p <close> = assert(s:producer())
+      local c <close> = assert(s:consumer({ start = "beginning" }))
+      assert(p:send("x"))
+      assert(p:flush())
+      assert.equals("x", c:next().payload)
+      kept.rt, kept.s, kept.p, kept.c = rt, s, p, c
+      p:close() -- closed before the scope ends: leaving it closes p again, which is fine
+      if fail then error("leaving by an error") end
+    ]], "=tbc", "t", setmetatable({ assert = assert }, { __index = _G })))
+    for _, fail in ipairs({ false, true }) do
+      local kept = {}
+      local ok, err = pcall(scope, sea, fail, kept)
+      if fail then
+        assert.is_false(ok)
+        assert.matches("leaving by an error", err)
+      else
+        assert.is_true(ok, err)
+      end
+      local function closed(what, f)
+        local ok2, e = pcall(f)
+        assert.is_false(ok2)
+        assert.matches(what .. " is closed", e)
+      end
+      closed("runtime", function() kept.rt:connect("mem://tbc/k") end)
+      closed("streamer", function() kept.s:producer() end)
+      closed("producer", function() kept.p:send("y") end)
+      closed("consumer", function() kept.c:next() end)
+      kept.rt:close() -- closing again is fine
+      kept.c:close()
+    end
+    -- The runtime's scope left first: it closes its streamer, whose own __close then does nothing.
+    local outer = assert(load([[
+      local sea = ...
+      local rt = sea.runtime()
+      local s <close> = assert(rt:connect("mem://tbc2/k"))
+      local rt2 <close> = rt
+      return s
+    ]], "=tbc2", "t"))
+    local s = outer(sea)
+    assert.has_error(function() s:producer() end)
+  end)
+
   it("closes explicitly, and leaves the rest to __gc", function()
     for i = 1, 20 do
       local r = sea.runtime()

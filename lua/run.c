@@ -10,6 +10,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "run_limits.h"
 #include "seastreamer_lua.h"
 
 #define MAX_INPUTS 16
@@ -42,11 +43,8 @@ typedef struct run {
   bool linger;       /* the processor, not the end of the inputs, ends the run (out:stop()) */
   sea_on_error_t policy;
   uint64_t tick_ms;
-  uint64_t max_instructions; /* per call; 0 = none */
-  uint64_t max_ms;           /* per call; 0 = none */
-  size_t max_kbytes;         /* Lua heap; 0 = none */
-  uint64_t budget;
-  uint64_t deadline_ns;
+  sea_lua_limits_t lim; /* per call */
+  size_t max_kbytes;    /* Lua heap; 0 = none */
   bool in_call;
   bool tripped;       /* the call hit a limit: it fails, whatever it does after catching that */
   unsigned raised;    /* how many times the hook raised the limit's error in this call */
@@ -192,20 +190,8 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
     lua_pushstring(L, r->trip_msg);
     lua_error(L);
   }
-  const char *what = NULL;
   uint64_t limit = 0;
-  if (r->max_instructions) {
-    if (r->budget <= 1000) {
-      what = "instruction";
-      limit = r->max_instructions;
-    } else {
-      r->budget -= 1000;
-    }
-  }
-  if (what == NULL && r->max_ms && uv_hrtime() > r->deadline_ns) {
-    what = "time";
-    limit = r->max_ms;
-  }
+  const char *what = sea_lua_limits_check(&r->lim, &limit);
   if (what == NULL)
     return;
   /* Say where the processor was when it was stopped. */
@@ -223,9 +209,7 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
  * failure the error message is on the stack; returns the pcall status. */
 static int limited_call(run_t *r, int nargs, int nres) {
   lua_State *L = r->L;
-  r->budget = r->max_instructions;
-  if (r->max_ms)
-    r->deadline_ns = uv_hrtime() + r->max_ms * 1000000u;
+  sea_lua_limits_arm(&r->lim);
   r->tripped = false;
   r->in_call = true;
   int rc = lua_pcall(L, nargs, nres, 0);
@@ -599,8 +583,8 @@ int sea_lua_run(lua_State *L) {
     r->tick_ms = tick_opt;
   if (r->tick_ref != LUA_NOREF && r->tick_ms == 0)
     r->tick_ms = 1000;
-  r->max_instructions = opt_u64(L, "max_instructions");
-  r->max_ms = opt_u64(L, "max_ms");
+  r->lim.max_instructions = opt_u64(L, "max_instructions");
+  r->lim.max_ms = opt_u64(L, "max_ms");
   r->max_kbytes = (size_t)opt_u64(L, "max_memory_kb");
   uint64_t max_count = opt_u64(L, "max_count");
   uint64_t commit_ms = opt_u64(L, "commit_interval_ms");
@@ -719,10 +703,10 @@ int sea_lua_run(lua_State *L) {
 
 #ifdef SEA_LUAJIT
   /* Compiled code never calls hooks: a limit needs the interpreter. */
-  if (r->max_instructions || r->max_ms)
+  if (r->lim.max_instructions || r->lim.max_ms)
     luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
 #endif
-  if (r->max_instructions || r->max_ms)
+  if (r->lim.max_instructions || r->lim.max_ms)
     lua_sethook(L, count_hook, LUA_MASKCOUNT, 1000);
 
   lua_getfield(L, 1, "input_options");
@@ -815,7 +799,7 @@ int sea_lua_run(lua_State *L) {
   cleanup(r);
   lua_sethook(L, NULL, 0, 0);
 #ifdef SEA_LUAJIT
-  if (r->max_instructions || r->max_ms)
+  if (r->lim.max_instructions || r->lim.max_ms)
     luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
 #endif
   lua_remove(L, ud);

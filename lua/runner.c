@@ -9,6 +9,7 @@
 
 #include <lualib.h>
 
+#include "run_limits.h"
 #include "seastreamer_lua.h"
 
 #ifdef SEA_LUAJIT
@@ -94,10 +95,9 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
  * (load_hook) finds them here. seastreamer.run applies them per call afterwards. */
 typedef struct load_limits {
   const char *script;
-  uint64_t max_instructions, budget; /* 0: none */
-  uint64_t max_ms, deadline_ns;      /* 0: none */
-  int tripped;                       /* the hook raised its error */
-  char msg[512];                     /* that error */
+  sea_lua_limits_t l;
+  int tripped;   /* the hook raised its error */
+  char msg[512]; /* that error */
 } load_limits_t;
 
 static load_limits_t *load_limits;
@@ -114,20 +114,8 @@ static void load_hook(lua_State *L, lua_Debug *ar) {
     fflush(stderr);
     exit(EXIT_USAGE);
   }
-  const char *what = NULL;
   uint64_t limit = 0;
-  if (g->max_instructions) {
-    if (g->budget <= 1000) {
-      what = "instruction";
-      limit = g->max_instructions;
-    } else {
-      g->budget -= 1000;
-    }
-  }
-  if (what == NULL && g->max_ms && uv_hrtime() > g->deadline_ns) {
-    what = "time";
-    limit = g->max_ms;
-  }
+  const char *what = sea_lua_limits_check(&g->l, &limit);
   if (what == NULL)
     return;
   /* Say where the script was when it was stopped. */
@@ -302,18 +290,17 @@ static int load_script(lua_State *L, int cfg, const char *script, heap_t *heap, 
   memset(&lim, 0, sizeof lim);
   lim.script = script;
   lua_getfield(L, cfg, "max_instructions");
-  lim.max_instructions = (uint64_t)lua_tonumber(L, -1); /* parse_args made it positive or nil */
+  lim.l.max_instructions = (uint64_t)lua_tonumber(L, -1); /* parse_args made it positive or nil */
   lua_getfield(L, cfg, "max_ms");
-  lim.max_ms = (uint64_t)lua_tonumber(L, -1);
+  lim.l.max_ms = (uint64_t)lua_tonumber(L, -1);
   lua_pop(L, 2);
-  int limited = lim.max_instructions || lim.max_ms;
+  int limited = lim.l.max_instructions || lim.l.max_ms;
   if (limited) {
 #ifdef SEA_LUAJIT
     /* Compiled code never calls hooks: the limits need the interpreter. */
     luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
 #endif
-    lim.budget = lim.max_instructions;
-    lim.deadline_ns = uv_hrtime() + lim.max_ms * 1000000u;
+    sea_lua_limits_arm(&lim.l);
     load_limits = &lim;
     lua_sethook(L, load_hook, LUA_MASKCOUNT, 1000);
   }
@@ -335,9 +322,9 @@ static int load_script(lua_State *L, int cfg, const char *script, heap_t *heap, 
   char over[128] = "";
   if (heap->tripped)
     snprintf(over, sizeof over, "memory limit exceeded while loading (--max-memory %g MB)", max_mb);
-  else if (!lim.tripped && lim.max_ms && uv_hrtime() > lim.deadline_ns)
+  else if (!lim.tripped && lim.l.max_ms && uv_hrtime() > lim.l.deadline_ns)
     snprintf(over, sizeof over, "time limit exceeded while loading (--max-ms %llu)",
-             (unsigned long long)lim.max_ms);
+             (unsigned long long)lim.l.max_ms);
   if (err == NULL && over[0] == '\0')
     return 0;
   if (!loaded)

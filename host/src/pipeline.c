@@ -845,39 +845,33 @@ static void after_txn_end(void *data, int status) {
   eos_begin(pl); /* also when stopping with sends that waited: they go into one more */
 }
 
-static void eos_commit(sea_pipeline_t *pl) {
+/* Commit (abort) the open transaction; after_txn_end goes on from there. */
+static void eos_end(sea_pipeline_t *pl, bool abort_) {
   pl_output_t *o = pl->txo;
+  pl->txn = TXN_COMMITTING;
+  pl->txn_aborting = abort_;
   o->txn_ops++;
   pl->commits_out++;
-  int rc = sea_producer_txn_commit(o->p, after_txn_end, o);
+  int rc = abort_ ? sea_producer_txn_abort(o->p, after_txn_end, o)
+                  : sea_producer_txn_commit(o->p, after_txn_end, o);
   if (rc != 0) {
     o->txn_ops--;
     pl->commits_out--;
-    set_error(pl, rc, "exactly-once: commit of transaction %s: %s", pl->txn_id,
-              sea_producer_errmsg(o->p));
-    pl->txn = TXN_ENDED;
+    pl->txn_aborting = false;
+    set_error(pl, rc, "exactly-once: %s of transaction %s: %s", abort_ ? "abort" : "commit",
+              pl->txn_id, sea_producer_errmsg(o->p));
+    pl->txn = TXN_ENDED; /* closing the producer aborts it */
     begin_stop(pl);
     maybe_finish(pl);
   }
 }
 
+static void eos_commit(sea_pipeline_t *pl) {
+  eos_end(pl, false);
+}
+
 static void eos_abort(sea_pipeline_t *pl) {
-  pl_output_t *o = pl->txo;
-  pl->txn = TXN_COMMITTING;
-  pl->txn_aborting = true;
-  o->txn_ops++;
-  pl->commits_out++;
-  int rc = sea_producer_txn_abort(o->p, after_txn_end, o);
-  if (rc != 0) {
-    o->txn_ops--;
-    pl->commits_out--;
-    pl->txn_aborting = false;
-    set_error(pl, rc, "exactly-once: abort of transaction %s: %s", pl->txn_id,
-              sea_producer_errmsg(o->p));
-    pl->txn = TXN_ENDED; /* closing the producer aborts it */
-    begin_stop(pl);
-    maybe_finish(pl);
-  }
+  eos_end(pl, true);
 }
 
 static void after_offsets(void *data, int status) {

@@ -7,14 +7,23 @@
  * call that handles it, and each of its sends until their receipts. Messages are acknowledged in
  * the order their input delivered them: the input's acknowledgement cursor stops at the first
  * message that is not processed or still held, so a position is never committed past a message
- * that is not done, whatever order receipts come back in. */
+ * that is not done, whatever order receipts come back in.
+ *
+ * Joined (cfg.join): batches do not go to the work FIFO; their messages go to the join
+ * (join.c), which hands them out in timestamp order across inputs, keys and shards, so an
+ * input's messages may be processed out of its delivery order. Each slot then holds one more
+ * count until it is processed, and the acknowledgement cursor runs over the whole batch: it stops
+ * at the first message not processed just as well, without next_proc. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "internal.h"
+#include "join.h"
 
 #define COMMIT_EVERY_MS_DEFAULT 1000
+#define JOIN_WAIT_MS_DEFAULT 1000
+#define JOIN_MAX_BUFFERED_DEFAULT 100000
 
 typedef struct pbatch pbatch_t;
 typedef struct pl_input pl_input_t;
@@ -33,6 +42,7 @@ struct pbatch {
   bool dead;           /* exactly once: a rebalance revoked its input: never acknowledged */
   pbatch_t *in_next;   /* the input's FIFO: acknowledgement order */
   pbatch_t *work_next; /* the pipeline's FIFO of batches with messages still to process */
+  sea__jnode_t *jnodes; /* joined: one node a message, after the slots */
   slot_t slots[];
 };
 
@@ -118,6 +128,9 @@ struct sea_pipeline {
   bool txn_rebalance; /* that abort is for a rebalance: the pipeline goes on */
   uint64_t window_sends; /* sends into the open transaction */
   char txn_id[256];
+  sea__join_t *join;     /* joined: the messages waiting for their turn */
+  uv_timer_t *jtimer;    /* joined: the wait rule's wake-up, freed in its close callback */
+  size_t join_max;       /* joined: at this many buffered, the inputs that hold some pause */
   sea_pipeline_stats_t st;
   char errmsg[SEA__ERRMSG_MAX];
   char why[SEA__ERRMSG_MAX]; /* the processor's reason for its last rejection */
@@ -545,10 +558,82 @@ static void on_resume(uv_idle_t *h) {
     process_work(pl);
 }
 
+static void on_join_timer(uv_timer_t *t) {
+  sea_pipeline_t *pl = t->data;
+  if (pl != NULL && !pl->done)
+    process_work(pl);
+}
+
+/* Joined: hand the processor what the join releases, one message a call, or with per_batch the
+ * longest run of consecutive messages of one batch that the join releases in a row. */
+static void join_work(sea_pipeline_t *pl) {
+  sea__join_t *j = pl->join;
+  uint64_t wake = 0;
+  while (!pl->stopping && pl->blocked == 0) {
+    uint64_t left = pl->cfg.max_count ? pl->cfg.max_count - pl->st.processed : UINT64_MAX;
+    if (left == 0) {
+      pl->stop_requested = true;
+      break;
+    }
+    uint64_t now = uv_hrtime();
+    sea__jnode_t *n = sea__join_peek(j, now, &wake);
+    if (n == NULL)
+      break;
+    sea__join_pop(j);
+    pbatch_t *pb = n->owner;
+    size_t first = n->i, count = 1;
+    while (pl->cfg.per_batch && count < left) {
+      uint64_t unused;
+      sea__jnode_t *x = sea__join_peek(j, now, &unused);
+      if (x == NULL || x->owner != pb || x->i != first + count)
+        break;
+      sea__join_pop(j);
+      count++;
+    }
+    size_t handled = call_processor(pl, pb, first, count);
+    if (handled == 0) {
+      begin_stop(pl); /* they stay held: never acknowledged */
+      break;
+    }
+    for (size_t k = first + count; k-- > first + handled;)
+      sea__join_putback(j, &pb->jnodes[k]); /* handed again, first of all */
+    for (size_t k = first; k < first + handled; k++) {
+      sea__join_released(j, &pb->jnodes[k]);
+      pb->slots[k].pending--; /* processed */
+    }
+    pl->st.processed += handled;
+    advance_acks(pb->in); /* may free pb */
+    if (pl->cfg.max_count && pl->st.processed >= pl->cfg.max_count)
+      pl->stop_requested = true;
+    if (pl->stop_requested)
+      break;
+    if (pl->commit_due_ns && (pl->cfg.per_batch || (++pl->ncalls & 63) == 0) &&
+        uv_hrtime() >= pl->commit_due_ns) {
+      pl->yielded = true;
+      break;
+    }
+  }
+  /* Nothing may go yet: the wait rule wakes the join up (new input or an end may come first). */
+  if (wake != 0 && !pl->stopping && !pl->stop_requested) {
+    uint64_t now = uv_hrtime();
+    uint64_t ms = wake > now ? (wake - now + 999999u) / 1000000u : 0;
+    uv_timer_start(pl->jtimer, on_join_timer, ms, 0);
+  }
+}
+
+/* Joined: the buffer is full and this input holds part of it (the inputs that hold nothing are
+ * what the join waits for: they go on). */
+static inline bool join_holds(const sea_pipeline_t *pl, const pl_input_t *in) {
+  return sea__join_buffered(pl->join) >= pl->join_max &&
+         sea__join_input_buffered(pl->join, (uint32_t)in->index) > 0;
+}
+
 static void process_work(sea_pipeline_t *pl) {
   if (pl->processing)
     return; /* a callback of the processor's own sends: the running loop goes on */
   pl->processing++;
+  if (pl->join && !txn_holds(pl))
+    join_work(pl);
   while (pl->work_head && !pl->stopping && pl->blocked == 0 && !txn_holds(pl)) {
     pbatch_t *pb = pl->work_head;
     size_t count = pb->batch->count;
@@ -620,13 +705,19 @@ static void process_work(sea_pipeline_t *pl) {
   bool all_ended = true;
   for (size_t i = 0; i < pl->nin; i++) {
     pl_input_t *in = pl->in[i];
-    if (in->paused && !in->ended) {
+    if (pl->join && join_holds(pl, in)) {
+      if (!in->paused && !in->ended) {
+        in->paused = true;
+        sea_consumer_pause(in->c);
+      }
+    } else if (in->paused && !in->ended) {
       in->paused = false;
       sea_consumer_resume(in->c);
     }
     all_ended = all_ended && in->ended;
   }
-  if (pl->nin > 0 && all_ended && pl->work_head == NULL) {
+  if (pl->nin > 0 && all_ended && pl->work_head == NULL &&
+      (pl->join == NULL || sea__join_buffered(pl->join) == 0)) {
     if (!pl->cfg.linger)
       begin_stop(pl);
     else if (pl->cfg.on_inputs_ended) {
@@ -637,12 +728,42 @@ static void process_work(sea_pipeline_t *pl) {
   }
 }
 
+/* Joined: every message of pb goes to its lane, held as not processed until it is. */
+static void join_batch(sea_pipeline_t *pl, pbatch_t *pb, size_t jat) {
+  size_t count = pb->batch->count;
+  uint64_t now = uv_hrtime();
+  pb->jnodes = (sea__jnode_t *)((char *)pb + jat);
+  pb->next_proc = count; /* the cursor looks at the slots only */
+  for (size_t i = 0; i < count; i++) {
+    sea__jnode_t *n = &pb->jnodes[i];
+    pb->slots[i].pending = 1;
+    n->m = &pb->batch->msgs[i];
+    n->owner = pb;
+    n->arrival_ns = now;
+    n->input = (uint32_t)pb->in->index;
+    n->i = (uint32_t)i;
+    int rc = sea__join_push(pl->join, n);
+    if (rc < 0) {
+      set_error(pl, rc, "join: out of memory for the lanes of %s", pb->in->uri);
+      begin_stop(pl);
+      return;
+    }
+    pl->st.late += (uint64_t)rc;
+  }
+  process_work(pl);
+}
+
 static void on_batch(sea_consumer_t *c, const sea_batch_t *batch) {
   pl_input_t *in = sea_consumer_get_data(c);
   sea_pipeline_t *pl = in->pl;
   if (pl->stopping || batch->count == 0)
     return; /* not processed, so never acknowledged: delivered again after a restart */
-  pbatch_t *pb = sea__malloc(sizeof *pb + batch->count * sizeof(slot_t));
+  size_t size = sizeof(pbatch_t) + batch->count * sizeof(slot_t), jat = 0;
+  if (pl->join) {
+    jat = (size + _Alignof(sea__jnode_t) - 1) & ~(_Alignof(sea__jnode_t) - 1);
+    size = jat + batch->count * sizeof(sea__jnode_t);
+  }
+  pbatch_t *pb = sea__malloc(size);
   if (pb == NULL) {
     set_error(pl, SEA_ENOMEM, "out of memory queueing a batch of %zu messages from %s",
               batch->count, in->uri);
@@ -655,6 +776,7 @@ static void on_batch(sea_consumer_t *c, const sea_batch_t *batch) {
   pb->dead = false;
   pb->next_proc = pb->next_ack = 0;
   pb->in_next = pb->work_next = NULL;
+  pb->jnodes = NULL;
   for (size_t i = 0; i < batch->count; i++)
     pb->slots[i] = (slot_t){.i = (uint32_t)i, .pending = 0};
   if (in->tail)
@@ -662,6 +784,10 @@ static void on_batch(sea_consumer_t *c, const sea_batch_t *batch) {
   else
     in->head = pb;
   in->tail = pb;
+  if (pl->join) {
+    join_batch(pl, pb, jat);
+    return;
+  }
   if (pl->work_tail)
     pl->work_tail->work_next = pb;
   else
@@ -674,6 +800,8 @@ static void on_end(sea_consumer_t *c, int status) {
   pl_input_t *in = sea_consumer_get_data(c);
   sea_pipeline_t *pl = in->pl;
   in->ended = true;
+  if (pl->join)
+    sea__join_end_input(pl->join, (uint32_t)in->index);
   if (status != 0 && status != SEA_EOF) {
     /* What the input delivered before it failed is still processed and committed. */
     set_error(pl, status, "input %s: %s", in->uri, sea_consumer_errmsg(c));
@@ -740,6 +868,8 @@ static void begin_stop(sea_pipeline_t *pl) {
     return;
   }
   pl->stopping = true;
+  if (pl->jtimer)
+    uv_timer_stop(pl->jtimer);
   for (size_t i = 0; i < pl->nin; i++) {
     pl_input_t *in = pl->in[i];
     if (in->started && !in->ended && !in->paused) {
@@ -1323,6 +1453,30 @@ int sea_pipeline_add_output(sea_pipeline_t *pl, sea_producer_t *p, size_t *index
   return 0;
 }
 
+/* Joined: the join, expecting every input (each stream key its URI names, or the input as a
+ * whole) from now on, and its wake-up timer. */
+static int join_setup(sea_pipeline_t *pl) {
+  uint64_t wait = pl->cfg.join_wait_ms ? pl->cfg.join_wait_ms : JOIN_WAIT_MS_DEFAULT;
+  pl->join_max = pl->cfg.join_max_buffered ? pl->cfg.join_max_buffered : JOIN_MAX_BUFFERED_DEFAULT;
+  pl->join = sea__join_new(pl->nin, wait);
+  pl->jtimer = sea__calloc(1, sizeof *pl->jtimer);
+  uint64_t now = uv_hrtime();
+  int rc = pl->join && pl->jtimer ? 0 : SEA_ENOMEM;
+  for (size_t i = 0; i < pl->nin && rc == 0; i++) {
+    const sea_consumer_t *c = pl->in[i]->c;
+    rc = sea__join_expect(pl->join, (uint32_t)i, c->args.keys, c->args.key_count, now);
+  }
+  if (rc != 0) {
+    sea__free(pl->jtimer);
+    pl->jtimer = NULL;
+    set_error(pl, rc, "join: out of memory");
+    return rc;
+  }
+  uv_timer_init(pl->rt->loop, pl->jtimer);
+  pl->jtimer->data = pl;
+  return 0;
+}
+
 int sea_pipeline_start(sea_pipeline_t *pl) {
   if (pl == NULL)
     return SEA_EINVAL;
@@ -1337,7 +1491,16 @@ int sea_pipeline_start(sea_pipeline_t *pl) {
     begin_stop(pl);
     return pl->status;
   }
+  if (pl->cfg.join && pl->cfg.exactly_once) {
+    set_error(pl, SEA_EINVAL, "join with exactly-once is not supported");
+    begin_stop(pl);
+    return pl->status;
+  }
   if (pl->cfg.exactly_once && eos_setup(pl) != 0) {
+    begin_stop(pl);
+    return pl->status;
+  }
+  if (pl->cfg.join && join_setup(pl) != 0) {
     begin_stop(pl);
     return pl->status;
   }
@@ -1398,8 +1561,10 @@ int sea_pipeline_status(const sea_pipeline_t *pl) {
   return pl ? pl->status : SEA_EINVAL;
 }
 void sea_pipeline_stats(const sea_pipeline_t *pl, sea_pipeline_stats_t *out) {
-  if (pl && out)
+  if (pl && out) {
     *out = pl->st;
+    out->join_buffered = pl->join ? sea__join_buffered(pl->join) : 0;
+  }
 }
 sea_producer_t *sea_pipeline_output(const sea_pipeline_t *pl, size_t index) {
   return pl && index < pl->nout ? pl->out[index]->p : NULL;
@@ -1453,6 +1618,11 @@ void sea_pipeline_free(sea_pipeline_t *pl) {
     pl->resume->data = NULL;
     uv_close((uv_handle_t *)pl->resume, free_timer);
   }
+  if (pl->jtimer) {
+    pl->jtimer->data = NULL;
+    uv_close((uv_handle_t *)pl->jtimer, free_timer);
+  }
+  sea__join_free(pl->join);
   sea__free(pl->in);
   sea__free(pl->out);
   sea__free(pl);

@@ -438,6 +438,26 @@ typedef struct sea_pipeline_config {
    * transaction. Instances sharing a group on one host need ids of their own. */
   int exactly_once;
   const char *transactional_id;
+  /* Join (appended after transactional_id: a struct_size that ends before join leaves it off).
+   * Hand the processor the messages of every input in timestamp order (as the Rust
+   * SeaStreamer's StreamJoin), ties broken by stream key, then input index, then shard. A lane is
+   * one shard of one stream key of one input: it keeps its own delivery order, and its messages
+   * are buffered until the next one in time order is known: every lane that has not ended has a
+   * message buffered. A lane with nothing buffered is silent; the join waits for it until it has
+   * been silent for join_wait_ms (since its last message arrived), and no message waits longer
+   * than join_wait_ms for silent lanes (since it arrived). An input that has delivered nothing yet
+   * is expected as a lane of its own (one for each stream key its URI names) from the start. An
+   * ended input (stop_at_end) never holds the join back. A message that arrives after one that
+   * sorts after it was processed is late: it is processed as soon as its lane allows and
+   * counted (stats.late). At join_max_buffered buffered messages, the inputs that hold some are
+   * paused (the others are what the join waits for) until the join released some: nothing is
+   * dropped. With per_batch, a call gets a run of consecutive messages of one consumed batch
+   * that the join releases one after the other (often just one). An input's messages may be
+   * processed out of its delivery order; each is still acknowledged only once it and every
+   * message its input delivered before it are done. Not with exactly_once (refused at start). */
+  int join;
+  uint64_t join_wait_ms;    /* 0 = 1000 */
+  size_t join_max_buffered; /* 0 = 100000 */
 } sea_pipeline_config_t;
 
 typedef struct sea_pipeline_stats {
@@ -448,7 +468,9 @@ typedef struct sea_pipeline_stats {
   uint64_t skipped;   /* rejected and skipped or dead-lettered */
   uint64_t commits;   /* commits completed (exactly once: transactions committed) */
   uint64_t aborts;    /* exactly once: transactions aborted (a failure, a rebalance) */
-  uint64_t reserved[7];
+  uint64_t late;      /* joined: messages that arrived after a later one was processed */
+  uint64_t join_buffered; /* joined: messages waiting in the join now */
+  uint64_t reserved[5];
 } sea_pipeline_stats_t;
 
 SEA_EXTERN int sea_pipeline_new(sea_runtime_t *rt, const sea_pipeline_config_t *cfg,

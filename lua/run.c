@@ -596,6 +596,12 @@ int sea_lua_run(lua_State *L) {
   lua_pop(L, 1); /* the string stays referenced by the config table */
   if (txn_id && !exactly_once)
     return luaL_error(L, "seastreamer.run: transactional_id is for exactly_once = true");
+  lua_getfield(L, 1, "join");
+  int join = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  uint64_t join_wait_ms = opt_u64(L, "join_wait_ms"), join_max = opt_u64(L, "join_max");
+  if (join && exactly_once)
+    return luaL_error(L, "seastreamer.run: join with exactly_once is not supported");
 
   lua_getfield(L, 1, "on_error");
   const char *pol = lua_isnil(L, -1) ? "stop" : luaL_checkstring(L, -1);
@@ -739,6 +745,9 @@ int sea_lua_run(lua_State *L) {
       .on_done = on_done,
       .exactly_once = exactly_once,
       .transactional_id = txn_id,
+      .join = join,
+      .join_wait_ms = join_wait_ms,
+      .join_max_buffered = (size_t)join_max,
   };
   if ((rc = sea_pipeline_new(r->rt, &pc, &r->pl)) != 0)
     run_error(r, rc, "cannot create the pipeline: %s", sea_runtime_errmsg(r->rt));
@@ -795,7 +804,7 @@ int sea_lua_run(lua_State *L) {
   int status = r->status;
   lua_pushstring(L, r->errmsg);
   lua_Number processed = (lua_Number)st.processed, produced = (lua_Number)st.sent,
-             skipped = (lua_Number)st.skipped;
+             skipped = (lua_Number)st.skipped, late = (lua_Number)st.late;
   cleanup(r);
   lua_sethook(L, NULL, 0, 0);
 #ifdef SEA_LUAJIT
@@ -812,5 +821,7 @@ int sea_lua_run(lua_State *L) {
   lua_setfield(L, -2, "produced");
   lua_pushnumber(L, skipped);
   lua_setfield(L, -2, "skipped");
+  lua_pushnumber(L, late);
+  lua_setfield(L, -2, "late");
   return 1;
 }

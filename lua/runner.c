@@ -59,6 +59,17 @@ static const char help[] =
     "                           the outputs and the inputs' positions (docs/delivery.md)\n"
     "  --transactional-id ID    with --exactly-once: the transactional.id (default: derived\n"
     "                           from the groups and topics, and the host if load-balanced)\n"
+    "  --join                   hand the processor the messages of every input (and of every\n"
+    "                           stream key and shard of one input) in timestamp order, ties by\n"
+    "                           stream key, then input: each (input, key, shard) is a lane, and\n"
+    "                           a message waits until every lane that has not ended has one\n"
+    "                           buffered (an input that sent nothing yet is waited for too)\n"
+    "  --join-wait MS           a lane with nothing buffered is waited for until it has been\n"
+    "                           silent MS ms, and no message waits longer than MS ms (default\n"
+    "                           1000); what arrives older than what was already processed is\n"
+    "                           late: processed at once and counted\n"
+    "  --join-max N             at N buffered messages the inputs holding them pause (default\n"
+    "                           100000); nothing is dropped. Not with --exactly-once\n"
     "\n"
     "exit status: 0 done; 1 a stream failed; 2 bad usage, a bad script or a processor\n"
     "error (with the script's name and line); 3 no backend.\n";
@@ -193,9 +204,9 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
       *script = a;
       continue;
     }
-    if (strcmp(a, "--exactly-once") == 0) {
+    if (strcmp(a, "--exactly-once") == 0 || strcmp(a, "--join") == 0) {
       lua_pushboolean(L, 1);
-      lua_setfield(L, -2, "exactly_once");
+      lua_setfield(L, -2, a[2] == 'e' ? "exactly_once" : "join");
       continue;
     }
     if (strcmp(a, "-e") == 0) {
@@ -245,7 +256,8 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
       lua_setfield(L, -2, "on_error");
     } else if (strcmp(a, "--max-instructions") == 0 || strcmp(a, "--max-ms") == 0 ||
                strcmp(a, "--tick-ms") == 0 || strcmp(a, "--commit-interval") == 0 ||
-               strcmp(a, "-c") == 0 || strcmp(a, "--count") == 0) {
+               strcmp(a, "-c") == 0 || strcmp(a, "--count") == 0 ||
+               strcmp(a, "--join-wait") == 0 || strcmp(a, "--join-max") == 0) {
       if (!positive(v, &num))
         return usage_error("%s needs a positive number, not '%s'", a, v);
       lua_pushnumber(L, num);
@@ -254,6 +266,8 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
                    : strcmp(a, "--tick-ms") == 0          ? "tick_ms"
                    : strcmp(a, "--commit-interval") == 0  ? "commit_interval_ms"
                    : strcmp(a, "--max-instructions") == 0 ? "max_instructions"
+                   : strcmp(a, "--join-wait") == 0        ? "join_wait_ms"
+                   : strcmp(a, "--join-max") == 0         ? "join_max"
                                                           : "max_count");
     } else if (strcmp(a, "--transactional-id") == 0) {
       lua_pushstring(L, v);
@@ -275,6 +289,18 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
       return usage_error("unknown option '%s'", a);
     }
   }
+  lua_getfield(L, -1, "join");
+  int joined = lua_toboolean(L, -1);
+  lua_getfield(L, -2, "exactly_once");
+  int eos = lua_toboolean(L, -1);
+  lua_getfield(L, -3, "join_wait_ms");
+  lua_getfield(L, -4, "join_max");
+  int join_opts = !lua_isnil(L, -1) || !lua_isnil(L, -2);
+  lua_pop(L, 4);
+  if (joined && eos)
+    return usage_error("%s", "--join with --exactly-once is not supported");
+  if (join_opts && !joined)
+    return usage_error("%s", "--join-wait and --join-max go with --join");
   if (*script == NULL)
     return usage_error("%s", "expected a script");
   if (ndef == 0)
@@ -374,6 +400,12 @@ static int run_main(lua_State *L) {
     lua_pushinteger(L, exit_for_code(lua_tostring(L, -1)));
     return 1;
   }
+  lua_getfield(L, -3, "late");
+  if (lua_tonumber(L, -1) > 0)
+    fprintf(stderr,
+            "seastreamer run: --join: %.0f message(s) arrived older than messages already "
+            "processed (late: processed out of time order; a longer --join-wait waits more)\n",
+            (double)lua_tonumber(L, -1));
   lua_pushinteger(L, EXIT_OK);
   return 1;
 }

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# tests/crash/join.sh: kill -9 in the middle of `seastreamer run --join` over two .ss files in a
+# group, restart with -e, count (issue 11).
+#
+#   join.sh BUILD_DIR
+#
+# Two files hold 1..N between them, the odd numbers in one and the even in the other, each
+# message at its number in milliseconds, so that the join interleaves them message by message.
+# `run --join` with an identity script reads both in group g (resumable) into a third file; it is
+# killed -9 once its output holds N/5 or more, restarted with -e, then run once more with -e.
+# The checks:
+#   - nothing lost: the union of the output holds every number 1..N and nothing else, none of
+#     them more than twice (one kill, one re-delivery);
+#   - the join's order: what the first run wrote is 1, 2, 3, ... without a gap, and what the
+#     restart wrote is strictly increasing (it resumes each file from its own committed position);
+#   - no number the group had committed at the kill (read from each file's PATH.GROUP.pos) is
+#     written again;
+#   - the restart committed everything: a third run writes nothing.
+set -uo pipefail
+BUILD=$(cd "$1" && pwd)
+BACKEND=file
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+N=${CRASH_N:-100000}
+K=$((N / 5))
+echo 'return function(msg) return msg end' >"$T/identity.lua"
+
+# gen FROM: stdio lines "[timestamp | k] n" for n = FROM, FROM+2, ... up to N, at n ms.
+gen() {
+  awk -v from="$1" -v n="$N" 'BEGIN {
+    for (v = from; v <= n; v += 2)
+      printf "[2026-01-01T%02d:%02d:%02d.%03d | k] %d\n", int(v / 3600000), int(v / 60000) % 60,
+        int(v / 1000) % 60, v % 1000, v
+  }'
+}
+a="file://$T/join-a.ss/k" b="file://$T/join-b.ss/k" out="file://$T/join-out.ss/k"
+gen 1 | bounded "$SS" produce "$a" || bad "producing the odd numbers"
+gen 2 | bounded "$SS" produce "$b" || bad "producing the even numbers"
+FILE_IN_N=$(((N + 1) / 2)) # for stream_count: the output's size over one input's
+FILE_IN_SIZE=$(stat -c %s "$T/join-a.ss")
+
+g="g-join-$RUN_ID"
+run=("$SS" run --join "$T/identity.lua" --input "$a" --input "$b" --output "$out"
+  -I mode=resumable -I "group=$g")
+echo "--- run --join: $N messages in two files, kill -9 at $K or more written"
+
+# increasing NAME FILE [CONSECUTIVE]: the numbers of FILE (whole lines) strictly increase (and,
+# with CONSECUTIVE, are 1, 2, 3, ...).
+increasing() {
+  local r
+  r=$(whole_lines "$2" | awk -v c="${3:-}" '
+    { if (NR > 1 && $0 + 0 <= prev) { print NR ": " prev " then " $0; exit }
+      if (c != "" && $0 + 0 != NR) { print NR ": " $0 " at line " NR; exit }
+      prev = $0 + 0 }')
+  if [[ -z $r ]]; then ok; else bad "$1: out of order at line $r"; fi
+}
+
+# 1. Start, and kill -9 in the middle.
+timeout -s KILL 120 "${run[@]}" -I start=beginning >"$T/join.1" 2>"$T/join.err1" &
+tpid=$!
+if pid=$(child_of "$tpid"); then STARTED+=("$pid"); else
+  wait "$tpid"
+  bad "the first run did not start: $(head -c 400 "$T/join.err1")"
+  finish
+  exit
+fi
+kill_midway "$pid" "$K" stream_count join-out
+r=$?
+{ wait "$tpid"; } 2>/dev/null
+STARTED=()
+if [[ $r -ne 0 ]]; then
+  bad "the first run $([[ $r -eq 1 ]] && echo 'ended by itself' || echo "did not write $K within 90 s"):" \
+    "$(head -c 600 "$T/join.err1")"
+  finish
+  exit
+fi
+read_stream "$out" "$T/before" || { finish; exit; }
+# committed NAME: the numbers group g committed in file NAME at the kill (the messages before its
+# committed byte offset), into $T/committed.NAME.
+committed() {
+  local f="$T/$1.ss" posf="$T/$1.ss.$g.pos" pos=0
+  : >"$T/committed.$1"
+  [[ -f $posf ]] && pos=$(tr -d '\n' <"$posf")
+  [[ $pos =~ ^[0-9]+$ ]] || { bad "$posf holds '$pos', not a byte offset"; return; }
+  if ((pos > 0)); then
+    head -c "$pos" "$f" >"$T/cut.ss"
+    bounded "$SS" consume -o beginning -e -f '%s\n' "file://$T/cut.ss/k" >"$T/committed.$1" 2>/dev/null
+  fi
+}
+committed join-a
+committed join-b
+cat "$T/committed.join-a" "$T/committed.join-b" >"$T/committed"
+written=$(whole_lines "$T/before" | wc -l)
+if [[ $written -lt $N ]]; then ok; else bad "all $N were written before the kill"; fi
+increasing "the first run's output" "$T/before" consecutive
+
+# 2. Restart with -e: it finishes, says nothing, and writes the rest in order.
+bounded "${run[@]}" -e >"$T/join.2" 2>"$T/join.err2"
+st=$?
+expect_status "the restart with -e" 0 "$st"
+if [[ $st -eq 0 && -s $T/join.err2 ]]; then
+  bad "the restart with -e exited 0 but said: $(head -c 600 "$T/join.err2")"
+else ok; fi
+read_stream "$out" "$T/after" || { finish; exit; }
+total=$(wc -l <"$T/after")
+tail -n +$((written + 1)) "$T/after" >"$T/restart"
+increasing "the restart's output" "$T/restart"
+expect_all "the union of the outputs" "$N" "$T/after"
+if [[ $MAXC -le 2 ]]; then ok; else bad "a number was written $MAXC times after one kill"; fi
+# A message the group had committed is never delivered again.
+stray=$(only_in "$T/committed" <"$T/dups" | wc -l)
+if [[ $stray -eq 0 ]]; then ok; else
+  bad "$stray numbers committed before the kill were written again, e.g." \
+    "$(only_in "$T/committed" <"$T/dups" | head -5 | tr '\n' ' ')"
+fi
+
+# 3. Once more with -e: the restart committed what it did, nothing comes again.
+bounded "${run[@]}" -e >"$T/join.3" 2>"$T/join.err3"
+expect_status "the run after the restart" 0 $?
+read_stream "$out" "$T/again" || { finish; exit; }
+again=$(($(wc -l <"$T/again") - total))
+if [[ $again -eq 0 ]]; then ok; else bad "the run after the restart wrote $again messages again"; fi
+
+echo "    run --join: written before the kill $written (looked at $KILLED_AT); committed at the" \
+  "kill $(wc -l <"$T/committed.join-a") odd, $(wc -l <"$T/committed.join-b") even; restart wrote" \
+  "$((total - written)); lost $LOST; duplicates $DUPS; a third run wrote $again"
+finish

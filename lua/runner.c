@@ -256,8 +256,8 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
       lua_setfield(L, -2, "on_error");
     } else if (strcmp(a, "--max-instructions") == 0 || strcmp(a, "--max-ms") == 0 ||
                strcmp(a, "--tick-ms") == 0 || strcmp(a, "--commit-interval") == 0 ||
-               strcmp(a, "-c") == 0 || strcmp(a, "--count") == 0 ||
-               strcmp(a, "--join-wait") == 0 || strcmp(a, "--join-max") == 0) {
+               strcmp(a, "-c") == 0 || strcmp(a, "--count") == 0 || strcmp(a, "--join-wait") == 0 ||
+               strcmp(a, "--join-max") == 0) {
       if (!positive(v, &num))
         return usage_error("%s needs a positive number, not '%s'", a, v);
       lua_pushnumber(L, num);

@@ -37,11 +37,11 @@ typedef struct slot {
 struct pbatch {
   const sea_batch_t *batch;
   pl_input_t *in;
-  size_t next_proc;    /* next message to hand to the processor */
-  size_t next_ack;     /* next message to acknowledge */
-  bool dead;           /* exactly once: a rebalance revoked its input: never acknowledged */
-  pbatch_t *in_next;   /* the input's FIFO: acknowledgement order */
-  pbatch_t *work_next; /* the pipeline's FIFO of batches with messages still to process */
+  size_t next_proc;     /* next message to hand to the processor */
+  size_t next_ack;      /* next message to acknowledge */
+  bool dead;            /* exactly once: a rebalance revoked its input: never acknowledged */
+  pbatch_t *in_next;    /* the input's FIFO: acknowledgement order */
+  pbatch_t *work_next;  /* the pipeline's FIFO of batches with messages still to process */
   sea__jnode_t *jnodes; /* joined: one node a message, after the slots */
   slot_t slots[];
 };
@@ -128,9 +128,9 @@ struct sea_pipeline {
   bool txn_rebalance; /* that abort is for a rebalance: the pipeline goes on */
   uint64_t window_sends; /* sends into the open transaction */
   char txn_id[256];
-  sea__join_t *join;     /* joined: the messages waiting for their turn */
-  uv_timer_t *jtimer;    /* joined: the wait rule's wake-up, freed in its close callback */
-  size_t join_max;       /* joined: at this many buffered, the inputs that hold some pause */
+  sea__join_t *join;  /* joined: the messages waiting for their turn */
+  uv_timer_t *jtimer; /* joined: the wait rule's wake-up, freed in its close callback */
+  size_t join_max;    /* joined: at this many buffered, the inputs that hold some pause */
   sea_pipeline_stats_t st;
   char errmsg[SEA__ERRMSG_MAX];
   char why[SEA__ERRMSG_MAX]; /* the processor's reason for its last rejection */

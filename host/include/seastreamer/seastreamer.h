@@ -461,14 +461,14 @@ typedef struct sea_pipeline_config {
 } sea_pipeline_config_t;
 
 typedef struct sea_pipeline_stats {
-  uint64_t processed; /* input messages handed to the processor */
-  uint64_t done;      /* input messages done (acknowledged where the input keeps positions) */
-  uint64_t sent;      /* sends accepted by the outputs */
-  uint64_t receipted; /* sends confirmed */
-  uint64_t skipped;   /* rejected and skipped or dead-lettered */
-  uint64_t commits;   /* commits completed (exactly once: transactions committed) */
-  uint64_t aborts;    /* exactly once: transactions aborted (a failure, a rebalance) */
-  uint64_t late;      /* joined: messages that arrived after a later one was processed */
+  uint64_t processed;     /* input messages handed to the processor */
+  uint64_t done;          /* input messages done (acknowledged where the input keeps positions) */
+  uint64_t sent;          /* sends accepted by the outputs */
+  uint64_t receipted;     /* sends confirmed */
+  uint64_t skipped;       /* rejected and skipped or dead-lettered */
+  uint64_t commits;       /* commits completed (exactly once: transactions committed) */
+  uint64_t aborts;        /* exactly once: transactions aborted (a failure, a rebalance) */
+  uint64_t late;          /* joined: messages that arrived after a later one was processed */
   uint64_t join_buffered; /* joined: messages waiting in the join now */
   uint64_t reserved[5];
 } sea_pipeline_stats_t;

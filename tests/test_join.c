@@ -94,7 +94,9 @@ typedef struct jcase {
   size_t nseen;
   int calls;
   size_t max_call;
-  int64_t reject_ts; /* reject the message with this timestamp (0: none) */
+  int64_t reject_ts;   /* reject the message with this timestamp (0: none) */
+  int64_t stop_ts;     /* call sea_pipeline_stop while processing this timestamp (0: none) */
+  const char *out_opt; /* an option of the output (capacity=N: backpressure) */
   int done, status, skipped;
   uint64_t max_buffered; /* the most join_buffered seen between loop turns */
 } jcase_t;
@@ -109,6 +111,8 @@ static int j_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *b, siz
     const sea_message_t *m = &b->msgs[i];
     if (jc->reject_ts && m->meta.timestamp_us == jc->reject_ts)
       return sea_pipeline_reject(pl, "test rejects %lld", (long long)m->meta.timestamp_us);
+    if (jc->stop_ts && m->meta.timestamp_us == jc->stop_ts)
+      sea_pipeline_stop(pl);
     if (jc->nseen < MAX_SEEN)
       jc->seen[jc->nseen++] = (seen_t){m->meta.timestamp_us, input, m->meta.stream_key};
     sea_message_t out = *m;
@@ -169,8 +173,12 @@ static void j_open(jrun_t *jr, sea_runtime_t *rt, sea_pipeline_config_t *cfg, jc
   char ouri[128];
   snprintf(ouri, sizeof ouri, "mem://jout/%s", out);
   sea_producer_t *p;
+  sea_options_t *oo = sea_options_new();
+  if (jc->out_opt)
+    CHECK_EQ_INT(sea_options_parse(oo, jc->out_opt), 0);
   CHECK_EQ_INT(sea_connect(rt, ouri, NULL, &jr->ss[jr->nss]), 0);
-  CHECK_EQ_INT(sea_producer_open(jr->ss[jr->nss++], NULL, &p), 0);
+  CHECK_EQ_INT(sea_producer_open(jr->ss[jr->nss++], oo, &p), 0);
+  sea_options_free(oo);
   CHECK_EQ_INT(sea_pipeline_add_output(jr->pl, p, NULL), 0);
 }
 
@@ -469,6 +477,76 @@ static void test_policies(sea_runtime_t *rt) {
   }
 }
 
+/* Dead-letters, a stop from inside the processor and a full output, joined. */
+static void test_more_policies(sea_runtime_t *rt) {
+  produce_range(rt, "mem://qa/k", 1, 2, 10); /* 1 3 ... 19 */
+  produce_range(rt, "mem://qb/k", 2, 2, 10); /* 2 4 ... 20 */
+  const char *uris[] = {"mem://qa/k", "mem://qb/k"};
+  const char *o = "mode=resumable;group=qs;reset=earliest;stop_at_end=true";
+  const char *os[] = {o, o};
+  /* The dead-letter output is output 0: the rejected message is there as it was, in its place. */
+  {
+    jcase_t *jc = calloc(1, sizeof *jc);
+    jc->reject_ts = 4;
+    sea_pipeline_config_t cfg = {.join = 1, .on_error = SEA_ON_ERROR_DEAD_LETTER, .dead_letter = 0};
+    const char *e = "start=beginning;stop_at_end=true";
+    const char *eos[] = {e, e};
+    sea_streamer_t *hold; /* the output's broker outlives the run */
+    CHECK_EQ_INT(sea_connect(rt, "mem://jout/dead", NULL, &hold), 0);
+    jrun_t jr;
+    j_open(&jr, rt, &cfg, jc, uris, eos, 2, "dead");
+    CHECK_EQ_INT(j_run(&jr, jc), 0);
+    CHECK_EQ_INT(jc->skipped, 1);
+    CHECK_EQ_INT(jc->nseen, 19);
+    j_close(&jr);
+    free(jc);
+    jc = calloc(1, sizeof *jc);
+    const char *outs[] = {"mem://jout/dead"}, *oos[] = {"start=beginning;stop_at_end=true"};
+    sea_pipeline_config_t plain = {.join = 0};
+    j_open(&jr, rt, &plain, jc, outs, oos, 1, "dead-read");
+    CHECK_EQ_INT(j_run(&jr, jc), 0);
+    check_one_to_n(jc, 20);
+    j_close(&jr);
+    sea_streamer_close(hold);
+    free(jc);
+  }
+  /* sea_pipeline_stop while processing 7: 1..7 are processed; each input is committed up to
+   * what it had done (a: 1 3 5 7, b: 2 4 6). */
+  {
+    jcase_t *jc = calloc(1, sizeof *jc);
+    jc->stop_ts = 7;
+    sea_pipeline_config_t cfg = {.join = 1};
+    jrun_t jr;
+    j_open(&jr, rt, &cfg, jc, uris, os, 2, "inner-stop");
+    CHECK_EQ_INT(j_run(&jr, jc), 0);
+    check_one_to_n(jc, 7);
+    j_close(&jr);
+    free(jc);
+    int64_t first = 0;
+    CHECK_EQ_INT(left_in_group(rt, "mem://qa/k", "qs", &first), 6);
+    CHECK_EQ_INT(first, 9);
+    CHECK_EQ_INT(left_in_group(rt, "mem://qb/k", "qs", &first), 7);
+    CHECK_EQ_INT(first, 8);
+  }
+  /* An output that takes one send at a time: the inputs pause and resume, the order holds. */
+  {
+    jcase_t *jc = calloc(1, sizeof *jc);
+    jc->out_opt = "capacity=1";
+    sea_pipeline_config_t cfg = {.join = 1};
+    const char *e = "start=beginning;stop_at_end=true;batch=3";
+    const char *eos[] = {e, e};
+    jrun_t jr;
+    j_open(&jr, rt, &cfg, jc, uris, eos, 2, "full");
+    CHECK_EQ_INT(j_run(&jr, jc), 0);
+    check_one_to_n(jc, 20);
+    sea_pipeline_stats_t st;
+    sea_pipeline_stats(jr.pl, &st);
+    CHECK_EQ_INT(st.receipted, 20);
+    j_close(&jr);
+    free(jc);
+  }
+}
+
 /* Join and exactly once together are refused at start, by name. */
 static void test_refused_with_exactly_once(sea_runtime_t *rt) {
   jcase_t *jc = calloc(1, sizeof *jc);
@@ -525,6 +603,7 @@ int main(int argc, char **argv) {
   test_bounded(rt);
   test_late(rt);
   test_policies(rt);
+  test_more_policies(rt);
   test_refused_with_exactly_once(rt);
   test_old_struct_size(rt);
   for (size_t i = 0; i < nkeep; i++)

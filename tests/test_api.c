@@ -419,6 +419,8 @@ typedef struct pl_case {
   int reject_at;   /* reject the message whose payload is v<reject_at> (-1: none) */
   int stop_at;     /* call sea_pipeline_stop while processing v<stop_at> (-1: none) */
   int to_slow;     /* send v<to_slow> to output 1 (-1: none) */
+  int one;         /* reject v<reject_at> alone (sea_pipeline_reject_first), as a per-message
+                      processor running over a batch does */
   int calls;       /* processor calls */
   size_t max_call; /* most messages in one call */
   int skipped, done, status;
@@ -439,6 +441,10 @@ static int pl_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *b, si
     pc->max_call = count;
   for (size_t i = first; i < first + count; i++) {
     int n = payload_num(&b->msgs[i]);
+    if (n == pc->reject_at && pc->one && i > first)
+      return (int)(i - first); /* those before it are handled; it comes again, first */
+    if (n == pc->reject_at && pc->one)
+      return sea_pipeline_reject_first(pl, 1, "test rejects v%d", n);
     if (n == pc->reject_at)
       return sea_pipeline_reject(pl, "test rejects v%d", n);
     if (n == pc->stop_at)
@@ -658,6 +664,29 @@ static void test_pipeline(void) {
     CHECK_EQ_INT(count_all(rt, "mem://pl/dl-out", &c), 19);
     pl_resume(rt, "group=g6", first, &left);
     CHECK_EQ_INT(left, 0);
+  }
+  /* Batch calls that reject one message alone: it is skipped, the rest of its batch goes on. */
+  {
+    pl_case_t pc = {.reject_at = 5, .stop_at = -1, .to_slow = -1, .one = 1};
+    sea_pipeline_config_t cfg = {
+        .struct_size = sizeof cfg, .per_batch = 1, .on_error = SEA_ON_ERROR_SKIP};
+    CHECK_EQ_INT(pl_run(rt, "one", &pc, &cfg, "group=g8", "batch=4", err), 0);
+    CHECK_EQ_INT(pc.skipped, 1);
+    CHECK_EQ_INT(pc.calls, 7); /* v0-3, v4, v5 (rejected), v6-7, v8-11, v12-15, v16-19 */
+    counts_t c;
+    CHECK_EQ_INT(count_all(rt, "mem://pl/one-out", &c), 19);
+    CHECK_STR(c.payloads[5], "v6");
+    pl_resume(rt, "group=g8", first, &left);
+    CHECK_EQ_INT(left, 0);
+  }
+  /* The same under the stop policy: v4 was handled before it, and is committed. */
+  {
+    pl_case_t pc = {.reject_at = 5, .stop_at = -1, .to_slow = -1, .one = 1};
+    sea_pipeline_config_t cfg = {.struct_size = sizeof cfg, .per_batch = 1};
+    CHECK_EQ_INT(pl_run(rt, "one-stop", &pc, &cfg, "group=g9", "batch=4", err), SEA_EINVAL);
+    CHECK_CONTAINS(err, "at message src | 5 of mem://pl/src");
+    pl_resume(rt, "group=g9", first, &left);
+    CHECK_STR(first, "v5");
   }
   /* Batch calls with a count: the last call is cut to what is left. */
   {

@@ -134,6 +134,7 @@ struct sea_pipeline {
   sea_pipeline_stats_t st;
   char errmsg[SEA__ERRMSG_MAX];
   char why[SEA__ERRMSG_MAX]; /* the processor's reason for its last rejection */
+  size_t reject_n;           /* sea_pipeline_reject_first: how many it rejects (0: all) */
 };
 
 static void begin_stop(sea_pipeline_t *pl);
@@ -460,12 +461,26 @@ int sea_pipeline_send(sea_pipeline_t *pl, size_t output, const sea_message_t *m,
  * Processing
  * ------------------------------------------------------------------------------------------- */
 
+static int reject_v(sea_pipeline_t *pl, size_t n, const char *fmt, va_list ap) {
+  sea__vfmt(pl->why, sizeof pl->why, fmt, ap);
+  pl->reject_n = n;
+  return SEA_EINVAL;
+}
+
 int sea_pipeline_reject(sea_pipeline_t *pl, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  sea__vfmt(pl->why, sizeof pl->why, fmt, ap);
+  int rc = reject_v(pl, 0, fmt, ap);
   va_end(ap);
-  return SEA_EINVAL;
+  return rc;
+}
+
+int sea_pipeline_reject_first(sea_pipeline_t *pl, size_t n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = reject_v(pl, n, fmt, ap);
+  va_end(ap);
+  return rc;
 }
 
 /* Apply the error policy to count messages from first. Returns true to go on. */
@@ -533,14 +548,17 @@ static size_t call_processor(sea_pipeline_t *pl, pbatch_t *pb, size_t first, siz
   pl->cur = hold;
   pl->in_call = true;
   pl->why[0] = '\0';
+  pl->reject_n = 0;
   int rc = pl->cfg.process(pl, pb->in->index, pb->batch, first, count, pl->cfg.data);
   pl->in_call = false;
   size_t handled = count;
   if (rc > 0 && (size_t)rc < count) {
     handled = (size_t)rc;
   } else if (rc < 0 && !output_failed(pl)) {
-    pl->in_call = true; /* dead-letters belong to the messages */
-    if (!apply_policy(pl, pb, first, count, rc))
+    if (pl->reject_n > 0 && pl->reject_n < count)
+      handled = pl->reject_n; /* the rest are handed again */
+    pl->in_call = true;       /* dead-letters belong to the messages */
+    if (!apply_policy(pl, pb, first, handled, rc))
       handled = 0;
     pl->in_call = false;
   } else if (rc < 0) {

@@ -501,6 +501,14 @@ SEA_EXTERN int sea_pipeline_reject(sea_pipeline_t *pl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* The same for only the first n (>= 1) of the messages handed: the policy applies to them, the
+ * rest are handed again later (a per-message processor running over a batch stops at a failing
+ * message this way). Sends made in the call belong to the first message handed. */
+SEA_EXTERN int sea_pipeline_reject_first(sea_pipeline_t *pl, size_t n, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 /* Fail the pipeline: keep status and the message (the first failure wins), then stop. What was
  * done before is still committed. */
 SEA_EXTERN void sea_pipeline_fail(sea_pipeline_t *pl, int status, const char *fmt, ...)

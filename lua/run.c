@@ -38,7 +38,7 @@ typedef struct run {
   output_t out[MAX_OUTPUTS]; /* out[0] is the default output */
   size_t nout;
   output_t *dead; /* the dead-letter output, or NULL */
-  int fn_ref, batch_ref, start_ref, tick_ref, stop_ref, out_ref, view_ref, bview_ref;
+  int fn_ref, batch_ref, start_ref, tick_ref, stop_ref, out_ref;
   int input_end_ref; /* called once every input has ended, if the processor lingers */
   bool linger;       /* the processor, not the end of the inputs, ends the run (out:stop()) */
   sea_on_error_t policy;
@@ -50,11 +50,30 @@ typedef struct run {
   unsigned raised;    /* how many times the hook raised the limit's error in this call */
   char trip_msg[512]; /* the limit's error, with where the call was when it hit it */
   const sea_message_t *cur_msg; /* the message being processed (its key is the default) */
-  sea_lua_view_t *view;         /* the reusable view handed to the per-message processor */
-  sea_lua_view_t **bviews;      /* batch mode: reusable views, anchored in the table bviews_ref */
-  size_t nbviews;
-  int bviews_ref;
-  int view_mt_ref; /* the views' metatable, to recognise a view without a lookup by name */
+  /* The per-message processor without limits runs in a loop in Lua over the batch (the driver),
+   * which LuaJIT compiles: driver(n) calls fn(views[i], out) for i = 1..n, sets state[1] = i
+   * before each call, keeps what call i returned in results[i], and ends early once state[2] is
+   * set (out:stop()). The results go out in order after the loop, or before an out:send to the
+   * default output. */
+  bool driven;
+  int driver_ref, views_ref, results_ref, state_ref;
+  void **vptrs;  /* the views of the driver's current run, views[i] at vptrs[i-1] */
+  bool flushing; /* sending the driver's results (checked in their calls) */
+  size_t nvptrs;
+  struct {
+    const sea_batch_t *batch; /* the call under way (NULL: none) */
+    size_t first;             /* its first message's index in the batch */
+    size_t flushed;           /* results already sent: those of calls 1..flushed */
+    size_t failed_at;         /* a flush during the call met a refusal at this call (0: none) */
+    char failure[1024];
+  } drive;
+  struct { /* a failure at a message after others of the same batch call were handled: the
+              pipeline hands it again, alone first, and it is rejected then */
+    const sea_batch_t *batch;
+    size_t index;
+    uint64_t seq;
+    char why[1024];
+  } pending;
   bool finished;
   bool stop_requested; /* out:stop() was called: stop once the current call returns */
   int status;          /* failures before the pipeline exists */
@@ -66,6 +85,10 @@ typedef struct run {
 } run_t;
 
 static run_t *active_run; /* the count hook finds its budget here (one run per process) */
+/* The views of one processor call are made for it and expire together when the call is over
+ * (run_epoch moves on): a view kept past its call raises an error instead of showing a later
+ * message. Never freed, so that a view kept even past its run can still tell. */
+static uint64_t run_epoch = 1;
 
 /* A failure of the run: the pipeline's (it stops) or, before there is one, the run's own. */
 static void run_error(run_t *r, int status, const char *fmt, ...)
@@ -101,6 +124,20 @@ static const char *default_key(run_t *r, output_t *o) {
     return NULL;
   return r->cur_msg->meta.stream_key;
 }
+/* Send input message vm as it is (its bytes, key, headers and time) to o. */
+static int send_message(run_t *r, output_t *o, const sea_message_t *vm, const char *stream_key) {
+  sea_message_t m;
+  memset(&m, 0, sizeof m);
+  m.meta.timestamp_us = vm->meta.timestamp_us; /* forwarded: keeps its time, as relay */
+  m.payload = vm->payload;
+  m.key = vm->key;
+  m.key_len = vm->key_len;
+  m.headers = vm->headers;
+  m.header_count = vm->header_count;
+  m.meta.stream_key = stream_key ? stream_key : default_key(r, o);
+  return sea_pipeline_send(r->pl, o->index, &m, 0);
+}
+
 /* Send the value at index i (a string or a message view) to o. Returns 0 or raises/returns err. */
 static int send_value(run_t *r, output_t *o, int i, const char *stream_key) {
   lua_State *L = r->L;
@@ -111,30 +148,22 @@ static int send_value(run_t *r, output_t *o, int i, const char *stream_key) {
     m.payload.data = (const uint8_t *)lua_tolstring(L, i, &len);
     m.payload.len = len;
   } else {
-    /* The view the call received is the common case: known without a metatable lookup. */
-    sea_lua_view_t *v = lua_touserdata(L, i);
-    if (v != NULL && v != r->view) {
-      bool is_view = false;
-      if (lua_getmetatable(L, i)) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, r->view_mt_ref);
-        is_view = lua_rawequal(L, -1, -2);
-        lua_pop(L, 2);
-      }
-      if (!is_view)
-        v = NULL;
-    }
-    if (v == NULL || v->msg == NULL)
+    sea_lua_view_t *v = sea_lua_to_view(L, i);
+    /* Flushing the driver's results: each was checked in its own call; the whole run's views
+     * are still there. */
+    const sea_message_t *vm = v == NULL ? NULL
+                              : r->flushing && v->epoch == &run_epoch && v->gen == run_epoch
+                                  ? v->msg
+                                  : sea_lua_view_msg(L, v);
+    if (vm == NULL)
       return SEA_EINVAL;
-    m.meta.timestamp_us = v->msg->meta.timestamp_us; /* forwarded: keeps its time, as relay */
-    m.payload = v->msg->payload;
-    m.key = v->msg->key;
-    m.key_len = v->msg->key_len;
-    m.headers = v->msg->headers;
-    m.header_count = v->msg->header_count;
+    return send_message(r, o, vm, stream_key);
   }
   m.meta.stream_key = stream_key ? stream_key : default_key(r, o);
   return sea_pipeline_send(r->pl, o->index, &m, 0);
 }
+
+static bool drive_flush(run_t *r, size_t upto);
 
 /* out:send(name, payload [, stream_key]): to the output called name (nil: the default one). */
 static int out_send(lua_State *L) {
@@ -153,7 +182,7 @@ static int out_send(lua_State *L) {
       return luaL_argerror(
           L, 2, lua_pushfstring(L, "no output named '%s' (add --output %s=URI)", name, name));
   }
-  if (lua_type(L, base) != LUA_TSTRING && sea_lua_testudata(L, base, SEA_LUA_VIEW_MT) == NULL)
+  if (lua_type(L, base) != LUA_TSTRING && sea_lua_to_view(L, base) == NULL)
     return luaL_argerror(L, base, "expected a payload string or a message");
   const char *key = NULL;
   if (!lua_isnoneornil(L, base + 1)) {
@@ -165,6 +194,15 @@ static int out_send(lua_State *L) {
   }
   if (sea_pipeline_status(r->pl) != 0)
     return luaL_error(L, "the run is stopping: %s", sea_pipeline_errmsg(r->pl));
+  if (r->drive.batch) { /* inside the driver: this call's message, after the earlier results */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
+    lua_rawgeti(L, -1, 1);
+    size_t at = (size_t)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    if (o == &r->out[0] && !drive_flush(r, at - 1))
+      return luaL_error(L, "%s", r->drive.failure); /* the driver stops; see lua_process */
+    r->cur_msg = &r->drive.batch->msgs[r->drive.first + at - 1];
+  }
   int rc = send_value(r, o, base, key);
   if (rc != 0) {
     sea_producer_t *p = sea_pipeline_output(r->pl, o->index);
@@ -266,6 +304,52 @@ static void hook_call(run_t *r, int ref, const char *name, int extra) {
   }
 }
 
+/* What is wrong with a processor's result (at index idx), or NULL: nil, a string, a message still
+ * valid, or a list of strings and such messages. */
+static const char *result_complaint(run_t *r, int idx) {
+  lua_State *L = r->L;
+  int t = lua_type(L, idx);
+  if (t == LUA_TNIL || t == LUA_TSTRING)
+    return NULL;
+  if (t == LUA_TUSERDATA) {
+    sea_lua_view_t *v = sea_lua_to_view(L, idx);
+    if (v == NULL || sea_lua_view_msg(L, v) == NULL)
+      return "returned a userdata that is not a message (or a message no longer valid)";
+    return NULL;
+  }
+  if (t != LUA_TTABLE)
+    return lua_pushfstring(L, "returned a %s (expected nil, a string, a message or a list of them)",
+                           lua_typename(L, t));
+  size_t n = sea_lua_rawlen(L, idx), entries = 0;
+  /* A list and nothing else: a table with other keys (a decoded JSON object that was not
+   * encoded again, {a = 1}) would otherwise send nothing without a word. */
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    if (++entries > n || lua_type(L, -1) != LUA_TNUMBER) {
+      const char *bad = lua_type(L, -1) == LUA_TSTRING
+                            ? lua_pushfstring(L, "the key '%s'", lua_tostring(L, -1))
+                            : lua_pushfstring(L, "a key of type %s", luaL_typename(L, -1));
+      return lua_pushfstring(L,
+                             "returned a table that is not a list (it has %s): return nil, a "
+                             "string, a message or a list of them",
+                             bad);
+    }
+  }
+  for (size_t i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, (int)i);
+    int et = lua_type(L, -1);
+    sea_lua_view_t *v = et == LUA_TUSERDATA ? sea_lua_to_view(L, -1) : NULL;
+    lua_pop(L, 1);
+    if (et != LUA_TSTRING && (v == NULL || sea_lua_view_msg(L, v) == NULL))
+      return lua_pushfstring(L,
+                             "returned a list whose item %d is a %s (expected a string or a "
+                             "message still valid)",
+                             (int)i, lua_typename(L, et));
+  }
+  return NULL;
+}
+
 /* Send what a processor call returned (at index idx of the stack). Returns NULL or a complaint. */
 static const char *send_result(run_t *r, int idx) {
   lua_State *L = r->L;
@@ -274,49 +358,63 @@ static const char *send_result(run_t *r, int idx) {
     return NULL;
   if (t == LUA_TSTRING || t == LUA_TUSERDATA) {
     int rc = send_value(r, &r->out[0], idx, NULL);
-    if (rc == SEA_EINVAL)
-      return "returned a userdata that is not a message (or a message no longer valid)";
+    if (rc == SEA_EINVAL && t == LUA_TUSERDATA)
+      return result_complaint(r, idx);
+    return rc != 0 ? sea_strerror(rc) : NULL;
+  }
+  if (t != LUA_TTABLE)
+    return result_complaint(r, idx);
+  size_t n = sea_lua_rawlen(L, idx), entries = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) { /* a list, nothing else (see result_complaint) */
+    lua_pop(L, 1);
+    if (++entries > n || lua_type(L, -1) != LUA_TNUMBER) {
+      lua_pop(L, 1);
+      return result_complaint(r, idx);
+    }
+  }
+  for (size_t i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, (int)i);
+    int et = lua_type(L, -1);
+    int rc = et == LUA_TSTRING || et == LUA_TUSERDATA
+                 ? send_value(r, &r->out[0], lua_gettop(L), NULL)
+                 : SEA_EINVAL;
+    lua_pop(L, 1);
+    if (rc == SEA_EINVAL && et != LUA_TSTRING)
+      return result_complaint(r, idx); /* names the item */
     if (rc != 0)
       return sea_strerror(rc);
-    return NULL;
   }
-  if (t == LUA_TTABLE) {
-    size_t n = sea_lua_rawlen(L, idx), entries = 0;
-    /* A list and nothing else: a table with other keys (a decoded JSON object that was not
-     * encoded again, {a = 1}) would otherwise send nothing without a word. */
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-      lua_pop(L, 1);
-      if (++entries > n || lua_type(L, -1) != LUA_TNUMBER) {
-        const char *bad = lua_type(L, -1) == LUA_TSTRING
-                              ? lua_pushfstring(L, "the key '%s'", lua_tostring(L, -1))
-                              : lua_pushfstring(L, "a key of type %s", luaL_typename(L, -1));
-        return lua_pushfstring(L,
-                               "returned a table that is not a list (it has %s): return nil, a "
-                               "string, a message or a list of them",
-                               bad);
-      }
-    }
-    for (size_t i = 1; i <= n; i++) {
-      lua_rawgeti(L, idx, (int)i);
-      int et = lua_type(L, -1);
-      int rc = (et == LUA_TSTRING || et == LUA_TUSERDATA)
-                   ? send_value(r, &r->out[0], lua_gettop(L), NULL)
-                   : SEA_EINVAL;
-      lua_pop(L, 1);
-      if (rc == SEA_EINVAL)
-        return lua_pushfstring(L,
-                               "returned a list whose item %d is a %s (expected a string or a "
-                               "message still valid)",
-                               (int)i, lua_typename(L, et));
-      if (rc != 0)
-        return sea_strerror(rc);
-    }
-    return NULL;
-  }
-  return lua_pushfstring(L, "returned a %s (expected nil, a string, a message or a list of them)",
-                         lua_typename(L, t));
+  return NULL;
 }
+
+static const char *where_fn(run_t *r, int ref);
+
+/* check(result): the driver's look at a result other than a string or the call's own message, so
+ * that a wrong one fails its own message (raises the complaint, as the processor's error). */
+static int driver_check(lua_State *L) {
+  run_t *r = active_run;
+  const char *bad = r ? result_complaint(r, 1) : NULL;
+  if (bad == NULL)
+    return 0;
+  lua_pushfstring(L, "%s %s", where_fn(r, r->fn_ref), bad);
+  return lua_error(L);
+}
+
+/* The driver (see run_t): made once per run with the processor, its views, results and state, the
+ * out object and check as upvalues. */
+static const char driver_src[] =
+    "local fn, views, results, state, out, check, type = ...\n"
+    "return function(n)\n"
+    "  for i = 1, n do\n"
+    "    state[1] = i\n"
+    "    local v = views[i]\n"
+    "    local r = fn(v, out)\n"
+    "    if r ~= nil and r ~= v and type(r) ~= 'string' then check(r) end\n"
+    "    results[i] = r\n"
+    "    if state[2] then return end\n"
+    "  end\n"
+    "end\n";
 
 /* Where the processor function is defined, for messages about what it returned. */
 static const char *where_fn(run_t *r, int ref) {
@@ -327,74 +425,148 @@ static const char *where_fn(run_t *r, int ref) {
   return lua_pushfstring(L, "%s:%d: processor", ar.short_src, ar.linedefined);
 }
 
-/* Point the first n reusable batch views at batch->msgs[first...], growing the set if needed. */
-static bool fill_bviews(run_t *r, const sea_batch_t *batch, size_t first, size_t n) {
-  lua_State *L = r->L;
-  if (n > r->nbviews) {
-    sea_lua_view_t **nv = realloc(r->bviews, n * sizeof *nv);
-    if (nv == NULL)
-      return false;
-    r->bviews = nv;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->bviews_ref);
-    for (size_t k = r->nbviews; k < n; k++) {
-      r->bviews[k] = sea_lua_push_view(L, NULL);
-      lua_rawseti(L, -2, (int)k + 1);
-    }
-    lua_pop(L, 1);
-    r->nbviews = n;
+/* A failure at message `index` of the batch (handled alone: what the processor handed before it
+ * in the same call is done). Returns what the pipeline's processor returns: the messages before
+ * it as handled, or, if it is the first one, its rejection (alone: the rest come again). */
+static int fail_at(run_t *r, const sea_batch_t *batch, size_t first, size_t index,
+                   const char *why) {
+  if (index > first) {
+    r->pending.batch = batch;
+    r->pending.index = index;
+    r->pending.seq = batch->msgs[index].meta.seq;
+    snprintf(r->pending.why, sizeof r->pending.why, "%s", why);
+    return (int)(index - first);
   }
-  for (size_t k = 0; k < n; k++)
-    sea_lua_view_point(L, r->bviews[k], &batch->msgs[first + k]);
-  return true;
+  return sea_pipeline_reject_first(r->pl, 1, "%s", why);
+}
+
+/* Send the results of driver calls flushed+1 .. upto, in order. On a refusal, false, with
+ * drive.failed_at and drive.failure set (the results after it are not sent). */
+static bool drive_flush(run_t *r, size_t upto) {
+  lua_State *L = r->L;
+  if (r->drive.flushed >= upto)
+    return true;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->results_ref);
+  int t = lua_gettop(L);
+  bool ok = true;
+  r->flushing = true;
+  /* results[i] was set by call i of this run of the driver (nil included): nothing to clear. */
+  for (size_t i = r->drive.flushed + 1; i <= upto; i++) {
+    lua_rawgeti(L, t, (int)i);
+    const sea_message_t *m = &r->drive.batch->msgs[r->drive.first + i - 1];
+    void *p = lua_touserdata(L, -1);
+    const char *bad = NULL;
+    r->cur_msg = m;
+    if (p != NULL && p == r->vptrs[i - 1]) { /* the call's own message, as it came */
+      int rc = send_message(r, &r->out[0], m, NULL);
+      bad = rc != 0 ? sea_strerror(rc) : NULL;
+    } else if (!lua_isnil(L, -1)) {
+      bad = send_result(r, lua_gettop(L));
+    }
+    lua_settop(L, t);
+    if (bad != NULL) { /* that message fails; those after it are handed again */
+      r->drive.failed_at = i;
+      snprintf(r->drive.failure, sizeof r->drive.failure, "%s %s", where_fn(r, r->fn_ref), bad);
+      ok = false;
+      break;
+    }
+  }
+  r->drive.flushed = upto;
+  r->flushing = false;
+  lua_pop(L, 1);
+  return ok;
+}
+
+/* The per-message processor, driven over count messages from first by the Lua loop. */
+static int drive(run_t *r, const sea_batch_t *batch, size_t first, size_t count) {
+  lua_State *L = r->L;
+  if (count > r->nvptrs) {
+    void **nv = realloc(r->vptrs, count * sizeof *nv);
+    if (nv == NULL) {
+      sea_pipeline_fail(r->pl, SEA_ENOMEM, "out of memory for a batch of %zu messages", count);
+      return 0;
+    }
+    r->vptrs = nv;
+    r->nvptrs = count;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->views_ref);
+  sea_lua_fill_views(L, -1, &batch->msgs[first], count, &run_epoch, r->state_ref, r->vptrs);
+  lua_pop(L, 1);
+  r->drive.batch = batch;
+  r->drive.first = first;
+  r->drive.flushed = 0;
+  r->drive.failed_at = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->driver_ref);
+  lua_pushinteger(L, (lua_Integer)count);
+  int rc = limited_call(r, 1, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
+  lua_rawgeti(L, -1, 1);
+  size_t at = (size_t)lua_tointeger(L, -1); /* the last call made (1-based) */
+  lua_pushnil(L);
+  lua_rawseti(L, -3, 2);
+  lua_pop(L, 2);
+  /* Calls 1..done finished: their results go out now. */
+  size_t done = rc == 0 ? at : at - 1;
+  int ret = 0;
+  if (r->drive.failed_at == 0 && !drive_flush(r, done))
+    done = r->drive.failed_at - 1;
+  if (r->drive.failed_at) { /* a result was refused: that message fails, the rest come again */
+    ret = fail_at(r, batch, first, first + r->drive.failed_at - 1, r->drive.failure);
+  } else if (rc != 0) {
+    ret = fail_at(r, batch, first, first + at - 1, error_text(L));
+  } else if (done < count) {
+    ret = (int)done; /* out:stop(): the rest stay unprocessed */
+  }
+  if (rc != 0)
+    lua_pop(L, 1);
+  r->drive.batch = NULL;
+  return ret;
 }
 
 /* The pipeline's processor: count messages from first (one, unless the script has a batch
- * function). Errors become the pipeline's rejections, and its error policy applies. */
+ * function or runs driven). Errors become the pipeline's rejections, and its error policy
+ * applies. */
 static int lua_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch, size_t first,
                        size_t count, void *data) {
   run_t *r = data;
   lua_State *L = r->L;
   int base = lua_gettop(L);
-  int rc;
+  int rc, ret = 0;
   const char *bad = NULL;
+  /* A message that failed after others of its call were handled: rejected when handed again
+   * (a join may hand other inputs' messages first). */
+  if (r->pending.batch == batch && r->pending.index == first &&
+      r->pending.seq == batch->msgs[first].meta.seq) {
+    r->pending.batch = NULL;
+    return sea_pipeline_reject_first(pl, 1, "%s", r->pending.why);
+  }
   r->cur_msg = &batch->msgs[first];
-  if (r->batch_ref != LUA_NOREF) {
+  if (r->driven) {
+    ret = drive(r, batch, first, count);
+  } else if (r->batch_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->batch_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->bview_ref);
-    sea_lua_batch_t *bv = lua_touserdata(L, -1);
-    bv->batch = batch;
-    bv->first = first;
-    bv->count = count;
-    if (!fill_bviews(r, batch, first, count)) {
-      lua_settop(L, base);
-      r->cur_msg = NULL;
-      sea_pipeline_fail(pl, SEA_ENOMEM, "out of memory for a batch of %zu views", count);
-      return 0;
-    }
+    lua_createtable(L, (int)count, 0); /* a new table and new views for each call */
+    sea_lua_fill_views(L, -1, &batch->msgs[first], count, &run_epoch, LUA_NOREF, NULL);
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
     rc = limited_call(r, 2, 1);
-    bv->batch = NULL;
     if (rc != 0)
       bad = error_text(L);
     else if ((bad = send_result(r, lua_gettop(L))) != NULL)
       bad = lua_pushfstring(L, "%s %s", where_fn(r, r->batch_ref), bad);
-    for (size_t k = 0; k < count; k++) /* what it returned has been sent */
-      sea_lua_view_point(L, r->bviews[k], NULL);
   } else {
-    sea_lua_view_t *v = r->view;
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->view_ref);
+    sea_lua_push_view(L, r->cur_msg, &run_epoch);
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
-    sea_lua_view_point(L, v, r->cur_msg);
     rc = limited_call(r, 2, 1);
     if (rc != 0)
       bad = error_text(L);
     else if ((bad = send_result(r, lua_gettop(L))) != NULL)
       bad = lua_pushfstring(L, "%s %s", where_fn(r, r->fn_ref), bad);
-    sea_lua_view_point(L, v, NULL);
   }
+  run_epoch++; /* every view of the call expires */
   r->cur_msg = NULL;
-  int ret = bad ? sea_pipeline_reject(pl, "%s", bad) : 0;
+  if (bad)
+    ret = sea_pipeline_reject(pl, "%s", bad);
   lua_settop(L, base);
   after_lua_call(r);
   return ret;
@@ -443,8 +615,16 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 /* out:stop(): end the run as if every input had ended (a source or a script that is done). */
 static int out_stop(lua_State *L) {
-  if (active_run)
-    active_run->stop_requested = true;
+  run_t *r = active_run;
+  if (r == NULL)
+    return 0;
+  r->stop_requested = true;
+  if (r->drive.batch) { /* the driver ends after this message */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
+    lua_pushboolean(L, 1);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 1);
+  }
   return 0;
 }
 
@@ -493,10 +673,11 @@ static void cleanup(run_t *r) {
     uv_close((uv_handle_t *)&r->sigs[i], NULL);
   sea_runtime_run(r->rt, SEA_RUN_NOWAIT);
   sea_runtime_free(r->rt);
-  int refs[] = {r->fn_ref,        r->batch_ref,  r->start_ref,  r->tick_ref,
-                r->stop_ref,      r->out_ref,    r->view_ref,   r->bview_ref,
-                r->input_end_ref, r->bviews_ref, r->view_mt_ref};
-  free(r->bviews);
+  run_epoch++; /* views kept past the run: expired (their pos_ref is unreferenced below) */
+  int refs[] = {r->fn_ref,      r->batch_ref, r->start_ref,    r->tick_ref,
+                r->stop_ref,    r->out_ref,   r->driver_ref,   r->views_ref,
+                r->results_ref, r->state_ref, r->input_end_ref};
+  free(r->vptrs);
   for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++)
     luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
   active_run = NULL;
@@ -534,8 +715,8 @@ int sea_lua_run(lua_State *L) {
   int ud = lua_gettop(L);
   r->L = L;
   r->fn_ref = r->batch_ref = r->start_ref = r->tick_ref = r->stop_ref = LUA_NOREF;
-  r->out_ref = r->view_ref = r->bview_ref = r->input_end_ref = r->bviews_ref = LUA_NOREF;
-  r->view_mt_ref = LUA_NOREF;
+  r->out_ref = r->input_end_ref = LUA_NOREF;
+  r->driver_ref = r->views_ref = r->results_ref = r->state_ref = LUA_NOREF;
   lua_getfield(L, 1, "name");
   r->script = lua_isnil(L, -1) ? "processor" : luaL_checkstring(L, -1);
   lua_pop(L, 1); /* the string stays referenced by the config table */
@@ -688,24 +869,36 @@ int sea_lua_run(lua_State *L) {
   bool signals = lua_toboolean(L, -1);
   lua_pop(L, 1);
 
-  /* The reusable views and the out object. */
-  r->view = sea_lua_push_view(L, NULL);
-  lua_getmetatable(L, -1);
-  r->view_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  r->view_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  sea_lua_batch_t *bv = lua_newuserdata(L, sizeof *bv);
-  memset(bv, 0, sizeof *bv);
-  lua_newtable(L);
-  bv->cache_ref = r->bviews_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  luaL_getmetatable(L, SEA_LUA_BATCH_MT);
-  lua_setmetatable(L, -2);
-  r->bview_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* The out object and, for a per-message processor without limits, the driver. */
   lua_newtable(L);
   lua_pushcfunction(L, out_send);
   lua_setfield(L, -2, "send");
   lua_pushcfunction(L, out_stop);
   lua_setfield(L, -2, "stop");
   r->out_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* Limits are per call: with one, every message gets a call of its own. (The runner's
+   * --max-memory is its allocator's, which fails the allocation in whatever call makes it.) */
+  r->driven = r->fn_ref != LUA_NOREF && r->lim.max_instructions == 0 && r->lim.max_ms == 0 &&
+              r->max_kbytes == 0;
+  if (r->driven) {
+    if (luaL_loadbuffer(L, driver_src, sizeof driver_src - 1, "=seastreamer.run driver") != 0)
+      return lua_error(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
+    int refs[3];
+    for (int k = 0; k < 3; k++) { /* views, results, state */
+      lua_newtable(L);
+      lua_pushvalue(L, -1);
+      refs[k] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    r->views_ref = refs[0];
+    r->results_ref = refs[1];
+    r->state_ref = refs[2];
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
+    lua_pushcfunction(L, driver_check);
+    lua_getglobal(L, "type");
+    lua_call(L, 7, 1);
+    r->driver_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
 
 #ifdef SEA_LUAJIT
   /* Compiled code never calls hooks: a limit needs the interpreter. */
@@ -732,7 +925,7 @@ int sea_lua_run(lua_State *L) {
       .struct_size = sizeof pc,
       .on_error = r->policy,
       .dead_letter = r->dead ? (size_t)(r->dead - r->out) : 0,
-      .per_batch = r->batch_ref != LUA_NOREF,
+      .per_batch = r->batch_ref != LUA_NOREF || r->driven,
       .max_count = max_count,
       .commit_interval_ms = commit_ms,
       .linger = r->linger,

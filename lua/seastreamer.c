@@ -172,27 +172,74 @@ static void resume_ref(lrt_t *rt, int ref, int nargs) {
  * Message views
  * ------------------------------------------------------------------------------------------- */
 
-sea_lua_view_t *sea_lua_push_view(lua_State *L, const sea_message_t *m) {
-  sea_lua_view_t *v = lua_newuserdata(L, sizeof *v);
+/* Both view metatables hold this key (a light userdata): one raw lookup tells a view. */
+static const char view_tag;
+/* The registry's weak-keyed table of msg.headers per view. */
+static const char headers_key;
+
+static void *new_udata(lua_State *L, size_t size) {
+#if LUA_VERSION_NUM >= 504
+  return lua_newuserdatauv(L, size, 0);
+#else
+  return lua_newuserdata(L, size);
+#endif
+}
+
+static sea_lua_view_t *push_view_mt(lua_State *L, const sea_message_t *m, const uint64_t *epoch,
+                                    const char *mt) {
+  sea_lua_view_t *v = new_udata(L, sizeof *v);
   v->msg = m;
   v->owned = NULL;
-  v->headers_ref = LUA_NOREF;
-  luaL_getmetatable(L, SEA_LUA_VIEW_MT);
+  v->epoch = epoch;
+  v->gen = epoch ? *epoch : 0;
+  v->pos = 0;
+  v->pos_ref = LUA_NOREF;
+  luaL_getmetatable(L, mt);
   lua_setmetatable(L, -2);
   return v;
 }
 
-void sea_lua_view_point(lua_State *L, sea_lua_view_t *v, const sea_message_t *m) {
-  v->msg = m;
-  if (v->headers_ref != LUA_NOREF) {
-    luaL_unref(L, LUA_REGISTRYINDEX, v->headers_ref);
-    v->headers_ref = LUA_NOREF;
+sea_lua_view_t *sea_lua_push_view(lua_State *L, const sea_message_t *m, const uint64_t *epoch) {
+  return push_view_mt(L, m, epoch, SEA_LUA_VIEW_MT);
+}
+
+void sea_lua_fill_views(lua_State *L, int t, const sea_message_t *msgs, size_t n,
+                        const uint64_t *epoch, int pos_ref, void **ptrs) {
+  t = t < 0 ? lua_gettop(L) + t + 1 : t;
+  luaL_getmetatable(L, SEA_LUA_VIEW_MT);
+  for (size_t k = 0; k < n; k++) {
+    sea_lua_view_t *v = new_udata(L, sizeof *v);
+    v->msg = &msgs[k];
+    v->owned = NULL;
+    v->epoch = epoch;
+    v->gen = *epoch;
+    v->pos = pos_ref == LUA_NOREF ? 0 : (lua_Integer)k + 1;
+    v->pos_ref = pos_ref;
+    if (ptrs)
+      ptrs[k] = v;
+    lua_pushvalue(L, -2);
+    lua_setmetatable(L, -2);
+    lua_rawseti(L, t, (int)k + 1);
   }
+  lua_pop(L, 1);
+}
+
+sea_lua_view_t *sea_lua_to_view(lua_State *L, int i) {
+  void *p = lua_touserdata(L, i);
+  if (p == NULL || lua_type(L, i) != LUA_TUSERDATA || !lua_getmetatable(L, i))
+    return NULL;
+  lua_pushlightuserdata(L, (void *)&view_tag);
+  lua_rawget(L, -2);
+  int is = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  return is ? p : NULL;
 }
 
 sea_lua_view_t *sea_lua_check_view(lua_State *L, int i) {
-  sea_lua_view_t *v = luaL_checkudata(L, i, SEA_LUA_VIEW_MT);
-  if (v->msg == NULL)
+  sea_lua_view_t *v = sea_lua_to_view(L, i);
+  if (v == NULL)
+    luaL_argerror(L, i, lua_pushfstring(L, "expected a message, got %s", luaL_typename(L, i)));
+  else if (sea_lua_view_msg(L, v) == NULL)
     luaL_argerror(L, i, "message used after the call that received it returned (keep msg:copy())");
   return v;
 }
@@ -423,7 +470,7 @@ static int view_copy(lua_State *L) {
   sea_message_t *m = sea_message_dup(v->msg);
   if (m == NULL)
     return luaL_error(L, "out of memory copying a message");
-  sea_lua_view_t *c = sea_lua_push_view(L, m);
+  sea_lua_view_t *c = push_view_mt(L, m, NULL, SEA_LUA_COPY_MT);
   c->owned = m;
   return 1;
 }
@@ -446,7 +493,10 @@ static void push_headers(lua_State *L, const sea_message_t *m) {
 /* Fields become Lua values only when read: a processor that looks at the payload alone never
  * pays for the rest. */
 static int view_index(lua_State *L) {
-  sea_lua_view_t *v = luaL_checkudata(L, 1, SEA_LUA_VIEW_MT);
+  /* Only ever called as the views' own __index (their metatables are hidden by __metatable). */
+  sea_lua_view_t *v = lua_touserdata(L, 1);
+  if (v == NULL)
+    return luaL_argerror(L, 1, "expected a message");
   size_t len;
   const char *k = luaL_checklstring(L, 2, &len);
   if (strcmp(k, "copy") == 0) {
@@ -457,12 +507,12 @@ static int view_index(lua_State *L) {
     lua_pushcfunction(L, view_totable);
     return 1;
   }
-  if (v->msg == NULL)
+  const sea_message_t *m = sea_lua_view_msg(L, v);
+  if (m == NULL)
     return luaL_error(L,
                       "message used after the call that received it returned (field '%s'; keep "
                       "msg:copy() to use it later)",
                       k);
-  const sea_message_t *m = v->msg;
   switch (k[0]) {
   case 'p':
     if (strcmp(k, "payload") == 0) {
@@ -505,12 +555,16 @@ static int view_index(lua_State *L) {
     break;
   case 'h':
     if (strcmp(k, "headers") == 0) { /* one table per message: msg.headers == msg.headers */
-      if (v->headers_ref == LUA_NOREF) {
+      lua_pushlightuserdata(L, (void *)&headers_key);
+      lua_rawget(L, LUA_REGISTRYINDEX);
+      lua_pushvalue(L, 1);
+      lua_rawget(L, -2);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
         push_headers(L, m);
-        lua_pushvalue(L, -1);
-        v->headers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-      } else {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, v->headers_ref);
+        lua_pushvalue(L, 1);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -4);
       }
       return 1;
     }
@@ -540,51 +594,28 @@ static int view_newindex(lua_State *L) {
 }
 
 static int view_tostring(lua_State *L) {
-  sea_lua_view_t *v = luaL_checkudata(L, 1, SEA_LUA_VIEW_MT);
-  if (v->msg == NULL)
+  sea_lua_view_t *v = sea_lua_to_view(L, 1);
+  const sea_message_t *m = v ? sea_lua_view_msg(L, v) : NULL;
+  if (m == NULL)
     lua_pushstring(L, "seastreamer.message (expired)");
   else {
     char seq[24];
-    snprintf(seq, sizeof seq, "%" PRIu64, v->msg->meta.seq);
-    lua_pushfstring(L, "seastreamer.message (%s | %s, %d bytes)", v->msg->meta.stream_key, seq,
-                    (int)v->msg->payload.len);
+    snprintf(seq, sizeof seq, "%" PRIu64, m->meta.seq);
+    lua_pushfstring(L, "seastreamer.message (%s | %s, %d bytes)", m->meta.stream_key, seq,
+                    (int)m->payload.len);
   }
   return 1;
 }
 
+/* Copies only: plain views own nothing (and have no finalizer, which would cost every message). */
 static int view_gc(lua_State *L) {
-  sea_lua_view_t *v = luaL_checkudata(L, 1, SEA_LUA_VIEW_MT);
-  sea_lua_view_point(L, v, NULL);
-  if (v->owned) {
+  sea_lua_view_t *v = sea_lua_to_view(L, 1);
+  if (v && v->owned) {
     sea_message_free(v->owned);
     v->owned = NULL;
+    v->msg = NULL;
   }
   return 0;
-}
-
-/* Batch views (the runner's batch mode): #batch, batch[i], ipairs. */
-static int batch_index(lua_State *L) {
-  sea_lua_batch_t *b = luaL_checkudata(L, 1, SEA_LUA_BATCH_MT);
-  if (b->batch == NULL)
-    return luaL_error(L, "batch used after the call that received it returned");
-  lua_Integer i = lua_tointeger(L, 2);
-  if (lua_type(L, 2) != LUA_TNUMBER || i < 1 || (size_t)i > b->count) {
-    lua_pushnil(L);
-    return 1;
-  }
-  if (b->cache_ref != LUA_NOREF) { /* the runner filled it: no allocation per message */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, b->cache_ref);
-    lua_rawgeti(L, -1, (int)i);
-    return 1;
-  }
-  sea_lua_push_view(L, &b->batch->msgs[b->first + (size_t)i - 1]);
-  return 1;
-}
-
-static int batch_len(lua_State *L) {
-  sea_lua_batch_t *b = luaL_checkudata(L, 1, SEA_LUA_BATCH_MT);
-  lua_pushinteger(L, b->batch ? (lua_Integer)b->count : 0);
-  return 1;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1167,7 +1198,7 @@ static void consumer_advance(lconsumer_t *c, lua_State *L) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->view_ref);
     sea_lua_view_t *v = lua_touserdata(L, -1);
     if (v)
-      sea_lua_view_point(L, v, NULL);
+      v->msg = NULL; /* expired: a view is never pointed at another message */
     lua_pop(L, 1);
     luaL_unref(L, LUA_REGISTRYINDEX, c->view_ref);
     c->view_ref = LUA_NOREF;
@@ -1194,7 +1225,7 @@ static int consumer_pop(lconsumer_t *c, lua_State *L) {
   if (!c->head)
     return 0;
   qbatch_t *q = c->head;
-  sea_lua_push_view(L, &q->batch->msgs[c->pos++]);
+  sea_lua_push_view(L, &q->batch->msgs[c->pos++], NULL);
   lua_pushvalue(L, -1);
   c->view_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (c->pos >= q->batch->count) {
@@ -1559,17 +1590,36 @@ int luaopen_seastreamer(lua_State *L) {
   new_class(L, PRODUCER_MT, pr_m, pr_gc, pr_close);
   new_class(L, CONSUMER_MT, co_m, co_close, co_close);
 
-  luaL_newmetatable(L, SEA_LUA_VIEW_MT);
   static const luaL_Reg view_mm[] = {{"__index", view_index},
                                      {"__newindex", view_newindex},
                                      {"__tostring", view_tostring},
-                                     {"__gc", view_gc},
                                      {NULL, NULL}};
-  sea_lua_setfuncs(L, view_mm);
-  lua_pop(L, 1);
-  luaL_newmetatable(L, SEA_LUA_BATCH_MT);
-  static const luaL_Reg batch_mm[] = {{"__index", batch_index}, {"__len", batch_len}, {NULL, NULL}};
-  sea_lua_setfuncs(L, batch_mm);
+  for (int copy = 0; copy < 2; copy++) {
+    luaL_newmetatable(L, copy ? SEA_LUA_COPY_MT : SEA_LUA_VIEW_MT);
+    sea_lua_setfuncs(L, view_mm);
+    if (copy) {
+      lua_pushcfunction(L, view_gc);
+      lua_setfield(L, -2, "__gc");
+    }
+    lua_pushliteral(L, SEA_LUA_VIEW_MT);
+    lua_setfield(L, -2, "__metatable");
+    lua_pushlightuserdata(L, (void *)&view_tag);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+  }
+  lua_pushlightuserdata(L, (void *)&headers_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_isnil(L, -1)) {
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushlightuserdata(L, (void *)&headers_key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
   lua_pop(L, 1);
 
   static const luaL_Reg fns[] = {{"runtime", l_runtime},

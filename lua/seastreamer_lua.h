@@ -8,30 +8,52 @@
 #include "compat.h"
 
 #define SEA_LUA_VIEW_MT "seastreamer.message"
-#define SEA_LUA_BATCH_MT "seastreamer.batch"
+#define SEA_LUA_COPY_MT "seastreamer.message.copy" /* msg:copy(): owns its message */
 
-/* A read-only view of one C message. msg is NULL once the call that received it has returned
- * (unless the view owns a copy, made by msg:copy()). Point a view at another message only with
- * sea_lua_view_point, which drops what was cached for the message before. */
+/* A read-only view of one C message, valid only during the call that received it. A view is never
+ * pointed at another message: a new one is made for each, so a view kept past its call can only
+ * raise the error, never show a later message. It expires when msg is set to NULL (the module's
+ * consumer, at the next c:next()) or, for views of one call of the runner, all at once when the
+ * counter *epoch moves past gen; views the runner's driver loop hands out one call each (pos > 0)
+ * are also valid only while their call is the current one: while state[1] == pos, state being the
+ * table registry[pos_ref]. msg:copy() makes a view that owns its message (never expires).
+ * msg.headers is built on first read and cached with the view (a weak table), so plain views have
+ * no finalizer: making one costs an allocation and nothing when it is collected. */
 typedef struct sea_lua_view {
   const sea_message_t *msg;
-  sea_message_t *owned; /* a sea_message_dup this view frees, or NULL */
-  int headers_ref;      /* msg.headers, built on the first read, or LUA_NOREF */
+  sea_message_t *owned;  /* a sea_message_dup this view frees (SEA_LUA_COPY_MT), or NULL */
+  const uint64_t *epoch; /* NULL: valid while msg is set */
+  uint64_t gen;
+  lua_Integer pos; /* 0, or its call's number in the driver's loop */
+  int pos_ref;     /* with pos: the driver's state table */
 } sea_lua_view_t;
 
-/* A read-only view of a batch, valid during the call (batch mode of the runner). */
-typedef struct sea_lua_batch {
-  const sea_batch_t *batch;
-  size_t first, count; /* the slice [first, first+count) of batch->msgs the call sees */
-  int cache_ref;       /* a table of views reused call after call (runner), or LUA_NOREF */
-} sea_lua_batch_t;
+/* The message v shows, or NULL once it expired. */
+static inline const sea_message_t *sea_lua_view_msg(lua_State *L, const sea_lua_view_t *v) {
+  if (v->epoch != NULL && *v->epoch != v->gen)
+    return NULL;
+  if (v->pos != 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, v->pos_ref);
+    lua_rawgeti(L, -1, 1);
+    lua_Integer cur = lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    if (cur != v->pos)
+      return NULL;
+  }
+  return v->msg;
+}
 
-/* Push a new view of m (not owned). */
-sea_lua_view_t *sea_lua_push_view(lua_State *L, const sea_message_t *m);
-/* Point v at m (NULL: the call that received it returned), dropping what v cached for the
- * message it showed before. */
-void sea_lua_view_point(lua_State *L, sea_lua_view_t *v, const sea_message_t *m);
-/* The view at index i, or raise a clear argument error. */
+/* Push a new view of m (not owned), valid while *epoch stays what it is now (epoch NULL: until
+ * its msg is set to NULL). */
+sea_lua_view_t *sea_lua_push_view(lua_State *L, const sea_message_t *m, const uint64_t *epoch);
+/* Set t[1..n] (the table at index t) to new views of msgs[0..n), valid while *epoch stays (and,
+ * with pos_ref, view k only while registry[pos_ref][1] == k); their addresses go to ptrs[0..n)
+ * unless ptrs is NULL. */
+void sea_lua_fill_views(lua_State *L, int t, const sea_message_t *msgs, size_t n,
+                        const uint64_t *epoch, int pos_ref, void **ptrs);
+/* The view at index i (a view or a copy, valid or expired), or NULL if i is not one. */
+sea_lua_view_t *sea_lua_to_view(lua_State *L, int i);
+/* The view at index i, or raise a clear argument error (not a message, or expired). */
 sea_lua_view_t *sea_lua_check_view(lua_State *L, int i);
 /* Push nil, "message", "CODE" and return 3. */
 int sea_lua_fail(lua_State *L, int err, const char *msg);

@@ -328,4 +328,114 @@ describe("seastreamer.run", function()
     assert.same({ "am0", "am1", "am2", "bm0", "bm1" }, got)
     k2:close()
   end)
+
+  -- The three ways a processor is called: a per-message function run over each batch by the
+  -- driver loop, the same with a limit (one call per message), and a batch function.
+  local forms = {
+    driven = function(f) return { processor = f } end,
+    limited = function(f) return { processor = f, max_instructions = 10000000 } end,
+    batch = function(f)
+      return {
+        processor = {
+          batch = function(b, out)
+            local res = {}
+            for i = 1, #b do
+              local r = f(b[i], out)
+              if r ~= nil then res[#res + 1] = r end
+            end
+            return res
+          end,
+        },
+      }
+    end,
+  }
+  local function run_form(form, f, name, n, extra)
+    keep = fill(rt, "mem://" .. name .. "/in", n)
+    local cfg = forms[form](f)
+    cfg.inputs = { "mem://" .. name .. "/in" }
+    cfg.outputs = { "mem://" .. name .. "/out" }
+    cfg.input_options = { group = "g", mode = "resumable", reset = "earliest", stop_at_end = true,
+      batch = "2" }
+    for k, v in pairs(extra or {}) do cfg[k] = v end
+    return sea.run(cfg)
+  end
+
+  -- Each input batch holds 2 messages: a batch call gets two, the other forms one message a call.
+  for _, form in ipairs { "driven", "limited", "batch" } do
+    local batch = form == "batch"
+    it("expires a message kept past its call (" .. form .. ")", function()
+      local kept, copy, seen
+      local ok, err = run_form(form, function(m)
+        if kept then seen = kept.payload end -- raises: the call that received it returned
+        kept, copy = m, m:copy()
+        return m
+      end, "v" .. form, 4)
+      assert.is_nil(ok)
+      assert.matches("message used after the call that received it returned %(field 'payload'", err)
+      assert.matches("run_spec.lua:%d+:", err)
+      -- within its call a batch's messages stay valid
+      assert.equals(batch and "m0" or nil, seen)
+      assert.equals(batch and "m1" or "m0", copy.payload) -- a copy stays valid
+      assert.equals("seastreamer.message (expired)", tostring(kept))
+      assert.has_error(function() return kept.seq end)
+      -- the messages before the failing call are done; it and those after it are not
+      assert.equals(batch and 2 or 1, committed(rt, "mem://v" .. form .. "/in", "g"))
+    end)
+
+    it("refuses a kept message returned from a later call (" .. form .. ")", function()
+      local kept
+      local res = assert(run_form(form, function(m)
+        local r = kept or m
+        kept = kept or m
+        return r
+      end, "w" .. form, 3, { on_error = "skip" }))
+      -- the first call's messages went out; every later call returned m0 again and was skipped
+      assert.same(batch and { "m0", "m0" } or { "m0" }, read_all(rt, "mem://w" .. form .. "/out"))
+      assert.equals(batch and 1 or 2, res.skipped) -- batch: the second call (m2) as a whole
+    end)
+  end
+
+  for _, form in ipairs { "driven", "limited" } do
+    it("keeps the order of returns and out:send per message (" .. form .. ")", function()
+      local res = assert(run_form(form, function(m, out)
+        out:send(nil, m.payload .. "a")
+        return m.payload .. "b"
+      end, "o" .. form, 5))
+      assert.equals(5, res.processed)
+      assert.same({ "m0a", "m0b", "m1a", "m1b", "m2a", "m2b", "m3a", "m3b", "m4a", "m4b" },
+        read_all(rt, "mem://o" .. form .. "/out"))
+    end)
+  end
+
+  it("fails only the failing message of a batch, once, whatever the policy", function()
+    local calls = {}
+    local res = assert(run_form("driven", function(m)
+      calls[#calls + 1] = m.payload
+      if m.payload == "m1" or m.payload == "m2" then error("bad " .. m.payload) end
+      return m
+    end, "f1", 6, { on_error = "skip" }))
+    assert.equals(2, res.skipped)
+    assert.same({ "m0", "m3", "m4", "m5" }, read_all(rt, "mem://f1/out"))
+    assert.same({ "m0", "m1", "m2", "m3", "m4", "m5" }, calls) -- each called once
+    assert.is_nil(committed(rt, "mem://f1/in", "g"))
+    local ok, err = run_form("driven", function(m)
+      if m.payload == "m3" then return { a = 1 } end
+      return m
+    end, "f2", 6)
+    assert.is_nil(ok)
+    assert.matches("run_spec.lua:%d+: processor returned a table that is not a list", err)
+    assert.matches("at message in | 3 of mem://f2/in", err)
+    assert.equals(3, committed(rt, "mem://f2/in", "g"))
+    assert.same({ "m0", "m1", "m2" }, read_all(rt, "mem://f2/out"))
+  end)
+
+  it("stops after the message whose call said out:stop()", function()
+    local res = assert(run_form("driven", function(m, out)
+      if m.payload == "m2" then out:stop() end
+      return m
+    end, "s1", 8, { }))
+    assert.equals(3, res.processed)
+    assert.same({ "m0", "m1", "m2" }, read_all(rt, "mem://s1/out"))
+    assert.equals(3, committed(rt, "mem://s1/in", "g"))
+  end)
 end)

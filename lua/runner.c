@@ -1,6 +1,8 @@
 /* runner.c: seastreamer-run-<lua>, the program behind `seastreamer run`: parses the command
  * line, loads the script in a Lua state with a memory limit, and hands it to seastreamer.run. */
+#include <malloc.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,12 +78,84 @@ static const char help[] =
 
 /* The Lua heap's allocator: the Lua's own one, wrapped with a limit. Past the limit an allocation
  * fails and Lua raises "not enough memory", which the runner reports like any processor error. */
+/* Small blocks (up to SMALL_MAX bytes, in 16-byte classes) freed by Lua are kept on a free list
+ * per class and handed out again: a processor makes a few short-lived objects per message (its
+ * view, strings), and malloc and free cost more than the rest of their life. Only where the
+ * Lua's own allocator is the C library's (Lua 5.4; LuaJIT has an allocator of its own), and only
+ * for blocks the C library says are big enough for their class (blocks made before this
+ * allocator took over were sized exactly). */
+#define SMALL_MAX 256
+#define SMALL_CLASSES (SMALL_MAX / 16)
+
+typedef struct small_block {
+  struct small_block *next;
+} small_block_t;
+
 typedef struct heap {
   lua_Alloc inner;
   void *inner_ud;
   size_t used, limit;
   int tripped;
+  int pooled; /* the free lists are in use */
+  small_block_t *small[SMALL_CLASSES];
 } heap_t;
+
+static void *small_alloc(heap_t *h, size_t n) {
+  size_t c = (n - 1) / 16;
+  small_block_t *b = h->small[c];
+  if (b != NULL) {
+    h->small[c] = b->next;
+    return b;
+  }
+  return malloc((c + 1) * 16);
+}
+
+static void small_free(heap_t *h, void *p, size_t n) {
+  size_t c = (n - 1) / 16;
+  if (malloc_usable_size(p) < (c + 1) * 16) {
+    free(p);
+    return;
+  }
+  small_block_t *b = p;
+  b->next = h->small[c];
+  h->small[c] = b;
+}
+
+static void *pooled_realloc(heap_t *h, void *ptr, size_t osize, size_t nsize) {
+  bool small_old = ptr != NULL && osize > 0 && osize <= SMALL_MAX;
+  if (nsize == 0) {
+    if (small_old)
+      small_free(h, ptr, osize);
+    else
+      free(ptr);
+    return NULL;
+  }
+  if (ptr == NULL)
+    return nsize <= SMALL_MAX ? small_alloc(h, nsize) : malloc(nsize);
+  if (!small_old && nsize > SMALL_MAX)
+    return realloc(ptr, nsize);
+  if (small_old && nsize <= SMALL_MAX && (osize - 1) / 16 == (nsize - 1) / 16 &&
+      malloc_usable_size(ptr) >= nsize)
+    return ptr; /* the same class */
+  void *p = nsize <= SMALL_MAX ? small_alloc(h, nsize) : malloc(nsize);
+  if (p == NULL)
+    return NULL;
+  memcpy(p, ptr, osize < nsize ? osize : nsize);
+  if (small_old)
+    small_free(h, ptr, osize);
+  else
+    free(ptr);
+  return p;
+}
+
+static void heap_release(heap_t *h) {
+  for (size_t c = 0; c < SMALL_CLASSES; c++)
+    while (h->small[c] != NULL) {
+      small_block_t *b = h->small[c];
+      h->small[c] = b->next;
+      free(b);
+    }
+}
 
 static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   heap_t *h = ud;
@@ -96,7 +170,8 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     h->limit += 1024 * 1024;
     return NULL;
   }
-  void *p = h->inner(h->inner_ud, ptr, osize, nsize);
+  void *p =
+      h->pooled ? pooled_realloc(h, ptr, osize, nsize) : h->inner(h->inner_ud, ptr, osize, nsize);
   if (p != NULL || nsize == 0)
     h->used = h->used - osize + nsize;
   return p;
@@ -378,8 +453,8 @@ static int run_main(lua_State *L) {
   int cfg = lua_gettop(L);
   lua_pushstring(L, script);
   lua_setfield(L, cfg, "name");
-  lua_pushnumber(L, *max_mb * 1024);
-  lua_setfield(L, cfg, "max_memory_kb");
+  /* No max_memory_kb: the heap's allocator is the limit (failing the allocation that passes it,
+   * in whatever call makes it), so a per-message processor can still run driven (run.c). */
   lua_pushboolean(L, 1);
   lua_setfield(L, cfg, "signals");
   rc = load_script(L, cfg, script, heap, *max_mb);
@@ -411,7 +486,7 @@ static int run_main(lua_State *L) {
 }
 
 int main(int argc, char **argv) {
-  heap_t heap = {NULL, NULL, 0, (size_t)1024 * 1024 * 1024, 0};
+  heap_t heap = {.limit = (size_t)1024 * 1024 * 1024};
   double max_mb = 1024;
   for (int i = 1; i + 1 < argc; i++) /* the limit applies from the first allocation */
     if (strcmp(argv[i], "--max-memory") == 0) {
@@ -426,6 +501,9 @@ int main(int argc, char **argv) {
   }
   heap.inner = lua_getallocf(L, &heap.inner_ud);
   heap.used = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
+#if LUA_VERSION_NUM >= 504
+  heap.pooled = 1; /* 5.4's own allocator is realloc and free (luaL_newstate) */
+#endif
   lua_setallocf(L, limited_alloc, &heap);
   luaL_openlibs(L);
   lua_getglobal(L, "package");
@@ -446,5 +524,6 @@ int main(int argc, char **argv) {
     status = (int)lua_tointeger(L, -1);
   }
   lua_close(L);
+  heap_release(&heap);
   return status;
 }

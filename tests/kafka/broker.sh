@@ -160,6 +160,9 @@ restart() {
   launch "$dir" || { tail -n 30 "$dir/broker.log" >&2; die "the broker did not start again"; }
 }
 
+# Sourced (tests/kafka/cluster.sh reuses classpath, free_port and die): define, do nothing.
+[[ "${BASH_SOURCE[0]}" != "$0" ]] && return 0
+
 case "${1:-}" in
   start) [[ $# == 2 ]] || die "usage: broker.sh start DIR"; start "$2" ;;
   stop) [[ $# == 2 ]] || die "usage: broker.sh stop DIR"; stop "$2" ;;

@@ -1,6 +1,7 @@
 /* main.c: the seastreamer command: dispatch to a subcommand, shared error reporting. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -35,7 +36,8 @@ static const char usage[] =
     "\n"
     "environment: SEASTREAMER_PLUGIN_DIR replaces the installed plugin directory;\n"
     "  SEASTREAMER_PLUGIN_PATH adds directories (':'-separated) searched after it;\n"
-    "  SEASTREAMER_LOG=error|warn|info|debug sets what backends log to stderr.\n";
+    "  SEASTREAMER_LOG=error|warn|info|debug sets what is logged to stderr (default warn;\n"
+    "  another value is refused), one line each: time (UTC), level, plugin, message.\n";
 
 void cli_error(const char *cmd, const char *fmt, ...) {
   va_list ap;
@@ -76,7 +78,26 @@ int cli_option(const char *cmd, sea_options_t *opts, const char *kv) {
   return EXIT_USAGE;
 }
 
+/* An unknown SEASTREAMER_LOG level is a usage error, whatever the command: a typo there would
+ * otherwise silently log at the default level. */
+static int check_log_env(void) {
+  static const char *const levels[] = {"error", "warn", "info", "debug"};
+  const char *v = getenv("SEASTREAMER_LOG");
+  if (v == NULL || v[0] == '\0')
+    return 0;
+  for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
+    if (strcmp(v, levels[i]) == 0)
+      return 0;
+  fprintf(stderr,
+          "seastreamer: SEASTREAMER_LOG=%s: unknown log level (valid: error, warn, info, "
+          "debug)\n",
+          v);
+  return EXIT_USAGE;
+}
+
 int main(int argc, char **argv) {
+  if (check_log_env() != 0)
+    return EXIT_USAGE;
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
       strcmp(argv[1], "help") == 0) {
     fputs(usage, argc < 2 ? stderr : stdout);

@@ -14,28 +14,38 @@
 
 static int log_level = -1;
 
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
 static int level_from_env(void) {
   const char *v = getenv("SEASTREAMER_LOG");
-  if (v == NULL)
+  if (v == NULL || v[0] == '\0')
     return SEA_LOG_WARN;
-  if (strcmp(v, "error") == 0)
-    return SEA_LOG_ERROR;
-  if (strcmp(v, "info") == 0)
-    return SEA_LOG_INFO;
-  if (strcmp(v, "debug") == 0)
-    return SEA_LOG_DEBUG;
+  for (int i = SEA_LOG_ERROR; i <= SEA_LOG_DEBUG; i++)
+    if (strcmp(v, level_names[i]) == 0)
+      return i;
+  /* The command refuses this at startup (status 2); a program using the library is told once. */
+  fprintf(stderr,
+          "seastreamer: SEASTREAMER_LOG=%s: unknown level (valid: error, warn, info, debug); "
+          "logging at warn\n",
+          v);
   return SEA_LOG_WARN;
 }
 
+/* One line: "2026-01-02T03:04:05.678Z seastreamer: info: file: message", the time in UTC with
+ * milliseconds (as the stdio format writes it), then the level and who logged it (a plugin's
+ * name, or "host"). One fprintf per line, so lines from plugin threads do not interleave. */
 static void vlog(int level, const char *who, const char *fmt, va_list ap) {
-  static const char *const names[] = {"error", "warn", "info", "debug"};
   if (log_level < 0)
     log_level = level_from_env();
   if (level > log_level || level < 0 || level > SEA_LOG_DEBUG)
     return;
   char line[1024];
   sea__vfmt(line, sizeof line, fmt, ap);
-  fprintf(stderr, "seastreamer: %s: %s%s%s\n", names[level], who ? who : "", who ? ": " : "", line);
+  char ts[32];
+  size_t n = sea_format_timestamp(sea_now_us(), ts);
+  ts[n] = '\0';
+  fprintf(stderr, "%sZ seastreamer: %s: %s: %s\n", ts, level_names[level],
+          who && who[0] ? who : "host", line);
 }
 
 void sea__log(int level, const char *who, const char *fmt, ...) {

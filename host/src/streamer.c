@@ -216,6 +216,8 @@ int sea_connect(sea_runtime_t *rt, const char *uri, const sea_options_t *opts,
     return rc < 0 ? rc : SEA_EBACKEND;
   }
   rt->streamer_count++;
+  sea__log(SEA_LOG_DEBUG, plugin->desc.name, "streamer for %s (plugin %s %s)", uri,
+           plugin->desc.name, plugin->desc.version ? plugin->desc.version : "");
   *out = s;
   return 0;
 }
@@ -362,6 +364,7 @@ int sea_producer_open(sea_streamer_t *s, const sea_options_t *opts, sea_producer
   }
   p->next = s->producers;
   s->producers = p;
+  sea__log(SEA_LOG_DEBUG, d->name, "producer open on %s", s->uri->raw ? s->uri->raw : "?");
   *out = p;
   return 0;
 }
@@ -946,6 +949,13 @@ int sea_consumer_open(sea_streamer_t *s, const sea_options_t *opts, sea_consumer
   }
   c->next = s->consumers;
   s->consumers = c;
+  {
+    static const char *const modes[] = {"realtime", "resumable", "load-balanced"};
+    unsigned m = (unsigned)c->args.mode;
+    sea__log(SEA_LOG_DEBUG, d->name, "consumer open on %s: mode %s%s%s",
+             s->uri->raw ? s->uri->raw : "?", m < 3 ? modes[m] : "?",
+             c->args.group ? ", group " : "", c->args.group ? c->args.group : "");
+  }
   *out = c;
   return 0;
 }

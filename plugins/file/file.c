@@ -625,6 +625,11 @@ static file_writer_t *writer_open(sea_runtime_t *rt, const char *path, const fil
   }
   wr->next = file_writers;
   file_writers = wr;
+  if (resume == 0)
+    fh->log(SEA_LOG_INFO, FILE_NAME, "%s: created (writing; lock held)", path);
+  else
+    fh->log(SEA_LOG_INFO, FILE_NAME, "%s: opened for writing (lock held), appending at offset %llu",
+            path, (unsigned long long)resume);
   return wr;
 }
 
@@ -1204,6 +1209,8 @@ static int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_arg
         cur->refs++;
         fc->cur = cur;
         *impl = fc;
+        fh->log(SEA_LOG_INFO, FILE_NAME, "%s: joined group %s (member %u of this process)",
+                fs->path, args->group, cur->refs);
         return 0;
       }
   cur = fc->cur = fh->calloc(1, sizeof *cur);
@@ -1273,6 +1280,14 @@ static int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_arg
     cur->next = file_cursors;
     file_cursors = cur;
   }
+  if (fc->group != NULL && cur->pos_path != NULL)
+    fh->log(SEA_LOG_INFO, FILE_NAME, "%s: opened for reading, group %s (%s), %s offset %llu",
+            fs->path, fc->group, fc->mode == SEA_MODE_LOAD_BALANCED ? "load-balanced" : "resumable",
+            cur->acked > 0 ? "resuming at its committed" : "starting at",
+            (unsigned long long)cur->f.r.pos);
+  else
+    fh->log(SEA_LOG_INFO, FILE_NAME, "%s: opened for reading (realtime), starting at offset %llu",
+            fs->path, (unsigned long long)cur->f.r.pos);
   *impl = fc;
   return 0;
 }
@@ -1617,10 +1632,14 @@ static void commit_after(void *data, int status) {
       }
     if (j->err == 0 && status != 0)
       j->err = status;
-    if (j->err != 0)
+    if (j->err != 0) {
+      fh->log(SEA_LOG_WARN, FILE_NAME, "%s", j->msg[0] ? j->msg : file_strerror(j->err));
       fh->op_done(j->op, j->err, "%s", j->msg[0] ? j->msg : file_strerror(j->err));
-    else
+    } else {
+      fh->log(SEA_LOG_INFO, FILE_NAME, "committed offset %llu to %s", (unsigned long long)j->pos,
+              j->path);
       fh->op_done(j->op, 0, NULL);
+    }
   }
   fh->free(j->path);
   fh->free(j);

@@ -469,6 +469,8 @@ static void hs_cb(redisAsyncContext *ac, void *r, void *priv) {
     return;
   }
   conn_timer_stop(c);
+  rhost->log(SEA_LOG_INFO, R_NAME, "%s %s (%s)", c->ever_ready ? "reconnected to" : "connected to",
+             c->s->addr, c->ip);
   c->state = C_READY;
   c->ever_ready = 1;
   c->attempt = 0;
@@ -1501,6 +1503,17 @@ static void read_cb(redisAsyncContext *ac, void *rep, void *priv) {
 
 static void cons_prepared(rcons_t *rc) {
   rc->prepared = 1;
+  char names[512];
+  size_t off = 0;
+  names[0] = '\0';
+  for (size_t i = 0; i < rc->nst && off < sizeof names; i++)
+    off += (size_t)snprintf(names + off, sizeof names - off, "%s%s", i ? ", " : "", rc->st[i].name);
+  if (rc->mode == SEA_MODE_REALTIME)
+    rhost->log(SEA_LOG_INFO, R_NAME, "reading %s at %s (realtime)", names, rc->s->addr);
+  else
+    rhost->log(SEA_LOG_INFO, R_NAME, "group '%s' at %s: member '%s' (%s) reads %s", rc->group,
+               rc->s->addr, rc->cname,
+               rc->mode == SEA_MODE_LOAD_BALANCED ? "load-balanced" : "resumable", names);
   if (rc->pos_op && !rc->setid_pending) {
     sea_op_t *op = rc->pos_op;
     rc->pos_op = NULL;
@@ -2400,6 +2413,12 @@ static int cons_commit(void *impl, sea_op_t *op) {
   if (rc->mode == SEA_MODE_REALTIME)
     return SEA_ESTATE;
   int unsent = 0;
+  size_t n = 0;
+  for (size_t i = 0; i < rc->nst; i++)
+    n += rc->st[i].acks.n + rc->st[i].skips.n;
+  if (n > 0)
+    rhost->log(SEA_LOG_INFO, R_NAME, "commit: acknowledging %zu entr%s of group '%s' (XACK)", n,
+               n == 1 ? "y" : "ies", rc->group);
   for (size_t i = 0; i < rc->nst; i++) {
     rstream_t *st = &rc->st[i];
     cons_send_xack(rc, st, &st->skips);

@@ -523,6 +523,8 @@ static void reader_set_done(stdio_reader_t *r, int status, const char *msg) {
   r->done = 1;
   r->done_status = status;
   snprintf(r->done_msg, sizeof r->done_msg, "%s", msg);
+  stdio_host->log(status == SEA_EOF ? SEA_LOG_INFO : SEA_LOG_WARN, STDIO_NAME,
+                  "stdin: %s after %llu line(s)", msg, (unsigned long long)r->line_no);
 }
 
 static void reader_update_watch(stdio_reader_t *r) {
@@ -1054,6 +1056,10 @@ static int reader_get(sea_runtime_t *rt, stdio_reader_t **out) {
     return SEA_EIO;
   }
   stdio_reader = r;
+  stdio_host->log(SEA_LOG_INFO, STDIO_NAME, "reading stdin (%s)",
+                  r->is_regular ? "a file"
+                  : pollable    ? "a pipe or socket"
+                                : "a terminal or device");
   *out = r;
   return 0;
 }
@@ -1122,6 +1128,11 @@ static int stdio_consumer_open(void *streamer_impl, sea_consumer_t *sc, const se
   }
   r->cons[r->ncons++] = c;
   reader_limits(r);
+  if (c->group != NULL)
+    stdio_host->log(SEA_LOG_INFO, STDIO_NAME,
+                    "consumer joined load-balanced group '%s' of this process (%zu consumer(s) "
+                    "read stdin)",
+                    c->group->name, r->ncons);
   *impl = c;
   return 0;
 
@@ -1268,6 +1279,8 @@ static void writer_fail(stdio_writer_t *w, int status, const char *msg) {
     return;
   w->err = status;
   snprintf(w->errmsg, sizeof w->errmsg, "%s", msg);
+  stdio_host->log(status == SEA_EPIPE ? SEA_LOG_INFO : SEA_LOG_WARN, STDIO_NAME,
+                  "%s, after %llu byte(s) written", msg, (unsigned long long)w->written);
   w->head = w->len = 0; /* nothing more will be written */
   writer_schedule(w);   /* the callbacks come from the loop, not from inside a send */
 }
@@ -1495,6 +1508,10 @@ static int writer_get(sea_runtime_t *rt, stdio_writer_t **out) {
     return SEA_EIO;
   }
   stdio_writer = w;
+  stdio_host->log(SEA_LOG_INFO, STDIO_NAME, "writing stdout (%s)",
+                  is_regular    ? "a file"
+                  : w->pollable ? "a pipe or socket"
+                                : "a terminal or device");
   *out = w;
   return 0;
 }

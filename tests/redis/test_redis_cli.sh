@@ -100,6 +100,15 @@ check "ack=auto exit" 2 "$rc"
 [[ "$err" == *"option 'ack=auto' was renamed"* && "$err" == *"ack=at-most-once"* ]] ||
   { echo "FAIL ack=auto message: $err"; fail=1; }
 
+# SEASTREAMER_LOG=info says what connected, the group and its member, and the commits
+err=$(SEASTREAMER_LOG=info "$ss" consume -e -G loggroup -o beginning -c 3 "$base/$k" 2>&1 >/dev/null)
+[[ "$err" == *" info: redis: connected to 127.0.0.1:$port (127.0.0.1)"* ]] ||
+  { echo "FAIL info log: connected: $err"; fail=1; }
+[[ "$err" == *" info: redis: group 'loggroup' at 127.0.0.1:$port: member '"*"' (load-balanced) reads $k"* ]] ||
+  { echo "FAIL info log: group: $err"; fail=1; }
+[[ "$err" == *" info: redis: commit: acknowledging 3 entries of group 'loggroup' (XACK)"* ]] ||
+  { echo "FAIL info log: commit: $err"; fail=1; }
+
 # bad input: exit status and a message naming what was wrong
 set +e
 err=$("$ss" consume -e -o beginning "redis://127.0.0.1:$port/$k" -X nosuch=1 2>&1 >/dev/null); rc=$?

@@ -184,6 +184,8 @@ int cmd_clock(int argc, char **argv) {
       uv_timer_set_repeat(&j.timer, 1); /* libuv's floor: a tick per millisecond at most */
     sea_runtime_run(j.rt, SEA_RUN_DEFAULT);
     rc = j.status;
+    if (rc == SEA_EPIPE && strncmp(uri, "stdio:", 6) == 0)
+      rc = 0; /* the reader of stdout went away (`| head`): stopping is what it asked for */
     if (rc != 0)
       cli_error("clock", "%s", j.errmsg[0] ? j.errmsg : sea_strerror(rc));
   }

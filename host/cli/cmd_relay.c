@@ -88,6 +88,12 @@ static int run_job(job_t *j) {
   }
   sea_runtime_run(j->rt, SEA_RUN_DEFAULT);
   rc = j->status;
+  /* The reader of stdout went away (`| head`): stopping is what it asked for, a quiet success.
+   * The pipeline has committed what is done: lines written whole (to the end of the last batch
+   * written whole, as the relay holds a batch together); the line that met the closed pipe and
+   * those after it are not done, and come again. */
+  if (rc == SEA_EPIPE && strncmp(j->out_uri, "stdio:", 6) == 0)
+    rc = 0;
   if (rc != 0)
     cli_error(j->cmd, "%s", j->errmsg[0] ? j->errmsg : sea_strerror(rc));
 out:
@@ -142,8 +148,9 @@ static const char consume_help[] =
     "\n"
     "Prints the messages of URI on stdout, one per line, as [timestamp | key | seq] payload\n"
     "(milliseconds, UTC). In a group (-G, --mode resumable) a message is acknowledged and its\n"
-    "position committed only once its line was written to stdout (docs/delivery.md). Options\n"
-    "follow kcat where they fit.\n"
+    "position committed only once its line was written to stdout (docs/delivery.md). A reader\n"
+    "that goes away (| head) ends it with status 0 after committing what was written whole.\n"
+    "Options follow kcat where they fit.\n"
     "\n"
     "options:\n"
     "  -o OFFSET        beginning|end|N|-N|s@MS  (where to start; default: end)\n"

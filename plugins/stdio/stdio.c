@@ -1986,8 +1986,9 @@ static int stdio_producer_send(void *impl, const sea_message_t *m, unsigned flag
 
 static int producer_add_op(stdio_producer_t *p, sea_op_t *op) {
   stdio_writer_t *w = p->w;
-  if (w->err != 0)
-    return w->err;
+  /* After a failure (the reader of stdout went away) the op is still taken: it fails on the loop
+   * once the receipts are out, so a flush still tells its caller which lines were written whole
+   * (those succeed and may be committed) before it reports the failure. */
   if (p->nops == p->ops_cap) {
     size_t cap = p->ops_cap ? p->ops_cap * 2 : 2;
     stdio_op_wait_t *a = stdio_host->realloc(p->ops, cap * sizeof *a);
@@ -1999,7 +2000,7 @@ static int producer_add_op(stdio_producer_t *p, sea_op_t *op) {
   p->ops[p->nops].op = op;
   p->ops[p->nops].target = w->written + writer_pending(w);
   p->nops++;
-  if (w->watch == NULL)
+  if (w->watch == NULL && w->err == 0)
     writer_write(w);
   writer_schedule(w); /* done on the next turn, never inside this call */
   return 0;

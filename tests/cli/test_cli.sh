@@ -152,16 +152,17 @@ expect_grep oversize '\] short$' "$T/out"
 expect_lines oversize 1 "$T/out"
 expect_grep oversize 'payload of 50 bytes exceeds max_payload \(20 bytes\)' "$T/err"
 
-# --- closed stdout (EPIPE): a clear message and a non-zero exit, no crash ---
+# --- closed stdout (EPIPE): the reader asked to stop; a quiet end, status 0, no crash ---
+# (tests/cli/test_obs_cli.sh checks what a group commits then)
 "$SS" clock -i 0 2>"$T/err" | head -n 3 >"$T/out"
 st=${PIPESTATUS[0]}
-expect_status epipe-clock 1 "$st"
-expect_grep epipe-clock 'broken pipe' "$T/err"
+expect_status epipe-clock 0 "$st"
+if [ -s "$T/err" ]; then bad "epipe-clock: stderr: $(head -3 "$T/err")"; else ok; fi
 expect_lines epipe-clock 3 "$T/out"
 seq 1 300000 | "$SS" relay stdio:// stdio:// 2>"$T/err" | head -n 1 >/dev/null
 st=${PIPESTATUS[1]}
-expect_status epipe-relay 1 "$st"
-expect_grep epipe-relay 'broken pipe' "$T/err"
+expect_status epipe-relay 0 "$st"
+if [ -s "$T/err" ]; then bad "epipe-relay: stderr: $(head -3 "$T/err")"; else ok; fi
 
 # --- nothing lost, nothing doubled: 200,000 lines through two relays ---
 seq 1 200000 >"$T/in"

@@ -160,7 +160,8 @@ static const char consume_help[] =
     "  -G GROUP         consume in the load-balanced group GROUP\n"
     "  --mode MODE      realtime|resumable|load-balanced\n"
     "  -X key=value     a consumer option (common or backend)\n"
-    "  -J               one JSON object per message\n"
+    "  -J               one JSON object per message; a payload or key that is not valid\n"
+    "                   UTF-8 goes in payload_b64 / key_b64 (base64) instead\n"
     "  -f FORMAT        kcat-style format: %s payload, %k key, %t stream key, %p shard,\n"
     "                   %o seq, %T timestamp (ms), %S payload size, %h headers, \\n \\t\n";
 

@@ -1677,9 +1677,57 @@ static size_t utf8_seq(const uint8_t *p, size_t n) {
   return need;
 }
 
-/* A JSON string body: escapes as JSON needs, invalid UTF-8 bytes as \u00XX (so the output is
- * always valid JSON, and a byte can be told from the character of the same value only by the
- * reader's convention, which is what kcat and SeaStreamer's tools do too). */
+/* Whether [s, s+n) is all valid UTF-8 (no overlong forms, no surrogates, nothing past U+10FFFF,
+ * no truncated sequence): only then can a JSON string carry the bytes exactly. */
+static int utf8_valid(const uint8_t *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    if (s[i] < 0x80) {
+      i++;
+      continue;
+    }
+    size_t k = utf8_seq(s + i, n - i);
+    if (k == 0)
+      return 0;
+    i += k;
+  }
+  return 1;
+}
+
+/* Standard base64 (RFC 4648, with padding, no line breaks) of n bytes, straight into the
+ * writer's buffer. A dozen lines of our own rather than a library: the stdio plugin depends on
+ * nothing but the host, and this is the whole of what it needs (no decoding: nothing here reads
+ * JSON). */
+static int out_base64(stdio_writer_t *w, const uint8_t *s, size_t n) {
+  static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  char *d = out_reserve(w, (n + 2) / 3 * 4);
+  if (d == NULL)
+    return -1;
+  char *o = d;
+  size_t i = 0;
+  for (; n - i >= 3; i += 3) {
+    uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+    *o++ = tab[v >> 18];
+    *o++ = tab[v >> 12 & 63];
+    *o++ = tab[v >> 6 & 63];
+    *o++ = tab[v & 63];
+  }
+  if (n - i > 0) {
+    uint32_t v = (uint32_t)s[i] << 16 | (n - i == 2 ? (uint32_t)s[i + 1] << 8 : 0);
+    *o++ = tab[v >> 18];
+    *o++ = tab[v >> 12 & 63];
+    *o++ = n - i == 2 ? tab[v >> 6 & 63] : '=';
+    *o++ = '=';
+  }
+  w->len += (size_t)(o - d);
+  return 0;
+}
+
+/* A JSON string body: escapes as JSON needs (quote, backslash, and every control character below
+ * U+0020). Valid UTF-8 is copied as is; a byte that is not part of valid UTF-8 is written as
+ * \u00XX, which keeps the output valid JSON but cannot be told from the character U+00XX: fields
+ * that must round-trip any bytes (payload, key, header values) check utf8_valid first and go to
+ * their _b64 field instead. Only stream keys (ASCII by rule) and header names rely on this. */
 static int out_json_str(stdio_writer_t *w, const uint8_t *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   char *d = out_reserve(w, n * 6);
@@ -1772,35 +1820,48 @@ static int format_line(stdio_writer_t *w, const sea_message_t *m, const sea_meta
   return 0;
 }
 
+/* ,"name":"text" for valid UTF-8, else ,"name_b64":"base64": any bytes come back exactly. */
+static int out_json_bytes(stdio_writer_t *w, const char *name, const uint8_t *s, size_t n) {
+  int text = utf8_valid(s, n);
+  return OUT_LIT(w, ",\"") || out_bytes(w, name, strlen(name)) ||
+         (text ? OUT_LIT(w, "\":\"") : OUT_LIT(w, "_b64\":\"")) ||
+         (text ? out_json_str(w, s, n) : out_base64(w, s, n)) || OUT_LIT(w, "\"");
+}
+
 static int format_json(stdio_writer_t *w, const sea_message_t *m, const sea_meta_t *meta,
                        const char *ts, size_t ts_len) {
   if (OUT_LIT(w, "{\"stream_key\":\"") ||
       out_bytes(w, meta->stream_key, strlen(meta->stream_key)) || OUT_LIT(w, "\",\"shard_id\":") ||
       out_u64(w, meta->shard_id) || OUT_LIT(w, ",\"seq\":") || out_u64(w, meta->seq) ||
-      OUT_LIT(w, ",\"timestamp\":\"") || out_bytes(w, ts, ts_len) ||
-      OUT_LIT(w, "\",\"payload\":\"") || out_json_str(w, m->payload.data, m->payload.len) ||
-      OUT_LIT(w, "\""))
+      OUT_LIT(w, ",\"timestamp\":\"") || out_bytes(w, ts, ts_len) || OUT_LIT(w, "\"") ||
+      out_json_bytes(w, "payload", m->payload.data, m->payload.len))
     return -1;
-  if (m->key != NULL) {
-    if (OUT_LIT(w, ",\"key\":\"") || out_json_str(w, m->key, m->key_len) || OUT_LIT(w, "\""))
-      return -1;
-  }
-  if (m->header_count > 0) {
-    if (OUT_LIT(w, ",\"headers\":{"))
-      return -1;
+  if (m->key != NULL && out_json_bytes(w, "key", m->key, m->key_len))
+    return -1;
+  /* Header values: the text ones in "headers", the others (not valid UTF-8) in "headers_b64". */
+  for (int pass = 0; pass < 2; pass++) {
+    size_t n = 0;
     for (size_t i = 0; i < m->header_count; i++) {
       const sea_kv_t *h = &m->headers[i];
-      if ((i > 0 && OUT_LIT(w, ",")) || OUT_LIT(w, "\"") ||
+      int bin = h->value != NULL && !utf8_valid(h->value, h->value_len);
+      if (bin != pass)
+        continue;
+      const char *open = n > 0 ? "," : pass ? ",\"headers_b64\":{" : ",\"headers\":{";
+      if (out_bytes(w, open, strlen(open)) || OUT_LIT(w, "\"") ||
           out_json_str(w, (const uint8_t *)h->name, h->name_len) || OUT_LIT(w, "\":"))
         return -1;
+      n++;
       if (h->value == NULL) {
         if (OUT_LIT(w, "null"))
           return -1;
-      } else if (OUT_LIT(w, "\"") || out_json_str(w, h->value, h->value_len) || OUT_LIT(w, "\"")) {
+      } else if (OUT_LIT(w, "\"") ||
+                 (pass ? out_base64(w, h->value, h->value_len)
+                       : out_json_str(w, h->value, h->value_len)) ||
+                 OUT_LIT(w, "\"")) {
         return -1;
       }
     }
-    if (OUT_LIT(w, "}"))
+    if (n > 0 && OUT_LIT(w, "}"))
       return -1;
   }
   return OUT_LIT(w, "}\n");

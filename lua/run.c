@@ -4,6 +4,7 @@
  */
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,7 @@ typedef struct run {
    * set (out:stop()). The results go out in order after the loop, or before an out:send to the
    * default output. */
   bool driven;
+  bool jit; /* LuaJIT: the driver's views are FFI structs (see jit_src) */
   int driver_ref, views_ref, results_ref, state_ref;
   void **vptrs;  /* the views of the driver's current run, views[i] at vptrs[i-1] */
   bool flushing; /* sending the driver's results (checked in their calls) */
@@ -63,8 +65,9 @@ typedef struct run {
   struct {
     const sea_batch_t *batch; /* the call under way (NULL: none) */
     size_t first;             /* its first message's index in the batch */
-    size_t flushed;           /* results already sent: those of calls 1..flushed */
-    size_t failed_at;         /* a flush during the call met a refusal at this call (0: none) */
+    size_t count;
+    size_t flushed;   /* results already sent: those of calls 1..flushed */
+    size_t failed_at; /* a flush during the call met a refusal at this call (0: none) */
     char failure[1024];
   } drive;
   struct { /* a failure at a message after others of the same batch call were handled: the
@@ -401,11 +404,12 @@ static int driver_check(lua_State *L) {
   return lua_error(L);
 }
 
+#ifndef SEA_LUAJIT
 /* The driver (see run_t): made once per run with the processor, its views, results and state, the
  * out object and check as upvalues. */
 static const char driver_src[] =
     "local fn, views, results, state, out, check, type = ...\n"
-    "return function(n)\n"
+    "return function(n, gen, base)\n"
     "  for i = 1, n do\n"
     "    state[1] = i\n"
     "    local v = views[i]\n"
@@ -415,6 +419,156 @@ static const char driver_src[] =
     "    if state[2] then return end\n"
     "  end\n"
     "end\n";
+#endif
+
+#ifdef SEA_LUAJIT
+/* LuaJIT: the driver hands the processor FFI structs {message pointer, gen, i} instead of
+ * userdata. LuaJIT compiles making them and reading their fields, and when a view does not
+ * escape the call (the processor reads fields, or returns it: the driver stores true) it does not
+ * even allocate it. They expire as userdata views do: valid while gen is the current run's and i
+ * the current call. Whatever else takes a message (out:send, a list returned, the module's
+ * functions) gets the userdata view of the same message (tomsg, through mat below), which keeps
+ * msg:copy(), msg.headers and msg:totable() in one place. Made once per Lua state (a ctype's
+ * metatable cannot change): registry[jit_lib_key] = {make = function(fn, results, state, check,
+ * send, stop) -> driver, out}; the converter for sea_lua_to_view goes to
+ * registry[sea_lua_jview_key]. */
+static const char jit_lib_key = 0;
+static const char jit_src[] =
+    "local mat, O, SZ = ...\n"
+    "local ffi = require 'ffi'\n"
+    "local type, tostring, tonumber, error = type, tostring, tonumber, error\n"
+    "local cast, fstring, istype = ffi.cast, ffi.string, ffi.istype\n"
+    "pcall(ffi.cdef, 'typedef struct seastreamer_jview { const char *m; double gen; "
+    "int32_t i; } seastreamer_jview;')\n"
+    "local VT = ffi.typeof('seastreamer_jview')\n"
+    "local u64p, i64p = ffi.typeof('const uint64_t *'), ffi.typeof('const int64_t *')\n"
+    "local szp, cpp = ffi.typeof('const size_t *'), ffi.typeof('const char *const *')\n"
+    "local ctx = { gen = -1, state = { 0 } }\n"
+    "local function valid(v) return v.gen == ctx.gen and v.i == ctx.state[1] end\n"
+    "local function msgp(v, k)\n"
+    "  if not valid(v) then error(\"message used after the call that received it returned \"\n"
+    "    .. \"(field '\" .. tostring(k) .. \"'; keep msg:copy() to use it later)\", 3) end\n"
+    "  return v.m\n"
+    "end\n"
+    "local function tomsg(v)\n"
+    "  if not valid(v) then return mat(0) end\n"
+    "  if ctx.mgen ~= ctx.gen then ctx.mgen, ctx.mats = ctx.gen, {} end\n"
+    "  local u = ctx.mats[v.i]\n"
+    "  if u == nil then u = mat(v.i); ctx.mats[v.i] = u end\n"
+    "  return u\n"
+    "end\n"
+    "local fields = {\n"
+    "  payload = function(m) return fstring(cast(cpp, m + O.pdata)[0], "
+    "tonumber(cast(szp, m + O.plen)[0])) end,\n"
+    "  size = function(m) return tonumber(cast(szp, m + O.plen)[0]) end,\n"
+    "  key = function(m) local k = cast(cpp, m + O.key)[0]\n"
+    "    if k == nil then return nil end\n"
+    "    return fstring(k, tonumber(cast(szp, m + O.keylen)[0])) end,\n"
+    "  stream_key = function(m) local k = cast(cpp, m + O.skey)[0]\n"
+    "    if k == nil then return '' end\n"
+    "    return fstring(k) end,\n"
+    "  shard = function(m) return tonumber(cast(u64p, m + O.shard)[0]) end,\n"
+    "  seq = function(m) return cast(u64p, m + O.seq)[0] end,\n"
+    "  timestamp = function(m) return tonumber(cast(i64p, m + O.ts)[0]) end,\n"
+    "  headers = function(m, v) return tomsg(v).headers end,\n"
+    "}\n"
+    "local methods = {\n"
+    "  copy = function(v) return tomsg(v):copy() end,\n"
+    "  totable = function(v) return tomsg(v):totable() end,\n"
+    "}\n"
+    "ffi.metatype(VT, {\n"
+    "  __index = function(v, k)\n"
+    "    local f = fields[k]\n"
+    "    if f then return f(msgp(v, k), v) end\n"
+    "    return methods[k]\n"
+    "  end,\n"
+    "  __newindex = function(v, k)\n"
+    "    error(\"a message is read-only (field '\" .. tostring(k) .. \"')\", 2)\n"
+    "  end,\n"
+    "  __tostring = function(v)\n"
+    "    if not valid(v) then return 'seastreamer.message (expired)' end\n"
+    "    return tostring(tomsg(v))\n"
+    "  end,\n"
+    "})\n"
+    "local function convert(x) if istype(VT, x) then return tomsg(x) end return x end\n"
+    "local function make(fn, results, state, check, send, stop)\n"
+    "  local out = { stop = stop }\n"
+    "  function out.send(self, name, p, key) return send(self, name, convert(p), key) end\n"
+    "  return function(n, gen, base)\n"
+    "    ctx.gen, ctx.state = gen, state\n"
+    "    local msgs = cast('const char *', base)\n"
+    "    for i = 1, n do\n"
+    "      state[1] = i\n"
+    "      local v = VT(msgs + (i - 1) * SZ, gen, i)\n"
+    "      local r = fn(v, out)\n"
+    "      if r == v then r = true\n"
+    "      elseif r ~= nil and type(r) ~= 'string' then\n"
+    "        if type(r) == 'table' then\n"
+    "          for k = 1, #r do r[k] = convert(r[k]) end\n"
+    "        else r = convert(r) end\n"
+    "        check(r)\n"
+    "      end\n"
+    "      results[i] = r\n"
+    "      if state[2] then return end\n"
+    "    end\n"
+    "  end, out\n"
+    "end\n"
+    "return { make = make, convert = convert }\n";
+
+/* mat(i): the userdata view of message i of the driver's current run, valid during call i (0, or
+ * no run: an expired view). */
+static int jit_mat(lua_State *L) {
+  run_t *r = active_run;
+  lua_Integer i = luaL_checkinteger(L, 1);
+  if (r == NULL || r->drive.batch == NULL || i < 1 || (size_t)i > r->drive.count) {
+    sea_lua_push_view(L, NULL, NULL);
+    return 1;
+  }
+  sea_lua_view_t *v =
+      sea_lua_push_view(L, &r->drive.batch->msgs[r->drive.first + (size_t)i - 1], &run_epoch);
+  v->pos = i;
+  v->pos_ref = r->state_ref;
+  return 1;
+}
+
+/* Push the LuaJIT driver library of this state (made on first use). */
+static void jit_lib(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&jit_lib_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (!lua_isnil(L, -1))
+    return;
+  lua_pop(L, 1);
+  if (luaL_loadbuffer(L, jit_src, sizeof jit_src - 1, "=seastreamer.run driver") != 0)
+    lua_error(L);
+  lua_pushcfunction(L, jit_mat);
+  lua_createtable(L, 0, 8);
+  static const struct {
+    const char *name;
+    size_t off;
+  } offs[] = {
+      {"pdata", offsetof(sea_message_t, payload.data)},
+      {"plen", offsetof(sea_message_t, payload.len)},
+      {"key", offsetof(sea_message_t, key)},
+      {"keylen", offsetof(sea_message_t, key_len)},
+      {"skey", offsetof(sea_message_t, meta.stream_key)},
+      {"shard", offsetof(sea_message_t, meta.shard_id)},
+      {"seq", offsetof(sea_message_t, meta.seq)},
+      {"ts", offsetof(sea_message_t, meta.timestamp_us)},
+  };
+  for (size_t k = 0; k < sizeof offs / sizeof offs[0]; k++) {
+    lua_pushinteger(L, (lua_Integer)offs[k].off);
+    lua_setfield(L, -2, offs[k].name);
+  }
+  lua_pushinteger(L, (lua_Integer)sizeof(sea_message_t));
+  lua_call(L, 3, 1);
+  lua_pushlightuserdata(L, (void *)&sea_lua_jview_key);
+  lua_getfield(L, -2, "convert");
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, (void *)&jit_lib_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+}
+#endif
 
 /* Where the processor function is defined, for messages about what it returned. */
 static const char *where_fn(run_t *r, int ref) {
@@ -457,7 +611,8 @@ static bool drive_flush(run_t *r, size_t upto) {
     void *p = lua_touserdata(L, -1);
     const char *bad = NULL;
     r->cur_msg = m;
-    if (p != NULL && p == r->vptrs[i - 1]) { /* the call's own message, as it came */
+    if (r->jit ? lua_type(L, -1) == LUA_TBOOLEAN : p != NULL && p == r->vptrs[i - 1]) {
+      /* the call's own message, as it came (the LuaJIT driver says so with true) */
       int rc = send_message(r, &r->out[0], m, NULL);
       bad = rc != 0 ? sea_strerror(rc) : NULL;
     } else if (!lua_isnil(L, -1)) {
@@ -480,7 +635,7 @@ static bool drive_flush(run_t *r, size_t upto) {
 /* The per-message processor, driven over count messages from first by the Lua loop. */
 static int drive(run_t *r, const sea_batch_t *batch, size_t first, size_t count) {
   lua_State *L = r->L;
-  if (count > r->nvptrs) {
+  if (!r->jit && count > r->nvptrs) {
     void **nv = realloc(r->vptrs, count * sizeof *nv);
     if (nv == NULL) {
       sea_pipeline_fail(r->pl, SEA_ENOMEM, "out of memory for a batch of %zu messages", count);
@@ -489,16 +644,21 @@ static int drive(run_t *r, const sea_batch_t *batch, size_t first, size_t count)
     r->vptrs = nv;
     r->nvptrs = count;
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, r->views_ref);
-  sea_lua_fill_views(L, -1, &batch->msgs[first], count, &run_epoch, r->state_ref, r->vptrs);
-  lua_pop(L, 1);
+  if (!r->jit) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->views_ref);
+    sea_lua_fill_views(L, -1, &batch->msgs[first], count, &run_epoch, r->state_ref, r->vptrs);
+    lua_pop(L, 1);
+  }
   r->drive.batch = batch;
   r->drive.first = first;
+  r->drive.count = count;
   r->drive.flushed = 0;
   r->drive.failed_at = 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->driver_ref);
   lua_pushinteger(L, (lua_Integer)count);
-  int rc = limited_call(r, 1, 0);
+  lua_pushnumber(L, (lua_Number)run_epoch);
+  lua_pushlightuserdata(L, (void *)&batch->msgs[first]);
+  int rc = limited_call(r, 3, 0);
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
   lua_rawgeti(L, -1, 1);
   size_t at = (size_t)lua_tointeger(L, -1); /* the last call made (1-based) */
@@ -881,23 +1041,40 @@ int sea_lua_run(lua_State *L) {
   r->driven = r->fn_ref != LUA_NOREF && r->lim.max_instructions == 0 && r->lim.max_ms == 0 &&
               r->max_kbytes == 0;
   if (r->driven) {
-    if (luaL_loadbuffer(L, driver_src, sizeof driver_src - 1, "=seastreamer.run driver") != 0)
-      return lua_error(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
     int refs[3];
     for (int k = 0; k < 3; k++) { /* views, results, state */
       lua_newtable(L);
-      lua_pushvalue(L, -1);
       refs[k] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     r->views_ref = refs[0];
     r->results_ref = refs[1];
     r->state_ref = refs[2];
+#ifdef SEA_LUAJIT
+    r->jit = true;
+    jit_lib(L);
+    lua_getfield(L, -1, "make");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->results_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
+    lua_pushcfunction(L, driver_check);
+    lua_pushcfunction(L, out_send);
+    lua_pushcfunction(L, out_stop);
+    lua_call(L, 6, 2);
+    lua_pop(L, 1); /* the driver's out table: its upvalue */
+    r->driver_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+#else
+    if (luaL_loadbuffer(L, driver_src, sizeof driver_src - 1, "=seastreamer.run driver") != 0)
+      return lua_error(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
+    for (int k = 0; k < 3; k++)
+      lua_rawgeti(L, LUA_REGISTRYINDEX, refs[k]);
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
     lua_pushcfunction(L, driver_check);
     lua_getglobal(L, "type");
     lua_call(L, 7, 1);
     r->driver_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+#endif
   }
 
 #ifdef SEA_LUAJIT

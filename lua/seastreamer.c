@@ -224,7 +224,24 @@ void sea_lua_fill_views(lua_State *L, int t, const sea_message_t *msgs, size_t n
   lua_pop(L, 1);
 }
 
+const char sea_lua_jview_key = 0;
+#define SEA_LUA_TCDATA 10 /* what LuaJIT's lua_type says for a cdata */
+
 sea_lua_view_t *sea_lua_to_view(lua_State *L, int i) {
+#if LUA_VERSION_NUM < 503
+  if (lua_type(L, i) == SEA_LUA_TCDATA) {
+    i = i < 0 ? lua_gettop(L) + i + 1 : i;
+    lua_pushlightuserdata(L, (void *)&sea_lua_jview_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (lua_isfunction(L, -1)) {
+      lua_pushvalue(L, i);
+      lua_call(L, 1, 1);
+      lua_replace(L, i);
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+#endif
   void *p = lua_touserdata(L, i);
   if (p == NULL || lua_type(L, i) != LUA_TUSERDATA || !lua_getmetatable(L, i))
     return NULL;
@@ -262,7 +279,6 @@ static void push_u64(lua_State *L, uint64_t x) {
 
 #define SEQ_EXACT_LIMIT 9007199254740992.0 /* 2^53: every whole double below it is exact */
 #if LUA_VERSION_NUM < 503
-#define SEA_LUA_TCDATA 10 /* what LuaJIT's lua_type says for a cdata */
 #define U64_KEY "seastreamer.u64"
 #endif
 

@@ -51,7 +51,11 @@ sea_lua_view_t *sea_lua_push_view(lua_State *L, const sea_message_t *m, const ui
  * unless ptrs is NULL. */
 void sea_lua_fill_views(lua_State *L, int t, const sea_message_t *msgs, size_t n,
                         const uint64_t *epoch, int pos_ref, void **ptrs);
-/* The view at index i (a view or a copy, valid or expired), or NULL if i is not one. */
+/* LuaJIT: registry[&sea_lua_jview_key] is the runner's converter of its FFI views (run.c) to
+ * userdata views, which sea_lua_to_view applies to a cdata argument. */
+extern const char sea_lua_jview_key;
+/* The view at index i (a view or a copy, valid or expired; a cdata view of the LuaJIT runner is
+ * replaced there by its userdata view), or NULL if i is not one. */
 sea_lua_view_t *sea_lua_to_view(lua_State *L, int i);
 /* The view at index i, or raise a clear argument error (not a message, or expired). */
 sea_lua_view_t *sea_lua_check_view(lua_State *L, int i);

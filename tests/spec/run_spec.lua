@@ -429,6 +429,38 @@ describe("seastreamer.run", function()
     assert.same({ "m0", "m1", "m2" }, read_all(rt, "mem://f2/out"))
   end)
 
+  it("gives the per-message processor every field, and takes its message back in a list", function()
+    local seen = {}
+    local res = assert(run_form("driven", function(m, out)
+      seen[#seen + 1] = {
+        payload = m.payload, size = m.size, key = m.key, stream_key = m.stream_key,
+        shard = m.shard, seq = tonumber(tostring(m.seq):match("%d+")), ts = m.timestamp,
+        str = tostring(m), headers = m.headers == m.headers, t = m:totable().payload,
+      }
+      assert(not pcall(function() m.payload = "x" end))
+      if m.payload == "m1" then return { m, "extra" } end
+      if m.payload == "m2" then return m:copy() end
+      return m
+    end, "x1", 3))
+    assert.equals(3, res.processed)
+    assert.same({ "m0", "m1", "extra", "m2" }, read_all(rt, "mem://x1/out"))
+    for i, f in ipairs(seen) do
+      assert.equals("m" .. (i - 1), f.payload)
+      assert.equals(2, f.size)
+      assert.is_nil(f.key)
+      assert.equals("in", f.stream_key)
+      assert.equals(0, f.shard)
+      assert.equals(i - 1, f.seq)
+      assert.is_true(f.ts > 0)
+      assert.matches("^seastreamer.message %(in | " .. (i - 1) .. ", 2 bytes%)$", f.str)
+      assert.is_true(f.headers)
+      assert.equals("m" .. (i - 1), f.t)
+    end
+    local ok, err = run_form("driven", function(m) return m.seq end, "x2", 1)
+    assert.is_nil(ok)
+    assert.matches("processor returned a (%a+)", err)
+  end)
+
   it("stops after the message whose call said out:stop()", function()
     local res = assert(run_form("driven", function(m, out)
       if m.payload == "m2" then out:stop() end

@@ -1413,6 +1413,25 @@ static int all_at_eof(const kconsumer_t *kc) {
   return 1;
 }
 
+/* A commit refused because the group changed under it (a rebalance, a coordinator that died
+ * or moved, or whose connection dropped with the commit in flight, a member the coordinator
+ * dropped): the stream itself is fine. */
+static int commit_overtaken(rd_kafka_resp_err_t e) {
+  switch (e) {
+  case RD_KAFKA_RESP_ERR__WAIT_COORD:
+  case RD_KAFKA_RESP_ERR__TRANSPORT:
+  case RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID:
+  case RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION:
+  case RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS:
+  case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
+  case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+  case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
 static void commits_serve(kconsumer_t *kc) {
   rd_kafka_event_t *ev;
   while (!kc->h.closed && (ev = rd_kafka_queue_poll(kc->commitq, 0)) != NULL) {
@@ -1426,7 +1445,20 @@ static void commits_serve(kconsumer_t *kc) {
         /* Nothing to commit is not a failure. */
         if (e == 0 || e == RD_KAFKA_RESP_ERR__NO_OFFSET)
           H->op_done(k->op, 0, NULL);
-        else
+        else if (commit_overtaken(e)) {
+          /* The group moved under the commit: its coordinator died or moved, or this member
+           * was dropped from the generation (a broker failover outlasting the session).
+           * (Seen on a three-broker cluster whose group coordinator was killed: "Local:
+           * Waiting for coordinator", "Broker: Unknown member"; tests/kafka/test_cluster.sh.)
+           * Nothing is lost: these positions stay uncommitted, and whoever holds the
+           * partitions after the rebalance delivers again from the last commit. Not a failure
+           * of the stream (a pipeline goes on; it used to end with status 1 at its stop). */
+          LOGW("commit not done, the group moved under it (%s): whoever holds the partitions "
+               "next delivers again from the last commit (duplicates, nothing lost)",
+               rd_kafka_err2str(e));
+          H->op_done(k->op, SEA_ECANCELED, "commit: %s (the group moved under it)",
+                     rd_kafka_err2str(e));
+        } else
           H->op_done(k->op, err_to_sea(e), "commit: %s", rd_kafka_err2str(e));
         H->free(k);
         break;

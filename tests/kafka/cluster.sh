@@ -82,9 +82,16 @@ start_once() {
     echo "${ports[2 * i - 2]} ${ports[2 * i - 1]}" >>"$dir/ports"
     voters+="${voters:+,}$i@127.0.0.1:${ports[2 * i - 1]}"
   done
-  # A cluster id is 16 random bytes, base64url without padding.
+  # A cluster id is 16 random bytes, base64url without padding, not starting with '-' (which the
+  # tool would take for an option; Kafka's own random ids avoid it too).
   local id
-  id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+  id=$(python3 -c '
+import base64, uuid
+while True:
+    s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not s.startswith("-"):
+        print(s)
+        break')
   local pids=()
   for i in "${NODES[@]}"; do
     local nd="$dir/node$i" port cport

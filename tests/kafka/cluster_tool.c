@@ -9,7 +9,8 @@
  *       one line per partition of TOPIC: "PARTITION OFFSET", the group's committed offset (0 where
  *       nothing is committed);
  *   cluster_tool members BOOTSTRAP GROUP
- *       the group's state on the first line ("state STATE"), then one line per member:
+ *       the group's state and its coordinator's node id on the first line ("state STATE
+ *       coordinator ID"), then one line per member:
  *       "CLIENT_ID P1,P2,..." with the partitions of its assignment ("-" for none), read from the
  *       member's assignment as the group coordinator holds it (DescribeGroups).
  *
@@ -131,7 +132,7 @@ static int members(const char *bootstrap, const char *group) {
     return 1;
   }
   const struct rd_kafka_group_info *g = &gl->groups[0];
-  printf("state %s\n", g->state);
+  printf("state %s coordinator %d\n", g->state, (int)g->broker.id);
   for (int i = 0; i < g->member_cnt; i++) {
     printf("%s ", g->members[i].client_id);
     print_assignment(g->members[i].member_assignment, g->members[i].member_assignment_size);

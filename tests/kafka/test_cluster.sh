@@ -17,6 +17,9 @@
 #            coordinator holds it), kill -9 one, its partitions move to the two others, 0 lost,
 #            duplicates only among what the group had not committed at the kill (printed beside
 #            one commit interval's worth of the victim's work).
+#   coordinator  the same three instances, and the broker that coordinates their group (and
+#            leads some of the partitions) is killed, then started again: the group goes on with
+#            its three members, 0 lost, duplicates only among what was not committed at the kill.
 # Every command runs under a bound; nothing asserts a time. Each case prints its figures.
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
@@ -124,6 +127,12 @@ pace_to() {
   done
 }
 
+# said FILE PREFIX: what a command wrote to stderr, without librdkafka's lines about a dead
+# broker's connections, at most 4 lines.
+said() {
+  grep -v -e 'Connect to ipv4' -e 'Disconnected' -e 'GETPID' "$1" | head -4 | sed "s/^/      $2| /"
+}
+
 # ---------------------------------------------------------------------------------------------
 case_produce() {
   local t0=$SECONDS topic="produce-$RUN_ID"
@@ -152,7 +161,7 @@ case_produce() {
   if in_order "$T/all" >"$T/order"; then ok; else bad "produce: a partition out of order: $(head -3 "$T/order" | tr '\n' ' ')"; fi
   echo "    produce: $N messages, lost $LOST, duplicated $DUPS; finished $took s after the kill" \
     "(status $st; said: $(grep -c . "$T/produce.err") lines); node $victim back in sync; $((SECONDS - t0)) s in all"
-  [[ -s $T/produce.err ]] && sed 's/^/      | /' "$T/produce.err" | head -8
+  said "$T/produce.err" ""
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -246,7 +255,7 @@ through_kill() {
     "through the kill: status $st, $took s after it; rerun with -e: status $st2, $again more; lost $lost;" \
     "duplicated $dups;" \
     "$((SECONDS - t0)) s in all"
-  [[ -s $T/$name.err1 ]] && sed 's/^/      | /' "$T/$name.err1" | head -8
+  said "$T/$name.err1" ""
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -261,11 +270,14 @@ members_ok() {
   ! sed 1d "$T/members" | awk '$2 == "-" { found = 1 } END { exit !found }'
 }
 
+# case_group KIND: KIND member kills one of the three instances (run2); KIND coordinator kills
+# the broker that coordinates the group (and leads some partitions), then starts it again.
 case_group() {
-  local t0=$SECONDS name="group-$RUN_ID"
+  local kind=$1 t0=$SECONDS name="group-$1-$RUN_ID"
   local in="$name-in" out="$name-out"
   G="g-$name"
-  echo "--- group: three run instances over 6 partitions, $N messages fed live, kill -9 one at 30%"
+  echo "--- group ($kind): three run instances over 6 partitions, $N messages fed live," \
+    "kill -9 $([[ $kind == member ]] && echo one of them || echo "the group's coordinator") at 30%"
   create "$in" 6 || return
   create "$out" 6 || return
   local i tp c pids=() tpids=()
@@ -284,7 +296,9 @@ case_group() {
     bad "group: the three instances did not each get partitions within 60 s: $(tr '\n' ';' <"$T/members")"
     return
   fi
-  echo "    assignment: $(sed 1d "$T/members" | sort | tr '\n' ';')"
+  local coordinator
+  coordinator=$(awk 'NR == 1 { print $4 }' "$T/members")
+  echo "    assignment: $(sed 1d "$T/members" | sort | tr '\n' ';') coordinator: node $coordinator"
   paced "$N" | bounded "$SS" produce "kafka://$KB/$in" 2>"$T/produce.err" &
   local ppid=$!
   if ! wait_for 90 at_least $((N * 3 / 10)) count "$out" 6; then
@@ -292,65 +306,81 @@ case_group() {
     wait "$ppid"
     return
   fi
-  # The victim: run2, and what it had; kill -9 while it works.
-  local vparts written tk
-  vparts=$(awk '$1 == "run2" { print $2 }' "$T/members")
-  kill -KILL "${pids[1]}"
-  tk=$SECONDS
-  written=$(count "$out" 6)
+  # What the group has committed just before the kill: committed offsets only move forward, so
+  # whatever comes again after the kill lies past them.
   "$TOOL" committed "$KB" "$G" "$in" >"$T/committed.kill" 2>"$T/committed.err" ||
-    bad "group: the committed offsets at the kill: $(cat "$T/committed.err")"
-  { wait "${tpids[1]}"; } 2>/dev/null
-  if wait_for 60 members_ok 2; then ok; else
-    bad "group: the two others did not take the 6 partitions within 60 s: $(tr '\n' ';' <"$T/members")"
+    bad "group: the committed offsets before the kill: $(cat "$T/committed.err")"
+  local vparts="" written tk members=3 survivors=(0 1 2) what
+  written=$(count "$out" 6)
+  tk=$SECONDS
+  if [[ $kind == member ]]; then
+    # The victim: run2, and what it had; kill -9 while it works.
+    vparts=$(awk '$1 == "run2" { print $2 }' "$T/members")
+    kill -KILL "${pids[1]}"
+    members=2
+    survivors=(0 2)
+    what="run2 (partitions $vparts)"
+  else
+    cluster kill "$CDIR" "$coordinator"
+    what="node $coordinator (the group's coordinator)"
+  fi
+  [[ $kind == member ]] && { wait "${tpids[1]}"; } 2>/dev/null
+  if wait_for 60 members_ok "$members"; then ok; else
+    bad "group: the $members members did not share the 6 partitions within 60 s after the kill: $(tr '\n' ';' <"$T/members")"
   fi
   local moved=$((SECONDS - tk))
-  echo "    after the kill of run2 (it had $vparts): $(sed 1d "$T/members" | sort | tr '\n' ';') ($moved s)"
+  echo "    after the kill of $what: $(sed 1d "$T/members" | sort | tr '\n' ';') ($moved s)"
   wait "$ppid"
   local st=$?
   if [[ $st -eq 0 ]]; then ok; else bad "group: the producer: exit status $st: $(head -c 400 "$T/produce.err")"; fi
-  # Everything committed, then the two stop (SIGTERM: flush, commit, exit 0).
+  # Everything committed, then the survivors stop (SIGTERM: flush, commit, exit 0).
   committed_sum() { "$TOOL" committed "$KB" "$G" "$in" 2>/dev/null | awk '{ s += $2 } END { print s + 0 }'; }
   if wait_for 90 at_least "$N" committed_sum; then ok; else
     bad "group: the group committed $(committed_sum) of $N within 90 s"
   fi
+  local done_after=$((SECONDS - tk))
+  if [[ $kind == coordinator ]]; then
+    cluster restart "$CDIR" "$coordinator" || bad "node $coordinator could not be restarted"
+  fi
   local s
-  for i in 0 2; do
+  for i in "${survivors[@]}"; do
     kill -TERM "${pids[i]}"
     wait "${tpids[i]}"
     s=$?
-    if [[ $s -eq 0 ]]; then ok; else bad "group: run$((i + 1)) ended with status $s: $(head -c 400 "$T/run$((i + 1)).err")"; fi
+    if [[ $s -eq 0 ]]; then ok; else bad "group: run$((i + 1)) ended with status $s: $(grep -v ': warn: ' "$T/run$((i + 1)).err" | tail -c 600)"; fi
   done
   STARTED=()
   read_all "$in" "$T/in.map" || return
   read_all "$out" "$T/out.all" || return
   awk 'NR == FNR { c[$1] = $2; next } $2 >= c[$1] { print $3 }' "$T/committed.kill" "$T/in.map" >"$T/uncommitted"
-  # The victim's window: its partitions' messages past their committed offsets that had been
-  # written out by the time of the kill.
-  awk -v parts=",$vparts," 'NR == FNR { c[$1] = $2; next } index(parts, "," $1 ",") && $2 >= c[$1] { print $3 }' \
-    "$T/committed.kill" "$T/in.map" >"$T/victim.uncommitted"
   awk '{ print $3 }' "$T/out.all" >"$T/out.payloads"
   expect_all "group" "$N" "$T/out.payloads"
-  local lost=$LOST dups=$DUPS stray window
+  local lost=$LOST dups=$DUPS stray window=""
   not_in "$T/uncommitted" <"$T/dups" >"$T/stray"
   stray=$(wc -l <"$T/stray")
   if [[ $stray -eq 0 ]]; then ok; else
     bad "group: $stray duplicated numbers had been committed at the kill, e.g. $(head -5 "$T/stray" | tr '\n' ' ')"
   fi
   if [[ $MAXC -le 2 ]]; then ok; else bad "group: a number came $MAXC times"; fi
-  window=$(only_in "$T/victim.uncommitted" <"$T/dups" | wc -l)
-  # One commit interval (1 s) of the victim's work: its share (a third) of the rate the input
-  # was fed at (paced(): 50,000 a second at most).
-  echo "    group: $N messages; killed run2 with $written written in all; lost $lost; duplicated $dups" \
-    "($window of them from run2's partitions; one commit interval of run2 at the feed's rate is" \
-    "about $((50000 / 3))); partitions moved within $moved s; $((SECONDS - t0)) s in all"
-  for i in 1 3; do [[ -s $T/run$i.err ]] && sed "s/^/      run$i | /" "$T/run$i.err" | head -5; done
+  if [[ $kind == member ]]; then
+    # The victim's share of the duplicates: its partitions' messages past their committed offsets.
+    awk -v parts=",$vparts," 'NR == FNR { c[$1] = $2; next } index(parts, "," $1 ",") && $2 >= c[$1] { print $3 }' \
+      "$T/committed.kill" "$T/in.map" >"$T/victim.uncommitted"
+    # One commit interval (1 s) of the victim's work: its share (a third) of the rate the input
+    # was fed at (paced(): 50,000 a second at most).
+    window="; $(only_in "$T/victim.uncommitted" <"$T/dups" | wc -l) of them from run2's partitions (one commit interval of run2 at the feed's rate: about $((50000 / 3)))"
+  fi
+  echo "    group ($kind): $N messages; killed $what with $written written in all; lost $lost;" \
+    "duplicated $dups$window; the group had $members members again within $moved s, all committed $done_after s" \
+    "after the kill; $((SECONDS - t0)) s in all"
+  for i in 1 2 3; do said "$T/run$i.err" "run$i "; done
 }
 
 case $CASE in
 produce) case_produce ;;
 consume) through_kill consume; through_kill run ;;
-group) case_group ;;
+group) case_group member ;;
+coordinator) case_group coordinator ;;
 *) echo "test_cluster.sh: unknown case '$CASE'" >&2; exit 2 ;;
 esac
 finish

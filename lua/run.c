@@ -59,6 +59,9 @@ typedef struct run {
   bool driven;
   bool jit; /* LuaJIT: the driver's views are FFI structs (see jit_src) */
   int driver_ref, views_ref, results_ref, state_ref;
+  int jbatch_ref;                 /* LuaJIT: the batch processor's wrapper (jit_src) */
+  const sea_message_t *call_msgs; /* the messages of the processor call under way */
+  size_t call_count;
   void **vptrs;  /* the views of the driver's current run, views[i] at vptrs[i-1] */
   bool flushing; /* sending the driver's results (checked in their calls) */
   size_t nvptrs;
@@ -444,7 +447,9 @@ static const char jit_src[] =
     "local u64p, i64p = ffi.typeof('const uint64_t *'), ffi.typeof('const int64_t *')\n"
     "local szp, cpp = ffi.typeof('const size_t *'), ffi.typeof('const char *const *')\n"
     "local ctx = { gen = -1, state = { 0 } }\n"
-    "local function valid(v) return v.gen == ctx.gen and v.i == ctx.state[1] end\n"
+    "local function valid(v)\n"
+    "  return v.gen == ctx.gen and (v.i < 0 or v.i == ctx.state[1])\n"
+    "end\n"
     "local function msgp(v, k)\n"
     "  if not valid(v) then error(\"message used after the call that received it returned \"\n"
     "    .. \"(field '\" .. tostring(k) .. \"'; keep msg:copy() to use it later)\", 3) end\n"
@@ -513,22 +518,85 @@ static const char jit_src[] =
     "    end\n"
     "  end, out\n"
     "end\n"
-    "return { make = make, convert = convert }\n";
+    "local function makebatch(fn, send, stop)\n"
+    "  local out = { stop = stop }\n"
+    "  function out.send(self, name, p, key) return send(self, name, convert(p), key) end\n"
+    "  return function(n, gen, base)\n"
+    "    ctx.gen = gen\n"
+    "    local msgs = cast('const char *', base)\n"
+    "    local b = {}\n"
+    "    for i = 1, n do b[i] = VT(msgs + (i - 1) * SZ, gen, -i) end\n"
+    "    local res = fn(b, out)\n"
+    "    if istype(VT, res) then return convert(res) end\n"
+    "    if type(res) ~= 'table' then return res end\n"
+    "    local idx\n"
+    "    for k = 1, #res do\n"
+    "      local x = res[k]\n"
+    "      if istype(VT, x) and x.gen == gen and x.i < 0 then\n"
+    "        idx = idx or {}\n"
+    "        idx[k] = -x.i\n"
+    "      end\n"
+    "    end\n"
+    "    return res, idx\n"
+    "  end, out\n"
+    "end\n"
+    "return { make = make, makebatch = makebatch, convert = convert }\n";
 
-/* mat(i): the userdata view of message i of the driver's current run, valid during call i (0, or
- * no run: an expired view). */
+/* mat(i): the userdata view of message i of the driver's current run, valid during call i; or,
+ * i < 0, of message -i of the current batch call, valid during the call (0, or no such message:
+ * an expired view). */
 static int jit_mat(lua_State *L) {
   run_t *r = active_run;
   lua_Integer i = luaL_checkinteger(L, 1);
-  if (r == NULL || r->drive.batch == NULL || i < 1 || (size_t)i > r->drive.count) {
+  size_t k = (size_t)(i < 0 ? -i : i);
+  if (r == NULL || r->call_msgs == NULL || k < 1 || k > r->call_count) {
     sea_lua_push_view(L, NULL, NULL);
     return 1;
   }
-  sea_lua_view_t *v =
-      sea_lua_push_view(L, &r->drive.batch->msgs[r->drive.first + (size_t)i - 1], &run_epoch);
-  v->pos = i;
-  v->pos_ref = r->state_ref;
+  sea_lua_view_t *v = sea_lua_push_view(L, &r->call_msgs[k - 1], &run_epoch);
+  if (i > 0) {
+    v->pos = i;
+    v->pos_ref = r->state_ref;
+  }
   return 1;
+}
+
+/* Send what the LuaJIT batch wrapper returned: res at index res, and at idx nil or {[k] = n}:
+ * item k of res is message n of the call. Returns NULL or a complaint. */
+static const char *send_jbatch(run_t *r, int res, int idx) {
+  lua_State *L = r->L;
+  if (lua_isnil(L, idx))
+    return send_result(r, res);
+  size_t n = sea_lua_rawlen(L, res), entries = 0;
+  lua_pushnil(L);
+  while (lua_next(L, res) != 0) { /* a list, nothing else (see result_complaint) */
+    lua_pop(L, 1);
+    if (++entries > n || lua_type(L, -1) != LUA_TNUMBER) {
+      lua_pop(L, 1);
+      return result_complaint(r, res);
+    }
+  }
+  for (size_t k = 1; k <= n; k++) {
+    lua_rawgeti(L, idx, (int)k);
+    lua_Integer m = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    int rc;
+    if (m >= 1 && (size_t)m <= r->call_count) {
+      rc = send_message(r, &r->out[0], &r->call_msgs[m - 1], NULL);
+    } else {
+      lua_rawgeti(L, res, (int)k);
+      int et = lua_type(L, -1);
+      rc = et == LUA_TSTRING || et == LUA_TUSERDATA || et == 10 /* cdata */
+               ? send_value(r, &r->out[0], lua_gettop(L), NULL)
+               : SEA_EINVAL;
+      lua_pop(L, 1);
+      if (rc == SEA_EINVAL && et != LUA_TSTRING)
+        return result_complaint(r, res); /* names the item */
+    }
+    if (rc != 0)
+      return sea_strerror(rc);
+  }
+  return NULL;
 }
 
 /* Push the LuaJIT driver library of this state (made on first use). */
@@ -652,6 +720,8 @@ static int drive(run_t *r, const sea_batch_t *batch, size_t first, size_t count)
   r->drive.batch = batch;
   r->drive.first = first;
   r->drive.count = count;
+  r->call_msgs = &batch->msgs[first];
+  r->call_count = count;
   r->drive.flushed = 0;
   r->drive.failed_at = 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->driver_ref);
@@ -680,6 +750,7 @@ static int drive(run_t *r, const sea_batch_t *batch, size_t first, size_t count)
   if (rc != 0)
     lua_pop(L, 1);
   r->drive.batch = NULL;
+  r->call_msgs = NULL;
   return ret;
 }
 
@@ -703,6 +774,21 @@ static int lua_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batc
   r->cur_msg = &batch->msgs[first];
   if (r->driven) {
     ret = drive(r, batch, first, count);
+#ifdef SEA_LUAJIT
+  } else if (r->batch_ref != LUA_NOREF && r->jbatch_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->jbatch_ref);
+    lua_pushinteger(L, (lua_Integer)count);
+    lua_pushnumber(L, (lua_Number)run_epoch);
+    lua_pushlightuserdata(L, (void *)&batch->msgs[first]);
+    r->call_msgs = &batch->msgs[first];
+    r->call_count = count;
+    rc = limited_call(r, 3, 2);
+    if (rc != 0)
+      bad = error_text(L);
+    else if ((bad = send_jbatch(r, lua_gettop(L) - 1, lua_gettop(L))) != NULL)
+      bad = lua_pushfstring(L, "%s %s", where_fn(r, r->batch_ref), bad);
+    r->call_msgs = NULL;
+#endif
   } else if (r->batch_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->batch_ref);
     lua_createtable(L, (int)count, 0); /* a new table and new views for each call */
@@ -834,9 +920,9 @@ static void cleanup(run_t *r) {
   sea_runtime_run(r->rt, SEA_RUN_NOWAIT);
   sea_runtime_free(r->rt);
   run_epoch++; /* views kept past the run: expired (their pos_ref is unreferenced below) */
-  int refs[] = {r->fn_ref,      r->batch_ref, r->start_ref,    r->tick_ref,
-                r->stop_ref,    r->out_ref,   r->driver_ref,   r->views_ref,
-                r->results_ref, r->state_ref, r->input_end_ref};
+  int refs[] = {r->fn_ref,      r->batch_ref, r->start_ref,     r->tick_ref,
+                r->stop_ref,    r->out_ref,   r->driver_ref,    r->views_ref,
+                r->results_ref, r->state_ref, r->input_end_ref, r->jbatch_ref};
   free(r->vptrs);
   for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++)
     luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
@@ -876,7 +962,7 @@ int sea_lua_run(lua_State *L) {
   r->L = L;
   r->fn_ref = r->batch_ref = r->start_ref = r->tick_ref = r->stop_ref = LUA_NOREF;
   r->out_ref = r->input_end_ref = LUA_NOREF;
-  r->driver_ref = r->views_ref = r->results_ref = r->state_ref = LUA_NOREF;
+  r->driver_ref = r->views_ref = r->results_ref = r->state_ref = r->jbatch_ref = LUA_NOREF;
   lua_getfield(L, 1, "name");
   r->script = lua_isnil(L, -1) ? "processor" : luaL_checkstring(L, -1);
   lua_pop(L, 1); /* the string stays referenced by the config table */
@@ -1076,6 +1162,19 @@ int sea_lua_run(lua_State *L) {
     r->driver_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 #endif
   }
+#ifdef SEA_LUAJIT
+  if (r->batch_ref != LUA_NOREF) { /* the batch processor, through its wrapper */
+    jit_lib(L);
+    lua_getfield(L, -1, "makebatch");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->batch_ref);
+    lua_pushcfunction(L, out_send);
+    lua_pushcfunction(L, out_stop);
+    lua_call(L, 3, 2);
+    lua_pop(L, 1); /* the wrapper's out table: its upvalue */
+    r->jbatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+  }
+#endif
 
 #ifdef SEA_LUAJIT
   /* Compiled code never calls hooks: a limit needs the interpreter. */

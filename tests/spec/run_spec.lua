@@ -461,6 +461,22 @@ describe("seastreamer.run", function()
     assert.matches("processor returned a (%a+)", err)
   end)
 
+  it("sends what a batch processor returns, its messages in any order among strings", function()
+    keep = fill(rt, "mem://x3/in", 4)
+    local res = assert(sea.run {
+      processor = { batch = function(b, out)
+        out:send(nil, b[1])
+        if #b == 1 then return b[1] end
+        return { b[2], b[1].payload .. "!", b[1] }
+      end },
+      inputs = { "mem://x3/in" }, outputs = { "mem://x3/out" },
+      input_options = { group = "g", mode = "resumable", reset = "earliest", stop_at_end = true,
+        batch = "3" },
+    })
+    assert.equals(4, res.processed)
+    assert.same({ "m0", "m1", "m0!", "m0", "m3", "m3" }, read_all(rt, "mem://x3/out"))
+  end)
+
   it("stops after the message whose call said out:stop()", function()
     local res = assert(run_form("driven", function(m, out)
       if m.payload == "m2" then out:stop() end

@@ -19,6 +19,8 @@ typedef struct job {
   sea_consumer_t *in;
   sea_producer_t *out;
   sea_relay_t *relay;
+  uint64_t stats_ms;    /* --stats / --stats-json: the interval (0: no stats) */
+  unsigned stats_flags; /* SEA_STATS_JSON */
   uv_signal_t sigs[2];
   int nsigs;
   int status;
@@ -78,6 +80,8 @@ static int run_job(job_t *j) {
     cli_error(j->cmd, "%s", sea_relay_errmsg(j->relay));
     goto out;
   }
+  if (j->stats_ms)
+    sea_pipeline_report_stats(sea_relay_pipeline(j->relay), j->stats_ms, j->stats_flags);
   uv_loop_t *loop = sea_runtime_uv_loop(j->rt);
   int signums[2] = {SIGINT, SIGTERM};
   for (int i = 0; i < 2; i++) {
@@ -115,7 +119,33 @@ out:
   return cli_exit_for(rc);
 }
 
-enum { OPT_MODE = 256, OPT_HELP, OPT_COMMIT, OPT_EOS, OPT_TXID };
+enum { OPT_MODE = 256, OPT_HELP, OPT_COMMIT, OPT_EOS, OPT_TXID, OPT_STATS, OPT_STATS_JSON };
+
+/* The stats options' help, the same for relay, consume and produce. */
+#define STATS_HELP                                                                                 \
+  "  --stats[=SECONDS]  a progress line on stderr every SECONDS (default 5) and one at the\n"      \
+  "                   end: messages and bytes in and out, rates, in flight, each input's lag\n"    \
+  "  --stats-json[=SECONDS]  the same as one JSON object per line on stderr (messages_in,\n"       \
+  "                   messages_out, bytes_in, bytes_out, inflight, lag: [{stream, shard,\n"        \
+  "                   lag}], time; the last has \"final\": true; docs/delivery.md)\n"
+
+/* --stats[=SECONDS]: seconds, fractions allowed, into ms. */
+static int parse_stats(const char *cmd, const char *opt, const char *s, uint64_t *ms) {
+  if (s == NULL) {
+    *ms = 5000;
+    return 0;
+  }
+  char *end;
+  double v = strtod(s, &end);
+  if (*s == '\0' || *end != '\0' || !(v > 0) || v > 1e6) {
+    cli_error(cmd, "%s=%s: expected a positive number of seconds", opt, s);
+    return EXIT_USAGE;
+  }
+  *ms = (uint64_t)(v * 1000 + 0.5);
+  if (*ms == 0)
+    *ms = 1;
+  return 0;
+}
 
 static const char relay_help[] =
     "usage: seastreamer relay [options] IN_URI OUT_URI\n"
@@ -141,7 +171,8 @@ static const char relay_help[] =
     "                   output and the input's position (read it with\n"
     "                   isolation.level=read_committed; docs/delivery.md)\n"
     "  --transactional-id ID  with --exactly-once: the producer's transactional.id (default:\n"
-    "                   derived from the group and topics, and the host if load-balanced)\n";
+    "                   derived from the group and topics, and the host if "
+    "load-balanced)\n" STATS_HELP;
 
 static const char consume_help[] =
     "usage: seastreamer consume [options] URI\n"
@@ -163,7 +194,8 @@ static const char consume_help[] =
     "  -J               one JSON object per message; a payload or key that is not valid\n"
     "                   UTF-8 goes in payload_b64 / key_b64 (base64) instead\n"
     "  -f FORMAT        kcat-style format: %s payload, %k key, %t stream key, %p shard,\n"
-    "                   %o seq, %T timestamp (ms), %S payload size, %h headers, \\n \\t\n";
+    "                   %o seq, %T timestamp (ms), %S payload size, %h headers, \\n "
+    "\\t\n" STATS_HELP;
 
 static const char produce_help[] =
     "usage: seastreamer produce [options] URI\n"
@@ -175,7 +207,7 @@ static const char produce_help[] =
     "options:\n"
     "  -k KEY           the message key (Kafka) of every message\n"
     "  -X key=value     a producer option (common or backend)\n"
-    "  -I key=value     an option for the stdin reader (e.g. malformed=pass)\n";
+    "  -I key=value     an option for the stdin reader (e.g. malformed=pass)\n" STATS_HELP;
 
 typedef enum { KIND_RELAY, KIND_CONSUME, KIND_PRODUCE } kind_t;
 
@@ -198,6 +230,8 @@ static int run(kind_t kind, int argc, char **argv) {
                                            {"commit-interval", required_argument, NULL, OPT_COMMIT},
                                            {"exactly-once", no_argument, NULL, OPT_EOS},
                                            {"transactional-id", required_argument, NULL, OPT_TXID},
+                                           {"stats", optional_argument, NULL, OPT_STATS},
+                                           {"stats-json", optional_argument, NULL, OPT_STATS_JSON},
                                            {"help", no_argument, NULL, OPT_HELP},
                                            {NULL, 0, NULL, 0}};
   job_t j;
@@ -275,6 +309,11 @@ static int run(kind_t kind, int argc, char **argv) {
         j.cfg.exactly_once = 1;
       else
         j.cfg.transactional_id = optarg;
+      break;
+    case OPT_STATS:
+    case OPT_STATS_JSON:
+      rc = parse_stats(j.cmd, c == OPT_STATS ? "--stats" : "--stats-json", optarg, &j.stats_ms);
+      j.stats_flags = c == OPT_STATS_JSON ? SEA_STATS_JSON : 0;
       break;
     case OPT_HELP:
       fputs(helps[kind], stdout);

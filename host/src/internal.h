@@ -160,6 +160,13 @@ sea_batch_t *sea__batch_new(size_t cap);
 int sea__defer(sea_runtime_t *rt, void (*fn)(void *, void *), void *arg, void *arg2);
 void sea__defer_cancel(sea_runtime_t *rt, void *arg);
 extern const sea_host_t sea__host;
+/* Stats lines of a pipeline (stats.c). */
+typedef struct sea__stats sea__stats_t;
+sea__stats_t **sea__pipeline_stats_ref(sea_pipeline_t *pl);
+sea_runtime_t *sea__pipeline_runtime(sea_pipeline_t *pl);
+void sea__stats_final(sea__stats_t *s); /* the last line, once; stops the timer */
+void sea__stats_free(sea__stats_t *s);
+
 void sea__log(int level, const char *plugin, const char *fmt, ...) SEA__PRINTF(3, 4);
 
 /* loader.c */

@@ -132,6 +132,7 @@ struct sea_pipeline {
   uv_timer_t *jtimer; /* joined: the wait rule's wake-up, freed in its close callback */
   size_t join_max;    /* joined: at this many buffered, the inputs that hold some pause */
   sea_pipeline_stats_t st;
+  sea__stats_t *stats; /* sea_pipeline_report_stats: its lines (stats.c) */
   char errmsg[SEA__ERRMSG_MAX];
   char why[SEA__ERRMSG_MAX]; /* the processor's reason for its last rejection */
   size_t reject_n;           /* sea_pipeline_reject_first: how many it rejects (0: all) */
@@ -314,6 +315,7 @@ static inline int send_now(pl_output_t *o, const sea_message_t *m, unsigned flag
   int rc = sea__producer_send_flags(o->p, m, flags ? SEA_SEND_KEEP_META : 0, slot);
   if (rc == 0) {
     o->pl->st.sent++;
+    o->pl->st.bytes_out += m->payload.len;
     o->inflight++;
     o->pl->window_sends++;
   } else if (slot)
@@ -582,6 +584,12 @@ static void on_join_timer(uv_timer_t *t) {
     process_work(pl);
 }
 
+/* Payload bytes of the messages a call handled (stats.bytes_in). */
+static inline void count_bytes_in(sea_pipeline_t *pl, const pbatch_t *pb, size_t first, size_t n) {
+  for (size_t k = first; k < first + n; k++)
+    pl->st.bytes_in += pb->batch->msgs[k].payload.len;
+}
+
 /* Joined: hand the processor what the join releases, one message a call, or with per_batch the
  * longest run of consecutive messages of one batch that the join releases in a row. */
 static void join_work(sea_pipeline_t *pl) {
@@ -620,6 +628,7 @@ static void join_work(sea_pipeline_t *pl) {
       pb->slots[k].pending--; /* processed */
     }
     pl->st.processed += handled;
+    count_bytes_in(pl, pb, first, handled);
     advance_acks(pb->in); /* may free pb */
     if (pl->cfg.max_count && pl->st.processed >= pl->cfg.max_count)
       pl->stop_requested = true;
@@ -671,6 +680,7 @@ static void process_work(sea_pipeline_t *pl) {
       }
       pb->next_proc = first + n;
       pl->st.processed += n;
+      count_bytes_in(pl, pb, first, n);
       if (pl->cfg.max_count && pl->st.processed >= pl->cfg.max_count)
         pl->stop_requested = true; /* now: the next message may never come */
       if (pl->stop_requested)
@@ -859,6 +869,7 @@ static void maybe_finish(sea_pipeline_t *pl) {
   pl->done = true;
   if (pl->timer)
     uv_timer_stop(pl->timer);
+  sea__stats_final(pl->stats); /* --stats: the last line, with everything done and committed */
   if (pl->cfg.on_done)
     pl->cfg.on_done(pl, pl->status);
 }
@@ -1584,6 +1595,12 @@ void sea_pipeline_stats(const sea_pipeline_t *pl, sea_pipeline_stats_t *out) {
     out->join_buffered = pl->join ? sea__join_buffered(pl->join) : 0;
   }
 }
+sea__stats_t **sea__pipeline_stats_ref(sea_pipeline_t *pl) {
+  return &pl->stats;
+}
+sea_runtime_t *sea__pipeline_runtime(sea_pipeline_t *pl) {
+  return pl->rt;
+}
 sea_producer_t *sea_pipeline_output(const sea_pipeline_t *pl, size_t index) {
   return pl && index < pl->nout ? pl->out[index]->p : NULL;
 }
@@ -1640,6 +1657,7 @@ void sea_pipeline_free(sea_pipeline_t *pl) {
     pl->jtimer->data = NULL;
     uv_close((uv_handle_t *)pl->jtimer, free_timer);
   }
+  sea__stats_free(pl->stats);
   sea__join_free(pl->join);
   sea__free(pl->in);
   sea__free(pl->out);

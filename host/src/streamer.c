@@ -1098,6 +1098,16 @@ int sea_consumer_ack_pos(sea_consumer_t *c, const char *stream_key, uint64_t sha
   CONSUMER_CALL(c, consumer_ack_pos, "ack_pos", k, shard, seq);
 }
 
+int sea_consumer_lag(sea_consumer_t *c, sea_lag_t *out, size_t cap) {
+  if (c == NULL || (out == NULL && cap > 0))
+    return SEA_EINVAL;
+  if (c->closing)
+    return SEA_ECLOSED;
+  if (c->s->plugin->desc.consumer_lag == NULL)
+    return SEA_ENOTSUP; /* not an error of the consumer: its errmsg stays */
+  return c->s->plugin->desc.consumer_lag(c->impl, out, cap);
+}
+
 typedef int (*op_fn)(void *, sea_op_t *);
 
 static int consumer_op(sea_consumer_t *c, const char *what, bool present, sea_done_cb cb,

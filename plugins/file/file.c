@@ -1679,6 +1679,27 @@ static int file_consumer_commit(void *impl, sea_op_t *op) {
   return 0;
 }
 
+/* The lag: one reading position serves every key of the file, so each key read (or "*" when
+ * the consumer reads every key) gets the same entry: lag_bytes is the file's size minus the
+ * position, and lag (messages) is 0 at the end and unknown before it: counting the messages
+ * behind would mean reading them. An fstat, no read. */
+static int file_consumer_lag(void *impl, sea_lag_t *out, size_t cap) {
+  file_consumer_t *fc = impl;
+  struct stat st;
+  if (fc->cur == NULL || fstat(fc->cur->fd, &st) != 0)
+    return SEA_EIO;
+  uint64_t pos = fc->cur->f.r.pos;
+  int64_t behind = (uint64_t)st.st_size > pos ? (int64_t)((uint64_t)st.st_size - pos) : 0;
+  size_t n = fc->nkeys ? fc->nkeys : 1;
+  for (size_t i = 0; i < n && i < cap; i++) {
+    out[i].stream_key = fc->nkeys ? fc->keys[i] : "*";
+    out[i].shard = 0;
+    out[i].lag = behind == 0 ? 0 : -1;
+    out[i].lag_bytes = behind;
+  }
+  return (int)n;
+}
+
 static void file_consumer_close(void *impl) {
   file_consumer_t *fc = impl;
   consumer_disarm(fc);
@@ -1726,6 +1747,7 @@ static const sea_plugin_t file_plugin = {
     .consumer_ack = file_consumer_ack,
     .consumer_commit = file_consumer_commit,
     .consumer_close = file_consumer_close,
+    .consumer_lag = file_consumer_lag,
 };
 
 SEA_PLUGIN_ENTRY(file) {

@@ -1062,6 +1062,8 @@ typedef struct rstream {
   int history;     /* groups: still reading own pending entries */
   idlist_t acks;   /* manual: acked and not committed; at-most-once: read, to XACK now */
   idlist_t skips;  /* groups: entries that are no message (no payload field, or deleted) */
+  int lag_known;   /* lag holds what was last learned (consumer_lag) */
+  int64_t lag;     /* entries not yet delivered: a read that found nothing, or XINFO GROUPS */
 } rstream_t;
 
 /* One pass that claims the entries pending with dead members of a load-balanced group (see
@@ -1125,6 +1127,7 @@ typedef struct rcons {
     uint32_t shard;
   } * found;
   size_t nfound, capfound;
+  unsigned lag_asking; /* XINFO GROUPS replies awaited (consumer_lag) */
 } rcons_t;
 
 static void cons_pump(rcons_t *rc);
@@ -1487,6 +1490,11 @@ static void read_cb(redisAsyncContext *ac, void *rep, void *priv) {
     any_history |= rc->st[i].history;
   if (n > 0)
     rc->reap_clean = 0;
+  if (n == 0 && !any_history)
+    for (size_t i = 0; i < rc->nst; i++) { /* caught up: nothing is left to deliver */
+      rc->st[i].lag_known = 1;
+      rc->st[i].lag = 0;
+    }
   if (n == 0 && !any_history && rc->stop_at_end) {
     if (cons_claims(rc) && !rc->reap_clean) {
       /* the end only once a claim pass found nothing pending with dead members and a read
@@ -2439,6 +2447,67 @@ static int cons_commit(void *impl, sea_op_t *op) {
   return waits_add(&rc->commits, op, rc->acks_sent);
 }
 
+/* XINFO GROUPS of stream i: the group's lag (Redis 7; nil when Redis cannot tell). */
+static void lag_cb(redisAsyncContext *ac, void *rep, void *priv) {
+  rconn_t *c = ac->data;
+  redisReply *reply = rep;
+  if (c == NULL)
+    return;
+  rcons_t *rc = c->owner;
+  if (rc->lag_asking > 0)
+    rc->lag_asking--;
+  size_t i = (size_t)(uintptr_t)priv;
+  if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || i >= rc->nst)
+    return;
+  for (size_t g = 0; g < reply->elements; g++) {
+    const redisReply *m = reply->element[g]; /* RESP2: name value name value ... */
+    if (m->type != REDIS_REPLY_ARRAY)
+      continue;
+    const redisReply *name = NULL, *lag = NULL;
+    for (size_t k = 0; k + 1 < m->elements; k += 2) {
+      const redisReply *f = m->element[k];
+      if (f->type != REDIS_REPLY_STRING && f->type != REDIS_REPLY_STATUS)
+        continue;
+      if (strcmp(f->str, "name") == 0)
+        name = m->element[k + 1];
+      else if (strcmp(f->str, "lag") == 0)
+        lag = m->element[k + 1];
+    }
+    if (name == NULL || name->type != REDIS_REPLY_STRING || strcmp(name->str, rc->group) != 0)
+      continue;
+    if (lag != NULL && lag->type == REDIS_REPLY_INTEGER && lag->integer >= 0) {
+      rc->st[i].lag_known = 1;
+      rc->st[i].lag = lag->integer;
+    } else {
+      rc->st[i].lag_known = 0; /* Redis cannot tell (entries deleted within the range) */
+    }
+  }
+}
+
+/* What was last learned, per stream; a group asks again (XINFO GROUPS, on the consumer's own
+ * connection, behind its read: the answer is for the next call). A realtime reader knows only
+ * that it caught up (0) once a read found nothing: before that its lag is unknown. */
+static int cons_lag(void *impl, sea_lag_t *out, size_t cap) {
+  rcons_t *rc = impl;
+  for (size_t i = 0; i < rc->nst && i < cap; i++) {
+    out[i].stream_key = rc->st[i].key;
+    out[i].shard = rc->st[i].shard;
+    out[i].lag = rc->st[i].lag_known ? rc->st[i].lag : -1;
+    out[i].lag_bytes = -1;
+  }
+  if (rc->group != NULL && rc->mode != SEA_MODE_REALTIME && rc->prepared && !rc->ended &&
+      rc->lag_asking == 0 && conn_ready(&rc->conn)) {
+    for (size_t i = 0; i < rc->nst; i++) {
+      const char *argv[] = {"XINFO", "GROUPS", rc->st[i].name};
+      size_t lens[] = {5, 6, strlen(rc->st[i].name)};
+      if (redisAsyncCommandArgv(rc->conn.ac, lag_cb, (void *)(uintptr_t)i, 3, argv, lens) ==
+          REDIS_OK)
+        rc->lag_asking++;
+    }
+  }
+  return (int)rc->nst;
+}
+
 static void cons_close(void *impl) {
   rcons_t *rc = impl;
   conn_close(&rc->conn);
@@ -2560,6 +2629,7 @@ static const sea_plugin_t r_plugin = {
     .consumer_ack = cons_ack,
     .consumer_commit = cons_commit,
     .consumer_close = cons_close,
+    .consumer_lag = cons_lag,
 };
 
 SEA_PLUGIN_ENTRY(redis) {

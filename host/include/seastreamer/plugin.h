@@ -257,7 +257,14 @@ typedef struct sea_plugin {
   int (*consumer_ack_pos)(void *consumer_impl, const char *stream_key, uint64_t shard,
                           uint64_t seq); /* added in 1.0 (pre-release) */
 
-  void *reserved[19];
+  /* Optional: the consumer's lag now, per stream and shard it reads (sea_consumer_lag): fill
+   * out[0 .. min(n, cap)) and return n (the host calls again with room for n when n > cap), or
+   * SEA_ENOTSUP. Called on the loop, often (each --stats line): never block; report what is
+   * known and refresh in the background (the next call reports it). Unknown counts are -1.
+   * Added in 1.0 (pre-release). */
+  int (*consumer_lag)(void *consumer_impl, sea_lag_t *out, size_t cap);
+
+  void *reserved[18];
 } sea_plugin_t;
 
 /* Sizes of the v1.0 structs, the smallest the loader accepts: fixed numbers (a header, then

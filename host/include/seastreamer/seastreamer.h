@@ -368,6 +368,29 @@ SEA_EXTERN void *sea_consumer_get_data(const sea_consumer_t *c);
 SEA_EXTERN void sea_consumer_on_revoke(sea_consumer_t *c, sea_revoke_cb cb);
 SEA_EXTERN void sea_consumer_set_data(sea_consumer_t *c, void *data);
 
+/* How far a consumer is behind the end of one stream, shard or partition. */
+typedef struct sea_lag {
+  const char *stream_key; /* interned; "*" where one position serves every key (a file) */
+  uint64_t shard;         /* shard, or Kafka partition */
+  int64_t lag;            /* messages not yet delivered; -1 = not known */
+  int64_t lag_bytes;      /* bytes not yet delivered (file); -1 = not known */
+} sea_lag_t;
+
+/* What the consumer's backend knows now of its lag, per stream and shard it reads: fills
+ * out[0 .. min(n, cap)) and returns n, the number of entries (call again with more room if n >
+ * cap), or SEA_ENOTSUP for a backend that cannot know (stdio, mem). Never blocks: it is a
+ * snapshot of what the backend last learned, which a call also refreshes in the background where
+ * that takes a round trip. kafka: high watermark minus position per assigned partition, from
+ * librdkafka's cached watermarks (updated by fetches, and by statistics.interval.ms); -1 until a
+ * partition has both. redis: a group's `lag` (XINFO GROUPS, Redis 7, asked on the consumer's
+ * connection at each call and answered for the next), and 0 for every stream once a read found
+ * nothing new (caught up); a realtime reader knows only the latter (-1 before). file: one entry
+ * per key read ("*" for every key): lag_bytes is the file's size minus the read position, lag is
+ * 0 at the end and -1 (unknown) before it (counting messages would mean reading them). The lag
+ * is what the backend has not delivered yet: messages delivered and not yet processed (a
+ * pipeline's read-ahead, a paused input's batch) are not in it. */
+SEA_EXTERN int sea_consumer_lag(sea_consumer_t *c, sea_lag_t *out, size_t cap);
+
 /* ---------------------------------------------------------------------------------------------
  * Pipeline: consume → process → produce → acknowledge → commit, with the delivery contract of
  * docs/delivery.md. Inputs are consumers, outputs are producers; a processor (a C callback) turns
@@ -470,7 +493,9 @@ typedef struct sea_pipeline_stats {
   uint64_t aborts;        /* exactly once: transactions aborted (a failure, a rebalance) */
   uint64_t late;          /* joined: messages that arrived after a later one was processed */
   uint64_t join_buffered; /* joined: messages waiting in the join now */
-  uint64_t reserved[5];
+  uint64_t bytes_in;      /* payload bytes of the input messages handed to the processor */
+  uint64_t bytes_out;     /* payload bytes of the sends accepted by the outputs */
+  uint64_t reserved[3];
 } sea_pipeline_stats_t;
 
 SEA_EXTERN int sea_pipeline_new(sea_runtime_t *rt, const sea_pipeline_config_t *cfg,
@@ -522,6 +547,22 @@ SEA_EXTERN void sea_pipeline_stop(sea_pipeline_t *pl);
 SEA_EXTERN const char *sea_pipeline_errmsg(const sea_pipeline_t *pl);
 SEA_EXTERN int sea_pipeline_status(const sea_pipeline_t *pl);
 SEA_EXTERN void sea_pipeline_stats(const sea_pipeline_t *pl, sea_pipeline_stats_t *out);
+/* Progress on stderr (`--stats`, `--stats-json`): every interval_ms (0 = 5000) one line, and one
+ * last line once the pipeline is done (before on_done): messages and payload bytes in
+ * (stats.processed, bytes_in) and out (stats.sent, bytes_out), their rates per second over the
+ * interval (the last line: over the whole run), in flight (sent minus receipted) and each input's
+ * lag (sea_consumer_lag). flags: SEA_STATS_JSON writes each as one JSON object per line instead:
+ * {"time", "elapsed_s", "messages_in", "messages_out", "bytes_in", "bytes_out", "confirmed",
+ * "inflight", "skipped", "commits", "rate_in", "rate_out", "bytes_rate_in", "bytes_rate_out",
+ * "lag": [{"input", "stream", "shard", "lag", "lag_bytes"}], "final"} (an unknown lag is null).
+ * Reading the counters changes nothing in delivery. Call it before or after sea_pipeline_start;
+ * again to change the interval. */
+#define SEA_STATS_JSON 1u
+SEA_EXTERN int sea_pipeline_report_stats(sea_pipeline_t *pl, uint64_t interval_ms, unsigned flags);
+/* One stats line as sea_pipeline_report_stats writes it (final: the last line's form), into buf
+ * (always NUL-terminated). Returns the length it needed, as snprintf. */
+SEA_EXTERN size_t sea_pipeline_stats_line(sea_pipeline_t *pl, unsigned flags, int final, char *buf,
+                                          size_t len);
 SEA_EXTERN sea_producer_t *sea_pipeline_output(const sea_pipeline_t *pl, size_t index);
 SEA_EXTERN sea_consumer_t *sea_pipeline_input(const sea_pipeline_t *pl, size_t index);
 /* The config's data pointer. */

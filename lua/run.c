@@ -218,6 +218,59 @@ static int out_send(lua_State *L) {
   return 0;
 }
 
+/* out:stats(): the pipeline's counters as --stats reports them, and each input's lag. */
+static int out_stats(lua_State *L) {
+  run_t *r = active_run;
+  if (r == NULL || r->pl == NULL)
+    return luaL_error(L, "out:stats() after the run ended");
+  sea_pipeline_stats_t st;
+  memset(&st, 0, sizeof st);
+  sea_pipeline_stats(r->pl, &st);
+  struct {
+    const char *name;
+    uint64_t v;
+  } f[] = {{"messages_in", st.processed},
+           {"messages_out", st.sent},
+           {"bytes_in", st.bytes_in},
+           {"bytes_out", st.bytes_out},
+           {"confirmed", st.receipted},
+           {"inflight", st.sent > st.receipted ? st.sent - st.receipted : 0},
+           {"skipped", st.skipped},
+           {"commits", st.commits},
+           {"late", st.late}};
+  lua_createtable(L, 0, 10);
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    lua_pushnumber(L, (lua_Number)f[i].v);
+    lua_setfield(L, -2, f[i].name);
+  }
+  lua_newtable(L); /* lag: {input, stream, shard, lag, lag_bytes}; an unknown count is nil */
+  int n = 0;
+  sea_lag_t lag[64];
+  for (size_t i = 0; sea_pipeline_input(r->pl, i) != NULL; i++) {
+    int k = sea_consumer_lag(sea_pipeline_input(r->pl, i), lag, 64);
+    for (int e = 0; e < k && e < 64; e++) {
+      lua_createtable(L, 0, 5);
+      lua_pushinteger(L, (lua_Integer)i + 1);
+      lua_setfield(L, -2, "input");
+      lua_pushstring(L, lag[e].stream_key);
+      lua_setfield(L, -2, "stream");
+      lua_pushnumber(L, (lua_Number)lag[e].shard);
+      lua_setfield(L, -2, "shard");
+      if (lag[e].lag >= 0) {
+        lua_pushnumber(L, (lua_Number)lag[e].lag);
+        lua_setfield(L, -2, "lag");
+      }
+      if (lag[e].lag_bytes >= 0) {
+        lua_pushnumber(L, (lua_Number)lag[e].lag_bytes);
+        lua_setfield(L, -2, "lag_bytes");
+      }
+      lua_rawseti(L, -2, ++n);
+    }
+  }
+  lua_setfield(L, -2, "lag");
+  return 1;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Calling Lua, within limits
  * ------------------------------------------------------------------------------------------- */
@@ -1027,6 +1080,12 @@ int sea_lua_run(lua_State *L) {
   int join = lua_toboolean(L, -1);
   lua_pop(L, 1);
   uint64_t join_wait_ms = opt_u64(L, "join_wait_ms"), join_max = opt_u64(L, "join_max");
+  uint64_t stats_ms = opt_u64(L, "stats_interval_ms"); /* --stats: lines on stderr */
+  lua_getfield(L, 1, "stats_json");
+  int stats_json = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (stats_json && stats_ms == 0)
+    stats_ms = 5000;
   if (join && exactly_once)
     return luaL_error(L, "seastreamer.run: join with exactly_once is not supported");
 
@@ -1121,6 +1180,8 @@ int sea_lua_run(lua_State *L) {
   lua_setfield(L, -2, "send");
   lua_pushcfunction(L, out_stop);
   lua_setfield(L, -2, "stop");
+  lua_pushcfunction(L, out_stats);
+  lua_setfield(L, -2, "stats");
   r->out_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   /* Limits are per call: with one, every message gets a call of its own. (The runner's
    * --max-memory is its allocator's, which fails the allocation in whatever call makes it.) */
@@ -1146,6 +1207,8 @@ int sea_lua_run(lua_State *L) {
     lua_pushcfunction(L, out_send);
     lua_pushcfunction(L, out_stop);
     lua_call(L, 6, 2);
+    lua_pushcfunction(L, out_stats);
+    lua_setfield(L, -2, "stats");
     lua_pop(L, 1); /* the driver's out table: its upvalue */
     r->driver_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
@@ -1170,6 +1233,8 @@ int sea_lua_run(lua_State *L) {
     lua_pushcfunction(L, out_send);
     lua_pushcfunction(L, out_stop);
     lua_call(L, 3, 2);
+    lua_pushcfunction(L, out_stats);
+    lua_setfield(L, -2, "stats");
     lua_pop(L, 1); /* the wrapper's out table: its upvalue */
     r->jbatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
@@ -1220,6 +1285,8 @@ int sea_lua_run(lua_State *L) {
   };
   if ((rc = sea_pipeline_new(r->rt, &pc, &r->pl)) != 0)
     run_error(r, rc, "cannot create the pipeline: %s", sea_runtime_errmsg(r->rt));
+  else if (stats_ms)
+    sea_pipeline_report_stats(r->pl, stats_ms, stats_json ? SEA_STATS_JSON : 0);
   for (size_t i = 0; i < r->nout && rc == 0; i++)
     rc = open_output(r, &r->out[i], oo);
   for (size_t i = 0; i < r->nin && rc == 0; i++) {

@@ -72,6 +72,10 @@ static const char help[] =
     "                           late: processed at once and counted\n"
     "  --join-max N             at N buffered messages the inputs holding them pause (default\n"
     "                           100000); nothing is dropped. Not with --exactly-once\n"
+    "  --stats[=SECONDS]        a progress line on stderr every SECONDS (default 5) and one at\n"
+    "                           the end: messages and bytes in and out, rates, in flight, each\n"
+    "                           input's lag (out:stats() returns the same numbers)\n"
+    "  --stats-json[=SECONDS]   the same as one JSON object per line on stderr\n"
     "\n"
     "exit status: 0 done; 1 a stream failed; 2 bad usage, a bad script or a processor\n"
     "error (with the script's name and line); 3 no backend.\n";
@@ -289,6 +293,21 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
       lua_pushstring(L, "true");
       lua_setfield(L, -2, "stop_at_end");
       lua_pop(L, 1);
+      continue;
+    }
+    if (strncmp(a, "--stats", 7) == 0 &&
+        (a[7] == '\0' || a[7] == '=' || strncmp(a + 7, "-json", 5) == 0)) {
+      int json = strncmp(a + 7, "-json", 5) == 0;
+      const char *val = a + 7 + (json ? 5 : 0);
+      double secs = 5;
+      if ((*val != '\0' && *val != '=') || (*val == '=' && !positive(val + 1, &secs)))
+        return usage_error("%s: expected --stats[=SECONDS] or --stats-json[=SECONDS] (a "
+                           "positive number of seconds)",
+                           a);
+      lua_pushnumber(L, secs * 1000 < 1 ? 1 : secs * 1000);
+      lua_setfield(L, -2, "stats_interval_ms");
+      lua_pushboolean(L, json);
+      lua_setfield(L, -2, "stats_json");
       continue;
     }
     if (v == NULL)

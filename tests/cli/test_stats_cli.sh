@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_stats_cli.sh: --stats and --stats-json on consume, produce, relay (and run) over .ss files and
+# test_stats_cli.sh: --stats and --stats-json on consume, produce, relay and run over .ss files and
 # stdio: the last line's counts are the real counts, a file read to its end (-e) has lag 0, every
 # JSON line parses and carries the keys, and bad values are usage errors.
 # usage: test_stats_cli.sh BUILD_DIR
@@ -98,5 +98,28 @@ for v in "--stats=0" "--stats=x" "--stats-json=-1" "--stats="; do
   expect_grep "consume $v: says why" "expected a positive number of seconds" "$T/err"
 done
 "$SS" relay --help | grep -q -- '--stats-json\[=SECONDS\]' && ok || bad "relay --help: no --stats-json"
+
+# run: the runner passes them to seastreamer.run (every Lua built).
+for lua in lua5.4 luajit; do
+  [ -x "$BUILD/lua/seastreamer-run-$lua" ] || continue
+  flavour=${lua#lua}
+  [ "$lua" = luajit ] || flavour=5.4
+  printf 'return function(msg) return msg end\n' >"$T/id.lua"
+  $TO "$SS" run --lua "$flavour" "$T/id.lua" --input "file://$F" --output "file://$T/run-$lua.ss/k3" \
+    -I start=beginning -e --stats-json=0.01 >"$T/out" 2>"$T/err"
+  expect_status "run ($lua) --stats-json" 0 $?
+  check_json "run ($lua) --stats-json" "$T/err" messages_in=1000 messages_out=1000 confirmed=1000 \
+    bytes_in=2893 bytes_out=2893 inflight=0 lag.0.lag=0 lag.0.lag_bytes=0
+  $TO "$SS" run --lua "$flavour" "$T/id.lua" --input stdio:// --output stdio:///o --stats \
+    <"$T/lines" >"$T/out" 2>"$T/err"
+  expect_status "run ($lua) --stats over stdio" 0 $?
+  expect_lines "run ($lua) --stats over stdio: stdout" 1000 "$T/out"
+  expect_grep "run ($lua) --stats over stdio" \
+    "^${TS}Z seastreamer: stats \(final\): in 1000 msgs 2893 B .*; out 1000 msgs 2893 B .*; inflight 0$" \
+    "$T/err"
+  $TO "$SS" run --lua "$flavour" "$T/id.lua" --input stdio:// --output stdio:///o --stats=0 \
+    </dev/null >"$T/out" 2>"$T/err"
+  expect_status "run ($lua) --stats=0" 2 $?
+done
 
 finish

@@ -363,6 +363,25 @@ static void hook_call(run_t *r, int ref, const char *name, int extra) {
   }
 }
 
+/* NULL if the table at idx is a list and nothing else, else its first other key, described (a
+ * table with other keys, a decoded JSON object that was not encoded again, {a = 1}, would
+ * otherwise send nothing without a word). */
+static const char *not_list(lua_State *L, int idx) {
+  size_t n = sea_lua_rawlen(L, idx), entries = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    if (++entries > n || lua_type(L, -1) != LUA_TNUMBER) {
+      const char *key = lua_type(L, -1) == LUA_TSTRING
+                            ? lua_pushfstring(L, "the key '%s'", lua_tostring(L, -1))
+                            : lua_pushfstring(L, "a key of type %s", luaL_typename(L, -1));
+      lua_remove(L, -2);
+      return key;
+    }
+  }
+  return NULL;
+}
+
 /* What is wrong with a processor's result (at index idx), or NULL: nil, a string, a message still
  * valid, or a list of strings and such messages. */
 static const char *result_complaint(run_t *r, int idx) {
@@ -379,23 +398,13 @@ static const char *result_complaint(run_t *r, int idx) {
   if (t != LUA_TTABLE)
     return lua_pushfstring(L, "returned a %s (expected nil, a string, a message or a list of them)",
                            lua_typename(L, t));
-  size_t n = sea_lua_rawlen(L, idx), entries = 0;
-  /* A list and nothing else: a table with other keys (a decoded JSON object that was not
-   * encoded again, {a = 1}) would otherwise send nothing without a word. */
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    lua_pop(L, 1);
-    if (++entries > n || lua_type(L, -1) != LUA_TNUMBER) {
-      const char *bad = lua_type(L, -1) == LUA_TSTRING
-                            ? lua_pushfstring(L, "the key '%s'", lua_tostring(L, -1))
-                            : lua_pushfstring(L, "a key of type %s", luaL_typename(L, -1));
-      return lua_pushfstring(L,
-                             "returned a table that is not a list (it has %s): return nil, a "
-                             "string, a message or a list of them",
-                             bad);
-    }
-  }
-  for (size_t i = 1; i <= n; i++) {
+  const char *key = not_list(L, idx);
+  if (key != NULL)
+    return lua_pushfstring(L,
+                           "returned a table that is not a list (it has %s): return nil, a "
+                           "string, a message or a list of them",
+                           key);
+  for (size_t i = 1, n = sea_lua_rawlen(L, idx); i <= n; i++) {
     lua_rawgeti(L, idx, (int)i);
     int et = lua_type(L, -1);
     sea_lua_view_t *v = et == LUA_TUSERDATA ? sea_lua_to_view(L, -1) : NULL;
@@ -423,16 +432,9 @@ static const char *send_result(run_t *r, int idx) {
   }
   if (t != LUA_TTABLE)
     return result_complaint(r, idx);
-  size_t n = sea_lua_rawlen(L, idx), entries = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) { /* a list, nothing else (see result_complaint) */
-    lua_pop(L, 1);
-    if (++entries > n || lua_type(L, -1) != LUA_TNUMBER) {
-      lua_pop(L, 1);
-      return result_complaint(r, idx);
-    }
-  }
-  for (size_t i = 1; i <= n; i++) {
+  if (not_list(L, idx) != NULL)
+    return result_complaint(r, idx);
+  for (size_t i = 1, n = sea_lua_rawlen(L, idx); i <= n; i++) {
     lua_rawgeti(L, idx, (int)i);
     int et = lua_type(L, -1);
     int rc = et == LUA_TSTRING || et == LUA_TUSERDATA
@@ -620,16 +622,9 @@ static const char *send_jbatch(run_t *r, int res, int idx) {
   lua_State *L = r->L;
   if (lua_isnil(L, idx))
     return send_result(r, res);
-  size_t n = sea_lua_rawlen(L, res), entries = 0;
-  lua_pushnil(L);
-  while (lua_next(L, res) != 0) { /* a list, nothing else (see result_complaint) */
-    lua_pop(L, 1);
-    if (++entries > n || lua_type(L, -1) != LUA_TNUMBER) {
-      lua_pop(L, 1);
-      return result_complaint(r, res);
-    }
-  }
-  for (size_t k = 1; k <= n; k++) {
+  if (not_list(L, res) != NULL)
+    return result_complaint(r, res);
+  for (size_t k = 1, n = sea_lua_rawlen(L, res); k <= n; k++) {
     lua_rawgeti(L, idx, (int)k);
     lua_Integer m = lua_tointeger(L, -1);
     lua_pop(L, 1);

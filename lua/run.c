@@ -772,6 +772,10 @@ static int drive(run_t *r, const sea_batch_t *batch, size_t first, size_t count)
   r->call_count = count;
   r->drive.flushed = 0;
   r->drive.failed_at = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
+  lua_pushinteger(L, 0);
+  lua_rawseti(L, -2, 1);
+  lua_pop(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->driver_ref);
   lua_pushinteger(L, (lua_Integer)count);
   lua_pushnumber(L, (lua_Number)run_epoch);
@@ -780,6 +784,8 @@ static int drive(run_t *r, const sea_batch_t *batch, size_t first, size_t count)
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
   lua_rawgeti(L, -1, 1);
   size_t at = (size_t)lua_tointeger(L, -1); /* the last call made (1-based) */
+  if (at == 0)
+    at = 1; /* the driver failed before its first call (out of memory): blame the first */
   lua_pushnil(L);
   lua_rawseti(L, -3, 2);
   lua_pop(L, 2);

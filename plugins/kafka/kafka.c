@@ -209,6 +209,25 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
   H->log(l, KAFKA_NAME, "%s: %s", fac, buf);
 }
 
+/* librdkafka's statistics (statistics.interval.ms, which only a user sets): one line each on
+ * stderr, {"librdkafka": {...}}, where --stats-json writes its lines (a reader tells them apart
+ * by the top key). Served with the queue's other events on the loop thread. One write a line. */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+  (void)rk, (void)opaque;
+  size_t n = len + 16;
+  char *line = H->alloc(n);
+  if (line == NULL)
+    return 0;
+  memcpy(line, "{\"librdkafka\":", 14);
+  memcpy(line + 14, json, len);
+  line[14 + len] = '}';
+  line[15 + len] = '\n';
+  fwrite(line, 1, len + 16, stderr);
+  fflush(stderr);
+  H->free(line);
+  return 0; /* librdkafka frees json */
+}
+
 /* Create the rd_kafka_t and the pipe its queues signal. */
 static int handle_init(khandle_t *h, const sea_open_args_t *a, const char *brokers,
                        rd_kafka_conf_t *conf, rd_kafka_type_t type) {
@@ -229,6 +248,7 @@ static int handle_init(khandle_t *h, const sea_open_args_t *a, const char *broke
   }
   rd_kafka_conf_set_opaque(conf, h);
   rd_kafka_conf_set_log_cb(conf, log_cb);
+  rd_kafka_conf_set_stats_cb(conf, stats_cb);
   h->rk = rd_kafka_new(type, conf, err, sizeof err);
   if (h->rk == NULL) {
     rd_kafka_conf_destroy(conf);
@@ -2106,6 +2126,33 @@ static int kafka_consumer_commit(void *impl, sea_op_t *op) {
   return 0;
 }
 
+/* The lag of each assigned partition: the high watermark librdkafka last learned (fetch
+ * responses carry it; statistics.interval.ms refreshes it too) minus the position (the offset
+ * after the last message polled). Both are cached, so nothing blocks; -1 until both are known. */
+static int kafka_consumer_lag(void *impl, sea_lag_t *out, size_t cap) {
+  kconsumer_t *kc = impl;
+  if (kc->assigned == NULL || kc->assigned->cnt == 0)
+    return 0;
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(kc->assigned);
+  if (l == NULL)
+    return SEA_ENOMEM;
+  rd_kafka_position(kc->h.rk, l);
+  int n = l->cnt;
+  for (int i = 0; i < n && (size_t)i < cap; i++) {
+    const rd_kafka_topic_partition_t *tp = &l->elems[i];
+    int64_t lo = -1, hi = -1;
+    out[i].stream_key = H->stream_key(tp->topic, strlen(tp->topic));
+    out[i].shard = (uint64_t)tp->partition;
+    out[i].lag_bytes = -1;
+    out[i].lag = -1;
+    if (rd_kafka_get_watermark_offsets(kc->h.rk, tp->topic, tp->partition, &lo, &hi) == 0 &&
+        hi >= 0 && tp->err == 0 && tp->offset >= 0)
+      out[i].lag = hi > tp->offset ? hi - tp->offset : 0;
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+  return n;
+}
+
 static void kafka_consumer_close(void *impl) {
   kconsumer_t *kc = impl;
   /* A consumer whose offsets went into a transaction leaves committing to the transaction: a
@@ -2388,6 +2435,7 @@ static const sea_plugin_t kafka_plugin = {
     .consumer_ack_pos = kafka_consumer_ack_pos,
     .consumer_commit = kafka_consumer_commit,
     .consumer_close = kafka_consumer_close,
+    .consumer_lag = kafka_consumer_lag,
     .producer_txn_begin = kafka_txn_begin,
     .producer_txn_commit = kafka_txn_commit,
     .producer_txn_abort = kafka_txn_abort,

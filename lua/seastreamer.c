@@ -1500,6 +1500,35 @@ static int co_resume(lua_State *L) {
   return 0;
 }
 
+/* c:lag(): what the backend knows now of how far behind the consumer is, per stream and shard
+ * (sea_consumer_lag): a list of {stream, shard, lag, lag_bytes}, an unknown count nil; nil and
+ * the error for a backend that cannot tell (stdio, mem). */
+static int co_lag(lua_State *L) {
+  lconsumer_t *c = check_consumer(L, 1);
+  sea_lag_t lag[64];
+  int n = sea_consumer_lag(c->c, lag, 64);
+  if (n < 0)
+    return sea_lua_fail(L, n, n == SEA_ENOTSUP ? "lag: not known by this backend" : NULL);
+  lua_createtable(L, n < 64 ? n : 64, 0);
+  for (int i = 0; i < n && i < 64; i++) {
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, lag[i].stream_key);
+    lua_setfield(L, -2, "stream");
+    lua_pushnumber(L, (lua_Number)lag[i].shard);
+    lua_setfield(L, -2, "shard");
+    if (lag[i].lag >= 0) {
+      lua_pushnumber(L, (lua_Number)lag[i].lag);
+      lua_setfield(L, -2, "lag");
+    }
+    if (lag[i].lag_bytes >= 0) {
+      lua_pushnumber(L, (lua_Number)lag[i].lag_bytes);
+      lua_setfield(L, -2, "lag_bytes");
+    }
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
 static void consumer_close(lconsumer_t *c) {
   if (c->c == NULL)
     return;
@@ -1596,11 +1625,13 @@ int luaopen_seastreamer(lua_State *L) {
   static const luaL_Reg pr_m[] = {
       {"send", pr_send},         {"flush", pr_flush},       {"finish", pr_end},  {"end", pr_end},
       {"on_drain", pr_on_drain}, {"inflight", pr_inflight}, {"close", pr_close}, {NULL, NULL}};
-  static const luaL_Reg co_m[] = {
-      {"next", co_next},       {"messages", co_messages}, {"ack", co_ack},
-      {"ack_pos", co_ack_pos}, {"commit", co_commit},     {"seek", co_seek},
-      {"rewind", co_rewind},   {"pause", co_pause},       {"resume", co_resume},
-      {"error", co_error},     {"close", co_close},       {NULL, NULL}};
+  static const luaL_Reg co_m[] = {{"next", co_next},     {"messages", co_messages},
+                                  {"ack", co_ack},       {"ack_pos", co_ack_pos},
+                                  {"commit", co_commit}, {"seek", co_seek},
+                                  {"rewind", co_rewind}, {"pause", co_pause},
+                                  {"resume", co_resume}, {"error", co_error},
+                                  {"close", co_close},   {"lag", co_lag},
+                                  {NULL, NULL}};
   new_class(L, RT_MT, rt_m, rt_gc, rt_close);
   new_class(L, STREAMER_MT, st_m, st_close, st_close);
   new_class(L, PRODUCER_MT, pr_m, pr_gc, pr_close);

@@ -1,5 +1,6 @@
 -- stats_spec.lua: out:stats() inside seastreamer.run: the pipeline's counters (the numbers
--- --stats prints) and each input's lag, from a per-message, a limited and a batch processor.
+-- --stats prints) and each input's lag, from a per-message, a limited and a batch processor; and
+-- c:lag() of the module's consumer.
 local sea = require "seastreamer"
 
 local function fill(rt, uri, payloads)
@@ -90,6 +91,34 @@ describe("out:stats()", function()
     assert.same({ input = 1, stream = "k", shard = 0, lag = 0, lag_bytes = 0 }, last.lag[1])
     hold:close()
     os.remove(path)
+  end)
+
+  it("c:lag() of the module's consumer: a file's bytes behind, then 0 at the end", function()
+    local path = os.tmpname()
+    os.remove(path)
+    path = path .. ".ss"
+    fill(rt, "file://" .. path .. "/k", payloads):close()
+    local s = assert(rt:connect("file://" .. path .. "/k"))
+    local c = assert(s:consumer({ start = "beginning", stop_at_end = true }))
+    local before = assert(c:lag())
+    assert.equals(1, #before)
+    assert.equals("k", before[1].stream)
+    assert.equals(0, before[1].shard)
+    assert.is_nil(before[1].lag) -- not known before the end
+    assert.is_true(before[1].lag_bytes > 0)
+    local n = 0
+    for _ in c:messages() do n = n + 1 end
+    assert.equals(6, n)
+    assert.same({ { stream = "k", shard = 0, lag = 0, lag_bytes = 0 } }, c:lag())
+    s:close()
+    os.remove(path)
+    local m = assert(rt:connect("mem://st_lag/k"))
+    local mc = assert(m:consumer())
+    local none, msg, code = mc:lag()
+    assert.is_nil(none)
+    assert.equals("ENOTSUP", code)
+    assert.is_string(msg)
+    m:close()
   end)
 
   it("is refused after the run", function()

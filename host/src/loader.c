@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <link.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,7 +189,8 @@ static int refuse(sea_runtime_t *rt, const char *path, char *why) {
 static int load_file(sea_runtime_t *rt, const char *path) {
   char why[SEA__ERRMSG_MAX];
   struct stat st;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO (or a device) named x.so must not hold up the scan; it is refused below. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     snprintf(why, sizeof why, "cannot open: %s", strerror(errno));
     return refuse(rt, path, why);
@@ -217,6 +219,19 @@ static int load_file(sea_runtime_t *rt, const char *path) {
     dlclose(dl);
     snprintf(why, sizeof why, "not a SeaStreamer plugin: it exports no '%s' symbol",
              SEA_PLUGIN_ENTRY_SYMBOL);
+    return refuse(rt, path, why);
+  }
+  /* Calling a data symbol of that name would crash: the symbol table says what it is. */
+  Dl_info info;
+  const ElfW(Sym) *sym = NULL;
+  int type = dladdr1(*(void **)&entry, &info, (void **)&sym, RTLD_DL_SYMENT) != 0 && sym != NULL
+                 ? ELF64_ST_TYPE(sym->st_info)
+                 : -1;
+  if (type != STT_FUNC && type != STT_GNU_IFUNC) {
+    dlclose(dl);
+    snprintf(why, sizeof why, "not a SeaStreamer plugin: its '%s' is %s, not a function",
+             SEA_PLUGIN_ENTRY_SYMBOL,
+             type == STT_OBJECT ? "a data object" : "not known as a function");
     return refuse(rt, path, why);
   }
   int rc = sea__plugin_adopt(rt, path, dl, entry(&sea__host), why, sizeof why);

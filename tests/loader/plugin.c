@@ -167,6 +167,12 @@ static const sea_plugin_t *describe(void) {
   return d;
 }
 
+#ifdef LOADER_FAULT_DATA_ENTRY
+/* Built with SEA_PLUGIN_STATIC too: the entry function has its static-link name, and the name the
+ * loader looks up is a data object, which calling would crash. */
+__attribute__((visibility("default"))) const int sea_plugin_entry = 42;
+#endif
+
 /* LOADER_FAULT_NO_ENTRY is built with SEA_PLUGIN_STATIC: the entry is then the static-link name
  * sea_plugin_entry_loader, which is not exported, the mistake of building the static flavour as a
  * .so. */

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "test.h"
 
@@ -31,6 +33,7 @@ static const plugin_case_t cases[] = {
     {"no-schemes.so", NULL, "declares no URI scheme"},
     {"null-entry.so", "null-entry", "returned no descriptor"},
     {"no-entry.so", "no-entry", "exports no 'sea_plugin_entry' symbol"},
+    {"data-entry.so", "data-entry", "its 'sea_plugin_entry' is a data object, not a function"},
     {"not-elf.so", NULL, "not an ELF shared object"},
     {"empty.so", NULL, "not an ELF shared object"},
     {"good.so", "good", NULL},
@@ -133,6 +136,31 @@ static void test_directory(void) {
   CHECK_CONTAINS(sea_runtime_errmsg(rt), bad_dir);
   CHECK_CONTAINS(sea_runtime_errmsg(rt), "not a regular file");
   runtime_free(rt);
+}
+
+/* A FIFO named *.so neither blocks a load nor a scan (open would wait for a writer): refused. */
+static void test_fifo(void) {
+  char dir[2048], path[4096];
+  snprintf(dir, sizeof dir, "%s-fifo", none_dir);
+  join(path, sizeof path, dir, "x.so");
+  mkdir(dir, 0755);
+  unlink(path);
+  CHECK_EQ_INT(mkfifo(path, 0644), 0);
+  env_only(none_dir, NULL);
+  sea_runtime_t *rt = runtime();
+  CHECK_EQ_INT(sea_runtime_load_plugin_file(rt, path), SEA_EPLUGIN);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), path);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "not a regular file");
+  runtime_free(rt);
+  env_only(dir, NULL); /* a scan of the directory that holds it */
+  rt = runtime();
+  check_no_scheme(rt, "x");
+  sea_plugin_info_t info;
+  CHECK(find_info(rt, path, &info));
+  CHECK_CONTAINS(info.refused, "not a regular file");
+  runtime_free(rt);
+  unlink(path);
+  rmdir(dir);
 }
 
 typedef struct receipts {
@@ -317,6 +345,7 @@ int main(int argc, char **argv) {
   }
   test_missing_file();
   test_directory();
+  test_fifo();
   test_dir_scan();
   test_path_precedence();
   unsetenv("SEASTREAMER_PLUGIN_DIR");

@@ -167,6 +167,20 @@ static void test_uris(void) {
   CHECK_EQ_INT(u->key_count, 0);
   sea_uri_free(u);
 
+  /* Ports: a number out of range is refused, naming it and where; what is not a number is the
+   * backend's to judge (a file path may hold a colon). */
+  CHECK_EQ_INT(sea_uri_parse("kafka://h:65536/t", &u, err, sizeof err), SEA_EURI);
+  CHECK_CONTAINS(err, "port 65536 of node 'h:65536' is out of range (1 to 65535)");
+  CHECK_CONTAINS(err, "at offset 10 in URI");
+  CHECK_EQ_INT(sea_uri_parse("redis://a:6379,u:pw@b:0/k", &u, err, sizeof err), SEA_EURI);
+  CHECK_CONTAINS(err, "port 0 of node 'u:pw@b:0'");
+  CHECK_EQ_INT(sea_uri_parse("kafka://[::1]:99999999999999999999/t", &u, err, sizeof err),
+               SEA_EURI);
+  CHECK_EQ_INT(sea_uri_parse("kafka://[::1]:9092,h:65535/t", &u, err, sizeof err), 0);
+  sea_uri_free(u);
+  CHECK_EQ_INT(sea_uri_parse("file://my:file.ss/k", &u, err, sizeof err), 0);
+  sea_uri_free(u);
+
   /* Bad URIs name what and where. */
   CHECK_EQ_INT(sea_uri_parse("orders", &u, err, sizeof err), SEA_EURI);
   CHECK_CONTAINS(err, "expected scheme://");

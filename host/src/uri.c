@@ -1,5 +1,6 @@
 /* uri.c: parsing of streamer URIs, scheme://node1[,node2...]/key1[,key2...]. */
 #include <stdio.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "internal.h"
@@ -26,6 +27,30 @@ void sea_uri_free(sea_uri_t *u) {
 }
 
 /* Split s[0..n) by ',' into a fresh array; empty parts are an error at their offset. */
+/* The port of a node ("host:port", "user:pw@host:port", "[v6]:port"), or NULL if it names none
+ * (a bare host, or an IPv6 address without brackets). */
+static const char *node_port(const char *node) {
+  const char *host = strrchr(node, '@');
+  host = host ? host + 1 : node;
+  if (host[0] == '[') {
+    const char *end = strchr(host, ']');
+    return end && end[1] == ':' ? end + 2 : NULL;
+  }
+  const char *colon = strchr(host, ':');
+  return colon && strchr(colon + 1, ':') == NULL ? colon + 1 : NULL;
+}
+
+/* A port that is a number must be one a socket can have (a backend would otherwise wrap 65536 to
+ * 0); what is not a number is left to the backend (a file path may hold a colon). */
+static bool port_valid(const char *p) {
+  unsigned long v = 0;
+  size_t n = 0;
+  for (; p[n] >= '0' && p[n] <= '9'; n++)
+    if (v <= 65535)
+      v = v * 10 + (unsigned long)(p[n] - '0');
+  return n == 0 || p[n] != '\0' || (v >= 1 && v <= 65535);
+}
+
 static int split(const char *s, size_t n, size_t base, char ***out, size_t *count, size_t *bad) {
   size_t parts = 1;
   for (size_t i = 0; i < n; i++)
@@ -102,6 +127,19 @@ int sea_uri_parse(const char *uri, sea_uri_t **out, char *errbuf, size_t errlen)
     }
     if (rc)
       goto nomem;
+    size_t off = rest;
+    for (size_t k = 0; k < u->node_count; k++) {
+      const char *port = node_port(u->nodes[k]);
+      if (port != NULL && !port_valid(port)) {
+        char what[SEA__ERRMSG_MAX];
+        snprintf(what, sizeof what, "port %s of node '%s' is out of range (1 to 65535)", port,
+                 u->nodes[k]);
+        size_t at = off + (size_t)(port - u->nodes[k]);
+        sea_uri_free(u);
+        return fail(errbuf, errlen, SEA_EURI, uri, at, what);
+      }
+      off += strlen(u->nodes[k]) + 1;
+    }
   }
   if (slash && auth_end + 1 < n) {
     size_t kstart = auth_end + 1;

@@ -700,6 +700,14 @@ static waitop_t *waitop_new(lua_State *L, lrt_t *rt, int fn_idx) {
 }
 
 /* After the operation was started with w as its data: return what the caller gets. */
+/* An operation refused before it started, with the message on top of the stack. */
+static int waitop_refused(lua_State *L, waitop_t *w, int rc) {
+  if (w->fn_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, w->fn_ref);
+  free(w);
+  return sea_lua_fail(L, rc, lua_tostring(L, -1));
+}
+
 static int waitop_finish(lua_State *L, waitop_t *w, int rc) {
   if (rc != 0) {
     if (w->fn_ref != LUA_NOREF)
@@ -1457,7 +1465,9 @@ static int co_seek(lua_State *L) {
   consumer_drop_queue(c, L);
   waitop_t *w = waitop_new(L, c->st->rt, 3);
   int rc = sea_consumer_seek(c->c, ts, waitop_done, w);
-  return waitop_finish(L, w, rc);
+  if (rc != 0) /* refused at once: the consumer says why */
+    lua_pushstring(L, sea_consumer_errmsg(c->c));
+  return rc != 0 ? waitop_refused(L, w, rc) : waitop_finish(L, w, rc);
 }
 
 /* c:rewind("beginning" | "end" | seq [, fn]): seq as check_seq takes it */
@@ -1479,7 +1489,9 @@ static int co_rewind(lua_State *L) {
   consumer_drop_queue(c, L);
   waitop_t *w = waitop_new(L, c->st->rt, 3);
   int rc = sea_consumer_rewind(c->c, pos, waitop_done, w);
-  return waitop_finish(L, w, rc);
+  if (rc != 0)
+    lua_pushstring(L, sea_consumer_errmsg(c->c));
+  return rc != 0 ? waitop_refused(L, w, rc) : waitop_finish(L, w, rc);
 }
 
 static int co_pause(lua_State *L) {

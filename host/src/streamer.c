@@ -1142,9 +1142,23 @@ int sea_consumer_commit(sea_consumer_t *c, sea_done_cb cb, void *data) {
   return consumer_op_rc(c, op, "commit", c->s->plugin->desc.consumer_commit(c->impl, op));
 }
 
+/* A consumer that ended (stop_at_end reached the end, or it failed) delivers nothing more: moving
+ * it would succeed and then deliver nothing, without a word. */
+static int ended_refuses(sea_consumer_t *c, const char *what) {
+  if (!c->ended || c->closing)
+    return 0;
+  set_msg(c->errmsg,
+          "%s: the consumer has ended (%s); open a new consumer to read the stream again", what,
+          c->err ? "it failed" : "stop_at_end reached the end");
+  return SEA_EINVAL;
+}
+
 int sea_consumer_seek(sea_consumer_t *c, int64_t ts, sea_done_cb cb, void *data) {
   sea_op_t *op;
-  int rc = consumer_op(c, "seek", c->s->plugin->desc.consumer_seek != NULL, cb, data, &op);
+  int rc = ended_refuses(c, "seek");
+  if (rc)
+    return rc;
+  rc = consumer_op(c, "seek", c->s->plugin->desc.consumer_seek != NULL, cb, data, &op);
   if (rc)
     return rc;
   return consumer_op_rc(c, op, "seek", c->s->plugin->desc.consumer_seek(c->impl, ts, op));
@@ -1154,7 +1168,10 @@ int sea_consumer_rewind(sea_consumer_t *c, sea_pos_t pos, sea_done_cb cb, void *
   sea_op_t *op;
   if (pos.kind != SEA_POS_BEGINNING && pos.kind != SEA_POS_END && pos.kind != SEA_POS_AT)
     return SEA_EINVAL;
-  int rc = consumer_op(c, "rewind", c->s->plugin->desc.consumer_rewind != NULL, cb, data, &op);
+  int rc = ended_refuses(c, "rewind");
+  if (rc)
+    return rc;
+  rc = consumer_op(c, "rewind", c->s->plugin->desc.consumer_rewind != NULL, cb, data, &op);
   if (rc)
     return rc;
   return consumer_op_rc(c, op, "rewind", c->s->plugin->desc.consumer_rewind(c->impl, pos, op));

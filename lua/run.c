@@ -58,18 +58,17 @@ typedef struct run {
    * default output. */
   bool driven;
   bool jit; /* LuaJIT: the driver's views are FFI structs (see jit_src) */
-  int driver_ref, views_ref, results_ref, state_ref;
+  int driver_ref, results_ref, state_ref;
   int jbatch_ref;                 /* LuaJIT: the batch processor's wrapper (jit_src) */
   const sea_message_t *call_msgs; /* the messages of the processor call under way */
   size_t call_count;
-  void **vptrs;  /* the views of the driver's current run, views[i] at vptrs[i-1] */
   bool flushing; /* sending the driver's results (checked in their calls) */
-  size_t nvptrs;
   struct {
     const sea_batch_t *batch; /* the call under way (NULL: none) */
     size_t first;             /* its first message's index in the batch */
     size_t count;
     size_t flushed;   /* results already sent: those of calls 1..flushed */
+    size_t at;        /* Lua 5.4: the call under way, 1-based (LuaJIT: state[1]) */
     size_t failed_at; /* a flush during the call met a refusal at this call (0: none) */
     char failure[1024];
   } drive;
@@ -200,7 +199,7 @@ static int out_send(lua_State *L) {
   }
   if (sea_pipeline_status(r->pl) != 0)
     return luaL_error(L, "the run is stopping: %s", sea_pipeline_errmsg(r->pl));
-  if (r->drive.batch) { /* inside the driver: this call's message, after the earlier results */
+  if (r->drive.batch && r->jit) { /* in the driver: this call's message, after earlier results */
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
     lua_rawgeti(L, -1, 1);
     size_t at = (size_t)lua_tointeger(L, -1);
@@ -451,6 +450,7 @@ static const char *send_result(run_t *r, int idx) {
 
 static const char *where_fn(run_t *r, int ref);
 
+#ifdef SEA_LUAJIT
 /* check(result): the driver's look at a result other than a string or the call's own message, so
  * that a wrong one fails its own message (raises the complaint, as the processor's error). */
 static int driver_check(lua_State *L) {
@@ -461,22 +461,48 @@ static int driver_check(lua_State *L) {
   lua_pushfstring(L, "%s %s", where_fn(r, r->fn_ref), bad);
   return lua_error(L);
 }
+#endif
 
 #ifndef SEA_LUAJIT
-/* The driver (see run_t): made once per run with the processor, its views, results and state, the
- * out object and check as upvalues. */
-static const char driver_src[] =
-    "local fn, views, results, state, out, check, type = ...\n"
-    "return function(n, gen, base)\n"
-    "  for i = 1, n do\n"
-    "    state[1] = i\n"
-    "    local v = views[i]\n"
-    "    local r = fn(v, out)\n"
-    "    if r ~= nil and r ~= v and type(r) ~= 'string' then check(r) end\n"
-    "    results[i] = r\n"
-    "    if state[2] then return end\n"
-    "  end\n"
-    "end\n";
+/* Lua 5.4: the loop over the batch is C, one lua_call per message inside one protected call
+ * (lua_pcall's setup per message was the larger cost), each message with a view of its own that
+ * expires when its call returns (run_epoch moves on). Results go out as each call returns, so an
+ * out:send needs no flush. A failure leaves drive.at at the failing call, or drive.failed_at at a
+ * result that is wrong or refused (the loop then ends). */
+static int c_loop(lua_State *L) {
+  run_t *r = active_run;
+  int base = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
+  luaL_getmetatable(L, SEA_LUA_VIEW_MT);
+  for (size_t i = 1; i <= r->drive.count; i++) {
+    const sea_message_t *m = &r->call_msgs[i - 1];
+    r->drive.at = i;
+    r->cur_msg = m;
+    lua_pushvalue(L, base + 1);
+    sea_lua_view_t *v = sea_lua_push_view_mt(L, m, &run_epoch, base + 3);
+    lua_pushvalue(L, base + 2);
+    lua_call(L, 2, 1);
+    const char *bad = NULL;
+    if (lua_touserdata(L, -1) == v) { /* its own message, as it came */
+      int rc = send_message(r, &r->out[0], m, NULL);
+      bad = rc != 0 ? sea_strerror(rc) : NULL;
+    } else if (!lua_isnil(L, -1)) {
+      bad = send_result(r, lua_gettop(L));
+    }
+    run_epoch++; /* the call's view expires */
+    if (bad != NULL) {
+      r->drive.failed_at = i;
+      snprintf(r->drive.failure, sizeof r->drive.failure, "%s %s", where_fn(r, r->fn_ref), bad);
+      break;
+    }
+    lua_settop(L, base + 3);
+    if (r->stop_requested)
+      break;
+  }
+  lua_settop(L, base);
+  return 0;
+}
 #endif
 
 #ifdef SEA_LUAJIT
@@ -724,11 +750,9 @@ static bool drive_flush(run_t *r, size_t upto) {
   for (size_t i = r->drive.flushed + 1; i <= upto; i++) {
     lua_rawgeti(L, t, (int)i);
     const sea_message_t *m = &r->drive.batch->msgs[r->drive.first + i - 1];
-    void *p = lua_touserdata(L, -1);
     const char *bad = NULL;
     r->cur_msg = m;
-    if (r->jit ? lua_type(L, -1) == LUA_TBOOLEAN : p != NULL && p == r->vptrs[i - 1]) {
-      /* the call's own message, as it came (the LuaJIT driver says so with true) */
+    if (lua_type(L, -1) == LUA_TBOOLEAN) { /* the call's own message, as it came */
       int rc = send_message(r, &r->out[0], m, NULL);
       bad = rc != 0 ? sea_strerror(rc) : NULL;
     } else if (!lua_isnil(L, -1)) {
@@ -751,20 +775,6 @@ static bool drive_flush(run_t *r, size_t upto) {
 /* The per-message processor, driven over count messages from first by the Lua loop. */
 static int drive(run_t *r, const sea_batch_t *batch, size_t first, size_t count) {
   lua_State *L = r->L;
-  if (!r->jit && count > r->nvptrs) {
-    void **nv = realloc(r->vptrs, count * sizeof *nv);
-    if (nv == NULL) {
-      sea_pipeline_fail(r->pl, SEA_ENOMEM, "out of memory for a batch of %zu messages", count);
-      return 0;
-    }
-    r->vptrs = nv;
-    r->nvptrs = count;
-  }
-  if (!r->jit) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->views_ref);
-    sea_lua_fill_views(L, -1, &batch->msgs[first], count, &run_epoch, r->state_ref, r->vptrs);
-    lua_pop(L, 1);
-  }
   r->drive.batch = batch;
   r->drive.first = first;
   r->drive.count = count;
@@ -772,6 +782,10 @@ static int drive(run_t *r, const sea_batch_t *batch, size_t first, size_t count)
   r->call_count = count;
   r->drive.flushed = 0;
   r->drive.failed_at = 0;
+  r->drive.at = 0;
+  size_t at;
+  int rc;
+#ifdef SEA_LUAJIT
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
   lua_pushinteger(L, 0);
   lua_rawseti(L, -2, 1);
@@ -780,15 +794,21 @@ static int drive(run_t *r, const sea_batch_t *batch, size_t first, size_t count)
   lua_pushinteger(L, (lua_Integer)count);
   lua_pushnumber(L, (lua_Number)run_epoch);
   lua_pushlightuserdata(L, (void *)&batch->msgs[first]);
-  int rc = limited_call(r, 3, 0);
+  rc = limited_call(r, 3, 0);
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
   lua_rawgeti(L, -1, 1);
-  size_t at = (size_t)lua_tointeger(L, -1); /* the last call made (1-based) */
-  if (at == 0)
-    at = 1; /* the driver failed before its first call (out of memory): blame the first */
+  at = (size_t)lua_tointeger(L, -1); /* the last call made (1-based) */
   lua_pushnil(L);
   lua_rawseti(L, -3, 2);
   lua_pop(L, 2);
+#else
+  lua_pushcfunction(L, c_loop);
+  rc = limited_call(r, 0, 0);
+  at = r->drive.at;
+  r->drive.flushed = rc == 0 ? at : at - (at > 0); /* the loop sent every result at once */
+#endif
+  if (at == 0)
+    at = 1; /* the loop failed before its first call (out of memory): blame the first */
   /* Calls 1..done finished: their results go out now. */
   size_t done = rc == 0 ? at : at - 1;
   int ret = 0;
@@ -919,7 +939,7 @@ static int out_stop(lua_State *L) {
   if (r == NULL)
     return 0;
   r->stop_requested = true;
-  if (r->drive.batch) { /* the driver ends after this message */
+  if (r->drive.batch && r->jit) { /* the driver ends after this message */
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
     lua_pushboolean(L, 1);
     lua_rawseti(L, -2, 2);
@@ -974,10 +994,9 @@ static void cleanup(run_t *r) {
   sea_runtime_run(r->rt, SEA_RUN_NOWAIT);
   sea_runtime_free(r->rt);
   run_epoch++; /* views kept past the run: expired (their pos_ref is unreferenced below) */
-  int refs[] = {r->fn_ref,      r->batch_ref, r->start_ref,     r->tick_ref,
-                r->stop_ref,    r->out_ref,   r->driver_ref,    r->views_ref,
-                r->results_ref, r->state_ref, r->input_end_ref, r->jbatch_ref};
-  free(r->vptrs);
+  int refs[] = {r->fn_ref,    r->batch_ref,     r->start_ref,  r->tick_ref,
+                r->stop_ref,  r->out_ref,       r->driver_ref, r->results_ref,
+                r->state_ref, r->input_end_ref, r->jbatch_ref};
   for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++)
     luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
   active_run = NULL;
@@ -1016,7 +1035,7 @@ int sea_lua_run(lua_State *L) {
   r->L = L;
   r->fn_ref = r->batch_ref = r->start_ref = r->tick_ref = r->stop_ref = LUA_NOREF;
   r->out_ref = r->input_end_ref = LUA_NOREF;
-  r->driver_ref = r->views_ref = r->results_ref = r->state_ref = r->jbatch_ref = LUA_NOREF;
+  r->driver_ref = r->results_ref = r->state_ref = r->jbatch_ref = LUA_NOREF;
   lua_getfield(L, 1, "name");
   r->script = lua_isnil(L, -1) ? "processor" : luaL_checkstring(L, -1);
   lua_pop(L, 1); /* the string stays referenced by the config table */
@@ -1188,16 +1207,12 @@ int sea_lua_run(lua_State *L) {
    * --max-memory is its allocator's, which fails the allocation in whatever call makes it.) */
   r->driven = r->fn_ref != LUA_NOREF && r->lim.max_instructions == 0 && r->lim.max_ms == 0 &&
               r->max_kbytes == 0;
-  if (r->driven) {
-    int refs[3];
-    for (int k = 0; k < 3; k++) { /* views, results, state */
-      lua_newtable(L);
-      refs[k] = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
-    r->views_ref = refs[0];
-    r->results_ref = refs[1];
-    r->state_ref = refs[2];
 #ifdef SEA_LUAJIT
+  if (r->driven) { /* the driver loop in Lua (jit_src); Lua 5.4 loops in C (c_loop) */
+    lua_newtable(L);
+    r->results_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    r->state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     r->jit = true;
     jit_lib(L);
     lua_getfield(L, -1, "make");
@@ -1213,20 +1228,7 @@ int sea_lua_run(lua_State *L) {
     lua_pop(L, 1); /* the driver's out table: its upvalue */
     r->driver_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
-#else
-    if (luaL_loadbuffer(L, driver_src, sizeof driver_src - 1, "=seastreamer.run driver") != 0)
-      return lua_error(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
-    for (int k = 0; k < 3; k++)
-      lua_rawgeti(L, LUA_REGISTRYINDEX, refs[k]);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
-    lua_pushcfunction(L, driver_check);
-    lua_getglobal(L, "type");
-    lua_call(L, 7, 1);
-    r->driver_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-#endif
   }
-#ifdef SEA_LUAJIT
   if (r->batch_ref != LUA_NOREF) { /* the batch processor, through its wrapper */
     jit_lib(L);
     lua_getfield(L, -1, "makebatch");

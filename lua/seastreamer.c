@@ -187,6 +187,15 @@ static void *new_udata(lua_State *L, size_t size) {
 
 static sea_lua_view_t *push_view_mt(lua_State *L, const sea_message_t *m, const uint64_t *epoch,
                                     const char *mt) {
+  luaL_getmetatable(L, mt);
+  int at = lua_gettop(L);
+  sea_lua_view_t *v = sea_lua_push_view_mt(L, m, epoch, at);
+  lua_remove(L, at);
+  return v;
+}
+
+sea_lua_view_t *sea_lua_push_view_mt(lua_State *L, const sea_message_t *m, const uint64_t *epoch,
+                                     int mt) {
   sea_lua_view_t *v = new_udata(L, sizeof *v);
   v->msg = m;
   v->owned = NULL;
@@ -194,7 +203,7 @@ static sea_lua_view_t *push_view_mt(lua_State *L, const sea_message_t *m, const 
   v->gen = epoch ? *epoch : 0;
   v->pos = 0;
   v->pos_ref = LUA_NOREF;
-  luaL_getmetatable(L, mt);
+  lua_pushvalue(L, mt);
   lua_setmetatable(L, -2);
   return v;
 }

@@ -46,6 +46,9 @@ static inline const sea_message_t *sea_lua_view_msg(lua_State *L, const sea_lua_
 /* Push a new view of m (not owned), valid while *epoch stays what it is now (epoch NULL: until
  * its msg is set to NULL). */
 sea_lua_view_t *sea_lua_push_view(lua_State *L, const sea_message_t *m, const uint64_t *epoch);
+/* The same with the views' metatable already at index mt (SEA_LUA_VIEW_MT), for a loop. */
+sea_lua_view_t *sea_lua_push_view_mt(lua_State *L, const sea_message_t *m, const uint64_t *epoch,
+                                     int mt);
 /* Set t[1..n] (the table at index t) to new views of msgs[0..n), valid while *epoch stays (and,
  * with pos_ref, view k only while registry[pos_ref][1] == k); their addresses go to ptrs[0..n)
  * unless ptrs is NULL. */

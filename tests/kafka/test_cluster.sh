@@ -20,6 +20,8 @@
 #   coordinator  the same three instances, and the broker that coordinates their group (and
 #            leads some of the partitions) is killed, then started again: the group goes on with
 #            its three members, 0 lost, duplicates only among what was not committed at the kill.
+#   exactly_once  `run --exactly-once` while its transaction coordinator is killed, and a rerun:
+#            a read_committed reader sees every number exactly once (see case_exactly_once).
 # Every command runs under a bound; nothing asserts a time. Each case prints its figures.
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
@@ -376,11 +378,72 @@ case_group() {
   for i in 1 2 3; do said "$T/run$i.err" "run$i "; done
 }
 
+# ---------------------------------------------------------------------------------------------
+# exactly_once: `run --exactly-once` (kafka to kafka, 4 partitions, 100 ms windows) while the
+# broker coordinating its transactions is killed, then a rerun with -e once the node is back: a
+# read_committed reader sees every number exactly once. Whether the first run went through the
+# kill is printed, not asserted: about half the time today it ends with status 1 or 3, because an
+# abortable error from send_offsets ("Broker transport failure" from the dying coordinator, or
+# "Unknown member" once the group dropped the member) fails the pipeline (host/src/pipeline.c,
+# after_offsets) instead of aborting the window and going on from the committed positions as a
+# rebalance does; the rerun finishes the work, exactly once.
+case_exactly_once() {
+  local t0=$SECONDS name="eos-$RUN_ID" n=$((N * 3))
+  local in="$name-in" out="$name-out" g="g-$name" txid="tx-$name"
+  echo "--- exactly_once: run --exactly-once over $n messages, kill -9 its transaction coordinator at 20%"
+  create "$in" 4 || return
+  create "$out" 4 || return
+  produce_seq "$n" "kafka://$KB/$in" || return
+  # The coordinator of a transactional id leads partition abs(hash(id)) % 3 of __transaction_state
+  # (Java's String.hashCode; the cluster has 3 such partitions).
+  local tp coord
+  tp=$(python3 -c '
+import sys
+h = 0
+for ch in sys.argv[1]:
+    h = (31 * h + ord(ch)) & 0xffffffff
+h = h - (1 << 32) if h >= (1 << 31) else h
+print((0 if h == -(1 << 31) else abs(h)) % 3)' "$txid")
+  local cmd=("$SS" run "$T/identity.lua" --input "kafka://$KB/$in" --output "kafka://$KB/$out"
+    -I "group=$g" -I session.timeout.ms=6000 --commit-interval 100
+    --exactly-once --transactional-id "$txid" -e)
+  timeout -s KILL 180 "${cmd[@]}" -I start=beginning >/dev/null 2>"$T/eos.err1" &
+  local tpid=$!
+  if ! wait_for 90 at_least $((n / 5)) count "$out" 4; then
+    bad "exactly_once: 20% of $n never came out: $(head -c 400 "$T/eos.err1")"
+    kill -KILL "$(child_of "$tpid")" 2>/dev/null
+    wait "$tpid"
+    return
+  fi
+  coord=$(cluster leader "$CDIR" __transaction_state "$tp")
+  local written
+  written=$(count "$out" 4)
+  cluster kill "$CDIR" "$coord"
+  local tk=$SECONDS
+  wait "$tpid"
+  local st=$? took=$((SECONDS - tk))
+  cluster restart "$CDIR" "$coord" || bad "node $coord could not be restarted"
+  bounded "${cmd[@]}" >/dev/null 2>"$T/eos.err2"
+  local st2=$?
+  if [[ $st2 -eq 0 ]]; then ok; else bad "exactly_once: the rerun with -e: exit status $st2: $(head -c 600 "$T/eos.err2")"; fi
+  timeout 60 kcat -b "$KB" -C -e -q -t "$out" -X isolation.level=read_committed -f '%s\n' >"$T/eos.out" 2>"$T/kcat.err" ||
+    bad "exactly_once: reading $out: $(head -c 300 "$T/kcat.err")"
+  expect_all "exactly_once" "$n" "$T/eos.out"
+  if [[ $DUPS -eq 0 ]]; then ok; else bad "exactly_once: $DUPS duplicated, e.g. $(head -5 "$T/dups" | tr '\n' ' ')"; fi
+  echo "    exactly_once: $n messages; killed node $coord (the transaction coordinator) with $written written;" \
+    "the run $([[ $st -eq 0 ]] && echo "went through the kill (status 0, $took s after it)" ||
+      echo "ended with status $st $took s after the kill (known: see the case's comment)");" \
+    "rerun with -e: status $st2; read_committed: lost $LOST, duplicated $DUPS; $((SECONDS - t0)) s in all"
+  [[ $st -ne 0 ]] && grep -v -e 'Connect to ipv4' -e 'Disconnected' -e 'GETPID' -e ': warn: ' "$T/eos.err1" | head -2 | sed 's/^/      | /'
+  return 0
+}
+
 case $CASE in
 produce) case_produce ;;
 consume) through_kill consume; through_kill run ;;
 group) case_group member ;;
 coordinator) case_group coordinator ;;
+exactly_once) case_exactly_once ;;
 *) echo "test_cluster.sh: unknown case '$CASE'" >&2; exit 2 ;;
 esac
 finish

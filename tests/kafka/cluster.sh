@@ -216,10 +216,10 @@ stop_nodes() {
       pids+=("$pid")
     fi
   done
-  # A controlled shutdown needs the quorum: nodes stopping together may wait for each other, so
-  # the polite stop gets 10 s, then kill -9 (the storage is removed anyway).
+  # A controlled shutdown needs the quorum: nodes stopping together wait for each other (8 s
+  # here), so the polite stop gets 2 s, then kill -9 (the storage is removed anyway).
   local j
-  for ((j = 0; j < 50; j++)); do
+  for ((j = 0; j < 10; j++)); do
     local left=0
     for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && left=1; done
     ((left)) || return 0

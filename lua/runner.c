@@ -1,5 +1,6 @@
 /* runner.c: seastreamer-run-<lua>, the program behind `seastreamer run`: parses the command
  * line, loads the script in a Lua state with a memory limit, and hands it to seastreamer.run. */
+#include <getopt.h>
 #include <malloc.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -54,7 +55,12 @@ static const char help[] =
     "  -c, --count N            stop after N input messages: exactly those are committed\n"
     "  --commit-interval MS     commit the inputs' positions every MS ms (default 1000): what\n"
     "                           a crash can repeat (docs/delivery.md)\n"
-    "  -I key=value             an option for every input (mode, group, start, batch, ...)\n"
+    "  -I key=value             an option for every input (mode, group, start, batch, ...;\n"
+    "                           -X key=value is the same, as in consume and relay)\n"
+    "  -o START                 where the inputs start (beginning, end, a seq, -N: N before\n"
+    "                           the end; the same as -I start=START and as in consume)\n"
+    "  -G GROUP                 the inputs' group (load-balanced unless --mode says otherwise)\n"
+    "  --mode MODE              realtime, resumable or load-balanced (-I mode=MODE)\n"
     "  -O key=value             an option for every output\n"
     "  -e                       stop when the inputs are caught up (stop_at_end=true)\n"
     "  --exactly-once           Kafka to Kafka: each commit window is one transaction holding\n"
@@ -257,72 +263,128 @@ static int positive(const char *s, double *out) {
   return 1;
 }
 
-/* Parse argv into the config table on top of L. Returns 0 or an exit status. */
+/* Set t[key] = value in the table field `table` of the config table on top of L. */
+static void set_in(lua_State *L, const char *table, const char *key, const char *value) {
+  lua_getfield(L, -1, table);
+  lua_pushstring(L, value);
+  lua_setfield(L, -2, key);
+  lua_pop(L, 1);
+}
+
+enum {
+  OPT_HELP = 256,
+  OPT_INPUT,
+  OPT_OUTPUT,
+  OPT_ON_ERROR,
+  OPT_NUMBER, /* the numeric options: which one is in numeric_field */
+  OPT_TXID,
+  OPT_MAX_MEMORY,
+  OPT_EOS,
+  OPT_JOIN,
+  OPT_STATS,
+  OPT_STATS_JSON,
+  OPT_MODE,
+};
+
+/* Parse argv into the config table on top of L (getopt_long, as every other command: --opt=value
+ * or --opt value, options before or after the script). Returns 0 or an exit status. */
 static int parse_args(lua_State *L, int argc, char **argv, const char **script, double *max_mb) {
+  static const struct option longopts[] = {
+      {"help", no_argument, NULL, OPT_HELP},
+      {"input", required_argument, NULL, OPT_INPUT},
+      {"output", required_argument, NULL, OPT_OUTPUT},
+      {"on-error", required_argument, NULL, OPT_ON_ERROR},
+      {"max-instructions", required_argument, NULL, OPT_NUMBER},
+      {"max-ms", required_argument, NULL, OPT_NUMBER},
+      {"tick-ms", required_argument, NULL, OPT_NUMBER},
+      {"commit-interval", required_argument, NULL, OPT_NUMBER},
+      {"count", required_argument, NULL, OPT_NUMBER},
+      {"join-wait", required_argument, NULL, OPT_NUMBER},
+      {"join-max", required_argument, NULL, OPT_NUMBER},
+      {"transactional-id", required_argument, NULL, OPT_TXID},
+      {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
+      {"exactly-once", no_argument, NULL, OPT_EOS},
+      {"join", no_argument, NULL, OPT_JOIN},
+      {"stats", optional_argument, NULL, OPT_STATS},
+      {"stats-json", optional_argument, NULL, OPT_STATS_JSON},
+      {"mode", required_argument, NULL, OPT_MODE},
+      {NULL, 0, NULL, 0}};
+  /* The config field of each numeric option, by its long name ("count" is -c too). */
+  static const char *const numeric[][2] = {{"max-instructions", "max_instructions"},
+                                           {"max-ms", "max_ms"},
+                                           {"tick-ms", "tick_ms"},
+                                           {"commit-interval", "commit_interval_ms"},
+                                           {"count", "max_count"},
+                                           {"join-wait", "join_wait_ms"},
+                                           {"join-max", "join_max"}};
   int nin = 0, ndef = 0;
   lua_newtable(L); /* config */
-  lua_newtable(L);
-  lua_setfield(L, -2, "inputs");
-  lua_newtable(L);
-  lua_setfield(L, -2, "outputs");
-  lua_newtable(L);
-  lua_setfield(L, -2, "input_options");
-  lua_newtable(L);
-  lua_setfield(L, -2, "output_options");
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+  static const char *const tables[] = {"inputs", "outputs", "input_options", "output_options"};
+  for (size_t k = 0; k < sizeof tables / sizeof tables[0]; k++) {
+    lua_newtable(L);
+    lua_setfield(L, -2, tables[k]);
+  }
+  int c, li = -1;
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":hI:O:X:o:G:c:e", longopts, &li)) != -1) {
+    const char *name = li >= 0 ? longopts[li].name : NULL;
+    li = -1;
     double num;
-    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    switch (c) {
+    case 'h':
+    case OPT_HELP:
       fputs(help, stdout);
       return -1;
-    }
-    if (a[0] != '-') {
-      if (*script)
-        return usage_error("unexpected argument '%s': one script only", a);
-      *script = a;
-      continue;
-    }
-    if (strcmp(a, "--exactly-once") == 0 || strcmp(a, "--join") == 0) {
+    case OPT_EOS:
       lua_pushboolean(L, 1);
-      lua_setfield(L, -2, a[2] == 'e' ? "exactly_once" : "join");
-      continue;
-    }
-    if (strcmp(a, "-e") == 0) {
+      lua_setfield(L, -2, "exactly_once");
+      break;
+    case OPT_JOIN:
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, "join");
+      break;
+    case 'e':
+      set_in(L, "input_options", "stop_at_end", "true");
+      break;
+    case 'o': /* where the inputs start, as in consume and relay */
+      set_in(L, "input_options", "start", optarg);
+      break;
+    case 'G': /* a group, as in consume and relay: load-balanced unless --mode says otherwise */
+      set_in(L, "input_options", "group", optarg);
       lua_getfield(L, -1, "input_options");
-      lua_pushstring(L, "true");
-      lua_setfield(L, -2, "stop_at_end");
-      lua_pop(L, 1);
-      continue;
-    }
-    if (strncmp(a, "--stats", 7) == 0 &&
-        (a[7] == '\0' || a[7] == '=' || strncmp(a + 7, "-json", 5) == 0)) {
-      int json = strncmp(a + 7, "-json", 5) == 0;
-      const char *val = a + 7 + (json ? 5 : 0);
+      lua_getfield(L, -1, "mode");
+      if (lua_isnil(L, -1)) {
+        lua_pushstring(L, "load-balanced");
+        lua_setfield(L, -3, "mode");
+      }
+      lua_pop(L, 2);
+      break;
+    case OPT_MODE:
+      set_in(L, "input_options", "mode", optarg);
+      break;
+    case OPT_STATS:
+    case OPT_STATS_JSON: {
       double secs = 5;
-      if ((*val != '\0' && *val != '=') || (*val == '=' && !positive(val + 1, &secs)))
-        return usage_error("%s: expected --stats[=SECONDS] or --stats-json[=SECONDS] (a "
-                           "positive number of seconds)",
-                           a);
+      if (optarg && !positive(optarg, &secs))
+        return usage_error("--%s=%s: expected a positive number of seconds", name, optarg);
       lua_pushnumber(L, secs * 1000 < 1 ? 1 : secs * 1000);
       lua_setfield(L, -2, "stats_interval_ms");
-      lua_pushboolean(L, json);
+      lua_pushboolean(L, c == OPT_STATS_JSON);
       lua_setfield(L, -2, "stats_json");
-      continue;
+      break;
     }
-    if (v == NULL)
-      return usage_error("option %s needs a value", a);
-    i++;
-    if (strcmp(a, "--input") == 0 || strcmp(a, "-i") == 0) {
+    case OPT_INPUT:
       lua_getfield(L, -1, "inputs");
-      lua_pushstring(L, v);
+      lua_pushstring(L, optarg);
       lua_rawseti(L, -2, ++nin);
       lua_pop(L, 1);
-    } else if (strcmp(a, "--output") == 0 || strcmp(a, "-o") == 0) {
+      break;
+    case OPT_OUTPUT:
       lua_getfield(L, -1, "outputs");
-      if (is_named(v)) {
-        const char *eq = strchr(v, '=');
-        lua_pushlstring(L, v, (size_t)(eq - v));
+      if (is_named(optarg)) {
+        const char *eq = strchr(optarg, '=');
+        lua_pushlstring(L, optarg, (size_t)(eq - optarg));
         lua_pushvalue(L, -1);
         lua_rawget(L, -3);
         if (!lua_isnil(L, -1))
@@ -332,56 +394,71 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
         lua_rawset(L, -3);
       } else {
         if (ndef++)
-          return usage_error("a second default output '%s': name it (--output NAME=URI)", v);
-        lua_pushstring(L, v);
+          return usage_error("a second default output '%s': name it (--output NAME=URI)", optarg);
+        lua_pushstring(L, optarg);
         lua_rawseti(L, -2, 1);
       }
       lua_pop(L, 1);
-    } else if (strcmp(a, "--on-error") == 0) {
-      if (strcmp(v, "stop") == 0 || strcmp(v, "skip") == 0) {
-        lua_pushstring(L, v);
-      } else if (strncmp(v, "dead-letter=", 12) == 0 && v[12]) {
-        lua_pushstring(L, v + 12);
+      break;
+    case OPT_ON_ERROR:
+      if (strcmp(optarg, "stop") == 0 || strcmp(optarg, "skip") == 0) {
+        lua_pushstring(L, optarg);
+      } else if (strncmp(optarg, "dead-letter=", 12) == 0 && optarg[12]) {
+        lua_pushstring(L, optarg + 12);
         lua_setfield(L, -2, "dead_letter");
         lua_pushstring(L, "dead-letter");
       } else {
-        return usage_error("--on-error '%s': expected stop, skip or dead-letter=URI", v);
+        return usage_error("--on-error '%s': expected stop, skip or dead-letter=URI", optarg);
       }
       lua_setfield(L, -2, "on_error");
-    } else if (strcmp(a, "--max-instructions") == 0 || strcmp(a, "--max-ms") == 0 ||
-               strcmp(a, "--tick-ms") == 0 || strcmp(a, "--commit-interval") == 0 ||
-               strcmp(a, "-c") == 0 || strcmp(a, "--count") == 0 || strcmp(a, "--join-wait") == 0 ||
-               strcmp(a, "--join-max") == 0) {
-      if (!positive(v, &num))
-        return usage_error("%s needs a positive number, not '%s'", a, v);
+      break;
+    case 'c':
+      name = "count";
+      /* fall through */
+    case OPT_NUMBER: {
+      if (!positive(optarg, &num))
+        return usage_error("%s%s needs a positive number, not '%s'", c == 'c' ? "-" : "--",
+                           c == 'c' ? "c" : name, optarg);
+      const char *field = "max_count";
+      for (size_t k = 0; k < sizeof numeric / sizeof numeric[0]; k++)
+        if (strcmp(numeric[k][0], name) == 0)
+          field = numeric[k][1];
       lua_pushnumber(L, num);
-      lua_setfield(L, -2,
-                   strcmp(a, "--max-ms") == 0             ? "max_ms"
-                   : strcmp(a, "--tick-ms") == 0          ? "tick_ms"
-                   : strcmp(a, "--commit-interval") == 0  ? "commit_interval_ms"
-                   : strcmp(a, "--max-instructions") == 0 ? "max_instructions"
-                   : strcmp(a, "--join-wait") == 0        ? "join_wait_ms"
-                   : strcmp(a, "--join-max") == 0         ? "join_max"
-                                                          : "max_count");
-    } else if (strcmp(a, "--transactional-id") == 0) {
-      lua_pushstring(L, v);
+      lua_setfield(L, -2, field);
+      break;
+    }
+    case OPT_TXID:
+      lua_pushstring(L, optarg);
       lua_setfield(L, -2, "transactional_id");
-    } else if (strcmp(a, "--max-memory") == 0) {
-      if (!positive(v, &num))
-        return usage_error("--max-memory needs a positive number of MB, not '%s'", v);
+      break;
+    case OPT_MAX_MEMORY:
+      if (!positive(optarg, &num))
+        return usage_error("--max-memory needs a positive number of MB, not '%s'", optarg);
       *max_mb = num;
-    } else if (strcmp(a, "-I") == 0 || strcmp(a, "-O") == 0) {
-      const char *eq = strchr(v, '=');
-      if (eq == NULL || eq == v)
-        return usage_error("bad option '%s': expected key=value", v);
-      lua_getfield(L, -1, a[1] == 'I' ? "input_options" : "output_options");
-      lua_pushlstring(L, v, (size_t)(eq - v));
+      break;
+    case 'I':
+    case 'X': /* as in consume and relay: an option of the consuming side */
+    case 'O': {
+      const char *eq = strchr(optarg, '=');
+      if (eq == NULL || eq == optarg)
+        return usage_error("bad option '%s': expected key=value", optarg);
+      lua_getfield(L, -1, c == 'O' ? "output_options" : "input_options");
+      lua_pushlstring(L, optarg, (size_t)(eq - optarg));
       lua_pushstring(L, eq + 1);
       lua_rawset(L, -3);
       lua_pop(L, 1);
-    } else {
-      return usage_error("unknown option '%s'", a);
+      break;
     }
+    case ':':
+      return usage_error("option %s needs a value", argv[optind - 1]);
+    default:
+      return usage_error("unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  for (int i = optind; i < argc; i++) {
+    if (*script)
+      return usage_error("unexpected argument '%s': one script only", argv[i]);
+    *script = argv[i];
   }
   lua_getfield(L, -1, "join");
   int joined = lua_toboolean(L, -1);

@@ -173,6 +173,23 @@ describe("seastreamer run (" .. lua .. ")", function()
     assert.same({ "1", "2", "3", "4", "5" }, payloads(out))
   end)
 
+  it("parses its options as every command does (--opt=value, -h, -o START, -X)", function()
+    local rc, out, err = run("--input=stdio:// --output=stdio:///up " .. examples .. "/uppercase.lua",
+      "a\n")
+    assert.equals(0, rc, err)
+    assert.same({ "A" }, payloads(out))
+    rc, out = run("-h")
+    assert.equals(0, rc)
+    assert.matches("usage: seastreamer run", out)
+    -- -o is where the inputs start, as in consume (it used to be a second --output)
+    local ss_file = tmp .. "/opts.ss"
+    os.execute(string.format("printf 'x\ny\nz\n' | %s %s produce file://%s/k", os.getenv("SEA_CHILD_ENV") or "", ss, ss_file))
+    rc, out, err = run(examples .. "/uppercase.lua -o 2 -e -X batch=1 --input file://" .. ss_file ..
+      "/k --output stdio:///o")
+    assert.equals(0, rc, err)
+    assert.same({ "Y", "Z" }, payloads(out))
+  end)
+
   describe("bad input", function()
     local function expect(rc_want, pattern, rc, out, err)
       assert.equals(rc_want, rc)

@@ -250,7 +250,7 @@ static int run(kind_t kind, int argc, char **argv) {
   int c, rc = 0;
   optind = 1;
   opterr = 0;
-  while (rc == 0 && (c = getopt_long(argc, argv, ":I:O:X:o:c:eG:k:Jf:M", longopts, NULL)) != -1) {
+  while (rc == 0 && (c = getopt_long(argc, argv, ":I:O:X:o:c:eG:k:Jf:Mh", longopts, NULL)) != -1) {
     switch (c) {
     case 'I':
       rc = cli_option(j.cmd, consumer_side, optarg);
@@ -315,6 +315,7 @@ static int run(kind_t kind, int argc, char **argv) {
       rc = parse_stats(j.cmd, c == OPT_STATS ? "--stats" : "--stats-json", optarg, &j.stats_ms);
       j.stats_flags = c == OPT_STATS_JSON ? SEA_STATS_JSON : 0;
       break;
+    case 'h':
     case OPT_HELP:
       fputs(helps[kind], stdout);
       sea_options_free(j.in_opts);

@@ -11,9 +11,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 expect_status help 0 $?
 expect_grep help 'exit status' "$T/out"
 for cmd in relay consume produce plugins clock; do
-  "$SS" $cmd --help >"$T/out" 2>&1
-  expect_status "$cmd --help" 0 $?
-  expect_grep "$cmd --help" "usage: seastreamer $cmd" "$T/out"
+  for h in --help -h; do
+    "$SS" $cmd $h >"$T/out" 2>&1
+    expect_status "$cmd $h" 0 $?
+    expect_grep "$cmd $h" "usage: seastreamer $cmd" "$T/out"
+  done
 done
 "$SS" frobnicate >/dev/null 2>"$T/err"
 expect_status unknown-command 2 $?

@@ -1440,6 +1440,7 @@ static int commit_overtaken(rd_kafka_resp_err_t e) {
   switch (e) {
   case RD_KAFKA_RESP_ERR__WAIT_COORD:
   case RD_KAFKA_RESP_ERR__TRANSPORT:
+  case RD_KAFKA_RESP_ERR__ASSIGNMENT_LOST: /* the session timed out during the failover */
   case RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID:
   case RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION:
   case RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS:
@@ -1469,7 +1470,8 @@ static void commits_serve(kconsumer_t *kc) {
           /* The group moved under the commit: its coordinator died or moved, or this member
            * was dropped from the generation (a broker failover outlasting the session).
            * (Seen on a three-broker cluster whose group coordinator was killed: "Local:
-           * Waiting for coordinator", "Broker: Unknown member"; tests/kafka/test_cluster.sh.)
+           * Waiting for coordinator", "Broker: Unknown member", "Local: Group partition
+           * assignment lost"; tests/kafka/test_cluster.sh.)
            * Nothing is lost: these positions stay uncommitted, and whoever holds the
            * partitions after the rebalance delivers again from the last commit. Not a failure
            * of the stream (a pipeline goes on; it used to end with status 1 at its stop). */

@@ -103,11 +103,13 @@ committed_set() {
   awk 'NR == FNR { c[$1] = $2; next } $2 >= c[$1] { print $3 }' "$T/committed" "$3" >"$T/uncommitted"
 }
 
-# pace_to PID K COUNT_CMD...: lets PID run in short slices (SIGCONT, 10 ms, SIGSTOP) until
-# COUNT_CMD prints K or more, and leaves it stopped. At K/2 it stays stopped 1.5 s once, past the
-# 1 s commit interval, so that a commit is due when it runs again (as tests/crash/lib.sh's
-# kill_midway): the broker then dies with something committed and something not. 1 if PID
-# ended, 2 if K was not reached in 90 s.
+# pace_to PID K COUNT_CMD...: lets PID run in short slices (SIGCONT, 10 ms until its output
+# starts, 3 ms after, SIGSTOP) until COUNT_CMD prints K or more, and leaves it stopped. At K/2 it
+# stays stopped 1.5 s once, past the 1 s commit interval, so that a commit is due when it runs
+# again (for 20 ms, time for the commit; as tests/crash/lib.sh's kill_midway): the broker then
+# dies with something committed and something not. (A consumer with a full queue writes tens of
+# thousands of lines in 100 ms: longer slices let it finish before the kill.) 1 if PID ended,
+# 2 if K was not reached in 90 s.
 pace_to() {
   local pid=$1 k=$2 n deadline=$((SECONDS + 90)) paused=0 this
   shift 2
@@ -118,10 +120,11 @@ pace_to() {
     ((n >= k)) && return 0
     ((SECONDS > deadline)) && return 2
     this=0.01
+    ((n > 0)) && this=0.003
     if ((n >= k / 2 && !paused)); then
       paused=1
       sleep 1.5
-      this=0.1
+      this=0.02
     fi
     kill -CONT "$pid" 2>/dev/null || return 1
     sleep "$this"
@@ -248,6 +251,9 @@ through_kill() {
   stray=$(wc -l <"$T/stray")
   if [[ $stray -eq 0 ]]; then ok; else
     bad "$cmd: $stray duplicated numbers had been committed before the kill (offset $at_kill), e.g. $(head -5 "$T/stray" | tr '\n' ' ')"
+  fi
+  if [[ $written -lt $N ]]; then ok; else
+    bad "$cmd: all $N were written before the broker's kill: it did not land in the middle"
   fi
   if [[ $MAXC -le 2 ]]; then ok; else bad "$cmd: a number came $MAXC times"; fi
   local uncommitted_written

@@ -577,7 +577,7 @@ static const char jit_src[] =
     "  end,\n"
     "})\n"
     "local function convert(x) if istype(VT, x) then return tomsg(x) end return x end\n"
-    "local function make(fn, results, state, check, send, stop)\n"
+    "local function make(fn, send, stop, results, state, check)\n"
     "  local out = { stop = stop }\n"
     "  function out.send(self, name, p, key) return send(self, name, convert(p), key) end\n"
     "  return function(n, gen, base)\n"
@@ -671,6 +671,31 @@ static const char *send_jbatch(run_t *r, int res, int idx) {
       return sea_strerror(rc);
   }
   return NULL;
+}
+
+static void jit_lib(lua_State *L);
+static int out_stop(lua_State *L);
+
+/* A reference to the LuaJIT wrapper made by the library's function maker (make: the per-message
+ * driver; makebatch: the batch processor's) around the function at fn_ref. The wrapper hands the
+ * processor an out object of its own (its upvalue), whose send takes FFI views. */
+static int jit_wrap(run_t *r, const char *maker, int fn_ref) {
+  lua_State *L = r->L;
+  jit_lib(L);
+  lua_getfield(L, -1, maker);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, fn_ref);
+  lua_pushcfunction(L, out_send);
+  lua_pushcfunction(L, out_stop);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->results_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
+  lua_pushcfunction(L, driver_check);
+  lua_call(L, 6, 2);
+  lua_pushcfunction(L, out_stats);
+  lua_setfield(L, -2, "stats");
+  lua_pop(L, 1);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+  return ref;
 }
 
 /* Push the LuaJIT driver library of this state (made on first use). */
@@ -1214,34 +1239,10 @@ int sea_lua_run(lua_State *L) {
     lua_newtable(L);
     r->state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     r->jit = true;
-    jit_lib(L);
-    lua_getfield(L, -1, "make");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->results_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
-    lua_pushcfunction(L, driver_check);
-    lua_pushcfunction(L, out_send);
-    lua_pushcfunction(L, out_stop);
-    lua_call(L, 6, 2);
-    lua_pushcfunction(L, out_stats);
-    lua_setfield(L, -2, "stats");
-    lua_pop(L, 1); /* the driver's out table: its upvalue */
-    r->driver_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pop(L, 1);
+    r->driver_ref = jit_wrap(r, "make", r->fn_ref);
   }
-  if (r->batch_ref != LUA_NOREF) { /* the batch processor, through its wrapper */
-    jit_lib(L);
-    lua_getfield(L, -1, "makebatch");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->batch_ref);
-    lua_pushcfunction(L, out_send);
-    lua_pushcfunction(L, out_stop);
-    lua_call(L, 3, 2);
-    lua_pushcfunction(L, out_stats);
-    lua_setfield(L, -2, "stats");
-    lua_pop(L, 1); /* the wrapper's out table: its upvalue */
-    r->jbatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pop(L, 1);
-  }
+  if (r->batch_ref != LUA_NOREF) /* the batch processor, through its wrapper */
+    r->jbatch_ref = jit_wrap(r, "makebatch", r->batch_ref);
 #endif
 
 #ifdef SEA_LUAJIT

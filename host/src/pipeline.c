@@ -584,10 +584,25 @@ static void on_join_timer(uv_timer_t *t) {
     process_work(pl);
 }
 
-/* Payload bytes of the messages a call handled (stats.bytes_in). */
-static inline void count_bytes_in(sea_pipeline_t *pl, const pbatch_t *pb, size_t first, size_t n) {
+/* A processor call handled n messages of pb from first: count them (and their payload bytes). True
+ * when the processing loop must pause here: a stop (-c reached now, as the next message may never
+ * come, or asked for), or a commit that fell due (a backlog is processed in one go; a due commit
+ * runs between two calls, the loop running its timers before this goes on, so commits keep their
+ * interval). */
+static bool count_call(sea_pipeline_t *pl, pbatch_t *pb, size_t first, size_t n) {
+  pl->st.processed += n;
   for (size_t k = first; k < first + n; k++)
     pl->st.bytes_in += pb->batch->msgs[k].payload.len;
+  if (pl->cfg.max_count && pl->st.processed >= pl->cfg.max_count)
+    pl->stop_requested = true;
+  if (pl->stop_requested)
+    return true;
+  if (pl->commit_due_ns && (pl->cfg.per_batch || (++pl->ncalls & 63) == 0) &&
+      uv_hrtime() >= pl->commit_due_ns) {
+    pl->yielded = true;
+    return true;
+  }
+  return false;
 }
 
 /* Joined: hand the processor what the join releases, one message a call, or with per_batch the
@@ -627,18 +642,10 @@ static void join_work(sea_pipeline_t *pl) {
       sea__join_released(j, &pb->jnodes[k]);
       pb->slots[k].pending--; /* processed */
     }
-    pl->st.processed += handled;
-    count_bytes_in(pl, pb, first, handled);
+    bool pause = count_call(pl, pb, first, handled);
     advance_acks(pb->in); /* may free pb */
-    if (pl->cfg.max_count && pl->st.processed >= pl->cfg.max_count)
-      pl->stop_requested = true;
-    if (pl->stop_requested)
+    if (pause)
       break;
-    if (pl->commit_due_ns && (pl->cfg.per_batch || (++pl->ncalls & 63) == 0) &&
-        uv_hrtime() >= pl->commit_due_ns) {
-      pl->yielded = true;
-      break;
-    }
   }
   /* Nothing may go yet: the wait rule wakes the join up (new input or an end may come first). */
   if (wake != 0 && !pl->stopping && !pl->stop_requested) {
@@ -679,19 +686,8 @@ static void process_work(sea_pipeline_t *pl) {
         break;
       }
       pb->next_proc = first + n;
-      pl->st.processed += n;
-      count_bytes_in(pl, pb, first, n);
-      if (pl->cfg.max_count && pl->st.processed >= pl->cfg.max_count)
-        pl->stop_requested = true; /* now: the next message may never come */
-      if (pl->stop_requested)
+      if (count_call(pl, pb, first, n))
         break;
-      /* A backlog is processed in one go; a commit that falls due meanwhile runs between two
-       * calls (the loop runs its timers, then this goes on): commits keep their interval. */
-      if (pl->commit_due_ns && (pl->cfg.per_batch || (++pl->ncalls & 63) == 0) &&
-          uv_hrtime() >= pl->commit_due_ns) {
-        pl->yielded = true;
-        break;
-      }
     }
     if (pl->stopping && pl->status != 0)
       break;

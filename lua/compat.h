@@ -54,15 +54,4 @@ static inline int sea_lua_resume(lua_State *co, lua_State *from, int nargs, int 
 }
 #endif
 
-/* luaL_testudata is 5.2+: the userdata at i if it has metatable tname, else NULL. */
-static inline void *sea_lua_testudata(lua_State *L, int i, const char *tname) {
-  void *p = lua_touserdata(L, i);
-  if (p == NULL || !lua_getmetatable(L, i))
-    return NULL;
-  luaL_getmetatable(L, tname);
-  int same = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return same ? p : NULL;
-}
-
 #endif

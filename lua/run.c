@@ -62,11 +62,8 @@ typedef struct run {
   int jbatch_ref;                 /* LuaJIT: the batch processor's wrapper (jit_src) */
   const sea_message_t *call_msgs; /* the messages of the processor call under way */
   size_t call_count;
-  bool flushing; /* sending the driver's results (checked in their calls) */
-  struct {
-    const sea_batch_t *batch; /* the call under way (NULL: none) */
-    size_t first;             /* its first message's index in the batch */
-    size_t count;
+  bool flushing;      /* sending the driver's results (checked in their calls) */
+  struct {            /* the per-message loop's call under way: its messages are call_msgs */
     size_t flushed;   /* results already sent: those of calls 1..flushed */
     size_t at;        /* Lua 5.4: the call under way, 1-based (LuaJIT: state[1]) */
     size_t failed_at; /* a flush during the call met a refusal at this call (0: none) */
@@ -199,14 +196,15 @@ static int out_send(lua_State *L) {
   }
   if (sea_pipeline_status(r->pl) != 0)
     return luaL_error(L, "the run is stopping: %s", sea_pipeline_errmsg(r->pl));
-  if (r->drive.batch && r->jit) { /* in the driver: this call's message, after earlier results */
+  if (r->jit && r->driven && r->call_msgs) { /* in the driver: this call's message, after
+                                                the earlier results */
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
     lua_rawgeti(L, -1, 1);
     size_t at = (size_t)lua_tointeger(L, -1);
     lua_pop(L, 2);
     if (o == &r->out[0] && !drive_flush(r, at - 1))
       return luaL_error(L, "%s", r->drive.failure); /* the driver stops; see lua_process */
-    r->cur_msg = &r->drive.batch->msgs[r->drive.first + at - 1];
+    r->cur_msg = &r->call_msgs[at - 1];
   }
   int rc = send_value(r, o, base, key);
   if (rc != 0) {
@@ -475,7 +473,7 @@ static int c_loop(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
   luaL_getmetatable(L, SEA_LUA_VIEW_MT);
-  for (size_t i = 1; i <= r->drive.count; i++) {
+  for (size_t i = 1; i <= r->call_count; i++) {
     const sea_message_t *m = &r->call_msgs[i - 1];
     r->drive.at = i;
     r->cur_msg = m;
@@ -774,7 +772,7 @@ static bool drive_flush(run_t *r, size_t upto) {
   /* results[i] was set by call i of this run of the driver (nil included): nothing to clear. */
   for (size_t i = r->drive.flushed + 1; i <= upto; i++) {
     lua_rawgeti(L, t, (int)i);
-    const sea_message_t *m = &r->drive.batch->msgs[r->drive.first + i - 1];
+    const sea_message_t *m = &r->call_msgs[i - 1];
     const char *bad = NULL;
     r->cur_msg = m;
     if (lua_type(L, -1) == LUA_TBOOLEAN) { /* the call's own message, as it came */
@@ -800,9 +798,6 @@ static bool drive_flush(run_t *r, size_t upto) {
 /* The per-message processor, driven over count messages from first by the Lua loop. */
 static int drive(run_t *r, const sea_batch_t *batch, size_t first, size_t count) {
   lua_State *L = r->L;
-  r->drive.batch = batch;
-  r->drive.first = first;
-  r->drive.count = count;
   r->call_msgs = &batch->msgs[first];
   r->call_count = count;
   r->drive.flushed = 0;
@@ -848,7 +843,6 @@ static int drive(run_t *r, const sea_batch_t *batch, size_t first, size_t count)
   }
   if (rc != 0)
     lua_pop(L, 1);
-  r->drive.batch = NULL;
   r->call_msgs = NULL;
   return ret;
 }
@@ -891,7 +885,7 @@ static int lua_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batc
   } else if (r->batch_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->batch_ref);
     lua_createtable(L, (int)count, 0); /* a new table and new views for each call */
-    sea_lua_fill_views(L, -1, &batch->msgs[first], count, &run_epoch, LUA_NOREF, NULL);
+    sea_lua_fill_views(L, -1, &batch->msgs[first], count, &run_epoch);
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
     rc = limited_call(r, 2, 1);
     if (rc != 0)
@@ -964,7 +958,7 @@ static int out_stop(lua_State *L) {
   if (r == NULL)
     return 0;
   r->stop_requested = true;
-  if (r->drive.batch && r->jit) { /* the driver ends after this message */
+  if (r->jit && r->driven && r->call_msgs) { /* the driver ends after this message */
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
     lua_pushboolean(L, 1);
     lua_rawseti(L, -2, 2);

@@ -213,21 +213,12 @@ sea_lua_view_t *sea_lua_push_view(lua_State *L, const sea_message_t *m, const ui
 }
 
 void sea_lua_fill_views(lua_State *L, int t, const sea_message_t *msgs, size_t n,
-                        const uint64_t *epoch, int pos_ref, void **ptrs) {
+                        const uint64_t *epoch) {
   t = t < 0 ? lua_gettop(L) + t + 1 : t;
   luaL_getmetatable(L, SEA_LUA_VIEW_MT);
+  int mt = lua_gettop(L);
   for (size_t k = 0; k < n; k++) {
-    sea_lua_view_t *v = new_udata(L, sizeof *v);
-    v->msg = &msgs[k];
-    v->owned = NULL;
-    v->epoch = epoch;
-    v->gen = *epoch;
-    v->pos = pos_ref == LUA_NOREF ? 0 : (lua_Integer)k + 1;
-    v->pos_ref = pos_ref;
-    if (ptrs)
-      ptrs[k] = v;
-    lua_pushvalue(L, -2);
-    lua_setmetatable(L, -2);
+    sea_lua_push_view_mt(L, &msgs[k], epoch, mt);
     lua_rawseti(L, t, (int)k + 1);
   }
   lua_pop(L, 1);

@@ -49,11 +49,9 @@ sea_lua_view_t *sea_lua_push_view(lua_State *L, const sea_message_t *m, const ui
 /* The same with the views' metatable already at index mt (SEA_LUA_VIEW_MT), for a loop. */
 sea_lua_view_t *sea_lua_push_view_mt(lua_State *L, const sea_message_t *m, const uint64_t *epoch,
                                      int mt);
-/* Set t[1..n] (the table at index t) to new views of msgs[0..n), valid while *epoch stays (and,
- * with pos_ref, view k only while registry[pos_ref][1] == k); their addresses go to ptrs[0..n)
- * unless ptrs is NULL. */
+/* Set t[1..n] (the table at index t) to new views of msgs[0..n), valid while *epoch stays. */
 void sea_lua_fill_views(lua_State *L, int t, const sea_message_t *msgs, size_t n,
-                        const uint64_t *epoch, int pos_ref, void **ptrs);
+                        const uint64_t *epoch);
 /* LuaJIT: registry[&sea_lua_jview_key] is the runner's converter of its FFI views (run.c) to
  * userdata views, which sea_lua_to_view applies to a cdata argument. */
 extern const char sea_lua_jview_key;

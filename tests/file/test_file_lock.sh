@@ -52,17 +52,22 @@ race() {
     alive $pa && alive $pb || break
     sleep 0.1
   done
-  exec 3>&- 4>&-
+  # Name the winner while both fifos are still held open: once they close, the winner can read
+  # its last line and exit before it is looked at, and would be taken for the loser.
+  winner=
   if alive $pa && alive $pb; then
+    :
+  elif alive $pa; then
+    winner=$pa loser=$pb wfile=a lfile=b
+  else
+    winner=$pb loser=$pa wfile=b lfile=a
+  fi
+  exec 3>&- 4>&-
+  if [ -z "$winner" ]; then
     bad "$name: both writers still running after 30 s (neither was refused)"
     kill $pa $pb $ca $cb 2>/dev/null
     wait $pa $pb $ca $cb 2>/dev/null
     return
-  fi
-  if alive $pa; then
-    winner=$pa loser=$pb wfile=a lfile=b
-  else
-    winner=$pb loser=$pa wfile=b lfile=a
   fi
   wait $loser
   expect_status "$name: the refused writer" 1 $?

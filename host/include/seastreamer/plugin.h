@@ -193,6 +193,9 @@ enum {
   SEA_CAP_BINARY = 1u << 10 /* payloads may hold any byte (stdio: not '\n') */
 };
 
+/* The host's own rewind kind (see consumer_rewind). Added in 1.0 (pre-release). */
+#define SEA_POS_COMMITTED_ ((sea_pos_kind_t)3)
+
 /* A backend. Required operations: connect, disconnect, and producer_open/send/close or
  * consumer_open/start/close or both (a backend may be input-only or output-only). Optional
  * operations are NULL, and the host answers SEA_ENOTSUP "<op>: not supported by <name>". */
@@ -234,6 +237,12 @@ typedef struct sea_plugin {
   int (*consumer_resume)(void *consumer_impl);
   int (*consumer_seek)(void *consumer_impl, int64_t timestamp_us, sea_op_t *op);
   int (*consumer_rewind)(void *consumer_impl, sea_pos_t pos, sea_op_t *op);
+  /* consumer_rewind also gets pos.kind == SEA_POS_COMMITTED_ from the host itself (never from
+   * a user): back to the group's committed positions, for the partitions that delivered
+   * something past them (exactly once: the window's transaction was aborted, so what it
+   * processed must come again). Sent only to a backend with SEA_CAP_TRANSACTIONS, and also to
+   * a consumer that ended at its end (stop_at_end): it then goes on, and ends again once it is
+   * back where it ended. A backend that does not know the kind answers SEA_ENOTSUP. */
   int (*consumer_assign)(void *consumer_impl, const char *stream_key, uint64_t shard);
   int (*consumer_unassign)(void *consumer_impl, const char *stream_key, uint64_t shard);
   int (*consumer_ack)(void *consumer_impl, const sea_message_t *m);

@@ -119,6 +119,7 @@ struct sea_pipeline {
   bool in_call;
   size_t blocked; /* outputs holding an overflow */
   bool started, stopping, stop_requested, flushed, finishing, done;
+  bool stop_asked; /* sea_pipeline_stop was called (a signal, out:stop(), the user) */
   unsigned processing; /* nesting guard of process_work */
   int flushing;        /* outputs still flushing or ending */
   int commits_out;     /* commits in flight (a last commit waiting to be tried again too) */
@@ -160,6 +161,7 @@ static void eos_close(sea_pipeline_t *pl);
 static void eos_progress(sea_pipeline_t *pl);
 static void on_drain(sea_producer_t *p);
 static void on_commit_timer(uv_timer_t *t);
+static bool eos_stop_after_window(sea_pipeline_t *pl);
 
 /* Exactly once: no processor call while a window closes (its sends would miss the commit). */
 static inline bool txn_holds(const sea_pipeline_t *pl) {
@@ -735,7 +737,10 @@ static void process_work(sea_pipeline_t *pl) {
   pl->processing++;
   if (pl->join && !txn_holds(pl))
     join_work(pl);
-  while (pl->work_head && !pl->stopping && pl->blocked == 0 && !txn_holds(pl)) {
+  /* (stop_requested: exactly once, a stop waits for the open window's commit; nothing more is
+   * processed meanwhile) */
+  while (pl->work_head && !pl->stopping && !pl->stop_requested && pl->blocked == 0 &&
+         !txn_holds(pl)) {
     pbatch_t *pb = pl->work_head;
     size_t count = pb->batch->count;
     while (pb->next_proc < count && !pl->stopping && pl->blocked == 0 && !txn_holds(pl)) {
@@ -772,7 +777,8 @@ static void process_work(sea_pipeline_t *pl) {
   pl->processing--;
   if (pl->stop_requested || pl->stopping) {
     pl->yielded = false;
-    begin_stop(pl);
+    if (!eos_stop_after_window(pl))
+      begin_stop(pl);
     return;
   }
   if (pl->yielded) {
@@ -809,9 +815,10 @@ static void process_work(sea_pipeline_t *pl) {
   }
   if (pl->nin > 0 && all_ended && pl->work_head == NULL &&
       (pl->join == NULL || sea__join_buffered(pl->join) == 0)) {
-    if (!pl->cfg.linger)
-      begin_stop(pl);
-    else if (pl->cfg.on_inputs_ended) {
+    if (!pl->cfg.linger) {
+      if (!eos_stop_after_window(pl))
+        begin_stop(pl);
+    } else if (pl->cfg.on_inputs_ended) {
       sea_pipeline_event_cb cb = pl->cfg.on_inputs_ended;
       pl->cfg.on_inputs_ended = NULL; /* once */
       cb(pl, pl->cfg.data);
@@ -996,7 +1003,8 @@ void sea_pipeline_stop(sea_pipeline_t *pl) {
   if (pl == NULL || pl->stopping)
     return;
   pl->stop_requested = true;
-  if (!pl->in_call && !pl->processing)
+  pl->stop_asked = true;
+  if (!pl->in_call && !pl->processing && !eos_stop_after_window(pl))
     begin_stop(pl);
 }
 
@@ -1123,8 +1131,11 @@ static void after_txn_end(void *data, int status) {
     pl->eos_retries = 0;
   }
   pl->window_sends = 0;
-  if (rebalance || replay)
+  if (rebalance || replay) {
     pl->counted = pl->window_counted; /* its messages come again: -c counts them once */
+    if (pl->cfg.max_count && pl->counted < pl->cfg.max_count && !pl->stop_asked)
+      pl->stop_requested = false; /* -c was reached in the aborted window: not yet */
+  }
   if ((aborted && !rebalance && !replay) || pl->status != 0 ||
       (pl->stopping && o->of_head == NULL)) {
     pl->txn = TXN_ENDED;
@@ -1261,6 +1272,27 @@ static void eos_progress(sea_pipeline_t *pl) {
     return;
   }
   eos_commit(pl);
+}
+
+/* Exactly once: a stop that is no failure (-c reached, every input at its end, a stop asked
+ * for) first closes the open window as the timer does, not stopping yet, so that an abortable
+ * failure of its transaction is still replayed (at the stop nothing would process it again);
+ * once it is committed, the work goes on and comes back here with an empty window, and the stop
+ * begins. Likewise while a window closes. True: the stop waits. */
+static bool eos_stop_after_window(sea_pipeline_t *pl) {
+  if (pl->txo == NULL || pl->stopping || pl->status != 0)
+    return false;
+  if (txn_holds(pl))
+    return true; /* after_txn_end goes on with the work, which comes back here */
+  if (pl->txn != TXN_OPEN)
+    return false;
+  bool any = pl->window_sends > 0;
+  for (size_t i = 0; i < pl->nin && !any; i++)
+    any = pl->in[i]->dirty;
+  if (!any)
+    return false;
+  eos_close(pl);
+  return true;
 }
 
 static void eos_close(sea_pipeline_t *pl) {

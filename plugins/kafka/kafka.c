@@ -2014,10 +2014,15 @@ typedef struct committed_job {
 static void committed_work(void *data) {
   committed_job_t *j = data;
   int tmo = j->kc->h.timeout_ms > INT32_MAX ? INT32_MAX : (int)j->kc->h.timeout_ms;
-  /* Asks the group's coordinator (OffsetFetch): blocks until it answers, a new one included. */
-  j->err = rd_kafka_committed(j->kc->h.rk, j->parts, tmo);
-  for (int i = 0; j->err == 0 && i < j->parts->cnt; i++)
-    j->err = j->parts->elems[i].err;
+  /* Asks the group's coordinator (OffsetFetch): blocks until it answers, a new one included;
+   * three times the timeout at most while it is moving (a failover may outlast one). */
+  for (int t = 0; t < 3; t++) {
+    j->err = rd_kafka_committed(j->kc->h.rk, j->parts, tmo);
+    for (int i = 0; j->err == 0 && i < j->parts->cnt; i++)
+      j->err = j->parts->elems[i].err;
+    if (!commit_coordinator_moving(j->err))
+      break;
+  }
 }
 
 /* Seeks every partition that delivered something past its committed offset back to it (a

@@ -25,7 +25,7 @@
 #define JOIN_WAIT_MS_DEFAULT 1000
 #define JOIN_MAX_BUFFERED_DEFAULT 100000
 /* The last commit, refused while the group's coordinator moves (SEA_EBUSY), is tried again after
- * 100 ms, 200 ms, ... (at most 2 s apart), this many times: about 25 s in all, past a Kafka
+ * 100 ms, 200 ms, ... (at most 2 s apart), this many times: about 25 s of waiting, past a Kafka
  * coordinator's failover (the broker's session timeout, 9 s by default, and the new one's load). */
 #define LAST_COMMIT_TRIES 16
 #define LAST_COMMIT_BACKOFF_MAX_MS 2000

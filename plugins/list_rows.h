@@ -88,6 +88,20 @@ static LR_UNUSED void lrows_free(lrows_t *rows) {
   memset(rows, 0, sizeof *rows);
 }
 
+/* A stream key: 1 to SEA_STREAM_KEY_MAX bytes of A-Z a-z 0-9 . _ - (the host's rule; a plugin
+ * does not link the host's library). */
+static LR_UNUSED int lrows_key_valid(const char *key, size_t len) {
+  if (len == 0 || len > SEA_STREAM_KEY_MAX)
+    return 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = key[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '.' || c == '_' || c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
 /* Is key one of the keys asked for (all when there are none)? */
 static LR_UNUSED int lrows_wanted(const sea_list_args_t *a, const char *key, size_t len) {
   if (a->key_count == 0)

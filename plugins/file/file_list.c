@@ -148,6 +148,11 @@ static void fl_work(void *arg) {
     ljob_fail(j, SEA_ENOMEM, "file: %s: out of memory", d->path);
   else
     fl_rows(j, d);
+  if (rc == SS_MORE && f.r.partial) /* a writer's frame not yet whole, or a torn tail */
+    j->host->log(SEA_LOG_WARN, "file",
+                 "%s: the last %llu bytes are an incomplete frame, not counted (being written, or "
+                 "a torn tail: see `seastreamer verify`)",
+                 d->path, (unsigned long long)(ss_file_size(&f) - f.r.pos));
   ss_file_close(&f);
   close(fd);
 }

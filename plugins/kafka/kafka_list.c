@@ -186,31 +186,61 @@ out:
   return out;
 }
 
+/* The partitions to report for a group: every partition of each listed topic it committed on
+ * (a partition without a commit has offset RD_KAFKA_OFFSET_INVALID), and as they are the
+ * commits on topics not listed by metadata. NULL when out of memory. */
+static rd_kafka_topic_partition_list_t *kl_group_parts(const ljob_t *j,
+                                                       const rd_kafka_topic_partition_list_t *c) {
+  const kl_data_t *d = j->data;
+  rd_kafka_topic_partition_list_t *out = rd_kafka_topic_partition_list_new(c->cnt + 4);
+  for (int i = 0; out && i < c->cnt; i++) {
+    const char *topic = c->elems[i].topic;
+    if (!kl_wanted(j, topic) || (i > 0 && strcmp(c->elems[i - 1].topic, topic) == 0))
+      continue; /* c is sorted: each topic once */
+    int listed = 0;
+    for (size_t k = 0; k < d->nparts; k++) {
+      if (strcmp(d->parts[k].topic, topic) != 0)
+        continue;
+      listed = 1;
+      rd_kafka_topic_partition_t *tp =
+          rd_kafka_topic_partition_list_add(out, topic, d->parts[k].part);
+      const rd_kafka_topic_partition_t *done =
+          rd_kafka_topic_partition_list_find(c, topic, d->parts[k].part);
+      tp->offset = done ? done->offset : RD_KAFKA_OFFSET_INVALID;
+    }
+    for (int k = i; !listed && k < c->cnt && strcmp(c->elems[k].topic, topic) == 0; k++)
+      rd_kafka_topic_partition_list_add(out, topic, c->elems[k].partition)->offset =
+          c->elems[k].offset;
+  }
+  return out;
+}
+
+/* A partition's lag for the group: high - committed, or everything the partition holds (high -
+ * low) when the group committed nothing there; -1 if the watermarks are not known. */
+static int64_t kl_lag(const kl_part_t *kp, int64_t committed) {
+  if (kp == NULL)
+    return -1;
+  if (committed < 0)
+    return kp->high - kp->low;
+  return kp->high > committed ? kp->high - committed : 0;
+}
+
 static int kl_group(ljob_t *j, const struct rd_kafka_group_info *g) {
   kl_data_t *d = j->data;
-  rd_kafka_topic_partition_list_t *c = kl_committed(j, g->group);
+  rd_kafka_topic_partition_list_t *c = kl_committed(j, g->group), *parts = NULL;
   if (c == NULL)
     return -1;
   rd_kafka_topic_partition_list_sort(c, NULL, NULL); /* by topic, then partition */
-  /* Only the partitions of the topics listed; a group with none of them is left out when topics
-   * were named. */
-  size_t mine = 0;
+  if ((parts = kl_group_parts(j, c)) == NULL)
+    goto oom;
+  /* A group with nothing on the topics named is left out. */
+  if (parts->cnt == 0 && j->args.key_count > 0)
+    goto out;
   int64_t total = 0;
-  int known = 1;
-  for (int i = 0; i < c->cnt; i++) {
-    const rd_kafka_topic_partition_t *tp = &c->elems[i];
-    if (!kl_wanted(j, tp->topic))
-      continue;
-    mine++;
-    const kl_part_t *kp = kl_part(d, tp->topic, tp->partition);
-    if (kp == NULL || tp->offset < 0)
-      known = 0;
-    else
-      total += kp->high > tp->offset ? kp->high - tp->offset : 0;
-  }
-  if (mine == 0 && j->args.key_count > 0) {
-    rd_kafka_topic_partition_list_destroy(c);
-    return 0;
+  for (int i = 0; i < parts->cnt && total >= 0; i++) {
+    const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+    int64_t lag = kl_lag(kl_part(d, tp->topic, tp->partition), tp->offset);
+    total = lag < 0 ? -1 : total + lag;
   }
   sea_list_row_t *r = lrows_add(&j->rows, SEA_LIST_GROUP);
   if (r == NULL)
@@ -218,11 +248,9 @@ static int kl_group(ljob_t *j, const struct rd_kafka_group_info *g) {
   r->group = lrows_str(&j->rows, g->group);
   r->state = lrows_str(&j->rows, g->state);
   r->consumers = g->member_cnt;
-  r->lag = known ? total : -1;
-  for (int i = 0; i < c->cnt; i++) {
-    const rd_kafka_topic_partition_t *tp = &c->elems[i];
-    if (!kl_wanted(j, tp->topic))
-      continue;
+  r->lag = parts->cnt > 0 ? total : -1; /* no commit anywhere: where it starts is not known */
+  for (int i = 0; i < parts->cnt; i++) {
+    const rd_kafka_topic_partition_t *tp = &parts->elems[i];
     const kl_part_t *kp = kl_part(d, tp->topic, tp->partition);
     if ((r = lrows_add(&j->rows, SEA_LIST_GROUP)) == NULL)
       goto oom;
@@ -230,11 +258,10 @@ static int kl_group(ljob_t *j, const struct rd_kafka_group_info *g) {
     r->stream = lrows_str(&j->rows, tp->topic);
     r->shard = tp->partition;
     r->committed = tp->offset >= 0 ? tp->offset : -1;
+    r->lag = kl_lag(kp, tp->offset);
     if (kp) {
       r->low = kp->low;
       r->high = kp->high;
-      if (tp->offset >= 0)
-        r->lag = kp->high > tp->offset ? kp->high - tp->offset : 0;
     }
   }
   for (int m = 0; m < g->member_cnt; m++) {
@@ -246,10 +273,16 @@ static int kl_group(ljob_t *j, const struct rd_kafka_group_info *g) {
     r->client_id = lrows_str(&j->rows, mi->client_id);
     r->host = lrows_str(&j->rows, mi->client_host);
   }
+out:
+  if (parts)
+    rd_kafka_topic_partition_list_destroy(parts);
   rd_kafka_topic_partition_list_destroy(c);
   return 0;
 oom:
+  if (parts)
+    rd_kafka_topic_partition_list_destroy(parts);
   rd_kafka_topic_partition_list_destroy(c);
+  ljob_fail(j, SEA_ENOMEM, "kafka: out of memory");
   return -1;
 }
 

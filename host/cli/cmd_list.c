@@ -27,7 +27,7 @@ static const char list_help[] =
     "options:\n"
     "  -J, --json         one JSON document: {\"backend\", \"uri\", \"streams\": [...],\n"
     "                     \"shards\": [...], \"groups\": [...], \"members\": [...]}; a field\n"
-    "                     that is not known is left out (docs/cli.md)\n"
+    "                     that is not known is left out (see the README)\n"
     "  -X KEY=VALUE       a streamer option (timeout=MS bounds the backend's round trips;\n"
     "                     backend options such as db=N for redis)\n"
     "  -h, --help         this help\n"

@@ -280,13 +280,13 @@ typedef struct sea_plugin {
   /* Optional, added in ABI 1.1 (the first reserved slot of 1.0; read only from a plugin whose
    * abi_minor >= 1): list what the backend holds (sea_streamer_list, `seastreamer list`). Send
    * each row with args->emit(args->ctx, row) on the loop thread (from a queue_work's after
-   * callback, a watch or timer callback: never from another thread), in the order
-   * sea_streamer_list documents, then complete op with host->op_done (0, or an error and a
-   * message that names the server or file). Return 0 once started, or an error with nothing
-   * sent and op not completed (host->set_error says why). The row's strings need to live only
-   * during emit. disconnect abandons a listing still running: no emit and no op_done after it
-   * (the host cancels op). NULL: the host answers SEA_ENOTSUP "list is not supported by the
-   * <name> backend". */
+   * callback, a watch or timer callback: never from another thread nor from inside list), in
+   * the order sea_streamer_list documents, then complete op with host->op_done (0, or an error
+   * and a message that names the server or file). Return 0 once started, or an error with
+   * nothing sent and op not completed (host->set_error says why). args and its keys live only
+   * during the call; a row's strings only during emit. disconnect abandons a listing still
+   * running: no emit and no op_done after it (the host cancels op). NULL: the host answers
+   * SEA_ENOTSUP "list is not supported by the <name> backend". */
   int (*list)(void *streamer_impl, const sea_list_args_t *args, sea_op_t *op);
 
   void *reserved[17];

@@ -38,10 +38,33 @@ static const char list_help[] =
 /* ---- rows kept until the end ---- */
 
 enum {
-  F_STREAM, F_SHARD, F_NAME, F_GROUP, F_MEMBER, F_STATE, F_MESSAGES, F_SHARDS, F_BYTES,
-  F_LOW, F_HIGH, F_FIRST_SEQ, F_LAST_SEQ, F_FIRST_TS, F_LAST_TS, F_FIRST_ID, F_LAST_ID,
-  F_LEADER, F_COMMITTED, F_LAG, F_PENDING, F_CONSUMERS, F_IDLE, F_LAST_DELIVERED,
-  F_CLIENT_ID, F_HOST, F_COUNT
+  F_STREAM,
+  F_SHARD,
+  F_NAME,
+  F_GROUP,
+  F_MEMBER,
+  F_STATE,
+  F_MESSAGES,
+  F_SHARDS,
+  F_BYTES,
+  F_LOW,
+  F_HIGH,
+  F_FIRST_SEQ,
+  F_LAST_SEQ,
+  F_FIRST_TS,
+  F_LAST_TS,
+  F_FIRST_ID,
+  F_LAST_ID,
+  F_LEADER,
+  F_COMMITTED,
+  F_LAG,
+  F_PENDING,
+  F_CONSUMERS,
+  F_IDLE,
+  F_LAST_DELIVERED,
+  F_CLIENT_ID,
+  F_HOST,
+  F_COUNT
 };
 
 /* A field: its JSON name, its table heading, and whether it is text or a number. */

@@ -212,7 +212,7 @@ static int parse_opts(sea_runtime_t *rt, const sea_options_t *o, file_opts_t *fo
 
 typedef struct file_streamer {
   char *path;
-  int keyless;         /* the URI's last segment was the file name, not keys */
+  int keyless;        /* the URI's last segment was the file name, not keys */
   struct ljob *lists; /* listings running (file_list.c) */
 } file_streamer_t;
 

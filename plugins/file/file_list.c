@@ -117,7 +117,7 @@ static void fl_work(void *arg) {
   int rc = ss_file_open(&f, fd, fl_realloc, err, sizeof err);
   if (rc != SS_OK) {
     ljob_fail(j, rc == SS_NOMEM ? SEA_ENOMEM : SEA_EFORMAT, "file: %s: %s", d->path,
-              rc == SS_NOMEM ? "out of memory"
+              rc == SS_NOMEM  ? "out of memory"
               : rc == SS_MORE ? "shorter than a .ss header (128 bytes)"
                               : err);
     close(fd);

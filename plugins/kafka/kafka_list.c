@@ -92,8 +92,8 @@ static int kl_topics(ljob_t *j) {
       e = rd_kafka_query_watermark_offsets(d->rk, mt->topic, kp->part, &kp->low, &kp->high,
                                            d->timeout_ms);
       if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        ljob_fail(j, kl_err_status(e), "kafka: %s: watermarks of %s [%" PRId32 "]: %s",
-                  d->brokers, mt->topic, kp->part, rd_kafka_err2str(e));
+        ljob_fail(j, kl_err_status(e), "kafka: %s: watermarks of %s [%" PRId32 "]: %s", d->brokers,
+                  mt->topic, kp->part, rd_kafka_err2str(e));
         return -1;
       }
       total += kp->high - kp->low;
@@ -359,8 +359,8 @@ int sea_kafka_list(const sea_host_t *host, struct ljob **jobs, const char *broke
   }
   memcpy(d->brokers, brokers, strlen(brokers) + 1);
   d->conf = conf;
-  d->timeout_ms = a->timeout_ms && a->timeout_ms < INT32_MAX / 2 ? (int)a->timeout_ms
-                                                                  : KL_TIMEOUT_DEFAULT;
+  d->timeout_ms =
+      a->timeout_ms && a->timeout_ms < INT32_MAX / 2 ? (int)a->timeout_ms : KL_TIMEOUT_DEFAULT;
   ljob_t *j = ljob_new(host, a, op, jobs);
   if (j == NULL) {
     free(d->brokers);

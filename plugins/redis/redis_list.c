@@ -19,11 +19,11 @@
 #define RL_TIMEOUT_DEFAULT 5000
 
 typedef struct rl_stream {
-  char *name;      /* the Redis key */
-  size_t key_len;  /* its stream key is name[0..key_len) */
-  int64_t shard;   /* N of key:N, else 0 */
-  redisReply *info;   /* XINFO STREAM */
-  redisReply *groups; /* XINFO GROUPS */
+  char *name;             /* the Redis key */
+  size_t key_len;         /* its stream key is name[0..key_len) */
+  int64_t shard;          /* N of key:N, else 0 */
+  redisReply *info;       /* XINFO STREAM */
+  redisReply *groups;     /* XINFO GROUPS */
   redisReply **consumers; /* XINFO CONSUMERS, per group */
 } rl_stream_t;
 
@@ -53,8 +53,8 @@ static redisReply *rl_cmd(ljob_t *j, const char *what, const char *fmt, ...) {
   va_end(ap);
   if (r == NULL) {
     /* hiredis 0.14: a timeout is an I/O error ("Resource temporarily unavailable") */
-    ljob_fail(j, d->c->err == REDIS_ERR_IO || d->c->err == REDIS_ERR_EOF ? SEA_ECONNECT
-                                                                         : SEA_EBACKEND,
+    ljob_fail(j,
+              d->c->err == REDIS_ERR_IO || d->c->err == REDIS_ERR_EOF ? SEA_ECONNECT : SEA_EBACKEND,
               "redis: %s: %s: %s", d->t.addr, what,
               d->c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)
                   ? "no answer within the timeout"
@@ -240,9 +240,8 @@ static int rl_describe(ljob_t *j, rl_stream_t *s) {
   }
   for (size_t g = 0; g < s->groups->elements; g++) {
     const char *name = rl_text(rl_field(s->groups->element[g], "name"));
-    if (name &&
-        (s->consumers[g] = rl_cmd(j, "XINFO CONSUMERS", "XINFO CONSUMERS %s %s", s->name, name)) ==
-            NULL)
+    if (name && (s->consumers[g] =
+                     rl_cmd(j, "XINFO CONSUMERS", "XINFO CONSUMERS %s %s", s->name, name)) == NULL)
       return -1;
   }
   return 0;

@@ -311,7 +311,7 @@ typedef struct sea_list_row {
   int64_t first_ts_us, last_ts_us; /* the time range held (file, Redis ids' milliseconds) */
   const char *first_id, *last_id;  /* Redis: first and last entry id */
   int64_t leader;                  /* Kafka: the partition leader's broker id */
-  int64_t committed; /* GROUP, Kafka: the committed offset (the next to read) */
+  int64_t committed;               /* GROUP, Kafka: the committed offset (the next to read) */
   int64_t lag;       /* GROUP: messages the group has not read yet (Redis 7's `lag`, Kafka
                         high - committed) */
   int64_t pending;   /* GROUP, MEMBER (Redis): read and not yet acknowledged */
@@ -337,11 +337,23 @@ SEA_EXTERN int sea_streamer_list(sea_streamer_t *s, const char *const *keys, siz
 /* Set every number of row to -1 and every string to NULL (what a sender starts from). Inline:
  * plugins use it too, and they do not link libseastreamer. */
 static inline void sea_list_row_init(sea_list_row_t *row, sea_list_kind_t kind) {
-  static const sea_list_row_t unknown = {
-      .struct_size = sizeof(sea_list_row_t), .shard = -1, .messages = -1, .shards = -1,
-      .low = -1, .high = -1, .first_seq = -1, .last_seq = -1, .first_ts_us = -1,
-      .last_ts_us = -1, .leader = -1, .committed = -1, .lag = -1, .pending = -1,
-      .consumers = -1, .idle_ms = -1, .bytes = -1};
+  static const sea_list_row_t unknown = {.struct_size = sizeof(sea_list_row_t),
+                                         .shard = -1,
+                                         .messages = -1,
+                                         .shards = -1,
+                                         .low = -1,
+                                         .high = -1,
+                                         .first_seq = -1,
+                                         .last_seq = -1,
+                                         .first_ts_us = -1,
+                                         .last_ts_us = -1,
+                                         .leader = -1,
+                                         .committed = -1,
+                                         .lag = -1,
+                                         .pending = -1,
+                                         .consumers = -1,
+                                         .idle_ms = -1,
+                                         .bytes = -1};
   *row = unknown;
   row->kind = kind;
 }

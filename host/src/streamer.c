@@ -245,6 +245,7 @@ static int opt_u64(sea_runtime_t *rt, const sea_options_t *o, const char *key, u
 
 /* The caller's callbacks, between the plugin's rows and the user. */
 typedef struct list_call {
+  sea_streamer_t *s; /* alive while the plugin may emit: it abandons the listing in disconnect */
   sea_list_cb on_row;
   sea_done_cb on_done;
   void *data;
@@ -259,7 +260,8 @@ static void list_emit(void *ctx, const sea_list_row_t *row) {
   size_t n = row->struct_size < sizeof r ? row->struct_size : sizeof r;
   memcpy(&r, row, n);
   r.struct_size = sizeof r;
-  if (lc->on_row && lc->op->owner_list != NULL)
+  /* No row after the caller closed the streamer (its close may be deferred a turn). */
+  if (lc->on_row && lc->op->owner_list != NULL && !lc->s->closing)
     lc->on_row(lc->data, &r);
 }
 
@@ -299,6 +301,7 @@ int sea_streamer_list(sea_streamer_t *s, const char *const *keys, size_t key_cou
   list_call_t *lc = sea__calloc(1, sizeof *lc);
   if (lc == NULL)
     return SEA_ENOMEM;
+  lc->s = s;
   lc->on_row = on_row;
   lc->on_done = on_done;
   lc->data = data;

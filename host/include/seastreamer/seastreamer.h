@@ -330,8 +330,9 @@ typedef void (*sea_list_cb)(void *data, const sea_list_row_t *row);
  * and their members; then on_done(data, status) once (0, or an error with the message in
  * sea_streamer_errmsg). Returns 0, or an error with no callback (SEA_ENOTSUP "list is not
  * supported by the <name> backend"). The streamer's timeout= option bounds the backend's round
- * trips (0 or unset: the backend's default). Closing the streamer cancels a listing (on_done
- * gets SEA_ECANCELED). */
+ * trips (0 or unset: the backend's default). Closing the streamer cancels a listing: no row
+ * comes after sea_streamer_close, and on_done gets SEA_ECANCELED (or the listing's status, had
+ * it just completed). */
 SEA_EXTERN int sea_streamer_list(sea_streamer_t *s, const char *const *keys, size_t key_count,
                                  sea_list_cb on_row, sea_done_cb on_done, void *data);
 /* Set every number of row to -1 and every string to NULL (what a sender starts from). Inline:

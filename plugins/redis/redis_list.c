@@ -44,13 +44,10 @@ static char *rl_dup(const char *s, size_t n) {
   return d;
 }
 
-/* A command; NULL (and the job failed, naming the server) on a lost connection or an error. */
-static redisReply *rl_cmd(ljob_t *j, const char *what, const char *fmt, ...) {
+/* A reply checked: NULL (and the job failed, naming the server) on a lost connection or an
+ * error reply (freed). */
+static redisReply *rl_checked(ljob_t *j, const char *what, redisReply *r) {
   rl_data_t *d = j->data;
-  va_list ap;
-  va_start(ap, fmt);
-  redisReply *r = redisvCommand(d->c, fmt, ap);
-  va_end(ap);
   if (r == NULL) {
     /* hiredis 0.14: a timeout is an I/O error ("Resource temporarily unavailable") */
     ljob_fail(j,
@@ -67,6 +64,16 @@ static redisReply *rl_cmd(ljob_t *j, const char *what, const char *fmt, ...) {
     return NULL;
   }
   return r;
+}
+
+/* A command, checked. */
+static redisReply *rl_cmd(ljob_t *j, const char *what, const char *fmt, ...) {
+  rl_data_t *d = j->data;
+  va_list ap;
+  va_start(ap, fmt);
+  redisReply *r = redisvCommand(d->c, fmt, ap);
+  va_end(ap);
+  return rl_checked(j, what, r);
 }
 
 /* The value of field name in a reply of field/value pairs (RESP2 array or RESP3 map). */
@@ -226,8 +233,15 @@ static int rl_find(ljob_t *j) {
   return 0;
 }
 
+/* 1 if the stream is gone (deleted since SCAN found it: left out), 0 if described, -1 failed. */
 static int rl_describe(ljob_t *j, rl_stream_t *s) {
-  if ((s->info = rl_cmd(j, "XINFO STREAM", "XINFO STREAM %s", s->name)) == NULL)
+  rl_data_t *d = j->data;
+  redisReply *r = redisCommand(d->c, "XINFO STREAM %s", s->name);
+  if (r && r->type == REDIS_REPLY_ERROR && strstr(r->str, "no such key") != NULL) {
+    freeReplyObject(r);
+    return 1;
+  }
+  if ((s->info = rl_checked(j, "XINFO STREAM", r)) == NULL)
     return -1;
   if ((s->groups = rl_cmd(j, "XINFO GROUPS", "XINFO GROUPS %s", s->name)) == NULL)
     return -1;
@@ -365,9 +379,22 @@ static void rl_work(void *arg) {
   if (rl_connect(j) != 0 || rl_find(j) != 0)
     return;
   qsort(d->st, d->n, sizeof *d->st, rl_cmp);
-  for (size_t i = 0; i < d->n; i++)
-    if (rl_describe(j, &d->st[i]) != 0)
+  size_t kept = 0;
+  for (size_t i = 0; i < d->n; i++) {
+    int rc = rl_describe(j, &d->st[i]);
+    if (rc < 0) { /* keep what rl_after must free: the described ones and this one */
+      d->st[kept++] = d->st[i];
+      for (size_t k = i + 1; k < d->n; k++)
+        free(d->st[k].name);
+      d->n = kept;
       return;
+    }
+    if (rc == 0)
+      d->st[kept++] = d->st[i];
+    else
+      free(d->st[i].name);
+  }
+  d->n = kept;
   rl_rows(j);
 }
 

@@ -32,8 +32,9 @@ static const char list_help[] =
     "                     backend options such as db=N for redis)\n"
     "  -h, --help         this help\n"
     "\n"
-    "exit status: 0 listed; 1 the backend failed (no such file, a server error); 2 bad usage\n"
-    "  (URI, option); 3 no backend (unknown scheme, cannot connect, list not supported).\n";
+    "exit status: 0 listed; 1 the backend failed (a server error); 2 bad usage (URI, option)\n"
+    "  or a damaged file; 3 no backend (unknown scheme, cannot connect or no answer within\n"
+    "  the timeout, no such file, list not supported by the backend).\n";
 
 /* ---- rows kept until the end ---- */
 
@@ -347,7 +348,7 @@ int cmd_list(int argc, char **argv) {
   int c, rc;
   optind = 1;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, "+JX:h", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":JX:h", longopts, NULL)) != -1) {
     switch (c) {
     case 'J':
       json = true;
@@ -362,13 +363,15 @@ int cmd_list(int argc, char **argv) {
       fputs(list_help, stdout);
       sea_options_free(opts);
       return EXIT_OK;
+    case ':':
+      cli_error(cmd, "option -%c needs a value (see --help)", optopt);
+      sea_options_free(opts);
+      return EXIT_USAGE;
     default:
-      if (optopt == 'X')
-        cli_error(cmd, "option -X needs KEY=VALUE");
-      else if (optopt)
-        cli_error(cmd, "unknown option '-%c' (run `seastreamer list --help`)", optopt);
+      if (optopt)
+        cli_error(cmd, "unknown option -%c (see --help)", optopt);
       else
-        cli_error(cmd, "unknown option '%s' (run `seastreamer list --help`)", argv[optind - 1]);
+        cli_error(cmd, "unknown option '%s' (see --help)", argv[optind - 1]);
       sea_options_free(opts);
       return EXIT_USAGE;
     }

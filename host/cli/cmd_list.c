@@ -1,6 +1,7 @@
 /* cmd_list.c: `seastreamer list URI` (and `-L URI`): what a backend holds, through
  * sea_streamer_list: its streams and shards, and the groups reading them, as tables or as one
  * JSON document. The backend finds the rows; this file only keeps and renders them. */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -419,13 +420,18 @@ int cmd_list(int argc, char **argv) {
     cli_error(cmd, "%s", rc == SEA_ENOMEM ? sea_strerror(rc) : sea_streamer_errmsg(s));
     goto out;
   }
+  errno = 0;
   if (json)
     render_json(stdout, &l, sea_streamer_backend(s), uri);
   else
     render_tables(stdout, &l);
   if (fflush(stdout) != 0 || ferror(stdout)) {
-    cli_error(cmd, "stdout: write failed");
-    rc = SEA_EIO;
+    if (errno == EPIPE) {
+      rc = 0; /* the reader went away (`| head`): it read what it wanted, a quiet success */
+    } else {
+      cli_error(cmd, "stdout: %s", errno ? strerror(errno) : "write failed");
+      rc = SEA_EIO;
+    }
   }
 out:
   if (s)

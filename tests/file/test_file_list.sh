@@ -87,6 +87,18 @@ check_sample sample-1.ss "[('file', 0, 1, 1, 1, '2023-09-15T08:39:37.912', '2023
 check_sample consumer.ss "[('hello', 1, 100, 0, 99, '2023-08-10T16:49:14.745', '2023-08-10T16:49:14.908')]"
 check_sample quicksort.ss "[('quicksort', 0, 42, 1, 42, '2023-08-11T06:28:50.440', '2023-08-11T06:28:50.659')]"
 
+# A reader that goes away (`| head -1`): a quiet success, as consume does.
+python3 -c "
+for i in range(3000): print('[k%d] x' % i)" | $TO "$SS" produce "file://$T/many.ss/k0" 2>"$T/err"
+expect_status "produce 3000 keys" 0 $?
+$TO "$SS" list "file://$T/many.ss" 2>"$T/err" | head -1 >"$T/out"
+expect_status "list | head -1: status 0" 0 "${PIPESTATUS[0]}"
+[ -s "$T/err" ] && bad "list | head -1: said something: $(head -c 300 "$T/err")" || ok
+expect_line "list | head -1: the first line" 1 "streams:" "$T/out"
+$TO "$SS" list "file://$T/many.ss" >/dev/full 2>"$T/err"
+expect_status "list >/dev/full: status 1" 1 $?
+expect_grep "list >/dev/full: said why" "^seastreamer list: stdout: No space left on device$" "$T/err"
+
 # --- errors ---
 $TO "$SS" list "file://$T/missing.ss" >"$T/out" 2>"$T/err"
 expect_status "missing file: exit 3 (no backend to list)" 3 $?

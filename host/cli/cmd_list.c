@@ -15,7 +15,8 @@ static const char list_help[] =
     "usage: seastreamer list [options] URI      (also: seastreamer -L URI)\n"
     "\n"
     "Lists what the backend holds: its streams and their shards, and the consumer groups\n"
-    "reading them. A URI with stream keys lists only those keys.\n"
+    "reading them. A URI with stream keys lists only those keys (one that is not there is\n"
+    "an error, after the others are listed).\n"
     "  kafka://BROKERS[/TOPICS]   topics with each partition's leader and low/high watermarks;\n"
     "                             groups with their state, members, and per partition the\n"
     "                             committed offset and the lag (high watermark - committed)\n"
@@ -336,6 +337,23 @@ static void render_tables(FILE *out, const listing_t *l) {
     fputs("nothing to list\n", out);
 }
 
+/* The number of the URI's keys with no stream row, each reported. */
+static int missing_keys(const char *cmd, const listing_t *l, const sea_uri_t *u,
+                        const char *backend) {
+  int missing = 0;
+  for (size_t k = 0; k < u->key_count; k++) {
+    bool found = false;
+    for (size_t i = 0; i < l->n && !found; i++)
+      found = l->rows[i].kind == SEA_LIST_STREAM && l->rows[i].val[F_STREAM] &&
+              strcmp(l->rows[i].val[F_STREAM], u->keys[k]) == 0;
+    if (!found) {
+      cli_error(cmd, "%s: no stream '%s' in %s", backend, u->keys[k], u->raw);
+      missing++;
+    }
+  }
+  return missing;
+}
+
 /* ---- the command ---- */
 
 int cmd_list(int argc, char **argv) {
@@ -433,6 +451,10 @@ int cmd_list(int argc, char **argv) {
       rc = SEA_EIO;
     }
   }
+  /* A key asked for that the backend does not hold: what exists was listed (as `ls` does with
+   * the names it found), and each missing one is an error. */
+  if (rc == 0 && (rc = missing_keys(cmd, &l, u, sea_streamer_backend(s))) != 0)
+    rc = SEA_EKEY;
 out:
   if (s)
     sea_streamer_close(s);

@@ -62,6 +62,14 @@ assert [x["stream"] for x in d["streams"]] == ["refunds"], d
 assert [(x["stream"], x["shard"], x["messages"]) for x in d["shards"]] == [("refunds", 0, 3)], d
 '
 
+# A key that is not in the file: the others are listed, the missing one is an error (status 2).
+$TO "$SS" list -J "file://$F/refunds,nothere" >"$T/out" 2>"$T/err"
+expect_status "a missing key: exit 2" 2 $?
+expect_line "a missing key: named" 1 "seastreamer list: file: no stream 'nothere' in file://$F/refunds,nothere" "$T/err"
+check "a missing key: the others listed" "$T/out" '
+assert [x["stream"] for x in d["streams"]] == ["refunds"], d
+'
+
 # The table: a heading per kind, the columns known.
 $TO "$SS" list "file://$F/refunds" >"$T/out" 2>"$T/err"
 expect_status "list table" 0 $?

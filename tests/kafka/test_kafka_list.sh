@@ -78,6 +78,15 @@ names = [x['stream'] for x in d['streams']]
 assert t in names and not any(n.startswith('__') for n in names), names
 "
 
+# A topic that does not exist: an error that names it (status 2), and it is not created.
+$TO "$SS" list "kafka://$B/nothere-$$" >"$T/out" 2>"$T/err"
+expect_status "a missing topic: exit 2" 2 $?
+expect_grep "a missing topic: named" "^seastreamer list: kafka: no stream 'nothere-$$' in kafka://$B/nothere-$$$" "$T/err"
+$TO "$SS" list -J "kafka://$B" >"$T/all" 2>"$T/err"
+check "a missing topic: not created by asking" "$T/all" "
+assert 'nothere-$$' not in [x['stream'] for x in d['streams']], d['streams']
+"
+
 # The table.
 $TO "$SS" list "kafka://$B/$t" >"$T/out" 2>"$T/err"
 expect_status "list table" 0 $?

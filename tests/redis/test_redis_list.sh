@@ -101,6 +101,11 @@ assert [x['stream'] for x in d['streams']] == [K], d
 assert [x['name'] for x in d['shards']] == ['%s:%d' % (K, n) for n in range(3)], d
 "
 
+# A key the server does not have: an error that names it (status 2).
+$TO "$SS" list "$R/nothere_$$" >"$T/out" 2>"$T/err"
+expect_status "a missing key: exit 2" 2 $?
+expect_grep "a missing key: named" "^seastreamer list: redis: no stream 'nothere_$$' in $R/nothere_$$$" "$T/err"
+
 # The table.
 $TO "$SS" list "$R/$K" >"$T/out" 2>"$T/err"
 expect_status "list table" 0 $?

@@ -62,6 +62,8 @@ static int kl_err_status(rd_kafka_resp_err_t e) {
              : SEA_EBACKEND;
 }
 
+static int kl_topic_rows(ljob_t *j, const struct rd_kafka_metadata_topic **order, int count);
+
 static int kl_topics(ljob_t *j) {
   kl_data_t *d = j->data;
   rd_kafka_resp_err_t e = rd_kafka_metadata(d->rk, 1, NULL, &d->md, d->timeout_ms);
@@ -78,8 +80,29 @@ static int kl_topics(ljob_t *j) {
     ljob_fail(j, SEA_ENOMEM, "kafka: out of memory");
     return -1;
   }
+  /* topics in name order */
+  const struct rd_kafka_metadata_topic **order =
+      calloc((size_t)d->md->topic_cnt + 1, sizeof *order);
+  if (order == NULL) {
+    ljob_fail(j, SEA_ENOMEM, "kafka: out of memory");
+    return -1;
+  }
   for (int t = 0; t < d->md->topic_cnt; t++) {
-    const struct rd_kafka_metadata_topic *mt = &d->md->topics[t];
+    int k = t;
+    for (; k > 0 && strcmp(order[k - 1]->topic, d->md->topics[t].topic) > 0; k--)
+      order[k] = order[k - 1];
+    order[k] = &d->md->topics[t];
+  }
+  int rc = kl_topic_rows(j, order, d->md->topic_cnt);
+  free(order);
+  return rc;
+}
+
+static int kl_topic_rows(ljob_t *j, const struct rd_kafka_metadata_topic **order, int count) {
+  kl_data_t *d = j->data;
+  rd_kafka_resp_err_t e;
+  for (int t = 0; t < count; t++) {
+    const struct rd_kafka_metadata_topic *mt = order[t];
     if (mt->err != RD_KAFKA_RESP_ERR_NO_ERROR || !kl_wanted(j, mt->topic))
       continue;
     size_t first = d->nparts;
@@ -91,12 +114,18 @@ static int kl_topics(ljob_t *j) {
       kp->leader = mt->partitions[p].leader;
       e = rd_kafka_query_watermark_offsets(d->rk, mt->topic, kp->part, &kp->low, &kp->high,
                                            d->timeout_ms);
-      if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        ljob_fail(j, kl_err_status(e), "kafka: %s: watermarks of %s [%" PRId32 "]: %s", d->brokers,
+      if (e != RD_KAFKA_RESP_ERR_NO_ERROR && kl_err_status(e) == SEA_ECONNECT) {
+        ljob_fail(j, SEA_ECONNECT, "kafka: %s: watermarks of %s [%" PRId32 "]: %s", d->brokers,
                   mt->topic, kp->part, rd_kafka_err2str(e));
         return -1;
       }
-      total += kp->high - kp->low;
+      if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        /* This partition only (no leader now, say): its numbers are unknown, the rest stands. */
+        j->host->log(SEA_LOG_WARN, "kafka", "list: watermarks of %s [%" PRId32 "]: %s", mt->topic,
+                     kp->part, rd_kafka_err2str(e));
+        kp->low = kp->high = -1;
+      }
+      total = total < 0 || kp->high < 0 ? -1 : total + kp->high - kp->low;
     }
     /* partitions in id order */
     for (size_t a = first + 1; a < d->nparts; a++)
@@ -120,8 +149,8 @@ static int kl_topics(ljob_t *j) {
       r->leader = kp->leader;
       r->low = kp->low;
       r->high = kp->high;
-      r->messages = kp->high - kp->low;
-      if (kp->high > kp->low) {
+      r->messages = kp->high < 0 ? -1 : kp->high - kp->low;
+      if (kp->high > kp->low && kp->low >= 0) {
         r->first_seq = kp->low;
         r->last_seq = kp->high - 1;
       }
@@ -218,7 +247,7 @@ static rd_kafka_topic_partition_list_t *kl_group_parts(const ljob_t *j,
 /* A partition's lag for the group: high - committed, or everything the partition holds (high -
  * low) when the group committed nothing there; -1 if the watermarks are not known. */
 static int64_t kl_lag(const kl_part_t *kp, int64_t committed) {
-  if (kp == NULL)
+  if (kp == NULL || kp->high < 0)
     return -1;
   if (committed < 0)
     return kp->high - kp->low;

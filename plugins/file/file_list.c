@@ -67,7 +67,8 @@ static int64_t ts_us(uint64_t ms) {
 }
 
 static void fl_rows(ljob_t *j, fl_data_t *d) {
-  qsort(d->st, d->n, sizeof *d->st, fl_cmp);
+  if (d->n > 1)
+    qsort(d->st, d->n, sizeof *d->st, fl_cmp);
   for (size_t i = 0; i < d->n;) {
     size_t e = i;
     uint64_t count = 0, bytes = 0, fts = UINT64_MAX, lts = 0;

@@ -378,7 +378,8 @@ static void rl_work(void *arg) {
   rl_data_t *d = j->data;
   if (rl_connect(j) != 0 || rl_find(j) != 0)
     return;
-  qsort(d->st, d->n, sizeof *d->st, rl_cmp);
+  if (d->n > 1)
+    qsort(d->st, d->n, sizeof *d->st, rl_cmp);
   size_t kept = 0;
   for (size_t i = 0; i < d->n; i++) {
     int rc = rl_describe(j, &d->st[i]);

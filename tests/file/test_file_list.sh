@@ -54,6 +54,17 @@ for x in d["shards"]:
 assert d["groups"] == [] and d["members"] == [], d
 '
 
+# A file with no message yet (a header only): nothing, and no error.
+printf '' | $TO "$SS" produce "file://$T/empty.ss/k" 2>"$T/err"
+expect_status "produce nothing" 0 $?
+$TO "$SS" list -J "file://$T/empty.ss" >"$T/out" 2>"$T/err"
+expect_status "list an empty file" 0 $?
+check "an empty file: nothing listed" "$T/out" '
+assert d["streams"] == [] and d["shards"] == [], d
+'
+$TO "$SS" list "file://$T/empty.ss" >"$T/out" 2>"$T/err"
+expect_line "an empty file: the table says so" 1 "nothing to list" "$T/out"
+
 # A key in the URI lists only that key; -L is the same command.
 $TO "$SS" -L -J "file://$F/refunds" >"$T/out" 2>"$T/err"
 expect_status "-L -J file/refunds" 0 $?

@@ -10,7 +10,6 @@
  * lock, and the endpoint is one more event source of the one loop. It only reads: nothing here
  * changes what is delivered, acknowledged or committed. */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -18,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -138,28 +136,59 @@ static void flows(out_t *o, sea_pipeline_t *pl, int output, int field, const cha
   }
 }
 
-/* Each input's lag, as sea_consumer_lag knows it: an unknown one (-1) has no sample. */
-static void lags(out_t *o, sea_pipeline_t *pl, int bytes) {
-  static sea_lag_t lag[METRICS_LAG_MAX]; /* the loop's thread only */
+/* Each input's lag, as sea_consumer_lag knows it, asked once per scrape (for redis a call also
+ * asks the server for the next one): n entries, input index in each entry's slot of inputs. */
+typedef struct lags {
+  sea_lag_t *lag;
+  size_t *input;
+  size_t n;
+} lags_t;
+
+static void lags_get(sea_pipeline_t *pl, lags_t *ls) {
+  memset(ls, 0, sizeof *ls);
+  sea_lag_t *buf = sea__malloc(METRICS_LAG_MAX * sizeof *buf);
+  size_t cap = 0;
+  for (size_t i = 0; buf != NULL; i++) {
+    sea_consumer_t *c = sea_pipeline_input(pl, i);
+    if (c == NULL)
+      break;
+    int n = sea_consumer_lag(c, buf, METRICS_LAG_MAX);
+    for (int k = 0; k < n && k < METRICS_LAG_MAX; k++) {
+      if (ls->n == cap) {
+        size_t ncap = cap ? cap * 2 : 16;
+        sea_lag_t *l = sea__realloc(ls->lag, ncap * sizeof *l);
+        if (l != NULL)
+          ls->lag = l;
+        size_t *in = l ? sea__realloc(ls->input, ncap * sizeof *in) : NULL;
+        if (in == NULL)
+          goto out; /* out of memory: the entries so far */
+        ls->input = in;
+        cap = ncap;
+      }
+      ls->lag[ls->n] = buf[k];
+      ls->input[ls->n++] = i;
+    }
+  }
+out:
+  sea__free(buf);
+}
+
+/* One lag family; an unknown lag (-1) has no sample. */
+static void lags_put(out_t *o, const lags_t *ls, int bytes) {
   const char *name = bytes ? "seastreamer_lag_bytes" : "seastreamer_lag_messages";
   family(o, name, "gauge",
          bytes ? "Bytes of each input stream and shard not delivered yet (where the backend knows)."
                : "Messages of each input stream and shard not delivered yet (where the backend "
                  "knows).");
-  for (size_t i = 0;; i++) {
-    sea_consumer_t *c = sea_pipeline_input(pl, i);
-    if (c == NULL)
-      break;
-    int n = sea_consumer_lag(c, lag, METRICS_LAG_MAX);
-    for (int k = 0; k < n && k < METRICS_LAG_MAX; k++) {
-      int64_t v = bytes ? lag[k].lag_bytes : lag[k].lag;
-      if (v < 0)
-        continue;
-      put(o, "%s{input=\"%zu\",stream=\"", name, i);
-      const char *key = lag[k].stream_key ? lag[k].stream_key : "";
-      put_value(o, key, strlen(key));
-      put(o, "\",shard=\"%" PRIu64 "\"} %" PRId64 "\n", lag[k].shard, v);
-    }
+  for (size_t k = 0; k < ls->n; k++) {
+    const sea_lag_t *l = &ls->lag[k];
+    int64_t v = bytes ? l->lag_bytes : l->lag;
+    if (v < 0)
+      continue;
+    put(o, "%s{input=\"%zu\",stream=\"", name, ls->input[k]);
+    const char *key = l->stream_key ? l->stream_key : "";
+    put_value(o, key, strlen(key));
+    put(o, "\",shard=\"%" PRIu64 "\"} %" PRId64 "\n", l->shard, v);
   }
 }
 
@@ -225,8 +254,12 @@ static void text(const sea_metrics_t *m, out_t *o) {
         "Sends each output confirmed.");
   flows(o, pl, 1, F_INFLIGHT, "seastreamer_output_inflight", "gauge",
         "Sends of each output not confirmed yet.");
-  lags(o, pl, 0);
-  lags(o, pl, 1);
+  lags_t ls;
+  lags_get(pl, &ls);
+  lags_put(o, &ls, 0);
+  lags_put(o, &ls, 1);
+  sea__free(ls.lag);
+  sea__free(ls.input);
 }
 
 size_t sea_metrics_text(const sea_metrics_t *m, char *buf, size_t len) {
@@ -310,12 +343,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   text(m, &o);
   char *body = small;
   if (o.used >= sizeof small) { /* many inputs, outputs or lag entries: once more with room */
-    body = sea__malloc(o.used + 1);
+    size_t room = o.used + 4096; /* and more, for lag entries the backend learned meanwhile */
+    body = sea__malloc(room);
     if (body == NULL) {
       static const char msg[] = "out of memory\n";
       return respond(c, MHD_HTTP_INTERNAL_SERVER_ERROR, plain, msg, sizeof msg - 1);
     }
-    o = (out_t){body, o.used + 1, 0};
+    o = (out_t){body, room, 0};
     text(m, &o);
   }
   enum MHD_Result ok = respond(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body,

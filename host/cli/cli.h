@@ -21,6 +21,7 @@ int cmd_decode(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_repair(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_list(int argc, char **argv);
 
 /* Map an error code to an exit status. */
 int cli_exit_for(int err);

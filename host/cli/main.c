@@ -15,6 +15,8 @@ static const char usage[] =
     "  relay IN_URI OUT_URI   move messages from one backend to another, entirely in C\n"
     "  consume URI            print messages (stdio line form by default)\n"
     "  produce URI            send one message per line of stdin\n"
+    "  list URI               list streams, shards and groups with their counts and lag\n"
+    "                         (-L URI is the same; -J for JSON)\n"
     "  plugins                list the plugins found: loaded or refused, and why\n"
     "  clock                  print a tick message at an interval (a source for demos)\n"
     "  decode FILE            print a .ss file (--format log|ndjson, --header-only)\n"
@@ -113,7 +115,8 @@ int main(int argc, char **argv) {
     int (*fn)(int, char **);
   } cmds[] = {{"relay", cmd_relay},     {"consume", cmd_consume}, {"produce", cmd_produce},
               {"plugins", cmd_plugins}, {"clock", cmd_clock},     {"decode", cmd_decode},
-              {"verify", cmd_verify},   {"repair", cmd_repair},   {"run", cmd_run}};
+              {"verify", cmd_verify},   {"repair", cmd_repair},   {"run", cmd_run},
+              {"list", cmd_list},       {"-L", cmd_list}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (strcmp(cmd, cmds[i].name) == 0)
       return cmds[i].fn(argc - 1, argv + 1);

@@ -61,6 +61,8 @@ struct sea_streamer {
   struct sea_consumer *consumers;
   size_t pending_closes; /* handles whose close is deferred (closed inside a callback) */
   bool closing;
+  struct sea_op *ops; /* listings in progress */
+  char errmsg[SEA__ERRMSG_MAX];
 };
 
 /* The in-flight record the host keeps per send, handed to the plugin as the token. */

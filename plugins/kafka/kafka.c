@@ -16,6 +16,8 @@
 #include <librdkafka/rdkafka.h>
 #include <seastreamer/plugin.h>
 
+#include "kafka_list.h"
+
 #define KAFKA_NAME "kafka"
 /* Connect timeout when the user gives none (the `timeout` option). */
 #define KAFKA_DEFAULT_TIMEOUT_MS 10000
@@ -35,7 +37,9 @@ static const sea_host_t *H;
 
 typedef struct kstreamer {
   sea_runtime_t *rt;
-  char *brokers; /* "a:9092,b:9092" */
+  char *brokers;         /* "a:9092,b:9092" */
+  rd_kafka_conf_t *conf; /* the streamer's properties, for listings */
+  struct ljob *lists;    /* listings running (kafka_list.c) */
 } kstreamer_t;
 
 /* ---- what producers and consumers share: the rd_kafka_t, its io-event pipe and lifetime ---- */
@@ -137,15 +141,26 @@ static int kafka_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *
     H->free(ks);
     return rc;
   }
-  rd_kafka_conf_destroy(conf);
+  ks->conf = conf;
   *impl = ks;
   return 0;
 }
 
 static void kafka_disconnect(void *impl) {
   kstreamer_t *ks = impl;
+  sea_kafka_list_abandon(&ks->lists);
+  rd_kafka_conf_destroy(ks->conf);
   H->free(ks->brokers);
   H->free(ks);
+}
+
+/* `seastreamer list`: kafka_list.c, with a client of its own. */
+static int kafka_list(void *impl, const sea_list_args_t *args, sea_op_t *op) {
+  kstreamer_t *ks = impl;
+  rd_kafka_conf_t *conf = rd_kafka_conf_dup(ks->conf);
+  if (conf == NULL)
+    return SEA_ENOMEM;
+  return sea_kafka_list(H, &ks->lists, ks->brokers, conf, args, op);
 }
 
 static char *dup_str(const char *s) {
@@ -2442,6 +2457,7 @@ static const sea_plugin_t kafka_plugin = {
     .producer_txn_commit = kafka_txn_commit,
     .producer_txn_abort = kafka_txn_abort,
     .producer_txn_send_offsets = kafka_txn_send_offsets,
+    .list = kafka_list,
 };
 
 SEA_PLUGIN_ENTRY(kafka) {

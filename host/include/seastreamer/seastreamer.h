@@ -273,6 +273,91 @@ SEA_EXTERN const sea_uri_t *sea_streamer_uri(const sea_streamer_t *s);
 SEA_EXTERN const char *sea_streamer_backend(const sea_streamer_t *s);
 SEA_EXTERN void *sea_streamer_get_data(const sea_streamer_t *s);
 SEA_EXTERN void sea_streamer_set_data(sea_streamer_t *s, void *data);
+/* The message of the streamer's last failed operation (sea_streamer_list). */
+SEA_EXTERN const char *sea_streamer_errmsg(const sea_streamer_t *s);
+
+/* ---------------------------------------------------------------------------------------------
+ * Listing: what a backend holds (`seastreamer list`). The backend sends rows, each of one kind:
+ *   SEA_LIST_STREAM  a stream key: a Kafka topic, a Redis stream (or a sharded key's `key:N`
+ *                    streams together), the frames of one key in a .ss file
+ *   SEA_LIST_SHARD   one shard of a stream: a Kafka partition, a Redis `key:N` stream (or the
+ *                    plain key: shard 0), one (key, shard) of a .ss file
+ *   SEA_LIST_GROUP   a consumer group's position on a stream: Kafka, one row per group with
+ *                    shard -1 and stream NULL (its state, members and total lag), then one per
+ *                    partition it has committed on; Redis, one per stream (shard) it reads
+ *   SEA_LIST_MEMBER  a member of a group: a Redis consumer (per stream), a Kafka group member
+ * A number that is not known (or means nothing for the row) is -1, a string NULL.
+ * ------------------------------------------------------------------------------------------- */
+typedef enum {
+  SEA_LIST_STREAM = 1,
+  SEA_LIST_SHARD = 2,
+  SEA_LIST_GROUP = 3,
+  SEA_LIST_MEMBER = 4
+} sea_list_kind_t;
+
+typedef struct sea_list_row {
+  size_t struct_size; /* sizeof(sea_list_row_t) of the sender: later fields are appended */
+  sea_list_kind_t kind;
+  const char *stream; /* stream key (topic) */
+  int64_t shard;      /* shard or partition; -1 on a row of a whole stream or group */
+  const char *name;   /* the backend's own name when it differs (the Redis stream "orders:1") */
+  const char *group;  /* GROUP, MEMBER */
+  const char *member; /* MEMBER: the Redis consumer name, the Kafka member id */
+  const char *state;  /* GROUP: the Kafka group state ("Stable", "Empty") */
+  int64_t messages;   /* messages held (Redis XLEN, Kafka high - low, frames in a file) */
+  int64_t shards;     /* STREAM: number of shards or partitions */
+  int64_t low, high;  /* Kafka: low and high watermark (high = the next offset written) */
+  int64_t first_seq, last_seq;     /* the seq range held (file; Kafka: low, high - 1) */
+  int64_t first_ts_us, last_ts_us; /* the time range held (file, Redis ids' milliseconds) */
+  const char *first_id, *last_id;  /* Redis: first and last entry id */
+  int64_t leader;                  /* Kafka: the partition leader's broker id */
+  int64_t committed;               /* GROUP, Kafka: the committed offset (the next to read) */
+  int64_t lag;       /* GROUP: messages the group has not read yet (Redis 7's `lag`, Kafka
+                        high - committed) */
+  int64_t pending;   /* GROUP, MEMBER (Redis): read and not yet acknowledged */
+  int64_t consumers; /* GROUP: members */
+  int64_t idle_ms;   /* MEMBER (Redis): since its last read */
+  const char *last_delivered_id; /* GROUP (Redis) */
+  const char *client_id, *host;  /* MEMBER (Kafka) */
+  int64_t bytes;                 /* STREAM, SHARD (file): bytes of its frames */
+} sea_list_row_t;
+
+/* A row, valid during the call only (its strings too). */
+typedef void (*sea_list_cb)(void *data, const sea_list_row_t *row);
+
+/* List what the backend holds: every stream (key_count 0) or only the stream keys given; rows
+ * come to on_row on the loop, in this order: streams each followed by their shards, then groups
+ * and their members; then on_done(data, status) once (0, or an error with the message in
+ * sea_streamer_errmsg). Returns 0, or an error with no callback (SEA_ENOTSUP "list is not
+ * supported by the <name> backend"). The streamer's timeout= option bounds the backend's round
+ * trips (0 or unset: the backend's default). Closing the streamer cancels a listing: no row
+ * comes after sea_streamer_close, and on_done gets SEA_ECANCELED (or the listing's status, had
+ * it just completed). */
+SEA_EXTERN int sea_streamer_list(sea_streamer_t *s, const char *const *keys, size_t key_count,
+                                 sea_list_cb on_row, sea_done_cb on_done, void *data);
+/* Set every number of row to -1 and every string to NULL (what a sender starts from). Inline:
+ * plugins use it too, and they do not link libseastreamer. */
+static inline void sea_list_row_init(sea_list_row_t *row, sea_list_kind_t kind) {
+  static const sea_list_row_t unknown = {.struct_size = sizeof(sea_list_row_t),
+                                         .shard = -1,
+                                         .messages = -1,
+                                         .shards = -1,
+                                         .low = -1,
+                                         .high = -1,
+                                         .first_seq = -1,
+                                         .last_seq = -1,
+                                         .first_ts_us = -1,
+                                         .last_ts_us = -1,
+                                         .leader = -1,
+                                         .committed = -1,
+                                         .lag = -1,
+                                         .pending = -1,
+                                         .consumers = -1,
+                                         .idle_ms = -1,
+                                         .bytes = -1};
+  *row = unknown;
+  row->kind = kind;
+}
 
 /* ---------------------------------------------------------------------------------------------
  * Producer

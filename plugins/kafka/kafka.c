@@ -81,7 +81,11 @@ static int conf_set(sea_runtime_t *rt, rd_kafka_conf_t *conf, const char *k, con
   rd_kafka_conf_res_t r = rd_kafka_conf_set(conf, k, v, err, sizeof err);
   if (r == RD_KAFKA_CONF_OK)
     return 0;
-  H->set_error(rt, "kafka: option '%s=%s': %s", k, v, err);
+  if (r == RD_KAFKA_CONF_UNKNOWN && H->option_unknown != NULL)
+    H->option_unknown(rt, KAFKA_NAME, k,
+                      "partition, auto_commit (and librdkafka's properties: kcat -X list)");
+  else
+    H->set_error(rt, "kafka: option '%s=%s': %s", k, v, err);
   return SEA_EOPTION;
 }
 

@@ -72,7 +72,7 @@ static int check_output(job_t *j) {
   if (what == NULL)
     return 0;
   cli_error(j->cmd, "%s: %s does not carry %s", j->out_uri, name, what);
-  return SEA_ENOTSUP;
+  return SEA_EINVAL; /* a usage error: the flag does not fit this URI */
 }
 
 /* consume -p N: shard N of each stream key of the URI, assigned before the relay starts it. */
@@ -88,7 +88,7 @@ static int assign_partition(job_t *j) {
       cli_error(j->cmd, "-p %lld: %s cannot read one shard of '%s': %s", (long long)j->partition,
                 sea_streamer_backend(j->in_s), u->keys[i],
                 rc == SEA_ENOTSUP ? "not supported" : sea_consumer_errmsg(j->in));
-      return rc;
+      return SEA_EINVAL; /* a usage error: the flag does not fit this URI */
     }
   }
   return 0;
@@ -167,6 +167,11 @@ out:
 
 enum { OPT_MODE = 256, OPT_HELP, OPT_COMMIT, OPT_EOS, OPT_TXID, OPT_STATS, OPT_STATS_JSON };
 
+/* -q and -v, the same for every command that runs a stream. */
+#define LOG_HELP                                                                                   \
+  "  -q               quiet: log errors only (SEASTREAMER_LOG=error; no notices)\n"                \
+  "  -v, -vv          log more: info (connected, groups assigned/revoked, commits), debug\n"
+
 /* The stats options' help, the same for relay, consume and produce. */
 #define STATS_HELP                                                                                 \
   "  --stats[=SECONDS]  a progress line on stderr every SECONDS (default 5) and one at the\n"      \
@@ -206,7 +211,7 @@ static const char relay_help[] =
     "                   stop_at_end, timeout; anything else goes to the backend)\n"
     "  -O key=value     an option for the output (max_inflight, max_inflight_bytes,\n"
     "                   max_payload; anything else goes to the backend)\n"
-    "  -o OFFSET        where the input starts: beginning|end|N|-N|s@MS\n"
+    "  -o OFFSET        where the input starts: beginning|end|stored|N|-N|s@MS\n"
     "  -c COUNT         stop after COUNT messages (exactly those are committed)\n"
     "  --commit-interval MS  commit the input's position every MS ms (default 1000)\n"
     "  -e               stop when the input is caught up (stop_at_end=true)\n"
@@ -218,7 +223,7 @@ static const char relay_help[] =
     "                   isolation.level=read_committed; docs/delivery.md)\n"
     "  --transactional-id ID  with --exactly-once: the producer's transactional.id (default:\n"
     "                   derived from the group and topics, and the host if "
-    "load-balanced)\n" STATS_HELP;
+    "load-balanced)\n" LOG_HELP STATS_HELP;
 
 static const char consume_help[] =
     "usage: seastreamer consume [options] URI\n"
@@ -230,7 +235,10 @@ static const char consume_help[] =
     "Options follow kcat where they fit.\n"
     "\n"
     "options:\n"
-    "  -o OFFSET        beginning|end|N|-N|s@MS  (where to start; default: end)\n"
+    "  -o OFFSET        beginning|end|stored|N|-N|s@MS  (where to start; default: end;\n"
+    "                   stored: the group's committed position, with -G or --mode resumable)\n"
+    "  -p N             read only shard (Kafka partition) N of each stream key (not with a\n"
+    "                   load-balanced group: its members are given their shards)\n"
     "  -c COUNT         exit after COUNT messages (exactly those are committed)\n"
     "  --commit-interval MS  commit the group's position every MS ms (default 1000)\n"
     "  -e               exit when caught up with the end\n"
@@ -239,9 +247,17 @@ static const char consume_help[] =
     "  -X key=value     a consumer option (common or backend)\n"
     "  -J               one JSON object per message; a payload or key that is not valid\n"
     "                   UTF-8 goes in payload_b64 / key_b64 (base64) instead\n"
-    "  -f FORMAT        kcat-style format: %s payload, %k key, %t stream key, %p shard,\n"
-    "                   %o seq, %T timestamp (ms), %S payload size, %h headers, \\n "
-    "\\t\n" STATS_HELP;
+    "  -f FORMAT        kcat-style format: %s payload, %k key, %K key length (-1: none),\n"
+    "                   %t stream key, %p shard, %o seq, %T timestamp (ms), %S payload size,\n"
+    "                   %R payload size as 4 bytes big-endian, %h headers, \\n \\t \\\\\n"
+    "                   (-f wins over -K and -D, as in kcat)\n"
+    "  -K DELIM         print key DELIM payload, one message per line\n"
+    "  -D DELIM         end each message with DELIM instead of a newline (one byte: a\n"
+    "                   character, \\n \\r \\t \\\\ or \\xNN; a payload holding it is an error)\n"
+    "  -Z               print a key that is not set as NULL (a Kafka NULL payload reads as\n"
+    "                   empty: SeaStreamer's messages always have a payload)\n"
+    "  -u               unbuffered: write each message out as soon as it is printed\n" LOG_HELP
+        STATS_HELP;
 
 static const char produce_help[] =
     "usage: seastreamer produce [options] URI\n"
@@ -252,8 +268,16 @@ static const char produce_help[] =
     "\n"
     "options:\n"
     "  -k KEY           the message key (Kafka) of every message\n"
+    "  -K DELIM         each line is KEY DELIM PAYLOAD, cut at the first DELIM (a line without\n"
+    "                   it has no key); the key wins over -k. Needs a backend with keys (kafka)\n"
+    "  -H name=value    a header on every message (repeatable; kafka)\n"
+    "  -p N             send every message to partition N (kafka; redis spreads over shards\n"
+    "                   with -X shards=N)\n"
+    "  -D DELIM         messages end at DELIM instead of a newline (one byte, as consume -D)\n"
+    "  -Z               an empty line is a NULL payload (kafka: a tombstone)\n"
     "  -X key=value     a producer option (common or backend)\n"
-    "  -I key=value     an option for the stdin reader (e.g. malformed=pass)\n" STATS_HELP;
+    "  -I key=value     an option for the stdin reader (e.g. malformed=pass)\n" LOG_HELP
+        STATS_HELP;
 
 typedef enum { KIND_RELAY, KIND_CONSUME, KIND_PRODUCE } kind_t;
 

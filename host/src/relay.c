@@ -45,12 +45,13 @@ static int relay_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *ba
   for (size_t i = first; i < first + count; i++) {
     const sea_message_t *m = &batch->msgs[i];
     sea_message_t out;
+    bool set_key = r->cfg.message_key && m->key == NULL;
     if ((anchored && (!r->cfg.keep_stream_key || m->meta.stream_key == r->broadcast)) ||
-        r->cfg.message_key || r->cfg.header_count) {
+        set_key || r->cfg.header_count) {
       out = *m; /* changed on its way: a copy of the header, never of the bytes */
       if (anchored && (!r->cfg.keep_stream_key || m->meta.stream_key == r->broadcast))
         out.meta.stream_key = NULL;
-      if (r->cfg.message_key) {
+      if (set_key) {
         out.key = (const uint8_t *)r->cfg.message_key;
         out.key_len = r->message_key_len;
       }

@@ -588,7 +588,8 @@ typedef struct sea_relay_config {
   int keep_stream_key;          /* send to each message's own key even if the output is anchored (a
                                    message without a key of its own, "broadcast", still goes to the
                                    anchored key) */
-  const char *message_key;      /* set this message key (Kafka key) on every message, or NULL */
+  const char *message_key;      /* set this message key (Kafka key) on every message without a
+                                   key of its own (as kcat -k with -K), or NULL */
   int keep_meta;                /* pass the input header (seq, shard, timestamp) to the output */
   uint64_t commit_interval_ms;  /* 0 = default (1000) */
   int exactly_once;             /* Kafka → Kafka in transactions (sea_pipeline_config_t) */

@@ -381,7 +381,8 @@ static int kcat_apply(job_t *j, kcat_t *k, kind_t kind, const char *uri) {
     if (strncmp(uri, "kafka://", 8) != 0) {
       cli_error(j->cmd,
                 "-p %lld: only kafka sends to a chosen partition (redis spreads messages over "
-                "shards with -X shards=N -X sharding=..., file keeps each message's)",
+                "shards with -X shards=N; file takes a line's shard from its header block, "
+                "[timestamp | key | seq | shard])",
                 (long long)k->partition);
       return EXIT_USAGE;
     }

@@ -1748,6 +1748,8 @@ static char *out_reserve(stdio_writer_t *w, size_t n) {
 }
 
 static int out_bytes(stdio_writer_t *w, const void *s, size_t n) {
+  if (n == 0)
+    return 0; /* nothing to copy (and the buffer may not exist yet) */
   char *d = out_reserve(w, n);
   if (d == NULL)
     return -1;

@@ -1684,8 +1684,9 @@ static int stdio_producer_open(void *streamer_impl, sea_producer_t *sp, const se
   memcpy(p->null_text, o.null_text, o.null_len);
   p->null_len = o.null_len;
   p->unbuffered = o.unbuffered;
-  if (o.key_delim_len > 0)
-    p->format = FMT_KEYED; /* kcat -K: key DELIM payload; a template (-f) still wins */
+  if (o.key_delim_len > 0 && o.format == FMT_LINE)
+    p->format = FMT_KEYED; /* kcat -K: key DELIM payload; format=json (-J), payload and a
+                              template (-f) win over it */
   p->anchor = args->anchor;
   p->max_payload = args->max_payload ? args->max_payload : SEA_PAYLOAD_MAX_DEFAULT;
   if (o.template_src != NULL) {

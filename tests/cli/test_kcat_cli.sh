@@ -21,6 +21,9 @@ expect_same "-K both ways" "$T/want" "$T/out"
 printf 'k1:v1\nnokey\n' | $TO "$SS" consume -e -Z -X key_delimiter=: -K = stdio:// >"$T/out" 2>&1
 printf 'k1=v1\nNULL=nokey\n' >"$T/want"
 expect_same "-K -Z" "$T/want" "$T/out"
+# -J wins over -K (the key is in the JSON).
+printf 'k1:v1\n' | $TO "$SS" consume -e -J -X key_delimiter=: -K = stdio:// >"$T/out" 2>&1
+expect_grep "-J wins over -K" '"payload":"v1","key":"k1"}$' "$T/out"
 # A multi-byte key delimiter, given with escapes.
 printf 'k1\t\tv1\n' | $TO "$SS" consume -e -X 'key_delimiter=\t\t' -f '%k|%s\n' stdio:// >"$T/out" 2>&1
 printf 'k1|v1\n' >"$T/want"

@@ -211,6 +211,8 @@ static const char relay_help[] =
     "                   stop_at_end, timeout; anything else goes to the backend)\n"
     "  -O key=value     an option for the output (max_inflight, max_inflight_bytes,\n"
     "                   max_payload; anything else goes to the backend)\n"
+    "  -X key=value     the same as -I (as in run; consume's -X is its input's, produce's its\n"
+    "                   output's: the side that talks to the URI's backend)\n"
     "  -o OFFSET        where the input starts: beginning|end|stored|N|-N|s@MS\n"
     "  -c COUNT         stop after COUNT messages (exactly those are committed)\n"
     "  --commit-interval MS  commit the input's position every MS ms (default 1000)\n"

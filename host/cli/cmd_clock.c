@@ -107,8 +107,9 @@ static void on_drain(sea_producer_t *p) {
 }
 
 int cmd_clock(int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"help", no_argument, NULL, 'h'}, {"count", required_argument, NULL, 'c'}, {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+                                           {"count", required_argument, NULL, 'c'},
+                                           {NULL, 0, NULL, 0}};
   clock_job_t j;
   memset(&j, 0, sizeof j);
   uint64_t interval = 1000;

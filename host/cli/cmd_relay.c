@@ -278,8 +278,7 @@ static const char produce_help[] =
     "  -D DELIM         messages end at DELIM instead of a newline (one byte, as consume -D)\n"
     "  -Z               an empty line is a NULL payload (kafka: a tombstone)\n"
     "  -X key=value     a producer option (common or backend)\n"
-    "  -I key=value     an option for the stdin reader (e.g. malformed=pass)\n" LOG_HELP
-        STATS_HELP;
+    "  -I key=value     an option for the stdin reader (e.g. malformed=pass)\n" LOG_HELP STATS_HELP;
 
 typedef enum { KIND_RELAY, KIND_CONSUME, KIND_PRODUCE } kind_t;
 
@@ -395,8 +394,9 @@ static int kcat_apply(job_t *j, kcat_t *k, kind_t kind, const char *uri) {
   }
   const char *mode = sea_options_get(j->in_opts, "mode");
   if (mode && strcmp(mode, "load-balanced") == 0) {
-    cli_error(j->cmd, "-p %lld: a load-balanced group (-G) is given its shards; read one shard "
-                      "with --mode resumable or without a group",
+    cli_error(j->cmd,
+              "-p %lld: a load-balanced group (-G) is given its shards; read one shard "
+              "with --mode resumable or without a group",
               (long long)k->partition);
     return EXIT_USAGE;
   }

@@ -189,8 +189,7 @@ int sea__parse_bool(const char *s, bool *out);
 int sea__option_nearest(const char *key, const char *known, char *out, size_t size);
 /* The host table's option_unknown: set rt's error to one line naming key, the nearest known key
  * and every common and backend key. */
-void sea__option_unknown(sea_runtime_t *rt, const char *plugin, const char *key,
-                         const char *known);
+void sea__option_unknown(sea_runtime_t *rt, const char *plugin, const char *key, const char *known);
 
 /* streamer.c: what the host table's "back to the host" members call */
 sea_op_t *sea__op_new(sea_runtime_t *rt, const char *what, sea_done_cb cb, void *data);

@@ -46,8 +46,8 @@ static int relay_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *ba
     const sea_message_t *m = &batch->msgs[i];
     sea_message_t out;
     bool set_key = r->cfg.message_key && m->key == NULL;
-    if ((anchored && (!r->cfg.keep_stream_key || m->meta.stream_key == r->broadcast)) ||
-        set_key || r->cfg.header_count) {
+    if ((anchored && (!r->cfg.keep_stream_key || m->meta.stream_key == r->broadcast)) || set_key ||
+        r->cfg.header_count) {
       out = *m; /* changed on its way: a copy of the header, never of the bytes */
       if (anchored && (!r->cfg.keep_stream_key || m->meta.stream_key == r->broadcast))
         out.meta.stream_key = NULL;

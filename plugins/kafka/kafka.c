@@ -1160,8 +1160,8 @@ typedef struct kconsumer {
   const char *last_key;
   int last_eof_idx;            /* assigned_index's cache */
   kposlist_t delivered, acked; /* next offsets: what was delivered, what was acked */
-  int in_txn;       /* its offsets went into a producer's transaction: no commit on close */
-  unsigned revokes; /* rebalances that took partitions away */
+  int in_txn;        /* its offsets went into a producer's transaction: no commit on close */
+  unsigned revokes;  /* rebalances that took partitions away */
   const char *group; /* interned, or NULL */
 } kconsumer_t;
 
@@ -1172,11 +1172,10 @@ static const char *parts_text(const rd_kafka_topic_partition_list_t *parts, int 
   buf[0] = '\0';
   for (int i = 0; parts && i < parts->cnt && o + 1 < size; i++) {
     const rd_kafka_topic_partition_t *p = &parts->elems[i];
-    int n = offsets && p->offset >= 0
-                ? snprintf(buf + o, size - o, "%s%s[%" PRId32 "]@%" PRId64, i ? ", " : "", p->topic,
-                           p->partition, p->offset)
-                : snprintf(buf + o, size - o, "%s%s[%" PRId32 "]", i ? ", " : "", p->topic,
-                           p->partition);
+    int n = offsets && p->offset >= 0 ? snprintf(buf + o, size - o, "%s%s[%" PRId32 "]@%" PRId64,
+                                                 i ? ", " : "", p->topic, p->partition, p->offset)
+                                      : snprintf(buf + o, size - o, "%s%s[%" PRId32 "]",
+                                                 i ? ", " : "", p->topic, p->partition);
     if (n < 0 || (size_t)n >= size - o) {
       if (size > 4)
         memcpy(buf + size - 4, "...", 4);

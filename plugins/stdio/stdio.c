@@ -116,8 +116,8 @@ typedef struct stdio_opts {
   size_t max_line;
   int pass_malformed;
   int format;
-  const char *template_src; /* points into the options; compile before they go away */
-  char delim;               /* ends a message, in and out (kcat -D); '\n' by default */
+  const char *template_src;        /* points into the options; compile before they go away */
+  char delim;                      /* ends a message, in and out (kcat -D); '\n' by default */
   char key_delim[STDIO_DELIM_MAX]; /* key_delimiter= (kcat -K): "key DELIM payload" */
   size_t key_delim_len;            /* 0: no key delimiter */
   int empty_null;                  /* empty=null (kcat -Z): an empty input message is NULL */
@@ -324,8 +324,7 @@ static int opts_parse(sea_runtime_t *rt, const sea_options_t *o, stdio_opts_t *o
     } else if (strcmp(k, "null") == 0) {
       out->null_len = strlen(v);
       if (out->null_len >= sizeof out->null_text) {
-        stdio_host->set_error(rt, "stdio: option null=%s: at most %d bytes", v,
-                              STDIO_NULL_MAX - 1);
+        stdio_host->set_error(rt, "stdio: option null=%s: at most %d bytes", v, STDIO_NULL_MAX - 1);
         return SEA_EOPTION;
       }
       memcpy(out->null_text, v, out->null_len);
@@ -500,7 +499,7 @@ enum { LINE_OK, LINE_MALFORMED, LINE_TOO_LONG };
 /* A line parsed from the current read, waiting for dispatch. */
 typedef struct stdio_scratch {
   sea_meta_t meta;
-  size_t off, len; /* payload in the current block (the whole line when malformed) */
+  size_t off, len;         /* payload in the current block (the whole line when malformed) */
   size_t key_off, key_len; /* the message key in the current block (key_delimiter=) */
   int has_key;
   size_t line_len; /* bytes without "\r\n", for max_line */

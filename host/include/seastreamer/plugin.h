@@ -180,8 +180,7 @@ typedef struct sea_host {
    * 'start'?") and the host's common keys and known (the backend's own, comma-separated).
    * Return SEA_EOPTION after it. Added in ABI 1.0 (pre-release): a plugin checks it is not NULL
    * (and words the error itself on an older host). */
-  void (*option_unknown)(sea_runtime_t *rt, const char *plugin, const char *key,
-                         const char *known);
+  void (*option_unknown)(sea_runtime_t *rt, const char *plugin, const char *key, const char *known);
 
   void *reserved[19];
 } sea_host_t;

@@ -84,6 +84,9 @@ static const char help[] =
     "                           the end: messages and bytes in and out, rates, in flight, each\n"
     "                           input's lag (out:stats() returns the same numbers)\n"
     "  --stats-json[=SECONDS]   the same as one JSON object per line on stderr\n"
+    "  --metrics HOST:PORT      serve the same counters (by input and output, lag, errors by\n"
+    "                           kind) at http://HOST:PORT/metrics in Prometheus' text format\n"
+    "                           (docs/delivery.md)\n"
     "\n"
     "exit status: 0 done; 1 a stream failed; 2 bad usage, a bad script or a processor\n"
     "error (with the script's name and line); 3 no backend.\n";
@@ -286,6 +289,7 @@ enum {
   OPT_STATS,
   OPT_STATS_JSON,
   OPT_MODE,
+  OPT_METRICS,
 };
 
 /* Parse argv into the config table on top of L (getopt_long, as every other command: --opt=value
@@ -310,6 +314,7 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
       {"stats", optional_argument, NULL, OPT_STATS},
       {"stats-json", optional_argument, NULL, OPT_STATS_JSON},
       {"mode", required_argument, NULL, OPT_MODE},
+      {"metrics", required_argument, NULL, OPT_METRICS},
       {NULL, 0, NULL, 0}};
   /* The config field of each numeric option, by its long name ("count" is -c too). */
   static const char *const numeric[][2] = {{"max-instructions", "max_instructions"},
@@ -371,6 +376,10 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
       break;
     case OPT_MODE:
       set_in(L, "input_options", "mode", optarg);
+      break;
+    case OPT_METRICS: /* checked when it listens, before anything connects */
+      lua_pushstring(L, optarg);
+      lua_setfield(L, -2, "metrics");
       break;
     case OPT_STATS:
     case OPT_STATS_JSON: {

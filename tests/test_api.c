@@ -2,7 +2,13 @@
  * backends loaded as .so plugins and linked in statically (argv[1] = dynamic | static). */
 #include <seastreamer/plugin.h>
 #include <seastreamer/seastreamer.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
 
 #include "test.h"
 #include "test_opts.h"
@@ -856,6 +862,133 @@ static void test_close_streamer_while_handle_closes(void) {
   CHECK_EQ_INT(sea_runtime_free(rt), 0);
 }
 
+/* ---- metrics: sea_metrics_serve over a pipeline, scraped through the runtime's loop ---- */
+
+static void on_keep(uv_timer_t *t) {
+}
+
+/* GET path from 127.0.0.1:port as HTTP/1.0, the loop running meanwhile (it answers); the whole
+ * response (head and body) into resp. Bounded: at most 5000 turns of 1 ms. The endpoint does not
+ * keep the loop alive (nor would a loop with nothing else to do poll it): a timer does here, as
+ * a running pipeline does in the commands. */
+static void http_get(sea_runtime_t *rt, int port, const char *path, char *resp, size_t len) {
+  uv_timer_t keep;
+  uv_timer_init(sea_runtime_uv_loop(rt), &keep);
+  uv_timer_start(&keep, on_keep, 1, 1);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  CHECK(fd >= 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+  CHECK(rc == 0 || errno == EINPROGRESS);
+  char req[256];
+  int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: test\r\n\r\n", path);
+  size_t sent = 0, got = 0;
+  resp[0] = '\0';
+  for (int i = 0; i < 5000; i++) {
+    if (sent < (size_t)n) {
+      ssize_t w = send(fd, req + sent, (size_t)n - sent, MSG_NOSIGNAL);
+      if (w > 0)
+        sent += (size_t)w;
+    }
+    sea_runtime_run(rt, SEA_RUN_NOWAIT);
+    ssize_t r = recv(fd, resp + got, len - 1 - got, 0);
+    if (r == 0)
+      break; /* HTTP/1.0: the server closes after the response */
+    if (r > 0) {
+      got += (size_t)r;
+      resp[got] = '\0';
+      if (got == len - 1)
+        break;
+      continue;
+    }
+    usleep(1000);
+  }
+  close(fd);
+  uv_close((uv_handle_t *)&keep, NULL);
+  sea_runtime_run(rt, SEA_RUN_NOWAIT);
+}
+
+static void test_metrics(void) {
+  sea_runtime_t *rt = new_runtime();
+  sea_metrics_t *m = NULL;
+  /* Addresses that do not parse: SEA_EINVAL and why, nothing listens. */
+  static const char *const bad[][2] = {{"nonsense", "expected HOST:PORT"},
+                                       {"127.0.0.1:65536", "not a number from 0 to 65535"},
+                                       {"127.0.0.1:", "not a number"},
+                                       {"1::2:9100", "brackets"},
+                                       {"[::1", "[IPV6]:PORT"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    CHECK_EQ_INT(sea_metrics_serve(rt, bad[i][0], &m), SEA_EINVAL);
+    CHECK(m == NULL);
+    CHECK_CONTAINS(sea_runtime_errmsg(rt), bad[i][1]);
+  }
+  CHECK_EQ_INT(sea_metrics_serve(rt, "127.0.0.1:0", &m), 0);
+  int port = sea_metrics_port(m);
+  CHECK(port > 0);
+  /* Its port again: in use. */
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+  sea_metrics_t *m2 = NULL;
+  CHECK_EQ_INT(sea_metrics_serve(rt, addr, &m2), SEA_EINVAL);
+  CHECK(m2 == NULL);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "in use");
+  /* Without a pipeline: the process's start time only. */
+  char buf[65536];
+  sea_metrics_text(m, buf, sizeof buf);
+  CHECK_CONTAINS(buf, "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds ");
+  CHECK(strstr(buf, "seastreamer_") == NULL);
+
+  /* A pipeline run to its end, v3 to the second output: the totals are sea_pipeline_stats'. */
+  sea_streamer_t *s;
+  CHECK_EQ_INT(sea_connect(rt, "mem://user:secret@mt/src", NULL, &s), 0);
+  produce_n(rt, s, 20, "v");
+  pl_case_t pc = {.reject_at = -1, .stop_at = -1, .to_slow = 3};
+  sea_pipeline_config_t cfg = {
+      .struct_size = sizeof cfg, .process = pl_process, .on_done = pl_done, .data = &pc};
+  sea_streamer_t *ss[3];
+  /* The input's URI carries a password: the label leaves it out. */
+  sea_pipeline_t *pl = pl_open(rt, ss, "mem://user:secret@mt/src", "stop_at_end=true",
+                               "mem://mt/out", "mem://mt/other", NULL, &cfg);
+  sea_metrics_set_pipeline(m, pl);
+  CHECK_EQ_INT(sea_pipeline_start(pl), 0);
+  run_until(rt, &pc.done);
+  CHECK_EQ_INT(pc.status, 0);
+  sea_pipeline_stats_t st;
+  sea_pipeline_stats(pl, &st);
+  CHECK_EQ_INT((int)st.processed, 20);
+  size_t need = sea_metrics_text(m, buf, 16);
+  CHECK(need > 16 && need < sizeof buf);
+  CHECK_EQ_INT((int)strlen(buf), 15);
+  CHECK_EQ_INT((int)sea_metrics_text(m, buf, sizeof buf), (int)need);
+  CHECK_CONTAINS(buf, "\nseastreamer_messages_in_total 20\n");
+  CHECK_CONTAINS(buf, "\nseastreamer_messages_out_total 20\n");
+  CHECK_CONTAINS(buf, "\nseastreamer_messages_confirmed_total 20\n");
+  CHECK_CONTAINS(buf, "\nseastreamer_inflight 0\n");
+  CHECK_CONTAINS(buf, "\nseastreamer_input_messages_total{input=\"0\",uri=\"mem://mt/src\"} 20\n");
+  CHECK_CONTAINS(buf,
+                 "\nseastreamer_output_messages_total{output=\"0\",uri=\"mem://mt/out\"} 19\n");
+  CHECK_CONTAINS(buf,
+                 "\nseastreamer_output_confirmed_total{output=\"1\",uri=\"mem://mt/other\"} 1\n");
+  CHECK_CONTAINS(buf, "\nseastreamer_errors_total{kind=\"failed\"} 0\n");
+  CHECK(strstr(buf, "secret") == NULL);
+  /* Over HTTP, answered by the loop. */
+  static char resp[65536];
+  http_get(rt, port, "/metrics", resp, sizeof resp);
+  CHECK_CONTAINS(resp, " 200 OK\r\n");
+  CHECK_CONTAINS(resp, "Content-Type: text/plain; version=0.0.4");
+  CHECK_CONTAINS(resp, "\r\n\r\n# HELP process_start_time_seconds ");
+  CHECK_CONTAINS(resp, "\nseastreamer_messages_in_total 20\n");
+  http_get(rt, port, "/nope", resp, sizeof resp);
+  CHECK_CONTAINS(resp, " 404 Not Found\r\n");
+  sea_metrics_set_pipeline(m, NULL);
+  pl_close(rt, pl, ss);
+  sea_streamer_close(s);
+  sea_metrics_close(m);
+  sea_metrics_close(NULL);
+  CHECK_EQ_INT(sea_runtime_free(rt), 0);
+}
+
 int main(int argc, char **argv) {
   linked_statically = argc > 1 && strcmp(argv[1], "static") == 0;
   test_producer();
@@ -866,5 +999,6 @@ int main(int argc, char **argv) {
   test_pipeline();
   test_close_in_callback();
   test_close_streamer_while_handle_closes();
+  test_metrics();
   return test_report();
 }

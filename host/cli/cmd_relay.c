@@ -20,11 +20,13 @@ typedef struct job {
   sea_consumer_t *in;
   sea_producer_t *out;
   sea_relay_t *relay;
-  int64_t partition;    /* consume -p N: read only shard N of each stream key (-1: all) */
-  sea_kv_t *headers;    /* produce -H name=value, added to every message */
-  bool empty_null;      /* produce -Z: the output must have NULL payloads */
-  uint64_t stats_ms;    /* --stats / --stats-json: the interval (0: no stats) */
-  unsigned stats_flags; /* SEA_STATS_JSON */
+  int64_t partition;        /* consume -p N: read only shard N of each stream key (-1: all) */
+  sea_kv_t *headers;        /* produce -H name=value, added to every message */
+  bool empty_null;          /* produce -Z: the output must have NULL payloads */
+  uint64_t stats_ms;        /* --stats / --stats-json: the interval (0: no stats) */
+  unsigned stats_flags;     /* SEA_STATS_JSON */
+  const char *metrics_addr; /* --metrics HOST:PORT */
+  sea_metrics_t *metrics;
   uv_signal_t sigs[2];
   int nsigs;
   int status;
@@ -101,6 +103,13 @@ static int run_job(job_t *j) {
     return EXIT_STREAM;
   }
   the_job = j;
+  /* --metrics listens before anything connects: a bad address or a port in use is a usage error
+   * while nothing has been consumed. */
+  if (j->metrics_addr && (rc = sea_metrics_serve(j->rt, j->metrics_addr, &j->metrics)) != 0) {
+    cli_error(j->cmd, "--metrics %s: %s", j->metrics_addr, sea_runtime_errmsg(j->rt));
+    rc = SEA_EINVAL;
+    goto out;
+  }
   if ((rc = connect_one(j, j->in_uri, j->in_opts, &j->in_s)) != 0)
     goto out;
   if ((rc = connect_one(j, j->out_uri, j->out_opts, &j->out_s)) != 0)
@@ -127,6 +136,7 @@ static int run_job(job_t *j) {
   }
   if (j->stats_ms)
     sea_pipeline_report_stats(sea_relay_pipeline(j->relay), j->stats_ms, j->stats_flags);
+  sea_metrics_set_pipeline(j->metrics, sea_relay_pipeline(j->relay));
   uv_loop_t *loop = sea_runtime_uv_loop(j->rt);
   int signums[2] = {SIGINT, SIGTERM};
   for (int i = 0; i < 2; i++) {
@@ -146,6 +156,7 @@ static int run_job(job_t *j) {
   if (rc != 0)
     cli_error(j->cmd, "%s", j->errmsg[0] ? j->errmsg : sea_strerror(rc));
 out:
+  sea_metrics_close(j->metrics); /* before the pipeline it reads goes */
   /* The relay closes its handles (the output first); these are the ones it never took. */
   sea_relay_free(j->relay);
   if (j->out)
@@ -165,7 +176,16 @@ out:
   return cli_exit_for(rc);
 }
 
-enum { OPT_MODE = 256, OPT_HELP, OPT_COMMIT, OPT_EOS, OPT_TXID, OPT_STATS, OPT_STATS_JSON };
+enum {
+  OPT_MODE = 256,
+  OPT_HELP,
+  OPT_COMMIT,
+  OPT_EOS,
+  OPT_TXID,
+  OPT_STATS,
+  OPT_STATS_JSON,
+  OPT_METRICS
+};
 
 /* -q and -v, the same for every command that runs a stream. */
 #define LOG_HELP                                                                                   \
@@ -178,7 +198,9 @@ enum { OPT_MODE = 256, OPT_HELP, OPT_COMMIT, OPT_EOS, OPT_TXID, OPT_STATS, OPT_S
   "                   end: messages and bytes in and out, rates, in flight, each input's lag\n"    \
   "  --stats-json[=SECONDS]  the same as one JSON object per line on stderr (messages_in,\n"       \
   "                   messages_out, bytes_in, bytes_out, inflight, lag: [{stream, shard,\n"        \
-  "                   lag}], time; the last has \"final\": true; docs/delivery.md)\n"
+  "                   lag}], time; the last has \"final\": true; docs/delivery.md)\n"              \
+  "  --metrics HOST:PORT  serve the same counters (by input and output, lag, errors by kind)\n"    \
+  "                   at http://HOST:PORT/metrics in Prometheus' text format (docs/delivery.md)\n"
 
 /* --stats[=SECONDS]: seconds, fractions allowed, into ms. */
 static int parse_stats(const char *cmd, const char *opt, const char *s, uint64_t *ms) {
@@ -425,6 +447,7 @@ static int run(kind_t kind, int argc, char **argv) {
                                            {"transactional-id", required_argument, NULL, OPT_TXID},
                                            {"stats", optional_argument, NULL, OPT_STATS},
                                            {"stats-json", optional_argument, NULL, OPT_STATS_JSON},
+                                           {"metrics", required_argument, NULL, OPT_METRICS},
                                            {"help", no_argument, NULL, OPT_HELP},
                                            {NULL, 0, NULL, 0}};
   job_t j;
@@ -517,6 +540,9 @@ static int run(kind_t kind, int argc, char **argv) {
     case OPT_STATS_JSON:
       rc = parse_stats(j.cmd, c == OPT_STATS ? "--stats" : "--stats-json", optarg, &j.stats_ms);
       j.stats_flags = c == OPT_STATS_JSON ? SEA_STATS_JSON : 0;
+      break;
+    case OPT_METRICS:
+      j.metrics_addr = optarg;
       break;
     case 'h':
     case OPT_HELP:

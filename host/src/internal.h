@@ -166,6 +166,16 @@ sea__stats_t **sea__pipeline_stats_ref(sea_pipeline_t *pl);
 sea_runtime_t *sea__pipeline_runtime(sea_pipeline_t *pl);
 void sea__stats_final(sea__stats_t *s); /* the last line, once; stops the timer */
 void sea__stats_free(sea__stats_t *s);
+/* One input's or output's share of a pipeline's counters (metrics.c): messages and payload bytes
+ * handed to the processor (an input) or accepted by the output, confirmed and in flight (an
+ * output). sea__pipeline_flow fills it for input or output index (output: index nout is the
+ * exactly-once transactional producer, txn set), or returns SEA_EINVAL past the last. */
+typedef struct sea__flow {
+  const char *uri;
+  uint64_t messages, bytes, confirmed, inflight;
+  int txn;
+} sea__flow_t;
+int sea__pipeline_flow(const sea_pipeline_t *pl, int output, size_t index, sea__flow_t *out);
 
 void sea__log(int level, const char *plugin, const char *fmt, ...) SEA__PRINTF(3, 4);
 

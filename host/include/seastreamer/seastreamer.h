@@ -566,6 +566,31 @@ SEA_EXTERN int sea_pipeline_report_stats(sea_pipeline_t *pl, uint64_t interval_m
  * (always NUL-terminated). Returns the length it needed, as snprintf. */
 SEA_EXTERN size_t sea_pipeline_stats_line(sea_pipeline_t *pl, unsigned flags, int final, char *buf,
                                           size_t len);
+
+/* Metrics (`--metrics HOST:PORT`): an HTTP endpoint serving GET /metrics in Prometheus' text
+ * exposition format 0.0.4, from the runtime's own loop (libmicrohttpd without a thread of its
+ * own: its sockets are polled by the loop, and the counters are read on the loop's thread, as
+ * sea_pipeline_stats reads them). The numbers are a pipeline's stats (the same as
+ * sea_pipeline_report_stats prints) by input and output, each input's lag, errors by kind and
+ * process_start_time_seconds; docs/delivery.md names them. Other paths answer 404, other
+ * methods 405. */
+typedef struct sea_metrics sea_metrics_t;
+/* Listen on host_port, "HOST:PORT", "[IPV6]:PORT" or ":PORT" (every IPv4 interface); HOST may
+ * be a name (resolved now). Port 0 takes a free port (sea_metrics_port). Binds and listens
+ * before it returns: SEA_EINVAL for an address that does not parse, resolve or bind (in use,
+ * not local), with the reason in sea_runtime_errmsg. The endpoint does not keep the loop alive.
+ * Close it (sea_metrics_close) before freeing the runtime. */
+SEA_EXTERN int sea_metrics_serve(sea_runtime_t *rt, const char *host_port, sea_metrics_t **out);
+/* What the endpoint reports: pl (NULL: only the process's start time). pl must outlive it or be
+ * replaced (NULL) before it is freed. */
+SEA_EXTERN void sea_metrics_set_pipeline(sea_metrics_t *m, sea_pipeline_t *pl);
+/* The port it listens on. */
+SEA_EXTERN int sea_metrics_port(const sea_metrics_t *m);
+/* The body GET /metrics answers now, into buf (NUL-terminated); returns the length it needed,
+ * as snprintf. */
+SEA_EXTERN size_t sea_metrics_text(const sea_metrics_t *m, char *buf, size_t len);
+/* Stop listening, drop open connections and free it. NULL is allowed. */
+SEA_EXTERN void sea_metrics_close(sea_metrics_t *m);
 SEA_EXTERN sea_producer_t *sea_pipeline_output(const sea_pipeline_t *pl, size_t index);
 SEA_EXTERN sea_consumer_t *sea_pipeline_input(const sea_pipeline_t *pl, size_t index);
 /* The config's data pointer. */

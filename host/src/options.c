@@ -194,8 +194,9 @@ static size_t edit_distance(const char *a, const char *b) {
   return d[n][m];
 }
 
-/* Whether cand is nearer to key than *best_d (and near enough to be a likely typo: at most two
- * edits, and no more than a third of the key's letters, so "ab" does not "mean" "db"). */
+/* Keep cand in best if it is nearer to key than *best_d and near enough to be a likely typo: at
+ * most two edits, and about a third of the key's letters at most (3 * edits <= length + 1), so a
+ * two-letter key is one edit from its match and "zz" does not "mean" "db". */
 static void consider(const char *key, const char *cand, size_t cand_len, char *best,
                      size_t best_size, size_t *best_d) {
   char buf[64];

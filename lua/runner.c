@@ -63,6 +63,8 @@ static const char help[] =
     "  --mode MODE              realtime, resumable or load-balanced (-I mode=MODE)\n"
     "  -O key=value             an option for every output\n"
     "  -e                       stop when the inputs are caught up (stop_at_end=true)\n"
+    "  -q / -v, -vv             log errors only / info / debug (SEASTREAMER_LOG=error|info|\n"
+    "                           debug), as in consume and produce\n"
     "  --exactly-once           Kafka to Kafka: each commit window is one transaction holding\n"
     "                           the outputs and the inputs' positions (docs/delivery.md)\n"
     "  --transactional-id ID    with --exactly-once: the transactional.id (default: derived\n"
@@ -332,7 +334,8 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
   int c, li = -1;
   optind = 1;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":hI:O:X:o:G:c:e", longopts, &li)) != -1) {
+  int quiet = 0, verbose = 0;
+  while ((c = getopt_long(argc, argv, ":hI:O:X:o:G:c:eqv", longopts, &li)) != -1) {
     const char *name = li >= 0 ? longopts[li].name : NULL;
     li = -1;
     double num;
@@ -351,6 +354,12 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
       break;
     case 'e':
       set_in(L, "input_options", "stop_at_end", "true");
+      break;
+    case 'q':
+      quiet = 1;
+      break;
+    case 'v':
+      verbose++;
       break;
     case 'o': /* where the inputs start, as in consume and relay */
       set_in(L, "input_options", "start", optarg);
@@ -464,6 +473,13 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
       return usage_error("unknown option '%s'", argv[optind - 1]);
     }
   }
+  if (quiet && verbose)
+    return usage_error("-q and -v contradict each other");
+  /* Before any runtime exists, so the level holds from the first line (as consume's -q/-v). */
+  if (quiet)
+    setenv("SEASTREAMER_LOG", "error", 1);
+  else if (verbose)
+    setenv("SEASTREAMER_LOG", verbose > 1 ? "debug" : "info", 1);
   for (int i = optind; i < argc; i++) {
     if (*script)
       return usage_error("unexpected argument '%s': one script only", argv[i]);

@@ -128,7 +128,23 @@ static void test_producer(void) {
   sea_options_free(o);
   o = opts("nosuch=1", NULL, NULL);
   CHECK_EQ_INT(sea_producer_open(s, o, &p), SEA_EOPTION);
-  CHECK_CONTAINS(sea_runtime_errmsg(rt), "unknown option 'nosuch'");
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "unknown option 'nosuch' (common keys: mode, group,");
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "; mem keys: capacity, fail_after, hold_receipts)");
+  CHECK(strstr(sea_runtime_errmsg(rt), "did you mean") == NULL);
+  sea_options_free(o);
+  /* A typo suggests the nearest key: the backend's, or a common one (a swap is one edit). */
+  o = opts("capacty=1", NULL, NULL);
+  CHECK_EQ_INT(sea_producer_open(s, o, &p), SEA_EOPTION);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "unknown option 'capacty': did you mean 'capacity'?");
+  sea_options_free(o);
+  o = opts("strat=1", NULL, NULL);
+  CHECK_EQ_INT(sea_producer_open(s, o, &p), SEA_EOPTION);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "unknown option 'strat': did you mean 'start'?");
+  sea_options_free(o);
+  /* Too far to be a typo of anything: two edits in a two-letter key. */
+  o = opts("zz=1", NULL, NULL);
+  CHECK_EQ_INT(sea_producer_open(s, o, &p), SEA_EOPTION);
+  CHECK(strstr(sea_runtime_errmsg(rt), "did you mean") == NULL);
   sea_options_free(o);
 
   sea_streamer_close(s);

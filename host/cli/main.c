@@ -1,4 +1,5 @@
 /* main.c: the seastreamer command: dispatch to a subcommand, shared error reporting. */
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,24 @@ int cli_exit_for(int err) {
   default:
     return EXIT_STREAM;
   }
+}
+
+int cli_help_only(const char *cmd, int argc, char **argv, const char *help, int *shown) {
+  static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+  int c;
+  *shown = 0;
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+    if (c == 'h') {
+      fputs(help, stdout);
+      *shown = 1;
+      return 0;
+    }
+    cli_error(cmd, "unknown option '%s' (see --help)", argv[optind - 1]);
+    return EXIT_USAGE;
+  }
+  return 0;
 }
 
 int cli_option(const char *cmd, sea_options_t *opts, const char *kv) {

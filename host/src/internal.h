@@ -196,6 +196,12 @@ int sea__options_merge(sea_options_t *dst, const sea_options_t *src);
 bool sea__option_is_common(const char *key);
 int sea__parse_u64(const char *s, uint64_t *out);
 int sea__parse_bool(const char *s, bool *out);
+/* The common key or one of known (a backend's keys, comma/space separated) nearest to key, a
+ * likely typo of it: 1 and out set, or 0. */
+int sea__option_nearest(const char *key, const char *known, char *out, size_t size);
+/* The host table's option_unknown: set rt's error to one line naming key, the nearest known key
+ * and every common and backend key. */
+void sea__option_unknown(sea_runtime_t *rt, const char *plugin, const char *key, const char *known);
 
 /* streamer.c: what the host table's "back to the host" members call */
 sea_op_t *sea__op_new(sea_runtime_t *rt, const char *what, sea_done_cb cb, void *data);

@@ -228,6 +228,9 @@ const sea_uri_t *sea_streamer_uri(const sea_streamer_t *s) {
 const char *sea_streamer_backend(const sea_streamer_t *s) {
   return backend_name(s);
 }
+uint64_t sea_streamer_caps(const sea_streamer_t *s) {
+  return s->plugin->desc.caps;
+}
 void *sea_streamer_get_data(const sea_streamer_t *s) {
   return s->data;
 }
@@ -910,6 +913,8 @@ static int parse_start(sea_runtime_t *rt, const char *v, sea_open_args_t *a) {
     a->start_pos.kind = SEA_POS_BEGINNING;
   } else if (strcmp(v, "end") == 0) {
     a->start_pos.kind = SEA_POS_END;
+  } else if (strcmp(v, "stored") == 0) {
+    a->has_start = 0; /* the group's committed position (kcat's -o stored): the default */
   } else if (strncmp(v, "s@", 2) == 0 && sea__parse_u64(v + 2, &n) == 0 && n <= INT64_MAX / 1000) {
     a->start_is_time = 1;
     a->start_ts_us = (int64_t)n * 1000;
@@ -921,8 +926,8 @@ static int parse_start(sea_runtime_t *rt, const char *v, sea_open_args_t *a) {
     a->start_pos.seq = n;
   } else {
     return sea__rt_err(rt, SEA_EOPTION,
-                       "option start=%s: expected beginning, end, a sequence number N, -N (N "
-                       "before the end) or s@MILLISECONDS",
+                       "option start=%s: expected beginning, end, stored, a sequence number N, "
+                       "-N (N before the end) or s@MILLISECONDS",
                        v);
   }
   return 0;
@@ -963,9 +968,14 @@ static int consumer_args(sea_streamer_t *s, const sea_options_t *all, sea_open_a
   if ((v = sea_options_get(all, "start")) != NULL) {
     if ((rc = parse_start(rt, v, a)))
       return rc;
+    bool stored = strcmp(v, "stored") == 0;
+    if (stored && a->mode == SEA_MODE_REALTIME)
+      return sea__rt_err(rt, SEA_EOPTION,
+                         "option start=stored: the stored position is a group's (give a group, "
+                         "-G NAME, in resumable or load-balanced mode)");
     bool plain_end = a->has_start && !a->start_is_time && a->start_pos.kind == SEA_POS_END;
     bool can = a->start_is_time ? (d->caps & SEA_CAP_SEEK) : (d->caps & SEA_CAP_REWIND);
-    if (!plain_end && !can)
+    if (!stored && !plain_end && !can)
       return sea__rt_err(rt, SEA_ENOTSUP, "option start=%s: %s cannot %s", v, d->name,
                          a->start_is_time ? "seek by time" : "rewind");
   }

@@ -188,10 +188,12 @@ static int parse_opts(sea_runtime_t *rt, const sea_options_t *o, file_opts_t *fo
         fo->max_frame = num;
       }
     } else {
-      fh->set_error(rt,
-                    "file: unknown option '%s' (known: create, beacon_interval, size_limit, "
-                    "flush_interval, eos, poll_interval, on_damage, max_frame)",
-                    k);
+      static const char known[] = "create, beacon_interval, size_limit, flush_interval, eos, "
+                                  "poll_interval, on_damage, max_frame";
+      if (fh->option_unknown != NULL)
+        fh->option_unknown(rt, "file", k, known);
+      else
+        fh->set_error(rt, "file: unknown option '%s' (known: %s)", k, known);
       return SEA_EOPTION;
     }
     continue;

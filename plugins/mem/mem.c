@@ -300,8 +300,11 @@ static int mem_parse_options(sea_runtime_t *rt, const sea_options_t *o, mem_limi
       }
       lim->hold_receipts = strcmp(v, "true") == 0;
     } else {
-      mem_host->set_error(
-          rt, "mem: unknown option '%s' (known: capacity, fail_after, hold_receipts)", k);
+      if (mem_host->option_unknown != NULL)
+        mem_host->option_unknown(rt, "mem", k, "capacity, fail_after, hold_receipts");
+      else
+        mem_host->set_error(
+            rt, "mem: unknown option '%s' (known: capacity, fail_after, hold_receipts)", k);
       return SEA_EOPTION;
     }
   }

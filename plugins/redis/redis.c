@@ -195,7 +195,10 @@ static int cfg_apply(sea_runtime_t *rt, rcfg_t *c, const sea_options_t *o) {
     } else if (strcmp(k, "pipeline") == 0) {
       bad = parse_u64(v, &c->pipeline) || c->pipeline < 1;
     } else {
-      rhost->set_error(rt, R_NAME ": unknown option '%s=%s' (known: %s)", k, v, r_known_opts);
+      if (rhost->option_unknown != NULL)
+        rhost->option_unknown(rt, R_NAME, k, r_known_opts);
+      else
+        rhost->set_error(rt, R_NAME ": unknown option '%s=%s' (known: %s)", k, v, r_known_opts);
       return SEA_EOPTION;
     }
     if (bad) {

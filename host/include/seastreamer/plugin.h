@@ -188,7 +188,14 @@ typedef struct sea_host {
    * checks it is not NULL. */
   void (*consumer_revoked)(sea_consumer_t *c, int incremental);
 
-  void *reserved[20];
+  /* Refuse an option key the backend does not know: sets the error of the current connect/open
+   * (as set_error) to one line naming key, the key it is likely a typo of ("did you mean
+   * 'start'?") and the host's common keys and known (the backend's own, comma-separated).
+   * Return SEA_EOPTION after it. Added in ABI 1.0 (pre-release): a plugin checks it is not NULL
+   * (and words the error itself on an older host). */
+  void (*option_unknown)(sea_runtime_t *rt, const char *plugin, const char *key, const char *known);
+
+  void *reserved[19];
 } sea_host_t;
 
 /* Capability bits. */

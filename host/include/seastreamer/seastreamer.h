@@ -271,6 +271,9 @@ SEA_EXTERN int sea_connect(sea_runtime_t *rt, const char *uri, const sea_options
 SEA_EXTERN void sea_streamer_close(sea_streamer_t *s);
 SEA_EXTERN const sea_uri_t *sea_streamer_uri(const sea_streamer_t *s);
 SEA_EXTERN const char *sea_streamer_backend(const sea_streamer_t *s);
+/* What the backend can carry and do: SEA_CAP_* bits (seastreamer/plugin.h), e.g. whether a
+ * message key or headers survive the trip. */
+SEA_EXTERN uint64_t sea_streamer_caps(const sea_streamer_t *s);
 SEA_EXTERN void *sea_streamer_get_data(const sea_streamer_t *s);
 SEA_EXTERN void sea_streamer_set_data(sea_streamer_t *s, void *data);
 /* The message of the streamer's last failed operation (sea_streamer_list). */
@@ -695,11 +698,14 @@ typedef struct sea_relay_config {
   int keep_stream_key;          /* send to each message's own key even if the output is anchored (a
                                    message without a key of its own, "broadcast", still goes to the
                                    anchored key) */
-  const char *message_key;      /* set this message key (Kafka key) on every message, or NULL */
+  const char *message_key;      /* set this message key (Kafka key) on every message without a
+                                   key of its own (as kcat -k with -K), or NULL */
   int keep_meta;                /* pass the input header (seq, shard, timestamp) to the output */
   uint64_t commit_interval_ms;  /* 0 = default (1000) */
   int exactly_once;             /* Kafka → Kafka in transactions (sea_pipeline_config_t) */
   const char *transactional_id; /* with exactly_once: NULL = derived */
+  const sea_kv_t *headers;      /* add these headers to every message, after its own (kcat -H); */
+  size_t header_count;          /* they must outlive the relay */
 } sea_relay_config_t;
 
 /* Takes both handles (the relay closes them when freed). */

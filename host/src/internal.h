@@ -211,6 +211,7 @@ int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned
 void sea__deliver(sea_consumer_t *c, sea_batch_t *batch);
 void sea__consumer_end(sea_consumer_t *c, int status, const char *fmt, ...) SEA__PRINTF(3, 4);
 void sea__consumer_revoked(sea_consumer_t *c, int incremental);
+int sea__consumer_rewind_committed(sea_consumer_t *c, sea_done_cb cb, void *data);
 void sea__receipt(sea_producer_t *p, void *token, int status, const sea_meta_t *meta);
 void sea__producer_ready(sea_producer_t *p);
 void sea__producer_fail(sea_producer_t *p, int status, const char *fmt, ...) SEA__PRINTF(3, 4);

@@ -24,6 +24,14 @@
 #define COMMIT_EVERY_MS_DEFAULT 1000
 #define JOIN_WAIT_MS_DEFAULT 1000
 #define JOIN_MAX_BUFFERED_DEFAULT 100000
+/* The last commit, refused while the group's coordinator moves (SEA_EBUSY), is tried again after
+ * 100 ms, 200 ms, ... (at most 2 s apart), this many times: about 25 s of waiting, past a Kafka
+ * coordinator's failover (the broker's session timeout, 9 s by default, and the new one's load). */
+#define LAST_COMMIT_TRIES 16
+#define LAST_COMMIT_BACKOFF_MAX_MS 2000
+/* Exactly once: windows aborted in a row (each for an abortable error, then replayed) before
+ * the pipeline gives up. A successful commit starts the count again. */
+#define EOS_RETRIES_MAX 10
 
 typedef struct pbatch pbatch_t;
 typedef struct pl_input pl_input_t;
@@ -113,9 +121,12 @@ struct sea_pipeline {
   bool in_call;
   size_t blocked; /* outputs holding an overflow */
   bool started, stopping, stop_requested, flushed, finishing, done;
+  bool stop_asked; /* sea_pipeline_stop was called (a signal, out:stop(), the user) */
   unsigned processing; /* nesting guard of process_work */
   int flushing;        /* outputs still flushing or ending */
-  int commits_out;     /* commits in flight */
+  int commits_out;     /* commits in flight (a last commit waiting to be tried again too) */
+  unsigned last_commit_tries; /* the last commit: refusals in a row while the coordinator moved */
+  bool commit_backoff;        /* the last commit waits on the timer to be tried again */
   int status;
   uv_timer_t *timer; /* the commit timer, freed in its close callback */
   uint64_t commit_every_ms;
@@ -128,6 +139,11 @@ struct sea_pipeline {
   int offsets_out;    /* send_offsets in flight */
   bool txn_aborting;  /* the transaction operation out is an abort */
   bool txn_rebalance; /* that abort is for a rebalance: the pipeline goes on */
+  bool txn_replay;    /* that abort is for an abortable error: the inputs go back, it goes on */
+  unsigned eos_retries; /* windows aborted for abortable errors in a row (EOS_RETRIES_MAX) */
+  int rewinds_out;      /* inputs going back to their committed positions */
+  uint64_t counted;     /* messages processed toward -c (cfg.max_count), less what came again */
+  uint64_t window_counted; /* counted when the open transaction began */
   uint64_t window_sends; /* sends into the open transaction */
   char txn_id[256];
   sea__join_t *join;  /* joined: the messages waiting for their turn */
@@ -146,6 +162,8 @@ static void maybe_finish(sea_pipeline_t *pl);
 static void eos_close(sea_pipeline_t *pl);
 static void eos_progress(sea_pipeline_t *pl);
 static void on_drain(sea_producer_t *p);
+static void on_commit_timer(uv_timer_t *t);
+static bool eos_stop_after_window(sea_pipeline_t *pl);
 
 /* Exactly once: no processor call while a window closes (its sends would miss the commit). */
 static inline bool txn_holds(const sea_pipeline_t *pl) {
@@ -232,6 +250,35 @@ static void advance_acks(pl_input_t *in) {
   }
 }
 
+/* A commit refused while the group's coordinator moves (SEA_EBUSY): nothing is lost, the same
+ * positions are committed again. A timer commit leaves it to the next tick; the last commit
+ * (the pipeline is finishing, nothing will tick) is tried again with a bounded backoff, and
+ * only then reported as failed. False: give up. */
+static bool commit_again(sea_pipeline_t *pl, pl_input_t *in) {
+  in->dirty = true;
+  if (!pl->finishing) {
+    sea__log(SEA_LOG_WARN, NULL, "commit on %s not done (%s): the next commit tries again",
+             in->uri, sea_consumer_errmsg(in->c));
+    return true;
+  }
+  if (pl->last_commit_tries >= LAST_COMMIT_TRIES || pl->timer == NULL)
+    return false;
+  uint64_t ms = 100u << (pl->last_commit_tries < 5 ? pl->last_commit_tries : 5);
+  if (ms > LAST_COMMIT_BACKOFF_MAX_MS)
+    ms = LAST_COMMIT_BACKOFF_MAX_MS;
+  pl->last_commit_tries++;
+  sea__log(SEA_LOG_WARN, NULL, "last commit on %s not done (%s): trying again in %llu ms (%u of %d)",
+           in->uri, sea_consumer_errmsg(in->c), (unsigned long long)ms, pl->last_commit_tries,
+           LAST_COMMIT_TRIES);
+  if (!pl->commit_backoff) {
+    pl->commit_backoff = true;
+    pl->commits_out++; /* the pipeline is not done while a commit waits to be tried again */
+    uv_ref((uv_handle_t *)pl->timer);
+    uv_timer_start(pl->timer, on_commit_timer, ms, 0);
+  }
+  return true;
+}
+
 static void after_commit(void *data, int status) {
   pl_input_t *in = data;
   sea_pipeline_t *pl = in->pl;
@@ -241,14 +288,26 @@ static void after_commit(void *data, int status) {
     return;
   }
   pl->commits_out--;
-  if (status == 0)
+  if (status == 0) {
     pl->st.commits++;
-  else if (status != SEA_ECANCELED)
+    if (pl->finishing)
+      pl->last_commit_tries = 0; /* each input's last commit has its own tries */
+  } else if (status == SEA_EBUSY && commit_again(pl, in)) {
+    /* tried again: by the next tick, or by the backoff timer */
+  } else if (status == SEA_EBUSY) {
+    set_error(pl, status,
+              "commit on %s: %s; gave up after %d tries: what was done since the last commit is "
+              "delivered again after a restart (duplicates, nothing lost)",
+              in->uri, sea_consumer_errmsg(in->c), LAST_COMMIT_TRIES + 1);
+  } else if (status != SEA_ECANCELED) {
     set_error(pl, status, "commit on %s: %s", in->uri, sea_consumer_errmsg(in->c));
+  }
   maybe_finish(pl);
 }
 
 static void commit_all(sea_pipeline_t *pl) {
+  if (pl->commit_backoff)
+    return; /* the backoff timer commits */
   for (size_t i = 0; i < pl->nin; i++) {
     pl_input_t *in = pl->in[i];
     if (!in->dirty || in->committing)
@@ -267,8 +326,17 @@ static void commit_all(sea_pipeline_t *pl) {
 
 static void on_commit_timer(uv_timer_t *t) {
   sea_pipeline_t *pl = t->data;
-  if (pl == NULL || pl->finishing)
+  if (pl == NULL)
     return;
+  if (pl->finishing) {
+    if (pl->commit_backoff) { /* the last commit, once more */
+      pl->commit_backoff = false;
+      pl->commits_out--;
+      uv_unref((uv_handle_t *)t);
+      maybe_finish(pl);
+    }
+    return;
+  }
   pl->commit_due_ns = uv_hrtime() + pl->commit_every_ms * 1000000u;
   if (pl->txo)
     eos_close(pl);
@@ -599,10 +667,11 @@ static bool count_call(sea_pipeline_t *pl, pbatch_t *pb, size_t first, size_t n)
   for (size_t k = first; k < first + n; k++)
     bytes += pb->batch->msgs[k].payload.len;
   pl->st.processed += n;
+  pl->counted += n;
   pl->st.bytes_in += bytes;
   pb->in->msgs += n;
   pb->in->bytes += bytes;
-  if (pl->cfg.max_count && pl->st.processed >= pl->cfg.max_count)
+  if (pl->cfg.max_count && pl->counted >= pl->cfg.max_count)
     pl->stop_requested = true;
   if (pl->stop_requested)
     return true;
@@ -620,7 +689,7 @@ static void join_work(sea_pipeline_t *pl) {
   sea__join_t *j = pl->join;
   uint64_t wake = 0;
   while (!pl->stopping && pl->blocked == 0) {
-    uint64_t left = pl->cfg.max_count ? pl->cfg.max_count - pl->st.processed : UINT64_MAX;
+    uint64_t left = pl->cfg.max_count ? pl->cfg.max_count - pl->counted : UINT64_MAX;
     if (left == 0) {
       pl->stop_requested = true;
       break;
@@ -677,11 +746,14 @@ static void process_work(sea_pipeline_t *pl) {
   pl->processing++;
   if (pl->join && !txn_holds(pl))
     join_work(pl);
-  while (pl->work_head && !pl->stopping && pl->blocked == 0 && !txn_holds(pl)) {
+  /* (stop_requested: exactly once, a stop waits for the open window's commit; nothing more is
+   * processed meanwhile) */
+  while (pl->work_head && !pl->stopping && !pl->stop_requested && pl->blocked == 0 &&
+         !txn_holds(pl)) {
     pbatch_t *pb = pl->work_head;
     size_t count = pb->batch->count;
     while (pb->next_proc < count && !pl->stopping && pl->blocked == 0 && !txn_holds(pl)) {
-      uint64_t left = pl->cfg.max_count ? pl->cfg.max_count - pl->st.processed : UINT64_MAX;
+      uint64_t left = pl->cfg.max_count ? pl->cfg.max_count - pl->counted : UINT64_MAX;
       if (left == 0) {
         pl->stop_requested = true;
         break;
@@ -714,7 +786,8 @@ static void process_work(sea_pipeline_t *pl) {
   pl->processing--;
   if (pl->stop_requested || pl->stopping) {
     pl->yielded = false;
-    begin_stop(pl);
+    if (!eos_stop_after_window(pl))
+      begin_stop(pl);
     return;
   }
   if (pl->yielded) {
@@ -751,9 +824,10 @@ static void process_work(sea_pipeline_t *pl) {
   }
   if (pl->nin > 0 && all_ended && pl->work_head == NULL &&
       (pl->join == NULL || sea__join_buffered(pl->join) == 0)) {
-    if (!pl->cfg.linger)
-      begin_stop(pl);
-    else if (pl->cfg.on_inputs_ended) {
+    if (!pl->cfg.linger) {
+      if (!eos_stop_after_window(pl))
+        begin_stop(pl);
+    } else if (pl->cfg.on_inputs_ended) {
       sea_pipeline_event_cb cb = pl->cfg.on_inputs_ended;
       pl->cfg.on_inputs_ended = NULL; /* once */
       cb(pl, pl->cfg.data);
@@ -938,7 +1012,8 @@ void sea_pipeline_stop(sea_pipeline_t *pl) {
   if (pl == NULL || pl->stopping)
     return;
   pl->stop_requested = true;
-  if (!pl->in_call && !pl->processing)
+  pl->stop_asked = true;
+  if (!pl->in_call && !pl->processing && !eos_stop_after_window(pl))
     begin_stop(pl);
 }
 
@@ -970,6 +1045,64 @@ static bool same_nodes(const sea_uri_t *a, const sea_uri_t *b) {
 static void eos_begin(sea_pipeline_t *pl);
 static void eos_abort(sea_pipeline_t *pl);
 
+static void eos_rewind(sea_pipeline_t *pl);
+static int eos_end_start(sea_pipeline_t *pl, bool abort_);
+
+/* May the window whose transaction met a failure (not fatal: the producer goes on) be aborted
+ * and processed again, from the inputs' committed positions? Nothing of an aborted window is
+ * visible to read_committed readers and nothing of it is committed, so that costs neither a
+ * duplicate nor a message. Not at the stop (nothing would process the window again: a rerun
+ * does), nor after EOS_RETRIES_MAX windows in a row; then it says why (false). False without a
+ * word if the producer failed (fatal: fenced by a newer instance with the same transactional.id,
+ * ...) or was canceled: the caller reports that. */
+static bool eos_may_retry(sea_pipeline_t *pl, int status, const char *what) {
+  const char *em = sea_producer_errmsg(pl->txo->p);
+  if (status == SEA_ECANCELED || pl->status != 0 || sea_producer_error(pl->txo->p) != 0)
+    return false;
+  if (pl->stopping) {
+    set_error(pl, status,
+              "exactly-once: %s transaction %s: %s; the last window is aborted: its messages "
+              "are not committed, and a rerun processes them again (exactly once)",
+              what, pl->txn_id, em);
+    return false;
+  }
+  if (pl->eos_retries >= EOS_RETRIES_MAX) {
+    set_error(pl, status,
+              "exactly-once: %s transaction %s: %s; gave up after %d windows in a row were "
+              "aborted (a rerun resumes from the committed positions, exactly once)",
+              what, pl->txn_id, em, EOS_RETRIES_MAX);
+    return false;
+  }
+  pl->eos_retries++;
+  sea__log(SEA_LOG_WARN, NULL,
+           "exactly-once: %s transaction %s: %s: %s (%u of %d in a row)", what, pl->txn_id, em,
+           strcmp(what, "commit of") == 0
+               ? "committing it again, or, if it was aborted, processing the window again from "
+                 "the committed positions"
+               : "the window is aborted and its messages come again from the committed positions",
+           pl->eos_retries, EOS_RETRIES_MAX);
+  return true;
+}
+
+/* A commit or an abort failed, not fatally: commit again if the backend left the transaction
+ * open (a retriable failure: a timeout), or replay the window if it aborted it; an abort that
+ * failed is tried again. True if it goes on. */
+static bool eos_end_again(sea_pipeline_t *pl, int status, bool aborted) {
+  if (!eos_may_retry(pl, status, aborted ? "abort of" : "commit of"))
+    return false;
+  int rc = eos_end_start(pl, aborted);
+  if (rc == 0)
+    return true;
+  if (aborted || rc != SEA_ESTATE)
+    return false;
+  /* No transaction is open: the backend aborted it (librdkafka: "requires abort"). */
+  pl->st.aborts++;
+  pl->window_sends = 0;
+  pl->counted = pl->window_counted;
+  eos_rewind(pl);
+  return true;
+}
+
 /* The end of a commit or an abort. */
 static void after_txn_end(void *data, int status) {
   pl_output_t *o = data;
@@ -984,7 +1117,10 @@ static void after_txn_end(void *data, int status) {
   bool aborted = pl->txn_aborting;
   pl->txn_aborting = false;
   if (status != 0) {
+    if (eos_end_again(pl, status, aborted))
+      return;
     pl->txn_rebalance = false;
+    pl->txn_replay = false;
     if (status != SEA_ECANCELED)
       set_error(pl, status, "exactly-once: %s of transaction %s: %s", aborted ? "abort" : "commit",
                 pl->txn_id, sea_producer_errmsg(o->p));
@@ -994,23 +1130,37 @@ static void after_txn_end(void *data, int status) {
     return;
   }
   bool rebalance = aborted && pl->txn_rebalance;
+  bool replay = aborted && pl->txn_replay;
   pl->txn_rebalance = false;
-  if (aborted)
+  pl->txn_replay = false;
+  if (aborted) {
     pl->st.aborts++;
-  else
+  } else {
     pl->st.commits++;
+    pl->eos_retries = 0;
+  }
   pl->window_sends = 0;
-  if ((aborted && !rebalance) || pl->status != 0 || (pl->stopping && o->of_head == NULL)) {
+  if (rebalance || replay) {
+    pl->counted = pl->window_counted; /* its messages come again: -c counts them once */
+    if (pl->cfg.max_count && pl->counted < pl->cfg.max_count && !pl->stop_asked)
+      pl->stop_requested = false; /* -c was reached in the aborted window: not yet */
+  }
+  if ((aborted && !rebalance && !replay) || pl->status != 0 ||
+      (pl->stopping && o->of_head == NULL)) {
     pl->txn = TXN_ENDED;
     begin_stop(pl);
     maybe_finish(pl);
+    return;
+  }
+  if (replay) {
+    eos_rewind(pl); /* eos_begin once the inputs are back */
     return;
   }
   eos_begin(pl); /* also when stopping with sends that waited: they go into one more */
 }
 
 /* Commit (abort) the open transaction; after_txn_end goes on from there. */
-static void eos_end(sea_pipeline_t *pl, bool abort_) {
+static int eos_end_start(sea_pipeline_t *pl, bool abort_) {
   pl_output_t *o = pl->txo;
   pl->txn = TXN_COMMITTING;
   pl->txn_aborting = abort_;
@@ -1022,8 +1172,17 @@ static void eos_end(sea_pipeline_t *pl, bool abort_) {
     o->txn_ops--;
     pl->commits_out--;
     pl->txn_aborting = false;
+  }
+  return rc;
+}
+
+static void eos_end(sea_pipeline_t *pl, bool abort_) {
+  int rc = eos_end_start(pl, abort_);
+  if (rc != 0) {
+    pl->txn_rebalance = false;
+    pl->txn_replay = false;
     set_error(pl, rc, "exactly-once: %s of transaction %s: %s", abort_ ? "abort" : "commit",
-              pl->txn_id, sea_producer_errmsg(o->p));
+              pl->txn_id, sea_producer_errmsg(pl->txo->p));
     pl->txn = TXN_ENDED; /* closing the producer aborts it */
     begin_stop(pl);
     maybe_finish(pl);
@@ -1047,12 +1206,20 @@ static void after_offsets(void *data, int status) {
     return;
   }
   pl->offsets_out--;
-  if (status != 0 && status != SEA_ECANCELED)
-    set_error(pl, status, "exactly-once: the positions of %s into transaction %s: %s", in->uri,
-              pl->txn_id, sea_producer_errmsg(pl->txo->p));
+  if (status != 0 && status != SEA_ECANCELED && !pl->txn_replay) {
+    /* An abortable error (the group's coordinator moved in a failover, a rebalance fenced the
+     * group's generation, a timeout): the window is aborted and replayed. */
+    char what[SEA__ERRMSG_MAX];
+    snprintf(what, sizeof what, "the positions of %s into", in->uri);
+    if (eos_may_retry(pl, status, what))
+      pl->txn_replay = true;
+    else
+      set_error(pl, status, "exactly-once: the positions of %s into transaction %s: %s", in->uri,
+                pl->txn_id, sea_producer_errmsg(pl->txo->p));
+  }
   if (pl->offsets_out > 0)
     return;
-  if (pl->status != 0)
+  if (pl->status != 0 || pl->txn_replay)
     eos_abort(pl);
   else
     eos_commit(pl);
@@ -1116,6 +1283,27 @@ static void eos_progress(sea_pipeline_t *pl) {
   eos_commit(pl);
 }
 
+/* Exactly once: a stop that is no failure (-c reached, every input at its end, a stop asked
+ * for) first closes the open window as the timer does, not stopping yet, so that an abortable
+ * failure of its transaction is still replayed (at the stop nothing would process it again);
+ * once it is committed, the work goes on and comes back here with an empty window, and the stop
+ * begins. Likewise while a window closes. True: the stop waits. */
+static bool eos_stop_after_window(sea_pipeline_t *pl) {
+  if (pl->txo == NULL || pl->stopping || pl->status != 0)
+    return false;
+  if (txn_holds(pl))
+    return true; /* after_txn_end goes on with the work, which comes back here */
+  if (pl->txn != TXN_OPEN)
+    return false;
+  bool any = pl->window_sends > 0;
+  for (size_t i = 0; i < pl->nin && !any; i++)
+    any = pl->in[i]->dirty;
+  if (!any)
+    return false;
+  eos_close(pl);
+  return true;
+}
+
 static void eos_close(sea_pipeline_t *pl) {
   if (pl->txn != TXN_OPEN || pl->stopping)
     return;
@@ -1135,6 +1323,7 @@ static void eos_begin(sea_pipeline_t *pl) {
     return;
   }
   pl->txn = pl->stopping ? TXN_DRAINING : TXN_OPEN;
+  pl->window_counted = pl->counted;
   if (o->of_head)
     on_drain(o->p); /* the sends that waited for it: then processing, or the window's end */
   else if (pl->stopping)
@@ -1167,6 +1356,8 @@ static bool eos_finish(sea_pipeline_t *pl) {
   return pl->txn == TXN_ENDED;
 }
 
+static void eos_drop_input(sea_pipeline_t *pl, pl_input_t *in);
+
 /* A rebalance took partitions from an input. At least once, nothing to do: acks of revoked
  * partitions are refused and their messages go to the new owner (duplicates, not losses).
  * Exactly once (eager protocol): the input resumes from the group's committed positions, so
@@ -1188,7 +1379,21 @@ static void on_revoke(sea_consumer_t *c, int incremental) {
     begin_stop(pl);
     return;
   }
-  /* Out of the work queue, never processed: their new owner (or this member again) gets them. */
+  eos_drop_input(pl, in);
+  if (pl->txn == TXN_OPEN || pl->txn == TXN_DRAINING) {
+    if (pl->offsets_out > 0)
+      return; /* cannot happen outside TXN_COMMITTING; kept for safety */
+    pl->txn_rebalance = true;
+    eos_abort(pl);
+  }
+  /* TXN_COMMITTING: the window going out holds outputs and positions of the same messages, all
+   * done before the revoke: it may commit (the broker fences it if the group moved on). */
+}
+
+/* Exactly once: nothing the input delivered so far is processed further or acknowledged (its
+ * partitions went back to the group, or it goes back to its committed positions). Its batches
+ * leave the work queue, never processed: their new owner (or this member again) gets them. */
+static void eos_drop_input(sea_pipeline_t *pl, pl_input_t *in) {
   pbatch_t **link = &pl->work_head, *last = NULL;
   while (*link) {
     pbatch_t *pb = *link;
@@ -1226,14 +1431,65 @@ static void on_revoke(sea_consumer_t *c, int incremental) {
   if (had && o->of_head == NULL)
     pl->blocked--;
   advance_acks(in);
-  if (pl->txn == TXN_OPEN || pl->txn == TXN_DRAINING) {
-    if (pl->offsets_out > 0)
-      return; /* cannot happen outside TXN_COMMITTING; kept for safety */
-    pl->txn_rebalance = true;
-    eos_abort(pl);
+}
+
+static void eos_rewound(sea_pipeline_t *pl) {
+  if (pl->status != 0 || pl->stopping || pl->done) {
+    pl->txn = TXN_ENDED;
+    begin_stop(pl);
+    maybe_finish(pl);
+    return;
   }
-  /* TXN_COMMITTING: the window going out holds outputs and positions of the same messages, all
-   * done before the revoke: it may commit (the broker fences it if the group moved on). */
+  eos_begin(pl);
+}
+
+static void after_rewind(void *data, int status) {
+  pl_input_t *in = data;
+  sea_pipeline_t *pl = in->pl;
+  in->committing = false;
+  if (pl == NULL) {
+    sea__free(in);
+    return;
+  }
+  pl->rewinds_out--;
+  if (status != 0 && status != SEA_ECANCELED)
+    set_error(pl, status,
+              "exactly-once: input %s: back to the committed positions after an aborted "
+              "window: %s",
+              in->uri, sea_consumer_errmsg(in->c));
+  /* Everything delivered until now was read before the rewind: it comes again. */
+  eos_drop_input(pl, in);
+  if (pl->rewinds_out == 0)
+    eos_rewound(pl);
+}
+
+/* Exactly once, after a window's transaction was aborted for an abortable error: each input goes
+ * back to its group's committed positions (what the aborted window processed, and what was read
+ * after it, comes again), then the next transaction begins. An input that had reached its end
+ * (-e) goes on to it again. */
+static void eos_rewind(sea_pipeline_t *pl) {
+  pl->txn = TXN_COMMITTING; /* no processing until the inputs are back */
+  for (size_t i = 0; i < pl->nin; i++) {
+    pl_input_t *in = pl->in[i];
+    if (!in->ack || in->committing)
+      continue;
+    if (in->ended && sea_consumer_error(in->c) != 0)
+      continue; /* failed: the pipeline stops anyway */
+    eos_drop_input(pl, in);
+    in->committing = true;
+    pl->rewinds_out++;
+    int rc = sea__consumer_rewind_committed(in->c, after_rewind, in);
+    if (rc != 0) {
+      in->committing = false;
+      pl->rewinds_out--;
+      set_error(pl, rc, "exactly-once: input %s: back to the committed positions: %s", in->uri,
+                sea_consumer_errmsg(in->c));
+      break;
+    }
+    in->ended = false; /* taken back: it ends again once it is back at its end */
+  }
+  if (pl->rewinds_out == 0)
+    eos_rewound(pl);
 }
 
 static int start_inputs(sea_pipeline_t *pl);

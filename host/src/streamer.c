@@ -1091,7 +1091,7 @@ void sea__deliver(sea_consumer_t *c, sea_batch_t *batch) {
 
 static void end_now(void *arg, void *unused) {
   sea_consumer_t *c = arg;
-  if (c->on_end && !c->closing) {
+  if (c->on_end && !c->closing && c->ended) { /* (not if it was taken back meanwhile) */
     c->in_callback++;
     c->on_end(c, c->err ? c->err : SEA_EOF);
     c->in_callback--;
@@ -1279,6 +1279,30 @@ int sea_consumer_rewind(sea_consumer_t *c, sea_pos_t pos, sea_done_cb cb, void *
   if (rc)
     return rc;
   return consumer_op_rc(c, op, "rewind", c->s->plugin->desc.consumer_rewind(c->impl, pos, op));
+}
+
+/* The pipeline's exactly once, after an aborted window: back to the group's committed positions
+ * (SEA_POS_COMMITTED_, plugin.h). A consumer that ended at its end (not one that failed) is
+ * taken back: it delivers again, and ends again once it is back at its end. */
+int sea__consumer_rewind_committed(sea_consumer_t *c, sea_done_cb cb, void *data) {
+  sea_op_t *op;
+  if (c->ended && c->err != 0)
+    return ended_refuses(c, "rewind");
+  if (!(c->s->plugin->desc.caps & SEA_CAP_TRANSACTIONS) || c->s->plugin->desc.abi_minor < 2) {
+    /* (a plugin older than ABI 1.2 would take the kind for a position) */
+    set_msg(c->errmsg, "rewind to the committed positions: not supported by %s%s",
+            backend_name(c->s),
+            c->s->plugin->desc.abi_minor < 2 ? " (a plugin older than ABI 1.2)" : "");
+    return SEA_ENOTSUP;
+  }
+  int rc = consumer_op(c, "rewind", c->s->plugin->desc.consumer_rewind != NULL, cb, data, &op);
+  if (rc)
+    return rc;
+  sea_pos_t pos = {SEA_POS_COMMITTED_, 0};
+  rc = consumer_op_rc(c, op, "rewind", c->s->plugin->desc.consumer_rewind(c->impl, pos, op));
+  if (rc == 0)
+    c->ended = false;
+  return rc;
 }
 
 sea_mode_t sea_consumer_mode(const sea_consumer_t *c) {

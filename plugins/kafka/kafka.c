@@ -1108,6 +1108,7 @@ typedef struct kpos {
   const char *key; /* interned: compared by pointer */
   int32_t partition;
   int64_t next;
+  int64_t base; /* the offset the entry began at (delivered: the first message delivered) */
 } kpos_t;
 
 typedef struct kposlist {
@@ -1141,8 +1142,16 @@ static int pos_note(kposlist_t *l, const char *key, int32_t part, int64_t next) 
   l->v[l->n].key = key;
   l->v[l->n].partition = part;
   l->v[l->n].next = next;
+  l->v[l->n].base = next - 1;
   l->last = l->n++;
   return 0;
+}
+
+static kpos_t *pos_find(kposlist_t *l, const char *topic, int32_t part) {
+  for (size_t i = 0; i < l->n; i++)
+    if (l->v[i].partition == part && strcmp(l->v[i].key, topic) == 0)
+      return &l->v[i];
+  return NULL;
 }
 
 typedef struct kconsumer {
@@ -1175,6 +1184,7 @@ typedef struct kconsumer {
   const char *last_key;
   int last_eof_idx;            /* assigned_index's cache */
   kposlist_t delivered, acked; /* next offsets: what was delivered, what was acked */
+  kposlist_t ends;   /* rewound to the committed positions after it ended: where it ended */
   int in_txn;        /* its offsets went into a producer's transaction: no commit on close */
   unsigned revokes;  /* rebalances that took partitions away */
   const char *group; /* interned, or NULL */
@@ -1481,20 +1491,33 @@ static int all_at_eof(const kconsumer_t *kc) {
   return 1;
 }
 
-/* A commit refused because the group changed under it (a rebalance, a coordinator that died
- * or moved, or whose connection dropped with the commit in flight, a member the coordinator
- * dropped): the stream itself is fine. */
-static int commit_overtaken(rd_kafka_resp_err_t e) {
+/* A commit refused because the group's coordinator is moving (it died, or moved, or its
+ * connection dropped with the commit in flight, or it timed out): this member still owns its
+ * partitions, and the same commit may succeed once a coordinator answers again. */
+static int commit_coordinator_moving(rd_kafka_resp_err_t e) {
   switch (e) {
   case RD_KAFKA_RESP_ERR__WAIT_COORD:
   case RD_KAFKA_RESP_ERR__TRANSPORT:
+  case RD_KAFKA_RESP_ERR__TIMED_OUT:
+  case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+  case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
+  case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+  case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/* A commit refused because the group changed under it (a rebalance, a member the coordinator
+ * dropped): its partitions are, or will be, another member's; trying again cannot help. */
+static int commit_overtaken(rd_kafka_resp_err_t e) {
+  switch (e) {
   case RD_KAFKA_RESP_ERR__ASSIGNMENT_LOST: /* the session timed out during the failover */
   case RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID:
   case RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION:
   case RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS:
-  case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
-  case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
-  case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
+  case RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID:
     return 1;
   default:
     return 0;
@@ -1519,12 +1542,17 @@ static void commits_serve(kconsumer_t *kc) {
         }
         if (e == 0 || e == RD_KAFKA_RESP_ERR__NO_OFFSET)
           H->op_done(k->op, 0, NULL);
+        else if (commit_coordinator_moving(e) && !kc->h.closed)
+          /* Not done, nothing lost: the caller may commit again (the pipeline does, with a
+           * bounded backoff, at its last commit; a later timer commit covers the others). */
+          H->op_done(k->op, SEA_EBUSY,
+                     "commit: %s (the group's coordinator is moving: commit again later)",
+                     rd_kafka_err2str(e));
         else if (commit_overtaken(e)) {
-          /* The group moved under the commit: its coordinator died or moved, or this member
-           * was dropped from the generation (a broker failover outlasting the session).
-           * (Seen on a three-broker cluster whose group coordinator was killed: "Local:
-           * Waiting for coordinator", "Broker: Unknown member", "Local: Group partition
-           * assignment lost"; tests/kafka/test_cluster.sh.)
+          /* The group moved under the commit: this member was dropped from the generation (a
+           * broker failover outlasting the session, a rebalance). (Seen on a three-broker
+           * cluster whose group coordinator was killed: "Broker: Unknown member", "Local:
+           * Group partition assignment lost"; tests/kafka/test_cluster.sh.)
            * Nothing is lost: these positions stay uncommitted, and whoever holds the
            * partitions after the rebalance delivers again from the last commit. Not a failure
            * of the stream (a pipeline goes on; it used to end with status 1 at its stop). */
@@ -1571,6 +1599,17 @@ static size_t pend_drop_unassigned(kconsumer_t *kc, size_t n) {
   if (w < n)
     LOGD("rebalance: %zu polled message(s) of revoked partitions dropped", n - w);
   return w;
+}
+
+/* Rewound after it ended (stop_at_end): a partition is at its end again once it delivered the
+ * message it had ended after (librdkafka need not report the end of a partition twice). */
+static void end_reached(kconsumer_t *kc, rd_kafka_message_t *rm) {
+  kpos_t *e = pos_find(&kc->ends, rd_kafka_topic_name(rm->rkt), rm->partition);
+  if (e == NULL || rm->offset + 1 < e->next)
+    return;
+  mark_eof(kc, rm, 1);
+  *e = kc->ends.v[--kc->ends.n];
+  kc->ends.last = 0;
 }
 
 static void consumer_drain(khandle_t *h) {
@@ -1645,6 +1684,8 @@ static void consumer_drain(khandle_t *h) {
         continue;
       }
       mark_eof(kc, rm, 0);
+      if (kc->ends.n)
+        end_reached(kc, rm);
       kc->pend[n++] = rm;
       if (n == cap) {
         more = 1;
@@ -2014,8 +2055,134 @@ static int kafka_consumer_seek(void *impl, int64_t ts_us, sea_op_t *op) {
   return seek_start(kc, kc->assigned, ts_us, op);
 }
 
+/* ---- back to the group's committed positions (the host's exactly once, after an abort) ---- */
+
+typedef struct committed_job {
+  kconsumer_t *kc;
+  sea_op_t *op;
+  rd_kafka_topic_partition_list_t *parts;
+  unsigned revokes; /* kc->revokes when it began */
+  rd_kafka_resp_err_t err;
+} committed_job_t;
+
+static void committed_work(void *data) {
+  committed_job_t *j = data;
+  int tmo = j->kc->h.timeout_ms > INT32_MAX ? INT32_MAX : (int)j->kc->h.timeout_ms;
+  /* Asks the group's coordinator (OffsetFetch): blocks until it answers, a new one included;
+   * three times the timeout at most while it is moving (a failover may outlast one). */
+  for (int t = 0; t < 3; t++) {
+    j->err = rd_kafka_committed(j->kc->h.rk, j->parts, tmo);
+    for (int i = 0; j->err == 0 && i < j->parts->cnt; i++)
+      j->err = j->parts->elems[i].err;
+    if (!commit_coordinator_moving(j->err))
+      break;
+  }
+}
+
+/* Seeks every partition that delivered something past its committed offset back to it (a
+ * partition never committed: back to the first message this assignment delivered). What was
+ * acked is forgotten: it went into the aborted transaction. Messages fetched before the seek
+ * are never delivered (librdkafka's seek drops them). */
+static void committed_apply(kconsumer_t *kc, committed_job_t *j) {
+  if (j->err) {
+    H->op_done(j->op, err_to_sea(j->err), "rewind to the committed positions: %s",
+               rd_kafka_err2str(j->err));
+    return;
+  }
+  kc->acked.n = 0;
+  kc->acked.last = 0;
+  if (kc->revokes != j->revokes) {
+    /* A rebalance came meanwhile: the new assignment starts from the committed positions. */
+    H->op_done(j->op, 0, NULL);
+    return;
+  }
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(j->parts->cnt);
+  for (int i = 0; i < j->parts->cnt; i++) {
+    const rd_kafka_topic_partition_t *tp = &j->parts->elems[i];
+    kpos_t *d = pos_find(&kc->delivered, tp->topic, tp->partition);
+    if (d == NULL)
+      continue; /* nothing delivered: where it is now is where it was */
+    int64_t to = tp->offset >= 0 ? tp->offset : d->base;
+    if (to >= d->next)
+      continue;
+    int idx = assigned_index(kc, tp->topic, tp->partition);
+    if (idx >= 0 && kc->at_eof && kc->at_eof[idx]) {
+      /* At its end: with stop_at_end it is there again once it delivered d->next - 1. */
+      if (kc->stop_at_end) {
+        const char *key = H->stream_key(tp->topic, strlen(tp->topic));
+        if (key && pos_note(&kc->ends, key, tp->partition, d->next) != 0) {
+          rd_kafka_topic_partition_list_destroy(l);
+          H->op_done(j->op, SEA_ENOMEM, "rewind to the committed positions: out of memory");
+          return;
+        }
+      }
+      kc->at_eof[idx] = 0;
+    }
+    rd_kafka_topic_partition_list_add(l, tp->topic, tp->partition)->offset = to;
+    d->next = d->base = to;
+  }
+  rd_kafka_error_t *e = l->cnt ? rd_kafka_seek_partitions(kc->h.rk, l, 0) : NULL;
+  LOGD("rewound %d partition(s) to the committed positions", l->cnt);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (e) {
+    H->op_done(j->op, SEA_EBACKEND, "rewind to the committed positions: %s",
+               rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    return;
+  }
+  if (kc->ended && kc->stop_at_end) {
+    kc->ended = 0; /* the host took its end back: it ends again at the drain, once at the end */
+  }
+  H->op_done(j->op, 0, NULL);
+}
+
+static void committed_after(void *data, int status) {
+  committed_job_t *j = data;
+  kconsumer_t *kc = j->kc;
+  kc->h.pending_work--;
+  if (status && j->err == 0)
+    j->err = RD_KAFKA_RESP_ERR__DESTROY;
+  if (!kc->h.closed) {
+    committed_apply(kc, j);
+    if (!kc->h.closed)
+      schedule_again(&kc->h);
+  }
+  rd_kafka_topic_partition_list_destroy(j->parts);
+  H->free(j);
+  handle_release(&kc->h);
+}
+
+static int rewind_committed(kconsumer_t *kc, sea_op_t *op) {
+  if (kc->mode == SEA_MODE_REALTIME) {
+    H->op_done(op, SEA_ESTATE, "rewind: a realtime consumer has no committed position");
+    return 0;
+  }
+  if (kc->assigned == NULL || kc->assigned->cnt == 0) {
+    kc->acked.n = 0;
+    H->op_done(op, 0, NULL); /* nothing assigned: nothing delivered to take back */
+    return 0;
+  }
+  committed_job_t *j = H->calloc(1, sizeof *j);
+  if (j == NULL)
+    return SEA_ENOMEM;
+  j->kc = kc;
+  j->op = op;
+  j->revokes = kc->revokes;
+  j->parts = rd_kafka_topic_partition_list_copy(kc->assigned);
+  kc->h.pending_work++;
+  if (H->queue_work(kc->h.rt, committed_work, committed_after, j) != 0) {
+    kc->h.pending_work--;
+    rd_kafka_topic_partition_list_destroy(j->parts);
+    H->free(j);
+    return SEA_EIO;
+  }
+  return 0;
+}
+
 static int kafka_consumer_rewind(void *impl, sea_pos_t pos, sea_op_t *op) {
   kconsumer_t *kc = impl;
+  if (pos.kind == SEA_POS_COMMITTED_)
+    return rewind_committed(kc, op);
   if (!kc->ready || kc->assigned == NULL || kc->assigned->cnt == 0) {
     H->op_done(op, SEA_ESTATE, "rewind: no partition is assigned yet (wait for the first batch)");
     return 0;
@@ -2216,7 +2383,9 @@ static void kafka_consumer_close(void *impl) {
   kc->h.commit_on_close = kc->mode != SEA_MODE_REALTIME && kc->ready && !kc->in_txn;
   H->free(kc->delivered.v);
   H->free(kc->acked.v);
+  H->free(kc->ends.v);
   memset(&kc->delivered, 0, sizeof kc->delivered);
+  memset(&kc->ends, 0, sizeof kc->ends);
   memset(&kc->acked, 0, sizeof kc->acked);
   for (size_t i = 0; i < kc->ncommits; i++)
     H->free(kc->commits[i]); /* the host cancels their ops */
@@ -2351,16 +2520,18 @@ static void txn_explicit_after(kproducer_t *kp, txn_job_t *j) {
   char msg[700];
   if (j->kind == JOB_OFFSETS) {
     kp->offset_jobs--;
-    if (j->status)
-      H->op_done(j->op, j->status, "txn_send_offsets: %s%s", j->msg,
-                 j->aborted < 0 ? " (fatal)" : " (abort the transaction)");
-    else
-      H->op_done(j->op, 0, NULL);
+    /* Fatal: the producer fails first, so that the op's callback can tell (sea_producer_error)
+     * a producer that cannot go on from a transaction to abort and try again. */
     if (j->aborted < 0) {
       snprintf(msg, sizeof msg, "kafka: send offsets to the transaction: %s", j->msg);
       kp->txn_state = TXN_FAILED;
       producer_fail_purge(kp, j->status, msg);
     }
+    if (j->status)
+      H->op_done(j->op, j->status, "txn_send_offsets: %s%s", j->msg,
+                 j->aborted < 0 ? " (fatal)" : " (abort the transaction)");
+    else
+      H->op_done(j->op, 0, NULL);
     schedule_again(&kp->h); /* an end may have waited for this */
     return;
   }
@@ -2373,8 +2544,8 @@ static void txn_explicit_after(kproducer_t *kp, txn_job_t *j) {
   } else if (j->aborted < 0) {
     snprintf(msg, sizeof msg, "kafka: %s: %s", what, j->msg);
     kp->txn_state = TXN_FAILED;
+    producer_fail_purge(kp, j->status, msg); /* first: the op's callback sees it failed */
     H->op_done(j->op, j->status, "%s: %s (fatal)", what, j->msg);
-    producer_fail_purge(kp, j->status, msg);
   } else {
     /* A commit that needed an abort was aborted (txn_work); a retriable failure leaves the
      * transaction open to try again. */

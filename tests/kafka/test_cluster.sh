@@ -20,8 +20,11 @@
 #   coordinator  the same three instances, and the broker that coordinates their group (and
 #            leads some of the partitions) is killed, then started again: the group goes on with
 #            its three members, 0 lost, duplicates only among what was not committed at the kill.
-#   exactly_once  `run --exactly-once` while its transaction coordinator is killed, and a rerun:
-#            a read_committed reader sees every number exactly once (see case_exactly_once).
+#   exactly_once  `relay --exactly-once` (a resumable input) while the broker coordinating its
+#            group is killed, and `run --exactly-once` (a load-balanced input) while the broker
+#            coordinating its group and its transactions is killed: each goes through the kill
+#            (status 0), a read_committed reader sees every number exactly once, and a rerun
+#            finds nothing left (see eos_through).
 # Every command runs under a bound; nothing asserts a time. Each case prints its figures.
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
@@ -392,63 +395,128 @@ case_group() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# exactly_once: `run --exactly-once` (kafka to kafka, 4 partitions, 100 ms windows) while the
-# broker coordinating its transactions is killed, then a rerun with -e once the node is back: a
-# read_committed reader sees every number exactly once. Whether the first run went through the
-# kill is printed, not asserted: about half the time today it ends with status 1 or 3, because an
-# abortable error from send_offsets ("Broker transport failure" from the dying coordinator, or
-# "Unknown member" once the group dropped the member) fails the pipeline (host/src/pipeline.c,
-# after_offsets) instead of aborting the window and going on from the committed positions as a
-# rebalance does; the rerun finishes the work, exactly once.
-case_exactly_once() {
-  local t0=$SECONDS name="eos-$RUN_ID" n=$((N * 3))
-  local in="$name-in" out="$name-out" g="g-$name" txid="tx-$name"
-  echo "--- exactly_once: run --exactly-once over $n messages, kill -9 its transaction coordinator at 20%"
-  create "$in" 4 || return
-  create "$out" 4 || return
-  produce_seq "$n" "kafka://$KB/$in" || return
-  # The coordinator of a transactional id leads partition abs(hash(id)) % 3 of __transaction_state
-  # (Java's String.hashCode; the cluster has 3 such partitions).
-  local tp coord
-  tp=$(python3 -c '
+# java_partition ID: the partition of __consumer_offsets (a group id) or __transaction_state (a
+# transactional id) whose leader coordinates ID: Kafka's abs(ID.hashCode()) % 3 (the cluster has 3
+# such partitions each).
+java_partition() {
+  python3 -c '
 import sys
 h = 0
 for ch in sys.argv[1]:
     h = (31 * h + ord(ch)) & 0xffffffff
 h = h - (1 << 32) if h >= (1 << 31) else h
-print((0 if h == -(1 << 31) else abs(h)) % 3)' "$txid")
-  local cmd=("$SS" run "$T/identity.lua" --input "kafka://$KB/$in" --output "kafka://$KB/$out"
-    -I "group=$g" -I session.timeout.ms=6000 --commit-interval 100
-    --exactly-once --transactional-id "$txid" -e)
-  timeout -s KILL 180 "${cmd[@]}" -I start=beginning >/dev/null 2>"$T/eos.err1" &
+print((0 if h == -(1 << 31) else abs(h)) % 3)' "$1"
+}
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# eos_through KIND: `KIND --exactly-once` over N numbers (4 partitions, 100 ms windows, -e) while
+# one broker is killed (kill -9) at 20% of the output; KIND relay: a resumable input (assigned
+# partitions, in a group), the victim the broker coordinating the group, where each window's
+# offsets go (TxnOffsetCommit); KIND run (the identity script): a load-balanced input (-I
+# group=G), the victim the broker coordinating both the group and the transactions (a
+# transactional id is picked so). Either way the victim also leads some of the partitions. The
+# command must run on to its end by itself (status 0: an abortable failure aborts the window and
+# processes it again from the committed positions); then a read_committed reader sees every number
+# exactly once, and a rerun with -e finds nothing left. The same command over the same numbers
+# without a kill runs first, for what the kill costs in time.
+eos_through() {
+  local kind=$1 t0=$SECONDS name="eos-$1-$RUN_ID"
+  local in="$name-in" out="$name-out" base="$name-base" g="g-$name"
+  echo "--- exactly_once ($kind): $kind --exactly-once over $N messages, kill -9 a coordinator at 20%"
+  create "$in" 4 || return
+  create "$out" 4 || return
+  create "$base" 4 || return
+  produce_seq "$N" "kafka://$KB/$in" || return
+  local CMD
+  cmd_for() { # GROUP OUT TXID
+    local mode=(-I mode=resumable)
+    [[ $kind == run ]] && mode=()
+    if [[ $kind == relay ]]; then
+      CMD=("$SS" relay --exactly-once "${mode[@]}" -I "group=$1" -I session.timeout.ms=6000
+        -I reset=earliest --commit-interval 100 --transactional-id "$3" -e "kafka://$KB/$in"
+        "kafka://$KB/$2")
+    else
+      CMD=("$SS" run "$T/identity.lua" --exactly-once --input "kafka://$KB/$in"
+        --output "kafka://$KB/$2" "${mode[@]}" -I "group=$1" -I session.timeout.ms=6000
+        -I reset=earliest --commit-interval 100 --transactional-id "$3" -e)
+    fi
+  }
+  # Without a kill (its own group and output).
+  cmd_for "$g-base" "$base" "tx-$name-base"
+  local tb
+  tb=$(now)
+  bounded "${CMD[@]}" >/dev/null 2>"$T/eos.base.err"
+  local stb=$? base_took
+  base_took=$(since "$tb")
+  if [[ $stb -eq 0 ]]; then ok; else bad "exactly_once ($kind): the run without a kill: status $stb: $(head -c 400 "$T/eos.base.err")"; fi
+  # The victim: the group's coordinator (and, for run, the transactions' too: a transactional id
+  # whose coordinator is the same broker; both internal topics exist after the run above).
+  local gp victim txid="tx-$name" roles
+  gp=$(java_partition "$g")
+  victim=$(cluster leader "$CDIR" __consumer_offsets "$gp")
+  roles="the group's coordinator"
+  if [[ $kind == run ]]; then
+    local i tp
+    for ((i = 0; i < 60; i++)); do
+      tp=$(java_partition "tx-$name-$i")
+      if [[ $(cluster leader "$CDIR" __transaction_state "$tp") == "$victim" ]]; then
+        txid="tx-$name-$i"
+        roles="the coordinator of the group and of the transactions"
+        break
+      fi
+    done
+  fi
+  cmd_for "$g" "$out" "$txid"
+  local leads=() p
+  for p in 0 1 2 3; do
+    [[ $(cluster leader "$CDIR" "$in" "$p") == "$victim" ]] && leads+=("$in/$p")
+    [[ $(cluster leader "$CDIR" "$out" "$p") == "$victim" ]] && leads+=("$out/$p")
+  done
+  tb=$(now)
+  timeout -s KILL 180 "${CMD[@]}" >/dev/null 2>"$T/eos.err1" &
   local tpid=$!
-  if ! wait_for 90 at_least $((n / 5)) count "$out" 4; then
-    bad "exactly_once: 20% of $n never came out: $(head -c 400 "$T/eos.err1")"
+  if ! wait_for 90 at_least $((N / 5)) count "$out" 4; then
+    bad "exactly_once ($kind): 20% of $N never came out: $(head -c 400 "$T/eos.err1")"
     kill -KILL "$(child_of "$tpid")" 2>/dev/null
     wait "$tpid"
     return
   fi
-  coord=$(cluster leader "$CDIR" __transaction_state "$tp")
   local written
   written=$(count "$out" 4)
-  cluster kill "$CDIR" "$coord"
-  local tk=$SECONDS
+  cluster kill "$CDIR" "$victim"
+  local tk
+  tk=$(now)
   wait "$tpid"
-  local st=$? took=$((SECONDS - tk))
-  cluster restart "$CDIR" "$coord" || bad "node $coord could not be restarted"
-  bounded "${cmd[@]}" >/dev/null 2>"$T/eos.err2"
-  local st2=$?
-  if [[ $st2 -eq 0 ]]; then ok; else bad "exactly_once: the rerun with -e: exit status $st2: $(head -c 600 "$T/eos.err2")"; fi
+  local st=$? took after
+  took=$(since "$tb")
+  after=$(since "$tk")
+  if [[ $st -eq 0 ]]; then ok; else
+    bad "exactly_once ($kind): it did not go through the kill: status $st: $(grep -v -e 'Connect to ipv4' -e 'Disconnected' -e ': warn: ' "$T/eos.err1" | head -c 600)"
+  fi
+  # The windows the pipeline aborted and replayed (or committed again), each said once.
+  local replays
+  replays=$(grep -c -e 'the window is aborted and its messages come again' -e 'committing it again' "$T/eos.err1")
+  cluster restart "$CDIR" "$victim" || bad "node $victim could not be restarted"
   timeout 60 kcat -b "$KB" -C -e -q -t "$out" -X isolation.level=read_committed -f '%s\n' >"$T/eos.out" 2>"$T/kcat.err" ||
-    bad "exactly_once: reading $out: $(head -c 300 "$T/kcat.err")"
-  expect_all "exactly_once" "$n" "$T/eos.out"
-  if [[ $DUPS -eq 0 ]]; then ok; else bad "exactly_once: $DUPS duplicated, e.g. $(head -5 "$T/dups" | tr '\n' ' ')"; fi
-  echo "    exactly_once: $n messages; killed node $coord (the transaction coordinator) with $written written;" \
-    "the run $([[ $st -eq 0 ]] && echo "went through the kill (status 0, $took s after it)" ||
-      echo "ended with status $st $took s after the kill (known: see the case's comment)");" \
-    "rerun with -e: status $st2; read_committed: lost $LOST, duplicated $DUPS; $((SECONDS - t0)) s in all"
-  [[ $st -ne 0 ]] && grep -v -e 'Connect to ipv4' -e 'Disconnected' -e 'GETPID' -e ': warn: ' "$T/eos.err1" | head -2 | sed 's/^/      | /'
-  return 0
+    bad "exactly_once ($kind): reading $out: $(head -c 300 "$T/kcat.err")"
+  expect_all "exactly_once ($kind)" "$N" "$T/eos.out"
+  if [[ $DUPS -eq 0 ]]; then ok; else bad "exactly_once ($kind): $DUPS duplicated, e.g. $(head -5 "$T/dups" | tr '\n' ' ')"; fi
+  local lost=$LOST dups=$DUPS
+  # Everything was committed: a rerun finds nothing left.
+  bounded "${CMD[@]}" >/dev/null 2>"$T/eos.err2"
+  local st2=$?
+  if [[ $st2 -eq 0 ]]; then ok; else bad "exactly_once ($kind): the rerun with -e: status $st2: $(head -c 600 "$T/eos.err2")"; fi
+  timeout 60 kcat -b "$KB" -C -e -q -t "$out" -X isolation.level=read_committed -f '%s\n' >"$T/eos.out2" 2>"$T/kcat.err" ||
+    bad "exactly_once ($kind): reading $out again: $(head -c 300 "$T/kcat.err")"
+  local more=$(($(wc -l <"$T/eos.out2") - $(wc -l <"$T/eos.out")))
+  if [[ $more -eq 0 ]]; then ok; else bad "exactly_once ($kind): the rerun wrote $more more: not everything was committed"; fi
+  echo "    exactly_once ($kind): $N messages; killed node $victim ($roles; leader of ${leads[*]:-no partition of in/out})" \
+    "with $written written; the run went on: status $st, $took s in all ($after s after the kill) against" \
+    "$base_took s without a kill; $replays window(s) aborted and processed again; read_committed:" \
+    "lost $lost, duplicated $dups; the rerun added $more; $((SECONDS - t0)) s in all"
+  grep -e 'exactly-once' "$T/eos.err1" | head -3 | cut -c1-400 | sed 's/^/      | /'
 }
 
 case $CASE in
@@ -456,7 +524,7 @@ produce) case_produce ;;
 consume) through_kill consume; through_kill run ;;
 group) case_group member ;;
 coordinator) case_group coordinator ;;
-exactly_once) case_exactly_once ;;
+exactly_once) eos_through relay; eos_through run ;;
 *) echo "test_cluster.sh: unknown case '$CASE'" >&2; exit 2 ;;
 esac
 finish

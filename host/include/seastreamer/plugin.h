@@ -22,8 +22,9 @@ extern "C" {
 #endif
 
 #define SEA_PLUGIN_ABI_MAJOR 1
-/* 1.1 added sea_plugin_t.list (in its first reserved slot). */
-#define SEA_PLUGIN_ABI_MINOR 1
+/* 1.1 added sea_plugin_t.list (in its first reserved slot). 1.2: consumer_rewind may get
+ * SEA_POS_COMMITTED_ (sent only to a plugin of 1.2 or later). */
+#define SEA_PLUGIN_ABI_MINOR 2
 
 /* The one symbol a plugin exports. */
 #define SEA_PLUGIN_ENTRY_SYMBOL "sea_plugin_entry"
@@ -213,6 +214,9 @@ enum {
   SEA_CAP_BINARY = 1u << 10 /* payloads may hold any byte (stdio: not '\n') */
 };
 
+/* The host's own rewind kind (see consumer_rewind). Added in 1.2. */
+#define SEA_POS_COMMITTED_ ((sea_pos_kind_t)3)
+
 /* A backend. Required operations: connect, disconnect, and producer_open/send/close or
  * consumer_open/start/close or both (a backend may be input-only or output-only). Optional
  * operations are NULL, and the host answers SEA_ENOTSUP "<op>: not supported by <name>". */
@@ -254,6 +258,13 @@ typedef struct sea_plugin {
   int (*consumer_resume)(void *consumer_impl);
   int (*consumer_seek)(void *consumer_impl, int64_t timestamp_us, sea_op_t *op);
   int (*consumer_rewind)(void *consumer_impl, sea_pos_t pos, sea_op_t *op);
+  /* consumer_rewind also gets pos.kind == SEA_POS_COMMITTED_ from the host itself (never from
+   * a user): back to the group's committed positions, for the partitions that delivered
+   * something past them (exactly once: the window's transaction was aborted, so what it
+   * processed must come again). Sent only to a backend with SEA_CAP_TRANSACTIONS, and also to
+   * a consumer that ended at its end (stop_at_end): it then goes on, and ends again once it is
+   * back where it ended. Only to a plugin of ABI 1.2 or later; one that does not do it answers
+   * SEA_ENOTSUP. */
   int (*consumer_assign)(void *consumer_impl, const char *stream_key, uint64_t shard);
   int (*consumer_unassign)(void *consumer_impl, const char *stream_key, uint64_t shard);
   int (*consumer_ack)(void *consumer_impl, const sea_message_t *m);

@@ -1277,8 +1277,19 @@ static void test_bad(sea_runtime_t *rt) {
   CHECK_EQ_INT(sea_connect(rt, u, o, &s), SEA_EOPTION);
   CHECK_CONTAINS(sea_runtime_errmsg(rt), "unknown option 'colour=blue'");
   sea_options_free(o);
-  CHECK_EQ_INT(sea_connect(rt, "redis://a:1,b:2/k", NULL, &s), SEA_EURI);
-  CHECK_CONTAINS(sea_runtime_errmsg(rt), "give exactly one");
+  /* several nodes are the nodes of one Redis Cluster: a plain server named twice is refused
+   * once it answers, and so is a URI of more than 64 nodes */
+  snprintf(u, sizeof u, "redis://127.0.0.1:%d,127.0.0.1:%d/k", port, port);
+  expect_connect_error(rt, u, NULL, "is not a Redis Cluster node");
+  {
+    char many[1200];
+    size_t off = (size_t)snprintf(many, sizeof many, "redis://a:1");
+    for (int i = 0; i < 64; i++)
+      off += (size_t)snprintf(many + off, sizeof many - off, ",a:%d", i + 2);
+    snprintf(many + off, sizeof many - off, "/k");
+    CHECK_EQ_INT(sea_connect(rt, many, NULL, &s), SEA_EURI);
+    CHECK_CONTAINS(sea_runtime_errmsg(rt), "names 65 nodes");
+  }
 }
 
 /* ---- restart: redis-server stops and starts in the middle of 100,000 messages ---- */

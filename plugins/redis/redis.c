@@ -1457,7 +1457,6 @@ typedef struct rstream {
   idlist_t skips;  /* groups: entries that are no message (no payload field, or deleted) */
   int lag_known;   /* lag holds what was last learned (consumer_lag) */
   int64_t lag;     /* entries not yet delivered: a read that found nothing, or XINFO GROUPS */
-  size_t node;     /* cluster: the node serving its slot (set each time all nodes are up) */
 } rstream_t;
 
 /* One pass that claims the entries pending with dead members of a load-balanced group (see
@@ -1541,9 +1540,12 @@ typedef struct rcons {
 static void cons_pump(rcons_t *rc);
 static void cons_redirected(rcons_t *rc, rconn_t *c, const char *err);
 
-/* The connection that serves stream st. */
+/* The connection that serves stream st: in a cluster, the master of its slot on the map. */
 static rconn_t *cons_conn(rcons_t *rc, const rstream_t *st) {
-  return rc->map.cluster && st->node < rc->nnc && rc->nc[st->node] ? rc->nc[st->node] : &rc->conn;
+  if (!rc->map.cluster)
+    return &rc->conn;
+  int o = rcl_route(&rc->map, st->name);
+  return o >= 0 && (size_t)o < rc->nnc && rc->nc[o] ? rc->nc[o] : &rc->conn;
 }
 
 /* Whether every connection the consumer needs is up. */
@@ -2060,7 +2062,8 @@ static void group_pos_id(const rcons_t *rc, char id[R_ID_MAX]) {
 static void cons_prepare(rcons_t *rc) {
   rc->preparing = 0;
   for (size_t i = 0; i < rc->nst; i++)
-    if (redisAsyncCommand(cons_conn(rc, &rc->st[i])->ac, prep_cb, (void *)(((uintptr_t)1 << 24) | i),
+    if (cons_conn(rc, &rc->st[i])->ac &&
+        redisAsyncCommand(cons_conn(rc, &rc->st[i])->ac, prep_cb, (void *)(((uintptr_t)1 << 24) | i),
                           "TYPE %s", rc->st[i].name) == REDIS_OK)
       rc->preparing++;
   if (rc->mode == SEA_MODE_REALTIME) {
@@ -2816,8 +2819,6 @@ static void cons_link_check(rcons_t *rc) {
   if (!all || rc->link_up)
     return;
   rc->map_seen = rc->map.version;
-  for (size_t i = 0; i < rc->nst; i++)
-    rc->st[i].node = (size_t)rcl_route(&rc->map, rc->st[i].name);
   rc->link_up = 1;
   cons_heal_stop(rc);
   cons_up_again(rc);
@@ -3219,7 +3220,8 @@ static int cons_lag(void *impl, sea_lag_t *out, size_t cap) {
     for (size_t i = 0; i < rc->nst; i++) {
       const char *argv[] = {"XINFO", "GROUPS", rc->st[i].name};
       size_t lens[] = {5, 6, strlen(rc->st[i].name)};
-      if (redisAsyncCommandArgv(cons_conn(rc, &rc->st[i])->ac, lag_cb, (void *)(uintptr_t)i, 3, argv,
+      if (cons_conn(rc, &rc->st[i])->ac &&
+          redisAsyncCommandArgv(cons_conn(rc, &rc->st[i])->ac, lag_cb, (void *)(uintptr_t)i, 3, argv,
                                 lens) == REDIS_OK)
         rc->lag_asking++;
     }

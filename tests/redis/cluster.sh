@@ -45,7 +45,9 @@ stop_one() {
   [[ -f "$ndir/port" ]] || return 0
   port=$(cat "$ndir/port")
   [[ -f "$ndir/redis.pid" ]] && pid=$(cat "$ndir/redis.pid")
-  redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+  # NOW: a master does not wait (shutdown-timeout, 10 s) for its replicas, which stop too
+  redis-cli -p "$port" shutdown nosave now >/dev/null 2>&1 ||
+    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
   if [[ -n "$pid" ]]; then
     for _ in $(seq 1 100); do
       kill -0 "$pid" 2>/dev/null || break
@@ -60,9 +62,11 @@ stop_one() {
 }
 
 stop() {
+  local ndir
   for ndir in "$dir"/node*; do
-    [[ -d "$ndir" ]] && stop_one "$ndir"
+    [[ -d "$ndir" ]] && stop_one "$ndir" &
   done
+  wait
   return 0
 }
 

@@ -1891,9 +1891,12 @@ static void read_cb(redisAsyncContext *ac, void *rep, void *priv) {
   if (cons_cluster_err(rc, c, reply))
     return;
   if (reply->type == REDIS_REPLY_ERROR) {
+    /* a cluster reads each stream on its own: name the key, whose stream is on that node */
     snprintf(msg, sizeof msg, R_NAME ": %s of '%s'%s at %s failed: %s",
-             rc->mode == SEA_MODE_REALTIME ? "XREAD" : "XREADGROUP", rc->st[0].name,
-             rc->nst > 1 ? " and other keys" : "", c->addr, reply->str);
+             rc->mode == SEA_MODE_REALTIME ? "XREAD" : "XREADGROUP",
+             rc->map.cluster ? rc->st[0].key : rc->st[0].name,
+             rc->map.cluster ? " (a stream of it)" : rc->nst > 1 ? " and other keys" : "", c->addr,
+             reply->str);
     cons_end(rc, SEA_EBACKEND, msg);
     return;
   }

@@ -140,7 +140,8 @@ int rcl_redirect(const char *err, unsigned *slot, char host[256], int *port) {
   else if (strncmp(err, "ASK ", 4) == 0)
     kind = RCL_ASK;
   else if (strncmp(err, "TRYAGAIN", 8) == 0 || strncmp(err, "CLUSTERDOWN", 11) == 0 ||
-           strncmp(err, "MASTERDOWN", 10) == 0 || strncmp(err, "LOADING", 7) == 0)
+           strncmp(err, "MASTERDOWN", 10) == 0 || strncmp(err, "LOADING", 7) == 0 ||
+           strncmp(err, "UNBLOCKED", 9) == 0)
     return RCL_RETRY;
   else
     return 0;

@@ -60,8 +60,9 @@ int rcl_route(const rcl_map_t *m, const char *name);
 
 /* A redirection in an error reply: "MOVED <slot> <host>:<port>" or "ASK <slot> <host>:<port>".
  * Returns RCL_MOVED or RCL_ASK with slot, host and port filled; RCL_RETRY for the errors after
- * which the same command succeeds a little later (TRYAGAIN, CLUSTERDOWN, and LOADING, MASTERDOWN
- * of a node being failed over to); 0 for any other error. */
+ * which the same command succeeds a little later (TRYAGAIN, CLUSTERDOWN, LOADING and MASTERDOWN
+ * of a node being failed over to, and UNBLOCKED: a blocked read whose key MIGRATE took away);
+ * 0 for any other error. */
 enum { RCL_MOVED = 1, RCL_ASK = 2, RCL_RETRY = 3 };
 int rcl_redirect(const char *err, unsigned *slot, char host[256], int *port);
 

@@ -4,13 +4,15 @@
 # port (port + 10000) is free too, data in DIR/NODE. cluster-node-timeout is 1500 ms, so a killed
 # master's replica takes over within a few seconds.
 #
-#   cluster.sh start DIR    starts them, creates the cluster, waits for cluster_state:ok on all;
+#   cluster.sh start DIR [redis.conf lines...]
+#                           starts them, creates the cluster, waits for cluster_state:ok on all;
 #                           writes DIR/ports (six ports, masters first) and DIR/seed (one port)
 #   cluster.sh stop DIR     SHUTDOWN NOSAVE each, kill -9 the ones that linger (by their pid file)
 set -euo pipefail
 cmd=${1:?usage: cluster.sh start|stop DIR}
 dir=${2:?usage: cluster.sh start|stop DIR}
 dir=$(mkdir -p "$dir" && cd "$dir" && pwd)
+shift 2
 
 # A port p with p and p + 10000 both free; never 6379 and its bus port.
 free_port_pair() {
@@ -107,6 +109,7 @@ start() {
       echo "cluster-enabled yes"
       echo "cluster-config-file $ndir/nodes.conf"
       echo "cluster-node-timeout 1500"
+      for line in "$@"; do echo "$line"; done
     } >"$ndir/redis.conf"
     echo "$p" >"$ndir/port"
     redis-server "$ndir/redis.conf"
@@ -130,7 +133,7 @@ start() {
 }
 
 case "$cmd" in
-start) start ;;
+start) start "$@" ;;
 stop) stop ;;
 wait) wait_ok ;;
 *) echo "cluster.sh: unknown command $cmd" >&2; exit 2 ;;

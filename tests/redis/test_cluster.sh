@@ -5,7 +5,8 @@
 #             keys with and without hash tags; `produce -O shards=6` of N numbered messages through one node's URI: the six shard
 #             streams lie on all three masters, each on the master of its slot; a realtime read
 #             and a load-balanced group (-G, -e) each get every number exactly once, and nothing
-#             stays pending. The URI may name several nodes: a first one that is down is passed
+#             stays pending; a member that stops after 500 leaves read entries pending on every
+#             shard, and the next member claims them and prints exactly the rest; db=1 is refused. The URI may name several nodes: a first one that is down is passed
 #             over.
 #   reshard   the slot of one shard stream is moved by hand to another master (CLUSTER SETSLOT
 #             IMPORTING / MIGRATING, MIGRATE, SETSLOT NODE) while a `produce` writes into all six
@@ -134,6 +135,17 @@ case_spread() {
   tally "$N" "$T/g.txt"
   echo "figures: group read: $TOTAL lines, $LOST lost, $DUPS duplicated"
   if ((LOST == 0 && DUPS == 0 && BAD == 0 && TOTAL == N)); then ok; else bad "group read: $TOTAL lines, $LOST lost, $DUPS dups, $BAD bad: $(head -c 300 "$T/g.err")"; fi
+  # claims across the masters: a member prints 500 and stops with more read and pending on
+  # every shard; the next member claims those (their member is gone) and prints exactly the rest
+  bounded "$SS" consume -G h -o beginning -c 500 -X batch=1000 -f '%s\n' "$u" >"$T/h1.txt" 2>"$T/h1.err"
+  expect_status "consume -G -c 500 on the cluster" 0 $?
+  bounded "$SS" consume -G h -e -f '%s\n' "$u" >"$T/h2.txt" 2>"$T/h2.err"
+  expect_status "consume -G -e after it" 0 $?
+  tally "$N" "$T/h1.txt" "$T/h2.txt"
+  echo "figures: claims: the first member printed $(wc -l <"$T/h1.txt"), the next $(wc -l <"$T/h2.txt"); $LOST lost, $DUPS duplicated"
+  if ((LOST == 0 && DUPS == 0 && BAD == 0 && $(wc -l <"$T/h1.txt") == 500)); then ok; else
+    bad "claims: $LOST lost, $DUPS dups, $BAD bad: $(head -c 300 "$T/h2.err")"
+  fi
   # bad input: a cluster has one database, and the error says so
   bounded "$SS" consume -e -X db=1 "$u" >/dev/null 2>"$T/db.err"
   if [[ $? -ne 0 ]] && grep -q "cannot select db=1 at 127.0.0.1:.*cluster" "$T/db.err"; then ok; else
@@ -266,6 +278,9 @@ case_failover() {
   if ((LOST == 0 && BAD == 0)); then ok; else bad "stored after the failover: $LOST of $N lost: $(lost_sample)"; fi
   expect_all "group across the failover" "$N" "$T/g1.txt" "$T/g2.txt"
   echo "figures: group: $TOTAL lines printed, $DUPS duplicated; the rerun printed $(whole_lines "$T/g2.txt" | wc -l)"
+  # both commands met the failure (a kill that found nothing on the wire would prove little)
+  expect_grep "the producer lost the killed master" "connection to 127.0.0.1:$vport lost" "$T/produce.err"
+  expect_grep "the consumer lost the killed master" "connection to 127.0.0.1:$vport lost" "$T/g1.err"
   # the killed node comes back, as a replica of the new master
   redis-server "$vdir/redis.conf"
   wait_ok_all "${PORTS[@]}" || bad "the killed node did not rejoin"

@@ -2133,7 +2133,7 @@ static void cons_send_setid(rcons_t *rc) {
 /* One XREAD or XREADGROUP over the streams node serves (-1: over every stream, a plain server).
  * A cluster refuses one command over keys of several slots (CROSSSLOT), even of one node, so
  * there each read names one stream: node is then the stream's index. */
-static void cons_send_read_one(rcons_t *rc, long node) {
+static void cons_send_read_one(rcons_t *rc, long node, int may_block) {
   size_t n = node < 0 ? rc->nst : 1;
   size_t first = node < 0 ? 0 : (size_t)node;
   size_t max = 12 + 2 * n;
@@ -2164,7 +2164,7 @@ static void cons_send_read_one(rcons_t *rc, long node) {
   }
   argv[argc++] = "COUNT";
   argv[argc++] = count;
-  if (!rc->stop_at_end && !history) {
+  if (!rc->stop_at_end && !history && may_block) {
     argv[argc++] = "BLOCK";
     argv[argc++] = block;
   }
@@ -2193,15 +2193,24 @@ static void cons_send_read_one(rcons_t *rc, long node) {
   rhost->free(ids);
 }
 
+/* In a cluster, one read per stream. A read with BLOCK holds its connection, and the reads
+ * behind it on that connection wait for it, so only the last read of each master blocks, and
+ * only when the round before found nothing: while entries come, no read waits. */
 static void cons_send_read(rcons_t *rc) {
+  int idle = rc->round_n == 0;
   rc->round_n = 0;
   rc->round_hist = 0;
   if (!rc->map.cluster) {
-    cons_send_read_one(rc, -1);
+    cons_send_read_one(rc, -1, 1);
     return;
   }
-  for (size_t i = 0; i < rc->nst && !rc->ended; i++)
-    cons_send_read_one(rc, (long)i);
+  for (size_t i = 0; i < rc->nst && !rc->ended; i++) {
+    rconn_t *c = cons_conn(rc, &rc->st[i]);
+    int last = 1;
+    for (size_t j = i + 1; j < rc->nst && last; j++)
+      last = cons_conn(rc, &rc->st[j]) != c;
+    cons_send_read_one(rc, (long)i, idle && last);
+  }
 }
 
 /* The shard number of NAME if it is KEY:N (N decimal, within 32 bits), else -1. */

@@ -6,19 +6,29 @@
  * into shards=N > 1 streams; an unsharded key is the plain `key` and shard 0.
  *
  * Connections. Every producer and consumer has its own connection (a consumer's XREAD BLOCK holds
- * its connection). hiredis does the protocol; this file is its event adapter: hiredis' ev hooks
- * (addRead, delRead, addWrite, delWrite, cleanup) map onto host->watch_*, so no libuv and no
- * hiredis adapter is linked. Host names are resolved with getaddrinfo on the host's thread pool
- * (host->queue_work), so a slow resolver never blocks the loop; hiredis then connects to the
- * numeric address without blocking. After connecting: AUTH (URI user/password), SELECT (db=N),
- * CONFIG GET proto-max-bulk-len (to refuse an oversize payload before the server drops the
- * connection), PING (a server that does not answer PONG is not Redis).
+ * its connection), or one per master of a cluster. hiredis does the protocol; this file is its
+ * event adapter: hiredis' ev hooks (addRead, delRead, addWrite, delWrite, cleanup) map onto
+ * host->watch_*, so no libuv and no hiredis adapter is linked. Host names are resolved with
+ * getaddrinfo on the host's thread pool (host->queue_work), so a slow resolver never blocks the
+ * loop; hiredis then connects to the numeric address without blocking. After connecting: AUTH (URI
+ * user/password), SELECT (db=N), CONFIG GET proto-max-bulk-len (to refuse an oversize payload
+ * before the server drops the connection), PING (a server that does not answer PONG is not Redis).
  *
  * Faults. A first connection that fails is an error at once (wrong password, unknown host, not a
  * Redis server, refused). A connection that worked once and is lost is retried with backoff
  * (100 ms doubling to 2 s) for reconnect_ms; meanwhile the producer keeps every unconfirmed
  * message and writes them again once connected (at-least-once), and the consumer resumes from the
  * last entry it delivered (realtime) or re-reads its group's pending entries (groups).
+ *
+ * Redis Cluster. Every connection asks CLUSTER SLOTS in its handshake; a cluster node answers
+ * the slot map (redis_cluster.c: slots, the map, the node table, MOVED/ASK parsing), a plain
+ * server an error. In a cluster a handle has one connection per master, at the node's index in
+ * its map. The producer keeps one line of records per master (replies match in order per
+ * connection), moves a record on MOVED/ASK, parks it on TRYAGAIN/CLUSTERDOWN, and while a node
+ * is down reads the map again from the others every 250 ms (heal) until the slots have a master
+ * that is up. The consumer reads each stream on its own (CROSSSLOT) on its slot's master, and
+ * treats its connections as one: any of them lost, or a redirection in a reply, takes them all
+ * down and up again on a map read again, as a reconnect of one connection does today.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
@@ -587,8 +597,7 @@ static void conn_connect_ip(rconn_t *c) {
   }
   if (ac->err) {
     char msg[1400];
-    snprintf(msg, sizeof msg, R_NAME ": cannot connect to %s (%s): %s", c->addr, c->ip,
-             ac->errstr);
+    snprintf(msg, sizeof msg, R_NAME ": cannot connect to %s (%s): %s", c->addr, c->ip, ac->errstr);
     redisAsyncFree(ac);
     conn_lost(c, SEA_ECONNECT, msg);
     return;
@@ -636,8 +645,8 @@ static void resolve_after(void *data, int status) {
   c->job = NULL;
   if (status != 0 || j->rc != 0) {
     char msg[1400];
-    snprintf(msg, sizeof msg, R_NAME ": cannot resolve host '%s' (in %s): %s", c->host,
-             c->addr, status ? "lookup canceled" : j->err);
+    snprintf(msg, sizeof msg, R_NAME ": cannot resolve host '%s' (in %s): %s", c->host, c->addr,
+             status ? "lookup canceled" : j->err);
     rhost->free(j);
     conn_lost(c, SEA_ECONNECT, msg);
     return;
@@ -819,7 +828,7 @@ typedef struct rprod {
   uint64_t rr;
   int full;
   int failed;
-  int down; /* every record was failed: the connection could not be made or kept */
+  int down;         /* every record was failed: the connection could not be made or kept */
   rwaits_t flushes; /* waiting for resolved to reach their target */
   char *cmd;        /* the RESP of one XADD, reused */
   size_t cmdcap;
@@ -1098,8 +1107,8 @@ static void prod_redirect(rprod_t *pr, rpnode_t *n, prec_t *r, int kind, unsigne
     rcl_map_set(&pr->map, slot, (size_t)idx);
     r->asking = 0;
     prod_place(pr, r, idx);
-    prod_rehome(pr);      /* the slot's other records not yet written go there too */
-    prod_heal_start(pr);  /* and the whole map is read again: more may have moved */
+    prod_rehome(pr);     /* the slot's other records not yet written go there too */
+    prod_heal_start(pr); /* and the whole map is read again: more may have moved */
   } else {
     r->asking = 1; /* once, with ASKING first: the slot is being moved there */
     prod_place(pr, r, idx);
@@ -1275,8 +1284,8 @@ static void prod_on_ready(rconn_t *c) {
   }
   if (pr->map.cluster && pr->map.version != pr->map_seen) {
     if (pr->map_seen == 0)
-      rhost->log(SEA_LOG_INFO, R_NAME, "%s is a node of a Redis Cluster: %zu nodes known",
-                 c->addr, pr->map.nnodes);
+      rhost->log(SEA_LOG_INFO, R_NAME, "%s is a node of a Redis Cluster: %zu nodes known", c->addr,
+                 pr->map.nnodes);
     pr->map_seen = pr->map.version;
     prod_rehome(pr);
   }
@@ -1356,8 +1365,7 @@ static int prod_send(void *impl, const sea_message_t *m, unsigned flags, void *t
     rhost->log(SEA_LOG_ERROR, R_NAME,
                "send to '%s': payload of %zu bytes is over the server's proto-max-bulk-len "
                "(%llu bytes) at %s",
-               m->meta.stream_key, m->payload.len, (unsigned long long)c0->max_bulk,
-               pr->s->addr);
+               m->meta.stream_key, m->payload.len, (unsigned long long)c0->max_bulk, pr->s->addr);
     return SEA_ETOOBIG;
   }
   prec_t *r = rhost->alloc(sizeof *r + m->payload.len);
@@ -1533,7 +1541,7 @@ typedef struct rcons {
   int hold;          /* a redirection to wait out (ASK, TRYAGAIN): up again at a heal tick */
   sea_timer_t *heal; /* reads the map again while not up */
   uint64_t heal_since;
-  size_t round_n;    /* entries of the reads of this round (one read per node) */
+  size_t round_n; /* entries of the reads of this round (one read per node) */
   int round_hist;
 } rcons_t;
 
@@ -1895,8 +1903,10 @@ static void read_cb(redisAsyncContext *ac, void *rep, void *priv) {
     snprintf(msg, sizeof msg, R_NAME ": %s of '%s'%s at %s failed: %s",
              rc->mode == SEA_MODE_REALTIME ? "XREAD" : "XREADGROUP",
              rc->map.cluster ? rc->st[0].key : rc->st[0].name,
-             rc->map.cluster ? " (a stream of it)" : rc->nst > 1 ? " and other keys" : "", c->addr,
-             reply->str);
+             rc->map.cluster ? " (a stream of it)"
+             : rc->nst > 1   ? " and other keys"
+                             : "",
+             c->addr, reply->str);
     cons_end(rc, SEA_EBACKEND, msg);
     return;
   }
@@ -2065,9 +2075,9 @@ static void group_pos_id(const rcons_t *rc, char id[R_ID_MAX]) {
 static void cons_prepare(rcons_t *rc) {
   rc->preparing = 0;
   for (size_t i = 0; i < rc->nst; i++)
-    if (cons_conn(rc, &rc->st[i])->ac &&
-        redisAsyncCommand(cons_conn(rc, &rc->st[i])->ac, prep_cb, (void *)(((uintptr_t)1 << 24) | i),
-                          "TYPE %s", rc->st[i].name) == REDIS_OK)
+    if (cons_conn(rc, &rc->st[i])->ac && redisAsyncCommand(cons_conn(rc, &rc->st[i])->ac, prep_cb,
+                                                           (void *)(((uintptr_t)1 << 24) | i),
+                                                           "TYPE %s", rc->st[i].name) == REDIS_OK)
       rc->preparing++;
   if (rc->mode == SEA_MODE_REALTIME) {
     for (size_t i = 0; i < rc->nst; i++) {
@@ -2306,8 +2316,7 @@ static void scan_cb(redisAsyncContext *ac, void *rep, void *priv) {
       reply->element[1]->type != REDIS_REPLY_ARRAY) {
     char msg[1400];
     snprintf(msg, sizeof msg, R_NAME ": cannot look for the shards of '%s' at %s: %s", rc->keys[k],
-             c->addr,
-             reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply to SCAN");
+             c->addr, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply to SCAN");
     cons_end(rc, SEA_EBACKEND, msg);
     return;
   }
@@ -2344,8 +2353,8 @@ static int scan_send(rcons_t *rc, rconn_t *c, size_t k, const char *cursor) {
   snprintf(pattern, sizeof pattern, "%s:*", rc->keys[k]);
   if (c->ac == NULL)
     return -1;
-  if (redisAsyncCommand(c->ac, scan_cb, (void *)(uintptr_t)k, "SCAN %s MATCH %s COUNT 1000",
-                        cursor, pattern) != REDIS_OK)
+  if (redisAsyncCommand(c->ac, scan_cb, (void *)(uintptr_t)k, "SCAN %s MATCH %s COUNT 1000", cursor,
+                        pattern) != REDIS_OK)
     return -1;
   rc->discovering++;
   return 0;
@@ -2593,8 +2602,7 @@ static void reap_pending_cb(redisAsyncContext *ac, void *rep, void *priv) {
   argv[4] = minidle;
   for (int i = 0; i < 5; i++)
     lens[i] = strlen(argv[i]);
-  int sent = argc > 5 &&
-             cons_conn(rc, st)->ac &&
+  int sent = argc > 5 && cons_conn(rc, st)->ac &&
              redisAsyncCommandArgv(cons_conn(rc, st)->ac, reap_claim_cb, NULL, argc, argv, lens) ==
                  REDIS_OK;
   rhost->free(argv);
@@ -3233,8 +3241,8 @@ static int cons_lag(void *impl, sea_lag_t *out, size_t cap) {
       const char *argv[] = {"XINFO", "GROUPS", rc->st[i].name};
       size_t lens[] = {5, 6, strlen(rc->st[i].name)};
       if (cons_conn(rc, &rc->st[i])->ac &&
-          redisAsyncCommandArgv(cons_conn(rc, &rc->st[i])->ac, lag_cb, (void *)(uintptr_t)i, 3, argv,
-                                lens) == REDIS_OK)
+          redisAsyncCommandArgv(cons_conn(rc, &rc->st[i])->ac, lag_cb, (void *)(uintptr_t)i, 3,
+                                argv, lens) == REDIS_OK)
         rc->lag_asking++;
     }
   }

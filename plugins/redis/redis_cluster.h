@@ -25,8 +25,8 @@ typedef struct rcl_node {
 /* The slot map of one handle. Node indexes never change once given (a node that no longer serves
  * a slot keeps its index), so redis.c can keep arrays beside the table. */
 typedef struct rcl_map {
-  int cluster; /* the server said it is a cluster node (CLUSTER SLOTS answered) */
-  int loaded;  /* a map was read at least once */
+  int cluster;      /* the server said it is a cluster node (CLUSTER SLOTS answered) */
+  int loaded;       /* a map was read at least once */
   unsigned version; /* changes with every load and every MOVED */
   rcl_node_t *nodes;
   size_t nnodes, cap;

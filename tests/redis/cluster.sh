@@ -5,7 +5,8 @@
 # master's replica takes over within a few seconds.
 #
 #   cluster.sh start DIR [redis.conf lines...]
-#                           starts them, creates the cluster, waits for cluster_state:ok on all;
+#                           starts them, creates the cluster, waits for cluster_state:ok on all
+#                           and every replica in sync with its master;
 #                           writes DIR/ports (six ports, masters first) and DIR/seed (one port)
 #   cluster.sh stop DIR     SHUTDOWN NOSAVE each, kill -9 the ones that linger (by their pid file)
 set -euo pipefail
@@ -78,6 +79,10 @@ wait_ok() {
     local ok=1
     for port in $(cat "$dir/ports"); do
       redis-cli -p "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok' || { ok=0; break; }
+      # a replica that has not synced with its master yet could not take over from it
+      if redis-cli -p "$port" info replication 2>/dev/null | grep -q '^role:slave'; then
+        redis-cli -p "$port" info replication | grep -q '^master_link_status:up' || { ok=0; break; }
+      fi
     done
     ((ok)) && return 0
     sleep 0.1
@@ -109,6 +114,7 @@ start() {
       echo "cluster-enabled yes"
       echo "cluster-config-file $ndir/nodes.conf"
       echo "cluster-node-timeout 1500"
+      echo "repl-diskless-sync-delay 0" # a replica syncs at once, not after 5 s
       for line in "$@"; do echo "$line"; done
     } >"$ndir/redis.conf"
     echo "$p" >"$ndir/port"

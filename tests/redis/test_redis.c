@@ -1290,6 +1290,9 @@ static void test_bad(sea_runtime_t *rt) {
     CHECK_EQ_INT(sea_connect(rt, many, NULL, &s), SEA_EURI);
     CHECK_CONTAINS(sea_runtime_errmsg(rt), "names 65 nodes");
   }
+  /* a bad node among several is named */
+  CHECK_EQ_INT(sea_connect(rt, "redis://127.0.0.1:7000,127.0.0.1:0/k", NULL, &s), SEA_EURI);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "node '127.0.0.1:0'");
 }
 
 /* ---- restart: redis-server stops and starts in the middle of 100,000 messages ---- */

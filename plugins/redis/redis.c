@@ -1880,6 +1880,32 @@ static size_t cons_deliver(rcons_t *rc, rpart_t *parts, size_t nparts) {
   return total;
 }
 
+static void cons_send_read_one(rcons_t *rc, long node, int may_block, rconn_t *ask);
+static rconn_t *cons_node(rcons_t *rc, size_t idx);
+
+/* A read answered ASK (its stream's slot is being moved, and the stream is already at the
+ * target): the same read once more, at the target after ASKING, in the same round. 1 if so. */
+static int cons_read_ask(rcons_t *rc, const redisReply *reply) {
+  unsigned slot;
+  char host[256];
+  int port;
+  if (!rc->map.cluster || reply->type != REDIS_REPLY_ERROR ||
+      rcl_redirect(reply->str, &slot, host, &port) != RCL_ASK)
+    return 0;
+  int idx = rcl_node_index(&rc->map, host, port);
+  rconn_t *to = idx >= 0 ? cons_node(rc, (size_t)idx) : NULL;
+  if (to == NULL || !conn_ready(to))
+    return 0; /* not a master we are connected to: wait the move out (cons_redirected) */
+  int before = rc->reading;
+  for (size_t i = 0; i < rc->nst; i++)
+    if (rcl_slot(rc->st[i].name, strlen(rc->st[i].name)) == slot)
+      cons_send_read_one(rc, (long)i, 0, to);
+  if (rc->reading == before) /* nothing sent: the round may be over */
+    return 0;
+  rhost->log(SEA_LOG_DEBUG, R_NAME, "read: %s; asking %s", reply->str, to->addr);
+  return 1;
+}
+
 static void read_cb(redisAsyncContext *ac, void *rep, void *priv) {
   rconn_t *c = ac->data;
   redisReply *reply = rep;
@@ -1896,7 +1922,7 @@ static void read_cb(redisAsyncContext *ac, void *rep, void *priv) {
     return;
   }
   char msg[1400];
-  if (cons_cluster_err(rc, c, reply))
+  if (cons_read_ask(rc, reply) || cons_cluster_err(rc, c, reply))
     return;
   if (reply->type == REDIS_REPLY_ERROR) {
     /* a cluster reads each stream on its own: name the key, whose stream is on that node */
@@ -2143,7 +2169,7 @@ static void cons_send_setid(rcons_t *rc) {
 /* One XREAD or XREADGROUP over the streams node serves (-1: over every stream, a plain server).
  * A cluster refuses one command over keys of several slots (CROSSSLOT), even of one node, so
  * there each read names one stream: node is then the stream's index. */
-static void cons_send_read_one(rcons_t *rc, long node, int may_block) {
+static void cons_send_read_one(rcons_t *rc, long node, int may_block, rconn_t *ask) {
   size_t n = node < 0 ? rc->nst : 1;
   size_t first = node < 0 ? 0 : (size_t)node;
   size_t max = 12 + 2 * n;
@@ -2194,9 +2220,13 @@ static void cons_send_read_one(rcons_t *rc, long node, int may_block) {
   }
   for (int i = 0; i < argc; i++)
     lens[i] = strlen(argv[i]);
-  rconn_t *c = node < 0 ? &rc->conn : cons_conn(rc, &rc->st[first]);
-  if (c->ac && redisAsyncCommandArgv(c->ac, read_cb, (void *)(uintptr_t)rc->gen, argc, argv,
-                                     lens) == REDIS_OK)
+  rconn_t *c = ask ? ask : node < 0 ? &rc->conn : cons_conn(rc, &rc->st[first]);
+  /* ASK: the node takes a command on a slot it is importing only right after ASKING */
+  if (ask && c->ac && redisAsyncCommand(c->ac, NULL, NULL, "ASKING") != REDIS_OK)
+    c = NULL;
+  if (c && c->ac &&
+      redisAsyncCommandArgv(c->ac, read_cb, (void *)(uintptr_t)rc->gen, argc, argv, lens) ==
+          REDIS_OK)
     rc->reading++;
   rhost->free(argv);
   rhost->free(lens);
@@ -2211,7 +2241,7 @@ static void cons_send_read(rcons_t *rc) {
   rc->round_n = 0;
   rc->round_hist = 0;
   if (!rc->map.cluster) {
-    cons_send_read_one(rc, -1, 1);
+    cons_send_read_one(rc, -1, 1, NULL);
     return;
   }
   for (size_t i = 0; i < rc->nst && !rc->ended; i++) {
@@ -2219,7 +2249,7 @@ static void cons_send_read(rcons_t *rc) {
     int last = 1;
     for (size_t j = i + 1; j < rc->nst && last; j++)
       last = cons_conn(rc, &rc->st[j]) != c;
-    cons_send_read_one(rc, (long)i, idle && last);
+    cons_send_read_one(rc, (long)i, idle && last, NULL);
   }
 }
 

@@ -166,7 +166,7 @@ case_reshard() {
   local ppid=$!
   STARTED+=("$ppid")
   exec 3>"$T/in"
-  SEASTREAMER_LOG=info timeout -s KILL "$LIMIT" "$SS" consume -G g -o beginning -f '%s\n' \
+  SEASTREAMER_LOG=debug timeout -s KILL "$LIMIT" "$SS" consume -G g -o beginning -f '%s\n' \
     -X block_ms=200 -X shards=6 "$u" >"$T/g1.txt" 2>"$T/g1.err" 3>&- &
   local cpid=$!
   STARTED+=("$cpid")
@@ -222,7 +222,9 @@ case_reshard() {
   local nask nmoved
   nask=$(grep -c "XADD at .*: ASK $slot " "$T/produce.err")
   nmoved=$(grep -c "XADD at .*: MOVED $slot " "$T/produce.err")
-  echo "figures: the producer followed $nask ASK and $nmoved MOVED redirections; the consumer: $(grep -c "answered" "$T/g1.err") redirections"
+  echo "figures: the producer followed $nask ASK and $nmoved MOVED redirections; the consumer" \
+    "followed $(grep -c "read: ASK $slot " "$T/g1.err") ASK and went down and up on" \
+    "$(grep -c "answered" "$T/g1.err") other redirections ($(grep -o "answered [A-Z]*" "$T/g1.err" | sort | uniq -c | tr -s ' \n' ' '))"
   if ((nask > 0)); then ok; else bad "the producer met no ASK"; fi
   if ((nmoved > 0)); then ok; else bad "the producer met no MOVED"; fi
 }

@@ -5,7 +5,7 @@
 #             keys with and without hash tags; `produce -O shards=6` of N numbered messages through one node's URI: the six shard
 #             streams lie on all three masters, each on the master of its slot; a realtime read
 #             and a load-balanced group (-G, -e) each get every number exactly once, and nothing
-#             stays pending; a member that stops after 500 leaves read entries pending on every
+#             stays pending; `-o -3` starts each shard 3 from its end; a member that stops after 500 leaves read entries pending on every
 #             shard, and the next member claims them and prints exactly the rest; db=1 is refused. The URI may name several nodes: a first one that is down is passed
 #             over.
 #   reshard   the slot of one shard stream is moved by hand to another master (CLUSTER SETSLOT
@@ -135,6 +135,12 @@ case_spread() {
   tally "$N" "$T/g.txt"
   echo "figures: group read: $TOTAL lines, $LOST lost, $DUPS duplicated"
   if ((LOST == 0 && DUPS == 0 && BAD == 0 && TOTAL == N)); then ok; else bad "group read: $TOTAL lines, $LOST lost, $DUPS dups, $BAD bad: $(head -c 300 "$T/g.err")"; fi
+  # a start position per shard, each on its master: the last 3 of each of the 6 shards are the
+  # last 18 numbers (round-robin)
+  bounded "$SS" consume -e -o -3 -X shards=6 -f '%s\n' "$u" >"$T/last.txt" 2>"$T/last.err"
+  if [[ $(sort -n "$T/last.txt" | tr '\n' ' ') == "$(seq $((N - 17)) "$N" | tr '\n' ' ')" ]]; then ok; else
+    bad "-o -3 over 6 shards: $(sort -n "$T/last.txt" | tr '\n' ' ') $(head -c 200 "$T/last.err")"
+  fi
   # claims across the masters: a member prints 500 and stops with more read and pending on
   # every shard; the next member claims those (their member is gone) and prints exactly the rest
   bounded "$SS" consume -G h -o beginning -c 500 -X batch=1000 -f '%s\n' "$u" >"$T/h1.txt" 2>"$T/h1.err"

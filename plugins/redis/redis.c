@@ -2244,13 +2244,21 @@ static void cons_send_read(rcons_t *rc) {
     cons_send_read_one(rc, -1, 1, NULL);
     return;
   }
-  for (size_t i = 0; i < rc->nst && !rc->ended; i++) {
-    rconn_t *c = cons_conn(rc, &rc->st[i]);
-    int last = 1;
-    for (size_t j = i + 1; j < rc->nst && last; j++)
-      last = cons_conn(rc, &rc->st[j]) != c;
-    cons_send_read_one(rc, (long)i, idle && last, NULL);
+  /* the last stream of each master, found from the end: its master's first sighting */
+  unsigned char seen[RCL_NODES_MAX];
+  unsigned char *last = idle ? rhost->calloc(rc->nst, 1) : NULL;
+  if (last) {
+    memset(seen, 0, sizeof seen);
+    for (size_t i = rc->nst; i-- > 0;) {
+      int o = rcl_route(&rc->map, rc->st[i].name);
+      size_t k = o < 0 ? 0 : (size_t)o;
+      last[i] = !seen[k];
+      seen[k] = 1;
+    }
   }
+  for (size_t i = 0; i < rc->nst && !rc->ended; i++)
+    cons_send_read_one(rc, (long)i, last && last[i], NULL);
+  rhost->free(last);
 }
 
 /* The shard number of NAME if it is KEY:N (N decimal, within 32 bits), else -1. */

@@ -86,6 +86,8 @@ typedef struct rcfg {
   uint64_t claim_idle_ms;
   uint64_t reconnect_ms;
   uint64_t pipeline;
+  uint64_t wait_replicas; /* producer: a receipt only once WAIT says this many replicas have it */
+  uint64_t wait_timeout_ms;
 } rcfg_t;
 
 typedef struct rstreamer {
@@ -110,7 +112,8 @@ typedef struct rstreamer {
 /* ------------------------------------------------------------------------------------------- */
 
 static const char r_known_opts[] = "db, field, shards, sharding, maxlen, minid_age_ms, block_ms, "
-                                   "ack, create, consumer, claim_idle_ms, reconnect_ms, pipeline";
+                                   "ack, create, consumer, claim_idle_ms, reconnect_ms, pipeline, "
+                                   "wait_replicas, wait_timeout_ms";
 
 static void cfg_defaults(rcfg_t *c) {
   memset(c, 0, sizeof *c);
@@ -122,6 +125,7 @@ static void cfg_defaults(rcfg_t *c) {
   c->claim_idle_ms = R_CLAIM_DEFAULT;
   c->reconnect_ms = R_RECONNECT_DEFAULT;
   c->pipeline = R_PIPELINE_DEFAULT;
+  c->wait_timeout_ms = 1000;
 }
 
 static int parse_u64(const char *v, uint64_t *out) {
@@ -208,6 +212,10 @@ static int cfg_apply(sea_runtime_t *rt, rcfg_t *c, const sea_options_t *o) {
       bad = parse_u64(v, &c->claim_idle_ms);
     } else if (strcmp(k, "reconnect_ms") == 0) {
       bad = parse_u64(v, &c->reconnect_ms);
+    } else if (strcmp(k, "wait_replicas") == 0) {
+      bad = parse_u64(v, &c->wait_replicas) || c->wait_replicas > 100;
+    } else if (strcmp(k, "wait_timeout_ms") == 0) {
+      bad = parse_u64(v, &c->wait_timeout_ms) || c->wait_timeout_ms < 1;
     } else if (strcmp(k, "pipeline") == 0) {
       bad = parse_u64(v, &c->pipeline) || c->pipeline < 1;
     } else {
@@ -748,8 +756,9 @@ typedef struct prec {
   void *token;
   const char *key;
   uint32_t shard;
-  uint16_t slot;  /* cluster: the slot of its stream */
-  uint8_t asking; /* cluster: send ASKING first (an ASK redirection) */
+  uint16_t slot;   /* cluster: the slot of its stream */
+  uint8_t asking;  /* cluster: send ASKING first (an ASK redirection) */
+  uint64_t ms, sq; /* wait_replicas: the entry id XADD answered, the receipt waits for WAIT */
   size_t len;
   uint8_t data[];
 } prec_t;
@@ -806,6 +815,11 @@ typedef struct rpnode {
   rconn_t conn;
   prec_t *head, *tail;
   prec_t *unsent; /* first record not written on the current connection, NULL = all written */
+  /* wait_replicas: records XADD answered, waiting for the answer of the WAIT written after
+   * them; and how many XADDs were written since the last WAIT */
+  prec_t *done_head, *done_tail;
+  uint64_t since_wait;
+  uint64_t short_since; /* when WAIT first answered fewer replicas than asked (0: it did not) */
 } rpnode_t;
 
 typedef struct rprod {
@@ -821,7 +835,8 @@ typedef struct rprod {
   /* Cluster: records no node takes now (TRYAGAIN, CLUSTERDOWN, a slot without a master), placed
    * again at each map refresh, in order. */
   prec_t *wait_head, *wait_tail;
-  sea_timer_t *heal; /* cluster: refreshes the map while a record waits or a node is down */
+  sea_timer_t *heal;       /* cluster: refreshes the map while a record waits or a node is down */
+  sea_timer_t *wait_timer; /* wait_replicas: writes a WAIT behind what was written this turn */
   uint64_t heal_since;
   uint64_t count; /* records in all lines */
   uint64_t accepted, resolved;
@@ -986,6 +1001,11 @@ static void prod_fail_all(rprod_t *pr, int status, const char *msg) {
       rpnode_t *n = pr->nodes[i];
       if (n == NULL)
         continue;
+      if (n->done_head) { /* answered, unconfirmed: fail them too, in order */
+        n->done_tail->next = n->head;
+        n->head = n->done_head;
+        n->done_head = n->done_tail = NULL;
+      }
       r = n->head;
       n->head = n->tail = n->unsent = NULL;
     } else {
@@ -1141,11 +1161,19 @@ static void xadd_cb(redisAsyncContext *ac, void *rep, void *priv) {
   n->head = r->next;
   if (n->head == NULL)
     n->tail = NULL;
+  uint64_t ms = 0, sq = 0;
+  int ok = (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS) &&
+           id_parse(reply->str, reply->len, &ms, &sq) == 0;
+  if (ok && pr->cfg.wait_replicas) {
+    /* stored on the master: the receipt waits for the WAIT written after it (wait_cb) */
+    r->ms = ms;
+    r->sq = sq;
+    line_append(&n->done_head, &n->done_tail, r);
+    return;
+  }
   pr->count--;
   pr->resolved++;
-  uint64_t ms = 0, sq = 0;
-  if ((reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS) &&
-      id_parse(reply->str, reply->len, &ms, &sq) == 0) {
+  if (ok) {
     sea_meta_t meta = {.stream_key = r->key,
                        .shard_id = r->shard,
                        .seq = id_pack(ms, sq),
@@ -1167,6 +1195,99 @@ static void xadd_cb(redisAsyncContext *ac, void *rep, void *priv) {
   if (pr->full && pr->count < pr->cfg.pipeline) {
     pr->full = 0;
     rhost->producer_ready(pr->p);
+  }
+}
+
+/* WAIT wait_replicas wait_timeout_ms, written after XADDs: its answer is how many replicas have
+ * everything written before it, so it gives the receipts of the records XADD answered before it
+ * (all of the node's done line, as replies come in order). Fewer replicas than asked: those
+ * receipts fail (the entries are on the master only, which may lose them in a failover). */
+static void on_wait_timer(sea_timer_t *t, void *data);
+
+static void wait_cb(redisAsyncContext *ac, void *rep, void *priv) {
+  (void)priv;
+  rconn_t *c = ac->data;
+  redisReply *reply = rep;
+  if (c == NULL || reply == NULL)
+    return; /* the connection was lost: on_lost puts the done line back to be written again */
+  rprod_t *pr = c->owner;
+  rpnode_t *n = pr->nodes[c->idx];
+  int ok = reply->type == REDIS_REPLY_INTEGER && reply->integer >= 0 &&
+           (uint64_t)reply->integer >= pr->cfg.wait_replicas;
+  uint64_t now = rhost->now_ms(pr->rt);
+  if (ok) {
+    n->short_since = 0;
+  } else if (reply->type == REDIS_REPLY_INTEGER && n->done_head) {
+    /* Too few replicas now (one is down, or a new master has none yet): ask again a little
+     * later, for up to reconnect_ms, before giving up on these records. */
+    if (n->short_since == 0) {
+      n->short_since = now;
+      rhost->log(SEA_LOG_WARN, R_NAME,
+                 "WAIT at %s: %lld of wait_replicas=%llu replicas have the entries; waiting for "
+                 "more (up to reconnect_ms)",
+                 c->addr, reply->integer, (unsigned long long)pr->cfg.wait_replicas);
+    }
+    if (now - n->short_since < pr->cfg.reconnect_ms) {
+      n->since_wait++;
+      if (pr->wait_timer == NULL)
+        pr->wait_timer = rhost->timer_start(pr->rt, 200, 1000, on_wait_timer, pr);
+      return;
+    }
+  }
+  if (!ok && !pr->failed && n->done_head) {
+    pr->failed = 1;
+    if (reply->type == REDIS_REPLY_INTEGER)
+      rhost->producer_fail(pr->p, SEA_EBACKEND,
+                           R_NAME ": WAIT at %s: %lld of wait_replicas=%llu replicas had the "
+                                  "entries within wait_timeout_ms=%llu ms, still after "
+                                  "reconnect_ms=%llu ms",
+                           c->addr, reply->integer, (unsigned long long)pr->cfg.wait_replicas,
+                           (unsigned long long)pr->cfg.wait_timeout_ms,
+                           (unsigned long long)pr->cfg.reconnect_ms);
+    else
+      rhost->producer_fail(pr->p, SEA_EBACKEND, R_NAME ": WAIT at %s failed: %s", c->addr,
+                           reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+  }
+  prec_t *r = n->done_head;
+  n->done_head = n->done_tail = NULL;
+  while (r) {
+    prec_t *next = r->next;
+    pr->count--;
+    pr->resolved++;
+    if (ok) {
+      sea_meta_t meta = {.stream_key = r->key,
+                         .shard_id = r->shard,
+                         .seq = id_pack(r->ms, r->sq),
+                         .timestamp_us = (int64_t)(r->ms * 1000)};
+      rhost->receipt(pr->p, r->token, 0, &meta);
+    } else {
+      rhost->receipt(pr->p, r->token, SEA_EBACKEND, NULL);
+    }
+    rhost->free(r);
+    r = next;
+  }
+  prod_check_flushes(pr, 0, NULL);
+  if (pr->full && pr->count < pr->cfg.pipeline) {
+    pr->full = 0;
+    rhost->producer_ready(pr->p);
+  }
+}
+
+/* A WAIT behind the XADDs each node was written this loop turn (one per turn and node, not one
+ * per message: WAIT holds its connection until the replicas answer). */
+static void on_wait_timer(sea_timer_t *t, void *data) {
+  (void)t;
+  rprod_t *pr = data;
+  rhost->timer_stop(pr->wait_timer);
+  pr->wait_timer = NULL;
+  for (size_t i = 0; i < pr->nnodes; i++) {
+    rpnode_t *n = pr->nodes[i];
+    if (n == NULL || n->since_wait == 0 || !conn_ready(&n->conn))
+      continue;
+    if (redisAsyncCommand(n->conn.ac, wait_cb, NULL, "WAIT %llu %llu",
+                          (unsigned long long)pr->cfg.wait_replicas,
+                          (unsigned long long)pr->cfg.wait_timeout_ms) == REDIS_OK)
+      n->since_wait = 0;
   }
 }
 
@@ -1234,7 +1355,14 @@ static int prod_write(rprod_t *pr, rpnode_t *n, prec_t *r) {
   /* ASK: the node takes the command for a slot it is importing only right after ASKING */
   if (r->asking && redisAsyncCommand(n->conn.ac, NULL, NULL, "ASKING") != REDIS_OK)
     return -1;
-  return redisAsyncFormattedCommand(n->conn.ac, xadd_cb, NULL, b, off) == REDIS_OK ? 0 : -1;
+  if (redisAsyncFormattedCommand(n->conn.ac, xadd_cb, NULL, b, off) != REDIS_OK)
+    return -1;
+  if (pr->cfg.wait_replicas) {
+    n->since_wait++;
+    if (pr->wait_timer == NULL)
+      pr->wait_timer = rhost->timer_start(pr->rt, 0, 1000, on_wait_timer, pr);
+  }
+  return 0;
 }
 
 /* Write every record of n's line not yet on its connection, in order. */
@@ -1297,7 +1425,16 @@ static void prod_on_ready(rconn_t *c) {
 static void prod_on_lost(rconn_t *c) {
   rprod_t *pr = c->owner;
   rpnode_t *n = pr->nodes[c->idx];
-  /* everything not confirmed goes back in line, in the order it was sent */
+  /* everything not confirmed goes back in line, in the order it was sent: first what XADD
+   * answered and no WAIT confirmed yet (at least once: it is written again) */
+  if (n->done_head) {
+    n->done_tail->next = n->head;
+    if (n->head == NULL)
+      n->tail = n->done_tail;
+    n->head = n->done_head;
+    n->done_head = n->done_tail = NULL;
+  }
+  n->since_wait = 0;
   n->unsent = n->head;
   /* a cluster's node may be failing over: learn who serves its slots now */
   prod_heal_start(pr);
@@ -1427,12 +1564,15 @@ static void free_line(prec_t *r) {
 static void prod_close(void *impl) {
   rprod_t *pr = impl;
   prod_heal_stop(pr);
+  if (pr->wait_timer)
+    rhost->timer_stop(pr->wait_timer);
   for (size_t i = 0; i < pr->nnodes; i++) {
     rpnode_t *n = pr->nodes[i];
     if (n == NULL)
       continue;
     conn_close(&n->conn);
     free_line(n->head);
+    free_line(n->done_head);
     rhost->free(n);
   }
   free_line(pr->wait_head);

@@ -6,19 +6,23 @@
 #             streams lie on all three masters, each on the master of its slot; a realtime read
 #             and a load-balanced group (-G, -e) each get every number exactly once, and nothing
 #             stays pending; `-o -3` starts each shard 3 from its end; a member that stops after 500 leaves read entries pending on every
-#             shard, and the next member claims them and prints exactly the rest; db=1 is refused. The URI may name several nodes: a first one that is down is passed
+#             shard, and the next member claims them and prints exactly the rest;
+#             wait_replicas=1 works and wait_replicas=2 (one replica each) fails, saying so; db=1
+#             is refused. The URI may name several nodes: a first one that is down is passed
 #             over.
 #   reshard   the slot of one shard stream is moved by hand to another master (CLUSTER SETSLOT
 #             IMPORTING / MIGRATING, MIGRATE, SETSLOT NODE) while a `produce` writes into all six
 #             shards (a part of the input before each step) and a `consume -G` group reads them:
 #             the producer follows ASK and MOVED, ends by itself with every receipt, and every
 #             number is stored and read (0 lost).
-#   failover  kill -9 of the master of one shard while a paced `produce` writes and a
+#   failover  kill -9 of the master of one shard while a paced `produce` (wait_replicas=1: a
+#             receipt only once the replica has the entry) writes and a
 #             `consume -G` (no -e: it runs on) reads; its replica takes over after
 #             cluster-node-timeout. The produce ends by itself with every receipt, the consumer is
 #             still running, reads on, and after it stops a `consume -G -e` prints what it had not
 #             acknowledged: every number is there (0 lost), duplicates printed as figures. The
-#             killed node is started again (it comes back as a replica).
+#             killed node is started again once its replica took over (it comes back as a
+#             replica, which the producer's WAIT waits for).
 # Every command runs under a bound; nothing asserts a time. Each case prints its figures.
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
@@ -152,6 +156,18 @@ case_spread() {
   if ((LOST == 0 && DUPS == 0 && BAD == 0 && $(wc -l <"$T/h1.txt") == 500)); then ok; else
     bad "claims: $LOST lost, $DUPS dups, $BAD bad: $(head -c 300 "$T/h2.err")"
   fi
+  # wait_replicas: a receipt only once WAIT says the master's replica has the entry; asking for
+  # two replicas of masters that have one fails, and says so
+  seq 1 1000 | bounded "$SS" produce -O shards=6 -O wait_replicas=1 "$u-w" 2>"$T/w1.err"
+  expect_status "produce -O wait_replicas=1" 0 $?
+  read_stream "$u-w" "$T/w1.txt"
+  expect_lines "read back after wait_replicas=1" 1000 "$T/w1.txt"
+  seq 1 10 | bounded "$SS" produce -O wait_replicas=2 -O wait_timeout_ms=100 -O reconnect_ms=500 "$u-w2" 2>"$T/w2.err"
+  if [[ $? -ne 0 ]] && grep -q "1 of wait_replicas=2 replicas had the entries within wait_timeout_ms=100 ms, still after reconnect_ms=500 ms" "$T/w2.err"; then
+    ok
+  else
+    bad "wait_replicas=2 with one replica: $(head -c 300 "$T/w2.err")"
+  fi
   # bad input: a cluster has one database, and the error says so
   bounded "$SS" consume -e -X db=1 "$u" >/dev/null 2>"$T/db.err"
   if [[ $? -ne 0 ]] && grep -q "cannot select db=1 at 127.0.0.1:.*cluster" "$T/db.err"; then ok; else
@@ -240,7 +256,7 @@ case_failover() {
   local vport
   vport=$(master_of "$victim")
   if [[ $vport == "${PORTS[1]}" ]]; then u="redis://127.0.0.1:${PORTS[2]}/$K"; fi
-  paced "$N" | SEASTREAMER_LOG=info bounded "$SS" produce -O shards=6 "$u" 2>"$T/produce.err" &
+  paced "$N" | SEASTREAMER_LOG=info bounded "$SS" produce -O shards=6 -O wait_replicas=1 "$u" 2>"$T/produce.err" &
   local ppid=$!
   STARTED+=("$ppid")
   SEASTREAMER_LOG=info timeout -s KILL "$LIMIT" "$SS" consume -G g -o beginning -f '%s\n' \
@@ -264,6 +280,9 @@ case_failover() {
   done
   if [[ -n $nm && $nm != "$vport" ]] && wait_ok_all "${live[@]}"; then ok; else bad "no replica took over within 30 s"; fi
   echo "figures: $nm took over from $vport after about $((SECONDS - t0)) to $((SECONDS - t0 + 1)) s"
+  # the killed node comes back, as a replica of the new master: until it has synced, the new
+  # master has no replica and the producer's WAIT (wait_replicas=1) holds its receipts back
+  redis-server "$vdir/redis.conf"
   wait "$ppid"
   local pst=$?
   expect_status "paced produce through the failover" 0 $pst
@@ -289,8 +308,6 @@ case_failover() {
   # both commands met the failure (a kill that found nothing on the wire would prove little)
   expect_grep "the producer lost the killed master" "connection to 127.0.0.1:$vport lost" "$T/produce.err"
   expect_grep "the consumer lost the killed master" "connection to 127.0.0.1:$vport lost" "$T/g1.err"
-  # the killed node comes back, as a replica of the new master
-  redis-server "$vdir/redis.conf"
   wait_ok_all "${PORTS[@]}" || bad "the killed node did not rejoin"
 }
 

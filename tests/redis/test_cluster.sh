@@ -301,7 +301,7 @@ case_failover() {
   expect_status "consume -G -e after the failover" 0 $?
   read_stream "$u" "$T/rt.txt"
   tally "$N" "$T/rt.txt"
-  echo "figures: stored: $TOTAL entries, $LOST lost, $DUPS duplicated (XADDs unanswered at the kill are written again)"
+  echo "figures: stored: $TOTAL entries, $LOST lost, $DUPS duplicated (XADDs not answered, or not confirmed by WAIT, at the kill are written again)"
   if ((LOST == 0 && BAD == 0)); then ok; else bad "stored after the failover: $LOST of $N lost: $(lost_sample)"; fi
   expect_all "group across the failover" "$N" "$T/g1.txt" "$T/g2.txt"
   echo "figures: group: $TOTAL lines printed, $DUPS duplicated; the rerun printed $(whole_lines "$T/g2.txt" | wc -l)"

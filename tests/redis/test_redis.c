@@ -1273,6 +1273,14 @@ static void test_bad(sea_runtime_t *rt) {
   CHECK_EQ_INT(sea_connect(rt, u, o, &s), SEA_EOPTION);
   CHECK_CONTAINS(sea_runtime_errmsg(rt), "shards=zero");
   sea_options_free(o);
+  o = opts("wait_replicas=some", NULL, NULL, NULL);
+  CHECK_EQ_INT(sea_connect(rt, u, o, &s), SEA_EOPTION);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "wait_replicas=some");
+  sea_options_free(o);
+  o = opts("wait_timeout_ms=0", NULL, NULL, NULL);
+  CHECK_EQ_INT(sea_connect(rt, u, o, &s), SEA_EOPTION);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "wait_timeout_ms=0");
+  sea_options_free(o);
   o = opts("colour=blue", NULL, NULL, NULL);
   CHECK_EQ_INT(sea_connect(rt, u, o, &s), SEA_EOPTION);
   CHECK_CONTAINS(sea_runtime_errmsg(rt), "unknown option 'colour=blue'");

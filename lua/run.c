@@ -33,7 +33,8 @@ typedef struct run {
   lua_State *L;
   sea_runtime_t *rt;
   sea_pipeline_t *pl;
-  const char *script; /* for messages: the processor's chunk name */
+  sea_metrics_t *metrics; /* metrics = "HOST:PORT" (--metrics) */
+  const char *script;     /* for messages: the processor's chunk name */
   input_t in[MAX_INPUTS];
   size_t nin;
   output_t out[MAX_OUTPUTS]; /* out[0] is the default output */
@@ -997,6 +998,8 @@ static int fn_field(lua_State *L, int t, const char *name, const char *script) {
 
 static void cleanup(run_t *r) {
   lua_State *L = r->L;
+  sea_metrics_close(r->metrics); /* before the pipeline it reads */
+  r->metrics = NULL;
   /* The pipeline closes the producers (canceling what is unconfirmed) and the consumers. */
   sea_pipeline_free(r->pl);
   r->pl = NULL;
@@ -1125,6 +1128,9 @@ int sea_lua_run(lua_State *L) {
   lua_pop(L, 1);
   if (stats_json && stats_ms == 0)
     stats_ms = 5000;
+  lua_getfield(L, 1, "metrics"); /* --metrics: an HTTP endpoint for Prometheus */
+  const char *metrics_addr = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
+  lua_pop(L, 1); /* the string stays referenced by the config table */
   if (join && exactly_once)
     return luaL_error(L, "seastreamer.run: join with exactly_once is not supported");
 
@@ -1281,10 +1287,15 @@ int sea_lua_run(lua_State *L) {
       .join_wait_ms = join_wait_ms,
       .join_max_buffered = (size_t)join_max,
   };
-  if ((rc = sea_pipeline_new(r->rt, &pc, &r->pl)) != 0)
+  /* The endpoint listens before anything connects: a bad address or a port in use fails the run
+   * before anything is consumed. */
+  if (metrics_addr && (rc = sea_metrics_serve(r->rt, metrics_addr, &r->metrics)) != 0)
+    run_error(r, rc, "--metrics %s: %s", metrics_addr, sea_runtime_errmsg(r->rt));
+  else if ((rc = sea_pipeline_new(r->rt, &pc, &r->pl)) != 0)
     run_error(r, rc, "cannot create the pipeline: %s", sea_runtime_errmsg(r->rt));
   else if (stats_ms)
     sea_pipeline_report_stats(r->pl, stats_ms, stats_json ? SEA_STATS_JSON : 0);
+  sea_metrics_set_pipeline(r->metrics, r->pl);
   for (size_t i = 0; i < r->nout && rc == 0; i++)
     rc = open_output(r, &r->out[i], oo);
   for (size_t i = 0; i < r->nin && rc == 0; i++) {

@@ -63,6 +63,8 @@ static const char help[] =
     "  --mode MODE              realtime, resumable or load-balanced (-I mode=MODE)\n"
     "  -O key=value             an option for every output\n"
     "  -e                       stop when the inputs are caught up (stop_at_end=true)\n"
+    "  -q / -v, -vv             log errors only / info / debug (SEASTREAMER_LOG=error|info|\n"
+    "                           debug), as in consume and produce\n"
     "  --exactly-once           Kafka to Kafka: each commit window is one transaction holding\n"
     "                           the outputs and the inputs' positions (docs/delivery.md)\n"
     "  --transactional-id ID    with --exactly-once: the transactional.id (default: derived\n"
@@ -82,6 +84,9 @@ static const char help[] =
     "                           the end: messages and bytes in and out, rates, in flight, each\n"
     "                           input's lag (out:stats() returns the same numbers)\n"
     "  --stats-json[=SECONDS]   the same as one JSON object per line on stderr\n"
+    "  --metrics HOST:PORT      serve the same counters (by input and output, lag, errors by\n"
+    "                           kind) at http://HOST:PORT/metrics in Prometheus' text format\n"
+    "                           (docs/delivery.md)\n"
     "\n"
     "exit status: 0 done; 1 a stream failed; 2 bad usage, a bad script or a processor\n"
     "error (with the script's name and line); 3 no backend.\n";
@@ -284,6 +289,7 @@ enum {
   OPT_STATS,
   OPT_STATS_JSON,
   OPT_MODE,
+  OPT_METRICS,
 };
 
 /* Parse argv into the config table on top of L (getopt_long, as every other command: --opt=value
@@ -308,6 +314,7 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
       {"stats", optional_argument, NULL, OPT_STATS},
       {"stats-json", optional_argument, NULL, OPT_STATS_JSON},
       {"mode", required_argument, NULL, OPT_MODE},
+      {"metrics", required_argument, NULL, OPT_METRICS},
       {NULL, 0, NULL, 0}};
   /* The config field of each numeric option, by its long name ("count" is -c too). */
   static const char *const numeric[][2] = {{"max-instructions", "max_instructions"},
@@ -327,7 +334,8 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
   int c, li = -1;
   optind = 1;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":hI:O:X:o:G:c:e", longopts, &li)) != -1) {
+  int quiet = 0, verbose = 0;
+  while ((c = getopt_long(argc, argv, ":hI:O:X:o:G:c:eqv", longopts, &li)) != -1) {
     const char *name = li >= 0 ? longopts[li].name : NULL;
     li = -1;
     double num;
@@ -347,6 +355,12 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
     case 'e':
       set_in(L, "input_options", "stop_at_end", "true");
       break;
+    case 'q':
+      quiet = 1;
+      break;
+    case 'v':
+      verbose++;
+      break;
     case 'o': /* where the inputs start, as in consume and relay */
       set_in(L, "input_options", "start", optarg);
       break;
@@ -362,6 +376,10 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
       break;
     case OPT_MODE:
       set_in(L, "input_options", "mode", optarg);
+      break;
+    case OPT_METRICS: /* checked when it listens, before anything connects */
+      lua_pushstring(L, optarg);
+      lua_setfield(L, -2, "metrics");
       break;
     case OPT_STATS:
     case OPT_STATS_JSON: {
@@ -455,6 +473,13 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
       return usage_error("unknown option '%s'", argv[optind - 1]);
     }
   }
+  if (quiet && verbose)
+    return usage_error("-q and -v contradict each other");
+  /* Before any runtime exists, so the level holds from the first line (as consume's -q/-v). */
+  if (quiet)
+    setenv("SEASTREAMER_LOG", "error", 1);
+  else if (verbose)
+    setenv("SEASTREAMER_LOG", verbose > 1 ? "debug" : "info", 1);
   for (int i = optind; i < argc; i++) {
     if (*script)
       return usage_error("unexpected argument '%s': one script only", argv[i]);

@@ -23,7 +23,7 @@ the processor runner for this Lua and the `seastreamer` command.]],
   license = "MIT OR Apache-2.0",
 }
 -- Only Lua itself: nothing for LuaRocks to download. The C libraries (libuv, librdkafka, hiredis,
--- the Lua/LuaJIT headers) come from the system (Debian: scripts/deps.sh) through pkg-config.
+-- libmicrohttpd, the Lua/LuaJIT headers) come from the system (Debian: scripts/deps.sh) through pkg-config.
 dependencies = { "lua >= 5.1" }
 build = {
   type = "cmake",

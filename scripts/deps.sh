@@ -16,13 +16,13 @@ fi
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libuv1-dev librdkafka-dev libhiredis-dev
+  libuv1-dev librdkafka-dev libhiredis-dev libmicrohttpd-dev
   liblua5.4-dev lua5.4 libluajit-5.1-dev luajit
   lua-busted luarocks lua-cjson lua-luv
   redis-server kcat
   openjdk-17-jre-headless maven
   clang libclang-rt-14-dev
-  python3
+  python3 curl
   "$@"
 )
 

@@ -2,7 +2,13 @@
  * backends loaded as .so plugins and linked in statically (argv[1] = dynamic | static). */
 #include <seastreamer/plugin.h>
 #include <seastreamer/seastreamer.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
 
 #include "test.h"
 #include "test_opts.h"
@@ -122,7 +128,23 @@ static void test_producer(void) {
   sea_options_free(o);
   o = opts("nosuch=1", NULL, NULL);
   CHECK_EQ_INT(sea_producer_open(s, o, &p), SEA_EOPTION);
-  CHECK_CONTAINS(sea_runtime_errmsg(rt), "unknown option 'nosuch'");
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "unknown option 'nosuch' (common keys: mode, group,");
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "; mem keys: capacity, fail_after, hold_receipts)");
+  CHECK(strstr(sea_runtime_errmsg(rt), "did you mean") == NULL);
+  sea_options_free(o);
+  /* A typo suggests the nearest key: the backend's, or a common one (a swap is one edit). */
+  o = opts("capacty=1", NULL, NULL);
+  CHECK_EQ_INT(sea_producer_open(s, o, &p), SEA_EOPTION);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "unknown option 'capacty': did you mean 'capacity'?");
+  sea_options_free(o);
+  o = opts("strat=1", NULL, NULL);
+  CHECK_EQ_INT(sea_producer_open(s, o, &p), SEA_EOPTION);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "unknown option 'strat': did you mean 'start'?");
+  sea_options_free(o);
+  /* Too far to be a typo of anything: two edits in a two-letter key. */
+  o = opts("zz=1", NULL, NULL);
+  CHECK_EQ_INT(sea_producer_open(s, o, &p), SEA_EOPTION);
+  CHECK(strstr(sea_runtime_errmsg(rt), "did you mean") == NULL);
   sea_options_free(o);
 
   sea_streamer_close(s);
@@ -840,6 +862,228 @@ static void test_close_streamer_while_handle_closes(void) {
   CHECK_EQ_INT(sea_runtime_free(rt), 0);
 }
 
+/* ---- sea_streamer_list on the mem backend ---- */
+
+typedef struct listed {
+  int done, status, rows;
+  sea_list_row_t stream, shard, group, group_k;
+  char group_name[16];
+} listed_t;
+
+static void on_list_row(void *data, const sea_list_row_t *r) {
+  listed_t *l = data;
+  l->rows++;
+  if (r->kind == SEA_LIST_STREAM)
+    l->stream = *r;
+  else if (r->kind == SEA_LIST_SHARD)
+    l->shard = *r;
+  else if (r->kind == SEA_LIST_GROUP && r->stream == NULL) {
+    l->group = *r;
+    snprintf(l->group_name, sizeof l->group_name, "%s", r->group ? r->group : "");
+  } else if (r->kind == SEA_LIST_GROUP)
+    l->group_k = *r;
+}
+
+static void on_list_done(void *data, int status) {
+  listed_t *l = data;
+  l->done = 1;
+  l->status = status;
+}
+
+/* Acknowledge the first two messages only. */
+static void on_batch_ack2(sea_consumer_t *k, const sea_batch_t *b) {
+  counts_t *c = sea_consumer_get_data(k);
+  for (size_t i = 0; i < b->count; i++)
+    if (c->npayloads++ < 2)
+      CHECK_EQ_INT(sea_consumer_ack(k, &b->msgs[i]), 0);
+}
+
+static void test_list(void) {
+  sea_runtime_t *rt = new_runtime();
+  sea_streamer_t *s;
+  CHECK_EQ_INT(sea_connect(rt, "mem://lst/k", NULL, &s), 0);
+  produce_n(rt, s, 5, "m");
+  /* A group that read all five and committed the first two. */
+  sea_consumer_t *k = NULL;
+  sea_options_t *o = opts("mode=resumable", "group=g", "reset=earliest", "stop_at_end=true", NULL);
+  CHECK_EQ_INT(sea_consumer_open(s, o, &k), 0);
+  sea_options_free(o);
+  counts_t c = {0};
+  sea_consumer_set_data(k, &c);
+  CHECK_EQ_INT(sea_consumer_start(k, on_batch_ack2, on_end), 0);
+  run_until(rt, &c.ended);
+  CHECK_EQ_INT(sea_consumer_commit(k, on_done, &c), 0);
+  run_until(rt, &c.done);
+  CHECK_EQ_INT(c.done_status, 0);
+
+  listed_t l = {0};
+  CHECK_EQ_INT(sea_streamer_list(s, NULL, 0, on_list_row, on_list_done, &l), 0);
+  CHECK_EQ_INT(l.rows, 0); /* rows come on a later turn, never inside the call */
+  run_until(rt, &l.done);
+  CHECK_EQ_INT(l.status, 0);
+  CHECK_EQ_INT(l.rows, 4);
+  CHECK(l.stream.stream && strcmp(l.stream.stream, "k") == 0);
+  CHECK(l.stream.messages == 5 && l.stream.shards == 1);
+  CHECK(l.shard.shard == 0 && l.shard.first_seq == 0 && l.shard.last_seq == 4);
+  CHECK(l.shard.first_ts_us > 0 && l.shard.last_ts_us >= l.shard.first_ts_us);
+  CHECK_STR(l.group_name, "g");
+  CHECK_EQ_INT(l.group.consumers, 1);
+  CHECK_EQ_INT(l.group.lag, 3);
+  CHECK(l.group_k.shard == 0 && l.group_k.committed == 2 && l.group_k.lag == 3);
+  CHECK_EQ_INT(l.group_k.pending, -1); /* not known: the unknowns are -1 */
+  sea_consumer_close(k);
+
+  /* Only the keys asked for: a key with nothing leaves the group out too. */
+  const char *const other[] = {"other"};
+  memset(&l, 0, sizeof l);
+  CHECK_EQ_INT(sea_streamer_list(s, other, 1, on_list_row, on_list_done, &l), 0);
+  run_until(rt, &l.done);
+  CHECK_EQ_INT(l.status, 0);
+  CHECK_EQ_INT(l.rows, 0);
+
+  /* Closed before its turn: canceled, no row, nothing left behind (ASan's leak check). */
+  memset(&l, 0, sizeof l);
+  CHECK_EQ_INT(sea_streamer_list(s, NULL, 0, on_list_row, on_list_done, &l), 0);
+  sea_streamer_close(s);
+  run_until(rt, &l.done);
+  CHECK_EQ_INT(l.status, SEA_ECANCELED);
+  CHECK_EQ_INT(l.rows, 0);
+
+  /* A backend without a listing says so by name. */
+  CHECK_EQ_INT(sea_connect(rt, "stdio:///k", NULL, &s), 0);
+  CHECK_EQ_INT(sea_streamer_list(s, NULL, 0, on_list_row, on_list_done, &l), SEA_ENOTSUP);
+  CHECK_STR(sea_streamer_errmsg(s), "list is not supported by the stdio backend");
+  sea_streamer_close(s);
+  CHECK_EQ_INT(sea_runtime_free(rt), 0);
+}
+
+/* ---- metrics: sea_metrics_serve over a pipeline, scraped through the runtime's loop ---- */
+
+static void on_keep(uv_timer_t *t) {
+}
+
+/* GET path from 127.0.0.1:port as HTTP/1.0, the loop running meanwhile (it answers); the whole
+ * response (head and body) into resp. Bounded: at most 5000 turns of 1 ms. The endpoint does not
+ * keep the loop alive (nor would a loop with nothing else to do poll it): a timer does here, as
+ * a running pipeline does in the commands. */
+static void http_get(sea_runtime_t *rt, int port, const char *path, char *resp, size_t len) {
+  uv_timer_t keep;
+  uv_timer_init(sea_runtime_uv_loop(rt), &keep);
+  uv_timer_start(&keep, on_keep, 1, 1);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  CHECK(fd >= 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+  CHECK(rc == 0 || errno == EINPROGRESS);
+  char req[256];
+  int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: test\r\n\r\n", path);
+  size_t sent = 0, got = 0;
+  resp[0] = '\0';
+  for (int i = 0; i < 5000; i++) {
+    if (sent < (size_t)n) {
+      ssize_t w = send(fd, req + sent, (size_t)n - sent, MSG_NOSIGNAL);
+      if (w > 0)
+        sent += (size_t)w;
+    }
+    sea_runtime_run(rt, SEA_RUN_NOWAIT);
+    ssize_t r = recv(fd, resp + got, len - 1 - got, 0);
+    if (r == 0)
+      break; /* HTTP/1.0: the server closes after the response */
+    if (r > 0) {
+      got += (size_t)r;
+      resp[got] = '\0';
+      if (got == len - 1)
+        break;
+      continue;
+    }
+    usleep(1000);
+  }
+  close(fd);
+  uv_close((uv_handle_t *)&keep, NULL);
+  sea_runtime_run(rt, SEA_RUN_NOWAIT);
+}
+
+static void test_metrics(void) {
+  sea_runtime_t *rt = new_runtime();
+  sea_metrics_t *m = NULL;
+  /* Addresses that do not parse: SEA_EINVAL and why, nothing listens. */
+  static const char *const bad[][2] = {{"nonsense", "expected HOST:PORT"},
+                                       {"127.0.0.1:65536", "not a number from 0 to 65535"},
+                                       {"127.0.0.1:", "not a number"},
+                                       {"1::2:9100", "brackets"},
+                                       {"[::1", "[IPV6]:PORT"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    CHECK_EQ_INT(sea_metrics_serve(rt, bad[i][0], &m), SEA_EINVAL);
+    CHECK(m == NULL);
+    CHECK_CONTAINS(sea_runtime_errmsg(rt), bad[i][1]);
+  }
+  CHECK_EQ_INT(sea_metrics_serve(rt, "127.0.0.1:0", &m), 0);
+  int port = sea_metrics_port(m);
+  CHECK(port > 0);
+  /* Its port again: in use. */
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+  sea_metrics_t *m2 = NULL;
+  CHECK_EQ_INT(sea_metrics_serve(rt, addr, &m2), SEA_EINVAL);
+  CHECK(m2 == NULL);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "in use");
+  /* Without a pipeline: the process's start time only. */
+  char buf[65536];
+  sea_metrics_text(m, buf, sizeof buf);
+  CHECK_CONTAINS(buf, "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds ");
+  CHECK(strstr(buf, "seastreamer_") == NULL);
+
+  /* A pipeline run to its end, v3 to the second output: the totals are sea_pipeline_stats'. */
+  sea_streamer_t *s;
+  CHECK_EQ_INT(sea_connect(rt, "mem://user:secret@mt/src", NULL, &s), 0);
+  produce_n(rt, s, 20, "v");
+  pl_case_t pc = {.reject_at = -1, .stop_at = -1, .to_slow = 3};
+  sea_pipeline_config_t cfg = {
+      .struct_size = sizeof cfg, .process = pl_process, .on_done = pl_done, .data = &pc};
+  sea_streamer_t *ss[3];
+  /* The input's URI carries a password: the label leaves it out. */
+  sea_pipeline_t *pl = pl_open(rt, ss, "mem://user:secret@mt/src", "stop_at_end=true",
+                               "mem://mt/out", "mem://mt/other", NULL, &cfg);
+  sea_metrics_set_pipeline(m, pl);
+  CHECK_EQ_INT(sea_pipeline_start(pl), 0);
+  run_until(rt, &pc.done);
+  CHECK_EQ_INT(pc.status, 0);
+  sea_pipeline_stats_t st;
+  sea_pipeline_stats(pl, &st);
+  CHECK_EQ_INT((int)st.processed, 20);
+  size_t need = sea_metrics_text(m, buf, 16);
+  CHECK(need > 16 && need < sizeof buf);
+  CHECK_EQ_INT((int)strlen(buf), 15);
+  CHECK_EQ_INT((int)sea_metrics_text(m, buf, sizeof buf), (int)need);
+  CHECK_CONTAINS(buf, "\nseastreamer_messages_in_total 20\n");
+  CHECK_CONTAINS(buf, "\nseastreamer_messages_out_total 20\n");
+  CHECK_CONTAINS(buf, "\nseastreamer_messages_confirmed_total 20\n");
+  CHECK_CONTAINS(buf, "\nseastreamer_inflight 0\n");
+  CHECK_CONTAINS(buf, "\nseastreamer_input_messages_total{input=\"0\",uri=\"mem://mt/src\"} 20\n");
+  CHECK_CONTAINS(buf,
+                 "\nseastreamer_output_messages_total{output=\"0\",uri=\"mem://mt/out\"} 19\n");
+  CHECK_CONTAINS(buf,
+                 "\nseastreamer_output_confirmed_total{output=\"1\",uri=\"mem://mt/other\"} 1\n");
+  CHECK_CONTAINS(buf, "\nseastreamer_errors_total{kind=\"failed\"} 0\n");
+  CHECK(strstr(buf, "secret") == NULL);
+  /* Over HTTP, answered by the loop. */
+  static char resp[65536];
+  http_get(rt, port, "/metrics", resp, sizeof resp);
+  CHECK_CONTAINS(resp, " 200 OK\r\n");
+  CHECK_CONTAINS(resp, "Content-Type: text/plain; version=0.0.4");
+  CHECK_CONTAINS(resp, "\r\n\r\n# HELP process_start_time_seconds ");
+  CHECK_CONTAINS(resp, "\nseastreamer_messages_in_total 20\n");
+  http_get(rt, port, "/nope", resp, sizeof resp);
+  CHECK_CONTAINS(resp, " 404 Not Found\r\n");
+  sea_metrics_set_pipeline(m, NULL);
+  pl_close(rt, pl, ss);
+  sea_streamer_close(s);
+  sea_metrics_close(m);
+  sea_metrics_close(NULL);
+  CHECK_EQ_INT(sea_runtime_free(rt), 0);
+}
+
 int main(int argc, char **argv) {
   linked_statically = argc > 1 && strcmp(argv[1], "static") == 0;
   test_producer();
@@ -850,5 +1094,7 @@ int main(int argc, char **argv) {
   test_pipeline();
   test_close_in_callback();
   test_close_streamer_while_handle_closes();
+  test_metrics();
+  test_list();
   return test_report();
 }

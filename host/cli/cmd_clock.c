@@ -28,7 +28,7 @@ static const char clock_help[] =
     "\n"
     "options:\n"
     "  -i MS            interval in milliseconds (default 1000; 0 = as fast as possible)\n"
-    "  -n COUNT         stop after COUNT ticks (default: never)\n"
+    "  -c, --count COUNT  stop after COUNT ticks (default: never; -n is the same)\n"
     "  -X key=value     a producer option\n";
 
 static void close_handles(clock_job_t *j) {
@@ -107,7 +107,9 @@ static void on_drain(sea_producer_t *p) {
 }
 
 int cmd_clock(int argc, char **argv) {
-  static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+                                           {"count", required_argument, NULL, 'c'},
+                                           {NULL, 0, NULL, 0}};
   clock_job_t j;
   memset(&j, 0, sizeof j);
   uint64_t interval = 1000;
@@ -115,7 +117,7 @@ int cmd_clock(int argc, char **argv) {
   int c, rc = 0;
   optind = 1;
   opterr = 0;
-  while (rc == 0 && (c = getopt_long(argc, argv, ":i:n:X:h", longopts, NULL)) != -1) {
+  while (rc == 0 && (c = getopt_long(argc, argv, ":i:n:c:X:h", longopts, NULL)) != -1) {
     char *end = NULL;
     switch (c) {
     case 'i':
@@ -125,10 +127,11 @@ int cmd_clock(int argc, char **argv) {
         rc = EXIT_USAGE;
       }
       break;
-    case 'n':
+    case 'n': /* the older name of -c (count, as in consume and run) */
+    case 'c':
       j.count = strtoull(optarg, &end, 10);
       if (*optarg == '\0' || *optarg == '-' || *end != '\0') {
-        cli_error("clock", "-n %s: expected a count", optarg);
+        cli_error("clock", "-%c %s: expected a count", c, optarg);
         rc = EXIT_USAGE;
       }
       break;

@@ -3,6 +3,7 @@
  * dependency, so the command reads files without loading the plugin). */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -651,39 +652,63 @@ static int open_ss(const char *cmd, const char *path, int flags, ss_file_t *f) {
 }
 
 static const char decode_usage[] =
-    "usage: seastreamer decode FILE [--format log|ndjson] [--header-only]\n"
+    "usage: seastreamer decode [--format log|ndjson] [-J] [--header-only] FILE\n"
     "Print a .ss file as SeaStreamer's ss-decode does: the header, one line per message (with\n"
     "the payload unless --header-only), and the markers of each beacon. Stops at an\n"
-    "end-of-stream message or a torn tail (status 0), or at damage (status 1, with the offset).\n";
+    "end-of-stream message or a torn tail (status 0), or at damage (status 1, with the offset).\n"
+    "-J is --format ndjson (as consume -J prints JSON).\n";
 
 int cmd_decode(int argc, char **argv) {
+  enum { OPT_FORMAT = 256, OPT_HEADER_ONLY, OPT_FILE };
+  static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+                                           {"format", required_argument, NULL, OPT_FORMAT},
+                                           {"header-only", no_argument, NULL, OPT_HEADER_ONLY},
+                                           {"file", required_argument, NULL, OPT_FILE},
+                                           {NULL, 0, NULL, 0}};
   const char *path = NULL;
-  int ndjson = 0, header_only = 0;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+  int ndjson = 0, header_only = 0, c;
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":hJ", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'h':
       fputs(decode_usage, stdout);
       return EXIT_OK;
-    } else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) {
-      const char *v = argv[++i];
-      if (strcmp(v, "log") == 0)
+    case 'J':
+      ndjson = 1;
+      break;
+    case OPT_FORMAT:
+      if (strcmp(optarg, "log") == 0)
         ndjson = 0;
-      else if (strcmp(v, "ndjson") == 0)
+      else if (strcmp(optarg, "ndjson") == 0)
         ndjson = 1;
       else {
-        cli_error("decode", "--format %s: expected log or ndjson", v);
+        cli_error("decode", "--format %s: expected log or ndjson", optarg);
         return EXIT_USAGE;
       }
-    } else if (strcmp(argv[i], "--header-only") == 0) {
+      break;
+    case OPT_HEADER_ONLY:
       header_only = 1;
-    } else if (strcmp(argv[i], "--file") == 0 && i + 1 < argc && path == NULL) {
-      path = argv[++i];
-    } else if (argv[i][0] != '-' && path == NULL) {
-      path = argv[i];
-    } else {
-      cli_error("decode", "unexpected argument '%s'", argv[i]);
+      break;
+    case OPT_FILE:
+      path = optarg;
+      break;
+    case ':':
+      cli_error("decode", "option %s needs a value (see --help)", argv[optind - 1]);
+      return EXIT_USAGE;
+    default:
+      cli_error("decode", "unknown option '%s' (see --help)", argv[optind - 1]);
       fputs(decode_usage, stderr);
       return EXIT_USAGE;
     }
+  }
+  for (; optind < argc; optind++) {
+    if (path != NULL) {
+      cli_error("decode", "unexpected argument '%s'", argv[optind]);
+      fputs(decode_usage, stderr);
+      return EXIT_USAGE;
+    }
+    path = argv[optind];
   }
   if (path == NULL) {
     fputs(decode_usage, stderr);
@@ -819,16 +844,31 @@ static int walk(const char *cmd, const char *path, ss_file_t *f, int quiet, uint
   return 0;
 }
 
-int cmd_verify(int argc, char **argv) {
-  if (argc != 2 || argv[1][0] == '-') {
-    int help = argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
-    fputs("usage: seastreamer verify FILE\n"
-          "Read every frame and beacon of a .ss file and check every checksum and length. Each\n"
-          "problem is printed with its byte offset. Status: 0 sound, 1 damaged or torn, 2 not a\n"
-          ".ss file or cannot be read.\n",
-          help ? stdout : stderr);
-    return help ? EXIT_OK : EXIT_USAGE;
+/* The one FILE operand of verify and repair, after -h/--help (getopt_long, as every command). */
+static int file_operand(const char *cmd, int argc, char **argv, const char *help,
+                        const char **path) {
+  int shown, rc = cli_help_only(cmd, argc, argv, help, &shown);
+  if (rc != 0 || shown)
+    return shown ? -1 : rc;
+  if (argc - optind != 1) {
+    fputs(help, stderr);
+    return EXIT_USAGE;
   }
+  *path = argv[optind];
+  return 0;
+}
+
+int cmd_verify(int argc, char **argv) {
+  static const char help[] =
+      "usage: seastreamer verify FILE\n"
+      "Read every frame and beacon of a .ss file and check every checksum and length. Each\n"
+      "problem is printed with its byte offset. Status: 0 sound, 1 damaged or torn, 2 not a\n"
+      ".ss file or cannot be read.\n";
+  const char *path;
+  int st = file_operand("verify", argc, argv, help, &path);
+  if (st != 0)
+    return st < 0 ? EXIT_OK : st;
+  argv[1] = (char *)path; /* the operand, wherever getopt found it */
   ss_file_t f;
   int problems;
   uint64_t cut;
@@ -844,17 +884,17 @@ int cmd_verify(int argc, char **argv) {
 }
 
 int cmd_repair(int argc, char **argv) {
-  if (argc != 2 || argv[1][0] == '-') {
-    int help = argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
-    fputs(
-        "usage: seastreamer repair FILE\n"
-        "Cut a torn tail (an incomplete last frame, as a crashed writer leaves) so the file ends\n"
-        "at its last whole frame. Damage inside the file is reported and left alone. It takes\n"
-        "the file's writer lock, so it is refused while a producer writes the file. Status: 0\n"
-        "the file is sound now, 1 damage remains, 2 not a .ss file, cannot be read, or locked.\n",
-        help ? stdout : stderr);
-    return help ? EXIT_OK : EXIT_USAGE;
-  }
+  static const char help[] =
+      "usage: seastreamer repair FILE\n"
+      "Cut a torn tail (an incomplete last frame, as a crashed writer leaves) so the file ends\n"
+      "at its last whole frame. Damage inside the file is reported and left alone. It takes\n"
+      "the file's writer lock, so it is refused while a producer writes the file. Status: 0\n"
+      "the file is sound now, 1 damage remains, 2 not a .ss file, cannot be read, or locked.\n";
+  const char *path;
+  int st = file_operand("repair", argc, argv, help, &path);
+  if (st != 0)
+    return st < 0 ? EXIT_OK : st;
+  argv[1] = (char *)path; /* the operand, wherever getopt found it */
   ss_file_t f;
   int problems;
   uint64_t cut;

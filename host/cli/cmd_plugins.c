@@ -1,4 +1,5 @@
 /* cmd_plugins.c: `seastreamer plugins`: every plugin found, loaded or refused, and why. */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,17 +21,18 @@ static void print_searched(FILE *out) {
 }
 
 int cmd_plugins(int argc, char **argv) {
-  if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-    printf("usage: seastreamer plugins\n\n"
-           "Lists each plugin file found, with its schemes, or why it was refused, then where it\n"
-           "looked: the plugin directory installed with libseastreamer (found from where the\n"
-           "library is, so it follows the installation), or $SEASTREAMER_PLUGIN_DIR instead, then\n"
-           "each directory of $SEASTREAMER_PLUGIN_PATH. Exit status 0, or 1 if any plugin was\n"
-           "refused.\n");
-    return EXIT_OK;
-  }
-  if (argc > 1) {
-    cli_error("plugins", "unexpected argument '%s'", argv[1]);
+  static const char help[] =
+      "usage: seastreamer plugins\n\n"
+      "Lists each plugin file found, with its schemes, or why it was refused, then where it\n"
+      "looked: the plugin directory installed with libseastreamer (found from where the\n"
+      "library is, so it follows the installation), or $SEASTREAMER_PLUGIN_DIR instead, then\n"
+      "each directory of $SEASTREAMER_PLUGIN_PATH. Exit status 0, or 1 if any plugin was\n"
+      "refused.\n";
+  int shown, rc = cli_help_only("plugins", argc, argv, help, &shown);
+  if (rc != 0 || shown)
+    return rc;
+  if (optind < argc) {
+    cli_error("plugins", "unexpected argument '%s'", argv[optind]);
     return EXIT_USAGE;
   }
   sea_runtime_t *rt;

@@ -1,4 +1,5 @@
 /* main.c: the seastreamer command: dispatch to a subcommand, shared error reporting. */
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,8 @@ static const char usage[] =
     "  relay IN_URI OUT_URI   move messages from one backend to another, entirely in C\n"
     "  consume URI            print messages (stdio line form by default)\n"
     "  produce URI            send one message per line of stdin\n"
+    "  list URI               list streams, shards and groups with their counts and lag\n"
+    "                         (-L URI is the same; -J for JSON)\n"
     "  plugins                list the plugins found: loaded or refused, and why\n"
     "  clock                  print a tick message at an interval (a source for demos)\n"
     "  decode FILE            print a .ss file (--format log|ndjson, --header-only)\n"
@@ -70,6 +73,24 @@ int cli_exit_for(int err) {
   }
 }
 
+int cli_help_only(const char *cmd, int argc, char **argv, const char *help, int *shown) {
+  static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+  int c;
+  *shown = 0;
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+    if (c == 'h') {
+      fputs(help, stdout);
+      *shown = 1;
+      return 0;
+    }
+    cli_error(cmd, "unknown option '%s' (see --help)", argv[optind - 1]);
+    return EXIT_USAGE;
+  }
+  return 0;
+}
+
 int cli_option(const char *cmd, sea_options_t *opts, const char *kv) {
   int rc = sea_options_parse(opts, kv);
   if (rc == 0)
@@ -113,7 +134,8 @@ int main(int argc, char **argv) {
     int (*fn)(int, char **);
   } cmds[] = {{"relay", cmd_relay},     {"consume", cmd_consume}, {"produce", cmd_produce},
               {"plugins", cmd_plugins}, {"clock", cmd_clock},     {"decode", cmd_decode},
-              {"verify", cmd_verify},   {"repair", cmd_repair},   {"run", cmd_run}};
+              {"verify", cmd_verify},   {"repair", cmd_repair},   {"run", cmd_run},
+              {"list", cmd_list},       {"-L", cmd_list}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (strcmp(cmd, cmds[i].name) == 0)
       return cmds[i].fn(argc - 1, argv + 1);

@@ -61,6 +61,8 @@ struct sea_streamer {
   struct sea_consumer *consumers;
   size_t pending_closes; /* handles whose close is deferred (closed inside a callback) */
   bool closing;
+  struct sea_op *ops; /* listings in progress */
+  char errmsg[SEA__ERRMSG_MAX];
 };
 
 /* The in-flight record the host keeps per send, handed to the plugin as the token. */
@@ -166,6 +168,16 @@ sea__stats_t **sea__pipeline_stats_ref(sea_pipeline_t *pl);
 sea_runtime_t *sea__pipeline_runtime(sea_pipeline_t *pl);
 void sea__stats_final(sea__stats_t *s); /* the last line, once; stops the timer */
 void sea__stats_free(sea__stats_t *s);
+/* One input's or output's share of a pipeline's counters (metrics.c): messages and payload bytes
+ * handed to the processor (an input) or accepted by the output, confirmed and in flight (an
+ * output). sea__pipeline_flow fills it for input or output index (output: index nout is the
+ * exactly-once transactional producer, txn set), or returns SEA_EINVAL past the last. */
+typedef struct sea__flow {
+  const char *uri;
+  uint64_t messages, bytes, confirmed, inflight;
+  int txn;
+} sea__flow_t;
+int sea__pipeline_flow(const sea_pipeline_t *pl, int output, size_t index, sea__flow_t *out);
 
 void sea__log(int level, const char *plugin, const char *fmt, ...) SEA__PRINTF(3, 4);
 
@@ -184,6 +196,12 @@ int sea__options_merge(sea_options_t *dst, const sea_options_t *src);
 bool sea__option_is_common(const char *key);
 int sea__parse_u64(const char *s, uint64_t *out);
 int sea__parse_bool(const char *s, bool *out);
+/* The common key or one of known (a backend's keys, comma/space separated) nearest to key, a
+ * likely typo of it: 1 and out set, or 0. */
+int sea__option_nearest(const char *key, const char *known, char *out, size_t size);
+/* The host table's option_unknown: set rt's error to one line naming key, the nearest known key
+ * and every common and backend key. */
+void sea__option_unknown(sea_runtime_t *rt, const char *plugin, const char *key, const char *known);
 
 /* streamer.c: what the host table's "back to the host" members call */
 sea_op_t *sea__op_new(sea_runtime_t *rt, const char *what, sea_done_cb cb, void *data);

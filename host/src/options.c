@@ -1,5 +1,7 @@
 /* options.c: key=value option lists, and the parsing of values the host itself reads. */
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -162,4 +164,82 @@ int sea__parse_bool(const char *s, bool *out) {
     return 0;
   }
   return SEA_EOPTION;
+}
+
+/* Optimal string alignment distance: Levenshtein plus the swap of two neighbours, the commonest
+ * typo ("strat"), as one edit. Keys are short; a longer one is simply "far". */
+static size_t edit_distance(const char *a, const char *b) {
+  enum { MAX = 64 };
+  size_t n = strlen(a), m = strlen(b);
+  if (n >= MAX || m >= MAX)
+    return SIZE_MAX;
+  size_t d[MAX + 1][MAX + 1];
+  for (size_t i = 0; i <= n; i++)
+    d[i][0] = i;
+  for (size_t j = 0; j <= m; j++)
+    d[0][j] = j;
+  for (size_t i = 1; i <= n; i++) {
+    for (size_t j = 1; j <= m; j++) {
+      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      size_t v = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < v)
+        v = d[i][j - 1] + 1;
+      if (d[i - 1][j - 1] + cost < v)
+        v = d[i - 1][j - 1] + cost;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v)
+        v = d[i - 2][j - 2] + 1;
+      d[i][j] = v;
+    }
+  }
+  return d[n][m];
+}
+
+/* Keep cand in best if it is nearer to key than *best_d and near enough to be a likely typo: at
+ * most two edits, and about a third of the key's letters at most (3 * edits <= length + 1), so a
+ * two-letter key is one edit from its match and "zz" does not "mean" "db". */
+static void consider(const char *key, const char *cand, size_t cand_len, char *best,
+                     size_t best_size, size_t *best_d) {
+  char buf[64];
+  if (cand_len == 0 || cand_len >= sizeof buf)
+    return;
+  memcpy(buf, cand, cand_len);
+  buf[cand_len] = '\0';
+  if (!key_ok(buf, cand_len))
+    return; /* words of a free-text list ("any librdkafka property") */
+  size_t d = edit_distance(key, buf);
+  if (d == 0 || d > 2 || 3 * d > strlen(key) + 1 || d >= *best_d)
+    return;
+  *best_d = d;
+  snprintf(best, best_size, "%s", buf);
+}
+
+int sea__option_nearest(const char *key, const char *known, char *out, size_t size) {
+  size_t best_d = SIZE_MAX;
+  out[0] = '\0';
+  for (size_t i = 0; i < SEA__ARRAY_LEN(common_keys); i++)
+    consider(key, common_keys[i], strlen(common_keys[i]), out, size, &best_d);
+  /* known: the backend's keys, separated by commas and/or spaces; a remark in parentheses may
+   * follow them. */
+  for (const char *p = known; p && *p && *p != '(';) {
+    size_t skip = strspn(p, ", ");
+    p += skip;
+    size_t len = strcspn(p, ", (");
+    consider(key, p, len, out, size, &best_d);
+    p += len;
+  }
+  return out[0] != '\0';
+}
+
+void sea__option_unknown(sea_runtime_t *rt, const char *plugin, const char *key,
+                         const char *known) {
+  char near[64];
+  char common[256];
+  size_t o = 0;
+  common[0] = '\0';
+  for (size_t i = 0; i < SEA__ARRAY_LEN(common_keys) && o < sizeof common; i++)
+    o += (size_t)snprintf(common + o, sizeof common - o, "%s%s", i ? ", " : "", common_keys[i]);
+  bool has_near = sea__option_nearest(key, known, near, sizeof near);
+  sea__rt_err(rt, SEA_EOPTION, "%s: unknown option '%s'%s%s%s (common keys: %s; %s keys: %s)",
+              plugin, key, has_near ? ": did you mean '" : "", has_near ? near : "",
+              has_near ? "'?" : "", common, plugin, known && *known ? known : "none");
 }

@@ -60,6 +60,7 @@ struct pl_input {
   bool started, ended, paused;
   bool dirty; /* acknowledged since the last commit */
   bool committing;
+  uint64_t msgs, bytes; /* handed to the processor (metrics: stats.processed, bytes_in by input) */
   /* Exactly once: the last done position of each stream and shard since the window's start,
    * acknowledged only as the window closes (right before send_offsets), so nothing done in a
    * window that is then aborted is ever acknowledged to the backend. */
@@ -88,6 +89,7 @@ typedef struct pl_output {
   bool stopping;     /* its flush or end is under way */
   int txn_ops;       /* exactly once: its transaction operation out (the callback frees it late) */
   uint64_t inflight; /* sends without a receipt yet */
+  uint64_t sent, bytes, receipted; /* metrics: stats.sent, bytes_out, receipted by output */
 } pl_output_t;
 
 /* Exactly once: the state of the transaction of the current commit window. */
@@ -286,6 +288,7 @@ static void on_receipt(sea_producer_t *p, void *token, int status, const sea_met
     o->inflight--;
   if (status == 0) {
     pl->st.receipted++;
+    o->receipted++;
   } else if (status != SEA_ECANCELED) {
     const char *em = sea_producer_errmsg(p);
     if (s != NULL) {
@@ -316,6 +319,8 @@ static inline int send_now(pl_output_t *o, const sea_message_t *m, unsigned flag
   if (rc == 0) {
     o->pl->st.sent++;
     o->pl->st.bytes_out += m->payload.len;
+    o->sent++;
+    o->bytes += m->payload.len;
     o->inflight++;
     o->pl->window_sends++;
   } else if (slot)
@@ -590,9 +595,13 @@ static void on_join_timer(uv_timer_t *t) {
  * runs between two calls, the loop running its timers before this goes on, so commits keep their
  * interval). */
 static bool count_call(sea_pipeline_t *pl, pbatch_t *pb, size_t first, size_t n) {
-  pl->st.processed += n;
+  uint64_t bytes = 0;
   for (size_t k = first; k < first + n; k++)
-    pl->st.bytes_in += pb->batch->msgs[k].payload.len;
+    bytes += pb->batch->msgs[k].payload.len;
+  pl->st.processed += n;
+  pl->st.bytes_in += bytes;
+  pb->in->msgs += n;
+  pb->in->bytes += bytes;
   if (pl->cfg.max_count && pl->st.processed >= pl->cfg.max_count)
     pl->stop_requested = true;
   if (pl->stop_requested)
@@ -1596,6 +1605,24 @@ sea__stats_t **sea__pipeline_stats_ref(sea_pipeline_t *pl) {
 }
 sea_runtime_t *sea__pipeline_runtime(sea_pipeline_t *pl) {
   return pl->rt;
+}
+int sea__pipeline_flow(const sea_pipeline_t *pl, int output, size_t index, sea__flow_t *out) {
+  memset(out, 0, sizeof *out);
+  if (output) {
+    /* Exactly once: past the outputs, the transactional producer every send goes through. */
+    const pl_output_t *o = index < pl->nout               ? pl->out[index]
+                           : index == pl->nout && pl->txo ? pl->txo
+                                                          : NULL;
+    if (o == NULL)
+      return SEA_EINVAL;
+    *out = (sea__flow_t){o->uri, o->sent, o->bytes, o->receipted, o->inflight, o == pl->txo};
+    return 0;
+  }
+  if (index >= pl->nin)
+    return SEA_EINVAL;
+  const pl_input_t *in = pl->in[index];
+  *out = (sea__flow_t){in->uri, in->msgs, in->bytes, 0, 0, 0};
+  return 0;
 }
 sea_producer_t *sea_pipeline_output(const sea_pipeline_t *pl, size_t index) {
   return pl && index < pl->nout ? pl->out[index]->p : NULL;

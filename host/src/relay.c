@@ -10,7 +10,29 @@ struct sea_relay {
   sea_relay_done_cb on_done;
   const char *broadcast; /* the key stdio gives a line without one */
   size_t message_key_len;
+  sea_kv_t *hdrs; /* a message's own headers and cfg.headers, for one send */
+  size_t hdrs_cap;
 };
+
+/* m's headers followed by the configured ones, in r->hdrs. The copy of the message that carries
+ * them has no block, so a send the pipeline must hold (output full) copies all its bytes. */
+static int add_headers(sea_relay_t *r, sea_message_t *out) {
+  size_t n = out->header_count + r->cfg.header_count;
+  if (n > r->hdrs_cap) {
+    sea_kv_t *h = sea__realloc(r->hdrs, n * sizeof *h);
+    if (h == NULL)
+      return SEA_ENOMEM;
+    r->hdrs = h;
+    r->hdrs_cap = n;
+  }
+  if (out->header_count)
+    memcpy(r->hdrs, out->headers, out->header_count * sizeof *r->hdrs);
+  memcpy(r->hdrs + out->header_count, r->cfg.headers, r->cfg.header_count * sizeof *r->hdrs);
+  out->headers = r->hdrs;
+  out->header_count = n;
+  out->payload.block = NULL;
+  return 0;
+}
 
 /* The identity processor, a batch at a time: sends each message until the output is full, then
  * says how many it handled (the pipeline hands the rest again once the output drains). */
@@ -23,14 +45,20 @@ static int relay_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *ba
   for (size_t i = first; i < first + count; i++) {
     const sea_message_t *m = &batch->msgs[i];
     sea_message_t out;
-    if ((anchored && (!r->cfg.keep_stream_key || m->meta.stream_key == r->broadcast)) ||
-        r->cfg.message_key) {
+    bool set_key = r->cfg.message_key && m->key == NULL;
+    if ((anchored && (!r->cfg.keep_stream_key || m->meta.stream_key == r->broadcast)) || set_key ||
+        r->cfg.header_count) {
       out = *m; /* changed on its way: a copy of the header, never of the bytes */
       if (anchored && (!r->cfg.keep_stream_key || m->meta.stream_key == r->broadcast))
         out.meta.stream_key = NULL;
-      if (r->cfg.message_key) {
+      if (set_key) {
         out.key = (const uint8_t *)r->cfg.message_key;
         out.key_len = r->message_key_len;
+      }
+      if (r->cfg.header_count && add_headers(r, &out) != 0) {
+        if (i > first)
+          return (int)(i - first);
+        return sea_pipeline_reject(pl, "out of memory adding the headers");
       }
       m = &out;
     }
@@ -112,5 +140,6 @@ void sea_relay_free(sea_relay_t *r) {
   if (r == NULL)
     return;
   sea_pipeline_free(r->pl);
+  sea__free(r->hdrs);
   sea__free(r);
 }

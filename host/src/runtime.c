@@ -458,6 +458,7 @@ const sea_host_t sea__host = {
     .fswatch_start = fswatch_start,
     .fswatch_stop = fswatch_stop,
     .consumer_revoked = sea__consumer_revoked,
+    .option_unknown = sea__option_unknown,
 };
 
 /* ---- deferred calls ----

@@ -228,6 +228,9 @@ const sea_uri_t *sea_streamer_uri(const sea_streamer_t *s) {
 const char *sea_streamer_backend(const sea_streamer_t *s) {
   return backend_name(s);
 }
+uint64_t sea_streamer_caps(const sea_streamer_t *s) {
+  return s->plugin->desc.caps;
+}
 void *sea_streamer_get_data(const sea_streamer_t *s) {
   return s->data;
 }
@@ -235,12 +238,106 @@ void sea_streamer_set_data(sea_streamer_t *s, void *data) {
   s->data = data;
 }
 
+const char *sea_streamer_errmsg(const sea_streamer_t *s) {
+  return s->errmsg;
+}
+
+/* ---- listing ---- */
+
+static int opt_u64(sea_runtime_t *rt, const sea_options_t *o, const char *key, uint64_t *out);
+
+/* The caller's callbacks, between the plugin's rows and the user. */
+typedef struct list_call {
+  sea_streamer_t *s; /* alive while the plugin may emit: it abandons the listing in disconnect */
+  sea_list_cb on_row;
+  sea_done_cb on_done;
+  void *data;
+  sea_op_t *op;
+} list_call_t;
+
+static void list_emit(void *ctx, const sea_list_row_t *row) {
+  list_call_t *lc = ctx;
+  /* A row of an older sender (a smaller struct) reads as unknown in the fields it lacks. */
+  sea_list_row_t r;
+  sea_list_row_init(&r, row->kind);
+  size_t n = row->struct_size < sizeof r ? row->struct_size : sizeof r;
+  memcpy(&r, row, n);
+  r.struct_size = sizeof r;
+  /* No row after the caller closed the streamer (its close may be deferred a turn). */
+  if (lc->on_row && lc->op->owner_list != NULL && !lc->s->closing)
+    lc->on_row(lc->data, &r);
+}
+
+static void list_done(void *data, int status) {
+  list_call_t *lc = data;
+  if (lc->on_done)
+    lc->on_done(lc->data, status);
+  sea__free(lc);
+}
+
+int sea_streamer_list(sea_streamer_t *s, const char *const *keys, size_t key_count,
+                      sea_list_cb on_row, sea_done_cb on_done, void *data) {
+  if (s == NULL || (keys == NULL && key_count > 0))
+    return SEA_EINVAL;
+  if (s->closing)
+    return SEA_ECLOSED;
+  const sea_plugin_t *d = &s->plugin->desc;
+  s->errmsg[0] = '\0';
+  /* list came in ABI 1.1: a 1.0 plugin's slot is reserved (zero), but read it only from 1.1 on. */
+  if (d->abi_minor < 1 || d->list == NULL) {
+    set_msg(s->errmsg, "list is not supported by the %s backend", d->name);
+    return SEA_ENOTSUP;
+  }
+  for (size_t i = 0; i < key_count; i++)
+    if (keys[i] == NULL || !sea_stream_key_valid(keys[i], strlen(keys[i]))) {
+      char why[SEA__ERRMSG_MAX - 16];
+      sea__key_why(why, sizeof why, keys[i] ? keys[i] : "", keys[i] ? strlen(keys[i]) : 0);
+      set_msg(s->errmsg, "list: %s", why);
+      return SEA_EKEY;
+    }
+  uint64_t timeout_ms = 0;
+  int rc = opt_u64(s->rt, s->opts, "timeout", &timeout_ms);
+  if (rc) {
+    set_msg(s->errmsg, "%s", s->rt->errmsg);
+    return rc;
+  }
+  list_call_t *lc = sea__calloc(1, sizeof *lc);
+  if (lc == NULL)
+    return SEA_ENOMEM;
+  lc->s = s;
+  lc->on_row = on_row;
+  lc->on_done = on_done;
+  lc->data = data;
+  lc->op = op_start(s->rt, &s->ops, s->errmsg, "list", list_done, lc);
+  if (lc->op == NULL) {
+    sea__free(lc);
+    return SEA_ENOMEM;
+  }
+  sea_list_args_t args = {.struct_size = sizeof args,
+                          .rt = s->rt,
+                          .keys = keys,
+                          .key_count = key_count,
+                          .timeout_ms = timeout_ms,
+                          .emit = list_emit,
+                          .ctx = lc};
+  s->rt->errmsg[0] = '\0';
+  rc = d->list(s->impl, &args, lc->op);
+  if (rc != 0) {
+    set_msg(s->errmsg, "%s", s->rt->errmsg[0] ? s->rt->errmsg : sea_strerror(rc));
+    sea_op_t *op = lc->op;
+    sea__free(lc);
+    return op_refused(op, rc);
+  }
+  return 0;
+}
+
 static void producer_free(sea_producer_t *p);
 static void consumer_free(sea_consumer_t *c);
 
 static void streamer_close_now(void *arg, void *unused) {
   sea_streamer_t *s = arg;
-  s->plugin->desc.disconnect(s->impl);
+  s->plugin->desc.disconnect(s->impl); /* abandons its listings: no op_done after this */
+  ops_cancel(&s->ops);
   s->rt->streamer_count--;
   sea_uri_free(s->uri);
   sea_options_free(s->opts);
@@ -816,6 +913,8 @@ static int parse_start(sea_runtime_t *rt, const char *v, sea_open_args_t *a) {
     a->start_pos.kind = SEA_POS_BEGINNING;
   } else if (strcmp(v, "end") == 0) {
     a->start_pos.kind = SEA_POS_END;
+  } else if (strcmp(v, "stored") == 0) {
+    a->has_start = 0; /* the group's committed position (kcat's -o stored): the default */
   } else if (strncmp(v, "s@", 2) == 0 && sea__parse_u64(v + 2, &n) == 0 && n <= INT64_MAX / 1000) {
     a->start_is_time = 1;
     a->start_ts_us = (int64_t)n * 1000;
@@ -827,8 +926,8 @@ static int parse_start(sea_runtime_t *rt, const char *v, sea_open_args_t *a) {
     a->start_pos.seq = n;
   } else {
     return sea__rt_err(rt, SEA_EOPTION,
-                       "option start=%s: expected beginning, end, a sequence number N, -N (N "
-                       "before the end) or s@MILLISECONDS",
+                       "option start=%s: expected beginning, end, stored, a sequence number N, "
+                       "-N (N before the end) or s@MILLISECONDS",
                        v);
   }
   return 0;
@@ -869,9 +968,14 @@ static int consumer_args(sea_streamer_t *s, const sea_options_t *all, sea_open_a
   if ((v = sea_options_get(all, "start")) != NULL) {
     if ((rc = parse_start(rt, v, a)))
       return rc;
+    bool stored = strcmp(v, "stored") == 0;
+    if (stored && a->mode == SEA_MODE_REALTIME)
+      return sea__rt_err(rt, SEA_EOPTION,
+                         "option start=stored: the stored position is a group's (give a group, "
+                         "-G NAME, in resumable or load-balanced mode)");
     bool plain_end = a->has_start && !a->start_is_time && a->start_pos.kind == SEA_POS_END;
     bool can = a->start_is_time ? (d->caps & SEA_CAP_SEEK) : (d->caps & SEA_CAP_REWIND);
-    if (!plain_end && !can)
+    if (!stored && !plain_end && !can)
       return sea__rt_err(rt, SEA_ENOTSUP, "option start=%s: %s cannot %s", v, d->name,
                          a->start_is_time ? "seek by time" : "rewind");
   }

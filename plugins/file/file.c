@@ -56,6 +56,7 @@
 #include <unistd.h>
 
 #include "seastreamer/plugin.h"
+#include "file_list.h"
 #include "ss_codec.h"
 
 #define FILE_NAME "file"
@@ -187,10 +188,12 @@ static int parse_opts(sea_runtime_t *rt, const sea_options_t *o, file_opts_t *fo
         fo->max_frame = num;
       }
     } else {
-      fh->set_error(rt,
-                    "file: unknown option '%s' (known: create, beacon_interval, size_limit, "
-                    "flush_interval, eos, poll_interval, on_damage, max_frame)",
-                    k);
+      static const char known[] = "create, beacon_interval, size_limit, flush_interval, eos, "
+                                  "poll_interval, on_damage, max_frame";
+      if (fh->option_unknown != NULL)
+        fh->option_unknown(rt, "file", k, known);
+      else
+        fh->set_error(rt, "file: unknown option '%s' (known: %s)", k, known);
       return SEA_EOPTION;
     }
     continue;
@@ -211,7 +214,8 @@ static int parse_opts(sea_runtime_t *rt, const sea_options_t *o, file_opts_t *fo
 
 typedef struct file_streamer {
   char *path;
-  int keyless; /* the URI's last segment was the file name, not keys */
+  int keyless;        /* the URI's last segment was the file name, not keys */
+  struct ljob *lists; /* listings running (file_list.c) */
 } file_streamer_t;
 
 static int file_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *uri,
@@ -260,6 +264,7 @@ static int file_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *u
 
 static void file_disconnect(void *impl) {
   file_streamer_t *fs = impl;
+  sea_file_list_abandon(&fs->lists);
   fh->free(fs->path);
   fh->free(fs);
 }
@@ -1718,6 +1723,11 @@ static void file_consumer_close(void *impl) {
 
 static const char *const file_schemes[] = {"file", NULL};
 
+static int file_list(void *impl, const sea_list_args_t *args, sea_op_t *op) {
+  file_streamer_t *fs = impl;
+  return sea_file_list(fh, &fs->lists, fs->path, args, op);
+}
+
 static const sea_plugin_t file_plugin = {
     .abi_major = SEA_PLUGIN_ABI_MAJOR,
     .abi_minor = SEA_PLUGIN_ABI_MINOR,
@@ -1748,6 +1758,7 @@ static const sea_plugin_t file_plugin = {
     .consumer_commit = file_consumer_commit,
     .consumer_close = file_consumer_close,
     .consumer_lag = file_consumer_lag,
+    .list = file_list,
 };
 
 SEA_PLUGIN_ENTRY(file) {

@@ -16,6 +16,8 @@
 #include <librdkafka/rdkafka.h>
 #include <seastreamer/plugin.h>
 
+#include "kafka_list.h"
+
 #define KAFKA_NAME "kafka"
 /* Connect timeout when the user gives none (the `timeout` option). */
 #define KAFKA_DEFAULT_TIMEOUT_MS 10000
@@ -29,13 +31,16 @@ static const sea_host_t *H;
 
 #define LOGE(...) H->log(SEA_LOG_ERROR, KAFKA_NAME, __VA_ARGS__)
 #define LOGW(...) H->log(SEA_LOG_WARN, KAFKA_NAME, __VA_ARGS__)
+#define LOGI(...) H->log(SEA_LOG_INFO, KAFKA_NAME, __VA_ARGS__)
 #define LOGD(...) H->log(SEA_LOG_DEBUG, KAFKA_NAME, __VA_ARGS__)
 
 /* ---- the streamer ---- */
 
 typedef struct kstreamer {
   sea_runtime_t *rt;
-  char *brokers; /* "a:9092,b:9092" */
+  char *brokers;         /* "a:9092,b:9092" */
+  rd_kafka_conf_t *conf; /* the streamer's properties, for listings */
+  struct ljob *lists;    /* listings running (kafka_list.c) */
 } kstreamer_t;
 
 /* ---- what producers and consumers share: the rd_kafka_t, its io-event pipe and lifetime ---- */
@@ -81,7 +86,11 @@ static int conf_set(sea_runtime_t *rt, rd_kafka_conf_t *conf, const char *k, con
   rd_kafka_conf_res_t r = rd_kafka_conf_set(conf, k, v, err, sizeof err);
   if (r == RD_KAFKA_CONF_OK)
     return 0;
-  H->set_error(rt, "kafka: option '%s=%s': %s", k, v, err);
+  if (r == RD_KAFKA_CONF_UNKNOWN && H->option_unknown != NULL)
+    H->option_unknown(rt, KAFKA_NAME, k,
+                      "partition, auto_commit (and librdkafka's properties: kcat -X list)");
+  else
+    H->set_error(rt, "kafka: option '%s=%s': %s", k, v, err);
   return SEA_EOPTION;
 }
 
@@ -137,15 +146,26 @@ static int kafka_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *
     H->free(ks);
     return rc;
   }
-  rd_kafka_conf_destroy(conf);
+  ks->conf = conf;
   *impl = ks;
   return 0;
 }
 
 static void kafka_disconnect(void *impl) {
   kstreamer_t *ks = impl;
+  sea_kafka_list_abandon(&ks->lists);
+  rd_kafka_conf_destroy(ks->conf);
   H->free(ks->brokers);
   H->free(ks);
+}
+
+/* `seastreamer list`: kafka_list.c, with a client of its own. */
+static int kafka_list(void *impl, const sea_list_args_t *args, sea_op_t *op) {
+  kstreamer_t *ks = impl;
+  rd_kafka_conf_t *conf = rd_kafka_conf_dup(ks->conf);
+  if (conf == NULL)
+    return SEA_ENOMEM;
+  return sea_kafka_list(H, &ks->lists, ks->brokers, conf, args, op);
 }
 
 static char *dup_str(const char *s) {
@@ -445,8 +465,10 @@ static void meta_after(void *data, int status) {
   if (status != 0 && j->err == 0)
     j->err = RD_KAFKA_RESP_ERR__DESTROY;
   if (!h->closed) {
-    if (j->err == 0)
+    if (j->err == 0 && !h->connected) {
       h->connected = 1;
+      LOGI("connected to %s", h->brokers);
+    }
     j->done(h, j);
   }
   meta_job_free(j);
@@ -1153,9 +1175,31 @@ typedef struct kconsumer {
   const char *last_key;
   int last_eof_idx;            /* assigned_index's cache */
   kposlist_t delivered, acked; /* next offsets: what was delivered, what was acked */
-  int in_txn;       /* its offsets went into a producer's transaction: no commit on close */
-  unsigned revokes; /* rebalances that took partitions away */
+  int in_txn;        /* its offsets went into a producer's transaction: no commit on close */
+  unsigned revokes;  /* rebalances that took partitions away */
+  const char *group; /* interned, or NULL */
 } kconsumer_t;
+
+/* "topic[0], topic[1]@42" (@offset where one is set) for the logs, cut to fit buf. */
+static const char *parts_text(const rd_kafka_topic_partition_list_t *parts, int offsets, char *buf,
+                              size_t size) {
+  size_t o = 0;
+  buf[0] = '\0';
+  for (int i = 0; parts && i < parts->cnt && o + 1 < size; i++) {
+    const rd_kafka_topic_partition_t *p = &parts->elems[i];
+    int n = offsets && p->offset >= 0 ? snprintf(buf + o, size - o, "%s%s[%" PRId32 "]@%" PRId64,
+                                                 i ? ", " : "", p->topic, p->partition, p->offset)
+                                      : snprintf(buf + o, size - o, "%s%s[%" PRId32 "]",
+                                                 i ? ", " : "", p->topic, p->partition);
+    if (n < 0 || (size_t)n >= size - o) {
+      if (size > 4)
+        memcpy(buf + size - 4, "...", 4);
+      break;
+    }
+    o += (size_t)n;
+  }
+  return buf[0] ? buf : "none";
+}
 
 static void consumer_fail(kconsumer_t *kc, int status, const char *fmt, ...) {
   if (kc->ended)
@@ -1265,7 +1309,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                     rd_kafka_error_string(e));
       rd_kafka_error_destroy(e);
     }
-    LOGD("group assigned %d partition(s)", parts->cnt);
+    char list[512];
+    LOGI("group '%s' assigned %d partition(s)%s: %s", kc->group ? kc->group : "?", parts->cnt,
+         coop ? " (incremental)" : "", parts_text(parts, 0, list, sizeof list));
   } else {
     /* Revoked: commit what was acked before the partitions go to another member, so it is
      * not delivered twice. Asynchronous: the commit is queued before the unassign. A consumer
@@ -1289,7 +1335,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     int kept = now != NULL && now->cnt > 0;
     if (now)
       rd_kafka_topic_partition_list_destroy(now);
-    LOGD("group revoked %d partition(s)", parts->cnt);
+    char list[512];
+    LOGI("group '%s' revoked %d partition(s)%s: %s", kc->group ? kc->group : "?", parts->cnt,
+         rd_kafka_assignment_lost(rk) ? " (lost)" : "", parts_text(parts, 0, list, sizeof list));
     if (H->consumer_revoked)
       H->consumer_revoked(kc->c, coop && kept);
   }
@@ -1464,6 +1512,11 @@ static void commits_serve(kconsumer_t *kc) {
           continue;
         kc->commits[i] = kc->commits[--kc->ncommits];
         /* Nothing to commit is not a failure. */
+        if (e == 0) {
+          char list[512];
+          LOGI("group '%s' committed %s", kc->group ? kc->group : "?",
+               parts_text(rd_kafka_event_topic_partition_list(ev), 1, list, sizeof list));
+        }
         if (e == 0 || e == RD_KAFKA_RESP_ERR__NO_OFFSET)
           H->op_done(k->op, 0, NULL);
         else if (commit_overtaken(e)) {
@@ -1820,6 +1873,7 @@ static int kafka_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_ar
     return SEA_ENOMEM;
   kc->c = c;
   kc->mode = a->mode;
+  kc->group = a->group;
   kc->reset_earliest = a->reset_earliest;
   kc->has_start = a->has_start;
   kc->start_is_time = a->start_is_time;
@@ -2442,6 +2496,7 @@ static const sea_plugin_t kafka_plugin = {
     .producer_txn_commit = kafka_txn_commit,
     .producer_txn_abort = kafka_txn_abort,
     .producer_txn_send_offsets = kafka_txn_send_offsets,
+    .list = kafka_list,
 };
 
 SEA_PLUGIN_ENTRY(kafka) {

@@ -38,12 +38,18 @@
  * assign(key, shard): the first one narrows the consumer to the pairs assigned; unassign removes a
  * pair. Both return SEA_EKEY for a key outside the subscription.
  *
+ * Listing (sea_streamer_list): every (key, shard) log with its count, seq range (0 .. count - 1)
+ * and time range, and per group its members and, per log of each key it committed on, the
+ * committed position and the lag (messages after it). The rows are gathered when asked and sent
+ * from a timer on the next turn; a streamer's disconnect drops its listings not yet sent.
+ *
  * Threads: the broker registry has no lock, so every streamer that shares a broker must run on
  * one thread (several runtimes on that thread are fine).
  */
 #include <stdint.h>
 #include <string.h>
 
+#include "../list_rows.h"
 #include "seastreamer/plugin.h"
 
 /* The host's table, given to the entry point (whose parameter is called host, hence the name). */
@@ -294,8 +300,11 @@ static int mem_parse_options(sea_runtime_t *rt, const sea_options_t *o, mem_limi
       }
       lim->hold_receipts = strcmp(v, "true") == 0;
     } else {
-      mem_host->set_error(
-          rt, "mem: unknown option '%s' (known: capacity, fail_after, hold_receipts)", k);
+      if (mem_host->option_unknown != NULL)
+        mem_host->option_unknown(rt, "mem", k, "capacity, fail_after, hold_receipts");
+      else
+        mem_host->set_error(
+            rt, "mem: unknown option '%s' (known: capacity, fail_after, hold_receipts)", k);
       return SEA_EOPTION;
     }
   }
@@ -756,31 +765,49 @@ static void reader_leave(mem_reader_t *r, mem_consumer_t *mc) {
  * Streamer
  * ---------------------------------------------------------------------------------------------- */
 
-/* The streamer's impl is its broker. */
+/* The streamer's impl: its broker, and its listings waiting for their turn (a streamer of its
+ * own, since brokers are shared and a disconnect abandons only its own listings). */
+typedef struct mem_streamer {
+  mem_broker_t *broker;
+  struct mem_listing *lists;
+} mem_streamer_t;
+
 static int mem_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *uri,
                        const sea_options_t *backend_options, void **impl) {
   const char *name = uri->node_count > 0 ? uri->nodes[0] : "";
   mem_limits_t lim;
   mem_broker_t *b;
+  mem_streamer_t *ms;
   int rc;
 
   if ((rc = mem_parse_options(rt, backend_options, &lim)) != 0)
     return rc;
+  if ((ms = mem_host->calloc(1, sizeof *ms)) == NULL) {
+    mem_host->set_error(rt, "mem: out of memory");
+    return SEA_ENOMEM;
+  }
   for (b = mem_brokers; b != NULL; b = b->next)
     if (strcmp(b->name, name) == 0)
       break;
   if (b == NULL && (b = broker_new(name)) == NULL) {
+    mem_host->free(ms);
     mem_host->set_error(rt, "mem: out of memory");
     return SEA_ENOMEM;
   }
   b->refs++;
-  *impl = b;
+  ms->broker = b;
+  *impl = ms;
   return 0;
 }
 
+static void mem_list_abandon(mem_streamer_t *ms);
+
 /* The host closes a streamer's producers and consumers before it disconnects. */
 static void mem_disconnect(void *impl) {
-  mem_broker_t *b = impl;
+  mem_streamer_t *ms = impl;
+  mem_broker_t *b = ms->broker;
+  mem_list_abandon(ms);
+  mem_host->free(ms);
   if (--b->refs == 0)
     broker_free(b);
 }
@@ -820,7 +847,7 @@ static int mem_producer_open(void *streamer_impl, sea_producer_t *p, const sea_o
     mem_host->set_error(args->rt, "mem: out of memory");
     return SEA_ENOMEM;
   }
-  mp->broker = streamer_impl;
+  mp->broker = ((mem_streamer_t *)streamer_impl)->broker;
   mp->p = p;
   mp->rt = args->rt;
   mp->anchor = args->anchor;
@@ -990,7 +1017,7 @@ static void consumer_free(mem_consumer_t *mc) {
 
 static int mem_consumer_open(void *streamer_impl, sea_consumer_t *c, const sea_open_args_t *args,
                              void **impl) {
-  mem_broker_t *b = streamer_impl;
+  mem_broker_t *b = ((mem_streamer_t *)streamer_impl)->broker;
   mem_consumer_t *mc;
   mem_limits_t lim;
   size_t i;
@@ -1321,6 +1348,192 @@ static void mem_consumer_close(void *impl) {
 
 static const char *const mem_schemes[] = {"mem", NULL};
 
+/* ------------------------------------------------------------------------------------------------
+ * Listing: the broker's logs and groups, gathered at the call and sent on the next turn
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct mem_listing {
+  struct mem_listing *next; /* in its streamer's lists */
+  mem_streamer_t *ms;
+  sea_op_t *op;
+  sea_timer_t *timer;
+  sea_list_emit_fn emit;
+  void *ctx;
+  lrows_t rows;
+} mem_listing_t;
+
+static void listing_free(mem_listing_t *l) {
+  mem_listing_t **pp;
+  for (pp = &l->ms->lists; *pp != NULL; pp = &(*pp)->next)
+    if (*pp == l) {
+      *pp = l->next;
+      break;
+    }
+  if (l->timer != NULL)
+    mem_host->timer_stop(l->timer);
+  lrows_free(&l->rows);
+  mem_host->free(l);
+}
+
+static void mem_list_abandon(mem_streamer_t *ms) {
+  while (ms->lists != NULL)
+    listing_free(ms->lists);
+}
+
+static void mem_list_tick(sea_timer_t *t, void *data) {
+  mem_listing_t *l = data;
+  size_t i;
+  sea_op_t *op = l->op;
+  mem_host->timer_stop(t);
+  l->timer = NULL;
+  for (i = 0; i < l->rows.n; i++)
+    l->emit(l->ctx, &l->rows.v[i]);
+  listing_free(l);
+  mem_host->op_done(op, 0, NULL);
+}
+
+/* Logs in (key, shard) order, as indexes into b->logs. */
+static size_t *sorted_logs(const mem_broker_t *b) {
+  size_t *v = mem_array(NULL, b->log_count, sizeof *v), i, k;
+  if (v == NULL)
+    return NULL;
+  for (i = 0; i < b->log_count; i++) {
+    const mem_log_t *x = &b->logs[i];
+    for (k = i; k > 0; k--) {
+      const mem_log_t *y = &b->logs[v[k - 1]];
+      int c = strcmp(y->key, x->key);
+      if (c < 0 || (c == 0 && y->shard < x->shard))
+        break;
+      v[k] = v[k - 1];
+    }
+    v[k] = i;
+  }
+  return v;
+}
+
+static int64_t log_ts(const mem_log_t *log, size_t seq) {
+  return log->count > seq ? log->msgs[seq].meta.timestamp_us : -1;
+}
+
+static void list_streams(const mem_broker_t *b, const size_t *order, const sea_list_args_t *a,
+                         lrows_t *rows) {
+  size_t i = 0, e, k;
+  while (i < b->log_count) {
+    const char *key = b->logs[order[i]].key;
+    int64_t messages = 0, first = -1, last = -1;
+    for (e = i; e < b->log_count && b->logs[order[e]].key == key; e++) {
+      const mem_log_t *log = &b->logs[order[e]];
+      messages += (int64_t)log->count;
+      if (log->count > 0 && (first < 0 || log_ts(log, 0) < first))
+        first = log_ts(log, 0);
+      if (log->count > 0 && log_ts(log, log->count - 1) > last)
+        last = log_ts(log, log->count - 1);
+    }
+    if (lrows_wanted(a, key, strlen(key))) {
+      sea_list_row_t *r = lrows_add(rows, SEA_LIST_STREAM);
+      if (r == NULL)
+        return;
+      r->stream = key; /* interned: lives as long as the process */
+      r->shards = (int64_t)(e - i);
+      r->messages = messages;
+      r->first_ts_us = first;
+      r->last_ts_us = last;
+      for (k = i; k < e; k++) {
+        const mem_log_t *log = &b->logs[order[k]];
+        if ((r = lrows_add(rows, SEA_LIST_SHARD)) == NULL)
+          return;
+        r->stream = key;
+        r->shard = (int64_t)log->shard;
+        r->messages = (int64_t)log->count;
+        if (log->count > 0) {
+          r->first_seq = 0;
+          r->last_seq = (int64_t)log->count - 1;
+          r->first_ts_us = log_ts(log, 0);
+          r->last_ts_us = log_ts(log, log->count - 1);
+        }
+      }
+    }
+    i = e;
+  }
+}
+
+/* Per group: a row of its own (members, lag in all), then one per log of each key it committed
+ * on: committed (the next seq to read) and lag (what is after it; all of a log without a
+ * commit). */
+static void list_groups(const mem_broker_t *b, const size_t *order, const sea_list_args_t *a,
+                        lrows_t *rows) {
+  const mem_group_t *g;
+  const mem_consumer_t *mc;
+  size_t i, k;
+  for (g = b->groups; g != NULL; g = g->next) {
+    int64_t lag = 0, members = 0;
+    size_t logs = 0, first = rows->n;
+    sea_list_row_t *r = lrows_add(rows, SEA_LIST_GROUP);
+    if (r == NULL)
+      return;
+    r->group = lrows_str(rows, g->name);
+    for (mc = b->consumers; mc != NULL; mc = mc->next)
+      members += mc->group == g && !mc->closed;
+    rows->v[first].consumers = members;
+    for (i = 0; i < b->log_count; i++) {
+      const mem_log_t *log = &b->logs[order[i]];
+      int on_key = 0;
+      if (!lrows_wanted(a, log->key, strlen(log->key)))
+        continue;
+      for (k = 0; k < b->log_count && !on_key; k++)
+        on_key = b->logs[k].key == log->key && g->commit[k].committed > 0;
+      if (!on_key)
+        continue;
+      uint64_t next = g->commit[order[i]].committed;
+      if ((r = lrows_add(rows, SEA_LIST_GROUP)) == NULL)
+        return;
+      r->group = lrows_str(rows, g->name);
+      r->stream = log->key;
+      r->shard = (int64_t)log->shard;
+      r->committed = next > 0 ? (int64_t)next : -1;
+      r->lag = (int64_t)(log->count - (next < log->count ? next : log->count));
+      r->low = 0;
+      r->high = (int64_t)log->count;
+      lag += r->lag;
+      logs++;
+    }
+    if (logs == 0 && a->key_count > 0)
+      rows->n = first; /* nothing on the keys asked for: left out */
+    else
+      rows->v[first].lag = logs > 0 ? lag : -1;
+  }
+}
+
+static int mem_list(void *impl, const sea_list_args_t *args, sea_op_t *op) {
+  mem_streamer_t *ms = impl;
+  const mem_broker_t *b = ms->broker;
+  mem_listing_t *l = mem_host->calloc(1, sizeof *l);
+  size_t *order = sorted_logs(b);
+  if (l == NULL || order == NULL) {
+    mem_host->free(l);
+    mem_host->free(order);
+    mem_host->set_error(args->rt, "mem: out of memory");
+    return SEA_ENOMEM;
+  }
+  list_streams(b, order, args, &l->rows);
+  list_groups(b, order, args, &l->rows);
+  mem_host->free(order);
+  l->ms = ms;
+  l->op = op;
+  l->emit = args->emit;
+  l->ctx = args->ctx;
+  if (l->rows.oom || (l->timer = mem_host->timer_start(args->rt, 0, MEM_TIMER_REPEAT_MS,
+                                                       mem_list_tick, l)) == NULL) {
+    lrows_free(&l->rows);
+    mem_host->free(l);
+    mem_host->set_error(args->rt, "mem: out of memory");
+    return SEA_ENOMEM;
+  }
+  l->next = ms->lists;
+  ms->lists = l;
+  return 0;
+}
+
 static const sea_plugin_t mem_plugin = {
     .abi_major = SEA_PLUGIN_ABI_MAJOR,
     .abi_minor = SEA_PLUGIN_ABI_MINOR,
@@ -1351,6 +1564,7 @@ static const sea_plugin_t mem_plugin = {
     .consumer_ack = mem_consumer_ack,
     .consumer_commit = mem_consumer_commit,
     .consumer_close = mem_consumer_close,
+    .list = mem_list,
 };
 
 SEA_PLUGIN_ENTRY(mem) {

@@ -47,6 +47,7 @@
 #include <hiredis/hiredis.h>
 
 #include "redis_cluster.h"
+#include "redis_list.h"
 #include "seastreamer/plugin.h"
 
 static const sea_host_t *rhost;
@@ -105,6 +106,7 @@ typedef struct rstreamer {
     int port;
   } * seeds;
   size_t nseeds;
+  struct ljob *lists; /* listings running (redis_list.c) */
 } rstreamer_t;
 
 /* ------------------------------------------------------------------------------------------- */
@@ -219,7 +221,10 @@ static int cfg_apply(sea_runtime_t *rt, rcfg_t *c, const sea_options_t *o) {
     } else if (strcmp(k, "pipeline") == 0) {
       bad = parse_u64(v, &c->pipeline) || c->pipeline < 1;
     } else {
-      rhost->set_error(rt, R_NAME ": unknown option '%s=%s' (known: %s)", k, v, r_known_opts);
+      if (rhost->option_unknown != NULL)
+        rhost->option_unknown(rt, R_NAME, k, r_known_opts);
+      else
+        rhost->set_error(rt, R_NAME ": unknown option '%s=%s' (known: %s)", k, v, r_known_opts);
       return SEA_EOPTION;
     }
     if (bad) {
@@ -3509,6 +3514,7 @@ static int parse_node(sea_runtime_t *rt, rstreamer_t *s, const char *raw, const 
 
 static void r_disconnect(void *impl) {
   rstreamer_t *s = impl;
+  sea_redis_list_abandon(&s->lists);
   rhost->free(s->seeds);
   rhost->free(s);
 }
@@ -3556,6 +3562,20 @@ static int r_connect(sea_runtime_t *rt, sea_streamer_t *ss, const sea_uri_t *uri
   return 0;
 }
 
+/* `seastreamer list`: redis_list.c, on a connection of its own. */
+static int r_list(void *impl, const sea_list_args_t *args, sea_op_t *op) {
+  rstreamer_t *s = impl;
+  redis_list_target_t t;
+  memset(&t, 0, sizeof t);
+  snprintf(t.host, sizeof t.host, "%s", s->host);
+  t.port = s->port;
+  snprintf(t.user, sizeof t.user, "%s", s->user);
+  snprintf(t.pass, sizeof t.pass, "%s", s->pass);
+  snprintf(t.addr, sizeof t.addr, "%s", s->addr);
+  t.db = s->cfg.db;
+  return sea_redis_list(rhost, &s->lists, &t, args, op);
+}
+
 static const char *const r_schemes[] = {"redis", NULL};
 
 static const sea_plugin_t r_plugin = {
@@ -3585,6 +3605,7 @@ static const sea_plugin_t r_plugin = {
     .consumer_commit = cons_commit,
     .consumer_close = cons_close,
     .consumer_lag = cons_lag,
+    .list = r_list,
 };
 
 SEA_PLUGIN_ENTRY(redis) {

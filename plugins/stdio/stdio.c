@@ -23,6 +23,8 @@
 #define STDIO_WRITE_AT (64u * 1024u)
 #define STDIO_OUT_LIMIT (4u * 1024u * 1024u)
 #define STDIO_MSG_MAX 512
+#define STDIO_KNOWN_OPTS                                                                           \
+  "max_line, malformed, format, template, delimiter, key_delimiter, empty, null, unbuffered"
 
 static const sea_host_t *stdio_host;
 
@@ -91,7 +93,10 @@ static void map_free(stdio_map_t *m) {
 /* ---------------------------------------------------------------------------------------------
  * Options
  * ------------------------------------------------------------------------------------------- */
-enum { FMT_LINE, FMT_JSON, FMT_PAYLOAD, FMT_TEMPLATE };
+enum { FMT_LINE, FMT_JSON, FMT_PAYLOAD, FMT_TEMPLATE, FMT_KEYED };
+
+#define STDIO_DELIM_MAX 16
+#define STDIO_NULL_MAX 32
 
 /* A compiled output template: ops are directive letters, or 0 for literal text at [off, off+len)
  * of lit (escapes already resolved). */
@@ -111,8 +116,53 @@ typedef struct stdio_opts {
   size_t max_line;
   int pass_malformed;
   int format;
-  const char *template_src; /* points into the options; compile before they go away */
+  const char *template_src;        /* points into the options; compile before they go away */
+  char delim;                      /* ends a message, in and out (kcat -D); '\n' by default */
+  char key_delim[STDIO_DELIM_MAX]; /* key_delimiter= (kcat -K): "key DELIM payload" */
+  size_t key_delim_len;            /* 0: no key delimiter */
+  int empty_null;                  /* empty=null (kcat -Z): an empty input message is NULL */
+  char null_text[STDIO_NULL_MAX];  /* null= (kcat -Z): printed for a NULL key or payload */
+  size_t null_len;
+  int unbuffered; /* unbuffered=true (kcat -u): write each message out as it is sent */
 } stdio_opts_t;
+
+/* A delimiter option's bytes: a character, or the escapes \n \r \t \\ and \xNN (as kcat's -D
+ * and -K take them). Returns the length, or 0 if it is empty, too long or a bad escape. */
+static size_t parse_delim(const char *v, char *out, size_t cap) {
+  size_t n = 0;
+  for (size_t i = 0; v[i] != '\0'; i++) {
+    char c = v[i];
+    if (c == '\\') {
+      char d = v[++i];
+      if (d == 'n')
+        c = '\n';
+      else if (d == 'r')
+        c = '\r';
+      else if (d == 't')
+        c = '\t';
+      else if (d == '\\')
+        c = '\\';
+      else if (d == 'x') {
+        unsigned x = 0;
+        for (int k = 0; k < 2; k++) {
+          char h = v[++i];
+          if (h >= '0' && h <= '9')
+            x = x * 16 + (unsigned)(h - '0');
+          else if ((h | 0x20) >= 'a' && (h | 0x20) <= 'f')
+            x = x * 16 + (unsigned)((h | 0x20) - 'a' + 10);
+          else
+            return 0;
+        }
+        c = (char)x;
+      } else
+        return 0;
+    }
+    if (n == cap)
+      return 0;
+    out[n++] = c;
+  }
+  return n;
+}
 
 static void tpl_free(stdio_tpl_t *t) {
   if (t == NULL)
@@ -122,7 +172,7 @@ static void tpl_free(stdio_tpl_t *t) {
   stdio_host->free(t);
 }
 
-/* kcat -f style: %s %k %t %p %o %T %S %h %% and the escapes \n \t \\. */
+/* kcat -f style: %s %k %t %p %o %T %S %R %K %h %% and the escapes \n \t \\. */
 static int tpl_compile(sea_runtime_t *rt, const char *src, stdio_tpl_t **out) {
   size_t n = strlen(src);
   stdio_tpl_t *t = stdio_host->calloc(1, sizeof *t);
@@ -140,7 +190,7 @@ static int tpl_compile(sea_runtime_t *rt, const char *src, stdio_tpl_t **out) {
     char lit_c;
     if (c == '%' || c == '\\') {
       char d = i + 1 < n ? src[i + 1] : '\0';
-      if (c == '%' && d != '\0' && strchr("sktpoTSh", d) != NULL) {
+      if (c == '%' && d != '\0' && strchr("sktpoTShKR", d) != NULL) {
         t->ops[t->count].op = d;
         t->count++;
         t->uses_payload |= d == 's';
@@ -161,7 +211,7 @@ static int tpl_compile(sea_runtime_t *rt, const char *src, stdio_tpl_t **out) {
         stdio_host->set_error(
             rt,
             "stdio: option template: unknown %s '%c%c' (known: %%s %%k %%t %%p %%o "
-            "%%T %%S %%h %%%% \\n \\t \\\\)",
+            "%%T %%S %%R %%K %%h %%%% \\n \\t \\\\)",
             c == '%' ? "directive" : "escape", c, d ? d : ' ');
         tpl_free(t);
         return SEA_EOPTION;
@@ -206,6 +256,11 @@ static int opts_parse(sea_runtime_t *rt, const sea_options_t *o, stdio_opts_t *o
   out->pass_malformed = 0;
   out->format = FMT_LINE;
   out->template_src = NULL;
+  out->delim = '\n';
+  out->key_delim_len = 0;
+  out->empty_null = 0;
+  out->null_len = 0;
+  out->unbuffered = 0;
   size_t n = o ? stdio_host->option_count(o) : 0;
   for (size_t i = 0; i < n; i++) {
     const char *k, *v;
@@ -240,9 +295,51 @@ static int opts_parse(sea_runtime_t *rt, const sea_options_t *o, stdio_opts_t *o
       }
     } else if (strcmp(k, "template") == 0) {
       out->template_src = v;
+    } else if (strcmp(k, "delimiter") == 0) {
+      char d[STDIO_DELIM_MAX];
+      if (parse_delim(v, d, sizeof d) != 1) {
+        stdio_host->set_error(rt,
+                              "stdio: option delimiter=%s: expected one byte (a character, \\n, "
+                              "\\r, \\t, \\\\ or \\xNN)",
+                              v);
+        return SEA_EOPTION;
+      }
+      out->delim = d[0];
+    } else if (strcmp(k, "key_delimiter") == 0) {
+      out->key_delim_len = parse_delim(v, out->key_delim, sizeof out->key_delim);
+      if (out->key_delim_len == 0) {
+        stdio_host->set_error(rt,
+                              "stdio: option key_delimiter=%s: expected 1 to %d bytes (characters, "
+                              "\\n, \\r, \\t, \\\\ or \\xNN)",
+                              v, STDIO_DELIM_MAX);
+        return SEA_EOPTION;
+      }
+    } else if (strcmp(k, "empty") == 0) {
+      if (strcmp(v, "null") == 0 || strcmp(v, "empty") == 0)
+        out->empty_null = v[0] == 'n';
+      else {
+        stdio_host->set_error(rt, "stdio: option empty=%s: expected empty or null", v);
+        return SEA_EOPTION;
+      }
+    } else if (strcmp(k, "null") == 0) {
+      out->null_len = strlen(v);
+      if (out->null_len >= sizeof out->null_text) {
+        stdio_host->set_error(rt, "stdio: option null=%s: at most %d bytes", v, STDIO_NULL_MAX - 1);
+        return SEA_EOPTION;
+      }
+      memcpy(out->null_text, v, out->null_len);
+    } else if (strcmp(k, "unbuffered") == 0) {
+      if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)
+        out->unbuffered = v[0] == 't';
+      else {
+        stdio_host->set_error(rt, "stdio: option unbuffered=%s: expected true or false", v);
+        return SEA_EOPTION;
+      }
     } else {
-      stdio_host->set_error(
-          rt, "stdio: unknown option '%s' (known: max_line, malformed, format, template)", k);
+      if (stdio_host->option_unknown != NULL)
+        stdio_host->option_unknown(rt, STDIO_NAME, k, STDIO_KNOWN_OPTS);
+      else
+        stdio_host->set_error(rt, "stdio: unknown option '%s' (known: %s)", k, STDIO_KNOWN_OPTS);
       return SEA_EOPTION;
     }
   }
@@ -402,7 +499,9 @@ enum { LINE_OK, LINE_MALFORMED, LINE_TOO_LONG };
 /* A line parsed from the current read, waiting for dispatch. */
 typedef struct stdio_scratch {
   sea_meta_t meta;
-  size_t off, len; /* payload in the current block (the whole line when malformed) */
+  size_t off, len;         /* payload in the current block (the whole line when malformed) */
+  size_t key_off, key_len; /* the message key in the current block (key_delimiter=) */
+  int has_key;
   size_t line_len; /* bytes without "\r\n", for max_line */
   uint64_t line_no;
   int kind;
@@ -436,6 +535,11 @@ struct stdio_reader {
   size_t nscratch, scratch_cap;
   size_t min_max_line, max_max_line;
   int any_pass;
+  /* How stdin is cut into messages: one way for every consumer, set by the first. */
+  char delim;
+  char key_delim[STDIO_DELIM_MAX];
+  size_t key_delim_len;
+  int empty_null;
   unsigned busy; /* inside one of our callbacks: frees wait until it returns */
   int need_gc;
 };
@@ -604,9 +708,13 @@ static void consumer_add(stdio_consumer_t *c, const stdio_scratch_t *s, size_t l
   sea_message_t *m = &c->cur->msgs[c->cur->count++];
   *m = (sea_message_t){0};
   m->meta = s->meta;
-  m->payload.data = r->base + s->off;
+  m->payload.data = s->len == 0 && r->empty_null ? NULL : r->base + s->off;
   m->payload.len = s->len;
   m->payload.block = stdio_host->block_ref(r->blk);
+  if (s->has_key) {
+    m->key = r->base + s->key_off;
+    m->key_len = s->key_len;
+  }
   m->backend_pos = s->line_no;
   if (c->cur->count == c->cur_cap)
     consumer_flush_cur(c); /* may call back into the user, who may pause or close c */
@@ -746,6 +854,27 @@ static int reader_next_seq(stdio_reader_t *r, const char *key, int has_seq, uint
   return 0;
 }
 
+/* key_delimiter= (kcat -K): the payload is "KEY DELIM PAYLOAD", cut at the first DELIM. A line
+ * without one is all payload and has no key, as kcat sends it. */
+static void split_key(stdio_reader_t *r, stdio_scratch_t *s) {
+  const uint8_t *p = r->base + s->off;
+  size_t n = s->len, kd = r->key_delim_len;
+  for (size_t i = 0; i + kd <= n; i++) {
+    const uint8_t *hit = memchr(p + i, r->key_delim[0], n - kd + 1 - i);
+    if (hit == NULL)
+      return;
+    i = (size_t)(hit - p);
+    if (memcmp(hit, r->key_delim, kd) == 0) {
+      s->has_key = 1;
+      s->key_off = s->off;
+      s->key_len = i;
+      s->off += i + kd;
+      s->len -= i + kd;
+      return;
+    }
+  }
+}
+
 /* Parse one line (without its '\n') into the scratch list. */
 static void reader_line(stdio_reader_t *r, const uint8_t *line, size_t len) {
   stdio_scratch_t *s = scratch_push(r);
@@ -754,8 +883,9 @@ static void reader_line(stdio_reader_t *r, const uint8_t *line, size_t len) {
     r->stop_parse = 1;
     return;
   }
-  size_t bare = len > 0 && line[len - 1] == '\r' ? len - 1 : len;
+  size_t bare = len > 0 && line[len - 1] == '\r' && r->delim == '\n' ? len - 1 : len;
   s->line_no = ++r->line_no;
+  s->has_key = 0;
   s->line_len = bare;
   s->kind = LINE_OK;
   s->why = NULL;
@@ -816,13 +946,15 @@ static void reader_line(stdio_reader_t *r, const uint8_t *line, size_t len) {
     s->meta.timestamp_us = pl.timestamp_us;
   s->off = (size_t)((const uint8_t *)pl.payload - r->base);
   s->len = pl.payload_len;
+  if (r->key_delim_len > 0)
+    split_key(r, s);
 }
 
 /* Split [start, fill) into lines. At EOF the last line needs no '\n'. */
 static void reader_parse(stdio_reader_t *r, int eof) {
   size_t scan = r->scanned > r->start ? r->scanned : r->start;
   while (!r->stop_parse && scan < r->fill) {
-    uint8_t *nl = memchr(r->base + scan, '\n', r->fill - scan);
+    uint8_t *nl = memchr(r->base + scan, r->delim, r->fill - scan);
     if (nl == NULL)
       break;
     reader_line(r, r->base + r->start, (size_t)(nl - (r->base + r->start)));
@@ -1079,6 +1211,18 @@ static int stdio_consumer_open(void *streamer_impl, sea_consumer_t *sc, const se
   rc = reader_get(args->rt, &r);
   if (rc != 0)
     return rc;
+  if (r->ncons == 0) {
+    r->delim = o.delim;
+    memcpy(r->key_delim, o.key_delim, o.key_delim_len);
+    r->key_delim_len = o.key_delim_len;
+    r->empty_null = o.empty_null;
+  } else if (r->delim != o.delim || r->key_delim_len != o.key_delim_len ||
+             memcmp(r->key_delim, o.key_delim, o.key_delim_len) != 0 ||
+             r->empty_null != o.empty_null) {
+    stdio_host->set_error(args->rt, "stdio: stdin is already read by a consumer with other "
+                                    "delimiter, key_delimiter or empty options");
+    return SEA_EOPTION;
+  }
   stdio_consumer_t *c = stdio_host->calloc(1, sizeof *c);
   if (c == NULL)
     goto nomem;
@@ -1207,6 +1351,12 @@ typedef struct stdio_producer {
   sea_producer_t *p;
   int format;
   stdio_tpl_t *tpl;
+  char delim;
+  char key_delim[STDIO_DELIM_MAX];
+  size_t key_delim_len;
+  char null_text[STDIO_NULL_MAX];
+  size_t null_len;
+  int unbuffered;
   size_t max_payload;
   const char *anchor;
   int want_ready, ended, closed, failed;
@@ -1527,6 +1677,15 @@ static int stdio_producer_open(void *streamer_impl, sea_producer_t *sp, const se
     return SEA_ENOMEM;
   p->p = sp;
   p->format = o.format;
+  p->delim = o.delim;
+  memcpy(p->key_delim, o.key_delim, o.key_delim_len);
+  p->key_delim_len = o.key_delim_len;
+  memcpy(p->null_text, o.null_text, o.null_len);
+  p->null_len = o.null_len;
+  p->unbuffered = o.unbuffered;
+  if (o.key_delim_len > 0 && o.format == FMT_LINE)
+    p->format = FMT_KEYED; /* kcat -K: key DELIM payload; format=json (-J), payload and a
+                              template (-f) win over it */
   p->anchor = args->anchor;
   p->max_payload = args->max_payload ? args->max_payload : SEA_PAYLOAD_MAX_DEFAULT;
   if (o.template_src != NULL) {
@@ -1589,6 +1748,8 @@ static char *out_reserve(stdio_writer_t *w, size_t n) {
 }
 
 static int out_bytes(stdio_writer_t *w, const void *s, size_t n) {
+  if (n == 0)
+    return 0; /* nothing to copy (and the buffer may not exist yet) */
   char *d = out_reserve(w, n);
   if (d == NULL)
     return -1;
@@ -1789,7 +1950,7 @@ static int out_json_str(stdio_writer_t *w, const uint8_t *s, size_t n) {
 #define OUT_LIT(w, s) out_bytes((w), (s), sizeof(s) - 1)
 
 static int format_line(stdio_writer_t *w, const sea_message_t *m, const sea_meta_t *meta,
-                       int show_shard, const char *ts, size_t ts_len) {
+                       int show_shard, const char *ts, size_t ts_len, char delim) {
   size_t klen = strlen(meta->stream_key);
   char *d = out_reserve(w, 1 + ts_len + 3 + klen + 3 + 20 + 3 + 20 + 2 + m->payload.len + 1);
   if (d == NULL)
@@ -1815,7 +1976,7 @@ static int format_line(stdio_writer_t *w, const sea_message_t *m, const sea_meta
   if (m->payload.len)
     memcpy(o, m->payload.data, m->payload.len);
   o += m->payload.len;
-  *o++ = '\n';
+  *o++ = delim;
   w->len += (size_t)(o - d);
   return 0;
 }
@@ -1829,7 +1990,7 @@ static int out_json_bytes(stdio_writer_t *w, const char *name, const uint8_t *s,
 }
 
 static int format_json(stdio_writer_t *w, const sea_message_t *m, const sea_meta_t *meta,
-                       const char *ts, size_t ts_len) {
+                       const char *ts, size_t ts_len, char delim) {
   if (OUT_LIT(w, "{\"stream_key\":\"") ||
       out_bytes(w, meta->stream_key, strlen(meta->stream_key)) || OUT_LIT(w, "\",\"shard_id\":") ||
       out_u64(w, meta->shard_id) || OUT_LIT(w, ",\"seq\":") || out_u64(w, meta->seq) ||
@@ -1864,11 +2025,33 @@ static int format_json(stdio_writer_t *w, const sea_message_t *m, const sea_meta
     if (n > 0 && OUT_LIT(w, "}"))
       return -1;
   }
-  return OUT_LIT(w, "}\n");
+  return OUT_LIT(w, "}") || out_bytes(w, &delim, 1);
 }
 
-static int format_template(stdio_writer_t *w, const stdio_tpl_t *t, const sea_message_t *m,
+/* Bytes, or the null= text for NULL ones (a key never set; kcat -Z prints "NULL"). */
+static int out_or_null(stdio_writer_t *w, const stdio_producer_t *p, const void *s, size_t n) {
+  if (s == NULL)
+    return out_bytes(w, p->null_text, p->null_len);
+  return out_bytes(w, s, n);
+}
+
+/* kcat -K: key, the key delimiter, the payload and the delimiter. */
+static int format_keyed(stdio_writer_t *w, const stdio_producer_t *p, const sea_message_t *m) {
+  return out_or_null(w, p, m->key, m->key_len) || out_bytes(w, p->key_delim, p->key_delim_len) ||
+         out_or_null(w, p, m->payload.data, m->payload.len) || out_bytes(w, &p->delim, 1);
+}
+
+/* A length as 4 bytes, big-endian, signed (kcat's %R); -1 for NULL. */
+static int out_be32(stdio_writer_t *w, const void *s, size_t n) {
+  int64_t v = s == NULL ? -1 : n > INT32_MAX ? INT32_MAX : (int64_t)n;
+  uint32_t u = (uint32_t)(int32_t)v;
+  char b[4] = {(char)(u >> 24), (char)(u >> 16), (char)(u >> 8), (char)u};
+  return out_bytes(w, b, 4);
+}
+
+static int format_template(stdio_writer_t *w, const stdio_producer_t *p, const sea_message_t *m,
                            const sea_meta_t *meta) {
+  const stdio_tpl_t *t = p->tpl;
   for (size_t i = 0; i < t->count; i++) {
     const stdio_tpl_op_t *op = &t->ops[i];
     int rc = 0;
@@ -1878,10 +2061,16 @@ static int format_template(stdio_writer_t *w, const stdio_tpl_t *t, const sea_me
       rc = out_bytes(w, t->lit + op->off, op->len);
       break;
     case 's':
-      rc = out_bytes(w, m->payload.data, m->payload.len);
+      rc = out_or_null(w, p, m->payload.data, m->payload.len);
       break;
     case 'k':
-      rc = m->key ? out_bytes(w, m->key, m->key_len) : 0;
+      rc = out_or_null(w, p, m->key, m->key_len);
+      break;
+    case 'K': /* kcat: the key's length, -1 for none */
+      rc = m->key ? out_u64(w, m->key_len) : OUT_LIT(w, "-1");
+      break;
+    case 'R':
+      rc = out_be32(w, m->payload.data, m->payload.len);
       break;
     case 't':
       rc = out_bytes(w, meta->stream_key, strlen(meta->stream_key));
@@ -1914,24 +2103,27 @@ static int format_template(stdio_writer_t *w, const stdio_tpl_t *t, const sea_me
   return 0;
 }
 
-static int has_newline(const void *p, size_t n) {
-  return n > 0 && memchr(p, '\n', n) != NULL;
+static int has_delim(const void *s, size_t n, char delim) {
+  return n > 0 && memchr(s, delim, n) != NULL;
 }
 
-/* stdio is line-oriented: a '\n' printed raw would split one message into two. */
+/* stdio is line-oriented: a '\n' (or the delimiter= byte) printed raw would split one message
+ * into two. */
 static int producer_check_lines(const stdio_producer_t *p, const sea_message_t *m) {
+  char d = p->delim;
   if (p->format == FMT_JSON)
     return 0;
   if (p->format != FMT_TEMPLATE || p->tpl->uses_payload) {
-    if (has_newline(m->payload.data, m->payload.len))
+    if (has_delim(m->payload.data, m->payload.len, d))
       return SEA_EFORMAT;
   }
-  if (p->format == FMT_TEMPLATE && p->tpl->uses_key && m->key && has_newline(m->key, m->key_len))
+  int key_shown = p->format == FMT_KEYED || (p->format == FMT_TEMPLATE && p->tpl->uses_key);
+  if (key_shown && m->key && has_delim(m->key, m->key_len, d))
     return SEA_EFORMAT;
   if (p->format == FMT_TEMPLATE && p->tpl->uses_headers) {
     for (size_t i = 0; i < m->header_count; i++) {
       const sea_kv_t *h = &m->headers[i];
-      if (has_newline(h->name, h->name_len) || (h->value && has_newline(h->value, h->value_len)))
+      if (has_delim(h->name, h->name_len, d) || (h->value && has_delim(h->value, h->value_len, d)))
         return SEA_EFORMAT;
     }
   }
@@ -1965,8 +2157,13 @@ static int stdio_producer_send(void *impl, const sea_message_t *m, unsigned flag
   if (m->payload.len > 0 && m->payload.data == NULL)
     return SEA_EINVAL;
   int rc = producer_check_lines(p, m);
-  if (rc != 0)
+  if (rc != 0) {
+    stdio_host->set_error(w->rt,
+                          "stdio: a printed field holds the message delimiter (%s): it would "
+                          "split the message in two (print it with -J, or pick another -D)",
+                          p->delim == '\n' ? "a newline" : "delimiter=");
     return rc;
+  }
 
   const char *key = m->meta.stream_key ? m->meta.stream_key : p->anchor;
   if (key == NULL)
@@ -2012,17 +2209,20 @@ static int stdio_producer_send(void *impl, const sea_message_t *m, unsigned flag
   switch (p->format) {
   case FMT_LINE:
     ts = writer_ts(w, meta.timestamp_us, &ts_len);
-    rc = format_line(w, m, &meta, keep && meta.shard_id != 0, ts, ts_len);
+    rc = format_line(w, m, &meta, keep && meta.shard_id != 0, ts, ts_len, p->delim);
     break;
   case FMT_JSON:
     ts = writer_ts(w, meta.timestamp_us, &ts_len);
-    rc = format_json(w, m, &meta, ts, ts_len);
+    rc = format_json(w, m, &meta, ts, ts_len, p->delim);
     break;
   case FMT_PAYLOAD:
-    rc = out_bytes(w, m->payload.data, m->payload.len) || OUT_LIT(w, "\n");
+    rc = out_bytes(w, m->payload.data, m->payload.len) || out_bytes(w, &p->delim, 1);
+    break;
+  case FMT_KEYED:
+    rc = format_keyed(w, p, m);
     break;
   default:
-    rc = format_template(w, p->tpl, m, &meta);
+    rc = format_template(w, p, m, &meta);
     break;
   }
   if (rc != 0) {
@@ -2039,7 +2239,7 @@ static int stdio_producer_send(void *impl, const sea_message_t *m, unsigned flag
   e->meta = meta;
   w->qcount++;
 
-  if (writer_pending(w) >= STDIO_WRITE_AT && w->watch == NULL)
+  if ((p->unbuffered || writer_pending(w) >= STDIO_WRITE_AT) && w->watch == NULL)
     writer_write(w);
   writer_schedule(w);
   return 0;
@@ -2107,7 +2307,8 @@ static const sea_plugin_t stdio_plugin = {
     .schemes = stdio_schemes,
     .version = "1.0.0",
     .description = "lines on stdin and stdout, in SeaStreamer's [timestamp | key | seq] format",
-    .caps = SEA_CAP_REALTIME | SEA_CAP_LOAD_BALANCED,
+    /* Keys: read with key_delimiter=, printed by it, by format=json and by templates. */
+    .caps = SEA_CAP_REALTIME | SEA_CAP_LOAD_BALANCED | SEA_CAP_KEY,
     .default_port = 0,
     .connect = stdio_connect,
     .disconnect = stdio_disconnect,

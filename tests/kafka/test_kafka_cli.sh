@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # test_kafka_cli.sh: the seastreamer command against a real Kafka broker, with kcat as an
 # independent second client both ways, and the command's bad-input errors and exit statuses.
-# usage: test_kafka_cli.sh BUILD_DIR BOOTSTRAP_FILE
+# usage: test_kafka_cli.sh BUILD_DIR BOOTSTRAP_FILE KAFKA_CLUSTER_TOOL
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
 B=$(cat "$2")
+TOOL=$3
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 # Every command has a bound, so a hang is a failure rather than a stuck suite.
 run() { timeout 120 "$@"; }
@@ -61,6 +62,56 @@ run "$SS" consume -G "grp-$t" --mode resumable -X auto_commit=at-most-once -c 4 
 expect_status group-first 0 $?
 seq 1 4 >"$T/want"
 expect_same group-first "$T/want" "$T/out"
+
+# --- kcat's habits: -K, -H, -Z, -p, -o stored, -v (tests/cli/test_kcat_cli.sh: the rest) ---
+t=$(topic kcat)
+run "$TOOL" create "$B" "$t" 2 >"$T/err" 2>&1 || { bad "create a two-partition topic"; show "$T/err"; }
+printf 'k1\tv1\nnokey\nk3\tv3\n\n' |
+  run "$SS" produce -K '\t' -k dflt -H trace=abc -H x=y -Z -p 1 "kafka://$B/$t" 2>"$T/err"
+expect_status "produce -K -H -Z -p" 0 $?
+# kcat, the independent reader: keys from -K (and -k for the line without one), both headers on
+# every message, the empty line a NULL payload (-1), everything in partition 1.
+run kcat -b "$B" -C -t "$t" -o beginning -e -q -Z -f '%p|%k|%s|%S|%h\n' >"$T/out"
+printf '1|k1|v1|2|trace=abc,x=y\n1|dflt|nokey|5|trace=abc,x=y\n1|k3|v3|2|trace=abc,x=y\n1|dflt|NULL|-1|trace=abc,x=y\n' >"$T/want"
+expect_same "produce -K -H -Z -p, read by kcat" "$T/want" "$T/out"
+# -K round trip: consume prints key DELIM payload; -H's headers show in -J.
+run "$SS" consume -o beginning -e -K '=' "kafka://$B/$t" >"$T/out" 2>"$T/err"
+printf 'k1=v1\ndflt=nokey\nk3=v3\ndflt=\n' >"$T/want"
+expect_same "-K round trip" "$T/want" "$T/out"
+run "$SS" consume -o beginning -e -c 1 -J "kafka://$B/$t" >"$T/out" 2>"$T/err"
+expect_grep "-H in -J" '"key":"k1","headers":\{"trace":"abc","x":"y"\}\}$' "$T/out"
+# -p: only that partition; kcat's messages go to partition 0.
+printf 'p0\n' | run kcat -b "$B" -P -t "$t" -p 0
+run "$SS" consume -o beginning -e -p 0 -f '%p %s\n' "kafka://$B/$t" >"$T/out" 2>"$T/err"
+printf '0 p0\n' >"$T/want"
+expect_same "consume -p 0" "$T/want" "$T/out"
+run "$SS" consume -o beginning -e -p 1 -f '%p\n' "kafka://$B/$t" | sort -u >"$T/out"
+printf '1\n' >"$T/want"
+expect_same "consume -p 1" "$T/want" "$T/out"
+echo x | run "$SS" produce -p 7 -X timeout=5000 "kafka://$B/$t" >"$T/out" 2>&1
+st=$?
+[ "$st" -ne 0 ] && ok || bad "produce -p 7 (no such partition): exit status 0"
+expect_grep "produce -p 7" 'partition 7' "$T/out"
+# -o stored after a group committed a part; -v says what connected, was assigned, committed.
+run "$SS" consume -G "g-$t" -c 2 -v -f '%s\n' "kafka://$B/$t" >"$T/out" 2>"$T/err"
+expect_status "group part" 0 $?
+expect_grep "-v: connected" " info: kafka: connected to $B\$" "$T/err"
+expect_grep "-v: assigned" " info: kafka: group 'g-$t' assigned 2 partition\(s\): $t\[0\], $t\[1\]\$" "$T/err"
+expect_grep "-v: committed" " info: kafka: group 'g-$t' committed .*$t\[[01]\]@[0-9]+" "$T/err"
+
+run "$SS" consume -G "g-$t" -o stored -e -f '%s\n' "kafka://$B/$t" >"$T/out2" 2>"$T/err"
+expect_status "-o stored" 0 $?
+cat "$T/out" "$T/out2" | sort >"$T/got"
+printf '\nnokey\np0\nv1\nv3\n' | sort >"$T/want"
+expect_same "-o stored: the rest, once" "$T/want" "$T/got"
+# -q: librdkafka's warnings (an unreachable broker) are not printed, the error is.
+run "$SS" consume -q -X timeout=1500 -e "kafka://127.0.0.1:1/x" >"$T/out" 2>&1
+if grep -q ' warn: ' "$T/out"; then bad "-q: a warning printed"; show "$T/out"; else ok; fi
+expect_grep "-q: the error stays" 'cannot connect to 127.0.0.1:1' "$T/out"
+# An unknown option suggests the common key it is likely a typo of.
+run "$SS" consume -X strat=beginning -e "kafka://$B/$t" >"$T/out" 2>&1
+expect_status "strat" 2 $?
+expect_grep "strat" "kafka: unknown option 'strat': did you mean 'start'\? \(common keys: mode, group, .*; kafka keys: partition, auto_commit" "$T/out"
 
 # --- bad input ---
 run "$SS" consume -G "grp-$t" -X auto_commit=true -e "kafka://$B/$t" >"$T/out" 2>&1

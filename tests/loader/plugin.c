@@ -120,6 +120,15 @@ static void later_op(void) {
 }
 #endif
 
+#ifdef LOADER_FAULT_MINOR_ZERO
+/* In the slot ABI 1.1 gave to list: a 1.0 plugin's descriptor is read only up to what 1.0 had,
+ * so this must never be called. */
+static int minor_zero_list(void *impl, const sea_list_args_t *args, sea_op_t *op) {
+  (void)impl, (void)args, (void)op;
+  abort();
+}
+#endif
+
 /* The descriptor with room behind it, as a plugin built against a future 1.x header (whose
  * sea_plugin_t grew at the end) would have. Only the future variant says it is that big. */
 static struct {
@@ -158,6 +167,10 @@ static const sea_plugin_t *describe(void) {
 #elif defined(LOADER_FAULT_NO_SCHEMES)
   static const char *const no_schemes[] = {NULL}; /* a list, but an empty one */
   d->schemes = no_schemes;
+#elif defined(LOADER_FAULT_MINOR_ZERO)
+  /* Not a fault: a plugin built for ABI 1.0 with something in the slot 1.1 gave to list. */
+  d->abi_minor = 0;
+  d->list = minor_zero_list;
 #elif defined(LOADER_FAULT_FUTURE_SIZE)
   /* Not a fault: bigger than this host's struct, still ABI 1.0. The host reads what it knows. */
   d->struct_size = sizeof desc;

@@ -37,7 +37,8 @@ static const plugin_case_t cases[] = {
     {"not-elf.so", NULL, "not an ELF shared object"},
     {"empty.so", NULL, "not an ELF shared object"},
     {"good.so", "good", NULL},
-    {"future.so", "future", NULL}, /* struct_size larger than this host's sea_plugin_t */
+    {"future.so", "future", NULL},         /* struct_size larger than this host's sea_plugin_t */
+    {"minor-zero.so", "minor-zero", NULL}, /* ABI 1.0 with a list (1.1's member): not read */
 };
 #define CASE_COUNT (sizeof cases / sizeof cases[0])
 
@@ -248,6 +249,11 @@ static void test_load(const plugin_case_t *c) {
     CHECK_EQ_INT(sea_connect(rt, uri, NULL, &s), 0);
     if (s) {
       CHECK_STR(sea_streamer_backend(s), c->scheme);
+      /* No list (or, for minor-zero, one the host must not read): not supported, by name. */
+      char want[128];
+      snprintf(want, sizeof want, "list is not supported by the %s backend", c->scheme);
+      CHECK_EQ_INT(sea_streamer_list(s, NULL, 0, NULL, NULL, NULL), SEA_ENOTSUP);
+      CHECK_STR(sea_streamer_errmsg(s), want);
       sea_streamer_close(s);
     }
   }

@@ -108,12 +108,29 @@ err=$(SEASTREAMER_LOG=info "$ss" consume -e -G loggroup -o beginning -c 3 "$base
   { echo "FAIL info log: group: $err"; fail=1; }
 [[ "$err" == *" info: redis: commit: acknowledging 3 entries of group 'loggroup' (XACK)"* ]] ||
   { echo "FAIL info log: commit: $err"; fail=1; }
+# -v is SEASTREAMER_LOG=info, -q errors only
+err=$("$ss" consume -v -e -o beginning -c 1 "$base/$k" 2>&1 >/dev/null)
+[[ "$err" == *" info: redis: connected to 127.0.0.1:$port (127.0.0.1)"* ]] ||
+  { echo "FAIL -v: connected: $err"; fail=1; }
+err=$(SEASTREAMER_LOG=info "$ss" consume -q -e -o beginning -c 1 "$base/$k" 2>&1 >/dev/null)
+check "-q: nothing on stderr" "" "$err"
 
 # bad input: exit status and a message naming what was wrong
 set +e
 err=$("$ss" consume -e -o beginning "redis://127.0.0.1:$port/$k" -X nosuch=1 2>&1 >/dev/null); rc=$?
 check "unknown option exit" 2 "$rc"
-[[ "$err" == *"unknown option 'nosuch=1'"* ]] || { echo "FAIL message: $err"; fail=1; }
+[[ "$err" == *"redis: unknown option 'nosuch' (common keys: mode, group, "*"; redis keys: db, field, shards, "* ]] ||
+  { echo "FAIL message: $err"; fail=1; }
+# a typo: the nearest key, common or redis's own
+err=$("$ss" consume -e -X shard=3 "$base/$k" 2>&1 >/dev/null); rc=$?
+check "typo exit" 2 "$rc"
+[[ "$err" == *"unknown option 'shard': did you mean 'shards'?"* ]] || { echo "FAIL typo: $err"; fail=1; }
+err=$("$ss" consume -e -X strat=beginning "$base/$k" 2>&1 >/dev/null)
+[[ "$err" == *"unknown option 'strat': did you mean 'start'?"* ]] || { echo "FAIL typo: $err"; fail=1; }
+# -p: redis reads every shard of a key; one shard is refused clearly
+err=$("$ss" consume -e -p 1 "$base/$k" 2>&1 >/dev/null); rc=$?
+check "-p exit" 2 "$rc"
+[[ "$err" == *"-p 1: redis cannot read one shard of '$k'"* ]] || { echo "FAIL -p: $err"; fail=1; }
 redis-cli -p "$port" set "$k-str" x >/dev/null
 err=$(echo hi | "$ss" produce "$base/$k-str" 2>&1); rc=$?
 check "wrongtype exit" 1 "$rc"

@@ -22,7 +22,8 @@ extern "C" {
 #endif
 
 #define SEA_PLUGIN_ABI_MAJOR 1
-#define SEA_PLUGIN_ABI_MINOR 0
+/* 1.1 added sea_plugin_t.list (in its first reserved slot). */
+#define SEA_PLUGIN_ABI_MINOR 1
 
 /* The one symbol a plugin exports. */
 #define SEA_PLUGIN_ENTRY_SYMBOL "sea_plugin_entry"
@@ -89,6 +90,18 @@ typedef struct sea_open_args {
   uint32_t batch_size;
   uint64_t timeout_ms; /* timeout=, for producers too (0 = unset) */
 } sea_open_args_t;
+
+/* What a listing asks (sea_plugin_t.list, added in ABI 1.1). */
+typedef void (*sea_list_emit_fn)(void *ctx, const sea_list_row_t *row);
+typedef struct sea_list_args {
+  uint32_t struct_size;
+  sea_runtime_t *rt;       /* pass to loop hooks */
+  const char *const *keys; /* only these stream keys (not interned); key_count 0 = every key */
+  size_t key_count;
+  uint64_t timeout_ms; /* bound on the round trips (timeout=); 0 = the backend's default */
+  sea_list_emit_fn emit;
+  void *ctx;
+} sea_list_args_t;
 
 typedef struct sea_host {
   uint32_t abi_major;
@@ -175,7 +188,14 @@ typedef struct sea_host {
    * checks it is not NULL. */
   void (*consumer_revoked)(sea_consumer_t *c, int incremental);
 
-  void *reserved[20];
+  /* Refuse an option key the backend does not know: sets the error of the current connect/open
+   * (as set_error) to one line naming key, the key it is likely a typo of ("did you mean
+   * 'start'?") and the host's common keys and known (the backend's own, comma-separated).
+   * Return SEA_EOPTION after it. Added in ABI 1.0 (pre-release): a plugin checks it is not NULL
+   * (and words the error itself on an older host). */
+  void (*option_unknown)(sea_runtime_t *rt, const char *plugin, const char *key, const char *known);
+
+  void *reserved[19];
 } sea_host_t;
 
 /* Capability bits. */
@@ -264,7 +284,19 @@ typedef struct sea_plugin {
    * Added in 1.0 (pre-release). */
   int (*consumer_lag)(void *consumer_impl, sea_lag_t *out, size_t cap);
 
-  void *reserved[18];
+  /* Optional, added in ABI 1.1 (the first reserved slot of 1.0; read only from a plugin whose
+   * abi_minor >= 1): list what the backend holds (sea_streamer_list, `seastreamer list`). Send
+   * each row with args->emit(args->ctx, row) on the loop thread (from a queue_work's after
+   * callback, a watch or timer callback: never from another thread nor from inside list), in
+   * the order sea_streamer_list documents, then complete op with host->op_done (0, or an error
+   * and a message that names the server or file). Return 0 once started, or an error with
+   * nothing sent and op not completed (host->set_error says why). args and its keys live only
+   * during the call; a row's strings only during emit. disconnect abandons a listing still
+   * running: no emit and no op_done after it (the host cancels op). NULL: the host answers
+   * SEA_ENOTSUP "list is not supported by the <name> backend". */
+  int (*list)(void *streamer_impl, const sea_list_args_t *args, sea_op_t *op);
+
+  void *reserved[17];
 } sea_plugin_t;
 
 /* Sizes of the v1.0 structs, the smallest the loader accepts: fixed numbers (a header, then

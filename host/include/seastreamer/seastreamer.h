@@ -271,8 +271,96 @@ SEA_EXTERN int sea_connect(sea_runtime_t *rt, const char *uri, const sea_options
 SEA_EXTERN void sea_streamer_close(sea_streamer_t *s);
 SEA_EXTERN const sea_uri_t *sea_streamer_uri(const sea_streamer_t *s);
 SEA_EXTERN const char *sea_streamer_backend(const sea_streamer_t *s);
+/* What the backend can carry and do: SEA_CAP_* bits (seastreamer/plugin.h), e.g. whether a
+ * message key or headers survive the trip. */
+SEA_EXTERN uint64_t sea_streamer_caps(const sea_streamer_t *s);
 SEA_EXTERN void *sea_streamer_get_data(const sea_streamer_t *s);
 SEA_EXTERN void sea_streamer_set_data(sea_streamer_t *s, void *data);
+/* The message of the streamer's last failed operation (sea_streamer_list). */
+SEA_EXTERN const char *sea_streamer_errmsg(const sea_streamer_t *s);
+
+/* ---------------------------------------------------------------------------------------------
+ * Listing: what a backend holds (`seastreamer list`). The backend sends rows, each of one kind:
+ *   SEA_LIST_STREAM  a stream key: a Kafka topic, a Redis stream (or a sharded key's `key:N`
+ *                    streams together), the frames of one key in a .ss file
+ *   SEA_LIST_SHARD   one shard of a stream: a Kafka partition, a Redis `key:N` stream (or the
+ *                    plain key: shard 0), one (key, shard) of a .ss file
+ *   SEA_LIST_GROUP   a consumer group's position on a stream: Kafka, one row per group with
+ *                    shard -1 and stream NULL (its state, members and total lag), then one per
+ *                    partition it has committed on; Redis, one per stream (shard) it reads
+ *   SEA_LIST_MEMBER  a member of a group: a Redis consumer (per stream), a Kafka group member
+ * A number that is not known (or means nothing for the row) is -1, a string NULL.
+ * ------------------------------------------------------------------------------------------- */
+typedef enum {
+  SEA_LIST_STREAM = 1,
+  SEA_LIST_SHARD = 2,
+  SEA_LIST_GROUP = 3,
+  SEA_LIST_MEMBER = 4
+} sea_list_kind_t;
+
+typedef struct sea_list_row {
+  size_t struct_size; /* sizeof(sea_list_row_t) of the sender: later fields are appended */
+  sea_list_kind_t kind;
+  const char *stream; /* stream key (topic) */
+  int64_t shard;      /* shard or partition; -1 on a row of a whole stream or group */
+  const char *name;   /* the backend's own name when it differs (the Redis stream "orders:1") */
+  const char *group;  /* GROUP, MEMBER */
+  const char *member; /* MEMBER: the Redis consumer name, the Kafka member id */
+  const char *state;  /* GROUP: the Kafka group state ("Stable", "Empty") */
+  int64_t messages;   /* messages held (Redis XLEN, Kafka high - low, frames in a file) */
+  int64_t shards;     /* STREAM: number of shards or partitions */
+  int64_t low, high;  /* Kafka: low and high watermark (high = the next offset written) */
+  int64_t first_seq, last_seq;     /* the seq range held (file; Kafka: low, high - 1) */
+  int64_t first_ts_us, last_ts_us; /* the time range held (file, Redis ids' milliseconds) */
+  const char *first_id, *last_id;  /* Redis: first and last entry id */
+  int64_t leader;                  /* Kafka: the partition leader's broker id */
+  int64_t committed;               /* GROUP, Kafka: the committed offset (the next to read) */
+  int64_t lag;       /* GROUP: messages the group has not read yet (Redis 7's `lag`, Kafka
+                        high - committed) */
+  int64_t pending;   /* GROUP, MEMBER (Redis): read and not yet acknowledged */
+  int64_t consumers; /* GROUP: members */
+  int64_t idle_ms;   /* MEMBER (Redis): since its last read */
+  const char *last_delivered_id; /* GROUP (Redis) */
+  const char *client_id, *host;  /* MEMBER (Kafka) */
+  int64_t bytes;                 /* STREAM, SHARD (file): bytes of its frames */
+} sea_list_row_t;
+
+/* A row, valid during the call only (its strings too). */
+typedef void (*sea_list_cb)(void *data, const sea_list_row_t *row);
+
+/* List what the backend holds: every stream (key_count 0) or only the stream keys given; rows
+ * come to on_row on the loop, in this order: streams each followed by their shards, then groups
+ * and their members; then on_done(data, status) once (0, or an error with the message in
+ * sea_streamer_errmsg). Returns 0, or an error with no callback (SEA_ENOTSUP "list is not
+ * supported by the <name> backend"). The streamer's timeout= option bounds the backend's round
+ * trips (0 or unset: the backend's default). Closing the streamer cancels a listing: no row
+ * comes after sea_streamer_close, and on_done gets SEA_ECANCELED (or the listing's status, had
+ * it just completed). */
+SEA_EXTERN int sea_streamer_list(sea_streamer_t *s, const char *const *keys, size_t key_count,
+                                 sea_list_cb on_row, sea_done_cb on_done, void *data);
+/* Set every number of row to -1 and every string to NULL (what a sender starts from). Inline:
+ * plugins use it too, and they do not link libseastreamer. */
+static inline void sea_list_row_init(sea_list_row_t *row, sea_list_kind_t kind) {
+  static const sea_list_row_t unknown = {.struct_size = sizeof(sea_list_row_t),
+                                         .shard = -1,
+                                         .messages = -1,
+                                         .shards = -1,
+                                         .low = -1,
+                                         .high = -1,
+                                         .first_seq = -1,
+                                         .last_seq = -1,
+                                         .first_ts_us = -1,
+                                         .last_ts_us = -1,
+                                         .leader = -1,
+                                         .committed = -1,
+                                         .lag = -1,
+                                         .pending = -1,
+                                         .consumers = -1,
+                                         .idle_ms = -1,
+                                         .bytes = -1};
+  *row = unknown;
+  row->kind = kind;
+}
 
 /* ---------------------------------------------------------------------------------------------
  * Producer
@@ -563,6 +651,31 @@ SEA_EXTERN int sea_pipeline_report_stats(sea_pipeline_t *pl, uint64_t interval_m
  * (always NUL-terminated). Returns the length it needed, as snprintf. */
 SEA_EXTERN size_t sea_pipeline_stats_line(sea_pipeline_t *pl, unsigned flags, int final, char *buf,
                                           size_t len);
+
+/* Metrics (`--metrics HOST:PORT`): an HTTP endpoint serving GET /metrics in Prometheus' text
+ * exposition format 0.0.4, from the runtime's own loop (libmicrohttpd without a thread of its
+ * own: its sockets are polled by the loop, and the counters are read on the loop's thread, as
+ * sea_pipeline_stats reads them). The numbers are a pipeline's stats (the same as
+ * sea_pipeline_report_stats prints) by input and output, each input's lag, errors by kind and
+ * process_start_time_seconds; docs/delivery.md names them. Other paths answer 404, other
+ * methods 405. */
+typedef struct sea_metrics sea_metrics_t;
+/* Listen on host_port, "HOST:PORT", "[IPV6]:PORT" or ":PORT" (every IPv4 interface); HOST may
+ * be a name (resolved now). Port 0 takes a free port (sea_metrics_port). Binds and listens
+ * before it returns: SEA_EINVAL for an address that does not parse, resolve or bind (in use,
+ * not local), with the reason in sea_runtime_errmsg. The endpoint does not keep the loop alive.
+ * Close it (sea_metrics_close) before freeing the runtime. */
+SEA_EXTERN int sea_metrics_serve(sea_runtime_t *rt, const char *host_port, sea_metrics_t **out);
+/* What the endpoint reports: pl (NULL: only the process's start time). pl must outlive it or be
+ * replaced (NULL) before it is freed. */
+SEA_EXTERN void sea_metrics_set_pipeline(sea_metrics_t *m, sea_pipeline_t *pl);
+/* The port it listens on. */
+SEA_EXTERN int sea_metrics_port(const sea_metrics_t *m);
+/* The body GET /metrics answers now, into buf (NUL-terminated); returns the length it needed,
+ * as snprintf. */
+SEA_EXTERN size_t sea_metrics_text(const sea_metrics_t *m, char *buf, size_t len);
+/* Stop listening, drop open connections and free it. NULL is allowed. */
+SEA_EXTERN void sea_metrics_close(sea_metrics_t *m);
 SEA_EXTERN sea_producer_t *sea_pipeline_output(const sea_pipeline_t *pl, size_t index);
 SEA_EXTERN sea_consumer_t *sea_pipeline_input(const sea_pipeline_t *pl, size_t index);
 /* The config's data pointer. */
@@ -585,11 +698,14 @@ typedef struct sea_relay_config {
   int keep_stream_key;          /* send to each message's own key even if the output is anchored (a
                                    message without a key of its own, "broadcast", still goes to the
                                    anchored key) */
-  const char *message_key;      /* set this message key (Kafka key) on every message, or NULL */
+  const char *message_key;      /* set this message key (Kafka key) on every message without a
+                                   key of its own (as kcat -k with -K), or NULL */
   int keep_meta;                /* pass the input header (seq, shard, timestamp) to the output */
   uint64_t commit_interval_ms;  /* 0 = default (1000) */
   int exactly_once;             /* Kafka → Kafka in transactions (sea_pipeline_config_t) */
   const char *transactional_id; /* with exactly_once: NULL = derived */
+  const sea_kv_t *headers;      /* add these headers to every message, after its own (kcat -H); */
+  size_t header_count;          /* they must outlive the relay */
 } sea_relay_config_t;
 
 /* Takes both handles (the relay closes them when freed). */

@@ -6,19 +6,29 @@
  * into shards=N > 1 streams; an unsharded key is the plain `key` and shard 0.
  *
  * Connections. Every producer and consumer has its own connection (a consumer's XREAD BLOCK holds
- * its connection). hiredis does the protocol; this file is its event adapter: hiredis' ev hooks
- * (addRead, delRead, addWrite, delWrite, cleanup) map onto host->watch_*, so no libuv and no
- * hiredis adapter is linked. Host names are resolved with getaddrinfo on the host's thread pool
- * (host->queue_work), so a slow resolver never blocks the loop; hiredis then connects to the
- * numeric address without blocking. After connecting: AUTH (URI user/password), SELECT (db=N),
- * CONFIG GET proto-max-bulk-len (to refuse an oversize payload before the server drops the
- * connection), PING (a server that does not answer PONG is not Redis).
+ * its connection), or one per master of a cluster. hiredis does the protocol; this file is its
+ * event adapter: hiredis' ev hooks (addRead, delRead, addWrite, delWrite, cleanup) map onto
+ * host->watch_*, so no libuv and no hiredis adapter is linked. Host names are resolved with
+ * getaddrinfo on the host's thread pool (host->queue_work), so a slow resolver never blocks the
+ * loop; hiredis then connects to the numeric address without blocking. After connecting: AUTH (URI
+ * user/password), SELECT (db=N), CONFIG GET proto-max-bulk-len (to refuse an oversize payload
+ * before the server drops the connection), PING (a server that does not answer PONG is not Redis).
  *
  * Faults. A first connection that fails is an error at once (wrong password, unknown host, not a
  * Redis server, refused). A connection that worked once and is lost is retried with backoff
  * (100 ms doubling to 2 s) for reconnect_ms; meanwhile the producer keeps every unconfirmed
  * message and writes them again once connected (at-least-once), and the consumer resumes from the
  * last entry it delivered (realtime) or re-reads its group's pending entries (groups).
+ *
+ * Redis Cluster. Every connection asks CLUSTER SLOTS in its handshake; a cluster node answers
+ * the slot map (redis_cluster.c: slots, the map, the node table, MOVED/ASK parsing), a plain
+ * server an error. In a cluster a handle has one connection per master, at the node's index in
+ * its map. The producer keeps one line of records per master (replies match in order per
+ * connection), moves a record on MOVED/ASK, parks it on TRYAGAIN/CLUSTERDOWN, and while a node
+ * is down reads the map again from the others every 250 ms (heal) until the slots have a master
+ * that is up. The consumer reads each stream on its own (CROSSSLOT) on its slot's master, and
+ * treats its connections as one: any of them lost, or a redirection in a reply, takes them all
+ * down and up again on a map read again, as a reconnect of one connection does today.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
@@ -36,6 +46,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "redis_cluster.h"
 #include "redis_list.h"
 #include "seastreamer/plugin.h"
 
@@ -76,6 +87,8 @@ typedef struct rcfg {
   uint64_t claim_idle_ms;
   uint64_t reconnect_ms;
   uint64_t pipeline;
+  uint64_t wait_replicas; /* producer: a receipt only once WAIT says this many replicas have it */
+  uint64_t wait_timeout_ms;
 } rcfg_t;
 
 typedef struct rstreamer {
@@ -86,6 +99,13 @@ typedef struct rstreamer {
   char pass[256];
   char addr[300]; /* host:port, for messages */
   rcfg_t cfg;
+  /* Every node the URI names (the first is host:port above). One is a plain server or any node of
+   * a cluster; several must be nodes of one cluster, tried in turn for the first connection. */
+  struct rseed {
+    char host[256];
+    int port;
+  } * seeds;
+  size_t nseeds;
   struct ljob *lists; /* listings running (redis_list.c) */
 } rstreamer_t;
 
@@ -94,7 +114,8 @@ typedef struct rstreamer {
 /* ------------------------------------------------------------------------------------------- */
 
 static const char r_known_opts[] = "db, field, shards, sharding, maxlen, minid_age_ms, block_ms, "
-                                   "ack, create, consumer, claim_idle_ms, reconnect_ms, pipeline";
+                                   "ack, create, consumer, claim_idle_ms, reconnect_ms, pipeline, "
+                                   "wait_replicas, wait_timeout_ms";
 
 static void cfg_defaults(rcfg_t *c) {
   memset(c, 0, sizeof *c);
@@ -106,6 +127,7 @@ static void cfg_defaults(rcfg_t *c) {
   c->claim_idle_ms = R_CLAIM_DEFAULT;
   c->reconnect_ms = R_RECONNECT_DEFAULT;
   c->pipeline = R_PIPELINE_DEFAULT;
+  c->wait_timeout_ms = 1000;
 }
 
 static int parse_u64(const char *v, uint64_t *out) {
@@ -192,6 +214,10 @@ static int cfg_apply(sea_runtime_t *rt, rcfg_t *c, const sea_options_t *o) {
       bad = parse_u64(v, &c->claim_idle_ms);
     } else if (strcmp(k, "reconnect_ms") == 0) {
       bad = parse_u64(v, &c->reconnect_ms);
+    } else if (strcmp(k, "wait_replicas") == 0) {
+      bad = parse_u64(v, &c->wait_replicas) || c->wait_replicas > 100;
+    } else if (strcmp(k, "wait_timeout_ms") == 0) {
+      bad = parse_u64(v, &c->wait_timeout_ms) || c->wait_timeout_ms < 1;
     } else if (strcmp(k, "pipeline") == 0) {
       bad = parse_u64(v, &c->pipeline) || c->pipeline < 1;
     } else {
@@ -263,6 +289,12 @@ typedef struct rjob {
 struct rconn {
   rstreamer_t *s;
   sea_runtime_t *rt;
+  char host[256]; /* the node this connection talks to */
+  int port;
+  char addr[300];
+  size_t idx;     /* its index in the handle's node table (cluster), 0 for the first */
+  size_t seed;    /* idx 0: which of the URI's nodes it tries */
+  rcl_map_t *map; /* not NULL: CLUSTER SLOTS in the handshake, read into this map */
   redisAsyncContext *ac;
   sea_watch_t *watch;
   int events;
@@ -277,9 +309,10 @@ struct rconn {
   uint64_t max_bulk;
   char ip[256];
   void *owner;
-  void (*on_ready)(void *owner);
-  void (*on_lost)(void *owner);
-  void (*on_fail)(void *owner, int status, const char *msg);
+  void (*on_ready)(rconn_t *c);
+  void (*on_lost)(rconn_t *c);
+  void (*on_fail)(rconn_t *c, int status, const char *msg);
+  void (*on_map)(rconn_t *c); /* a CLUSTER SLOTS asked for by map_ask was read into map */
 };
 
 static void conn_begin(rconn_t *c);
@@ -368,9 +401,35 @@ static void on_backoff(sea_timer_t *t, void *data) {
   conn_begin(c);
 }
 
+static void conn_set_addr(rconn_t *c, const char *host, int port) {
+  snprintf(c->host, sizeof c->host, "%s", host);
+  c->port = port;
+  if (strchr(host, ':'))
+    snprintf(c->addr, sizeof c->addr, "[%s]:%d", host, port);
+  else
+    snprintf(c->addr, sizeof c->addr, "%s:%d", host, port);
+}
+
 /* The connection is gone. Retry if it had worked and the reconnect window is open, else fail. */
 static void conn_lost(rconn_t *c, int status, const char *msg) {
   conn_timer_stop(c);
+  if (!c->ever_ready && c->idx == 0 && c->seed + 1 < c->s->nseeds) {
+    /* the first connection: the URI names more nodes of the cluster, try the next one */
+    size_t skip = strncmp(msg, R_NAME ": ", sizeof R_NAME + 1) == 0 ? sizeof R_NAME + 1 : 0;
+    c->seed++;
+    rhost->log(SEA_LOG_INFO, R_NAME, "%s; trying %s:%d", msg + skip, c->s->seeds[c->seed].host,
+               c->s->seeds[c->seed].port);
+    conn_set_addr(c, c->s->seeds[c->seed].host, c->s->seeds[c->seed].port);
+    if (c->map && c->map->nnodes > 0) { /* node 0 of the table is where this connection goes */
+      rcl_node_t *n = &c->map->nodes[0];
+      snprintf(n->host, sizeof n->host, "%s", c->host);
+      n->port = c->port;
+      snprintf(n->addr, sizeof n->addr, "%s", c->addr);
+    }
+    c->state = C_BACKOFF;
+    c->timer = rhost->timer_start(c->rt, 0, 1000, on_backoff, c);
+    return;
+  }
   int was_ready = c->state == C_READY;
   uint64_t now = rhost->now_ms(c->rt);
   if (was_ready)
@@ -383,7 +442,7 @@ static void conn_lost(rconn_t *c, int status, const char *msg) {
                (unsigned long long)c->reconnect_ms);
     else
       snprintf(full, sizeof full, "%s", msg);
-    c->on_fail(c->owner, status, full);
+    c->on_fail(c, status, full);
     return;
   }
   size_t skip = strncmp(msg, R_NAME ": ", sizeof R_NAME + 1) == 0 ? sizeof R_NAME + 1 : 0;
@@ -394,7 +453,7 @@ static void conn_lost(rconn_t *c, int status, const char *msg) {
     delay = 2000;
   c->attempt++;
   if (was_ready)
-    c->on_lost(c->owner);
+    c->on_lost(c);
   c->timer = rhost->timer_start(c->rt, delay, 1000, on_backoff, c);
 }
 
@@ -403,7 +462,7 @@ static void conn_fatal(rconn_t *c, int status, const char *msg) {
   conn_drop(c);
   conn_timer_stop(c);
   c->state = C_FAILED;
-  c->on_fail(c->owner, status, msg);
+  c->on_fail(c, status, msg);
 }
 
 static void on_io(sea_watch_t *w, int status, int events, void *data) {
@@ -422,7 +481,7 @@ static void on_io(sea_watch_t *w, int status, int events, void *data) {
     redisAsyncHandleWrite(ac);
 }
 
-enum { HS_AUTH = 1, HS_SELECT, HS_CONFIG, HS_PING };
+enum { HS_AUTH = 1, HS_SELECT, HS_CONFIG, HS_SLOTS, HS_PING };
 
 static void hs_cb(redisAsyncContext *ac, void *r, void *priv) {
   rconn_t *c = ac->data;
@@ -431,12 +490,20 @@ static void hs_cb(redisAsyncContext *ac, void *r, void *priv) {
     return;
   int step = (int)(intptr_t)priv;
   char msg[1400];
-  const char *addr = c->s->addr;
+  const char *addr = c->addr;
   if (step == HS_CONFIG) {
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
         reply->element[1]->type == REDIS_REPLY_STRING)
       c->max_bulk = strtoull(reply->element[1]->str, NULL, 10);
     return; /* CONFIG may be renamed or forbidden: then assume Redis' default */
+  }
+  if (step == HS_SLOTS) {
+    /* A cluster node answers its slot map; a plain server (or one that forbids CLUSTER) an
+     * error: then it is no cluster. */
+    char err[200];
+    if (reply->type == REDIS_REPLY_ARRAY && rcl_map_load(c->map, reply, c->idx, err, sizeof err))
+      rhost->log(SEA_LOG_WARN, R_NAME, "%s: %s", c->addr, err);
+    return;
   }
   if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "LOADING", 7) == 0) {
     /* A server that is starting (reading its AOF or RDB) answers LOADING: wait and retry, for
@@ -475,11 +542,11 @@ static void hs_cb(redisAsyncContext *ac, void *r, void *priv) {
   }
   conn_timer_stop(c);
   rhost->log(SEA_LOG_INFO, R_NAME, "%s %s (%s)", c->ever_ready ? "reconnected to" : "connected to",
-             c->s->addr, c->ip);
+             c->addr, c->ip);
   c->state = C_READY;
   c->ever_ready = 1;
   c->attempt = 0;
-  c->on_ready(c->owner);
+  c->on_ready(c);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status) {
@@ -488,7 +555,7 @@ static void on_connect(const redisAsyncContext *ac, int status) {
     return;
   if (status != REDIS_OK) {
     char msg[1400];
-    snprintf(msg, sizeof msg, R_NAME ": cannot connect to %s (%s): %s", c->s->addr, c->ip,
+    snprintf(msg, sizeof msg, R_NAME ": cannot connect to %s (%s): %s", c->addr, c->ip,
              ac->errstr[0] ? ac->errstr : "connection failed");
     conn_detach(c, ac);
     conn_lost(c, SEA_ECONNECT, msg);
@@ -506,6 +573,8 @@ static void on_connect(const redisAsyncContext *ac, int status) {
   if (c->s->cfg.db)
     redisAsyncCommand(m, hs_cb, (void *)(intptr_t)HS_SELECT, "SELECT %d", c->s->cfg.db);
   redisAsyncCommand(m, hs_cb, (void *)(intptr_t)HS_CONFIG, "CONFIG GET proto-max-bulk-len");
+  if (c->map)
+    redisAsyncCommand(m, hs_cb, (void *)(intptr_t)HS_SLOTS, "CLUSTER SLOTS");
   redisAsyncCommand(m, hs_cb, (void *)(intptr_t)HS_PING, "PING");
 }
 
@@ -516,17 +585,17 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
   char msg[1400];
   int was = c->state;
   if (status == REDIS_OK)
-    snprintf(msg, sizeof msg, R_NAME ": connection to %s closed", c->s->addr);
+    snprintf(msg, sizeof msg, R_NAME ": connection to %s closed", c->addr);
   else if (ac->err == REDIS_ERR_PROTOCOL && was == C_HANDSHAKE)
-    snprintf(msg, sizeof msg, R_NAME ": %s is not a Redis server: %s", c->s->addr, ac->errstr);
+    snprintf(msg, sizeof msg, R_NAME ": %s is not a Redis server: %s", c->addr, ac->errstr);
   else
-    snprintf(msg, sizeof msg, R_NAME ": connection to %s lost: %s", c->s->addr,
+    snprintf(msg, sizeof msg, R_NAME ": connection to %s lost: %s", c->addr,
              ac->errstr[0] ? ac->errstr : "closed by the server");
   conn_detach(c, ac);
   if (ac->err == REDIS_ERR_PROTOCOL && was == C_HANDSHAKE) {
     conn_timer_stop(c);
     c->state = C_FAILED;
-    c->on_fail(c->owner, SEA_ECONNECT, msg);
+    c->on_fail(c, SEA_ECONNECT, msg);
     return;
   }
   conn_lost(c, SEA_ECONNECT, msg);
@@ -534,15 +603,14 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
 
 static void conn_connect_ip(rconn_t *c) {
   c->state = C_CONNECTING;
-  redisAsyncContext *ac = redisAsyncConnect(c->ip, c->s->port);
+  redisAsyncContext *ac = redisAsyncConnect(c->ip, c->port);
   if (ac == NULL) {
     conn_fatal(c, SEA_ENOMEM, R_NAME ": out of memory");
     return;
   }
   if (ac->err) {
     char msg[1400];
-    snprintf(msg, sizeof msg, R_NAME ": cannot connect to %s (%s): %s", c->s->addr, c->ip,
-             ac->errstr);
+    snprintf(msg, sizeof msg, R_NAME ": cannot connect to %s (%s): %s", c->addr, c->ip, ac->errstr);
     redisAsyncFree(ac);
     conn_lost(c, SEA_ECONNECT, msg);
     return;
@@ -590,8 +658,8 @@ static void resolve_after(void *data, int status) {
   c->job = NULL;
   if (status != 0 || j->rc != 0) {
     char msg[1400];
-    snprintf(msg, sizeof msg, R_NAME ": cannot resolve host '%s' (in %s): %s", c->s->host,
-             c->s->addr, status ? "lookup canceled" : j->err);
+    snprintf(msg, sizeof msg, R_NAME ": cannot resolve host '%s' (in %s): %s", c->host, c->addr,
+             status ? "lookup canceled" : j->err);
     rhost->free(j);
     conn_lost(c, SEA_ECONNECT, msg);
     return;
@@ -610,7 +678,7 @@ static void on_connect_timeout(sea_timer_t *t, void *data) {
   char msg[1400];
   snprintf(msg, sizeof msg,
            R_NAME ": no answer from %s within %llu ms (is a Redis server listening there?)",
-           c->s->addr, (unsigned long long)c->timeout_ms);
+           c->addr, (unsigned long long)c->timeout_ms);
   if (c->job) {
     c->job->conn = NULL;
     c->job = NULL;
@@ -632,8 +700,8 @@ static void on_start_numeric(sea_timer_t *t, void *data) {
 static void conn_begin(rconn_t *c) {
   unsigned char buf[sizeof(struct in6_addr)];
   conn_timer_stop(c);
-  if (inet_pton(AF_INET, c->s->host, buf) == 1 || inet_pton(AF_INET6, c->s->host, buf) == 1) {
-    snprintf(c->ip, sizeof c->ip, "%s", c->s->host);
+  if (inet_pton(AF_INET, c->host, buf) == 1 || inet_pton(AF_INET6, c->host, buf) == 1) {
+    snprintf(c->ip, sizeof c->ip, "%s", c->host);
     c->state = C_CONNECTING;
     c->timer = rhost->timer_start(c->rt, 0, 1000, on_start_numeric, c);
     return;
@@ -641,11 +709,11 @@ static void conn_begin(rconn_t *c) {
   rjob_t *j = rhost->calloc(1, sizeof *j);
   if (j == NULL) {
     c->state = C_FAILED;
-    c->on_fail(c->owner, SEA_ENOMEM, R_NAME ": out of memory");
+    c->on_fail(c, SEA_ENOMEM, R_NAME ": out of memory");
     return;
   }
   j->conn = c;
-  snprintf(j->host, sizeof j->host, "%s", c->s->host);
+  snprintf(j->host, sizeof j->host, "%s", c->host);
   c->state = C_RESOLVING;
   c->job = j;
   c->timer = rhost->timer_start(c->rt, c->timeout_ms, 0, on_connect_timeout, c);
@@ -661,6 +729,7 @@ static void conn_init(rconn_t *c, rstreamer_t *s, sea_runtime_t *rt, void *owner
   memset(c, 0, sizeof *c);
   c->s = s;
   c->rt = rt;
+  conn_set_addr(c, s->host, s->port);
   c->owner = owner;
   c->timeout_ms = timeout_ms ? timeout_ms : R_TIMEOUT_DEFAULT;
   c->reconnect_ms = reconnect_ms;
@@ -692,6 +761,9 @@ typedef struct prec {
   void *token;
   const char *key;
   uint32_t shard;
+  uint16_t slot;   /* cluster: the slot of its stream */
+  uint8_t asking;  /* cluster: send ASKING first (an ASK redirection) */
+  uint64_t ms, sq; /* wait_replicas: the entry id XADD answered, the receipt waits for WAIT */
   size_t len;
   uint8_t data[];
 } prec_t;
@@ -742,18 +814,41 @@ static void waits_fail(rwaits_t *w, int status, const char *msg) {
   w->n = 0;
 }
 
+/* One node's line of records, in send order. Replies come in the same order on its connection,
+ * so the head is always the oldest record on the wire there. A plain server is node 0 alone. */
+typedef struct rpnode {
+  rconn_t conn;
+  prec_t *head, *tail;
+  prec_t *unsent; /* first record not written on the current connection, NULL = all written */
+  /* wait_replicas: records XADD answered, waiting for the answer of the WAIT written after
+   * them; and how many XADDs were written since the last WAIT */
+  prec_t *done_head, *done_tail;
+  uint64_t since_wait;
+  uint64_t short_since; /* when WAIT first answered fewer replicas than asked (0: it did not) */
+} rpnode_t;
+
 typedef struct rprod {
   rstreamer_t *s;
   sea_producer_t *p;
-  rconn_t conn;
+  sea_runtime_t *rt;
   rcfg_t cfg;
-  prec_t *head, *tail;
-  prec_t *unsent; /* first record not written on the current connection, NULL = all written */
-  uint64_t count; /* records in the list */
+  uint64_t timeout_ms;
+  rpnode_t **nodes; /* [0]: the URI's node; in a cluster, each at its index in map */
+  size_t nnodes;
+  rcl_map_t map;
+  unsigned map_seen;
+  /* Cluster: records no node takes now (TRYAGAIN, CLUSTERDOWN, a slot without a master), placed
+   * again at each map refresh, in order. */
+  prec_t *wait_head, *wait_tail;
+  sea_timer_t *heal;       /* cluster: refreshes the map while a record waits or a node is down */
+  sea_timer_t *wait_timer; /* wait_replicas: writes a WAIT behind what was written this turn */
+  uint64_t heal_since;
+  uint64_t count; /* records in all lines */
   uint64_t accepted, resolved;
   uint64_t rr;
   int full;
   int failed;
+  int down;         /* every record was failed: the connection could not be made or kept */
   rwaits_t flushes; /* waiting for resolved to reach their target */
   char *cmd;        /* the RESP of one XADD, reused */
   size_t cmdcap;
@@ -774,7 +869,277 @@ static void prod_check_flushes(rprod_t *pr, int status, const char *msg) {
     waits_reached(&pr->flushes, pr->resolved);
 }
 
-static int prod_write(rprod_t *pr, prec_t *r);
+static int prod_write(rprod_t *pr, rpnode_t *n, prec_t *r);
+static void prod_write_unsent(rprod_t *pr, rpnode_t *n);
+static void prod_on_ready(rconn_t *c);
+static void prod_on_lost(rconn_t *c);
+static void prod_on_fail(rconn_t *c, int status, const char *msg);
+static void prod_on_map(rconn_t *c);
+static void prod_heal_start(rprod_t *pr);
+
+/* Node idx of the cluster (created, not connected, the first time). NULL if out of memory. */
+static rpnode_t *prod_node(rprod_t *pr, size_t idx) {
+  if (idx < pr->nnodes && pr->nodes[idx])
+    return pr->nodes[idx];
+  if (idx >= pr->nnodes) {
+    rpnode_t **v = rhost->realloc(pr->nodes, (idx + 1) * sizeof *v);
+    if (v == NULL)
+      return NULL;
+    memset(v + pr->nnodes, 0, (idx + 1 - pr->nnodes) * sizeof *v);
+    pr->nodes = v;
+    pr->nnodes = idx + 1;
+  }
+  rpnode_t *n = rhost->calloc(1, sizeof *n);
+  if (n == NULL)
+    return NULL;
+  conn_init(&n->conn, pr->s, pr->rt, pr, pr->timeout_ms, pr->cfg.reconnect_ms);
+  if (idx < pr->map.nnodes)
+    conn_set_addr(&n->conn, pr->map.nodes[idx].host, pr->map.nodes[idx].port);
+  n->conn.idx = idx;
+  n->conn.map = &pr->map;
+  n->conn.on_ready = prod_on_ready;
+  n->conn.on_lost = prod_on_lost;
+  n->conn.on_fail = prod_on_fail;
+  n->conn.on_map = prod_on_map;
+  pr->nodes[idx] = n;
+  return n;
+}
+
+/* Connect a node that is not, or write its line if it is. */
+static void prod_kick(rprod_t *pr, rpnode_t *n) {
+  if (n->conn.state == C_IDLE || n->conn.state == C_CLOSED) {
+    n->conn.state = C_IDLE;
+    conn_begin(&n->conn);
+  } else {
+    prod_write_unsent(pr, n);
+  }
+}
+
+static void line_append(prec_t **head, prec_t **tail, prec_t *r) {
+  r->next = NULL;
+  if (*tail)
+    (*tail)->next = r;
+  else
+    *head = r;
+  *tail = r;
+}
+
+/* The node a record goes to: node 0 until a cluster's map is known, else the master of its slot
+ * (-1: none known; it waits). */
+static int prod_route(const rprod_t *pr, const prec_t *r) {
+  if (!pr->map.cluster)
+    return 0;
+  uint16_t o = pr->map.owner[r->slot];
+  return o == RCL_NONE ? -1 : (int)o;
+}
+
+/* Put r at the end of the line of node idx (-1: of the waiting records). */
+static void prod_place(rprod_t *pr, prec_t *r, int idx) {
+  rpnode_t *n = idx >= 0 ? prod_node(pr, (size_t)idx) : NULL;
+  if (n == NULL) {
+    line_append(&pr->wait_head, &pr->wait_tail, r);
+    prod_heal_start(pr);
+    return;
+  }
+  line_append(&n->head, &n->tail, r);
+  if (n->unsent == NULL)
+    n->unsent = r;
+}
+
+/* The map changed: records not yet written whose slot another node serves now move to it, in
+ * order, and so do the waiting ones; nodes that serve nothing and hold nothing are closed. */
+static void prod_rehome(rprod_t *pr) {
+  if (!pr->map.cluster)
+    return;
+  prec_t *mh = pr->wait_head, *mt = pr->wait_tail;
+  pr->wait_head = pr->wait_tail = NULL;
+  for (size_t i = 0; i < pr->nnodes; i++) {
+    rpnode_t *n = pr->nodes[i];
+    if (n == NULL)
+      continue;
+    prec_t **pp = &n->head, *last = NULL, *first = NULL;
+    while (*pp != n->unsent) {
+      last = *pp;
+      pp = &(*pp)->next;
+    }
+    while (*pp) {
+      prec_t *r = *pp;
+      if (r->asking || prod_route(pr, r) == (int)i) { /* an ASK goes where it was told */
+        if (first == NULL)
+          first = r;
+        last = r;
+        pp = &r->next;
+      } else {
+        *pp = r->next;
+        line_append(&mh, &mt, r);
+      }
+    }
+    n->tail = last;
+    n->unsent = first;
+  }
+  while (mh) {
+    prec_t *r = mh;
+    mh = r->next;
+    prod_place(pr, r, prod_route(pr, r));
+  }
+  for (size_t i = 0; i < pr->nnodes; i++) {
+    rpnode_t *n = pr->nodes[i];
+    if (n == NULL)
+      continue;
+    if (n->head)
+      prod_kick(pr, n);
+    else if (i < pr->map.nnodes && pr->map.nodes[i].slots == 0 && n->conn.state != C_CLOSED)
+      conn_close(&n->conn); /* serves nothing now (a master failed over, or a replica) */
+  }
+}
+
+/* Fail every record: the connection to a node that holds some could not be made or kept. */
+static void prod_fail_all(rprod_t *pr, int status, const char *msg) {
+  if (!pr->failed) {
+    pr->failed = 1;
+    rhost->producer_fail(pr->p, status, "%s", msg);
+  }
+  pr->down = 1;
+  for (size_t i = 0; i <= pr->nnodes; i++) {
+    prec_t *r;
+    if (i < pr->nnodes) {
+      rpnode_t *n = pr->nodes[i];
+      if (n == NULL)
+        continue;
+      if (n->done_head) { /* answered, unconfirmed: fail them too, in order */
+        n->done_tail->next = n->head;
+        n->head = n->done_head;
+        n->done_head = n->done_tail = NULL;
+      }
+      r = n->head;
+      n->head = n->tail = n->unsent = NULL;
+    } else {
+      r = pr->wait_head;
+      pr->wait_head = pr->wait_tail = NULL;
+    }
+    while (r) {
+      prec_t *next = r->next;
+      pr->resolved++;
+      rhost->receipt(pr->p, r->token, status, NULL);
+      rhost->free(r);
+      r = next;
+    }
+  }
+  pr->count = 0;
+  prod_check_flushes(pr, status, msg);
+}
+
+/* ---- Cluster: refreshing the map ---- */
+
+static void slots_cb(redisAsyncContext *ac, void *rep, void *priv) {
+  (void)priv;
+  rconn_t *c = ac->data;
+  redisReply *reply = rep;
+  if (c == NULL || reply == NULL || c->map == NULL)
+    return;
+  char err[200];
+  if (rcl_map_load(c->map, reply, c->idx, err, sizeof err) != 0) {
+    rhost->log(SEA_LOG_DEBUG, R_NAME, "map refresh at %s: %s", c->addr, err);
+    return;
+  }
+  c->on_map(c);
+}
+
+/* Ask one node that is up for the slot map; 0 if asked. */
+static int map_ask(rconn_t *c) {
+  if (!conn_ready(c))
+    return -1;
+  return redisAsyncCommand(c->ac, slots_cb, NULL, "CLUSTER SLOTS") == REDIS_OK ? 0 : -1;
+}
+
+/* Whether the producer is whole again: nothing waits and every node holding records is up. */
+static int prod_whole(const rprod_t *pr) {
+  if (pr->wait_head)
+    return 0;
+  for (size_t i = 0; i < pr->nnodes; i++)
+    if (pr->nodes[i] && pr->nodes[i]->head && !conn_ready(&pr->nodes[i]->conn))
+      return 0;
+  return 1;
+}
+
+static void prod_heal_stop(rprod_t *pr) {
+  if (pr->heal) {
+    rhost->timer_stop(pr->heal);
+    pr->heal = NULL;
+  }
+}
+
+static void on_prod_heal(sea_timer_t *t, void *data) {
+  (void)t;
+  rprod_t *pr = data;
+  if (prod_whole(pr)) {
+    prod_heal_stop(pr);
+    return;
+  }
+  if (rhost->now_ms(pr->rt) - pr->heal_since > pr->cfg.reconnect_ms) {
+    prod_heal_stop(pr);
+    char msg[600];
+    snprintf(msg, sizeof msg,
+             R_NAME ": the cluster at %s did not serve every slot written to within "
+                    "reconnect_ms=%llu ms",
+             pr->s->addr, (unsigned long long)pr->cfg.reconnect_ms);
+    prod_fail_all(pr, SEA_ECONNECT, msg);
+    return;
+  }
+  /* ask every node that is up: the first answer that differs moves the records */
+  int asked = 0;
+  for (size_t i = 0; i < pr->nnodes; i++)
+    if (pr->nodes[i] && map_ask(&pr->nodes[i]->conn) == 0)
+      asked = 1;
+  if (!asked && pr->nodes[0]->conn.state == C_CLOSED)
+    prod_kick(pr, pr->nodes[0]);
+}
+
+static void prod_heal_start(rprod_t *pr) {
+  if (pr->heal || !pr->map.cluster)
+    return;
+  pr->heal_since = rhost->now_ms(pr->rt);
+  pr->heal = rhost->timer_start(pr->rt, 100, 250, on_prod_heal, pr);
+}
+
+static void prod_on_map(rconn_t *c) {
+  rprod_t *pr = c->owner;
+  pr->map_seen = pr->map.version;
+  prod_rehome(pr);
+  if (prod_whole(pr))
+    prod_heal_stop(pr);
+}
+
+/* A reply that is a redirection or asks to retry (cluster): take r off the head of n's line and
+ * place it where it goes now. */
+static void prod_redirect(rprod_t *pr, rpnode_t *n, prec_t *r, int kind, unsigned slot,
+                          const char *host, int port) {
+  n->head = r->next;
+  if (n->head == NULL)
+    n->tail = NULL;
+  if (kind == RCL_RETRY) {
+    line_append(&pr->wait_head, &pr->wait_tail, r);
+    prod_heal_start(pr);
+    return;
+  }
+  int idx = rcl_node_index(&pr->map, host, port);
+  if (idx < 0 || prod_node(pr, (size_t)idx) == NULL) {
+    line_append(&pr->wait_head, &pr->wait_tail, r);
+    prod_heal_start(pr);
+    return;
+  }
+  if (kind == RCL_MOVED) {
+    rcl_map_set(&pr->map, slot, (size_t)idx);
+    r->asking = 0;
+    prod_place(pr, r, idx);
+    prod_rehome(pr);     /* the slot's other records not yet written go there too */
+    prod_heal_start(pr); /* and the whole map is read again: more may have moved */
+  } else {
+    r->asking = 1; /* once, with ASKING first: the slot is being moved there */
+    prod_place(pr, r, idx);
+    prod_kick(pr, pr->nodes[idx]);
+  }
+}
 
 static void xadd_cb(redisAsyncContext *ac, void *rep, void *priv) {
   (void)priv;
@@ -783,17 +1148,37 @@ static void xadd_cb(redisAsyncContext *ac, void *rep, void *priv) {
   if (c == NULL || reply == NULL)
     return; /* closed, or the connection was lost: on_lost puts the record back in line */
   rprod_t *pr = c->owner;
-  prec_t *r = pr->head;
-  if (r == NULL || r == pr->unsent)
+  rpnode_t *n = pr->nodes[c->idx];
+  prec_t *r = n->head;
+  if (r == NULL || r == n->unsent)
     return; /* cannot happen: a reply for a record that was not written */
-  pr->head = r->next;
-  if (pr->head == NULL)
-    pr->tail = NULL;
+  if (pr->map.cluster && reply->type == REDIS_REPLY_ERROR) {
+    unsigned slot = 0;
+    char host[256];
+    int port = 0;
+    int kind = rcl_redirect(reply->str, &slot, host, &port);
+    if (kind) {
+      rhost->log(SEA_LOG_DEBUG, R_NAME, "XADD at %s: %s", c->addr, reply->str);
+      prod_redirect(pr, n, r, kind, slot, host, port);
+      return;
+    }
+  }
+  n->head = r->next;
+  if (n->head == NULL)
+    n->tail = NULL;
+  uint64_t ms = 0, sq = 0;
+  int ok = (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS) &&
+           id_parse(reply->str, reply->len, &ms, &sq) == 0;
+  if (ok && pr->cfg.wait_replicas) {
+    /* stored on the master: the receipt waits for the WAIT written after it (wait_cb) */
+    r->ms = ms;
+    r->sq = sq;
+    line_append(&n->done_head, &n->done_tail, r);
+    return;
+  }
   pr->count--;
   pr->resolved++;
-  uint64_t ms = 0, sq = 0;
-  if ((reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS) &&
-      id_parse(reply->str, reply->len, &ms, &sq) == 0) {
+  if (ok) {
     sea_meta_t meta = {.stream_key = r->key,
                        .shard_id = r->shard,
                        .seq = id_pack(ms, sq),
@@ -806,7 +1191,7 @@ static void xadd_cb(redisAsyncContext *ac, void *rep, void *priv) {
       stream_name(name, r->key, pr->cfg.shards, r->shard);
       pr->failed = 1;
       rhost->producer_fail(pr->p, SEA_EBACKEND, R_NAME ": XADD to '%s' at %s failed: %s", name,
-                           pr->s->addr, why);
+                           c->addr, why);
     }
     rhost->receipt(pr->p, r->token, SEA_EBACKEND, NULL);
   }
@@ -815,6 +1200,99 @@ static void xadd_cb(redisAsyncContext *ac, void *rep, void *priv) {
   if (pr->full && pr->count < pr->cfg.pipeline) {
     pr->full = 0;
     rhost->producer_ready(pr->p);
+  }
+}
+
+/* WAIT wait_replicas wait_timeout_ms, written after XADDs: its answer is how many replicas have
+ * everything written before it, so it gives the receipts of the records XADD answered before it
+ * (all of the node's done line, as replies come in order). Fewer replicas than asked: those
+ * receipts fail (the entries are on the master only, which may lose them in a failover). */
+static void on_wait_timer(sea_timer_t *t, void *data);
+
+static void wait_cb(redisAsyncContext *ac, void *rep, void *priv) {
+  (void)priv;
+  rconn_t *c = ac->data;
+  redisReply *reply = rep;
+  if (c == NULL || reply == NULL)
+    return; /* the connection was lost: on_lost puts the done line back to be written again */
+  rprod_t *pr = c->owner;
+  rpnode_t *n = pr->nodes[c->idx];
+  int ok = reply->type == REDIS_REPLY_INTEGER && reply->integer >= 0 &&
+           (uint64_t)reply->integer >= pr->cfg.wait_replicas;
+  uint64_t now = rhost->now_ms(pr->rt);
+  if (ok) {
+    n->short_since = 0;
+  } else if (reply->type == REDIS_REPLY_INTEGER && n->done_head) {
+    /* Too few replicas now (one is down, or a new master has none yet): ask again a little
+     * later, for up to reconnect_ms, before giving up on these records. */
+    if (n->short_since == 0) {
+      n->short_since = now;
+      rhost->log(SEA_LOG_WARN, R_NAME,
+                 "WAIT at %s: %lld of wait_replicas=%llu replicas have the entries; waiting for "
+                 "more (up to reconnect_ms)",
+                 c->addr, reply->integer, (unsigned long long)pr->cfg.wait_replicas);
+    }
+    if (now - n->short_since < pr->cfg.reconnect_ms) {
+      n->since_wait++;
+      if (pr->wait_timer == NULL)
+        pr->wait_timer = rhost->timer_start(pr->rt, 200, 1000, on_wait_timer, pr);
+      return;
+    }
+  }
+  if (!ok && !pr->failed && n->done_head) {
+    pr->failed = 1;
+    if (reply->type == REDIS_REPLY_INTEGER)
+      rhost->producer_fail(pr->p, SEA_EBACKEND,
+                           R_NAME ": WAIT at %s: %lld of wait_replicas=%llu replicas had the "
+                                  "entries within wait_timeout_ms=%llu ms, still after "
+                                  "reconnect_ms=%llu ms",
+                           c->addr, reply->integer, (unsigned long long)pr->cfg.wait_replicas,
+                           (unsigned long long)pr->cfg.wait_timeout_ms,
+                           (unsigned long long)pr->cfg.reconnect_ms);
+    else
+      rhost->producer_fail(pr->p, SEA_EBACKEND, R_NAME ": WAIT at %s failed: %s", c->addr,
+                           reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+  }
+  prec_t *r = n->done_head;
+  n->done_head = n->done_tail = NULL;
+  while (r) {
+    prec_t *next = r->next;
+    pr->count--;
+    pr->resolved++;
+    if (ok) {
+      sea_meta_t meta = {.stream_key = r->key,
+                         .shard_id = r->shard,
+                         .seq = id_pack(r->ms, r->sq),
+                         .timestamp_us = (int64_t)(r->ms * 1000)};
+      rhost->receipt(pr->p, r->token, 0, &meta);
+    } else {
+      rhost->receipt(pr->p, r->token, SEA_EBACKEND, NULL);
+    }
+    rhost->free(r);
+    r = next;
+  }
+  prod_check_flushes(pr, 0, NULL);
+  if (pr->full && pr->count < pr->cfg.pipeline) {
+    pr->full = 0;
+    rhost->producer_ready(pr->p);
+  }
+}
+
+/* A WAIT behind the XADDs each node was written this loop turn (one per turn and node, not one
+ * per message: WAIT holds its connection until the replicas answer). */
+static void on_wait_timer(sea_timer_t *t, void *data) {
+  (void)t;
+  rprod_t *pr = data;
+  rhost->timer_stop(pr->wait_timer);
+  pr->wait_timer = NULL;
+  for (size_t i = 0; i < pr->nnodes; i++) {
+    rpnode_t *n = pr->nodes[i];
+    if (n == NULL || n->since_wait == 0 || !conn_ready(&n->conn))
+      continue;
+    if (redisAsyncCommand(n->conn.ac, wait_cb, NULL, "WAIT %llu %llu",
+                          (unsigned long long)pr->cfg.wait_replicas,
+                          (unsigned long long)pr->cfg.wait_timeout_ms) == REDIS_OK)
+      n->since_wait = 0;
   }
 }
 
@@ -841,7 +1319,7 @@ static void resp_bulk(char *buf, size_t *off, const void *data, size_t len) {
 
 /* XADD name [MAXLEN ~ n | MINID ~ id] * field payload, formatted here as RESP: hiredis' own
  * formatting (sdscatfmt) was the largest cost of a producer. */
-static int prod_write(rprod_t *pr, prec_t *r) {
+static int prod_write(rprod_t *pr, rpnode_t *n, prec_t *r) {
   char name[R_NAME_MAX], trim[R_ID_MAX];
   const char *nm = r->key;
   if (pr->cfg.shards > 1) {
@@ -879,70 +1357,103 @@ static int prod_write(rprod_t *pr, prec_t *r) {
   resp_bulk(b, &off, "*", 1);
   resp_bulk(b, &off, pr->cfg.field, flen);
   resp_bulk(b, &off, r->data, r->len);
-  return redisAsyncFormattedCommand(pr->conn.ac, xadd_cb, NULL, b, off) == REDIS_OK ? 0 : -1;
+  /* ASK: the node takes the command for a slot it is importing only right after ASKING */
+  if (r->asking && redisAsyncCommand(n->conn.ac, NULL, NULL, "ASKING") != REDIS_OK)
+    return -1;
+  if (redisAsyncFormattedCommand(n->conn.ac, xadd_cb, NULL, b, off) != REDIS_OK)
+    return -1;
+  if (pr->cfg.wait_replicas) {
+    n->since_wait++;
+    if (pr->wait_timer == NULL)
+      pr->wait_timer = rhost->timer_start(pr->rt, 0, 1000, on_wait_timer, pr);
+  }
+  return 0;
 }
 
-/* Write every record not yet on this connection, in order. */
-static void prod_write_unsent(rprod_t *pr) {
-  while (pr->unsent && conn_ready(&pr->conn)) {
-    prec_t *r = pr->unsent;
-    if (r->len > pr->conn.max_bulk) {
+/* Write every record of n's line not yet on its connection, in order. */
+static void prod_write_unsent(rprod_t *pr, rpnode_t *n) {
+  while (n->unsent && conn_ready(&n->conn)) {
+    prec_t *r = n->unsent;
+    if (r->len > n->conn.max_bulk) {
       /* Queued before the server's limit was known. Every record before it is on the wire, so
-       * take it out of the list and refuse it alone; the others go on. */
-      prec_t **pp = &pr->head, *prev = NULL;
+       * take it out of the line and refuse it alone; the others go on. */
+      prec_t **pp = &n->head, *prev = NULL;
       while (*pp != r) {
         prev = *pp;
         pp = &(*pp)->next;
       }
       *pp = r->next;
-      if (pr->tail == r)
-        pr->tail = prev;
-      pr->unsent = r->next;
+      if (n->tail == r)
+        n->tail = prev;
+      n->unsent = r->next;
       pr->count--;
       pr->resolved++;
       rhost->log(SEA_LOG_ERROR, R_NAME,
                  "send to '%s': payload of %zu bytes is over the server's proto-max-bulk-len "
                  "(%llu bytes) at %s",
-                 r->key, r->len, (unsigned long long)pr->conn.max_bulk, pr->s->addr);
+                 r->key, r->len, (unsigned long long)n->conn.max_bulk, n->conn.addr);
       rhost->receipt(pr->p, r->token, SEA_ETOOBIG, NULL);
       rhost->free(r);
       prod_check_flushes(pr, 0, NULL);
       continue;
     }
-    if (prod_write(pr, r) != 0)
+    if (prod_write(pr, n, r) != 0)
       return;
-    pr->unsent = r->next;
+    n->unsent = r->next;
   }
 }
 
-static void prod_on_ready(void *owner) {
-  rprod_t *pr = owner;
-  prod_write_unsent(pr);
+static void prod_on_ready(rconn_t *c) {
+  rprod_t *pr = c->owner;
+  if (c->idx == 0 && !pr->map.cluster && pr->s->nseeds > 1) {
+    char msg[600];
+    snprintf(msg, sizeof msg,
+             R_NAME ": the URI names %zu nodes, but %s is not a Redis Cluster node (a plain "
+                    "server takes one node: redis://HOST:PORT/KEYS)",
+             pr->s->nseeds, c->addr);
+    conn_close(c);
+    prod_fail_all(pr, SEA_EURI, msg);
+    return;
+  }
+  if (pr->map.cluster && pr->map.version != pr->map_seen) {
+    if (pr->map_seen == 0)
+      rhost->log(SEA_LOG_INFO, R_NAME, "%s is a node of a Redis Cluster: %zu nodes known", c->addr,
+                 pr->map.nnodes);
+    pr->map_seen = pr->map.version;
+    prod_rehome(pr);
+  }
+  prod_write_unsent(pr, pr->nodes[c->idx]);
+  if (pr->heal && prod_whole(pr))
+    prod_heal_stop(pr);
 }
 
-static void prod_on_lost(void *owner) {
-  rprod_t *pr = owner;
-  /* everything not confirmed goes back in line, in the order it was sent */
-  pr->unsent = pr->head;
+static void prod_on_lost(rconn_t *c) {
+  rprod_t *pr = c->owner;
+  rpnode_t *n = pr->nodes[c->idx];
+  /* everything not confirmed goes back in line, in the order it was sent: first what XADD
+   * answered and no WAIT confirmed yet (at least once: it is written again) */
+  if (n->done_head) {
+    n->done_tail->next = n->head;
+    if (n->head == NULL)
+      n->tail = n->done_tail;
+    n->head = n->done_head;
+    n->done_head = n->done_tail = NULL;
+  }
+  n->since_wait = 0;
+  n->unsent = n->head;
+  /* a cluster's node may be failing over: learn who serves its slots now */
+  prod_heal_start(pr);
 }
 
-static void prod_on_fail(void *owner, int status, const char *msg) {
-  rprod_t *pr = owner;
-  if (!pr->failed) {
-    pr->failed = 1;
-    rhost->producer_fail(pr->p, status, "%s", msg);
+static void prod_on_fail(rconn_t *c, int status, const char *msg) {
+  rprod_t *pr = c->owner;
+  rpnode_t *n = pr->nodes[c->idx];
+  if (pr->map.cluster && n->head == NULL && c->idx < pr->map.nnodes &&
+      pr->map.nodes[c->idx].slots == 0) {
+    rhost->log(SEA_LOG_DEBUG, R_NAME, "%s (it serves no slot now)", msg);
+    return; /* a node that no longer serves anything: nothing is lost with it */
   }
-  prec_t *r = pr->head;
-  pr->head = pr->tail = pr->unsent = NULL;
-  pr->count = 0;
-  while (r) {
-    prec_t *next = r->next;
-    pr->resolved++;
-    rhost->receipt(pr->p, r->token, status, NULL);
-    rhost->free(r);
-    r = next;
-  }
-  prod_check_flushes(pr, status, msg);
+  prod_fail_all(pr, status, msg);
 }
 
 static uint64_t hash_bytes(const uint8_t *p, size_t n) {
@@ -967,11 +1478,17 @@ static int prod_open(void *simpl, sea_producer_t *p, const sea_open_args_t *args
   }
   pr->s = s;
   pr->p = p;
-  conn_init(&pr->conn, s, args->rt, pr, args->timeout_ms, pr->cfg.reconnect_ms);
-  pr->conn.on_ready = prod_on_ready;
-  pr->conn.on_lost = prod_on_lost;
-  pr->conn.on_fail = prod_on_fail;
-  conn_begin(&pr->conn);
+  pr->rt = args->rt;
+  pr->timeout_ms = args->timeout_ms;
+  rcl_map_init(&pr->map);
+  /* node 0 is the URI's (first) node */
+  if (rcl_node_index(&pr->map, s->host, s->port) != 0 || prod_node(pr, 0) == NULL) {
+    rcl_map_free(&pr->map);
+    rhost->free(pr->nodes);
+    rhost->free(pr);
+    return SEA_ENOMEM;
+  }
+  conn_begin(&pr->nodes[0]->conn);
   *impl = pr;
   return 0;
 }
@@ -979,18 +1496,18 @@ static int prod_open(void *simpl, sea_producer_t *p, const sea_open_args_t *args
 static int prod_send(void *impl, const sea_message_t *m, unsigned flags, void *token) {
   (void)flags;
   rprod_t *pr = impl;
-  if (pr->conn.state == C_FAILED)
+  rconn_t *c0 = &pr->nodes[0]->conn;
+  if (pr->down || (c0->state == C_FAILED && !pr->map.cluster))
     return SEA_ECONNECT;
   if (pr->count >= pr->cfg.pipeline) {
     pr->full = 1;
     return SEA_EAGAIN;
   }
-  if (pr->conn.ever_ready && m->payload.len > pr->conn.max_bulk) {
+  if (c0->ever_ready && m->payload.len > c0->max_bulk) {
     rhost->log(SEA_LOG_ERROR, R_NAME,
                "send to '%s': payload of %zu bytes is over the server's proto-max-bulk-len "
                "(%llu bytes) at %s",
-               m->meta.stream_key, m->payload.len, (unsigned long long)pr->conn.max_bulk,
-               pr->s->addr);
+               m->meta.stream_key, m->payload.len, (unsigned long long)c0->max_bulk, pr->s->addr);
     return SEA_ETOOBIG;
   }
   prec_t *r = rhost->alloc(sizeof *r + m->payload.len);
@@ -1000,6 +1517,7 @@ static int prod_send(void *impl, const sea_message_t *m, unsigned flags, void *t
   r->token = token;
   r->key = m->meta.stream_key;
   r->len = m->payload.len;
+  r->asking = 0;
   if (m->payload.len)
     memcpy(r->data, m->payload.data, m->payload.len);
   r->shard = 0;
@@ -1009,17 +1527,24 @@ static int prod_send(void *impl, const sea_message_t *m, unsigned flags, void *t
     else
       r->shard = (uint32_t)(pr->rr++ % pr->cfg.shards);
   }
-  if (pr->tail)
-    pr->tail->next = r;
-  else
-    pr->head = r;
-  pr->tail = r;
+  char name[R_NAME_MAX];
+  stream_name(name, r->key, pr->cfg.shards, r->shard);
+  r->slot = (uint16_t)rcl_slot(name, strlen(name));
   pr->count++;
   pr->accepted++;
-  if (pr->unsent == NULL) {
-    if (conn_ready(&pr->conn) && prod_write(pr, r) == 0)
-      return 0;
-    pr->unsent = r;
+  if (pr->wait_head) {
+    /* records wait for the cluster to serve their slots again: stay behind them */
+    line_append(&pr->wait_head, &pr->wait_tail, r);
+    return 0;
+  }
+  int idx = prod_route(pr, r);
+  prod_place(pr, r, idx);
+  if (idx >= 0) {
+    rpnode_t *n = pr->nodes[idx];
+    if (n->unsent == r && conn_ready(&n->conn) && prod_write(pr, n, r) == 0)
+      n->unsent = NULL;
+    else if (n->conn.state == C_IDLE || n->conn.state == C_CLOSED)
+      prod_kick(pr, n);
   }
   return 0;
 }
@@ -1033,15 +1558,31 @@ static int prod_flush(void *impl, sea_op_t *op) {
   return waits_add(&pr->flushes, op, pr->accepted);
 }
 
-static void prod_close(void *impl) {
-  rprod_t *pr = impl;
-  conn_close(&pr->conn);
-  prec_t *r = pr->head;
+static void free_line(prec_t *r) {
   while (r) {
     prec_t *next = r->next;
     rhost->free(r);
     r = next;
   }
+}
+
+static void prod_close(void *impl) {
+  rprod_t *pr = impl;
+  prod_heal_stop(pr);
+  if (pr->wait_timer)
+    rhost->timer_stop(pr->wait_timer);
+  for (size_t i = 0; i < pr->nnodes; i++) {
+    rpnode_t *n = pr->nodes[i];
+    if (n == NULL)
+      continue;
+    conn_close(&n->conn);
+    free_line(n->head);
+    free_line(n->done_head);
+    rhost->free(n);
+  }
+  free_line(pr->wait_head);
+  rhost->free(pr->nodes);
+  rcl_map_free(&pr->map);
   rhost->free(pr->flushes.v);
   rhost->free(pr->cmd);
   rhost->free(pr);
@@ -1133,9 +1674,50 @@ typedef struct rcons {
   } * found;
   size_t nfound, capfound;
   unsigned lag_asking; /* XINFO GROUPS replies awaited (consumer_lag) */
+  /* Cluster: one connection per master, nc[i] for node i of map (nc[0] is conn). The consumer
+   * is up (link_up) only when every master is connected; a node lost or a redirection takes
+   * it down as one connection lost (every connection is made again), and it comes back up once
+   * the map, read again (heal), has a connected master for every slot. */
+  rcl_map_t map;
+  unsigned map_seen;
+  rconn_t **nc;
+  size_t nnc;
+  int link_up;
+  int hold;          /* a redirection to wait out (ASK, TRYAGAIN): up again at a heal tick */
+  sea_timer_t *heal; /* reads the map again while not up */
+  uint64_t heal_since;
+  size_t round_n; /* entries of the reads of this round (one read per node) */
+  int round_hist;
 } rcons_t;
 
 static void cons_pump(rcons_t *rc);
+static void cons_redirected(rcons_t *rc, rconn_t *c, const char *err);
+
+/* The connection that serves stream st: in a cluster, the master of its slot on the map. */
+static rconn_t *cons_conn(rcons_t *rc, const rstream_t *st) {
+  if (!rc->map.cluster)
+    return &rc->conn;
+  int o = rcl_route(&rc->map, st->name);
+  return o >= 0 && (size_t)o < rc->nnc && rc->nc[o] ? rc->nc[o] : &rc->conn;
+}
+
+/* Whether every connection the consumer needs is up. */
+static int cons_up(const rcons_t *rc) {
+  return rc->map.cluster ? rc->link_up : conn_ready(&rc->conn);
+}
+
+/* A cluster error reply that redirects (MOVED, ASK) or asks to retry (TRYAGAIN, CLUSTERDOWN):
+ * 1 if it was one, and the consumer goes down and back up on the new map. */
+static int cons_cluster_err(rcons_t *rc, rconn_t *c, const redisReply *reply) {
+  unsigned slot;
+  char host[256];
+  int port;
+  if (!rc->map.cluster || reply->type != REDIS_REPLY_ERROR ||
+      !rcl_redirect(reply->str, &slot, host, &port))
+    return 0;
+  cons_redirected(rc, c, reply->str);
+  return 1;
+}
 
 /* ---- Which members of a load-balanced group are gone ---- */
 
@@ -1251,6 +1833,8 @@ static void xack_cb(redisAsyncContext *ac, void *rep, void *priv) {
     return;
   rcons_t *rc = c->owner;
   rc->acks_done++;
+  if (cons_cluster_err(rc, c, reply))
+    return; /* the XACK did not happen: its entries are delivered again */
   if (reply->type == REDIS_REPLY_ERROR) {
     char msg[1400];
     snprintf(msg, sizeof msg, R_NAME ": XACK in group '%s' at %s failed: %s", rc->group,
@@ -1267,7 +1851,8 @@ static void xack_cb(redisAsyncContext *ac, void *rep, void *priv) {
 
 /* XACK key group id... for every id of l, which is then empty. Keeps l if not connected. */
 static void cons_send_xack(rcons_t *rc, rstream_t *st, idlist_t *l) {
-  if (l->n == 0 || !conn_ready(&rc->conn))
+  rconn_t *conn = cons_conn(rc, st);
+  if (l->n == 0 || !conn_ready(conn))
     return;
   size_t most = l->n < R_XACK_MAX ? l->n : R_XACK_MAX;
   const char **argv = rhost->alloc((most + 3) * sizeof *argv);
@@ -1291,7 +1876,7 @@ static void cons_send_xack(rcons_t *rc, rstream_t *st, idlist_t *l) {
       lens[3 + i] = strlen(p);
       p += lens[3 + i] + 1;
     }
-    if (redisAsyncCommandArgv(rc->conn.ac, xack_cb, NULL, (int)(k + 3), argv, lens) != REDIS_OK)
+    if (redisAsyncCommandArgv(conn->ac, xack_cb, NULL, (int)(k + 3), argv, lens) != REDIS_OK)
       break; /* the connection is going: the entries stay pending and come again */
     rc->acks_sent++;
     left -= k;
@@ -1440,24 +2025,59 @@ static size_t cons_deliver(rcons_t *rc, rpart_t *parts, size_t nparts) {
   return total;
 }
 
+static void cons_send_read_one(rcons_t *rc, long node, int may_block, rconn_t *ask);
+static rconn_t *cons_node(rcons_t *rc, size_t idx);
+
+/* A read answered ASK (its stream's slot is being moved, and the stream is already at the
+ * target): the same read once more, at the target after ASKING, in the same round. 1 if so. */
+static int cons_read_ask(rcons_t *rc, const redisReply *reply) {
+  unsigned slot;
+  char host[256];
+  int port;
+  if (!rc->map.cluster || reply->type != REDIS_REPLY_ERROR ||
+      rcl_redirect(reply->str, &slot, host, &port) != RCL_ASK)
+    return 0;
+  int idx = rcl_node_index(&rc->map, host, port);
+  rconn_t *to = idx >= 0 ? cons_node(rc, (size_t)idx) : NULL;
+  if (to == NULL || !conn_ready(to))
+    return 0; /* not a master we are connected to: wait the move out (cons_redirected) */
+  int before = rc->reading;
+  for (size_t i = 0; i < rc->nst; i++)
+    if (rcl_slot(rc->st[i].name, strlen(rc->st[i].name)) == slot)
+      cons_send_read_one(rc, (long)i, 0, to);
+  if (rc->reading == before) /* nothing sent: the round may be over */
+    return 0;
+  rhost->log(SEA_LOG_DEBUG, R_NAME, "read: %s; asking %s", reply->str, to->addr);
+  return 1;
+}
+
 static void read_cb(redisAsyncContext *ac, void *rep, void *priv) {
   rconn_t *c = ac->data;
   redisReply *reply = rep;
   if (c == NULL)
     return;
   rcons_t *rc = c->owner;
-  rc->reading = 0;
+  if (rc->reading)
+    rc->reading--;
   if (reply == NULL || rc->ended)
     return;
   if ((unsigned)(uintptr_t)priv != rc->gen) {
-    cons_pump(rc); /* an answer from before a seek or rewind */
+    if (rc->reading == 0)
+      cons_pump(rc); /* an answer from before a seek or rewind */
     return;
   }
   char msg[1400];
+  if (cons_read_ask(rc, reply) || cons_cluster_err(rc, c, reply))
+    return;
   if (reply->type == REDIS_REPLY_ERROR) {
+    /* a cluster reads each stream on its own: name the key, whose stream is on that node */
     snprintf(msg, sizeof msg, R_NAME ": %s of '%s'%s at %s failed: %s",
-             rc->mode == SEA_MODE_REALTIME ? "XREAD" : "XREADGROUP", rc->st[0].name,
-             rc->nst > 1 ? " and other keys" : "", rc->s->addr, reply->str);
+             rc->mode == SEA_MODE_REALTIME ? "XREAD" : "XREADGROUP",
+             rc->map.cluster ? rc->st[0].key : rc->st[0].name,
+             rc->map.cluster ? " (a stream of it)"
+             : rc->nst > 1   ? " and other keys"
+                             : "",
+             c->addr, reply->str);
     cons_end(rc, SEA_EBACKEND, msg);
     return;
   }
@@ -1491,6 +2111,13 @@ static void read_cb(redisAsyncContext *ac, void *rep, void *priv) {
   }
   if (rc->ended)
     return;
+  /* a cluster reads each node on its own: the round ends with the last answer */
+  rc->round_n += n;
+  rc->round_hist |= any_history;
+  if (rc->reading > 0)
+    return;
+  n = rc->round_n;
+  any_history = rc->round_hist;
   for (size_t i = 0; i < rc->nst; i++)
     any_history |= rc->st[i].history;
   if (n > 0)
@@ -1547,13 +2174,15 @@ static void prep_cb(redisAsyncContext *ac, void *rep, void *priv) {
   if (reply == NULL || rc->ended)
     return;
   rstream_t *st = &rc->st[i];
+  if (cons_cluster_err(rc, c, reply))
+    return;
   if (is_type) {
     /* TYPE name: a key of another type would fail every read; say which key it is */
     if (reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "stream") != 0 &&
         strcmp(reply->str, "none") != 0) {
       char msg[1400];
       snprintf(msg, sizeof msg, R_NAME ": key '%s' at %s holds a %s, not a stream (WRONGTYPE)",
-               st->name, rc->s->addr, reply->str);
+               st->name, c->addr, reply->str);
       cons_end(rc, SEA_EBACKEND, msg);
       return;
     }
@@ -1589,11 +2218,15 @@ static void prep_cb(redisAsyncContext *ac, void *rep, void *priv) {
 }
 
 /* Sends argv (NUL-terminated strings) on the consumer's connection; 1 if it was queued. */
-static int cons_send_argv(rcons_t *rc, redisCallbackFn *cb, size_t i, int argc, const char **argv) {
+static int cons_send_argv(rcons_t *rc, const rstream_t *st, redisCallbackFn *cb, size_t i, int argc,
+                          const char **argv) {
   size_t lens[8];
   for (int k = 0; k < argc; k++)
     lens[k] = strlen(argv[k]);
-  return redisAsyncCommandArgv(rc->conn.ac, cb, (void *)(uintptr_t)i, argc, argv, lens) == REDIS_OK;
+  rconn_t *c = cons_conn(rc, st);
+  if (c->ac == NULL)
+    return 0;
+  return redisAsyncCommandArgv(c->ac, cb, (void *)(uintptr_t)i, argc, argv, lens) == REDIS_OK;
 }
 
 /* The id a group starts after for the position to start at or move to: just before the
@@ -1613,8 +2246,9 @@ static void group_pos_id(const rcons_t *rc, char id[R_ID_MAX]) {
 static void cons_prepare(rcons_t *rc) {
   rc->preparing = 0;
   for (size_t i = 0; i < rc->nst; i++)
-    if (redisAsyncCommand(rc->conn.ac, prep_cb, (void *)(((uintptr_t)1 << 24) | i), "TYPE %s",
-                          rc->st[i].name) == REDIS_OK)
+    if (cons_conn(rc, &rc->st[i])->ac && redisAsyncCommand(cons_conn(rc, &rc->st[i])->ac, prep_cb,
+                                                           (void *)(((uintptr_t)1 << 24) | i),
+                                                           "TYPE %s", rc->st[i].name) == REDIS_OK)
       rc->preparing++;
   if (rc->mode == SEA_MODE_REALTIME) {
     for (size_t i = 0; i < rc->nst; i++) {
@@ -1639,7 +2273,7 @@ static void cons_prepare(rcons_t *rc) {
         snprintf(count, sizeof count, "%llu",
                  (unsigned long long)(rc->pos_kind == P_FROM_END ? rc->pos_arg : 1));
         const char *argv[] = {"XREVRANGE", st->name, "+", "-", "COUNT", count};
-        rc->preparing += cons_send_argv(rc, prep_cb, i, 6, argv);
+        rc->preparing += cons_send_argv(rc, st, prep_cb, i, 6, argv);
       }
       }
     }
@@ -1653,7 +2287,7 @@ static void cons_prepare(rcons_t *rc) {
       char id[R_ID_MAX];
       group_pos_id(rc, id);
       const char *argv[] = {"XGROUP", "CREATE", st->name, rc->group, id, "MKSTREAM"};
-      rc->preparing += cons_send_argv(rc, prep_cb, i, 6, argv);
+      rc->preparing += cons_send_argv(rc, st, prep_cb, i, 6, argv);
     }
   }
   if (rc->preparing == 0)
@@ -1671,14 +2305,18 @@ static void cons_send_setid(rcons_t *rc) {
     st->history = 1; /* our pending entries first, then from the new position */
     st->ms = st->sq = 0;
     const char *argv[] = {"XGROUP", "SETID", st->name, rc->group, id};
-    rc->preparing += cons_send_argv(rc, prep_cb, i, 5, argv);
+    rc->preparing += cons_send_argv(rc, st, prep_cb, i, 5, argv);
   }
   if (rc->preparing == 0)
     cons_prepared(rc);
 }
 
-static void cons_send_read(rcons_t *rc) {
-  size_t n = rc->nst;
+/* One XREAD or XREADGROUP over the streams node serves (-1: over every stream, a plain server).
+ * A cluster refuses one command over keys of several slots (CROSSSLOT), even of one node, so
+ * there each read names one stream: node is then the stream's index. */
+static void cons_send_read_one(rcons_t *rc, long node, int may_block, rconn_t *ask) {
+  size_t n = node < 0 ? rc->nst : 1;
+  size_t first = node < 0 ? 0 : (size_t)node;
   size_t max = 12 + 2 * n;
   const char **argv = rhost->alloc(max * sizeof *argv);
   size_t *lens = rhost->alloc(max * sizeof *lens);
@@ -1694,7 +2332,7 @@ static void cons_send_read(rcons_t *rc) {
   snprintf(count, sizeof count, "%u", rc->batch);
   snprintf(block, sizeof block, "%llu", (unsigned long long)rc->cfg.block_ms);
   int history = 0;
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < rc->nst; i++)
     history |= rc->st[i].history;
   int argc = 0;
   if (rc->mode == SEA_MODE_REALTIME) {
@@ -1707,18 +2345,18 @@ static void cons_send_read(rcons_t *rc) {
   }
   argv[argc++] = "COUNT";
   argv[argc++] = count;
-  if (!rc->stop_at_end && !history) {
+  if (!rc->stop_at_end && !history && may_block) {
     argv[argc++] = "BLOCK";
     argv[argc++] = block;
   }
   if (rc->mode != SEA_MODE_REALTIME && rc->cfg.ack == ACK_NONE)
     argv[argc++] = "NOACK";
   argv[argc++] = "STREAMS";
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = first; i < first + n; i++)
     argv[argc++] = rc->st[i].name;
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = first; i < first + n; i++) {
     rstream_t *st = &rc->st[i];
-    char *id = ids + i * R_ID_MAX;
+    char *id = ids + (i - first) * R_ID_MAX;
     if (rc->mode != SEA_MODE_REALTIME && !st->history)
       snprintf(id, R_ID_MAX, ">");
     else
@@ -1727,12 +2365,45 @@ static void cons_send_read(rcons_t *rc) {
   }
   for (int i = 0; i < argc; i++)
     lens[i] = strlen(argv[i]);
-  if (redisAsyncCommandArgv(rc->conn.ac, read_cb, (void *)(uintptr_t)rc->gen, argc, argv, lens) ==
-      REDIS_OK)
-    rc->reading = 1;
+  rconn_t *c = ask ? ask : node < 0 ? &rc->conn : cons_conn(rc, &rc->st[first]);
+  /* ASK: the node takes a command on a slot it is importing only right after ASKING */
+  if (ask && c->ac && redisAsyncCommand(c->ac, NULL, NULL, "ASKING") != REDIS_OK)
+    c = NULL;
+  if (c && c->ac &&
+      redisAsyncCommandArgv(c->ac, read_cb, (void *)(uintptr_t)rc->gen, argc, argv, lens) ==
+          REDIS_OK)
+    rc->reading++;
   rhost->free(argv);
   rhost->free(lens);
   rhost->free(ids);
+}
+
+/* In a cluster, one read per stream. A read with BLOCK holds its connection, and the reads
+ * behind it on that connection wait for it, so only the last read of each master blocks, and
+ * only when the round before found nothing: while entries come, no read waits. */
+static void cons_send_read(rcons_t *rc) {
+  int idle = rc->round_n == 0;
+  rc->round_n = 0;
+  rc->round_hist = 0;
+  if (!rc->map.cluster) {
+    cons_send_read_one(rc, -1, 1, NULL);
+    return;
+  }
+  /* the last stream of each master, found from the end: its master's first sighting */
+  unsigned char seen[RCL_NODES_MAX];
+  unsigned char *last = idle ? rhost->calloc(rc->nst, 1) : NULL;
+  if (last) {
+    memset(seen, 0, sizeof seen);
+    for (size_t i = rc->nst; i-- > 0;) {
+      int o = rcl_route(&rc->map, rc->st[i].name);
+      size_t k = o < 0 ? 0 : (size_t)o;
+      last[i] = !seen[k];
+      seen[k] = 1;
+    }
+  }
+  for (size_t i = 0; i < rc->nst && !rc->ended; i++)
+    cons_send_read_one(rc, (long)i, last && last[i], NULL);
+  rhost->free(last);
 }
 
 /* The shard number of NAME if it is KEY:N (N decimal, within 32 bits), else -1. */
@@ -1808,7 +2479,7 @@ static void discover_done(rcons_t *rc) {
   rc->nfound = rc->capfound = 0;
 }
 
-static int scan_send(rcons_t *rc, size_t k, const char *cursor);
+static int scan_send(rcons_t *rc, rconn_t *c, size_t k, const char *cursor);
 
 static void scan_cb(redisAsyncContext *ac, void *rep, void *priv) {
   rconn_t *c = ac->data;
@@ -1819,6 +2490,8 @@ static void scan_cb(redisAsyncContext *ac, void *rep, void *priv) {
   size_t k = (size_t)(uintptr_t)priv;
   if (rc->discovering)
     rc->discovering--;
+  if (reply && !rc->ended && !rc->discovered && cons_cluster_err(rc, c, reply))
+    return;
   if (reply == NULL || rc->ended || rc->discovered)
     return;
   if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
@@ -1826,8 +2499,7 @@ static void scan_cb(redisAsyncContext *ac, void *rep, void *priv) {
       reply->element[1]->type != REDIS_REPLY_ARRAY) {
     char msg[1400];
     snprintf(msg, sizeof msg, R_NAME ": cannot look for the shards of '%s' at %s: %s", rc->keys[k],
-             rc->s->addr,
-             reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply to SCAN");
+             c->addr, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply to SCAN");
     cons_end(rc, SEA_EBACKEND, msg);
     return;
   }
@@ -1851,7 +2523,7 @@ static void scan_cb(redisAsyncContext *ac, void *rep, void *priv) {
     rc->found[rc->nfound++].shard = (uint32_t)sh;
   }
   const char *cursor = reply->element[0]->str;
-  if (strcmp(cursor, "0") != 0 && scan_send(rc, k, cursor) != 0)
+  if (strcmp(cursor, "0") != 0 && scan_send(rc, c, k, cursor) != 0)
     return; /* the connection is going: discovery starts over once it is back */
   if (rc->discovering == 0) {
     discover_done(rc);
@@ -1859,23 +2531,31 @@ static void scan_cb(redisAsyncContext *ac, void *rep, void *priv) {
   }
 }
 
-static int scan_send(rcons_t *rc, size_t k, const char *cursor) {
+static int scan_send(rcons_t *rc, rconn_t *c, size_t k, const char *cursor) {
   char pattern[R_NAME_MAX];
   snprintf(pattern, sizeof pattern, "%s:*", rc->keys[k]);
-  if (redisAsyncCommand(rc->conn.ac, scan_cb, (void *)(uintptr_t)k, "SCAN %s MATCH %s COUNT 1000",
-                        cursor, pattern) != REDIS_OK)
+  if (c->ac == NULL)
+    return -1;
+  if (redisAsyncCommand(c->ac, scan_cb, (void *)(uintptr_t)k, "SCAN %s MATCH %s COUNT 1000", cursor,
+                        pattern) != REDIS_OK)
     return -1;
   rc->discovering++;
   return 0;
 }
 
-/* Look for each key's shards, KEY:N, with SCAN (never KEYS, which blocks the server). */
+/* Look for each key's shards, KEY:N, with SCAN (never KEYS, which blocks the server); in a
+ * cluster on every master, each of which holds its own slots' keys. */
 static void cons_discover(rcons_t *rc) {
   rc->nfound = 0;
   rc->discovering = 0;
-  for (size_t k = 0; k < rc->nkeys; k++)
-    if (scan_send(rc, k, "0") != 0)
-      return;
+  for (size_t i = 0; i < (rc->map.cluster ? rc->nnc : 1); i++) {
+    rconn_t *c = rc->map.cluster ? rc->nc[i] : &rc->conn;
+    if (rc->map.cluster && (c == NULL || i >= rc->map.nnodes || rc->map.nodes[i].slots == 0))
+      continue;
+    for (size_t k = 0; k < rc->nkeys; k++)
+      if (scan_send(rc, c, k, "0") != 0)
+        return;
+  }
 }
 
 /* ---- Claiming what dead members left pending (load-balanced) ---- */
@@ -1978,7 +2658,7 @@ static void reap_info_cb(redisAsyncContext *ac, void *rep, void *priv) {
       if (pending == 0) {
         if (gone) {
           const char *argv[] = {"EVAL", r_forget_lua, "1", st->name, rc->group, name};
-          cons_send_argv(rc, forget_cb, 0, 6, argv);
+          cons_send_argv(rc, st, forget_cb, 0, 6, argv);
         }
         continue;
       }
@@ -2105,8 +2785,9 @@ static void reap_pending_cb(redisAsyncContext *ac, void *rep, void *priv) {
   argv[4] = minidle;
   for (int i = 0; i < 5; i++)
     lens[i] = strlen(argv[i]);
-  int sent = argc > 5 &&
-             redisAsyncCommandArgv(rc->conn.ac, reap_claim_cb, NULL, argc, argv, lens) == REDIS_OK;
+  int sent = argc > 5 && cons_conn(rc, st)->ac &&
+             redisAsyncCommandArgv(cons_conn(rc, st)->ac, reap_claim_cb, NULL, argc, argv, lens) ==
+                 REDIS_OK;
   rhost->free(argv);
   rhost->free(lens);
   if (sent) {
@@ -2126,7 +2807,7 @@ static int reap_step(rcons_t *rc) {
     rstream_t *st = &rc->st[R->st];
     if (R->phase == RP_INFO) {
       const char *argv[] = {"XINFO", "CONSUMERS", st->name, rc->group};
-      if (cons_send_argv(rc, reap_info_cb, 0, 4, argv))
+      if (cons_send_argv(rc, st, reap_info_cb, 0, 4, argv))
         rc->reading = 1;
       return 1; /* or the connection is going: cons_on_lost starts over */
     }
@@ -2134,7 +2815,7 @@ static int reap_step(rcons_t *rc) {
       char count[24];
       snprintf(count, sizeof count, "%u", rc->batch);
       const char *argv[] = {"XPENDING", st->name, rc->group, R->start, "+", count, R->dead[R->cur]};
-      if (cons_send_argv(rc, reap_pending_cb, 0, 7, argv))
+      if (cons_send_argv(rc, st, reap_pending_cb, 0, 7, argv))
         rc->reading = 1;
       return 1;
     }
@@ -2158,7 +2839,7 @@ static void reap_begin(rcons_t *rc) {
 
 static void cons_pump(rcons_t *rc) {
   if (rc->ended || !rc->started || rc->paused || rc->reading || rc->preparing || rc->nheld ||
-      !conn_ready(&rc->conn))
+      !cons_up(rc))
     return;
   if (rc->discover && !rc->discovered) {
     if (rc->discovering == 0)
@@ -2197,8 +2878,8 @@ static void cons_pump(rcons_t *rc) {
   cons_send_read(rc);
 }
 
-static void cons_on_ready(void *owner) {
-  rcons_t *rc = owner;
+/* Every connection of the consumer is up (one, or every master of a cluster). */
+static void cons_up_again(rcons_t *rc) {
   if (rc->mode != SEA_MODE_REALTIME) {
     /* after a reconnect: our pending entries again first (at-least-once) */
     for (size_t i = 0; i < rc->nst; i++) {
@@ -2215,10 +2896,11 @@ static void cons_on_ready(void *owner) {
   cons_pump(rc);
 }
 
-static void cons_on_lost(void *owner) {
-  rcons_t *rc = owner;
+/* Everything on the wire is lost (one connection, or the cluster's, which go down together). */
+static void cons_went_down(rcons_t *rc) {
   rc->reading = 0;
   rc->discovering = 0; /* unanswered SCANs: discovery starts over once connected */
+  rc->lag_asking = 0;
   reap_stop(rc); /* a claim pass starts over, and a stop_at_end consumer runs one before its end */
   rc->reap_clean = 0;
   if (rc->preparing) {
@@ -2237,16 +2919,228 @@ static void cons_on_lost(void *owner) {
   rc->acks_done = rc->acks_sent;
   if (rc->commits.n > 0) {
     char msg[sizeof rc->s->addr + 160];
-    snprintf(msg, sizeof msg,
-             R_NAME ": commit: the connection to %s was lost before XACK was answered; the "
-                    "entries will be delivered again",
-             rc->s->addr);
-    waits_fail(&rc->commits, SEA_ECONNECT, msg);
+    if (rc->map.cluster) {
+      /* a failover or a moved slot: the run goes on, and what the commit covered is delivered
+       * again (duplicates), as after a Kafka group's rebalance */
+      snprintf(msg, sizeof msg,
+               R_NAME ": commit not done, the cluster at %s changed before XACK was answered; "
+                      "the entries will be delivered again",
+               rc->s->addr);
+      rhost->log(SEA_LOG_WARN, R_NAME, "%s", msg + sizeof R_NAME + 1);
+      waits_fail(&rc->commits, SEA_ECANCELED, msg);
+    } else {
+      snprintf(msg, sizeof msg,
+               R_NAME ": commit: the connection to %s was lost before XACK was answered; the "
+                      "entries will be delivered again",
+               rc->s->addr);
+      waits_fail(&rc->commits, SEA_ECONNECT, msg);
+    }
   }
 }
 
-static void cons_on_fail(void *owner, int status, const char *msg) {
-  cons_end(owner, status, msg);
+/* ---- Cluster: one connection per master, up and down together ---- */
+
+static void cons_on_ready(rconn_t *c);
+static void cons_on_lost(rconn_t *c);
+static void cons_on_fail(rconn_t *c, int status, const char *msg);
+static void cons_on_map(rconn_t *c);
+
+static rconn_t *cons_node(rcons_t *rc, size_t idx) {
+  if (idx < rc->nnc && rc->nc[idx])
+    return rc->nc[idx];
+  if (idx >= rc->nnc) {
+    rconn_t **v = rhost->realloc(rc->nc, (idx + 1) * sizeof *v);
+    if (v == NULL)
+      return NULL;
+    memset(v + rc->nnc, 0, (idx + 1 - rc->nnc) * sizeof *v);
+    rc->nc = v;
+    rc->nnc = idx + 1;
+  }
+  rconn_t *c = idx == 0 ? &rc->conn : rhost->calloc(1, sizeof *c);
+  if (c == NULL)
+    return NULL;
+  if (idx > 0) {
+    conn_init(c, rc->s, rc->conn.rt, rc, rc->conn.timeout_ms, rc->cfg.reconnect_ms);
+    conn_set_addr(c, rc->map.nodes[idx].host, rc->map.nodes[idx].port);
+    c->idx = idx;
+    c->map = &rc->map;
+    c->on_ready = cons_on_ready;
+    c->on_lost = cons_on_lost;
+    c->on_fail = cons_on_fail;
+    c->on_map = cons_on_map;
+  }
+  rc->nc[idx] = c;
+  return c;
+}
+
+/* Connect again from scratch (what was on the wire is dropped: no callback comes for it). */
+static void conn_restart(rconn_t *c) {
+  conn_timer_stop(c);
+  if (c->job) {
+    c->job->conn = NULL;
+    c->job = NULL;
+  }
+  conn_drop(c);
+  c->state = C_IDLE;
+  conn_begin(c);
+}
+
+static void cons_heal_stop(rcons_t *rc) {
+  if (rc->heal) {
+    rhost->timer_stop(rc->heal);
+    rc->heal = NULL;
+  }
+}
+
+/* Up when the map has a master for every stream's slot and every master is connected; connects
+ * the masters that are not, closes the nodes that serve nothing. */
+static void cons_link_check(rcons_t *rc) {
+  if (!rc->map.cluster || rc->ended)
+    return;
+  int all = !rc->hold;
+  for (size_t i = 0; i < rc->nst; i++)
+    if (rcl_route(&rc->map, rc->st[i].name) < 0)
+      all = 0;
+  for (size_t i = 0; i < rc->map.nnodes; i++) {
+    if (rc->map.nodes[i].slots == 0) {
+      if (i < rc->nnc && rc->nc[i] && rc->nc[i]->state != C_CLOSED && rc->nc[i]->state != C_IDLE)
+        conn_close(rc->nc[i]); /* a master that failed over, or a replica */
+      continue;
+    }
+    rconn_t *c = cons_node(rc, i);
+    if (c == NULL) {
+      cons_end(rc, SEA_ENOMEM, R_NAME ": out of memory");
+      return;
+    }
+    if (c->state == C_IDLE || c->state == C_CLOSED) {
+      c->state = C_IDLE;
+      conn_begin(c);
+    }
+    if (!conn_ready(c))
+      all = 0;
+  }
+  if (!all || rc->link_up)
+    return;
+  rc->map_seen = rc->map.version;
+  rc->link_up = 1;
+  cons_heal_stop(rc);
+  cons_up_again(rc);
+}
+
+static void on_cons_heal(sea_timer_t *t, void *data) {
+  (void)t;
+  rcons_t *rc = data;
+  rc->hold = 0;
+  if (rc->link_up || rc->ended) {
+    cons_heal_stop(rc);
+    return;
+  }
+  if (rhost->now_ms(rc->conn.rt) - rc->heal_since > rc->cfg.reconnect_ms) {
+    cons_heal_stop(rc);
+    char msg[600];
+    snprintf(msg, sizeof msg,
+             R_NAME ": the cluster at %s did not have a connected master for every stream "
+                    "within reconnect_ms=%llu ms",
+             rc->s->addr, (unsigned long long)rc->cfg.reconnect_ms);
+    cons_end(rc, SEA_ECONNECT, msg);
+    return;
+  }
+  int asked = 0;
+  for (size_t i = 0; i < rc->nnc; i++)
+    if (rc->nc[i] && map_ask(rc->nc[i]) == 0)
+      asked = 1;
+  if (!asked && rc->conn.state == C_CLOSED) {
+    rc->conn.state = C_IDLE; /* nobody to ask: the URI's node again */
+    conn_begin(&rc->conn);
+  }
+  cons_link_check(rc);
+}
+
+/* The cluster consumer goes down: everything on the wire is dropped on every connection, and it
+ * comes up again once every master is connected on a map read again. */
+static void cons_link_down(rcons_t *rc, rconn_t *except) {
+  if (rc->link_up) {
+    rc->link_up = 0;
+    cons_went_down(rc);
+    for (size_t i = 0; i < rc->nnc; i++) {
+      rconn_t *c = rc->nc[i];
+      if (c && c != except && (c->state == C_READY || c->state == C_HANDSHAKE))
+        conn_restart(c);
+    }
+  }
+  if (rc->heal == NULL) {
+    rc->heal_since = rhost->now_ms(rc->conn.rt);
+    rc->heal = rhost->timer_start(rc->conn.rt, 100, 250, on_cons_heal, rc);
+  }
+}
+
+static void cons_redirected(rcons_t *rc, rconn_t *c, const char *err) {
+  unsigned slot;
+  char host[256];
+  int port;
+  int kind = rcl_redirect(err, &slot, host, &port);
+  rhost->log(SEA_LOG_INFO, R_NAME, "%s answered %s; reading the slot map again", c->addr, err);
+  if (kind == RCL_MOVED) {
+    int idx = rcl_node_index(&rc->map, host, port);
+    if (idx >= 0)
+      rcl_map_set(&rc->map, slot, (size_t)idx);
+  } else {
+    rc->hold = 1; /* a slot being moved (ASK) or a cluster failing over: wait a moment */
+  }
+  cons_link_down(rc, NULL);
+  if (!rc->link_up)
+    for (size_t i = 0; i < rc->nnc; i++) /* including the one that answered */
+      if (rc->nc[i] && rc->nc[i]->state == C_READY)
+        conn_restart(rc->nc[i]);
+}
+
+static void cons_on_map(rconn_t *c) {
+  cons_link_check(c->owner);
+}
+
+static void cons_on_ready(rconn_t *c) {
+  rcons_t *rc = c->owner;
+  if (!rc->map.cluster) {
+    if (rc->s->nseeds > 1) {
+      char msg[600];
+      snprintf(msg, sizeof msg,
+               R_NAME ": the URI names %zu nodes, but %s is not a Redis Cluster node (a plain "
+                      "server takes one node: redis://HOST:PORT/KEYS)",
+               rc->s->nseeds, c->addr);
+      conn_close(c);
+      cons_end(rc, SEA_EURI, msg);
+      return;
+    }
+    cons_up_again(rc);
+    return;
+  }
+  if (rc->map_seen == 0 && !rc->link_up)
+    rhost->log(SEA_LOG_INFO, R_NAME, "%s is a node of a Redis Cluster: %zu nodes known", c->addr,
+               rc->map.nnodes);
+  if (rc->link_up && rc->map.version != rc->map_seen) {
+    /* a node came back with a map that moved slots: read each stream where it is now */
+    cons_link_down(rc, c);
+    return;
+  }
+  cons_link_check(rc);
+}
+
+static void cons_on_lost(rconn_t *c) {
+  rcons_t *rc = c->owner;
+  if (!rc->map.cluster) {
+    cons_went_down(rc);
+    return;
+  }
+  cons_link_down(rc, c);
+}
+
+static void cons_on_fail(rconn_t *c, int status, const char *msg) {
+  rcons_t *rc = c->owner;
+  if (rc->map.cluster && c->idx < rc->map.nnodes && rc->map.nodes[c->idx].slots == 0) {
+    rhost->log(SEA_LOG_DEBUG, R_NAME, "%s (it serves no slot now)", msg);
+    return;
+  }
+  cons_end(rc, status, msg);
 }
 
 static int cons_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *args, void **impl) {
@@ -2337,6 +3231,17 @@ static int cons_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *args
   rc->conn.on_ready = cons_on_ready;
   rc->conn.on_lost = cons_on_lost;
   rc->conn.on_fail = cons_on_fail;
+  rc->conn.on_map = cons_on_map;
+  rc->conn.map = &rc->map;
+  rcl_map_init(&rc->map);
+  if (rcl_node_index(&rc->map, s->host, s->port) != 0 || cons_node(rc, 0) == NULL) {
+    rcl_map_free(&rc->map);
+    rhost->free(rc->nc);
+    rhost->free(rc->keys);
+    rhost->free(rc->st);
+    rhost->free(rc);
+    return SEA_ENOMEM;
+  }
   if (rc->mode == SEA_MODE_LOAD_BALANCED)
     live_add(rc);
   *impl = rc;
@@ -2438,6 +3343,19 @@ static int cons_commit(void *impl, sea_op_t *op) {
     cons_send_xack(rc, st, &st->acks);
     unsent |= st->acks.n > 0 || st->skips.n > 0;
   }
+  if (unsent && rc->map.cluster) {
+    /* the cluster is failing over or moving a slot: the acks stay and go out once it is up
+     * again; until then the entries may be delivered again */
+    rhost->log(SEA_LOG_WARN, R_NAME,
+               "commit not done, the cluster at %s is not reachable on every master now; the "
+               "acks are sent once it is",
+               rc->s->addr);
+    rhost->op_done(op, SEA_ECANCELED,
+                   R_NAME ": commit not done: the cluster at %s is changing (the acks are sent "
+                          "once it is up again)",
+                   rc->s->addr);
+    return 0;
+  }
   if (unsent) {
     rhost->op_done(op, SEA_ECONNECT,
                    R_NAME ": commit: not connected to %s; acked entries stay pending and are "
@@ -2501,12 +3419,13 @@ static int cons_lag(void *impl, sea_lag_t *out, size_t cap) {
     out[i].lag_bytes = -1;
   }
   if (rc->group != NULL && rc->mode != SEA_MODE_REALTIME && rc->prepared && !rc->ended &&
-      rc->lag_asking == 0 && conn_ready(&rc->conn)) {
+      rc->lag_asking == 0 && cons_up(rc)) {
     for (size_t i = 0; i < rc->nst; i++) {
       const char *argv[] = {"XINFO", "GROUPS", rc->st[i].name};
       size_t lens[] = {5, 6, strlen(rc->st[i].name)};
-      if (redisAsyncCommandArgv(rc->conn.ac, lag_cb, (void *)(uintptr_t)i, 3, argv, lens) ==
-          REDIS_OK)
+      if (cons_conn(rc, &rc->st[i])->ac &&
+          redisAsyncCommandArgv(cons_conn(rc, &rc->st[i])->ac, lag_cb, (void *)(uintptr_t)i, 3,
+                                argv, lens) == REDIS_OK)
         rc->lag_asking++;
     }
   }
@@ -2515,6 +3434,14 @@ static int cons_lag(void *impl, sea_lag_t *out, size_t cap) {
 
 static void cons_close(void *impl) {
   rcons_t *rc = impl;
+  cons_heal_stop(rc);
+  for (size_t i = 1; i < rc->nnc; i++)
+    if (rc->nc[i]) {
+      conn_close(rc->nc[i]);
+      rhost->free(rc->nc[i]);
+    }
+  rhost->free(rc->nc);
+  rcl_map_free(&rc->map);
   conn_close(&rc->conn);
   if (rc->resume_timer)
     rhost->timer_stop(rc->resume_timer);
@@ -2539,35 +3466,21 @@ static void cons_close(void *impl) {
 /* Streamer and descriptor                                                                      */
 /* ------------------------------------------------------------------------------------------- */
 
-static int r_connect(sea_runtime_t *rt, sea_streamer_t *ss, const sea_uri_t *uri,
-                     const sea_options_t *opts, void **impl) {
-  (void)ss;
-  if (uri->node_count != 1) {
-    rhost->set_error(rt, R_NAME ": '%s' names %zu nodes; give exactly one (redis://HOST:PORT/KEYS)",
-                     uri->raw, uri->node_count);
-    return SEA_EURI;
-  }
-  rstreamer_t *s = rhost->calloc(1, sizeof *s);
-  if (s == NULL)
-    return SEA_ENOMEM;
-  s->rt = rt;
-  cfg_defaults(&s->cfg);
-  int rc = cfg_apply(rt, &s->cfg, opts);
-  if (rc) {
-    rhost->free(s);
-    return rc;
-  }
-  const char *node = uri->nodes[0];
+/* One node of the URI, [user[:password]@]host:port, into host/port (and the credentials, which
+ * the first node carries). */
+static int parse_node(sea_runtime_t *rt, rstreamer_t *s, const char *raw, const char *node,
+                      char host[256], int *port) {
   const char *at = strrchr(node, '@');
   const char *hp = node;
   if (at) {
     const char *colon = memchr(node, ':', (size_t)(at - node));
     size_t ul = colon ? (size_t)(colon - node) : (size_t)(at - node);
     if (ul >= sizeof s->user || (colon && (size_t)(at - colon - 1) >= sizeof s->pass)) {
-      rhost->set_error(rt, R_NAME ": user or password too long in '%s'", uri->raw);
-      rhost->free(s);
+      rhost->set_error(rt, R_NAME ": user or password too long in '%s'", raw);
       return SEA_EURI;
     }
+    memset(s->user, 0, sizeof s->user);
+    memset(s->pass, 0, sizeof s->pass);
     if (colon) {
       memcpy(s->user, node, ul);
       memcpy(s->pass, colon + 1, (size_t)(at - colon - 1));
@@ -2588,24 +3501,65 @@ static int r_connect(sea_runtime_t *rt, sea_streamer_t *ss, const sea_uri_t *uri
     pc = strrchr(hp, ':');
     hl = pc ? (size_t)(pc - hp) : strlen(hp);
   }
-  uint64_t port = 0;
-  if (pc == NULL || hl == 0 || hl >= sizeof s->host || parse_u64(pc + 1, &port) || port == 0 ||
-      port > 65535) {
-    rhost->set_error(rt, R_NAME ": bad host:port '%s' in '%s'", at ? at + 1 : node, uri->raw);
-    rhost->free(s);
+  uint64_t pn = 0;
+  if (pc == NULL || hl == 0 || hl >= 256 || parse_u64(pc + 1, &pn) || pn == 0 || pn > 65535) {
+    rhost->set_error(rt, R_NAME ": bad host:port '%s' in '%s'", at ? at + 1 : node, raw);
     return SEA_EURI;
   }
-  memcpy(s->host, hp, hl);
-  s->port = (int)port;
-  snprintf(s->addr, sizeof s->addr, "%s:%d", s->host, s->port);
-  *impl = s;
+  memcpy(host, hp, hl);
+  host[hl] = '\0';
+  *port = (int)pn;
   return 0;
 }
 
 static void r_disconnect(void *impl) {
   rstreamer_t *s = impl;
   sea_redis_list_abandon(&s->lists);
+  rhost->free(s->seeds);
   rhost->free(s);
+}
+
+static int r_connect(sea_runtime_t *rt, sea_streamer_t *ss, const sea_uri_t *uri,
+                     const sea_options_t *opts, void **impl) {
+  (void)ss;
+  if (uri->node_count < 1 || uri->node_count > 64) {
+    rhost->set_error(rt,
+                     R_NAME ": '%s' names %zu nodes; give one, or up to 64 nodes of one Redis "
+                            "Cluster (redis://HOST:PORT[,HOST:PORT...]/KEYS)",
+                     uri->raw, uri->node_count);
+    return SEA_EURI;
+  }
+  rstreamer_t *s = rhost->calloc(1, sizeof *s);
+  if (s == NULL)
+    return SEA_ENOMEM;
+  s->rt = rt;
+  cfg_defaults(&s->cfg);
+  int rc = cfg_apply(rt, &s->cfg, opts);
+  if (rc) {
+    rhost->free(s);
+    return rc;
+  }
+  s->seeds = rhost->calloc(uri->node_count, sizeof *s->seeds);
+  if (s->seeds == NULL) {
+    rhost->free(s);
+    return SEA_ENOMEM;
+  }
+  s->nseeds = uri->node_count;
+  /* the credentials are the first node's (later nodes parse theirs into a scratch copy) */
+  rstreamer_t scratch;
+  for (size_t i = uri->node_count; i-- > 0;) {
+    rc = parse_node(rt, i ? &scratch : s, uri->raw, uri->nodes[i], s->seeds[i].host,
+                    &s->seeds[i].port);
+    if (rc) {
+      r_disconnect(s);
+      return rc;
+    }
+  }
+  snprintf(s->host, sizeof s->host, "%s", s->seeds[0].host);
+  s->port = s->seeds[0].port;
+  snprintf(s->addr, sizeof s->addr, "%s:%d", s->host, s->port);
+  *impl = s;
+  return 0;
 }
 
 /* `seastreamer list`: redis_list.c, on a connection of its own. */

@@ -1273,12 +1273,34 @@ static void test_bad(sea_runtime_t *rt) {
   CHECK_EQ_INT(sea_connect(rt, u, o, &s), SEA_EOPTION);
   CHECK_CONTAINS(sea_runtime_errmsg(rt), "shards=zero");
   sea_options_free(o);
+  o = opts("wait_replicas=some", NULL, NULL, NULL);
+  CHECK_EQ_INT(sea_connect(rt, u, o, &s), SEA_EOPTION);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "wait_replicas=some");
+  sea_options_free(o);
+  o = opts("wait_timeout_ms=0", NULL, NULL, NULL);
+  CHECK_EQ_INT(sea_connect(rt, u, o, &s), SEA_EOPTION);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "wait_timeout_ms=0");
+  sea_options_free(o);
   o = opts("colour=blue", NULL, NULL, NULL);
   CHECK_EQ_INT(sea_connect(rt, u, o, &s), SEA_EOPTION);
   CHECK_CONTAINS(sea_runtime_errmsg(rt), "unknown option 'colour' (common keys: mode, group");
   sea_options_free(o);
-  CHECK_EQ_INT(sea_connect(rt, "redis://a:1,b:2/k", NULL, &s), SEA_EURI);
-  CHECK_CONTAINS(sea_runtime_errmsg(rt), "give exactly one");
+  /* several nodes are the nodes of one Redis Cluster: a plain server named twice is refused
+   * once it answers, and so is a URI of more than 64 nodes */
+  snprintf(u, sizeof u, "redis://127.0.0.1:%d,127.0.0.1:%d/k", port, port);
+  expect_connect_error(rt, u, NULL, "is not a Redis Cluster node");
+  {
+    char many[1200];
+    size_t off = (size_t)snprintf(many, sizeof many, "redis://a:1");
+    for (int i = 0; i < 64; i++)
+      off += (size_t)snprintf(many + off, sizeof many - off, ",a:%d", i + 2);
+    snprintf(many + off, sizeof many - off, "/k");
+    CHECK_EQ_INT(sea_connect(rt, many, NULL, &s), SEA_EURI);
+    CHECK_CONTAINS(sea_runtime_errmsg(rt), "names 65 nodes");
+  }
+  /* a bad node among several is named */
+  CHECK_EQ_INT(sea_connect(rt, "redis://127.0.0.1:7000,127.0.0.1:0/k", NULL, &s), SEA_EURI);
+  CHECK_CONTAINS(sea_runtime_errmsg(rt), "node '127.0.0.1:0'");
 }
 
 /* ---- restart: redis-server stops and starts in the middle of 100,000 messages ---- */

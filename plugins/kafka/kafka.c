@@ -59,6 +59,7 @@ struct khandle {
   int pending_work;    /* queue_work jobs still holding rk */
   int closed;          /* set on the loop thread before any teardown work is queued */
   int connected;       /* the first metadata request succeeded */
+  int down;            /* every broker was lost since: say so again once traffic is back */
   int txn_open;        /* a producer's transaction is open: abort it on close */
   int commit_on_close; /* a consumer with a group: commit what was acked when closing */
   pthread_t loop;      /* the loop thread: callbacks run elsewhere only inside blocking calls */
@@ -576,6 +577,26 @@ static void producer_fail_purge(kproducer_t *kp, int status, const char *msg) {
   rd_kafka_purge(kp->h.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 }
 
+/* Every broker lost after the handle had connected: librdkafka reconnects by itself, so this is
+ * a warning, said once per outage; the first message or receipt after it says it is over
+ * (handle_back). librdkafka has no "broker up" event outside its debug logs, so traffic is the
+ * sign: an idle consumer says it when the next message arrives. */
+static int handle_lost(khandle_t *h, int err, const char *reason) {
+  if (err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || !h->connected)
+    return 0;
+  if (!h->down)
+    LOGW("lost every broker of %s (%s); reconnecting", h->brokers, reason);
+  h->down = 1;
+  return 1;
+}
+
+static void handle_back(khandle_t *h) {
+  if (h->down) {
+    h->down = 0;
+    LOGI("reconnected to %s", h->brokers);
+  }
+}
+
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   (void)rk;
   kproducer_t *kp = opaque;
@@ -585,6 +606,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
   sea_meta_t meta = {0};
   int status = err_to_sea(m->err);
   if (status == 0) {
+    handle_back(&kp->h);
     /* Our sends name topics by the handles we cache (and hold), so the key is found there. */
     for (size_t i = 0; i < kp->ntopics && meta.stream_key == NULL; i++)
       if (kp->topics[i].rkt == m->rkt)
@@ -627,7 +649,7 @@ static void producer_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
   } else if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && !kp->h.connected) {
     snprintf(msg, sizeof msg, "kafka: cannot connect to %s: %s", kp->h.brokers, reason);
     producer_fail_purge(kp, SEA_ECONNECT, msg);
-  } else {
+  } else if (!handle_lost(&kp->h, err, reason)) {
     LOGW("%s", reason);
   }
 }
@@ -1235,7 +1257,7 @@ static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
                   why);
   } else if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && !kc->h.connected) {
     consumer_fail(kc, SEA_ECONNECT, "kafka: cannot connect to %s: %s", kc->h.brokers, reason);
-  } else {
+  } else if (!handle_lost(&kc->h, err, reason)) {
     LOGW("%s", reason);
   }
 }
@@ -1683,6 +1705,7 @@ static void consumer_drain(khandle_t *h) {
         LOGW("consume from %s", detail);
         continue;
       }
+      handle_back(h);
       mark_eof(kc, rm, 0);
       if (kc->ends.n)
         end_reached(kc, rm);

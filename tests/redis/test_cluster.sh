@@ -23,6 +23,11 @@
 #             acknowledged: every number is there (0 lost), duplicates printed as figures. The
 #             killed node is started again once its replica took over (it comes back as a
 #             replica, which the producer's WAIT waits for).
+#   handover  a graceful CLUSTER FAILOVER on the replica of one shard's master between the two
+#             halves of a `produce`'s input while a `consume -G` reads: the replica takes the slot
+#             over, the producer follows MOVED, ends by itself with every receipt, the consumer
+#             runs on, and every number is stored and read (0 lost); the old master is a replica
+#             after it.
 # Every command runs under a bound; nothing asserts a time. Each case prints its figures.
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
@@ -311,10 +316,78 @@ case_failover() {
   wait_ok_all "${PORTS[@]}" || bad "the killed node did not rejoin"
 }
 
+case_handover() {
+  local u="redis://127.0.0.1:${PORTS[1]}/$K" victim="$K:3"
+  local vport rport vid p i
+  vport=$(master_of "$victim")
+  if [[ $vport == "${PORTS[1]}" ]]; then u="redis://127.0.0.1:${PORTS[2]}/$K"; fi
+  vid=$(node_id "$vport")
+  for p in "${PORTS[@]}"; do
+    rc "$p" cluster nodes 2>/dev/null | awk -v m="$vid" '$3 ~ /myself/ && $3 ~ /slave/ && $4 == m { f = 1 } END { exit !f }' &&
+      rport=$p
+  done
+  [[ -n ${rport:-} ]] || { bad "no replica of $vport (master of $victim) found"; return; }
+  # The input comes through a fifo in two halves: the second only once the slot has moved, so
+  # the producer, whose map still names the old master, must meet MOVED (no timing involved).
+  rm -f "$T/hin"
+  mkfifo "$T/hin"
+  SEASTREAMER_LOG=debug bounded "$SS" produce -O shards=6 "$u" <"$T/hin" 2>"$T/produce.err" &
+  local ppid=$!
+  STARTED+=("$ppid")
+  exec 3>"$T/hin"
+  seq 1 $((N / 2)) >&3
+  SEASTREAMER_LOG=info timeout -s KILL "$LIMIT" "$SS" consume -G g -o beginning -f '%s\n' \
+    -X block_ms=200 -X shards=6 "$u" >"$T/g1.txt" 2>"$T/g1.err" 3>&- &
+  local cpid=$!
+  STARTED+=("$cpid")
+  for ((i = 0; i < 600; i++)); do (($(xlen_sum) >= N / 2)) && break; sleep 0.05; done
+  echo "CLUSTER FAILOVER on $rport (replica of $vport, master of $victim) at $(xlen_sum) of $N written"
+  rc "$rport" cluster failover >/dev/null 3>&-
+  local nm=""
+  for ((i = 0; i < 300; i++)); do
+    nm=$(master_of "$victim")
+    [[ $nm == "$rport" ]] && break
+    sleep 0.1
+  done
+  if [[ $nm == "$rport" ]] && wait_ok_all "${PORTS[@]}"; then ok; else bad "$rport did not take over $victim's slot within 30 s"; fi
+  seq $((N / 2 + 1)) "$N" >&3
+  exec 3>&-
+  wait "$ppid"
+  local pst=$?
+  expect_status "paced produce through the handover" 0 $pst
+  [[ $pst -ne 0 ]] && tail -5 "$T/produce.err"
+  for ((i = 0; i < 600; i++)); do
+    (($(whole_lines "$T/g1.txt" | sort -u | wc -l) >= N)) && break
+    kill -0 "$cpid" 2>/dev/null || break
+    sleep 0.05
+  done
+  if kill -0 "$cpid" 2>/dev/null; then ok; else bad "the consumer ended by itself: $(tail -c 400 "$T/g1.err")"; fi
+  kill -TERM "$(child_of "$cpid")" 2>/dev/null
+  wait "$cpid"
+  expect_status "the consumer's clean stop" 0 $?
+  bounded "$SS" consume -G g -e -f '%s\n' "$u" >"$T/g2.txt" 2>"$T/g2.err"
+  expect_status "consume -G -e after the handover" 0 $?
+  read_stream "$u" "$T/rt.txt"
+  tally "$N" "$T/rt.txt"
+  echo "figures: stored: $TOTAL entries, $LOST lost, $DUPS duplicated"
+  if ((LOST == 0 && BAD == 0)); then ok; else bad "stored after the handover: $LOST of $N lost: $(lost_sample)"; fi
+  expect_all "group across the handover" "$N" "$T/g1.txt" "$T/g2.txt"
+  echo "figures: group: $TOTAL lines printed, $DUPS duplicated; the rerun printed $(whole_lines "$T/g2.txt" | wc -l)"
+  # the producer was told MOVED for the slot's entries of the second half, and followed it
+  local slot nmoved
+  slot=$(rc "$rport" cluster keyslot "$victim")
+  nmoved=$(grep -c "XADD at .*: MOVED $slot " "$T/produce.err")
+  echo "figures: the producer followed $nmoved MOVED redirections"
+  if ((nmoved > 0)); then ok; else bad "the producer met no MOVED for slot $slot"; fi
+  # the old master serves as a replica now
+  if [[ $(rc "$vport" role 2>/dev/null | head -1) == slave ]]; then ok; else bad "$vport is not a replica after the handover"; fi
+}
+
 case $CASE in
 spread) case_spread ;;
 reshard) case_reshard ;;
 failover) case_failover ;;
+handover) case_handover ;;
 *) echo "test_cluster.sh: unknown case $CASE" >&2; exit 2 ;;
 esac
 finish

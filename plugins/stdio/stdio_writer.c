@@ -1,0 +1,498 @@
+/* stdio_writer.c: the producer side of the stdio backend. One writer of stdout per process
+ * buffers what every producer sends (stdio_format.c prints each message into the buffer), writes
+ * it out without blocking the loop, and gives each send its receipt once its line is written. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "stdio_internal.h"
+
+/* Output: write once this much is buffered; refuse sends (SEA_EAGAIN) beyond the limit. */
+#define STDIO_WRITE_AT (64u * 1024u)
+#define STDIO_OUT_LIMIT (4u * 1024u * 1024u)
+
+static stdio_writer_t *stdio_writer;
+
+static size_t writer_pending(const stdio_writer_t *w) {
+  return w->len - w->head;
+}
+
+static void writer_on_writable(sea_watch_t *wt, int status, int events, void *data);
+static void writer_on_kick(sea_timer_t *t, void *data);
+
+/* Make sure a loop callback comes to write and report. Inside our own timer callback a new 0 ms
+ * timer would run in the same timer pass (libuv runs due timers until none is due), so ask the
+ * poll phase instead: fd 1 is almost always writable, and regular files are always ready. Where
+ * polling would make fd 1 nonblocking behind our back (a terminal), a 1 ms timer does. */
+static void writer_schedule(stdio_writer_t *w) {
+  if (w->closing || w->watch != NULL || (w->kick != NULL && !w->in_kick))
+    return;
+  if (w->in_kick && w->pollable) {
+    stdio_fd_touch(1);
+    w->watch = stdio_host->watch_start(w->rt, 1, SEA_WATCH_WRITABLE, writer_on_writable, w);
+    if (w->watch != NULL)
+      return;
+  }
+  if (w->kick == NULL)
+    w->kick = stdio_host->timer_start(w->rt, w->in_kick ? 1 : 0, 0, writer_on_kick, w);
+}
+
+static void writer_fail(stdio_writer_t *w, int status, const char *msg) {
+  if (w->err != 0)
+    return;
+  w->err = status;
+  snprintf(w->errmsg, sizeof w->errmsg, "%s", msg);
+  stdio_host->log(status == SEA_EPIPE ? SEA_LOG_INFO : SEA_LOG_WARN, STDIO_NAME,
+                  "%s, after %llu byte(s) written", msg, (unsigned long long)w->written);
+  w->head = w->len = 0; /* nothing more will be written */
+  writer_schedule(w);   /* the callbacks come from the loop, not from inside a send */
+}
+
+/* Write what is buffered until done or EAGAIN. Never calls back into the host's users. */
+static void writer_write(stdio_writer_t *w) {
+  while (w->err == 0 && writer_pending(w) > 0) {
+    ssize_t n = write(1, w->buf + w->head, writer_pending(w));
+    if (n >= 0) {
+      w->head += (size_t)n;
+      w->written += (uint64_t)n;
+      continue;
+    }
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (w->watch == NULL && !w->closing) {
+        stdio_fd_touch(1);
+        w->watch = stdio_host->watch_start(w->rt, 1, SEA_WATCH_WRITABLE, writer_on_writable, w);
+        if (w->watch == NULL)
+          writer_fail(w, SEA_EIO, "stdout: cannot watch fd 1");
+      }
+      return;
+    }
+    if (errno == EPIPE) {
+      writer_fail(w, SEA_EPIPE, "stdout: broken pipe (the reader went away)");
+    } else {
+      char msg[STDIO_MSG_MAX];
+      snprintf(msg, sizeof msg, "stdout: %s", strerror(errno));
+      writer_fail(w, SEA_EIO, msg);
+    }
+    return;
+  }
+  if (writer_pending(w) == 0)
+    w->head = w->len = 0;
+}
+
+static void producer_ops_done(stdio_producer_t *p, uint64_t written, int err, const char *msg) {
+  size_t i = 0;
+  while (i < p->nops && !p->closed) {
+    if (err == 0 && p->ops[i].target > written) {
+      i++;
+      continue;
+    }
+    sea_op_t *op = p->ops[i].op;
+    memmove(&p->ops[i], &p->ops[i + 1], (p->nops - i - 1) * sizeof *p->ops);
+    p->nops--;
+    if (err != 0)
+      stdio_host->op_done(op, err, "%s", msg);
+    else
+      stdio_host->op_done(op, 0, NULL);
+  }
+}
+
+/* Everything the loop owes the users: receipts for written lines, flushes that completed, a
+ * failure, and producers that may send again. Called from loop callbacks only. */
+static void writer_progress(stdio_writer_t *w) {
+  if (w->err != 0 && !w->err_reported) {
+    w->err_reported = 1;
+    for (size_t i = 0; i < w->nprods; i++) {
+      stdio_producer_t *p = w->prods[i];
+      if (!p->closed && !p->failed) {
+        p->failed = 1;
+        stdio_host->producer_fail(p->p, w->err, "%s", w->errmsg);
+      }
+    }
+  }
+  while (w->qcount > 0) {
+    stdio_pending_t e = w->q[w->qhead];
+    int ok = e.end <= w->written; /* lines written before a failure still succeeded */
+    if (!ok && w->err == 0)
+      break;
+    w->qhead = (w->qhead + 1) & (w->qcap - 1);
+    w->qcount--;
+    if (e.p == NULL || e.p->closed)
+      continue;
+    if (ok)
+      stdio_host->receipt(e.p->p, e.token, 0, &e.meta);
+    else
+      stdio_host->receipt(e.p->p, e.token, w->err, NULL);
+  }
+  for (size_t i = 0; i < w->nprods; i++)
+    producer_ops_done(w->prods[i], w->written, w->err, w->errmsg);
+  if (w->err == 0 && writer_pending(w) <= STDIO_OUT_LIMIT / 2) {
+    for (size_t i = 0; i < w->nprods; i++) {
+      stdio_producer_t *p = w->prods[i];
+      if (p->want_ready && !p->closed) {
+        p->want_ready = 0;
+        stdio_host->producer_ready(p->p);
+      }
+    }
+  }
+}
+
+static int writer_has_work(const stdio_writer_t *w) {
+  if (writer_pending(w) > 0 || w->qcount > 0 || (w->err != 0 && !w->err_reported))
+    return 1;
+  for (size_t i = 0; i < w->nprods; i++) {
+    const stdio_producer_t *p = w->prods[i];
+    if (p->nops > 0 || (p->want_ready && !p->closed && w->err == 0))
+      return 1;
+  }
+  return 0;
+}
+
+static void producer_free(stdio_producer_t *p) {
+  stdio_tpl_free(p->tpl);
+  stdio_host->free(p->ops);
+  stdio_host->free(p);
+}
+
+static void writer_free(stdio_writer_t *w) {
+  /* Best effort for bytes already accepted: one try, no waiting (close means now). */
+  w->closing = 1;
+  writer_write(w);
+  if (w->watch)
+    stdio_host->watch_stop(w->watch);
+  if (w->kick)
+    stdio_host->timer_stop(w->kick);
+  stdio_host->free(w->buf);
+  stdio_host->free(w->q);
+  stdio_map_free(&w->seqs);
+  stdio_host->free(w->prods);
+  stdio_host->free(w);
+  if (stdio_writer == w)
+    stdio_writer = NULL;
+  stdio_fds_release();
+}
+
+static void writer_gc(stdio_writer_t *w) {
+  if (w->busy > 0)
+    return;
+  if (w->need_gc) {
+    w->need_gc = 0;
+    size_t j = 0;
+    for (size_t i = 0; i < w->nprods; i++) {
+      if (w->prods[i]->closed)
+        producer_free(w->prods[i]);
+      else
+        w->prods[j++] = w->prods[i];
+    }
+    w->nprods = j;
+  }
+  if (w->nprods == 0)
+    writer_free(w);
+}
+
+/* One loop turn of output work. */
+static void writer_turn(stdio_writer_t *w) {
+  w->busy++;
+  writer_write(w);
+  writer_progress(w);
+  /* Sends made from the callbacks above: start writing them, report them next turn. */
+  if (w->err == 0 && writer_pending(w) >= STDIO_WRITE_AT && w->watch == NULL)
+    writer_write(w);
+  w->busy--;
+}
+
+static void writer_on_kick(sea_timer_t *t, void *data) {
+  stdio_writer_t *w = data;
+  stdio_host->timer_stop(w->kick);
+  w->kick = NULL;
+  w->in_kick = 1;
+  writer_turn(w);
+  if (writer_has_work(w))
+    writer_schedule(w);
+  w->in_kick = 0;
+  writer_gc(w);
+}
+
+static void writer_on_writable(sea_watch_t *wt, int status, int events, void *data) {
+  stdio_writer_t *w = data;
+  w->in_kick = 1; /* as in the timer: ask for the next turn, not for a re-run of this one */
+  if (status < 0 && w->err == 0) {
+    /* libuv stops a poll handle that reports an error (a pipe whose reader left shows as
+     * EPOLLERR). The write says what really happened (EPIPE); if it can't even say that, the
+     * poll error stands. */
+    uint64_t before = w->written;
+    stdio_host->watch_stop(w->watch);
+    w->watch = NULL;
+    w->closing = 1; /* write without starting a new watch */
+    writer_write(w);
+    w->closing = 0;
+    if (w->err == 0 && w->written == before && writer_pending(w) > 0)
+      writer_fail(w, SEA_EIO, "stdout: poll error");
+  }
+  writer_turn(w);
+  /* Keep the watch while there is work (it is the next turn); drop it when idle, or it would
+   * wake the loop on every turn for nothing. */
+  if (!writer_has_work(w) && w->watch != NULL) {
+    stdio_host->watch_stop(w->watch);
+    w->watch = NULL;
+  }
+  w->in_kick = 0;
+  writer_gc(w);
+}
+
+static int writer_get(sea_runtime_t *rt, stdio_writer_t **out) {
+  stdio_writer_t *w = stdio_writer;
+  if (w != NULL) {
+    if (w->rt != rt) {
+      stdio_host->set_error(rt,
+                            "stdio: stdout is already written by another runtime in this process");
+      return SEA_EBUSY;
+    }
+    if (w->err != 0) {
+      stdio_host->set_error(rt, "stdio: %s", w->errmsg);
+      return w->err;
+    }
+    *out = w;
+    return 0;
+  }
+  w = stdio_host->calloc(1, sizeof *w);
+  if (w == NULL)
+    return SEA_ENOMEM;
+  w->rt = rt;
+  w->ts_ms = INT64_MIN;
+  stdio_fds_acquire();
+  int is_regular;
+  int rc = stdio_fd_prepare(1, &is_regular, &w->pollable);
+  if (rc != 0) {
+    stdio_host->set_error(rt, "stdio: stdout: %s", strerror(-rc));
+    stdio_host->free(w);
+    stdio_fds_release();
+    return SEA_EIO;
+  }
+  stdio_writer = w;
+  stdio_host->log(SEA_LOG_INFO, STDIO_NAME, "writing stdout (%s)",
+                  is_regular    ? "a file"
+                  : w->pollable ? "a pipe or socket"
+                                : "a terminal or device");
+  *out = w;
+  return 0;
+}
+
+int stdio_producer_open(void *streamer_impl, sea_producer_t *sp, const sea_open_args_t *args,
+                        void **impl) {
+  stdio_opts_t o;
+  int rc = stdio_opts_parse(args->rt, args->backend_options, &o);
+  if (rc != 0)
+    return rc;
+  stdio_producer_t *p = stdio_host->calloc(1, sizeof *p);
+  if (p == NULL)
+    return SEA_ENOMEM;
+  p->p = sp;
+  p->format = o.format;
+  p->delim = o.delim;
+  memcpy(p->key_delim, o.key_delim, o.key_delim_len);
+  p->key_delim_len = o.key_delim_len;
+  memcpy(p->null_text, o.null_text, o.null_len);
+  p->null_len = o.null_len;
+  p->unbuffered = o.unbuffered;
+  if (o.key_delim_len > 0 && o.format == FMT_LINE)
+    p->format = FMT_KEYED; /* kcat -K: key DELIM payload; format=json (-J), payload and a
+                              template (-f) win over it */
+  p->anchor = args->anchor;
+  p->max_payload = args->max_payload ? args->max_payload : SEA_PAYLOAD_MAX_DEFAULT;
+  if (o.template_src != NULL) {
+    rc = stdio_tpl_compile(args->rt, o.template_src, &p->tpl);
+    if (rc != 0) {
+      stdio_host->free(p);
+      return rc;
+    }
+    p->format = FMT_TEMPLATE;
+  }
+  stdio_writer_t *w = NULL;
+  rc = writer_get(args->rt, &w);
+  if (rc != 0) {
+    producer_free(p);
+    return rc;
+  }
+  if (w->nprods == w->prods_cap) {
+    size_t cap = w->prods_cap ? w->prods_cap * 2 : 4;
+    stdio_producer_t **a = stdio_host->realloc(w->prods, cap * sizeof *a);
+    if (a == NULL) {
+      producer_free(p);
+      writer_gc(w);
+      return SEA_ENOMEM;
+    }
+    w->prods = a;
+    w->prods_cap = cap;
+  }
+  p->w = w;
+  w->prods[w->nprods++] = p;
+  *impl = p;
+  return 0;
+}
+
+static int writer_queue_room(stdio_writer_t *w) {
+  if (w->qcount < w->qcap)
+    return 0;
+  size_t cap = w->qcap ? w->qcap * 2 : 1024;
+  stdio_pending_t *q = stdio_host->realloc(w->q, cap * sizeof *q);
+  if (q == NULL)
+    return SEA_ENOMEM;
+  /* The ring wrapped at the old end: move the wrapped front part after it. */
+  if (w->qhead + w->qcount > w->qcap)
+    memcpy(q + w->qcap, q, (w->qhead + w->qcount - w->qcap) * sizeof *q);
+  w->q = q;
+  w->qcap = cap;
+  return 0;
+}
+
+int stdio_producer_send(void *impl, const sea_message_t *m, unsigned flags, void *token) {
+  stdio_producer_t *p = impl;
+  stdio_writer_t *w = p->w;
+  if (w->err != 0)
+    return w->err;
+  if (p->ended)
+    return SEA_ESTATE;
+  if (m->payload.len > p->max_payload)
+    return SEA_ETOOBIG;
+  if (m->payload.len > 0 && m->payload.data == NULL)
+    return SEA_EINVAL;
+  int rc = stdio_producer_check_lines(p, m);
+  if (rc != 0) {
+    stdio_host->set_error(w->rt,
+                          "stdio: a printed field holds the message delimiter (%s): it would "
+                          "split the message in two (print it with -J, or pick another -D)",
+                          p->delim == '\n' ? "a newline" : "delimiter=");
+    return rc;
+  }
+
+  const char *key = m->meta.stream_key ? m->meta.stream_key : p->anchor;
+  if (key == NULL)
+    return SEA_EKEY;
+  if (key != w->key_in) {
+    /* Keys arrive interned already; interning again makes sure the seq map's pointer identity
+     * holds, and the cache makes that free for a run of the same key. */
+    const char *k = stdio_host->stream_key(key, strlen(key));
+    if (k == NULL)
+      return SEA_EKEY;
+    w->key_in = key;
+    w->key_out = k;
+  }
+  key = w->key_out;
+
+  size_t pending = writer_pending(w);
+  if (pending > 0 && pending + m->payload.len + 128 > STDIO_OUT_LIMIT) {
+    p->want_ready = 1;
+    return SEA_EAGAIN;
+  }
+  if (writer_queue_room(w) != 0)
+    return SEA_ENOMEM;
+
+  sea_meta_t meta;
+  meta.stream_key = key;
+  meta.timestamp_us = m->meta.timestamp_us ? m->meta.timestamp_us : stdio_host->now_us();
+  int keep = (flags & SEA_SEND_KEEP_META) != 0;
+  uint64_t *ctr = NULL;
+  if (keep) {
+    meta.seq = m->meta.seq;
+    meta.shard_id = m->meta.shard_id;
+  } else {
+    ctr = stdio_map_get(&w->seqs, key);
+    if (ctr == NULL)
+      return SEA_ENOMEM;
+    meta.seq = *ctr;
+    meta.shard_id = 0;
+  }
+
+  size_t mark = writer_pending(w); /* out_reserve may slide the bytes down, so keep a length */
+  size_t ts_len;
+  const char *ts;
+  switch (p->format) {
+  case FMT_LINE:
+    ts = stdio_writer_ts(w, meta.timestamp_us, &ts_len);
+    rc = stdio_format_line(w, m, &meta, keep && meta.shard_id != 0, ts, ts_len, p->delim);
+    break;
+  case FMT_JSON:
+    ts = stdio_writer_ts(w, meta.timestamp_us, &ts_len);
+    rc = stdio_format_json(w, m, &meta, ts, ts_len, p->delim);
+    break;
+  case FMT_PAYLOAD:
+    rc = stdio_out_bytes(w, m->payload.data, m->payload.len) || stdio_out_bytes(w, &p->delim, 1);
+    break;
+  case FMT_KEYED:
+    rc = stdio_format_keyed(w, p, m);
+    break;
+  default:
+    rc = stdio_format_template(w, p, m, &meta);
+    break;
+  }
+  if (rc != 0) {
+    w->len = w->head + mark;
+    return SEA_ENOMEM;
+  }
+  if (ctr != NULL)
+    (*ctr)++;
+
+  stdio_pending_t *e = &w->q[(w->qhead + w->qcount) & (w->qcap - 1)];
+  e->p = p;
+  e->token = token;
+  e->end = w->written + writer_pending(w);
+  e->meta = meta;
+  w->qcount++;
+
+  if ((p->unbuffered || writer_pending(w) >= STDIO_WRITE_AT) && w->watch == NULL)
+    writer_write(w);
+  writer_schedule(w);
+  return 0;
+}
+
+static int producer_add_op(stdio_producer_t *p, sea_op_t *op) {
+  stdio_writer_t *w = p->w;
+  /* After a failure (the reader of stdout went away) the op is still taken: it fails on the loop
+   * once the receipts are out, so a flush still tells its caller which lines were written whole
+   * (those succeed and may be committed) before it reports the failure. */
+  if (p->nops == p->ops_cap) {
+    size_t cap = p->ops_cap ? p->ops_cap * 2 : 2;
+    stdio_op_wait_t *a = stdio_host->realloc(p->ops, cap * sizeof *a);
+    if (a == NULL)
+      return SEA_ENOMEM;
+    p->ops = a;
+    p->ops_cap = cap;
+  }
+  p->ops[p->nops].op = op;
+  p->ops[p->nops].target = w->written + writer_pending(w);
+  p->nops++;
+  if (w->watch == NULL && w->err == 0)
+    writer_write(w);
+  writer_schedule(w); /* done on the next turn, never inside this call */
+  return 0;
+}
+
+int stdio_producer_flush(void *impl, sea_op_t *op) {
+  return producer_add_op(impl, op);
+}
+
+int stdio_producer_end(void *impl, sea_op_t *op) {
+  stdio_producer_t *p = impl;
+  int rc = producer_add_op(p, op);
+  if (rc == 0)
+    p->ended = 1; /* stdio has no end marker: ending is flushing and refusing further sends */
+  return rc;
+}
+
+void stdio_producer_close(void *impl) {
+  stdio_producer_t *p = impl;
+  stdio_writer_t *w = p->w;
+  p->closed = 1;
+  for (size_t i = 0; i < w->qcount; i++) {
+    stdio_pending_t *e = &w->q[(w->qhead + i) & (w->qcap - 1)];
+    if (e->p == p)
+      e->p = NULL;
+  }
+  /* Pending flush/end ops are the host's to cancel, like the receipts. */
+  p->nops = 0;
+  w->need_gc = 1;
+  writer_gc(w);
+}

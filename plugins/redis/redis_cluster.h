@@ -1,6 +1,7 @@
 /* redis_cluster.h: Redis Cluster for the redis:// backend: key slots, the slot map, the node table,
- * and the redirections (MOVED, ASK) a node answers with. No I/O here: redis.c owns the connections
- * (one per node, at the same index as the node in the table) and asks this file where to send. */
+ * and the redirections (MOVED, ASK) a node answers with. No I/O here: the producer and consumer
+ * (redis_producer.c, redis_consumer.c) own the connections (redis_conn.c; one per node, at the
+ * same index as the node in the table) and ask this file where to send. */
 #ifndef SEA_REDIS_CLUSTER_H
 #define SEA_REDIS_CLUSTER_H
 
@@ -23,7 +24,7 @@ typedef struct rcl_node {
 } rcl_node_t;
 
 /* The slot map of one handle. Node indexes never change once given (a node that no longer serves
- * a slot keeps its index), so redis.c can keep arrays beside the table. */
+ * a slot keeps its index), so the producer and consumer can keep arrays beside the table. */
 typedef struct rcl_map {
   int cluster;      /* the server said it is a cluster node (CLUSTER SLOTS answered) */
   int loaded;       /* a map was read at least once */

@@ -621,7 +621,9 @@ int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned
     return SEA_ENOMEM;
   r->user_token = token;
   r->bytes = msg.payload.len;
-  /* Count it in before the call: a backend may resolve the receipt inside producer_send. */
+  /* Count it in before the call, so that the records survive a backend that resolves the
+   * receipt inside producer_send (which docs/plugins.md forbids: user code would run inside
+   * sea_producer_send). */
   r->prev = p->live.prev;
   r->next = &p->live;
   p->live.prev->next = r;

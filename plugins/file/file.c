@@ -1214,7 +1214,7 @@ static int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_arg
         cur->refs++;
         fc->cur = cur;
         *impl = fc;
-        fh->log(SEA_LOG_INFO, FILE_NAME, "%s: joined group %s (member %u of this process)",
+        fh->log(SEA_LOG_INFO, FILE_NAME, "%s: joined group %s (member %zu of this process)",
                 fs->path, args->group, cur->refs);
         return 0;
       }

@@ -26,6 +26,14 @@ extern "C" {
  * SEA_POS_COMMITTED_ (sent only to a plugin of 1.2 or later). */
 #define SEA_PLUGIN_ABI_MINOR 2
 
+/* The host's printf-style members are checked as printf calls where the compiler can (GCC, Clang):
+ * a format and arguments that do not match are a warning at the plugin's call. */
+#if defined(__GNUC__) || defined(__clang__)
+#define SEA_PLUGIN_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define SEA_PLUGIN_PRINTF(fmt, args)
+#endif
+
 /* The one symbol a plugin exports. */
 #define SEA_PLUGIN_ENTRY_SYMBOL "sea_plugin_entry"
 
@@ -111,7 +119,7 @@ typedef struct sea_host {
   uint32_t reserved0;
 
   /* Logging. SEASTREAMER_LOG=error|warn|info|debug picks what is printed (to stderr). */
-  void (*log)(int level, const char *plugin, const char *fmt, ...);
+  void (*log)(int level, const char *plugin, const char *fmt, ...) SEA_PLUGIN_PRINTF(3, 4);
 
   /* Memory: the host's allocator; what a plugin hands the host (batches) is freed with it. */
   void *(*alloc)(size_t size);
@@ -157,18 +165,19 @@ typedef struct sea_host {
   /* Back to the host: consumers. deliver takes ownership of the batch. end reports that the
    * consumer stopped (SEA_EOF or an error, message printf-style) after its last delivery. */
   void (*deliver)(sea_consumer_t *c, sea_batch_t *batch);
-  void (*consumer_end)(sea_consumer_t *c, int status, const char *fmt, ...);
+  void (*consumer_end)(sea_consumer_t *c, int status, const char *fmt, ...) SEA_PLUGIN_PRINTF(3, 4);
   /* Producers. receipt resolves one send with its token. ready says the plugin can take sends
    * again after its send returned SEA_EAGAIN. fail puts the producer in error with a message. */
   void (*receipt)(sea_producer_t *p, void *token, int status, const sea_meta_t *meta);
   void (*producer_ready)(sea_producer_t *p);
-  void (*producer_fail)(sea_producer_t *p, int status, const char *fmt, ...);
+  void (*producer_fail)(sea_producer_t *p, int status, const char *fmt, ...)
+      SEA_PLUGIN_PRINTF(3, 4);
   /* Complete an asynchronous operation (flush, end, seek, rewind, commit). */
-  void (*op_done)(sea_op_t *op, int status, const char *fmt, ...);
+  void (*op_done)(sea_op_t *op, int status, const char *fmt, ...) SEA_PLUGIN_PRINTF(3, 4);
   /* Set the message of the error the current operation is about to return (connect, open,
    * producer_send: the host words the refusal "send to '<key>': <message>", and the txn
    * operations: "txn_commit: <message>"). */
-  void (*set_error)(sea_runtime_t *rt, const char *fmt, ...);
+  void (*set_error)(sea_runtime_t *rt, const char *fmt, ...) SEA_PLUGIN_PRINTF(2, 3);
 
   /* For backends whose node is a path (file://./feed.ss): the host split the URI's last segment
    * off as stream keys; make everything after "scheme://" one node again, with no keys. Only

@@ -342,7 +342,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   out_t o = {small, sizeof small, 0};
   text(m, &o);
   char *body = small;
-  if (o.used >= sizeof small) { /* many inputs, outputs or lag entries: once more with room */
+  if (o.used >= sizeof small) {  /* many inputs, outputs or lag entries: once more with room */
     size_t room = o.used + 4096; /* and more, for lag entries the backend learned meanwhile */
     body = sea__malloc(room);
     if (body == NULL) {

@@ -121,10 +121,10 @@ struct sea_pipeline {
   bool in_call;
   size_t blocked; /* outputs holding an overflow */
   bool started, stopping, stop_requested, flushed, finishing, done;
-  bool stop_asked; /* sea_pipeline_stop was called (a signal, out:stop(), the user) */
-  unsigned processing; /* nesting guard of process_work */
-  int flushing;        /* outputs still flushing or ending */
-  int commits_out;     /* commits in flight (a last commit waiting to be tried again too) */
+  bool stop_asked;            /* sea_pipeline_stop was called (a signal, out:stop(), the user) */
+  unsigned processing;        /* nesting guard of process_work */
+  int flushing;               /* outputs still flushing or ending */
+  int commits_out;            /* commits in flight (a last commit waiting to be tried again too) */
   unsigned last_commit_tries; /* the last commit: refusals in a row while the coordinator moved */
   bool commit_backoff;        /* the last commit waits on the timer to be tried again */
   int status;
@@ -140,11 +140,11 @@ struct sea_pipeline {
   bool txn_aborting;  /* the transaction operation out is an abort */
   bool txn_rebalance; /* that abort is for a rebalance: the pipeline goes on */
   bool txn_replay;    /* that abort is for an abortable error: the inputs go back, it goes on */
-  unsigned eos_retries; /* windows aborted for abortable errors in a row (EOS_RETRIES_MAX) */
-  int rewinds_out;      /* inputs going back to their committed positions */
-  uint64_t counted;     /* messages processed toward -c (cfg.max_count), less what came again */
+  unsigned eos_retries;    /* windows aborted for abortable errors in a row (EOS_RETRIES_MAX) */
+  int rewinds_out;         /* inputs going back to their committed positions */
+  uint64_t counted;        /* messages processed toward -c (cfg.max_count), less what came again */
   uint64_t window_counted; /* counted when the open transaction began */
-  uint64_t window_sends; /* sends into the open transaction */
+  uint64_t window_sends;   /* sends into the open transaction */
   char txn_id[256];
   sea__join_t *join;  /* joined: the messages waiting for their turn */
   uv_timer_t *jtimer; /* joined: the wait rule's wake-up, freed in its close callback */
@@ -257,8 +257,8 @@ static void advance_acks(pl_input_t *in) {
 static bool commit_again(sea_pipeline_t *pl, pl_input_t *in) {
   in->dirty = true;
   if (!pl->finishing) {
-    sea__log(SEA_LOG_WARN, NULL, "commit on %s not done (%s): the next commit tries again",
-             in->uri, sea_consumer_errmsg(in->c));
+    sea__log(SEA_LOG_WARN, NULL, "commit on %s not done (%s): the next commit tries again", in->uri,
+             sea_consumer_errmsg(in->c));
     return true;
   }
   if (pl->last_commit_tries >= LAST_COMMIT_TRIES || pl->timer == NULL)
@@ -267,8 +267,9 @@ static bool commit_again(sea_pipeline_t *pl, pl_input_t *in) {
   if (ms > LAST_COMMIT_BACKOFF_MAX_MS)
     ms = LAST_COMMIT_BACKOFF_MAX_MS;
   pl->last_commit_tries++;
-  sea__log(SEA_LOG_WARN, NULL, "last commit on %s not done (%s): trying again in %llu ms (%u of %d)",
-           in->uri, sea_consumer_errmsg(in->c), (unsigned long long)ms, pl->last_commit_tries,
+  sea__log(SEA_LOG_WARN, NULL,
+           "last commit on %s not done (%s): trying again in %llu ms (%u of %d)", in->uri,
+           sea_consumer_errmsg(in->c), (unsigned long long)ms, pl->last_commit_tries,
            LAST_COMMIT_TRIES);
   if (!pl->commit_backoff) {
     pl->commit_backoff = true;
@@ -1074,8 +1075,8 @@ static bool eos_may_retry(sea_pipeline_t *pl, int status, const char *what) {
     return false;
   }
   pl->eos_retries++;
-  sea__log(SEA_LOG_WARN, NULL,
-           "exactly-once: %s transaction %s: %s: %s (%u of %d in a row)", what, pl->txn_id, em,
+  sea__log(SEA_LOG_WARN, NULL, "exactly-once: %s transaction %s: %s: %s (%u of %d in a row)", what,
+           pl->txn_id, em,
            strcmp(what, "commit of") == 0
                ? "committing it again, or, if it was aborted, processing the window again from "
                  "the committed positions"

@@ -37,7 +37,9 @@ int main(int argc, char **argv) {
   e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 || md->topics[0].err) {
     fprintf(stderr, "kafka_committed: metadata of %s: %s\n", argv[3],
-            rd_kafka_err2str(e ? e : md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+            rd_kafka_err2str(e                    ? e
+                             : md->topic_cnt == 1 ? md->topics[0].err
+                                                  : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
     return 1;
   }
   parts = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);

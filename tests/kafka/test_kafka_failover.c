@@ -235,8 +235,8 @@ int main(void) {
   {
     rd_kafka_mock_topic_create(mc, "fout2", 2, 1);
     push(RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION, 28 /* TxnOffsetCommit */, 2);
-    sea_relay_config_t cfg = {.exactly_once = 1, .commit_interval_ms = 50,
-                              .transactional_id = "tx-failover"};
+    sea_relay_config_t cfg = {
+        .exactly_once = 1, .commit_interval_ms = 50, .transactional_id = "tx-failover"};
     int st = relay("fin", "fout2", "g-eos", &cfg, &aborts, &processed);
     CHECK_EQ_INT(st, 0);
     if (st)
@@ -259,8 +259,8 @@ int main(void) {
   {
     rd_kafka_mock_topic_create(mc, "fout3", 2, 1);
     push(RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION, 28, 32);
-    sea_relay_config_t cfg = {.exactly_once = 1, .commit_interval_ms = 50,
-                              .transactional_id = "tx-failover3"};
+    sea_relay_config_t cfg = {
+        .exactly_once = 1, .commit_interval_ms = 50, .transactional_id = "tx-failover3"};
     int st = relay("fin", "fout3", "g-eos3", &cfg, &aborts, &processed);
     CHECK(st != 0);
     CHECK_CONTAINS(relay_msg, "windows in a row were aborted");
@@ -271,8 +271,8 @@ int main(void) {
   {
     rd_kafka_mock_topic_create(mc, "fout4", 2, 1);
     push(RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED, 28, 1);
-    sea_relay_config_t cfg = {.exactly_once = 1, .commit_interval_ms = 50,
-                              .transactional_id = "tx-failover4"};
+    sea_relay_config_t cfg = {
+        .exactly_once = 1, .commit_interval_ms = 50, .transactional_id = "tx-failover4"};
     int st = relay("fin", "fout4", "g-eos4", &cfg, &aborts, &processed);
     CHECK(st != 0);
     CHECK_CONTAINS(relay_msg, "fatal");

@@ -17,9 +17,6 @@ int cmd_consume(int argc, char **argv);
 int cmd_produce(int argc, char **argv);
 int cmd_plugins(int argc, char **argv);
 int cmd_clock(int argc, char **argv);
-int cmd_decode(int argc, char **argv);
-int cmd_verify(int argc, char **argv);
-int cmd_repair(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 

@@ -7,7 +7,7 @@
 
 #include "cli.h"
 
-static const char usage[] =
+static const char usage_head[] =
     "usage: seastreamer <command> [options]\n"
     "\n"
     "Stream processing over Kafka, Redis Streams, stdio and .ss files, one API for all.\n"
@@ -20,12 +20,14 @@ static const char usage[] =
     "                         (-L URI is the same; -J for JSON)\n"
     "  plugins                list the plugins found: loaded or refused, and why\n"
     "  clock                  print a tick message at an interval (a source for demos)\n"
-    "  decode FILE            print a .ss file (--format log|ndjson, --header-only)\n"
-    "  verify FILE            check every frame, checksum and beacon of a .ss file\n"
-    "  repair FILE            cut the torn tail of a .ss file\n"
     "  run SCRIPT.lua ...     run a Lua stream processor (--input URI --output URI)\n"
-    "  version                print the version\n"
+    "  version                print the version\n";
+
+/* After the host's commands, those the plugins add (the file backend's decode, verify, repair),
+ * then this. */
+static const char usage_tail[] =
     "\n"
+    "Commands after `version` come from the plugins found (`seastreamer plugins`).\n"
     "URIs: scheme://node1[,node2...]/key1[,key2...]   e.g. stdio:///orders,\n"
     "      kafka://a:9092,b:9092/orders, redis://localhost:6379/orders\n"
     "Run `seastreamer <command> --help` for a command's options.\n"
@@ -116,12 +118,66 @@ static int check_log_env(void) {
   return EXIT_USAGE;
 }
 
+static const struct {
+  const char *name;
+  int (*fn)(int, char **);
+} cmds[] = {{"relay", cmd_relay},     {"consume", cmd_consume},
+            {"produce", cmd_produce}, {"plugins", cmd_plugins},
+            {"clock", cmd_clock},     {"run", cmd_run},
+            {"list", cmd_list},       {"-L", cmd_list},
+            {"version", NULL},        {"help", NULL}};
+
+static int builtin(const char *name) {
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+    if (strcmp(name, cmds[i].name) == 0)
+      return 1;
+  return 0;
+}
+
+/* The usage, with the commands of the plugins found (none if no runtime can be made). */
+static void print_usage(FILE *out) {
+  sea_runtime_t *rt;
+  fputs(usage_head, out);
+  if (sea_runtime_new(&rt) == 0) {
+    const char *name, *args, *summary;
+    for (size_t i = 0; sea_runtime_command_info(rt, i, &name, &args, &summary, NULL) == 0; i++) {
+      if (builtin(name))
+        continue;
+      char left[64];
+      snprintf(left, sizeof left, "%s%s%s", name, *args ? " " : "", args);
+      fprintf(out, "  %-22s %s\n", left, summary);
+    }
+    sea_runtime_free(rt);
+  }
+  fputs(usage_tail, out);
+}
+
+/* A command a plugin adds (plugin ABI 1.3), or an unknown one. */
+static int plugin_command(int argc, char **argv) {
+  const char *cmd = argv[0];
+  sea_runtime_t *rt;
+  int status = EXIT_USAGE;
+  if (sea_runtime_new(&rt) != 0) {
+    cli_error(cmd, "cannot create the runtime");
+    return EXIT_STREAM;
+  }
+  if (sea_runtime_command_run(rt, cmd, argc, argv, &status) != 0) {
+    fprintf(stderr,
+            "seastreamer: unknown command '%s': neither the command's own nor one a plugin found "
+            "adds (run `seastreamer --help`; `seastreamer plugins` lists the plugins)\n",
+            cmd);
+    status = EXIT_USAGE;
+  }
+  sea_runtime_free(rt);
+  return status;
+}
+
 int main(int argc, char **argv) {
   if (check_log_env() != 0)
     return EXIT_USAGE;
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
       strcmp(argv[1], "help") == 0) {
-    fputs(usage, argc < 2 ? stderr : stdout);
+    print_usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? EXIT_USAGE : EXIT_OK;
   }
   const char *cmd = argv[1];
@@ -129,16 +185,8 @@ int main(int argc, char **argv) {
     printf("seastreamer %s\n", sea_version_string());
     return EXIT_OK;
   }
-  static const struct {
-    const char *name;
-    int (*fn)(int, char **);
-  } cmds[] = {{"relay", cmd_relay},     {"consume", cmd_consume}, {"produce", cmd_produce},
-              {"plugins", cmd_plugins}, {"clock", cmd_clock},     {"decode", cmd_decode},
-              {"verify", cmd_verify},   {"repair", cmd_repair},   {"run", cmd_run},
-              {"list", cmd_list},       {"-L", cmd_list}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-    if (strcmp(cmd, cmds[i].name) == 0)
+    if (cmds[i].fn && strcmp(cmd, cmds[i].name) == 0)
       return cmds[i].fn(argc - 1, argv + 1);
-  fprintf(stderr, "seastreamer: unknown command '%s' (run `seastreamer --help`)\n", cmd);
-  return EXIT_USAGE;
+  return plugin_command(argc - 1, argv + 1);
 }

@@ -327,6 +327,76 @@ int sea_runtime_plugin_info(sea_runtime_t *rt, size_t i, sea_plugin_info_t *info
   return 0;
 }
 
+/* The i-th command of the loaded plugins (ABI 1.3), in load order; a name a plugin found later
+ * also has is left to that one, as a scheme is. */
+static const sea_plugin_command_t *command_at(sea_runtime_t *rt, size_t i,
+                                              const sea__plugin_t **of) {
+  sea__plugins_ensure(rt);
+  size_t n = 0;
+  for (size_t k = 0; k < rt->plugin_count; k++) {
+    const sea__plugin_t *p = &rt->plugins[k];
+    if (p->refused || p->desc.abi_minor < 3 || p->desc.commands == NULL)
+      continue;
+    for (const sea_plugin_command_t *c = p->desc.commands; c->name; c++) {
+      if (c->run == NULL)
+        continue;
+      int seen = 0;
+      for (size_t j = k + 1; j < rt->plugin_count && !seen; j++) {
+        const sea__plugin_t *q = &rt->plugins[j];
+        if (q->refused || q->desc.abi_minor < 3 || q->desc.commands == NULL)
+          continue;
+        for (const sea_plugin_command_t *d = q->desc.commands; d->name && !seen; d++)
+          seen = d->run && strcmp(d->name, c->name) == 0;
+      }
+      if (seen)
+        continue;
+      if (n++ == i) {
+        if (of)
+          *of = p;
+        return c;
+      }
+    }
+  }
+  return NULL;
+}
+
+size_t sea_runtime_command_count(sea_runtime_t *rt) {
+  size_t n = 0;
+  while (command_at(rt, n, NULL))
+    n++;
+  return n;
+}
+
+int sea_runtime_command_info(sea_runtime_t *rt, size_t i, const char **name, const char **args,
+                             const char **summary, const char **plugin) {
+  const sea__plugin_t *p = NULL;
+  const sea_plugin_command_t *c = command_at(rt, i, &p);
+  if (c == NULL)
+    return SEA_EINVAL;
+  if (name)
+    *name = c->name;
+  if (args)
+    *args = c->args ? c->args : "";
+  if (summary)
+    *summary = c->summary ? c->summary : "";
+  if (plugin)
+    *plugin = p->desc.name;
+  return 0;
+}
+
+int sea_runtime_command_run(sea_runtime_t *rt, const char *name, int argc, char **argv,
+                            int *status) {
+  const sea_plugin_command_t *c;
+  if (name == NULL || status == NULL)
+    return SEA_EINVAL;
+  for (size_t i = 0; (c = command_at(rt, i, NULL)) != NULL; i++)
+    if (strcmp(c->name, name) == 0) {
+      *status = c->run(argc, argv);
+      return 0;
+    }
+  return SEA_ENOTSUP;
+}
+
 const sea__plugin_t *sea__plugin_for_scheme(sea_runtime_t *rt, const char *scheme) {
   sea__plugins_ensure(rt);
   for (size_t i = rt->plugin_count; i-- > 0;) {

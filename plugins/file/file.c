@@ -56,6 +56,7 @@
 #include <unistd.h>
 
 #include "seastreamer/plugin.h"
+#include "file_cmd.h"
 #include "file_list.h"
 #include "ss_codec.h"
 
@@ -1759,6 +1760,7 @@ static const sea_plugin_t file_plugin = {
     .consumer_close = file_consumer_close,
     .consumer_lag = file_consumer_lag,
     .list = file_list,
+    .commands = file_commands,
 };
 
 SEA_PLUGIN_ENTRY(file) {

@@ -20,6 +20,18 @@ done
 "$SS" frobnicate >/dev/null 2>"$T/err"
 expect_status unknown-command 2 $?
 expect_grep unknown-command "unknown command 'frobnicate'" "$T/err"
+# decode, verify and repair are the file plugin's commands (plugin ABI 1.3): listed after the
+# host's own, and gone with the plugin, with an error that says where commands come from.
+"$SS" --help >"$T/out" 2>&1
+expect_grep "help: the file plugin's commands" "^  decode FILE +print a \.ss file" "$T/out"
+expect_grep "help: the file plugin's commands" "^  repair FILE +cut the torn tail" "$T/out"
+mkdir -p "$T/no-plugins"
+SEASTREAMER_PLUGIN_DIR="$T/no-plugins" "$SS" --help >"$T/out" 2>&1
+expect_status "help without plugins" 0 $?
+if grep -q '^  decode' "$T/out"; then bad "help without plugins lists decode"; else ok; fi
+SEASTREAMER_PLUGIN_DIR="$T/no-plugins" "$SS" decode x.ss >/dev/null 2>"$T/err"
+expect_status "decode without the file plugin" 2 $?
+expect_grep "decode without the file plugin" "unknown command 'decode': .*seastreamer plugins" "$T/err"
 "$SS" consume >/dev/null 2>"$T/err"
 expect_status missing-uri 2 $?
 "$SS" consume -Q stdio:// >/dev/null 2>"$T/err"

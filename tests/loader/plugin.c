@@ -129,6 +129,25 @@ static int minor_zero_list(void *impl, const sea_list_args_t *args, sea_op_t *op
 }
 #endif
 
+#ifdef LOADER_FAULT_MINOR_ZERO
+/* In the slot ABI 1.3 gave to commands: a 1.0 plugin's command is never listed nor run. */
+static int never_run(int argc, char **argv) {
+  (void)argc, (void)argv;
+  abort();
+}
+static const sea_plugin_command_t minor_zero_commands[] = {{"never", NULL, "never run", never_run},
+                                                           {NULL, NULL, NULL, NULL}};
+#else
+/* `hello`: its status says whose it is (the length of the plugin's name), so a test can tell
+ * which of two plugins offering it ran. */
+static int hello_run(int argc, char **argv) {
+  (void)argv;
+  return argc == 1 ? (int)strlen(LOADER_NAME) : 100;
+}
+static const sea_plugin_command_t hello_commands[] = {{"hello", NULL, "say whose", hello_run},
+                                                      {NULL, NULL, NULL, NULL}};
+#endif
+
 /* The descriptor with room behind it, as a plugin built against a future 1.x header (whose
  * sea_plugin_t grew at the end) would have. Only the future variant says it is that big. */
 static struct {
@@ -153,6 +172,9 @@ static const sea_plugin_t *describe(void) {
   d->producer_open = producer_open;
   d->producer_send = producer_send;
   d->producer_close = producer_close;
+#ifndef LOADER_FAULT_MINOR_ZERO
+  d->commands = hello_commands;
+#endif
 
 #if defined(LOADER_FAULT_ABI_MAJOR)
   d->abi_major = 2;
@@ -171,6 +193,7 @@ static const sea_plugin_t *describe(void) {
   /* Not a fault: a plugin built for ABI 1.0 with something in the slot 1.1 gave to list. */
   d->abi_minor = 0;
   d->list = minor_zero_list;
+  d->commands = minor_zero_commands;
 #elif defined(LOADER_FAULT_FUTURE_SIZE)
   /* Not a fault: bigger than this host's struct, still ABI 1.0. The host reads what it knows. */
   d->struct_size = sizeof desc;

@@ -295,6 +295,22 @@ static void test_dir_scan(void) {
   /* Refused plugins serve nothing, even when found by a scan. */
   check_no_scheme(rt, "abi-major");
   check_no_scheme(rt, "no-send");
+  /* Commands (ABI 1.3): good and future both offer `hello`, good is found later and has it;
+   * minor-zero's (ABI 1.0) is never read. */
+  const char *name = NULL, *args = NULL, *summary = NULL, *plugin = NULL;
+  char hello[] = "hello", never[] = "never", *argv_hello[] = {hello, NULL},
+       *argv_never[] = {never, NULL};
+  int status = -1;
+  CHECK_EQ_INT(sea_runtime_command_count(rt), 1);
+  CHECK_EQ_INT(sea_runtime_command_info(rt, 0, &name, &args, &summary, &plugin), 0);
+  CHECK_STR(name, "hello");
+  CHECK_STR(args, "");
+  CHECK_STR(summary, "say whose");
+  CHECK_STR(plugin, "good");
+  CHECK_EQ_INT(sea_runtime_command_info(rt, 1, &name, &args, &summary, &plugin), SEA_EINVAL);
+  CHECK_EQ_INT(sea_runtime_command_run(rt, "hello", 1, argv_hello, &status), 0);
+  CHECK_EQ_INT(status, 4); /* strlen("good") */
+  CHECK_EQ_INT(sea_runtime_command_run(rt, "never", 1, argv_never, &status), SEA_ENOTSUP);
   runtime_free(rt);
 }
 
@@ -325,6 +341,12 @@ static void test_path_precedence(void) {
     CHECK(!"shadow/good.so listed");
   }
   check_good_works(rt, "good-shadow");
+  /* A command a plugin found later also offers is that one's, as a scheme is. */
+  char hello[] = "hello", *argv_hello[] = {hello, NULL};
+  int status = -1;
+  CHECK_EQ_INT(sea_runtime_command_count(rt), 1);
+  CHECK_EQ_INT(sea_runtime_command_run(rt, "hello", 1, argv_hello, &status), 0);
+  CHECK_EQ_INT(status, 11); /* strlen("good-shadow") */
   /* The other schemes of the plugin dir are still served from there. */
   sea_streamer_t *s = NULL;
   CHECK_EQ_INT(sea_connect(rt, "future:///k", NULL, &s), 0);

@@ -23,8 +23,8 @@ extern "C" {
 
 #define SEA_PLUGIN_ABI_MAJOR 1
 /* 1.1 added sea_plugin_t.list (in its first reserved slot). 1.2: consumer_rewind may get
- * SEA_POS_COMMITTED_ (sent only to a plugin of 1.2 or later). */
-#define SEA_PLUGIN_ABI_MINOR 2
+ * SEA_POS_COMMITTED_ (sent only to a plugin of 1.2 or later). 1.3 added sea_plugin_t.commands. */
+#define SEA_PLUGIN_ABI_MINOR 3
 
 /* The host's printf-style members are checked as printf calls where the compiler can (GCC, Clang):
  * a format and arguments that do not match are a warning at the plugin's call. */
@@ -226,6 +226,19 @@ enum {
 /* The host's own rewind kind (see consumer_rewind). Added in 1.2. */
 #define SEA_POS_COMMITTED_ ((sea_pos_kind_t)3)
 
+/* A command a plugin adds to the `seastreamer` command (sea_plugin_t.commands, ABI 1.3): the
+ * tools that belong with a backend (the file backend's decode, verify and repair). run gets the
+ * command's arguments (argv[0] is its name), parses them itself (getopt_long, -h/--help as every
+ * command does) and returns the process's exit status: 0 success, 1 the stream or file failed,
+ * 2 bad usage or input, 3 no backend. It runs in the command's process, outside any runtime
+ * (no loop): it may block, and it calls neither the host table nor the user API. */
+typedef struct sea_plugin_command {
+  const char *name;    /* a word of a-z, e.g. "decode"; a name the host has already is ignored */
+  const char *args;    /* its operands for `seastreamer --help`, e.g. "FILE" (or NULL) */
+  const char *summary; /* what it does, one short line, e.g. "print a .ss file" */
+  int (*run)(int argc, char **argv);
+} sea_plugin_command_t;
+
 /* A backend. Required operations: connect, disconnect, and producer_open/send/close or
  * consumer_open/start/close or both (a backend may be input-only or output-only). Optional
  * operations are NULL, and the host answers SEA_ENOTSUP "<op>: not supported by <name>". */
@@ -316,7 +329,12 @@ typedef struct sea_plugin {
    * SEA_ENOTSUP "list is not supported by the <name> backend". */
   int (*list)(void *streamer_impl, const sea_list_args_t *args, sea_op_t *op);
 
-  void *reserved[17];
+  /* Optional, added in ABI 1.3 (read only from a plugin whose abi_minor >= 3): the commands the
+   * plugin adds to `seastreamer`, ended by an entry whose name is NULL (see
+   * sea_plugin_command_t). The array lives as long as the plugin is loaded. */
+  const sea_plugin_command_t *commands;
+
+  void *reserved[16];
 } sea_plugin_t;
 
 /* Sizes of the v1.0 structs, the smallest the loader accepts: fixed numbers (a header, then

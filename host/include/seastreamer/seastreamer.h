@@ -236,6 +236,18 @@ typedef struct sea_plugin_info {
 SEA_EXTERN int sea_runtime_load_plugins(sea_runtime_t *rt);
 SEA_EXTERN size_t sea_runtime_plugin_count(sea_runtime_t *rt);
 SEA_EXTERN int sea_runtime_plugin_info(sea_runtime_t *rt, size_t i, sea_plugin_info_t *info);
+/* Commands plugins add to the `seastreamer` command (plugin ABI 1.3: the file backend's decode,
+ * verify and repair), in load order; a name a plugin found later also has is that one's (as a
+ * scheme is: SEASTREAMER_PLUGIN_PATH's plugins come after the plugin directory's). The strings
+ * live as long as rt. sea_runtime_command_info returns SEA_EINVAL past the end. */
+SEA_EXTERN size_t sea_runtime_command_count(sea_runtime_t *rt);
+SEA_EXTERN int sea_runtime_command_info(sea_runtime_t *rt, size_t i, const char **name,
+                                        const char **args, const char **summary,
+                                        const char **plugin);
+/* Run the command NAME of a plugin: *status gets its exit status. SEA_ENOTSUP if no loaded plugin
+ * offers it. */
+SEA_EXTERN int sea_runtime_command_run(sea_runtime_t *rt, const char *name, int argc, char **argv,
+                                       int *status);
 /* Load one plugin file now. Returns SEA_EPLUGIN with the reason in sea_runtime_errmsg. */
 SEA_EXTERN int sea_runtime_load_plugin_file(sea_runtime_t *rt, const char *path);
 /* Register a statically linked plugin by its entry function (see plugin.h). */

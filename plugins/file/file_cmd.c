@@ -1,18 +1,57 @@
-/* cmd_file.c: `decode`, `verify` and `repair` of .ss files, over the shared codec
- * (plugins/file/ss_codec.c, compiled into the command as the tests compile it: it has no host
- * dependency, so the command reads files without loading the plugin). */
+/* file_cmd.c: the commands the file backend adds to `seastreamer` (plugin ABI 1.3,
+ * sea_plugin_t.commands): `decode`, `verify` and `repair` of .ss files, over the codec
+ * (ss_codec.c). They belong with the backend that owns the format, so nothing in host/ includes
+ * a plugin. They run in the command's process outside any runtime: plain blocking file I/O,
+ * stdout and stderr, and the process's exit status; neither the host table nor the user API. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include <seastreamer/plugin.h>
+
+#include "file_cmd.h"
 #include "ss_codec.h"
+
+/* The exit statuses of the seastreamer command (sea_plugin_command_t). */
+enum { EXIT_OK = 0, EXIT_STREAM = 1, EXIT_USAGE = 2 };
+
+/* "seastreamer CMD: message" on stderr, as the command's own errors read. */
+static void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void cli_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "seastreamer %s: ", cmd);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+/* -h/--help as the only option (getopt_long, as every command): prints help and sets *shown, or
+ * reports an unknown option; returns 0 (optind is the first operand) or an exit status. */
+static int cli_help_only(const char *cmd, int argc, char **argv, const char *help, int *shown) {
+  static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+  int c;
+  *shown = 0;
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+    if (c == 'h') {
+      fputs(help, stdout);
+      *shown = 1;
+      return 0;
+    }
+    cli_error(cmd, "unknown option '%s' (see --help)", argv[optind - 1]);
+    return EXIT_USAGE;
+  }
+  return 0;
+}
 
 static void *cli_realloc(void *p, size_t n) {
   if (n == 0) {
@@ -658,7 +697,7 @@ static const char decode_usage[] =
     "end-of-stream message or a torn tail (status 0), or at damage (status 1, with the offset).\n"
     "-J is --format ndjson (as consume -J prints JSON).\n";
 
-int cmd_decode(int argc, char **argv) {
+static int cmd_decode(int argc, char **argv) {
   enum { OPT_FORMAT = 256, OPT_HEADER_ONLY, OPT_FILE };
   static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
                                            {"format", required_argument, NULL, OPT_FORMAT},
@@ -858,7 +897,7 @@ static int file_operand(const char *cmd, int argc, char **argv, const char *help
   return 0;
 }
 
-int cmd_verify(int argc, char **argv) {
+static int cmd_verify(int argc, char **argv) {
   static const char help[] =
       "usage: seastreamer verify FILE\n"
       "Read every frame and beacon of a .ss file and check every checksum and length. Each\n"
@@ -883,7 +922,7 @@ int cmd_verify(int argc, char **argv) {
   return problems ? EXIT_STREAM : EXIT_OK;
 }
 
-int cmd_repair(int argc, char **argv) {
+static int cmd_repair(int argc, char **argv) {
   static const char help[] =
       "usage: seastreamer repair FILE\n"
       "Cut a torn tail (an incomplete last frame, as a crashed writer leaves) so the file ends\n"
@@ -928,3 +967,9 @@ int cmd_repair(int argc, char **argv) {
   close(fd);
   return status;
 }
+
+const sea_plugin_command_t file_commands[] = {
+    {"decode", "FILE", "print a .ss file (--format log|ndjson, --header-only)", cmd_decode},
+    {"verify", "FILE", "check every frame, checksum and beacon of a .ss file", cmd_verify},
+    {"repair", "FILE", "cut the torn tail of a .ss file", cmd_repair},
+    {NULL, NULL, NULL, NULL}};

@@ -31,7 +31,8 @@
 #   list      `seastreamer list -J` through one node (a master, a replica, a URI whose first node
 #             is down) shows the 6 shards of a key that lie on the three masters, with XLEN's
 #             lengths, and a group that committed K of N with lag + pending = N - K; URI/KEY only
-#             that key; db=1 is refused. Then a group's rewind and seek (the Lua module's
+#             that key; while a shard's slot is moved by hand (its key MIGRATEd, the slot still
+#             MIGRATING) the listing follows ASK and shows it as before; db=1 is refused. Then a group's rewind and seek (the Lua module's
 #             rewind("beginning"), rewind(seq), seek(ts), and a rewind while running; XGROUP SETID
 #             on each shard's master): each re-reads exactly the entries from that point on
 #             (XRANGE's count over the 6 shards), none lost, none twice.
@@ -411,7 +412,7 @@ count_from() {
 }
 
 case_list() {
-  local u="redis://127.0.0.1:${PORTS[0]}" i lens="" n p
+  local u="redis://127.0.0.1:${PORTS[0]}" i lens="" n p st
   seq 1 "$N" | bounded "$SS" produce -O shards=6 "$u/$K" 2>"$T/produce.err"
   expect_status "produce to the cluster" 0 $?
   seq 1 5 | bounded "$SS" produce "$u/$K-plain" 2>"$T/produce.err"
@@ -455,6 +456,39 @@ assert [x['stream'] for x in d['streams']] == [K], d['streams']
 assert [x['name'] for x in d['shards']] == ['%s:%d' % (K, i) for i in range(6)], d['shards']
 assert all(x['stream'] == K for x in d['groups']), d['groups']
 "
+  # A slot being moved (MIGRATING at its master, IMPORTING at another, its key already MIGRATEd):
+  # the map still names the old master, which answers ASK; the listing follows it (ASKING).
+  local victim="$K:3" slot src dst did
+  slot=$(rc "${PORTS[0]}" cluster keyslot "$victim")
+  src=$(master_of "$victim")
+  dst=$(masters | grep -vx "$src" | head -1)
+  did=$(node_id "$dst")
+  rc "$dst" cluster setslot "$slot" importing "$(node_id "$src")" >/dev/null
+  rc "$src" cluster setslot "$slot" migrating "$did" >/dev/null
+  rc "$src" migrate 127.0.0.1 "$dst" "" 0 5000 keys "$victim" >/dev/null
+  # (the old master answers ASK for it now, the new one has it)
+  if [[ $(rc "$src" exists "$victim") == "ASK $slot "* && $(printf 'ASKING\nEXISTS %s\n' "$victim" | rc "$dst" | tail -1) == 1 ]]; then
+    ok
+  else
+    bad "MIGRATE of $victim from $src to $dst"
+  fi
+  bounded "$SS" list -J "$u/$K" >"$T/l.json" 2>"$T/l.err"
+  st=$?
+  expect_status "list -J while $victim's slot moves (ASK): $(head -c 300 "$T/l.err")" 0 "$st"
+  check "list while $victim's slot moves: its length and group g as before" "$T/l.json" "
+lens = [int(x) for x in '$lens'.split()]
+sh = sorted((x['shard'], x['messages']) for x in d['shards'])
+assert sh == [(i, lens[i]) for i in range(6)], sh
+g = [x for x in d['groups'] if x['group'] == 'g' and x['shard'] == 3]
+assert len(g) == 1 and g[0]['lag'] + g[0]['pending'] <= lens[3], g
+"
+  for p in "${PORTS[@]}"; do rc "$p" cluster setslot "$slot" node "$did" >/dev/null 2>&1; done
+  wait_ok_all "${PORTS[@]}" || bad "the cluster is not ok after the slot's move"
+  bounded "$SS" list -J "$u/$K" >"$T/l.json" 2>"$T/l.err"
+  check "list after $victim's slot moved: the 6 shards" "$T/l.json" "
+lens = [int(x) for x in '$lens'.split()]
+assert sorted((x['shard'], x['messages']) for x in d['shards']) == [(i, lens[i]) for i in range(6)], d
+"
   # bad input: a cluster has one database
   bounded "$SS" list -X db=1 "$u/" >/dev/null 2>"$T/l.err"
   expect_status "list db=1 on a cluster fails" 1 $(($? != 0))
@@ -474,7 +508,8 @@ assert all(x['stream'] == K for x in d['groups']), d['groups']
   bounded "$SS" consume -G r -o beginning -e -f '%s\n' "$u/$K" >"$T/r0.txt" 2>"$T/r0.err"
   expect_all "group r reads everything" "$N" "$T/r0.txt"
   lrw beginning 0 "$T/r1.txt"
-  expect_status "rewind(\"beginning\") of group r: $(head -c 300 "$T/lua.err")" 0 $?
+  st=$?
+  expect_status "rewind(\"beginning\") of group r: $(head -c 300 "$T/lua.err")" 0 "$st"
   tally "$N" "$T/r1.txt"
   echo "figures: rewind(\"beginning\"): $TOTAL read again, $LOST lost, $DUPS duplicated"
   if ((LOST == 0 && DUPS == 0 && BAD == 0 && TOTAL == N)); then ok; else bad "rewind(beginning): $TOTAL lines, $LOST lost, $DUPS dups"; fi
@@ -484,7 +519,8 @@ assert all(x['stream'] == K for x in d['groups']), d['groups']
   sq=$(python3 -c "ms, n = '$id'.split('-'); print((int(ms) << 16) | int(n))")
   want=$(count_from "$id")
   lrw seq "$sq" "$T/r2.txt"
-  expect_status "rewind(seq of $id): $(head -c 300 "$T/lua.err")" 0 $?
+  st=$?
+  expect_status "rewind(seq of $id): $(head -c 300 "$T/lua.err")" 0 "$st"
   n=$(sort -u "$T/r2.txt" | wc -l)
   echo "figures: rewind($id): $(wc -l <"$T/r2.txt") read again ($n distinct), XRANGE from it on: $want"
   if [[ $(wc -l <"$T/r2.txt") -eq $want && $n -eq $want ]]; then ok; else bad "rewind($id): $(wc -l <"$T/r2.txt") lines, $n distinct, expected $want"; fi
@@ -493,13 +529,15 @@ assert all(x['stream'] == K for x in d['groups']), d['groups']
   local ms=${id%-*}
   want=$(count_from "$ms")
   lrw seek $((ms * 1000)) "$T/r3.txt"
-  expect_status "seek($ms ms): $(head -c 300 "$T/lua.err")" 0 $?
+  st=$?
+  expect_status "seek($ms ms): $(head -c 300 "$T/lua.err")" 0 "$st"
   n=$(sort -u "$T/r3.txt" | wc -l)
   echo "figures: seek($ms ms): $(wc -l <"$T/r3.txt") read again ($n distinct), XRANGE from it on: $want"
   if [[ $(wc -l <"$T/r3.txt") -eq $want && $n -eq $want ]]; then ok; else bad "seek($ms): $(wc -l <"$T/r3.txt") lines, $n distinct, expected $want"; fi
   # rewind while running: N read and committed, rewind("beginning"), N again
   lrw again "$N" "$T/r4.txt"
-  expect_status "read, rewind(\"beginning\") while running, read: $(head -c 300 "$T/lua.err")" 0 $?
+  st=$?
+  expect_status "read, rewind(\"beginning\") while running, read: $(head -c 300 "$T/lua.err")" 0 "$st"
   tally "$N" "$T/r4.txt"
   echo "figures: read, rewind, read: $TOTAL lines, $LOST lost, every number $MAXC times at most"
   if ((LOST == 0 && BAD == 0 && TOTAL == 2 * N && MAXC == 2 && DUPS == N)); then ok; else

@@ -281,6 +281,12 @@ static int r_list(void *impl, const sea_list_args_t *args, sea_op_t *op) {
   snprintf(t.pass, sizeof t.pass, "%s", s->pass);
   snprintf(t.addr, sizeof t.addr, "%s", s->addr);
   t.db = s->cfg.db;
+  redis_list_seed_t seeds[64]; /* r_connect takes at most 64 nodes */
+  for (size_t i = 0; i < s->nseeds && i < 64; i++, t.nseeds++) {
+    memcpy(seeds[i].host, s->seeds[i].host, sizeof seeds[i].host);
+    seeds[i].port = s->seeds[i].port;
+  }
+  t.seeds = seeds;
   return sea_redis_list(rhost, &s->lists, &t, args, op);
 }
 

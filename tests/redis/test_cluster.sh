@@ -28,6 +28,14 @@
 #             over, the producer follows MOVED, ends by itself with every receipt, the consumer
 #             runs on, and every number is stored and read (0 lost); the old master is a replica
 #             after it.
+#   list      `seastreamer list -J` through one node (a master, a replica, a URI whose first node
+#             is down) shows the 6 shards of a key that lie on the three masters, with XLEN's
+#             lengths, and a group that committed K of N with lag + pending = N - K; URI/KEY only
+#             that key; while a shard's slot is moved by hand (its key MIGRATEd, the slot still
+#             MIGRATING) the listing follows ASK and shows it as before; db=1 is refused. Then a group's rewind and seek (the Lua module's
+#             rewind("beginning"), rewind(seq), seek(ts), and a rewind while running; XGROUP SETID
+#             on each shard's master): each re-reads exactly the entries from that point on
+#             (XRANGE's count over the 6 shards), none lost, none twice.
 # Every command runs under a bound; nothing asserts a time. Each case prints its figures.
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
@@ -383,7 +391,168 @@ case_handover() {
   if [[ $(rc "$vport" role 2>/dev/null | head -1) == slave ]]; then ok; else bad "$vport is not a replica after the handover"; fi
 }
 
+# check NAME FILE PYTHON: the JSON document of `list -J` in FILE, loaded as d, passes the asserts
+check() {
+  local name=$1 file=$2 code=$3
+  if python3 - "$file" "$K" <<EOF; then ok; else bad "$name"; sed 's/^/    /' "$file" | head -40 >&2; fi
+import json, sys
+d = json.load(open(sys.argv[1]))
+K = sys.argv[2]
+$code
+EOF
+}
+# count_from ID: how many entries the six shards hold from ID on (XRANGE ID +, each on its master)
+count_from() {
+  local i n s=0
+  for i in 0 1 2 3 4 5; do
+    n=$(redis-cli -c -p "${PORTS[0]}" --raw xrange "$K:$i" "$1" + | grep -cE '^[0-9]+-[0-9]+$')
+    s=$((s + n))
+  done
+  echo "$s"
+}
+
+case_list() {
+  local u="redis://127.0.0.1:${PORTS[0]}" i lens="" n p st
+  seq 1 "$N" | bounded "$SS" produce -O shards=6 "$u/$K" 2>"$T/produce.err"
+  expect_status "produce to the cluster" 0 $?
+  seq 1 5 | bounded "$SS" produce "$u/$K-plain" 2>"$T/produce.err"
+  expect_status "produce to a plain key" 0 $?
+  # a member that stops after kc: kc acknowledged, what it read ahead pending, the rest lag
+  local kc=1000
+  bounded "$SS" consume -G g -c "$kc" "$u/$K" >/dev/null 2>"$T/g.err"
+  expect_status "consume -G g -c $kc" 0 $?
+  for i in 0 1 2 3 4 5; do lens+="$(redis-cli -c -p "${PORTS[0]}" xlen "$K:$i") "; done
+  # through any one node: a master, a replica, a URI whose first node is down
+  local dead replica=""
+  dead=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  for p in "${PORTS[@]}"; do
+    [[ $(rc "$p" role 2>/dev/null | head -1) == slave ]] && { replica=$p; break; }
+  done
+  local seeds=("${PORTS[0]}" "$replica" "$dead,127.0.0.1:${PORTS[2]}")
+  for n in "${seeds[@]}"; do
+    bounded "$SS" list -J "redis://127.0.0.1:$n/" >"$T/l.json" 2>"$T/l.err"
+    expect_status "list -J redis://127.0.0.1:$n/" 0 $?
+    check "list -J through $n: the 6 shards of every master, XLEN's lengths ($lens), group g's lag + pending = $N - $kc" "$T/l.json" "
+lens = [int(x) for x in '$lens'.split()]
+s = {x['stream']: x for x in d['streams']}
+assert s[K]['shards'] == 6 and s[K]['messages'] == $N, s.get(K)
+assert s[K + '-plain']['messages'] == 5, s.get(K + '-plain')
+sh = sorted((x['shard'], x['name'], x['messages']) for x in d['shards'] if x['stream'] == K)
+assert sh == [(i, '%s:%d' % (K, i), lens[i]) for i in range(6)], sh
+assert sum(lens) == $N, lens
+g = {x['shard']: x for x in d['groups'] if x['stream'] == K and x['group'] == 'g'}
+assert sorted(g) == list(range(6)), g
+for i, x in g.items():
+    assert 0 <= x['lag'] and 0 <= x['pending'] and x['lag'] + x['pending'] <= lens[i], x
+assert sum(x['lag'] + x['pending'] for x in g.values()) == $N - $kc, g
+m = [x for x in d['members'] if x['stream'] == K and x['group'] == 'g']
+assert sum(x['pending'] for x in m) == sum(x['pending'] for x in g.values()), (m, g)
+"
+  done
+  bounded "$SS" list -J "$u/$K" >"$T/l.json" 2>"$T/l.err"
+  expect_status "list -J URI/KEY" 0 $?
+  check "list URI/KEY: only that key's 6 shards" "$T/l.json" "
+assert [x['stream'] for x in d['streams']] == [K], d['streams']
+assert [x['name'] for x in d['shards']] == ['%s:%d' % (K, i) for i in range(6)], d['shards']
+assert all(x['stream'] == K for x in d['groups']), d['groups']
+"
+  # A slot being moved (MIGRATING at its master, IMPORTING at another, its key already MIGRATEd):
+  # the map still names the old master, which answers ASK; the listing follows it (ASKING).
+  local victim="$K:3" slot src dst did
+  slot=$(rc "${PORTS[0]}" cluster keyslot "$victim")
+  src=$(master_of "$victim")
+  dst=$(masters | grep -vx "$src" | head -1)
+  did=$(node_id "$dst")
+  rc "$dst" cluster setslot "$slot" importing "$(node_id "$src")" >/dev/null
+  rc "$src" cluster setslot "$slot" migrating "$did" >/dev/null
+  rc "$src" migrate 127.0.0.1 "$dst" "" 0 5000 keys "$victim" >/dev/null
+  # (the old master answers ASK for it now, the new one has it)
+  if [[ $(rc "$src" exists "$victim") == "ASK $slot "* && $(printf 'ASKING\nEXISTS %s\n' "$victim" | rc "$dst" | tail -1) == 1 ]]; then
+    ok
+  else
+    bad "MIGRATE of $victim from $src to $dst"
+  fi
+  bounded "$SS" list -J "$u/$K" >"$T/l.json" 2>"$T/l.err"
+  st=$?
+  expect_status "list -J while $victim's slot moves (ASK): $(head -c 300 "$T/l.err")" 0 "$st"
+  check "list while $victim's slot moves: its length and group g as before" "$T/l.json" "
+lens = [int(x) for x in '$lens'.split()]
+sh = sorted((x['shard'], x['messages']) for x in d['shards'])
+assert sh == [(i, lens[i]) for i in range(6)], sh
+g = [x for x in d['groups'] if x['group'] == 'g' and x['shard'] == 3]
+assert len(g) == 1 and g[0]['lag'] + g[0]['pending'] <= lens[3], g
+"
+  for p in "${PORTS[@]}"; do rc "$p" cluster setslot "$slot" node "$did" >/dev/null 2>&1; done
+  wait_ok_all "${PORTS[@]}" || bad "the cluster is not ok after the slot's move"
+  bounded "$SS" list -J "$u/$K" >"$T/l.json" 2>"$T/l.err"
+  check "list after $victim's slot moved: the 6 shards" "$T/l.json" "
+lens = [int(x) for x in '$lens'.split()]
+assert sorted((x['shard'], x['messages']) for x in d['shards']) == [(i, lens[i]) for i in range(6)], d
+"
+  # bad input: a cluster has one database
+  bounded "$SS" list -X db=1 "$u/" >/dev/null 2>"$T/l.err"
+  expect_status "list db=1 on a cluster fails" 1 $(($? != 0))
+  expect_grep "list db=1 on a cluster: named" "redis: 127.0.0.1:${PORTS[0]}: SELECT: .*cluster" "$T/l.err"
+
+  # Group seek and rewind across the masters (the module's consumer: XGROUP SETID on each shard,
+  # each on its master): a group that read everything re-reads exactly from the point asked for.
+  local mod="$BUILD/lua/5.4/seastreamer.so"
+  if ! command -v lua5.4 >/dev/null || [[ ! -f $mod ]]; then
+    echo "skipped: group rewind (no lua5.4 or no $mod)"
+    return
+  fi
+  lrw() { # HOW ARG OUT
+    bounded lua5.4 -e "package.cpath='$BUILD/lua/5.4/?.so;'..package.cpath" "$rdir/group_rewind.lua" \
+      "$u/$K" r "$@" 2>"$T/lua.err"
+  }
+  bounded "$SS" consume -G r -o beginning -e -f '%s\n' "$u/$K" >"$T/r0.txt" 2>"$T/r0.err"
+  expect_all "group r reads everything" "$N" "$T/r0.txt"
+  lrw beginning 0 "$T/r1.txt"
+  st=$?
+  expect_status "rewind(\"beginning\") of group r: $(head -c 300 "$T/lua.err")" 0 "$st"
+  tally "$N" "$T/r1.txt"
+  echo "figures: rewind(\"beginning\"): $TOTAL read again, $LOST lost, $DUPS duplicated"
+  if ((LOST == 0 && DUPS == 0 && BAD == 0 && TOTAL == N)); then ok; else bad "rewind(beginning): $TOTAL lines, $LOST lost, $DUPS dups"; fi
+  # a point in the middle of shard 2: every shard re-reads its entries from that id on
+  local id sq want
+  id=$(redis-cli -c -p "${PORTS[0]}" --raw xrange "$K:2" - + count $((N / 12)) | grep -E '^[0-9]+-[0-9]+$' | tail -1)
+  sq=$(python3 -c "ms, n = '$id'.split('-'); print((int(ms) << 16) | int(n))")
+  want=$(count_from "$id")
+  lrw seq "$sq" "$T/r2.txt"
+  st=$?
+  expect_status "rewind(seq of $id): $(head -c 300 "$T/lua.err")" 0 "$st"
+  n=$(sort -u "$T/r2.txt" | wc -l)
+  echo "figures: rewind($id): $(wc -l <"$T/r2.txt") read again ($n distinct), XRANGE from it on: $want"
+  if [[ $(wc -l <"$T/r2.txt") -eq $want && $n -eq $want ]]; then ok; else bad "rewind($id): $(wc -l <"$T/r2.txt") lines, $n distinct, expected $want"; fi
+  if ((want > 0 && want < N)); then ok; else bad "rewind($id): $want is not a point inside the key"; fi
+  # seek to that id's millisecond
+  local ms=${id%-*}
+  want=$(count_from "$ms")
+  lrw seek $((ms * 1000)) "$T/r3.txt"
+  st=$?
+  expect_status "seek($ms ms): $(head -c 300 "$T/lua.err")" 0 "$st"
+  n=$(sort -u "$T/r3.txt" | wc -l)
+  echo "figures: seek($ms ms): $(wc -l <"$T/r3.txt") read again ($n distinct), XRANGE from it on: $want"
+  if [[ $(wc -l <"$T/r3.txt") -eq $want && $n -eq $want ]]; then ok; else bad "seek($ms): $(wc -l <"$T/r3.txt") lines, $n distinct, expected $want"; fi
+  # rewind while running: N read and committed, rewind("beginning"), N again
+  lrw again "$N" "$T/r4.txt"
+  st=$?
+  expect_status "read, rewind(\"beginning\") while running, read: $(head -c 300 "$T/lua.err")" 0 "$st"
+  tally "$N" "$T/r4.txt"
+  echo "figures: read, rewind, read: $TOTAL lines, $LOST lost, every number $MAXC times at most"
+  if ((LOST == 0 && BAD == 0 && TOTAL == 2 * N && MAXC == 2 && DUPS == N)); then ok; else
+    bad "read, rewind, read: $TOTAL lines, $LOST lost, $DUPS dups, at most $MAXC copies"
+  fi
+  # and nothing left pending or behind on any shard
+  bounded "$SS" list -J "$u/$K" >"$T/l.json" 2>"$T/l.err"
+  check "group r after its rewinds: lag 0 and nothing pending on the 6 shards" "$T/l.json" "
+g = sorted((x['shard'], x['lag'], x['pending']) for x in d['groups'] if x['group'] == 'r')
+assert g == [(i, 0, 0) for i in range(6)], g
+"
+}
+
 case $CASE in
+list) case_list ;;
 spread) case_spread ;;
 reshard) case_reshard ;;
 failover) case_failover ;;

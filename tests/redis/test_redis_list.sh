@@ -2,7 +2,7 @@
 # test_redis_list.sh: `seastreamer list redis://...` against a real redis-server: a sharded key's
 # key:N streams under their key, a plain key, lengths and ids as XINFO gives them, a group with
 # pending entries and its lag, a key in the URI, and the errors (refused, a server that never
-# answers, a password the server does not take).
+# answers, a password the server does not take, two nodes in the URI of a plain server).
 # usage: test_redis_list.sh BUILD_DIR PORT_FILE
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
@@ -140,6 +140,15 @@ wait "$MUTE" 2>/dev/null
 $TO "$SS" list "redis://:nosuchpassword@127.0.0.1:$PORT" >"$T/out" 2>"$T/err"
 expect_status "password the server does not take: exit 3" 3 $?
 expect_grep "password: named" "^seastreamer list: redis: 127.0.0.1:$PORT: AUTH: " "$T/err"
+
+# Several nodes in the URI are a cluster's: a plain server among them is refused, named.
+$TO "$SS" list "redis://127.0.0.1:$PORT,127.0.0.1:$PORT/$K" >"$T/out" 2>"$T/err"
+expect_status "two nodes, a plain server: exit 2" 2 $?
+expect_grep "two nodes, a plain server: named" "^seastreamer list: redis: the URI names 2 nodes, but 127.0.0.1:$PORT is not a Redis Cluster node" "$T/err"
+# ... and none answering: the last one's error, said to be the last of them
+$TO "$SS" list "redis://127.0.0.1:$closed,127.0.0.1:$closed/$K" >"$T/out" 2>"$T/err"
+expect_status "two nodes, none answering: exit 3" 3 $?
+expect_grep "two nodes, none answering: named" "^seastreamer list: redis: cannot connect to 127.0.0.1:$closed: .* \\(the last of the URI's 2 nodes\\)$" "$T/err"
 
 rcli DEL "$K:0" "$K:1" "$K:2" "$P" >/dev/null
 finish

@@ -1,0 +1,96 @@
+/* file_internal.h: what the rooms of the file backend share. The rooms:
+ *   file.c           the plugin table, its entry point, the streamer (connect/disconnect, the
+ *                    path and keys of a URI), backend options (file_opts_t) and small helpers
+ *   file_writer.c    producers: one writer per file per runtime (lock, scan and resume, appends,
+ *                    flushes, receipts), shared by the producers of that runtime
+ *   file_consumer.c  consumers: the reading cursor (shared by a load-balanced group), following
+ *                    a growing file, seek/rewind by time or seq, ack/commit to PATH.GROUP.pos, lag
+ *   file_list.c      `seastreamer list` of a .ss file (file_list.h)
+ *   file_cmd.c       the decode, verify and repair commands (file_cmd.h)
+ *   ss_codec.c       the .ss format itself (ss_codec.h)
+ * The rooms talk only through the types and functions declared here (and the headers above);
+ * everything else in a room is static. Every room calls the host through fh, set once by the
+ * plugin entry (file.c). */
+#ifndef SEA_FILE_INTERNAL_H
+#define SEA_FILE_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "seastreamer/plugin.h"
+#include "file_list.h"
+#include "ss_codec.h"
+
+#define FILE_NAME "file"
+#define FILE_WRITE_AT (1024u * 1024u)
+#define FILE_FLUSH_MS_DEFAULT 10u
+#define FILE_POLL_MS_DEFAULT 100u
+#define FILE_BATCH_DEFAULT 4096u
+#define FILE_BATCH_MAX 65536u
+#define FILE_BLOCK_SIZE (256u * 1024u)
+#define FILE_SIZE_LIMIT_DEFAULT (16ull * 1024 * 1024 * 1024)
+#define FILE_KEY_CACHE 32
+
+/* The host's functions (allocation, errors, logging, the loop); set by SEA_PLUGIN_ENTRY. The
+ * symbol carries the plugin's prefix, since a static build links the plugin into programs that
+ * may have an `fh` of their own; the rooms call it fh, as file.c always has. */
+extern const sea_host_t *sea_file_fh;
+#define fh sea_file_fh
+
+/* ---------------------------------------------------------------------------------------------
+ * Helpers and options (file.c)
+ * ------------------------------------------------------------------------------------------- */
+
+/* The host's realloc, with realloc(p, 0) freeing p (what ss_codec.c expects of its allocator). */
+void *file_realloc(void *p, size_t n);
+/* A NUL-terminated copy of s[0..n), or NULL when out of memory. */
+char *file_strdup(const char *s, size_t n);
+/* Words for the codes the backend returns (a plugin does not call the library's sea_strerror). */
+const char *file_strerror(int rc);
+/* A decimal number with nothing else: 0, or -1 (empty, not a digit, or too big). */
+int file_parse_u64(const char *s, uint64_t *out);
+
+typedef struct file_opts {
+  int create; /* 0 auto, 1 new only, 2 existing only */
+  uint64_t interval, size_limit, flush_ms, poll_ms, max_frame;
+  int poll_set; /* poll_interval was given */
+  int eos, skip_damage;
+} file_opts_t;
+
+/* The backend options of a connect or an open; an unknown one or a bad value is an error that
+ * names it (SEA_EOPTION, set on rt). */
+int file_parse_opts(sea_runtime_t *rt, const sea_options_t *o, file_opts_t *fo);
+
+/* The streamer: the path, and whether the URI named keys. */
+typedef struct file_streamer {
+  char *path;
+  int keyless;        /* the URI's last segment was the file name, not keys */
+  struct ljob *lists; /* listings running (file_list.c) */
+} file_streamer_t;
+
+/* ---------------------------------------------------------------------------------------------
+ * The plugin table's producer members (file_writer.c)
+ * ------------------------------------------------------------------------------------------- */
+int file_producer_open(void *simpl, sea_producer_t *p, const sea_open_args_t *args, void **impl);
+int file_producer_send(void *impl, const sea_message_t *m, unsigned flags, void *token);
+int file_producer_flush(void *impl, sea_op_t *op);
+int file_producer_end(void *impl, sea_op_t *op);
+void file_producer_close(void *impl);
+
+/* ---------------------------------------------------------------------------------------------
+ * The plugin table's consumer members (file_consumer.c)
+ * ------------------------------------------------------------------------------------------- */
+int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *args, void **impl);
+int file_consumer_start(void *impl);
+int file_consumer_pause(void *impl);
+int file_consumer_resume(void *impl);
+int file_consumer_seek(void *impl, int64_t ts_us, sea_op_t *op);
+int file_consumer_rewind(void *impl, sea_pos_t pos, sea_op_t *op);
+int file_consumer_assign(void *impl, const char *key, uint64_t shard);
+int file_consumer_unassign(void *impl, const char *key, uint64_t shard);
+int file_consumer_ack(void *impl, const sea_message_t *m);
+int file_consumer_commit(void *impl, sea_op_t *op);
+int file_consumer_lag(void *impl, sea_lag_t *out, size_t cap);
+void file_consumer_close(void *impl);
+
+#endif

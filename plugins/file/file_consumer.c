@@ -1,6 +1,7 @@
 /* file_consumer.c: the file backend's consumers (a room of the file plugin; the rooms and what
  * they share are in file_internal.h). file.c's plugin table calls the file_consumer_*
- * functions below; the rest is this room's own.
+ * functions below (ack and commit are in file_group.c, with the cursors groups share and the
+ * committed positions); the rest is this room's own.
  *
  * Consumer. One cursor over the file, delivering the messages of the subscribed keys (all keys
  * when the URI names none) in file order. Start: start= (beginning, end, SEQ, s@MS, -N: the
@@ -41,80 +42,6 @@
 /* ------------------------------------------------------------------------------------------------
  * Consumer
  * ---------------------------------------------------------------------------------------------- */
-
-typedef struct file_stream {
-  const char *key; /* interned */
-  uint64_t shard;
-  int reached;    /* the seek target of this stream has been passed */
-  uint64_t count; /* start=-N: messages from the start position to the end */
-  uint64_t skip;  /* start=-N: messages still to skip */
-} file_stream_t;
-
-typedef struct file_commit_job {
-  struct file_consumer *fc; /* NULL once the consumer closed */
-  sea_op_t *op;
-  char *path;
-  uint64_t pos;
-  int err;
-  char msg[256];
-} file_commit_job_t;
-
-/* The reading position. A consumer has its own; the load-balanced consumers of one group on
- * one file share theirs, and that is what splits the messages between them: each member's turn
- * reads the next batch from the shared position. */
-typedef struct file_cursor {
-  struct file_cursor *next; /* in file_cursors, when shared */
-  size_t refs;
-  dev_t dev;
-  ino_t ino;
-  const char *group; /* interned; NULL when not shared */
-  int fd;
-  ss_file_t f;
-  /* Seek filter: skip a stream's messages until one passes its target. */
-  int filter; /* 0 none, 1 time (ts > target), 2 seq (seq >= target), 3 start=-N (skip) */
-  uint64_t target;
-  file_stream_t *streams; /* every (key, shard) met, with its reached flag */
-  size_t nstreams, capstreams;
-  struct {
-    uint8_t len;
-    const char *key;
-    uint8_t buf[SS_KEY_MAX];
-  } kc[FILE_KEY_CACHE];
-  size_t nkc;
-  char *pos_path; /* PATH.GROUP.pos for a group's committed position */
-  uint64_t acked;
-  int eos;         /* an end-of-stream message was read: every member ends */
-  uint64_t resync; /* on_damage=skip: the beacon to go on from, 0 = none */
-} file_cursor_t;
-
-static file_cursor_t *file_cursors;
-
-typedef struct file_consumer {
-  sea_consumer_t *c;
-  sea_runtime_t *rt;
-  file_streamer_t *fs;
-  file_cursor_t *cur;
-  const char **keys;
-  size_t nkeys;
-  file_stream_t *assigned;
-  size_t nassigned;
-  sea_mode_t mode;
-  const char *group;
-  int stop_at_end, skip_damage;
-  uint64_t poll_ms;
-  int poll_set;
-  int fswatch_tried;
-  sea_fswatch_t *fswatch; /* the host's file-change events while following, or NULL */
-  uint32_t batch_size;
-  sea_timer_t *timer;
-  uint64_t tick_ms;      /* the loop time of the latest batch */
-  unsigned tick_batches; /* batches delivered at that loop time */
-  int waited;            /* the last turn found no more data */
-  int started, paused, ended, closed;
-  unsigned busy;
-  file_commit_job_t **jobs;
-  size_t njobs, capjobs;
-} file_consumer_t;
 
 static void consumer_tick(sea_timer_t *t, void *data);
 
@@ -319,14 +246,9 @@ static int consumer_goto(file_consumer_t *fc, sea_pos_t pos, char *err, size_t e
 }
 
 static void cursor_release(file_cursor_t *cur) {
-  file_cursor_t **pp;
   if (cur == NULL || --cur->refs > 0)
     return;
-  for (pp = &file_cursors; *pp; pp = &(*pp)->next)
-    if (*pp == cur) {
-      *pp = cur->next;
-      break;
-    }
+  file_group_forget(cur);
   ss_file_close(&cur->f);
   if (cur->fd >= 0)
     close(cur->fd);
@@ -348,26 +270,6 @@ static void consumer_free(file_consumer_t *fc) {
   fh->free(fc->assigned);
   fh->free(fc->jobs);
   fh->free(fc);
-}
-
-/* Read PATH.GROUP.pos: the offset a resumable group continues from. 0 if there is none. */
-static int read_committed(file_consumer_t *fc, uint64_t *pos) {
-  char buf[64];
-  ssize_t n;
-  int fd = open(fc->cur->pos_path, O_RDONLY | O_CLOEXEC);
-  *pos = 0;
-  if (fd < 0)
-    return errno == ENOENT ? 0 : SEA_EIO;
-  n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0)
-    return SEA_EFORMAT;
-  buf[n] = '\0';
-  if (n > 0 && buf[n - 1] == '\n')
-    buf[n - 1] = '\0';
-  if (file_parse_u64(buf, pos) != 0 || *pos < SS_HEADER_SIZE)
-    return SEA_EFORMAT;
-  return 0;
 }
 
 int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *args, void **impl) {
@@ -415,16 +317,15 @@ int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *ar
     return rc;
   }
   /* A load-balanced member joins its group's position if the group is already reading. */
-  if (args->mode == SEA_MODE_LOAD_BALANCED && args->group != NULL)
-    for (cur = file_cursors; cur; cur = cur->next)
-      if (cur->dev == st.st_dev && cur->ino == st.st_ino && cur->group == args->group) {
-        cur->refs++;
-        fc->cur = cur;
-        *impl = fc;
-        fh->log(SEA_LOG_INFO, FILE_NAME, "%s: joined group %s (member %zu of this process)",
-                fs->path, args->group, cur->refs);
-        return 0;
-      }
+  if (args->mode == SEA_MODE_LOAD_BALANCED && args->group != NULL &&
+      (cur = file_group_find(st.st_dev, st.st_ino, args->group)) != NULL) {
+    cur->refs++;
+    fc->cur = cur;
+    *impl = fc;
+    fh->log(SEA_LOG_INFO, FILE_NAME, "%s: joined group %s (member %zu of this process)", fs->path,
+            args->group, cur->refs);
+    return 0;
+  }
   cur = fc->cur = fh->calloc(1, sizeof *cur);
   if (cur == NULL) {
     consumer_free(fc);
@@ -467,7 +368,7 @@ int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *ar
     rc = consumer_goto(fc, args->start_pos, err, sizeof err);
   } else {
     uint64_t committed = 0;
-    if (fc->cur->pos_path != NULL && (rc = read_committed(fc, &committed)) != 0) {
+    if (fc->cur->pos_path != NULL && (rc = file_group_read_committed(fc, &committed)) != 0) {
       fh->set_error(args->rt, "file: cannot read the committed position in %s: %s",
                     fc->cur->pos_path, file_strerror(rc));
       consumer_free(fc);
@@ -487,11 +388,8 @@ int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *ar
     consumer_free(fc);
     return rc;
   }
-  if (args->mode == SEA_MODE_LOAD_BALANCED && args->group != NULL) {
-    cur->group = args->group;
-    cur->next = file_cursors;
-    file_cursors = cur;
-  }
+  if (args->mode == SEA_MODE_LOAD_BALANCED && args->group != NULL)
+    file_group_share(cur, args->group);
   if (fc->group != NULL && cur->pos_path != NULL)
     fh->log(SEA_LOG_INFO, FILE_NAME, "%s: opened for reading, group %s (%s), %s offset %llu",
             fs->path, fc->group, fc->mode == SEA_MODE_LOAD_BALANCED ? "load-balanced" : "resumable",
@@ -799,96 +697,6 @@ int file_consumer_unassign(void *impl, const char *key, uint64_t shard) {
       return 0;
     }
   return SEA_EINVAL;
-}
-
-int file_consumer_ack(void *impl, const sea_message_t *m) {
-  file_consumer_t *fc = impl;
-  if (fc->mode == SEA_MODE_REALTIME)
-    return SEA_ESTATE;
-  if (m->backend_pos > fc->cur->acked)
-    fc->cur->acked = m->backend_pos;
-  return 0;
-}
-
-/* On a worker thread: write the position to a temporary file, fsync it, rename it over. */
-static void commit_work(void *data) {
-  file_commit_job_t *j = data;
-  size_t n = strlen(j->path);
-  char tmp[4096], buf[32];
-  int fd, len;
-  if (n + 5 > sizeof tmp) {
-    j->err = SEA_EINVAL;
-    snprintf(j->msg, sizeof j->msg, "path too long");
-    return;
-  }
-  snprintf(tmp, sizeof tmp, "%s.tmp", j->path);
-  len = snprintf(buf, sizeof buf, "%llu\n", (unsigned long long)j->pos);
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0 || write(fd, buf, (size_t)len) != len || fsync(fd) != 0 || close(fd) != 0 ||
-      rename(tmp, j->path) != 0) {
-    j->err = SEA_EIO;
-    snprintf(j->msg, sizeof j->msg, "commit: cannot write %s: %s", j->path, strerror(errno));
-    if (fd >= 0)
-      close(fd);
-  }
-}
-
-static void commit_after(void *data, int status) {
-  file_commit_job_t *j = data;
-  file_consumer_t *fc = j->fc;
-  if (fc != NULL) {
-    for (size_t i = 0; i < fc->njobs; i++)
-      if (fc->jobs[i] == j) {
-        fc->jobs[i] = fc->jobs[--fc->njobs];
-        break;
-      }
-    if (j->err == 0 && status != 0)
-      j->err = status;
-    if (j->err != 0) {
-      fh->log(SEA_LOG_WARN, FILE_NAME, "%s", j->msg[0] ? j->msg : file_strerror(j->err));
-      fh->op_done(j->op, j->err, "%s", j->msg[0] ? j->msg : file_strerror(j->err));
-    } else {
-      fh->log(SEA_LOG_INFO, FILE_NAME, "committed offset %llu to %s", (unsigned long long)j->pos,
-              j->path);
-      fh->op_done(j->op, 0, NULL);
-    }
-  }
-  fh->free(j->path);
-  fh->free(j);
-}
-
-int file_consumer_commit(void *impl, sea_op_t *op) {
-  file_consumer_t *fc = impl;
-  file_commit_job_t *j;
-  if (fc->mode == SEA_MODE_REALTIME)
-    return SEA_ESTATE;
-  if (fc->cur->pos_path == NULL || fc->cur->acked == 0) {
-    fh->op_done(op, 0, NULL);
-    return 0;
-  }
-  if (fc->njobs == fc->capjobs) {
-    size_t cap = fc->capjobs ? fc->capjobs * 2 : 4;
-    file_commit_job_t **q = fh->realloc(fc->jobs, cap * sizeof *q);
-    if (q == NULL)
-      return SEA_ENOMEM;
-    fc->jobs = q;
-    fc->capjobs = cap;
-  }
-  j = fh->calloc(1, sizeof *j);
-  if (j == NULL || (j->path = file_strdup(fc->cur->pos_path, strlen(fc->cur->pos_path))) == NULL) {
-    fh->free(j);
-    return SEA_ENOMEM;
-  }
-  j->fc = fc;
-  j->op = op;
-  j->pos = fc->cur->acked;
-  if (fh->queue_work(fc->rt, commit_work, commit_after, j) != 0) {
-    fh->free(j->path);
-    fh->free(j);
-    return SEA_EIO;
-  }
-  fc->jobs[fc->njobs++] = j;
-  return 0;
 }
 
 /* The lag: one reading position serves every key of the file, so each key read (or "*" when

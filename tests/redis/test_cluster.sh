@@ -115,6 +115,35 @@ for i in 1 2 3 4 5 6; do
 done
 wait_ok_all "${PORTS[@]}" || { bad "the cluster is not ok before the case"; finish; exit; }
 
+# producer_and_group_after WHAT PPID CPID URI NOTE: after a failover or handover, the producer
+# (PPID) ends by itself with status 0; the group consumer (CPID, still running) reads up to every
+# number, stops cleanly (SIGTERM to the command: it commits what it printed), and a `consume -G -e`
+# prints the rest: every number stored (0 lost) and printed (0 lost), duplicates as figures.
+producer_and_group_after() {
+  local what=$1 ppid=$2 cpid=$3 u=$4 note=$5 i
+  wait "$ppid"
+  local pst=$?
+  expect_status "paced produce through the $what" 0 $pst
+  [[ $pst -ne 0 ]] && tail -5 "$T/produce.err"
+  for ((i = 0; i < 600; i++)); do
+    (($(whole_lines "$T/g1.txt" | sort -u | wc -l) >= N)) && break
+    kill -0 "$cpid" 2>/dev/null || break
+    sleep 0.05
+  done
+  if kill -0 "$cpid" 2>/dev/null; then ok; else bad "the consumer ended by itself: $(tail -c 400 "$T/g1.err")"; fi
+  kill -TERM "$(child_of "$cpid")" 2>/dev/null
+  wait "$cpid"
+  expect_status "the consumer's clean stop" 0 $?
+  bounded "$SS" consume -G g -e -f '%s\n' "$u" >"$T/g2.txt" 2>"$T/g2.err"
+  expect_status "consume -G -e after the $what" 0 $?
+  read_stream "$u" "$T/rt.txt"
+  tally "$N" "$T/rt.txt"
+  echo "figures: stored: $TOTAL entries, $LOST lost, $DUPS duplicated${note:+ $note}"
+  if ((LOST == 0 && BAD == 0)); then ok; else bad "stored after the $what: $LOST of $N lost: $(lost_sample)"; fi
+  expect_all "group across the $what" "$N" "$T/g1.txt" "$T/g2.txt"
+  echo "figures: group: $TOTAL lines printed, $DUPS duplicated; the rerun printed $(whole_lines "$T/g2.txt" | wc -l)"
+}
+
 case_spread() {
   # CRC16/XMODEM and hash tags, against the specification's test vector and the servers
   "$SLOT_TOOL" >/dev/null
@@ -296,28 +325,8 @@ case_failover() {
   # the killed node comes back, as a replica of the new master: until it has synced, the new
   # master has no replica and the producer's WAIT (wait_replicas=1) holds its receipts back
   redis-server "$vdir/redis.conf"
-  wait "$ppid"
-  local pst=$?
-  expect_status "paced produce through the failover" 0 $pst
-  [[ $pst -ne 0 ]] && tail -5 "$T/produce.err"
-  for ((i = 0; i < 600; i++)); do
-    (($(whole_lines "$T/g1.txt" | sort -u | wc -l) >= N)) && break
-    kill -0 "$cpid" 2>/dev/null || break
-    sleep 0.05
-  done
-  if kill -0 "$cpid" 2>/dev/null; then ok; else bad "the consumer ended by itself: $(tail -c 400 "$T/g1.err")"; fi
-  # a clean stop (SIGTERM) commits what was printed
-  kill -TERM "$(child_of "$cpid")" 2>/dev/null
-  wait "$cpid"
-  expect_status "the consumer's clean stop" 0 $?
-  bounded "$SS" consume -G g -e -f '%s\n' "$u" >"$T/g2.txt" 2>"$T/g2.err"
-  expect_status "consume -G -e after the failover" 0 $?
-  read_stream "$u" "$T/rt.txt"
-  tally "$N" "$T/rt.txt"
-  echo "figures: stored: $TOTAL entries, $LOST lost, $DUPS duplicated (XADDs not answered, or not confirmed by WAIT, at the kill are written again)"
-  if ((LOST == 0 && BAD == 0)); then ok; else bad "stored after the failover: $LOST of $N lost: $(lost_sample)"; fi
-  expect_all "group across the failover" "$N" "$T/g1.txt" "$T/g2.txt"
-  echo "figures: group: $TOTAL lines printed, $DUPS duplicated; the rerun printed $(whole_lines "$T/g2.txt" | wc -l)"
+  producer_and_group_after failover "$ppid" "$cpid" "$u" \
+    "(XADDs not answered, or not confirmed by WAIT, at the kill are written again)"
   # both commands met the failure (a kill that found nothing on the wire would prove little)
   expect_grep "the producer lost the killed master" "connection to 127.0.0.1:$vport lost" "$T/produce.err"
   expect_grep "the consumer lost the killed master" "connection to 127.0.0.1:$vport lost" "$T/g1.err"
@@ -360,27 +369,7 @@ case_handover() {
   if [[ $nm == "$rport" ]] && wait_ok_all "${PORTS[@]}"; then ok; else bad "$rport did not take over $victim's slot within 30 s"; fi
   seq $((N / 2 + 1)) "$N" >&3
   exec 3>&-
-  wait "$ppid"
-  local pst=$?
-  expect_status "paced produce through the handover" 0 $pst
-  [[ $pst -ne 0 ]] && tail -5 "$T/produce.err"
-  for ((i = 0; i < 600; i++)); do
-    (($(whole_lines "$T/g1.txt" | sort -u | wc -l) >= N)) && break
-    kill -0 "$cpid" 2>/dev/null || break
-    sleep 0.05
-  done
-  if kill -0 "$cpid" 2>/dev/null; then ok; else bad "the consumer ended by itself: $(tail -c 400 "$T/g1.err")"; fi
-  kill -TERM "$(child_of "$cpid")" 2>/dev/null
-  wait "$cpid"
-  expect_status "the consumer's clean stop" 0 $?
-  bounded "$SS" consume -G g -e -f '%s\n' "$u" >"$T/g2.txt" 2>"$T/g2.err"
-  expect_status "consume -G -e after the handover" 0 $?
-  read_stream "$u" "$T/rt.txt"
-  tally "$N" "$T/rt.txt"
-  echo "figures: stored: $TOTAL entries, $LOST lost, $DUPS duplicated"
-  if ((LOST == 0 && BAD == 0)); then ok; else bad "stored after the handover: $LOST of $N lost: $(lost_sample)"; fi
-  expect_all "group across the handover" "$N" "$T/g1.txt" "$T/g2.txt"
-  echo "figures: group: $TOTAL lines printed, $DUPS duplicated; the rerun printed $(whole_lines "$T/g2.txt" | wc -l)"
+  producer_and_group_after handover "$ppid" "$cpid" "$u" ""
   # the producer was told MOVED for the slot's entries of the second half, and followed it
   local slot nmoved
   slot=$(rc "$rport" cluster keyslot "$victim")

@@ -162,6 +162,15 @@ sea_batch_t *sea__batch_new(size_t cap);
 int sea__defer(sea_runtime_t *rt, void (*fn)(void *, void *), void *arg, void *arg2);
 void sea__defer_cancel(sea_runtime_t *rt, void *arg);
 extern const sea_host_t sea__host;
+/* A bounded text appender, for the stats lines and the metrics text (stats.c): sea__put writes
+ * what fits into buf (NUL-terminated) and counts in used what was needed, so a caller sees a
+ * short buffer from used >= len and can ask again with room for used + 1. */
+typedef struct sea__out {
+  char *buf;
+  size_t len, used;
+} sea__out_t;
+void sea__put(sea__out_t *o, const char *fmt, ...) SEA__PRINTF(2, 3);
+
 /* Stats lines of a pipeline (stats.c). */
 typedef struct sea__stats sea__stats_t;
 sea__stats_t **sea__pipeline_stats_ref(sea_pipeline_t *pl);

@@ -41,24 +41,7 @@ struct sea_metrics {
  * The text
  * ------------------------------------------------------------------------------------------- */
 
-/* A bounded appender: writes what fits, counts what was needed. */
-typedef struct out {
-  char *buf;
-  size_t len, used;
-} out_t;
-
-static void put(out_t *o, const char *fmt, ...) SEA__PRINTF(2, 3);
-static void put(out_t *o, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  size_t room = o->used < o->len ? o->len - o->used : 0;
-  int n = vsnprintf(room ? o->buf + o->used : NULL, room, fmt, ap);
-  va_end(ap);
-  if (n > 0)
-    o->used += (size_t)n;
-}
-
-static void put_char(out_t *o, char c) {
+static void put_char(sea__out_t *o, char c) {
   if (o->used + 1 < o->len) {
     o->buf[o->used] = c;
     o->buf[o->used + 1] = '\0';
@@ -67,7 +50,7 @@ static void put_char(out_t *o, char c) {
 }
 
 /* A label value, escaped as the format asks: backslash, double quote and newline. */
-static void put_value(out_t *o, const char *s, size_t n) {
+static void put_value(sea__out_t *o, const char *s, size_t n) {
   for (size_t i = 0; i < n && s[i]; i++) {
     if (s[i] == '\\' || s[i] == '"') {
       put_char(o, '\\');
@@ -83,7 +66,7 @@ static void put_value(out_t *o, const char *s, size_t n) {
 
 /* A URI as a label: without user and password (scheme://user:pass@host) and without a query, so
  * that no secret is published to whoever can scrape. */
-static void put_uri(out_t *o, const char *uri) {
+static void put_uri(sea__out_t *o, const char *uri) {
   if (uri == NULL)
     uri = "";
   const char *q = strchr(uri, '?');
@@ -102,28 +85,31 @@ static void put_uri(out_t *o, const char *uri) {
   put_value(o, uri, n);
 }
 
-static void family(out_t *o, const char *name, const char *type, const char *help) {
-  put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+static void family(sea__out_t *o, const char *name, const char *type, const char *help) {
+  sea__put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void sample(out_t *o, const char *name, uint64_t v) {
-  put(o, "%s %" PRIu64 "\n", name, v);
+/* A family of one sample: HELP, TYPE and the value. */
+static void scalar(sea__out_t *o, const char *name, const char *type, const char *help,
+                   uint64_t v) {
+  family(o, name, type, help);
+  sea__put(o, "%s %" PRIu64 "\n", name, v);
 }
 
 /* name{KIND="index",uri="..."} v for input or output i. */
-static void flow_sample(out_t *o, const char *name, int output, size_t i, const sea__flow_t *f,
+static void flow_sample(sea__out_t *o, const char *name, int output, size_t i, const sea__flow_t *f,
                         uint64_t v) {
   if (f->txn)
-    put(o, "%s{output=\"txn\",uri=\"", name);
+    sea__put(o, "%s{output=\"txn\",uri=\"", name);
   else
-    put(o, "%s{%s=\"%zu\",uri=\"", name, output ? "output" : "input", i);
+    sea__put(o, "%s{%s=\"%zu\",uri=\"", name, output ? "output" : "input", i);
   put_uri(o, f->uri);
-  put(o, "\"} %" PRIu64 "\n", v);
+  sea__put(o, "\"} %" PRIu64 "\n", v);
 }
 
 /* Every input's (output 0) or output's flow: the value field picks which number. */
 enum { F_MESSAGES, F_BYTES, F_CONFIRMED, F_INFLIGHT };
-static void flows(out_t *o, sea_pipeline_t *pl, int output, int field, const char *name,
+static void flows(sea__out_t *o, sea_pipeline_t *pl, int output, int field, const char *name,
                   const char *type, const char *help) {
   family(o, name, type, help);
   sea__flow_t f;
@@ -174,7 +160,7 @@ out:
 }
 
 /* One lag family; an unknown lag (-1) has no sample. */
-static void lags_put(out_t *o, const lags_t *ls, int bytes) {
+static void lags_put(sea__out_t *o, const lags_t *ls, int bytes) {
   const char *name = bytes ? "seastreamer_lag_bytes" : "seastreamer_lag_messages";
   family(o, name, "gauge",
          bytes ? "Bytes of each input stream and shard not delivered yet (where the backend knows)."
@@ -185,19 +171,19 @@ static void lags_put(out_t *o, const lags_t *ls, int bytes) {
     int64_t v = bytes ? l->lag_bytes : l->lag;
     if (v < 0)
       continue;
-    put(o, "%s{input=\"%zu\",stream=\"", name, ls->input[k]);
+    sea__put(o, "%s{input=\"%zu\",stream=\"", name, ls->input[k]);
     const char *key = l->stream_key ? l->stream_key : "";
     put_value(o, key, strlen(key));
-    put(o, "\",shard=\"%" PRIu64 "\"} %" PRId64 "\n", l->shard, v);
+    sea__put(o, "\",shard=\"%" PRIu64 "\"} %" PRId64 "\n", l->shard, v);
   }
 }
 
-static void text(const sea_metrics_t *m, out_t *o) {
+static void text(const sea_metrics_t *m, sea__out_t *o) {
   if (o->len)
     o->buf[0] = '\0';
   family(o, "process_start_time_seconds", "gauge",
          "Start time of the process since the Unix epoch in seconds.");
-  put(o, "process_start_time_seconds %.2f\n", m->start_s);
+  sea__put(o, "process_start_time_seconds %.2f\n", m->start_s);
   sea_pipeline_t *pl = m->pl;
   if (pl == NULL)
     return;
@@ -205,43 +191,35 @@ static void text(const sea_metrics_t *m, out_t *o) {
   memset(&st, 0, sizeof st);
   sea_pipeline_stats(pl, &st);
   /* The same numbers as --stats-json, under the names of its fields. */
-  family(o, "seastreamer_messages_in_total", "counter",
-         "Input messages handed to the processor (--stats-json messages_in).");
-  sample(o, "seastreamer_messages_in_total", st.processed);
-  family(o, "seastreamer_bytes_in_total", "counter",
-         "Payload bytes of the input messages handed to the processor (bytes_in).");
-  sample(o, "seastreamer_bytes_in_total", st.bytes_in);
-  family(o, "seastreamer_messages_out_total", "counter",
-         "Sends accepted by the outputs (messages_out).");
-  sample(o, "seastreamer_messages_out_total", st.sent);
-  family(o, "seastreamer_bytes_out_total", "counter",
-         "Payload bytes of the sends accepted by the outputs (bytes_out).");
-  sample(o, "seastreamer_bytes_out_total", st.bytes_out);
-  family(o, "seastreamer_messages_confirmed_total", "counter",
-         "Sends the outputs confirmed (confirmed).");
-  sample(o, "seastreamer_messages_confirmed_total", st.receipted);
-  family(o, "seastreamer_messages_done_total", "counter",
-         "Input messages done: processed and every send of theirs confirmed.");
-  sample(o, "seastreamer_messages_done_total", st.done);
-  family(o, "seastreamer_inflight", "gauge", "Sends not confirmed yet (inflight).");
-  sample(o, "seastreamer_inflight", st.sent > st.receipted ? st.sent - st.receipted : 0);
-  family(o, "seastreamer_commits_total", "counter",
-         "Commits of the inputs' positions completed (commits).");
-  sample(o, "seastreamer_commits_total", st.commits);
-  family(o, "seastreamer_join_late_total", "counter",
-         "Joined inputs: messages that arrived after a later one was processed.");
-  sample(o, "seastreamer_join_late_total", st.late);
-  family(o, "seastreamer_join_buffered", "gauge", "Joined inputs: messages waiting in the join.");
-  sample(o, "seastreamer_join_buffered", st.join_buffered);
+  scalar(o, "seastreamer_messages_in_total", "counter",
+         "Input messages handed to the processor (--stats-json messages_in).", st.processed);
+  scalar(o, "seastreamer_bytes_in_total", "counter",
+         "Payload bytes of the input messages handed to the processor (bytes_in).", st.bytes_in);
+  scalar(o, "seastreamer_messages_out_total", "counter",
+         "Sends accepted by the outputs (messages_out).", st.sent);
+  scalar(o, "seastreamer_bytes_out_total", "counter",
+         "Payload bytes of the sends accepted by the outputs (bytes_out).", st.bytes_out);
+  scalar(o, "seastreamer_messages_confirmed_total", "counter",
+         "Sends the outputs confirmed (confirmed).", st.receipted);
+  scalar(o, "seastreamer_messages_done_total", "counter",
+         "Input messages done: processed and every send of theirs confirmed.", st.done);
+  scalar(o, "seastreamer_inflight", "gauge", "Sends not confirmed yet (inflight).",
+         st.sent > st.receipted ? st.sent - st.receipted : 0);
+  scalar(o, "seastreamer_commits_total", "counter",
+         "Commits of the inputs' positions completed (commits).", st.commits);
+  scalar(o, "seastreamer_join_late_total", "counter",
+         "Joined inputs: messages that arrived after a later one was processed.", st.late);
+  scalar(o, "seastreamer_join_buffered", "gauge", "Joined inputs: messages waiting in the join.",
+         st.join_buffered);
   /* Errors, as the pipeline tells them apart: a rejection the policy skipped or dead-lettered
    * (skipped; with on_error stop a rejection is the failure instead), an aborted transaction,
    * and the failure that stopped the pipeline (the first one only: it stops there). */
   family(o, "seastreamer_errors_total", "counter",
          "Errors by kind: rejected (skipped or dead-lettered by the error policy), "
          "transaction_aborted, failed (the failure that stopped the pipeline).");
-  put(o, "seastreamer_errors_total{kind=\"rejected\"} %" PRIu64 "\n", st.skipped);
-  put(o, "seastreamer_errors_total{kind=\"transaction_aborted\"} %" PRIu64 "\n", st.aborts);
-  put(o, "seastreamer_errors_total{kind=\"failed\"} %d\n", sea_pipeline_status(pl) != 0);
+  sea__put(o, "seastreamer_errors_total{kind=\"rejected\"} %" PRIu64 "\n", st.skipped);
+  sea__put(o, "seastreamer_errors_total{kind=\"transaction_aborted\"} %" PRIu64 "\n", st.aborts);
+  sea__put(o, "seastreamer_errors_total{kind=\"failed\"} %d\n", sea_pipeline_status(pl) != 0);
   flows(o, pl, 0, F_MESSAGES, "seastreamer_input_messages_total", "counter",
         "Messages of each input handed to the processor.");
   flows(o, pl, 0, F_BYTES, "seastreamer_input_bytes_total", "counter",
@@ -263,7 +241,7 @@ static void text(const sea_metrics_t *m, out_t *o) {
 }
 
 size_t sea_metrics_text(const sea_metrics_t *m, char *buf, size_t len) {
-  out_t o = {buf, len, 0};
+  sea__out_t o = {buf, len, 0};
   if (m == NULL) {
     if (len)
       buf[0] = '\0';
@@ -339,7 +317,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return respond(c, MHD_HTTP_NOT_FOUND, plain, msg, sizeof msg - 1);
   }
   char small[16384];
-  out_t o = {small, sizeof small, 0};
+  sea__out_t o = {small, sizeof small, 0};
   text(m, &o);
   char *body = small;
   if (o.used >= sizeof small) {  /* many inputs, outputs or lag entries: once more with room */
@@ -349,7 +327,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       static const char msg[] = "out of memory\n";
       return respond(c, MHD_HTTP_INTERNAL_SERVER_ERROR, plain, msg, sizeof msg - 1);
     }
-    o = (out_t){body, room, 0};
+    o = (sea__out_t){body, room, 0};
     text(m, &o);
   }
   enum MHD_Result ok = respond(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body,

@@ -19,14 +19,7 @@ struct sea__stats {
   int final_written;
 };
 
-/* A bounded appender: writes what fits, counts what was needed. */
-typedef struct out {
-  char *buf;
-  size_t len, used;
-} out_t;
-
-static void put(out_t *o, const char *fmt, ...) SEA__PRINTF(2, 3);
-static void put(out_t *o, const char *fmt, ...) {
+void sea__put(sea__out_t *o, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   size_t room = o->used < o->len ? o->len - o->used : 0;
@@ -41,18 +34,18 @@ static double rate(uint64_t now, uint64_t before, double secs) {
 }
 
 /* A count for JSON: the number, or null when unknown. */
-static void put_count(out_t *o, int64_t v) {
+static void put_count(sea__out_t *o, int64_t v) {
   if (v < 0)
-    put(o, "null");
+    sea__put(o, "null");
   else
-    put(o, "%" PRId64, v);
+    sea__put(o, "%" PRId64, v);
 }
 
-static void put_lag(out_t *o, sea_pipeline_t *pl, bool json) {
+static void put_lag(sea__out_t *o, sea_pipeline_t *pl, bool json) {
   sea_lag_t lag[LAG_MAX];
   bool any = false;
   if (json)
-    put(o, "\"lag\":[");
+    sea__put(o, "\"lag\":[");
   for (size_t i = 0;; i++) {
     sea_consumer_t *c = sea_pipeline_input(pl, i);
     if (c == NULL)
@@ -61,32 +54,32 @@ static void put_lag(out_t *o, sea_pipeline_t *pl, bool json) {
     for (int k = 0; k < n && k < LAG_MAX; k++) {
       const sea_lag_t *l = &lag[k];
       if (json) {
-        put(o, "%s{\"input\":%zu,\"stream\":\"%s\",\"shard\":%" PRIu64 ",\"lag\":", any ? "," : "",
-            i, l->stream_key ? l->stream_key : "", l->shard);
+        sea__put(o, "%s{\"input\":%zu,\"stream\":\"%s\",\"shard\":%" PRIu64 ",\"lag\":",
+                 any ? "," : "", i, l->stream_key ? l->stream_key : "", l->shard);
         put_count(o, l->lag);
-        put(o, ",\"lag_bytes\":");
+        sea__put(o, ",\"lag_bytes\":");
         put_count(o, l->lag_bytes);
-        put(o, "}");
+        sea__put(o, "}");
       } else {
-        put(o, "%s%s:%" PRIu64 " ", any ? ", " : "; lag ", l->stream_key ? l->stream_key : "?",
-            l->shard);
+        sea__put(o, "%s%s:%" PRIu64 " ", any ? ", " : "; lag ", l->stream_key ? l->stream_key : "?",
+                 l->shard);
         if (l->lag >= 0)
-          put(o, "%" PRId64, l->lag);
+          sea__put(o, "%" PRId64, l->lag);
         else
-          put(o, "?");
+          sea__put(o, "?");
         if (l->lag_bytes >= 0)
-          put(o, " (%" PRId64 " B)", l->lag_bytes);
+          sea__put(o, " (%" PRId64 " B)", l->lag_bytes);
       }
       any = true;
     }
   }
   if (json)
-    put(o, "],");
+    sea__put(o, "],");
 }
 
 static size_t stats_line(sea__stats_t *s, sea_pipeline_t *pl, unsigned flags, int final, char *buf,
                          size_t len) {
-  out_t o = {buf, len, 0};
+  sea__out_t o = {buf, len, 0};
   if (len)
     buf[0] = '\0';
   sea_pipeline_stats_t st;
@@ -110,26 +103,27 @@ static size_t stats_line(sea__stats_t *s, sea_pipeline_t *pl, unsigned flags, in
   ts[tl] = '\0';
   bool json = flags & SEA_STATS_JSON;
   if (json) {
-    put(&o,
-        "{\"time\":\"%sZ\",\"elapsed_s\":%.3f,\"messages_in\":%" PRIu64 ",\"messages_out\":%" PRIu64
-        ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"confirmed\":%" PRIu64
-        ",\"inflight\":%" PRIu64 ",\"skipped\":%" PRIu64 ",\"commits\":%" PRIu64
-        ",\"rate_in\":%.1f,\"rate_out\":%.1f,\"bytes_rate_in\":%.1f,\"bytes_rate_out\":%.1f,",
-        ts, elapsed, st.processed, st.sent, st.bytes_in, st.bytes_out, st.receipted, inflight,
-        st.skipped, st.commits, rate(st.processed, prev.processed, secs),
-        rate(st.sent, prev.sent, secs), rate(st.bytes_in, prev.bytes_in, secs),
-        rate(st.bytes_out, prev.bytes_out, secs));
+    sea__put(&o,
+             "{\"time\":\"%sZ\",\"elapsed_s\":%.3f,\"messages_in\":%" PRIu64
+             ",\"messages_out\":%" PRIu64 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64
+             ",\"confirmed\":%" PRIu64 ",\"inflight\":%" PRIu64 ",\"skipped\":%" PRIu64
+             ",\"commits\":%" PRIu64
+             ",\"rate_in\":%.1f,\"rate_out\":%.1f,\"bytes_rate_in\":%.1f,\"bytes_rate_out\":%.1f,",
+             ts, elapsed, st.processed, st.sent, st.bytes_in, st.bytes_out, st.receipted, inflight,
+             st.skipped, st.commits, rate(st.processed, prev.processed, secs),
+             rate(st.sent, prev.sent, secs), rate(st.bytes_in, prev.bytes_in, secs),
+             rate(st.bytes_out, prev.bytes_out, secs));
     put_lag(&o, pl, true);
-    put(&o, "\"final\":%s}", final ? "true" : "false");
+    sea__put(&o, "\"final\":%s}", final ? "true" : "false");
   } else {
-    put(&o,
-        "%sZ seastreamer: stats%s: in %" PRIu64 " msgs %" PRIu64
-        " B (%.1f msgs/s, %.1f B/s); out %" PRIu64 " msgs %" PRIu64
-        " B (%.1f msgs/s, %.1f B/s); inflight %" PRIu64,
-        ts, final ? " (final)" : "", st.processed, st.bytes_in,
-        rate(st.processed, prev.processed, secs), rate(st.bytes_in, prev.bytes_in, secs), st.sent,
-        st.bytes_out, rate(st.sent, prev.sent, secs), rate(st.bytes_out, prev.bytes_out, secs),
-        inflight);
+    sea__put(&o,
+             "%sZ seastreamer: stats%s: in %" PRIu64 " msgs %" PRIu64
+             " B (%.1f msgs/s, %.1f B/s); out %" PRIu64 " msgs %" PRIu64
+             " B (%.1f msgs/s, %.1f B/s); inflight %" PRIu64,
+             ts, final ? " (final)" : "", st.processed, st.bytes_in,
+             rate(st.processed, prev.processed, secs), rate(st.bytes_in, prev.bytes_in, secs),
+             st.sent, st.bytes_out, rate(st.sent, prev.sent, secs),
+             rate(st.bytes_out, prev.bytes_out, secs), inflight);
     put_lag(&o, pl, false);
   }
   if (s && !final) {

@@ -120,11 +120,16 @@ wait_ok_all "${PORTS[@]}" || { bad "the cluster is not ok before the case"; fini
 # number, stops cleanly (SIGTERM to the command: it commits what it printed), and a `consume -G -e`
 # prints the rest: every number stored (0 lost) and printed (0 lost), duplicates as figures.
 producer_and_group_after() {
-  local what=$1 ppid=$2 cpid=$3 u=$4 note=$5 i
+  local what=$1 ppid=$2 cpid=$3 u=$4 note=$5
   wait "$ppid"
   local pst=$?
   expect_status "paced produce through the $what" 0 $pst
   [[ $pst -ne 0 ]] && tail -5 "$T/produce.err"
+  group_after "$what" "$cpid" "$u" "$note"
+}
+# group_after WHAT CPID URI NOTE: the group consumer's part of the above, once the producer is done.
+group_after() {
+  local what=$1 cpid=$2 u=$3 note=$4 i
   for ((i = 0; i < 600; i++)); do
     (($(whole_lines "$T/g1.txt" | sort -u | wc -l) >= N)) && break
     kill -0 "$cpid" 2>/dev/null || break
@@ -263,25 +268,8 @@ case_reshard() {
   if [[ $(master_of "$victim") == "$dst" && $(rc "$dst" exists "$victim") == 1 ]]; then ok; else
     bad "$victim did not move to $dst"
   fi
-  # the group member reads on: wait (bounded) until it printed every number, then stop it
-  for ((i = 0; i < 600; i++)); do
-    (($(whole_lines "$T/g1.txt" | sort -u | wc -l) >= N)) && break
-    kill -0 "$cpid" 2>/dev/null || break
-    sleep 0.05
-  done
-  if kill -0 "$cpid" 2>/dev/null; then ok; else bad "the consumer ended by itself: $(tail -c 400 "$T/g1.err")"; fi
-  # a clean stop (SIGTERM) commits what was printed
-  kill -TERM "$(child_of "$cpid")" 2>/dev/null
-  wait "$cpid"
-  expect_status "the consumer's clean stop" 0 $?
-  bounded "$SS" consume -G g -e -f '%s\n' "$u" >"$T/g2.txt" 2>"$T/g2.err"
-  expect_status "consume -G -e after the move" 0 $?
-  read_stream "$u" "$T/rt.txt"
-  tally "$N" "$T/rt.txt"
-  echo "figures: stored: $TOTAL entries, $LOST lost, $DUPS duplicated"
-  if ((LOST == 0 && BAD == 0)); then ok; else bad "stored: $LOST of $N lost: $(lost_sample)"; fi
-  expect_all "group across the move" "$N" "$T/g1.txt" "$T/g2.txt"
-  echo "figures: group: $TOTAL lines, $DUPS duplicated"
+  # the group member reads on: until it printed every number, then a clean stop and the rest
+  group_after move "$cpid" "$u" ""
   # the producer was told ASK (the key moved, the slot not yet) and then MOVED, and followed both
   local nask nmoved
   nask=$(grep -c "XADD at .*: ASK $slot " "$T/produce.err")

@@ -41,6 +41,12 @@ struct sea_runtime {
   uv_idle_t defer_idle; /* runs the deferred queue; active only while it is not empty */
   bool defer_init;
   sea__deferred_t *defer_head, *defer_tail;
+  uv_timer_t turn_timer; /* drains the queue of plugins' 0 ms timers (runtime.c) */
+  struct sea_timer *turn_head, *turn_tail;
+  uint64_t turn;      /* drains so far */
+  bool turn_init;     /* turn_timer is initialised */
+  bool turn_armed;    /* a drain is coming */
+  bool turn_via_idle; /* defer_idle starts it (asked for from inside the timer pass) */
   uv_loop_t own_loop;
   bool owns_loop;
   bool plugins_loaded;

@@ -48,12 +48,12 @@ static void consumer_tick(sea_timer_t *t, void *data);
 static void consumer_arm(file_consumer_t *fc, uint64_t ms) {
   if (fc->timer != NULL || fc->closed || fc->ended || !fc->started || fc->paused)
     return;
-  fc->timer = fh->timer_start(fc->rt, ms, ms ? ms : 1, consumer_tick, fc);
+  fc->timer = fh->timer_new(fc->rt, ms, ms ? ms : 1, consumer_tick, fc);
 }
 
 static void consumer_disarm(file_consumer_t *fc) {
   if (fc->timer != NULL) {
-    fh->timer_stop(fc->timer);
+    fh->timer_close(fc->timer);
     fc->timer = NULL;
   }
 }
@@ -590,7 +590,7 @@ static void consumer_run(file_consumer_t *fc) {
 static void consumer_tick(sea_timer_t *t, void *data) {
   file_consumer_t *fc = data;
   struct stat st;
-  fh->timer_stop(t);
+  fh->timer_close(t);
   fc->timer = NULL;
   if (fc->paused || fc->ended)
     return;

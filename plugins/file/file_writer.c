@@ -113,7 +113,7 @@ static void writer_free(file_writer_t *wr) {
       break;
     }
   if (wr->timer)
-    fh->timer_stop(wr->timer);
+    fh->timer_close(wr->timer);
   if (wr->fd >= 0)
     close(wr->fd);
   ss_writer_free(&wr->w);
@@ -158,8 +158,8 @@ static void writer_arm(file_writer_t *wr, int now) {
   if (wr->timer != NULL && (wr->timer_now || !now))
     return;
   if (wr->timer != NULL)
-    fh->timer_stop(wr->timer);
-  wr->timer = fh->timer_start(wr->rt, now ? 0 : wr->flush_ms, 1, writer_tick, wr);
+    fh->timer_close(wr->timer);
+  wr->timer = fh->timer_new(wr->rt, now ? 0 : wr->flush_ms, 1, writer_tick, wr);
   wr->timer_now = now;
 }
 
@@ -172,7 +172,7 @@ static void writer_tick(sea_timer_t *t, void *data) {
   file_writer_t *wr = data;
   file_pending_t *pend;
   size_t n, i;
-  fh->timer_stop(t);
+  fh->timer_close(t);
   wr->timer = NULL;
   writer_write(wr); /* a failure is in wr->errmsg; the receipts below say which frames made it */
   /* Detach the list (sends from the callbacks start a new one), but keep it where a producer

@@ -151,7 +151,7 @@ static void consumer_run(mem_consumer_t *mc) {
 
 void mem_consumer_tick(sea_timer_t *t, void *data) {
   mem_consumer_t *mc = data;
-  mem_host->timer_stop(t);
+  mem_host->timer_close(t);
   mc->timer = NULL;
   mc->busy++;
   consumer_run(mc);
@@ -328,7 +328,7 @@ void mem_consumer_close(void *impl) {
   mem_consumer_t **pp;
 
   if (mc->timer != NULL) {
-    mem_host->timer_stop(mc->timer);
+    mem_host->timer_close(mc->timer);
     mc->timer = NULL;
   }
   if (mc->reader != &mc->own)

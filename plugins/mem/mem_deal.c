@@ -18,7 +18,7 @@ int mem_consumer_active(const mem_consumer_t *mc) {
 void mem_consumer_arm(mem_consumer_t *mc) {
   if (mc->timer != NULL || mc->closed)
     return;
-  mc->timer = mem_host->timer_start(mc->rt, 0, MEM_TIMER_REPEAT_MS, mem_consumer_tick, mc);
+  mc->timer = mem_host->timer_new(mc->rt, 0, MEM_TIMER_REPEAT_MS, mem_consumer_tick, mc);
   if (mc->timer == NULL)
     mem_host->log(SEA_LOG_ERROR, "mem", "cannot start a timer: a consumer stalls");
 }

@@ -30,7 +30,7 @@ static void listing_free(mem_listing_t *l) {
       break;
     }
   if (l->timer != NULL)
-    mem_host->timer_stop(l->timer);
+    mem_host->timer_close(l->timer);
   lrows_free(&l->rows);
   mem_host->free(l);
 }
@@ -44,7 +44,7 @@ static void mem_list_tick(sea_timer_t *t, void *data) {
   mem_listing_t *l = data;
   size_t i;
   sea_op_t *op = l->op;
-  mem_host->timer_stop(t);
+  mem_host->timer_close(t);
   l->timer = NULL;
   for (i = 0; i < l->rows.n; i++)
     l->emit(l->ctx, &l->rows.v[i]);
@@ -182,7 +182,7 @@ int mem_list(void *impl, const sea_list_args_t *args, sea_op_t *op) {
   l->op = op;
   l->emit = args->emit;
   l->ctx = args->ctx;
-  if (l->rows.oom || (l->timer = mem_host->timer_start(args->rt, 0, MEM_TIMER_REPEAT_MS,
+  if (l->rows.oom || (l->timer = mem_host->timer_new(args->rt, 0, MEM_TIMER_REPEAT_MS,
                                                        mem_list_tick, l)) == NULL) {
     lrows_free(&l->rows);
     mem_host->free(l);

@@ -23,7 +23,7 @@ static void on_io(sea_watch_t *w, int status, int events, void *data);
 
 static void conn_timer_stop(rconn_t *c) {
   if (c->timer) {
-    rhost->timer_stop(c->timer);
+    rhost->timer_close(c->timer);
     c->timer = NULL;
   }
 }
@@ -130,7 +130,7 @@ static void conn_lost(rconn_t *c, int status, const char *msg) {
       snprintf(n->addr, sizeof n->addr, "%s", c->addr);
     }
     c->state = C_BACKOFF;
-    c->timer = rhost->timer_start(c->rt, 0, 1000, on_backoff, c);
+    c->timer = rhost->timer_new(c->rt, 0, 1000, on_backoff, c);
     return;
   }
   int was_ready = c->state == C_READY;
@@ -157,7 +157,7 @@ static void conn_lost(rconn_t *c, int status, const char *msg) {
   c->attempt++;
   if (was_ready)
     c->on_lost(c);
-  c->timer = rhost->timer_start(c->rt, delay, 1000, on_backoff, c);
+  c->timer = rhost->timer_new(c->rt, delay, 1000, on_backoff, c);
 }
 
 /* A fatal error of the handshake (bad password, not Redis): no retry, whatever happened before. */
@@ -395,7 +395,7 @@ static void on_start_numeric(sea_timer_t *t, void *data) {
   rconn_t *c = data;
   /* the connect timeout replaces this timer */
   conn_timer_stop(c);
-  c->timer = rhost->timer_start(c->rt, c->timeout_ms, 0, on_connect_timeout, c);
+  c->timer = rhost->timer_new(c->rt, c->timeout_ms, 0, on_connect_timeout, c);
   conn_connect_ip(c);
 }
 
@@ -406,7 +406,7 @@ void redis_conn_begin(rconn_t *c) {
   if (inet_pton(AF_INET, c->host, buf) == 1 || inet_pton(AF_INET6, c->host, buf) == 1) {
     snprintf(c->ip, sizeof c->ip, "%s", c->host);
     c->state = C_CONNECTING;
-    c->timer = rhost->timer_start(c->rt, 0, 1000, on_start_numeric, c);
+    c->timer = rhost->timer_new(c->rt, 0, 1000, on_start_numeric, c);
     return;
   }
   rjob_t *j = rhost->calloc(1, sizeof *j);
@@ -419,7 +419,7 @@ void redis_conn_begin(rconn_t *c) {
   snprintf(j->host, sizeof j->host, "%s", c->host);
   c->state = C_RESOLVING;
   c->job = j;
-  c->timer = rhost->timer_start(c->rt, c->timeout_ms, 0, on_connect_timeout, c);
+  c->timer = rhost->timer_new(c->rt, c->timeout_ms, 0, on_connect_timeout, c);
   if (rhost->queue_work(c->rt, resolve_work, resolve_after, j) != 0) {
     c->job = NULL;
     rhost->free(j);

@@ -710,7 +710,7 @@ static rconn_t *cons_node(rcons_t *rc, size_t idx) {
 
 static void cons_heal_stop(rcons_t *rc) {
   if (rc->heal) {
-    rhost->timer_stop(rc->heal);
+    rhost->timer_close(rc->heal);
     rc->heal = NULL;
   }
 }
@@ -793,7 +793,7 @@ static void cons_link_down(rcons_t *rc, rconn_t *except) {
   }
   if (rc->heal == NULL) {
     rc->heal_since = rhost->now_ms(rc->conn.rt);
-    rc->heal = rhost->timer_start(rc->conn.rt, 100, 250, on_cons_heal, rc);
+    rc->heal = rhost->timer_new(rc->conn.rt, 100, 250, on_cons_heal, rc);
   }
 }
 
@@ -989,7 +989,7 @@ int redis_cons_pause(void *impl) {
 static void on_resume_timer(sea_timer_t *t, void *data) {
   (void)t;
   rcons_t *rc = data;
-  rhost->timer_stop(rc->resume_timer);
+  rhost->timer_close(rc->resume_timer);
   rc->resume_timer = NULL;
   size_t i = 0;
   while (i < rc->nheld && !rc->paused && !rc->ended)
@@ -1005,7 +1005,7 @@ int redis_cons_resume(void *impl) {
   rc->paused = 0;
   if (rc->nheld) {
     if (rc->resume_timer == NULL)
-      rc->resume_timer = rhost->timer_start(rc->conn.rt, 0, 1000, on_resume_timer, rc);
+      rc->resume_timer = rhost->timer_new(rc->conn.rt, 0, 1000, on_resume_timer, rc);
     return rc->resume_timer ? 0 : SEA_ENOMEM;
   }
   redis_cons_pump(rc);
@@ -1049,7 +1049,7 @@ void redis_cons_close(void *impl) {
   rcl_map_free(&rc->map);
   redis_conn_close(&rc->conn);
   if (rc->resume_timer)
-    rhost->timer_stop(rc->resume_timer);
+    rhost->timer_close(rc->resume_timer);
   for (size_t i = 0; i < rc->nheld; i++)
     rhost->batch_release(rc->held[i]);
   rhost->free(rc->held);

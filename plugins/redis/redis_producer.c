@@ -251,7 +251,7 @@ static int prod_whole(const rprod_t *pr) {
 
 static void prod_heal_stop(rprod_t *pr) {
   if (pr->heal) {
-    rhost->timer_stop(pr->heal);
+    rhost->timer_close(pr->heal);
     pr->heal = NULL;
   }
 }
@@ -286,7 +286,7 @@ static void prod_heal_start(rprod_t *pr) {
   if (pr->heal || !pr->map.cluster)
     return;
   pr->heal_since = rhost->now_ms(pr->rt);
-  pr->heal = rhost->timer_start(pr->rt, 100, 250, on_prod_heal, pr);
+  pr->heal = rhost->timer_new(pr->rt, 100, 250, on_prod_heal, pr);
 }
 
 static void prod_on_map(rconn_t *c) {
@@ -422,7 +422,7 @@ static void wait_cb(redisAsyncContext *ac, void *rep, void *priv) {
     if (now - n->short_since < pr->cfg.reconnect_ms) {
       n->since_wait++;
       if (pr->wait_timer == NULL)
-        pr->wait_timer = rhost->timer_start(pr->rt, 200, 1000, on_wait_timer, pr);
+        pr->wait_timer = rhost->timer_new(pr->rt, 200, 1000, on_wait_timer, pr);
       return;
     }
   }
@@ -470,7 +470,7 @@ static void wait_cb(redisAsyncContext *ac, void *rep, void *priv) {
 static void on_wait_timer(sea_timer_t *t, void *data) {
   (void)t;
   rprod_t *pr = data;
-  rhost->timer_stop(pr->wait_timer);
+  rhost->timer_close(pr->wait_timer);
   pr->wait_timer = NULL;
   for (size_t i = 0; i < pr->nnodes; i++) {
     rpnode_t *n = pr->nodes[i];
@@ -552,7 +552,7 @@ static int prod_write(rprod_t *pr, rpnode_t *n, prec_t *r) {
   if (pr->cfg.wait_replicas) {
     n->since_wait++;
     if (pr->wait_timer == NULL)
-      pr->wait_timer = rhost->timer_start(pr->rt, 0, 1000, on_wait_timer, pr);
+      pr->wait_timer = rhost->timer_new(pr->rt, 0, 1000, on_wait_timer, pr);
   }
   return 0;
 }
@@ -757,7 +757,7 @@ void redis_prod_close(void *impl) {
   rprod_t *pr = impl;
   prod_heal_stop(pr);
   if (pr->wait_timer)
-    rhost->timer_stop(pr->wait_timer);
+    rhost->timer_close(pr->wait_timer);
   for (size_t i = 0; i < pr->nnodes; i++) {
     rpnode_t *n = pr->nodes[i];
     if (n == NULL)

@@ -221,7 +221,7 @@ static void reader_update_watch(stdio_reader_t *r) {
     if (r->watch == NULL) {
       reader_set_done(r, SEA_EIO, "stdin: cannot watch fd 0");
       if (r->kick == NULL)
-        r->kick = stdio_host->timer_start(r->rt, 0, 0, reader_on_kick, r);
+        r->kick = stdio_host->timer_new(r->rt, 0, 0, reader_on_kick, r);
     }
   } else if (!want && r->watch != NULL) {
     stdio_host->watch_stop(r->watch);
@@ -231,7 +231,7 @@ static void reader_update_watch(stdio_reader_t *r) {
 
 static void reader_kick(stdio_reader_t *r) {
   if (r->kick == NULL)
-    r->kick = stdio_host->timer_start(r->rt, 0, 0, reader_on_kick, r);
+    r->kick = stdio_host->timer_new(r->rt, 0, 0, reader_on_kick, r);
 }
 
 static int held_push(stdio_consumer_t *c, sea_batch_t *b) {
@@ -659,7 +659,7 @@ static void reader_free(stdio_reader_t *r) {
   if (r->watch)
     stdio_host->watch_stop(r->watch);
   if (r->kick)
-    stdio_host->timer_stop(r->kick);
+    stdio_host->timer_close(r->kick);
   while (r->groups) {
     stdio_group_t *g = r->groups;
     r->groups = g->next;
@@ -733,7 +733,7 @@ static void reader_on_readable(sea_watch_t *w, int status, int events, void *dat
 
 static void reader_on_kick(sea_timer_t *t, void *data) {
   stdio_reader_t *r = data;
-  stdio_host->timer_stop(r->kick);
+  stdio_host->timer_close(r->kick);
   r->kick = NULL;
   r->busy++;
   reader_settle(r);

@@ -35,7 +35,7 @@ static void writer_schedule(stdio_writer_t *w) {
       return;
   }
   if (w->kick == NULL)
-    w->kick = stdio_host->timer_start(w->rt, w->in_kick ? 1 : 0, 0, writer_on_kick, w);
+    w->kick = stdio_host->timer_new(w->rt, w->in_kick ? 1 : 0, 0, writer_on_kick, w);
 }
 
 static void writer_fail(stdio_writer_t *w, int status, const char *msg) {
@@ -163,7 +163,7 @@ static void writer_free(stdio_writer_t *w) {
   if (w->watch)
     stdio_host->watch_stop(w->watch);
   if (w->kick)
-    stdio_host->timer_stop(w->kick);
+    stdio_host->timer_close(w->kick);
   stdio_host->free(w->buf);
   stdio_host->free(w->q);
   stdio_map_free(&w->seqs);
@@ -205,7 +205,7 @@ static void writer_turn(stdio_writer_t *w) {
 
 static void writer_on_kick(sea_timer_t *t, void *data) {
   stdio_writer_t *w = data;
-  stdio_host->timer_stop(w->kick);
+  stdio_host->timer_close(w->kick);
   w->kick = NULL;
   w->in_kick = 1;
   writer_turn(w);

@@ -132,7 +132,7 @@ static void echo_turn(sea_timer_t *t, void *data) {
   size_t flush_count = ep->flush_count;
   /* Detach both lists first: a receipt callback may send or flush again (the host allows it),
    * and those belong to the next turn. A close made in a callback waits until we return. */
-  echo_host->timer_stop(t);
+  echo_host->timer_close(t);
   ep->timer = NULL;
   ep->receipts = NULL;
   ep->receipt_count = ep->receipt_cap = 0;
@@ -148,7 +148,7 @@ static void echo_turn(sea_timer_t *t, void *data) {
 
 static int echo_arm(echo_producer_t *ep) {
   if (ep->timer == NULL)
-    ep->timer = echo_host->timer_start(ep->s->rt, 0, 0, echo_turn, ep);
+    ep->timer = echo_host->timer_new(ep->s->rt, 0, 0, echo_turn, ep);
   return ep->timer ? 0 : SEA_ENOMEM;
 }
 
@@ -213,7 +213,7 @@ static int echo_producer_flush(void *impl, sea_op_t *op) {
 static void echo_producer_close(void *impl) {
   echo_producer_t *ep = impl;
   if (ep->timer)
-    echo_host->timer_stop(ep->timer);
+    echo_host->timer_close(ep->timer);
   echo_host->free(ep->receipts);
   echo_host->free(ep->flushes);
   echo_host->free(ep);

@@ -21,11 +21,22 @@
 
 static void on_io(sea_watch_t *w, int status, int events, void *data);
 
+static void on_conn_timer(sea_timer_t *t, void *data) {
+  rconn_t *c = data;
+  c->due(c);
+}
+
+/* The connection's one timer (made when first needed, closed with the connection) runs due
+ * after ms, 0: on the next turn. */
+static void conn_arm(rconn_t *c, uint64_t ms, void (*due)(rconn_t *c)) {
+  if (c->timer == NULL)
+    c->timer = rhost->timer_init(c->rt, on_conn_timer, c);
+  c->due = due;
+  rhost->timer_start(c->timer, ms, 0);
+}
+
 static void conn_timer_stop(rconn_t *c) {
-  if (c->timer) {
-    rhost->timer_close(c->timer);
-    c->timer = NULL;
-  }
+  rhost->timer_stop(c->timer);
 }
 
 static void conn_set_events(rconn_t *c, int ev) {
@@ -97,13 +108,6 @@ static void conn_detach(rconn_t *c, const redisAsyncContext *ac) {
   c->ac = NULL;
 }
 
-static void on_backoff(sea_timer_t *t, void *data) {
-  (void)t;
-  rconn_t *c = data;
-  conn_timer_stop(c);
-  redis_conn_begin(c);
-}
-
 void redis_conn_set_addr(rconn_t *c, const char *host, int port) {
   snprintf(c->host, sizeof c->host, "%s", host);
   c->port = port;
@@ -130,7 +134,7 @@ static void conn_lost(rconn_t *c, int status, const char *msg) {
       snprintf(n->addr, sizeof n->addr, "%s", c->addr);
     }
     c->state = C_BACKOFF;
-    c->timer = rhost->timer_new(c->rt, 0, 1000, on_backoff, c);
+    conn_arm(c, 0, redis_conn_begin);
     return;
   }
   int was_ready = c->state == C_READY;
@@ -157,7 +161,7 @@ static void conn_lost(rconn_t *c, int status, const char *msg) {
   c->attempt++;
   if (was_ready)
     c->on_lost(c);
-  c->timer = rhost->timer_new(c->rt, delay, 1000, on_backoff, c);
+  conn_arm(c, delay, redis_conn_begin);
 }
 
 /* A fatal error of the handshake (bad password, not Redis): no retry, whatever happened before. */
@@ -372,10 +376,7 @@ static void resolve_after(void *data, int status) {
   conn_connect_ip(c);
 }
 
-static void on_connect_timeout(sea_timer_t *t, void *data) {
-  (void)t;
-  rconn_t *c = data;
-  conn_timer_stop(c);
+static void conn_timeout(rconn_t *c) {
   if (c->state == C_READY || c->state == C_FAILED || c->state == C_CLOSED)
     return;
   char msg[1400];
@@ -390,12 +391,8 @@ static void on_connect_timeout(sea_timer_t *t, void *data) {
   conn_lost(c, SEA_ETIMEDOUT, msg);
 }
 
-static void on_start_numeric(sea_timer_t *t, void *data) {
-  (void)t;
-  rconn_t *c = data;
-  /* the connect timeout replaces this timer */
-  conn_timer_stop(c);
-  c->timer = rhost->timer_new(c->rt, c->timeout_ms, 0, on_connect_timeout, c);
+static void conn_start_numeric(rconn_t *c) {
+  conn_arm(c, c->timeout_ms, conn_timeout); /* the connect timeout */
   conn_connect_ip(c);
 }
 
@@ -406,7 +403,7 @@ void redis_conn_begin(rconn_t *c) {
   if (inet_pton(AF_INET, c->host, buf) == 1 || inet_pton(AF_INET6, c->host, buf) == 1) {
     snprintf(c->ip, sizeof c->ip, "%s", c->host);
     c->state = C_CONNECTING;
-    c->timer = rhost->timer_new(c->rt, 0, 1000, on_start_numeric, c);
+    conn_arm(c, 0, conn_start_numeric);
     return;
   }
   rjob_t *j = rhost->calloc(1, sizeof *j);
@@ -419,7 +416,7 @@ void redis_conn_begin(rconn_t *c) {
   snprintf(j->host, sizeof j->host, "%s", c->host);
   c->state = C_RESOLVING;
   c->job = j;
-  c->timer = rhost->timer_new(c->rt, c->timeout_ms, 0, on_connect_timeout, c);
+  conn_arm(c, c->timeout_ms, conn_timeout);
   if (rhost->queue_work(c->rt, resolve_work, resolve_after, j) != 0) {
     c->job = NULL;
     rhost->free(j);
@@ -441,7 +438,8 @@ void redis_conn_init(rconn_t *c, rstreamer_t *s, sea_runtime_t *rt, void *owner,
 
 void redis_conn_close(rconn_t *c) {
   c->state = C_CLOSED;
-  conn_timer_stop(c);
+  rhost->timer_close(c->timer);
+  c->timer = NULL;
   if (c->job) {
     c->job->conn = NULL;
     c->job = NULL;

@@ -16,8 +16,17 @@ static const sea_host_t *H;
 static char connected_nodes[4][64];
 static size_t connected_count;
 
+static int rec_fail; /* the next call fails, saying why with the handle's error member */
+static sea_runtime_t *rec_rt;
+
 static int rec_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *uri,
                        const sea_options_t *o, void **impl) {
+  rec_rt = rt;
+  if (rec_fail) {
+    H->set_error(rt, "the runtime's message"); /* the handle's wins */
+    H->streamer_error(s, "rec: no node answers at %s", uri->nodes[0]);
+    return SEA_ECONNECT;
+  }
   size_t n = strlen(uri->raw);
   if (n > 3 && strcmp(uri->raw + n - 3, ".ss") == 0)
     CHECK_EQ_INT(H->uri_path_only(uri), 0); /* a path, not keys */
@@ -33,10 +42,20 @@ static sea_producer_t *rec_p;  /* the last producer opened */
 static sea_consumer_t *rec_c;  /* the last consumer opened */
 static sea_op_t *rec_flush_op; /* the last flush asked */
 static int rec_popen(void *s, sea_producer_t *p, const sea_open_args_t *a, void **impl) {
+  if (rec_fail) {
+    H->producer_error(p, "rec: no room for producer %d", 2);
+    return SEA_EBACKEND;
+  }
   rec_p = p;
+  *impl = p;
   return 0;
 }
 static int rec_send(void *impl, const sea_message_t *m, unsigned flags, void *token) {
+  if (rec_fail) {
+    H->set_error(rec_rt, "the runtime's message"); /* the handle's wins */
+    H->producer_error(impl, "rec: queue %d is full", 3);
+    return SEA_EBACKEND;
+  }
   return 0;
 }
 static int rec_flush(void *impl, sea_op_t *op) {
@@ -47,9 +66,17 @@ static void rec_pclose(void *impl) {
 }
 static int rec_copen(void *s, sea_consumer_t *c, const sea_open_args_t *a, void **impl) {
   rec_c = c;
+  *impl = c;
   return 0;
 }
 static int rec_cstart(void *impl) {
+  return 0;
+}
+static int rec_cpause(void *impl) {
+  if (rec_fail) {
+    H->consumer_error(impl, "rec: cannot pause %s", "now");
+    return SEA_EBACKEND;
+  }
   return 0;
 }
 static void rec_cclose(void *impl) {
@@ -73,6 +100,7 @@ static const sea_plugin_t rec_plugin = {
     .producer_close = rec_pclose,
     .consumer_open = rec_copen,
     .consumer_start = rec_cstart,
+    .consumer_pause = rec_cpause,
     .consumer_close = rec_cclose,
 };
 
@@ -593,12 +621,52 @@ static void test_va_list_twins(void) {
   CHECK_EQ_INT(sea_runtime_free(rt), 0);
 }
 
+/* ---- errors bound to the handle (streamer_error, producer_error, consumer_error) ---- */
+
+static void test_handle_errors(void) {
+  sea_runtime_t *rt;
+  sea_runtime_new(&rt);
+  CHECK_EQ_INT(sea_runtime_register_plugin(rt, rec_entry, "(test rec)"), 0);
+  sea_streamer_t *s = NULL;
+  rec_fail = 1;
+  CHECK_EQ_INT(sea_connect(rt, "rec://a/k", NULL, &s), SEA_ECONNECT);
+  CHECK_STR(sea_runtime_errmsg(rt), "rec: no node answers at a:6379");
+  rec_fail = 0;
+  CHECK_EQ_INT(sea_connect(rt, "rec://a/k", NULL, &s), 0);
+
+  sea_producer_t *p = NULL;
+  rec_fail = 1;
+  CHECK_EQ_INT(sea_producer_open(s, NULL, &p), SEA_EBACKEND);
+  CHECK_STR(sea_runtime_errmsg(rt), "rec: no room for producer 2");
+  rec_fail = 0;
+  CHECK_EQ_INT(sea_producer_open(s, NULL, &p), 0);
+  rec_fail = 1;
+  sea_message_t m = {.payload = {.data = (const uint8_t *)"x", .len = 1}};
+  CHECK_EQ_INT(sea_producer_send(p, &m, NULL), SEA_EBACKEND);
+  CHECK_STR(sea_producer_errmsg(p), "send to 'k': rec: queue 3 is full");
+  rec_fail = 0;
+  CHECK_EQ_INT(sea_producer_send(p, &m, NULL), 0);
+
+  sea_consumer_t *c = NULL;
+  CHECK_EQ_INT(sea_consumer_open(s, NULL, &c), 0);
+  rec_fail = 1;
+  CHECK_EQ_INT(sea_consumer_pause(c), SEA_EBACKEND);
+  CHECK_STR(sea_consumer_errmsg(c), "pause: rec: cannot pause now");
+  rec_fail = 0;
+  CHECK_EQ_INT(sea_consumer_pause(c), 0);
+  sea_streamer_close(s);
+  for (int i = 0; i < 10; i++)
+    sea_runtime_run(rt, SEA_RUN_NOWAIT);
+  CHECK_EQ_INT(sea_runtime_free(rt), 0);
+}
+
 int main(int argc, char **argv) {
   test_loop_services();
   test_zero_timer_chain();
   test_timer_lifecycle();
   test_defer_does_not_starve();
   test_va_list_twins();
+  test_handle_errors();
   test_stdio_sharing(0);
   test_stdio_sharing(1);
   return test_report();

@@ -69,6 +69,7 @@ struct sea_streamer {
   bool closing;
   struct sea_op *ops; /* listings in progress */
   char errmsg[SEA__ERRMSG_MAX];
+  char said[SEA__ERRMSG_MAX]; /* host->streamer_error during the plugin call now running */
 };
 
 /* The in-flight record the host keeps per send, handed to the plugin as the token. */
@@ -111,6 +112,7 @@ struct sea_producer {
   size_t slab_records; /* records in the next slab */
   struct sea_producer *next;
   char errmsg[SEA__ERRMSG_MAX];
+  char said[SEA__ERRMSG_MAX]; /* host->producer_error during the plugin call now running */
 };
 
 struct sea_consumer {
@@ -131,6 +133,7 @@ struct sea_consumer {
   int err;
   struct sea_consumer *next;
   char errmsg[SEA__ERRMSG_MAX];
+  char said[SEA__ERRMSG_MAX]; /* host->consumer_error during the plugin call now running */
 };
 
 struct sea_op {

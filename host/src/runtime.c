@@ -515,6 +515,31 @@ static void set_error(sea_runtime_t *rt, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* Errors bound to the handle: what the plugin says about the call on it that is running now
+ * (streamer*.c read it with sea__said). */
+static void streamer_errorv(sea_streamer_t *s, const char *fmt, va_list ap) {
+  sea__vfmt(s->said, sizeof s->said, fmt, ap);
+}
+static void producer_errorv(sea_producer_t *p, const char *fmt, va_list ap) {
+  sea__vfmt(p->said, sizeof p->said, fmt, ap);
+}
+static void consumer_errorv(sea_consumer_t *c, const char *fmt, va_list ap) {
+  sea__vfmt(c->said, sizeof c->said, fmt, ap);
+}
+
+#define SEA__VARIADIC(name, type)                                                                  \
+  static void name(type h, const char *fmt, ...) SEA__PRINTF(2, 3);                                \
+  static void name(type h, const char *fmt, ...) {                                                 \
+    va_list ap;                                                                                    \
+    va_start(ap, fmt);                                                                             \
+    name##v(h, fmt, ap);                                                                           \
+    va_end(ap);                                                                                    \
+  }
+SEA__VARIADIC(streamer_error, sea_streamer_t *)
+SEA__VARIADIC(producer_error, sea_producer_t *)
+SEA__VARIADIC(consumer_error, sea_consumer_t *)
+#undef SEA__VARIADIC
+
 /* The va_list twins of the members streamer.c implements: the message is formatted here and
  * handed on whole (these are the error paths; a format costs nothing there). */
 static void consumer_endv(sea_consumer_t *c, int status, const char *fmt, va_list ap) {
@@ -592,6 +617,12 @@ const sea_host_t sea__host = {
     .producer_failv = producer_failv,
     .op_donev = op_donev,
     .set_errorv = set_errorv,
+    .streamer_error = streamer_error,
+    .streamer_errorv = streamer_errorv,
+    .producer_error = producer_error,
+    .producer_errorv = producer_errorv,
+    .consumer_error = consumer_error,
+    .consumer_errorv = consumer_errorv,
 };
 
 /* ---- deferred calls ----

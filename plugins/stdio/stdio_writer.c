@@ -352,10 +352,10 @@ int stdio_producer_send(void *impl, const sea_message_t *m, unsigned flags, void
     return SEA_EINVAL;
   int rc = stdio_producer_check_lines(p, m);
   if (rc != 0) {
-    stdio_host->set_error(w->rt,
-                          "stdio: a printed field holds the message delimiter (%s): it would "
-                          "split the message in two (print it with -J, or pick another -D)",
-                          p->delim == '\n' ? "a newline" : "delimiter=");
+    stdio_host->producer_error(p->p,
+                               "stdio: a printed field holds the message delimiter (%s): it would "
+                               "split the message in two (print it with -J, or pick another -D)",
+                               p->delim == '\n' ? "a newline" : "delimiter=");
     return rc;
   }
 

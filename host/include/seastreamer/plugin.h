@@ -25,7 +25,8 @@ extern "C" {
 /* 1.1 added sea_plugin_t.list (in its first reserved slot). 1.2: consumer_rewind may get
  * SEA_POS_COMMITTED_ (sent only to a plugin of 1.2 or later). 1.3 added sea_plugin_t.commands.
  * 1.4 (loop): timer_init/start/stop (1.0's timer_start and timer_stop are timer_new and
- * timer_close), the 0 ms timer as a next-turn defer, and va_list twins of the printf members. */
+ * timer_close), the 0 ms timer as a next-turn defer, va_list twins of the printf members, and
+ * streamer_error, producer_error, consumer_error (an error bound to the handle). */
 #define SEA_PLUGIN_ABI_MINOR 4
 
 /* The host's printf-style members are checked as printf calls where the compiler can (GCC, Clang):
@@ -212,8 +213,9 @@ typedef struct sea_host {
    * (and words the error itself on an older host). */
   void (*option_unknown)(sea_runtime_t *rt, const char *plugin, const char *key, const char *known);
 
-  /* Added in ABI 1.4 (loop): timers with libuv's lifecycle, and va_list twins of the
-   * printf-style members. A plugin checks host->abi_minor >= 4 before calling them.
+  /* Added in ABI 1.4 (loop): timers with libuv's lifecycle, va_list twins of the printf-style
+   * members, and errors bound to the handle. A plugin checks host->abi_minor >= 4 before calling
+   * them.
    *
    * A timer is made once with timer_init (allocated, not running) and lives until timer_close
    * (ABI 1.0's member above). timer_start arms it, again and again: a running or pending timer
@@ -239,8 +241,21 @@ typedef struct sea_host {
       SEA_PLUGIN_PRINTF(3, 0);
   void (*op_donev)(sea_op_t *op, int status, const char *fmt, va_list ap) SEA_PLUGIN_PRINTF(3, 0);
   void (*set_errorv)(sea_runtime_t *rt, const char *fmt, va_list ap) SEA_PLUGIN_PRINTF(2, 0);
+  /* The message of the error that the call on s, p or c now running is about to return, bound to
+   * that handle: connect and list (s); producer_open, producer_send, producer_txn_* (p);
+   * consumer_open and the consumer's calls (c). The host words it as it words set_error's
+   * ("send to '<key>': <message>", "txn_commit: <message>"). set_error still works; a message
+   * bound to the handle wins over it, and cannot be overwritten by a call on another handle
+   * (set_error's buffer is the runtime's: a send made from inside another plugin call shares it).
+   * Only during the call on that handle, on the loop thread. */
+  void (*streamer_error)(sea_streamer_t *s, const char *fmt, ...) SEA_PLUGIN_PRINTF(2, 3);
+  void (*streamer_errorv)(sea_streamer_t *s, const char *fmt, va_list ap) SEA_PLUGIN_PRINTF(2, 0);
+  void (*producer_error)(sea_producer_t *p, const char *fmt, ...) SEA_PLUGIN_PRINTF(2, 3);
+  void (*producer_errorv)(sea_producer_t *p, const char *fmt, va_list ap) SEA_PLUGIN_PRINTF(2, 0);
+  void (*consumer_error)(sea_consumer_t *c, const char *fmt, ...) SEA_PLUGIN_PRINTF(2, 3);
+  void (*consumer_errorv)(sea_consumer_t *c, const char *fmt, va_list ap) SEA_PLUGIN_PRINTF(2, 0);
 
-  void *reserved[11];
+  void *reserved[5];
 } sea_host_t;
 
 /* Capability bits. */

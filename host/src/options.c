@@ -535,3 +535,62 @@ const char *sea__option_str(const sea_options_t *o, const char *key) {
   const sea_option_spec_t *e;
   return opt_text(o, key, SEA_OPT_STR, SEA_OPT_ENUM, &e);
 }
+
+/* ---- listing a plugin's table (`seastreamer plugins --options`) ---- */
+
+/* Appends to buf as snprintf would, tracking the length wanted in *o. */
+static void put(char *buf, size_t size, size_t *o, const char *fmt, ...) SEA__PRINTF(4, 5);
+static void put(char *buf, size_t size, size_t *o, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(*o < size ? buf + *o : NULL, *o < size ? size - *o : 0, fmt, ap);
+  va_end(ap);
+  if (n > 0)
+    *o += (size_t)n;
+}
+
+/* One entry: "  block_ms=MS  consumer: BLOCK of XREAD/XREADGROUP (at least 1; default 500)". */
+static void put_entry(char *buf, size_t size, size_t *o, const sea_option_spec_t *e) {
+  static const char *const value[] = {"", "N", "MS", "true|false", "", "TEXT"};
+  if (is_pattern(e)) {
+    put(buf, size, o, "  %s=VALUE  %s (passed through)\n",
+        strcmp(e->key, "*") == 0 ? "OTHER" : e->key, e->help ? e->help : "other keys");
+    return;
+  }
+  /* The remarks in parentheses: the range, the default, the side. */
+  char notes[160];
+  size_t n = 0;
+  uint64_t max = spec_max(e);
+  const char *unit = e->type == SEA_OPT_STR ? " bytes" : "";
+  notes[0] = '\0';
+  if (e->type != SEA_OPT_BOOL && e->type != SEA_OPT_ENUM && max < UINT64_MAX)
+    put(notes, sizeof notes, &n, "%" PRIu64 " to %" PRIu64 "%s", e->min, max, unit);
+  else if (e->type == SEA_OPT_STR && e->min == 1)
+    put(notes, sizeof notes, &n, "not empty");
+  else if (e->type != SEA_OPT_BOOL && e->type != SEA_OPT_ENUM && e->min > 0)
+    put(notes, sizeof notes, &n, "at least %" PRIu64 "%s", e->min, unit);
+  if (e->def != NULL)
+    put(notes, sizeof notes, &n, "%sdefault %s", n ? "; " : "", e->def[0] ? e->def : "empty");
+  if (e->flags == SEA_OPT_PRODUCER || e->flags == SEA_OPT_CONSUMER)
+    put(notes, sizeof notes, &n, "%s%s only", n ? "; " : "",
+        e->flags == SEA_OPT_PRODUCER ? "producers" : "consumers");
+  put(buf, size, o, "  %s=%s  %s%s%s%s\n", e->key,
+      e->type == SEA_OPT_ENUM ? e->values : value[e->type], e->help ? e->help : "",
+      notes[0] ? " (" : "", notes, notes[0] ? ")" : "");
+}
+
+int sea_runtime_plugin_options(sea_runtime_t *rt, size_t i, char *buf, size_t size) {
+  sea__plugins_ensure(rt);
+  if (i >= rt->plugin_count)
+    return SEA_EINVAL;
+  const sea__plugin_t *p = &rt->plugins[i];
+  const sea_option_spec_t *t = p->refused ? NULL : sea__plugin_options(&p->desc);
+  if (t == NULL)
+    return SEA_ENOTSUP;
+  size_t o = 0;
+  if (size > 0)
+    buf[0] = '\0';
+  for (; t->key; t++)
+    put_entry(buf, size, &o, t);
+  return o > INT32_MAX ? INT32_MAX : (int)o;
+}

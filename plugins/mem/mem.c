@@ -63,9 +63,9 @@ const sea_host_t *mem_host;
 /* clang-format off */
 const sea_option_spec_t mem_option_table[] = {
     {.key = "capacity", .type = SEA_OPT_U64, .min = 1,
-     .help = "sends a producer holds unreceipted before SEA_EAGAIN (no limit without it)"},
+     .help = "sends a producer holds unreceipted before SEA_EAGAIN; none: no limit"},
     {.key = "fail_after", .type = SEA_OPT_U64,
-     .help = "a producer fails after this many sends (fault injection)"},
+     .help = "a producer fails after this many sends: fault injection"},
     {.key = "hold_receipts", .type = SEA_OPT_BOOL, .def = "false",
      .help = "receipts wait for a flush or end"},
     {.key = NULL},

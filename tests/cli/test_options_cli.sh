@@ -3,8 +3,9 @@
 # table (plugin ABI 1.4), through the command as users give them (-X key=value): an unknown key
 # lists every valid key of its backend; a bad value is one line naming the key, the value and what
 # is allowed (range, type, words); a number past 2^64 - 1 is refused (redis once took it); the
-# getters' defaults and the spellings that worked before still work. The host refuses before the
-# backend connects, so redis and kafka need no server here.
+# getters' defaults and the spellings that worked before still work; `seastreamer plugins
+# --options` lists the same tables. The host refuses before the backend connects, so redis and
+# kafka need no server here.
 # usage: test_options_cli.sh BUILD_DIR
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
@@ -114,5 +115,28 @@ expect_grep "file: beacon_interval given" '"beacon_interval":128[,}]' "$T/out"
 printf 'x\n' | $TO "$SS" produce "file://$T/c.ss/k" 2>"$T/err"
 $TO "$SS" decode "$T/c.ss" >"$T/out" 2>&1
 expect_grep "file: beacon_interval default" '"beacon_interval":1048576[,}]' "$T/out"
+
+# --- `seastreamer plugins --options` lists the same tables: every key the refusal names is there
+# with its value, what it does, its range and default ---
+$TO "$SS" plugins --options >"$T/plugins" 2>"$T/err"
+expect_status "plugins --options" 0 $?
+for uri in stdio:// "file://$T/a.ss/k" mem://x "$REDIS"; do
+  b=${uri%%:*}
+  $TO "$SS" consume -X nosuch=1 "$uri" </dev/null >/dev/null 2>"$T/err"
+  keys=$(sed -n "s/.*; $b keys: \(.*\))\$/\1/p" "$T/err" | tr -d ,)
+  [ -n "$keys" ] && ok || bad "plugins --options: no $b keys in the refusal"
+  # The plugin's own lines: from its "loaded" line to the next unindented line.
+  sed -n "/^loaded   $b /,/^[^ ]/{/^  /p}" "$T/plugins" >"$T/own"
+  for k in $keys; do expect_grep "plugins --options: $b $k" "^  $k=" "$T/own"; done
+  expect_lines "plugins --options: $b has no other key" "$(wc -w <<<"$keys")" "$T/own"
+done
+expect_grep "plugins --options: a range and a default" \
+  '^  block_ms=MS  consumer: BLOCK of XREAD/XREADGROUP \(at least 1; default 500\)$' "$T/plugins"
+expect_grep "plugins --options: words" '^  create=auto\|new\|existing  .*\(default auto\)$' "$T/plugins"
+expect_grep "plugins --options: a side" '^  partition=N  .*\(0 to 2147483647; producers only\)$' "$T/plugins"
+expect_grep "plugins --options: kafka's pass-through" \
+  "^  OTHER=VALUE  librdkafka's properties: kcat -X list \(passed through\)$" "$T/plugins"
+$TO "$SS" plugins --bogus >/dev/null 2>"$T/err"
+expect_status "plugins --bogus" 2 $?
 
 finish

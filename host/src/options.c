@@ -1,7 +1,6 @@
 /* options.c: key=value option lists, the parsing of values the host itself reads, and the
  * option tables plugins declare (ABI 1.4): the loader's check of a table, the check of a
  * connect's or an open's options against it, and the typed getters of the host table. */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -149,16 +148,11 @@ int sea__options_merge(sea_options_t *dst, const sea_options_t *src) {
   return 0;
 }
 
+static int u64_of(const char *s, uint64_t *out);
+
+/* The host's keys and the plugins' tables share one parse (u64_of, below). */
 int sea__parse_u64(const char *s, uint64_t *out) {
-  if (s == NULL || *s < '0' || *s > '9')
-    return SEA_EOPTION;
-  errno = 0;
-  char *end;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno || *end != '\0')
-    return SEA_EOPTION;
-  *out = v;
-  return 0;
+  return u64_of(s, out) == 0 ? 0 : SEA_EOPTION;
 }
 
 int sea__parse_bool(const char *s, bool *out) {
@@ -323,7 +317,8 @@ static int u64_of(const char *s, uint64_t *out) {
     else
       v = v * 10 + d;
   }
-  *out = v;
+  if (!over)
+    *out = v;
   return over;
 }
 

@@ -93,6 +93,14 @@ refused "kafka: producer key on a consumer" "kafka: option partition is for prod
 refused "kafka: consumer key on a producer" "kafka: option auto_commit is for consumers, not producers" \
   produce -X auto_commit=false "$KAFKA"
 
+# A text option the plugin reads as a boolean itself (option_bool on a SEA_OPT_STR key: -1).
+refused "kafka: auto_commit neither a word nor a boolean" \
+  "kafka: option auto_commit=maybe: expected at-most-once or false$" \
+  consume -G g --mode resumable -X auto_commit=maybe "$KAFKA"
+refused "kafka: auto_commit=yes is at most once by another name" \
+  "kafka: option auto_commit=yes commits what was delivered, processed or not" \
+  consume -G g --mode resumable -X auto_commit=yes "$KAFKA"
+
 # --- the spellings that worked before still do, and so do the other boolean words ---
 printf 'a\nb\n' | $TO "$SS" consume -e -X unbuffered=true -X format=payload -X max_line=16 \
   -f '%s\n' stdio:// >"$T/out" 2>"$T/err"

@@ -261,6 +261,11 @@ void sea__option_unknown(sea_runtime_t *rt, const char *plugin, const char *key,
 
 /* ---- plugin option tables (ABI 1.4) ---- */
 
+/* A table's entries are laid out by the plugin's header: the entry may not change size in 1.x. */
+_Static_assert(sizeof(sea_option_spec_t) == 3 * sizeof(uint64_t) + 8 * sizeof(void *) ||
+                   sizeof(void *) != 8,
+               "sea_option_spec_t layout changed");
+
 /* The plugin's table, or NULL: only a plugin of ABI 1.4 or later has the member. */
 const sea_option_spec_t *sea__plugin_options(const sea_plugin_t *d) {
   return d->abi_minor >= 4 ? d->options : NULL;

@@ -35,10 +35,6 @@ static void conn_arm(rconn_t *c, uint64_t ms, void (*due)(rconn_t *c)) {
   rhost->timer_start(c->timer, ms, 0);
 }
 
-static void conn_timer_stop(rconn_t *c) {
-  rhost->timer_stop(c->timer);
-}
-
 static void conn_set_events(rconn_t *c, int ev) {
   if (c->ac == NULL || ev == c->events)
     return;
@@ -119,7 +115,7 @@ void redis_conn_set_addr(rconn_t *c, const char *host, int port) {
 
 /* The connection is gone. Retry if it had worked and the reconnect window is open, else fail. */
 static void conn_lost(rconn_t *c, int status, const char *msg) {
-  conn_timer_stop(c);
+  rhost->timer_stop(c->timer);
   if (!c->ever_ready && c->idx == 0 && c->seed + 1 < c->s->nseeds) {
     /* the first connection: the URI names more nodes of the cluster, try the next one */
     size_t skip = strncmp(msg, R_NAME ": ", sizeof R_NAME + 1) == 0 ? sizeof R_NAME + 1 : 0;
@@ -167,7 +163,7 @@ static void conn_lost(rconn_t *c, int status, const char *msg) {
 /* A fatal error of the handshake (bad password, not Redis): no retry, whatever happened before. */
 static void conn_fatal(rconn_t *c, int status, const char *msg) {
   conn_drop(c);
-  conn_timer_stop(c);
+  rhost->timer_stop(c->timer);
   c->state = C_FAILED;
   c->on_fail(c, status, msg);
 }
@@ -247,7 +243,7 @@ static void hs_cb(redisAsyncContext *ac, void *r, void *priv) {
     conn_fatal(c, SEA_ECONNECT, msg);
     return;
   }
-  conn_timer_stop(c);
+  rhost->timer_stop(c->timer);
   rhost->log(SEA_LOG_INFO, R_NAME, "%s %s (%s)", c->ever_ready ? "reconnected to" : "connected to",
              c->addr, c->ip);
   c->state = C_READY;
@@ -300,7 +296,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
              ac->errstr[0] ? ac->errstr : "closed by the server");
   conn_detach(c, ac);
   if (ac->err == REDIS_ERR_PROTOCOL && was == C_HANDSHAKE) {
-    conn_timer_stop(c);
+    rhost->timer_stop(c->timer);
     c->state = C_FAILED;
     c->on_fail(c, SEA_ECONNECT, msg);
     return;
@@ -399,7 +395,7 @@ static void conn_start_numeric(rconn_t *c) {
 /* Start one connection attempt: resolve (off the loop) unless numeric, then connect. */
 void redis_conn_begin(rconn_t *c) {
   unsigned char buf[sizeof(struct in6_addr)];
-  conn_timer_stop(c);
+  rhost->timer_stop(c->timer);
   if (inet_pton(AF_INET, c->host, buf) == 1 || inet_pton(AF_INET6, c->host, buf) == 1) {
     snprintf(c->ip, sizeof c->ip, "%s", c->host);
     c->state = C_CONNECTING;
@@ -476,7 +472,7 @@ int redis_conn_map_ask(rconn_t *c) {
 
 /* Connect again from scratch (what was on the wire is dropped: no callback comes for it). */
 void redis_conn_restart(rconn_t *c) {
-  conn_timer_stop(c);
+  rhost->timer_stop(c->timer);
   if (c->job) {
     c->job->conn = NULL;
     c->job = NULL;

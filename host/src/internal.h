@@ -41,6 +41,12 @@ struct sea_runtime {
   uv_idle_t defer_idle; /* runs the deferred queue; active only while it is not empty */
   bool defer_init;
   sea__deferred_t *defer_head, *defer_tail;
+  uv_timer_t turn_timer; /* drains the queue of plugins' 0 ms timers (runtime.c) */
+  struct sea_timer *turn_head, *turn_tail;
+  uint64_t turn;      /* drains so far */
+  bool turn_init;     /* turn_timer is initialised */
+  bool turn_armed;    /* a drain is coming */
+  bool turn_via_idle; /* defer_idle starts it (asked for from inside the timer pass) */
   uv_loop_t own_loop;
   bool owns_loop;
   bool plugins_loaded;
@@ -63,6 +69,7 @@ struct sea_streamer {
   bool closing;
   struct sea_op *ops; /* listings in progress */
   char errmsg[SEA__ERRMSG_MAX];
+  char said[SEA__ERRMSG_MAX]; /* host->streamer_error during the plugin call now running */
 };
 
 /* The in-flight record the host keeps per send, handed to the plugin as the token. */
@@ -105,6 +112,7 @@ struct sea_producer {
   size_t slab_records; /* records in the next slab */
   struct sea_producer *next;
   char errmsg[SEA__ERRMSG_MAX];
+  char said[SEA__ERRMSG_MAX]; /* host->producer_error during the plugin call now running */
 };
 
 struct sea_consumer {
@@ -125,6 +133,7 @@ struct sea_consumer {
   int err;
   struct sea_consumer *next;
   char errmsg[SEA__ERRMSG_MAX];
+  char said[SEA__ERRMSG_MAX]; /* host->consumer_error during the plugin call now running */
 };
 
 struct sea_op {

@@ -139,6 +139,8 @@ int sea_runtime_free(sea_runtime_t *rt) {
   /* Then let pending close callbacks return every handle's memory. */
   if (rt->defer_init)
     uv_close((uv_handle_t *)&rt->defer_idle, NULL);
+  if (rt->turn_init)
+    uv_close((uv_handle_t *)&rt->turn_timer, NULL);
   uv_run(rt->loop, UV_RUN_NOWAIT);
   if (rt->owns_loop) {
     if (uv_loop_close(rt->loop) == UV_EBUSY) {
@@ -229,71 +231,165 @@ static void watch_stop(sea_watch_t *w) {
     uv_close(&w->h.handle, close_free);
 }
 
-/* A timer. libuv before 1.45 (Debian 12 has 1.44) runs a timer started with timeout 0 from
- * inside a timer callback again in the same pass over the timers, so a backend that re-arms one
- * to "come back next turn" keeps the loop from ever polling its file descriptors: receipts and
- * wakeups wait, and so does the pipeline's commit timer (measured with the kafka consumer: a
- * commit every 5 s instead of every 1 s). Such a start waits for the next turn in an idle
- * handle instead, after which the loop has polled. */
+/* A timer: a uv_timer_t for timeouts, and for timeout 0 (the next-turn defer) a place in the
+ * runtime's turn queue. One libuv timer per runtime (turn_timer) drains the queue, so the kicks
+ * keep the place among the loop's timers that their own 0 ms timers had (before the timers that
+ * fell due later, such as a join's wait: its order depends on it), and a kick costs an append
+ * instead of a trip through the timer heap.
+ *
+ * libuv before 1.45 (Debian 12 has 1.44) runs a timer started with timeout 0 from inside a timer
+ * callback again in the same pass over the timers, so a backend that re-arms one to "come back
+ * next turn" kept the loop from ever polling its file descriptors: receipts and wakeups waited,
+ * and so did the pipeline's commit timer (measured with the kafka consumer: a commit every 5 s
+ * instead of every 1 s). So what is queued from inside a plugin's timer callback, or from the
+ * drain itself, waits for the next drain, and that drain's timer is started from the idle
+ * handle (after the timer pass), so the loop polls before it runs. */
 struct sea_timer {
   uv_timer_t t;
-  uv_idle_t idle;
-  bool idle_open;
-  int open; /* handles still to close before t is freed */
-  uint64_t repeat;
+  sea_runtime_t *rt;
   sea_timer_cb cb;
   void *data;
+  uint64_t repeat;
+  unsigned gen; /* counts starts, stops and the close: a callback that did one of them wins */
+  bool queued;  /* in the turn queue (a 0 ms start waiting for its turn) */
+  bool closing;
+  uint64_t turn; /* the drain it runs in (rt->turn when it was queued) */
+  sea_timer_t *prev, *next;
 };
 
-static _Thread_local unsigned timer_depth; /* timer callbacks on the stack (on the loop thread) */
+static _Thread_local unsigned timer_depth; /* plugin timer callbacks on the stack (loop thread) */
 
-static void on_timer(uv_timer_t *t) {
-  sea_timer_t *st = t->data;
+static void idle_arm(sea_runtime_t *rt);
+static void on_turn_timer(uv_timer_t *h);
+
+/* Make sure a drain comes: at once when the loop is not in a plugin's timer callback, else
+ * through the idle handle (run_deferred starts turn_timer). */
+static void turn_arm(sea_runtime_t *rt) {
+  if (rt->turn_armed)
+    return;
+  rt->turn_armed = true;
+  if (!rt->turn_init) {
+    uv_timer_init(rt->loop, &rt->turn_timer);
+    rt->turn_timer.data = rt;
+    rt->turn_init = true;
+  }
+  if (timer_depth > 0) {
+    rt->turn_via_idle = true;
+    idle_arm(rt);
+  } else {
+    uv_timer_start(&rt->turn_timer, on_turn_timer, 0, 0);
+  }
+}
+
+static void turn_unlink(sea_timer_t *t) {
+  sea_runtime_t *rt = t->rt;
+  if (!t->queued)
+    return;
+  t->queued = false;
+  if (t->prev)
+    t->prev->next = t->next;
+  else
+    rt->turn_head = t->next;
+  if (t->next)
+    t->next->prev = t->prev;
+  else
+    rt->turn_tail = t->prev;
+  t->prev = t->next = NULL;
+}
+
+static void on_timer(uv_timer_t *h) {
+  sea_timer_t *t = h->data;
   timer_depth++;
-  st->cb(st, st->data);
+  t->cb(t, t->data);
   timer_depth--;
 }
 
-static void on_timer_turn(uv_idle_t *h) {
-  sea_timer_t *st = h->data;
-  uv_idle_stop(h);
-  uv_timer_start(&st->t, on_timer, 0, st->repeat);
-}
-
-static sea_timer_t *timer_start(sea_runtime_t *rt, uint64_t timeout, uint64_t repeat,
-                                sea_timer_cb cb, void *data) {
+static sea_timer_t *timer_init(sea_runtime_t *rt, sea_timer_cb cb, void *data) {
   sea_timer_t *t = sea__calloc(1, sizeof *t);
   if (t == NULL)
     return NULL;
   uv_timer_init(rt->loop, &t->t);
   t->t.data = t;
+  t->rt = rt;
   t->cb = cb;
   t->data = data;
-  t->repeat = repeat;
-  if (timeout == 0 && timer_depth > 0) {
-    uv_idle_init(rt->loop, &t->idle);
-    t->idle.data = t;
-    t->idle_open = true;
-    uv_idle_start(&t->idle, on_timer_turn);
-  } else {
-    uv_timer_start(&t->t, on_timer, timeout, repeat);
-  }
   return t;
 }
 
-static void timer_closed(uv_handle_t *h) {
-  sea_timer_t *t = h->data;
-  if (--t->open == 0)
-    sea__free(t);
+static int timer_start(sea_timer_t *t, uint64_t timeout, uint64_t repeat) {
+  if (t == NULL)
+    return SEA_EINVAL;
+  if (timeout == 0 && t->queued) { /* the hot path (a kick per send): already waiting, runs once */
+    t->repeat = repeat;
+    return 0;
+  }
+  if (t->closing || t->cb == NULL)
+    return SEA_EINVAL;
+  t->gen++;
+  t->repeat = repeat;
+  if (timeout > 0) {
+    turn_unlink(t);
+    uv_timer_start(&t->t, on_timer, timeout, repeat);
+    return 0;
+  }
+  uv_timer_stop(&t->t);
+  sea_runtime_t *rt = t->rt;
+  t->queued = true;
+  t->turn = rt->turn;
+  t->prev = rt->turn_tail;
+  t->next = NULL;
+  if (rt->turn_tail)
+    rt->turn_tail->next = t;
+  else
+    rt->turn_head = t;
+  rt->turn_tail = t;
+  turn_arm(rt);
+  return 0;
 }
 
 static void timer_stop(sea_timer_t *t) {
-  if (t == NULL)
+  if (t == NULL || t->closing)
     return;
-  t->open = t->idle_open ? 2 : 1;
-  uv_close((uv_handle_t *)&t->t, timer_closed);
-  if (t->idle_open)
-    uv_close((uv_handle_t *)&t->idle, timer_closed);
+  t->gen++;
+  turn_unlink(t);
+  uv_timer_stop(&t->t);
+}
+
+static void timer_close(sea_timer_t *t) {
+  if (t == NULL || t->closing)
+    return;
+  timer_stop(t);
+  t->closing = true;
+  uv_close((uv_handle_t *)&t->t, close_free);
+}
+
+/* ABI 1.0's timer_start. */
+static sea_timer_t *timer_new(sea_runtime_t *rt, uint64_t timeout, uint64_t repeat, sea_timer_cb cb,
+                              void *data) {
+  sea_timer_t *t = timer_init(rt, cb, data);
+  if (t != NULL)
+    timer_start(t, timeout, repeat);
+  return t;
+}
+
+/* Run the timers queued before this drain began; what their callbacks queue waits for the next
+ * one, after the loop has polled. A repeating timer then goes on every repeat ms, unless its
+ * callback started, stopped or closed it. */
+static void on_turn_timer(uv_timer_t *h) {
+  sea_runtime_t *rt = h->data;
+  uint64_t turn = rt->turn++;
+  rt->turn_armed = false;
+  timer_depth++; /* what the callbacks queue is armed through the idle handle */
+  while (rt->turn_head && rt->turn_head->turn <= turn) {
+    sea_timer_t *t = rt->turn_head;
+    turn_unlink(t);
+    unsigned gen = t->gen;
+    t->cb(t, t->data);
+    /* t is still allocated here: a close frees it in a close callback, on a later turn. */
+    if (t->gen == gen && t->repeat > 0)
+      uv_timer_start(&t->t, on_timer, t->repeat, t->repeat);
+  }
+  timer_depth--;
 }
 
 struct sea_wakeup {
@@ -408,11 +504,64 @@ static void host_batch_release(const sea_batch_t *b) {
   sea_batch_release(b);
 }
 
+static void set_errorv(sea_runtime_t *rt, const char *fmt, va_list ap) {
+  sea__vfmt(rt->errmsg, sizeof rt->errmsg, fmt, ap);
+}
+
 static void set_error(sea_runtime_t *rt, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  sea__vfmt(rt->errmsg, sizeof rt->errmsg, fmt, ap);
+  set_errorv(rt, fmt, ap);
   va_end(ap);
+}
+
+/* Errors bound to the handle: what the plugin says about the call on it that is running now
+ * (streamer*.c read it with sea__said). */
+static void streamer_errorv(sea_streamer_t *s, const char *fmt, va_list ap) {
+  sea__vfmt(s->said, sizeof s->said, fmt, ap);
+}
+static void producer_errorv(sea_producer_t *p, const char *fmt, va_list ap) {
+  sea__vfmt(p->said, sizeof p->said, fmt, ap);
+}
+static void consumer_errorv(sea_consumer_t *c, const char *fmt, va_list ap) {
+  sea__vfmt(c->said, sizeof c->said, fmt, ap);
+}
+
+#define SEA__VARIADIC(name, type)                                                                  \
+  static void name(type h, const char *fmt, ...) SEA__PRINTF(2, 3);                                \
+  static void name(type h, const char *fmt, ...) {                                                 \
+    va_list ap;                                                                                    \
+    va_start(ap, fmt);                                                                             \
+    name##v(h, fmt, ap);                                                                           \
+    va_end(ap);                                                                                    \
+  }
+SEA__VARIADIC(streamer_error, sea_streamer_t *)
+SEA__VARIADIC(producer_error, sea_producer_t *)
+SEA__VARIADIC(consumer_error, sea_consumer_t *)
+#undef SEA__VARIADIC
+
+/* The va_list twins of the members streamer.c implements: the message is formatted here and
+ * handed on whole (these are the error paths; a format costs nothing there). */
+static void consumer_endv(sea_consumer_t *c, int status, const char *fmt, va_list ap) {
+  char msg[SEA__ERRMSG_MAX];
+  sea__vfmt(msg, sizeof msg, fmt, ap);
+  sea__consumer_end(c, status, "%s", msg);
+}
+
+static void producer_failv(sea_producer_t *p, int status, const char *fmt, va_list ap) {
+  char msg[SEA__ERRMSG_MAX];
+  sea__vfmt(msg, sizeof msg, fmt, ap);
+  sea__producer_fail(p, status, "%s", msg);
+}
+
+static void op_donev(sea_op_t *op, int status, const char *fmt, va_list ap) {
+  if (fmt == NULL || status >= 0) {
+    sea__op_done(op, status, NULL); /* NULL: the host words the error from the status */
+    return;
+  }
+  char msg[SEA__ERRMSG_MAX];
+  sea__vfmt(msg, sizeof msg, fmt, ap);
+  sea__op_done(op, status, "%s", msg);
 }
 
 const sea_host_t sea__host = {
@@ -427,8 +576,8 @@ const sea_host_t sea__host = {
     .watch_start = watch_start,
     .watch_update = watch_update,
     .watch_stop = watch_stop,
-    .timer_start = timer_start,
-    .timer_stop = timer_stop,
+    .timer_new = timer_new,
+    .timer_close = timer_close,
     .wakeup_new = wakeup_new,
     .wakeup_send = wakeup_send,
     .wakeup_close = wakeup_close,
@@ -463,6 +612,21 @@ const sea_host_t sea__host = {
     .option_bool = sea__option_bool,
     .option_enum = sea__option_enum,
     .option_str = sea__option_str,
+    /* ABI 1.4 (loop) */
+    .timer_init = timer_init,
+    .timer_start = timer_start,
+    .timer_stop = timer_stop,
+    .logv = vlog,
+    .consumer_endv = consumer_endv,
+    .producer_failv = producer_failv,
+    .op_donev = op_donev,
+    .set_errorv = set_errorv,
+    .streamer_error = streamer_error,
+    .streamer_errorv = streamer_errorv,
+    .producer_error = producer_error,
+    .producer_errorv = producer_errorv,
+    .consumer_error = consumer_error,
+    .consumer_errorv = consumer_errorv,
 };
 
 /* ---- deferred calls ----
@@ -472,6 +636,11 @@ const sea_host_t sea__host = {
 
 static void run_deferred(uv_idle_t *h) {
   sea_runtime_t *rt = h->data;
+  /* The next drain of plugins' 0 ms timers, asked for during the timer pass: after the poll. */
+  if (rt->turn_via_idle) {
+    rt->turn_via_idle = false;
+    uv_timer_start(&rt->turn_timer, on_turn_timer, 0, 0);
+  }
   /* Run only what is queued now; what these calls queue runs on the next turn. Each call stays
    * in the queue until its turn, so a close can still cancel calls about the closed object. */
   sea__deferred_t *last = rt->defer_tail;
@@ -491,6 +660,16 @@ static void run_deferred(uv_idle_t *h) {
     uv_idle_stop(&rt->defer_idle);
 }
 
+/* Make sure run_deferred comes: an active idle handle also makes the loop poll without waiting. */
+static void idle_arm(sea_runtime_t *rt) {
+  if (!rt->defer_init) {
+    uv_idle_init(rt->loop, &rt->defer_idle);
+    rt->defer_idle.data = rt;
+    rt->defer_init = true;
+  }
+  uv_idle_start(&rt->defer_idle, run_deferred);
+}
+
 int sea__defer(sea_runtime_t *rt, void (*fn)(void *, void *), void *arg, void *arg2) {
   sea__deferred_t *d = sea__calloc(1, sizeof *d);
   if (d == NULL)
@@ -498,17 +677,12 @@ int sea__defer(sea_runtime_t *rt, void (*fn)(void *, void *), void *arg, void *a
   d->fn = fn;
   d->arg = arg;
   d->arg2 = arg2;
-  if (!rt->defer_init) {
-    uv_idle_init(rt->loop, &rt->defer_idle);
-    rt->defer_idle.data = rt;
-    rt->defer_init = true;
-  }
   if (rt->defer_tail)
     rt->defer_tail->next = d;
   else
     rt->defer_head = d;
   rt->defer_tail = d;
-  uv_idle_start(&rt->defer_idle, run_deferred);
+  idle_arm(rt);
   return 0;
 }
 

@@ -100,7 +100,9 @@ int sea_connect(sea_runtime_t *rt, const char *uri, const sea_options_t *opts,
   rc = plugin->desc.connect(rt, s, u, backend, &s->impl);
   sea_options_free(backend);
   if (rc != 0) {
-    if (rt->errmsg[0] == '\0')
+    if (s->said[0] != '\0')
+      sea__rt_err(rt, rc, "%s", s->said);
+    else if (rt->errmsg[0] == '\0')
       sea__rt_err(rt, rc, "%s: cannot connect to '%s': %s", plugin->desc.name, uri,
                   sea_strerror(rc));
     sea_options_free(s->opts);
@@ -211,10 +213,11 @@ int sea_streamer_list(sea_streamer_t *s, const char *const *keys, size_t key_cou
                           .timeout_ms = timeout_ms,
                           .emit = list_emit,
                           .ctx = lc};
-  s->rt->errmsg[0] = '\0';
+  sea__said_clear(s->said, s->rt);
   rc = d->list(s->impl, &args, lc->op);
   if (rc != 0) {
-    sea__set_msg(s->errmsg, "%s", s->rt->errmsg[0] ? s->rt->errmsg : sea_strerror(rc));
+    const char *said = sea__said(s->said, s->rt);
+    sea__set_msg(s->errmsg, "%s", said ? said : sea_strerror(rc));
     sea_op_t *op = lc->op;
     sea__free(lc);
     return sea__op_refused(op, rc);

@@ -12,6 +12,17 @@ static inline const char *sea__backend_name(const sea_streamer_t *s) {
   return s->plugin->desc.name;
 }
 
+/* What a plugin said about the call on a handle that is about to return an error: the message
+ * bound to the handle (host->streamer_error, producer_error, consumer_error: said), else the
+ * runtime's (host->set_error), else NULL. sea__said_clear empties both before the call. */
+static inline void sea__said_clear(char *said, sea_runtime_t *rt) {
+  said[0] = '\0';
+  rt->errmsg[0] = '\0';
+}
+static inline const char *sea__said(const char *said, const sea_runtime_t *rt) {
+  return said[0] ? said : rt->errmsg[0] ? rt->errmsg : NULL;
+}
+
 /* streamer_op.c */
 /* Cancel every outstanding operation of a handle that is closing. */
 void sea__ops_cancel(sea_op_t **list);

@@ -159,7 +159,9 @@ int sea_consumer_open(sea_streamer_t *s, const sea_options_t *opts, sea_consumer
   c->args.backend_options = NULL;
   sea__common_free(&co);
   if (rc != 0) {
-    if (rt->errmsg[0] == '\0')
+    if (c->said[0] != '\0')
+      sea__rt_err(rt, rc, "%s", c->said);
+    else if (rt->errmsg[0] == '\0')
       sea__rt_err(rt, rc, "%s: cannot open a consumer: %s", d->name, sea_strerror(rc));
     sea__free(c->keys);
     sea__free(c);
@@ -186,9 +188,11 @@ int sea_consumer_start(sea_consumer_t *c, sea_batch_cb on_batch, sea_end_cb on_e
   if (c->started)
     return 0;
   c->started = true;
+  sea__said_clear(c->said, c->s->rt);
   int rc = c->s->plugin->desc.consumer_start(c->impl);
+  const char *said = sea__said(c->said, c->s->rt);
   if (rc)
-    sea__set_msg(c->errmsg, "start: %s", sea_strerror(rc));
+    sea__set_msg(c->errmsg, "start: %s", said ? said : sea_strerror(rc));
   return rc;
 }
 
@@ -245,11 +249,11 @@ void sea_consumer_on_revoke(sea_consumer_t *c, sea_revoke_cb cb) {
       sea__set_msg((c)->errmsg, "%s: not supported by %s", what, sea__backend_name((c)->s));       \
       return SEA_ENOTSUP;                                                                          \
     }                                                                                              \
-    (c)->s->rt->errmsg[0] = '\0'; /* a backend may say more with host->set_error */                \
+    sea__said_clear((c)->said, (c)->s->rt); /* a backend may say more: host->consumer_error */     \
     int rc_ = (c)->s->plugin->desc.op((c)->impl, ##__VA_ARGS__);                                   \
+    const char *said_ = sea__said((c)->said, (c)->s->rt);                                          \
     if (rc_ != 0 && rc_ != SEA_ENOTSUP)                                                            \
-      sea__set_msg((c)->errmsg, "%s: %s", what,                                                    \
-                   (c)->s->rt->errmsg[0] ? (c)->s->rt->errmsg : sea_strerror(rc_));                \
+      sea__set_msg((c)->errmsg, "%s: %s", what, said_ ? said_ : sea_strerror(rc_));                \
     else if (rc_ == SEA_ENOTSUP)                                                                   \
       sea__set_msg((c)->errmsg, "%s: not supported by %s", what, sea__backend_name((c)->s));       \
     return rc_;                                                                                    \
@@ -337,16 +341,18 @@ static int consumer_op(sea_consumer_t *c, const char *what, bool present, sea_do
     return SEA_ENOTSUP;
   }
   *op = sea__op_start(c->s->rt, &c->ops, c->errmsg, what, cb, data);
+  sea__said_clear(c->said, c->s->rt); /* the plugin's call comes next (consumer_op_rc) */
   return *op ? 0 : SEA_ENOMEM;
 }
 
 static int consumer_op_rc(sea_consumer_t *c, sea_op_t *op, const char *what, int rc) {
   if (rc == 0)
     return 0;
+  const char *said = sea__said(c->said, c->s->rt);
   if (rc == SEA_ENOTSUP)
     sea__set_msg(c->errmsg, "%s: not supported by %s", what, sea__backend_name(c->s));
   else
-    sea__set_msg(c->errmsg, "%s: %s", what, sea_strerror(rc));
+    sea__set_msg(c->errmsg, "%s: %s", what, said ? said : sea_strerror(rc));
   return sea__op_refused(op, rc);
 }
 

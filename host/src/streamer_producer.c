@@ -57,7 +57,9 @@ int sea_producer_open(sea_streamer_t *s, const sea_options_t *opts, sea_producer
   rc = d->producer_open(s->impl, p, &args, &p->impl);
   sea__common_free(&c);
   if (rc != 0) {
-    if (rt->errmsg[0] == '\0')
+    if (p->said[0] != '\0')
+      sea__rt_err(rt, rc, "%s", p->said);
+    else if (rt->errmsg[0] == '\0')
       sea__rt_err(rt, rc, "%s: cannot open a producer: %s", d->name, sea_strerror(rc));
     sea__free(p);
     return rc < 0 ? rc : SEA_EBACKEND;
@@ -235,7 +237,7 @@ int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned
   p->inflight++;
   p->inflight_bytes += r->bytes;
   sea_runtime_t *rt = p->s->rt;
-  rt->errmsg[0] = '\0'; /* a backend may say more with host->set_error */
+  sea__said_clear(p->said, rt); /* a backend may say more with host->producer_error */
   int rc = p->s->plugin->desc.producer_send(p->impl, &msg, flags, r);
   if (rc != 0) {
     r->prev->next = r->next;
@@ -246,8 +248,8 @@ int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned
     if (rc == SEA_EAGAIN) {
       p->plugin_full = true;
       p->want_drain = true;
-    } else if (rt->errmsg[0] != '\0') {
-      sea__set_msg(p->errmsg, "send to '%s': %s", msg.meta.stream_key, rt->errmsg);
+    } else if (sea__said(p->said, rt) != NULL) {
+      sea__set_msg(p->errmsg, "send to '%s': %s", msg.meta.stream_key, sea__said(p->said, rt));
     } else if (p->errmsg[0] == '\0' || rc != p->err) {
       sea__set_msg(p->errmsg, "send to '%s': %s", msg.meta.stream_key, sea_strerror(rc));
     }
@@ -333,9 +335,11 @@ static int producer_op(sea_producer_t *p, const char *what, int (*fn)(void *, se
       sea__op_done(op, 0, NULL);
     return 0;
   }
+  sea__said_clear(p->said, p->s->rt);
   int rc = fn(p->impl, op);
   if (rc != 0) {
-    sea__set_msg(p->errmsg, "%s: %s", what, sea_strerror(rc));
+    const char *said = sea__said(p->said, p->s->rt);
+    sea__set_msg(p->errmsg, "%s: %s", what, said ? said : sea_strerror(rc));
     return sea__op_refused(op, rc);
   }
   return 0;
@@ -372,8 +376,8 @@ static int txn_rc(sea_producer_t *p, const char *what, int rc) {
     return 0;
   if (rc == SEA_ENOTSUP)
     sea__set_msg(p->errmsg, "%s: not supported by %s", what, sea__backend_name(p->s));
-  else if (p->s->rt->errmsg[0])
-    sea__set_msg(p->errmsg, "%s: %s", what, p->s->rt->errmsg);
+  else if (sea__said(p->said, p->s->rt))
+    sea__set_msg(p->errmsg, "%s: %s", what, sea__said(p->said, p->s->rt));
   else
     sea__set_msg(p->errmsg, "%s: %s", what, sea_strerror(rc));
   return rc;
@@ -384,7 +388,7 @@ int sea_producer_txn_begin(sea_producer_t *p) {
   int rc = txn_unsupported(p, "txn_begin", d->producer_txn_begin != NULL);
   if (rc)
     return rc;
-  p->s->rt->errmsg[0] = '\0';
+  sea__said_clear(p->said, p->s->rt);
   return txn_rc(p, "txn_begin", d->producer_txn_begin(p->impl));
 }
 
@@ -396,7 +400,7 @@ static int txn_op(sea_producer_t *p, const char *what, int (*fn)(void *, sea_op_
   sea_op_t *op = sea__op_start(p->s->rt, &p->ops, p->errmsg, what, cb, data);
   if (op == NULL)
     return SEA_ENOMEM;
-  p->s->rt->errmsg[0] = '\0';
+  sea__said_clear(p->said, p->s->rt);
   rc = fn(p->impl, op);
   if (rc != 0)
     return sea__op_refused(op, txn_rc(p, what, rc));
@@ -437,7 +441,7 @@ int sea_producer_txn_send_offsets(sea_producer_t *p, sea_consumer_t *c, sea_done
   sea_op_t *op = sea__op_start(p->s->rt, &p->ops, p->errmsg, what, cb, data);
   if (op == NULL)
     return SEA_ENOMEM;
-  p->s->rt->errmsg[0] = '\0';
+  sea__said_clear(p->said, p->s->rt);
   rc = d->producer_txn_send_offsets(p->impl, c->impl, op);
   if (rc != 0)
     return sea__op_refused(op, txn_rc(p, what, rc));

@@ -45,17 +45,18 @@
 
 static void consumer_tick(sea_timer_t *t, void *data);
 
+/* Come back in ms (0: on the next turn), unless already armed (a seek from a delivery wins
+ * over the poll the turn would arm after it). */
 static void consumer_arm(file_consumer_t *fc, uint64_t ms) {
-  if (fc->timer != NULL || fc->closed || fc->ended || !fc->started || fc->paused)
+  if (fc->armed || fc->closed || fc->ended || !fc->started || fc->paused)
     return;
-  fc->timer = fh->timer_start(fc->rt, ms, ms ? ms : 1, consumer_tick, fc);
+  fc->armed = 1;
+  fh->timer_start(fc->timer, ms, 0);
 }
 
 static void consumer_disarm(file_consumer_t *fc) {
-  if (fc->timer != NULL) {
-    fh->timer_stop(fc->timer);
-    fc->timer = NULL;
-  }
+  fc->armed = 0;
+  fh->timer_stop(fc->timer);
 }
 
 static const char *consumer_key(file_consumer_t *fc, const uint8_t *key, uint8_t len) {
@@ -264,6 +265,7 @@ static void consumer_unwatch(file_consumer_t *fc) {
 }
 
 static void consumer_free(file_consumer_t *fc) {
+  fh->timer_close(fc->timer);
   consumer_unwatch(fc);
   cursor_release(fc->cur);
   fh->free(fc->keys);
@@ -284,6 +286,10 @@ int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *ar
   fc = fh->calloc(1, sizeof *fc);
   if (fc == NULL)
     return SEA_ENOMEM;
+  if ((fc->timer = fh->timer_init(args->rt, consumer_tick, fc)) == NULL) {
+    fh->free(fc);
+    return SEA_ENOMEM;
+  }
   fc->c = c;
   fc->rt = args->rt;
   fc->fs = fs;
@@ -573,14 +579,7 @@ static void consumer_run(file_consumer_t *fc) {
     return;
   }
   if (rc == SS_RESUME) {
-    /* A 0 ms timer started inside a timer callback runs in the same pass of the loop, so a
-     * long replay would hold the loop: after a few batches in one loop tick, wait 1 ms. */
-    uint64_t now = fh->now_ms(fc->rt);
-    if (now != fc->tick_ms) {
-      fc->tick_ms = now;
-      fc->tick_batches = 0;
-    }
-    consumer_arm(fc, ++fc->tick_batches < 8 ? 0 : 1);
+    consumer_arm(fc, 0); /* the next turn: the loop polls in between */
   } else {
     consumer_follow(fc);
   }
@@ -589,8 +588,7 @@ static void consumer_run(file_consumer_t *fc) {
 static void consumer_tick(sea_timer_t *t, void *data) {
   file_consumer_t *fc = data;
   struct stat st;
-  fh->timer_stop(t);
-  fc->timer = NULL;
+  fc->armed = 0;
   if (fc->paused || fc->ended)
     return;
   if (fc->cur->eos) {

@@ -140,10 +140,9 @@ typedef struct file_consumer {
   int fswatch_tried;
   sea_fswatch_t *fswatch; /* the host's file-change events while following, or NULL */
   uint32_t batch_size;
-  sea_timer_t *timer;
-  uint64_t tick_ms;      /* the loop time of the latest batch */
-  unsigned tick_batches; /* batches delivered at that loop time */
-  int waited;            /* the last turn found no more data */
+  sea_timer_t *timer; /* the next turn, or the poll while following */
+  int armed;
+  int waited; /* the last turn found no more data */
   int started, paused, ended, closed;
   unsigned busy;
   file_commit_job_t **jobs;

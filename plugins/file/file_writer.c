@@ -66,8 +66,8 @@ typedef struct file_writer {
   size_t npend, cappend;
   file_pending_t *giving; /* the list writer_tick is receipting */
   size_t ngiving;
-  sea_timer_t *timer;
-  int timer_now; /* the armed timer is a 0 ms one */
+  sea_timer_t *timer; /* writer_tick: on the next turn, or after flush_interval */
+  int armed, armed_now;
   int failed;
   char errmsg[256];
   unsigned busy;
@@ -112,8 +112,7 @@ static void writer_free(file_writer_t *wr) {
       *pp = wr->next;
       break;
     }
-  if (wr->timer)
-    fh->timer_stop(wr->timer);
+  fh->timer_close(wr->timer);
   if (wr->fd >= 0)
     close(wr->fd);
   ss_writer_free(&wr->w);
@@ -154,13 +153,14 @@ static int writer_write(file_writer_t *wr) {
 
 static void writer_tick(sea_timer_t *t, void *data);
 
+/* Tick on the next turn (now) or after flush_interval: an armed tick stays, unless now brings a
+ * flush_interval one forward. */
 static void writer_arm(file_writer_t *wr, int now) {
-  if (wr->timer != NULL && (wr->timer_now || !now))
+  if (wr->armed && (wr->armed_now || !now))
     return;
-  if (wr->timer != NULL)
-    fh->timer_stop(wr->timer);
-  wr->timer = fh->timer_start(wr->rt, now ? 0 : wr->flush_ms, 1, writer_tick, wr);
-  wr->timer_now = now;
+  wr->armed = 1;
+  wr->armed_now = now;
+  fh->timer_start(wr->timer, now ? 0 : wr->flush_ms, 0);
 }
 
 static void producer_complete_ops(file_producer_t *fp, uint64_t written, int failed,
@@ -172,8 +172,7 @@ static void writer_tick(sea_timer_t *t, void *data) {
   file_writer_t *wr = data;
   file_pending_t *pend;
   size_t n, i;
-  fh->timer_stop(t);
-  wr->timer = NULL;
+  wr->armed = 0;
   writer_write(wr); /* a failure is in wr->errmsg; the receipts below say which frames made it */
   /* Detach the list (sends from the callbacks start a new one), but keep it where a producer
    * closed from a callback can find and forget its entries. */
@@ -331,7 +330,10 @@ static file_writer_t *writer_open(sea_runtime_t *rt, const char *path, const fil
   if ((fd = writer_lock_open(rt, path, fo, err)) < 0)
     return NULL;
   wr = fh->calloc(1, sizeof *wr);
-  if (wr == NULL || (wr->path = file_strdup(path, strlen(path))) == NULL) {
+  if (wr == NULL || (wr->path = file_strdup(path, strlen(path))) == NULL ||
+      (wr->timer = fh->timer_init(rt, writer_tick, wr)) == NULL) {
+    if (wr != NULL)
+      fh->free(wr->path);
     fh->free(wr);
     close(fd);
     *err = SEA_ENOMEM;

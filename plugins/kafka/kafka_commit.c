@@ -251,8 +251,8 @@ static int ack_store(kconsumer_t *kc, const char *topic, uint64_t shard, uint64_
   if (kc->mode == SEA_MODE_REALTIME)
     return SEA_ESTATE;
   if (shard > INT32_MAX || seq >= INT64_MAX) {
-    H->set_error(kc->h.rt, "%s partition %" PRIu64 " seq %" PRIu64 ": not a Kafka position", topic,
-                 shard, seq);
+    H->consumer_error(kc->c, "%s partition %" PRIu64 " seq %" PRIu64 ": not a Kafka position",
+                      topic, shard, seq);
     return SEA_EINVAL;
   }
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
@@ -264,18 +264,18 @@ static int ack_store(kconsumer_t *kc, const char *topic, uint64_t shard, uint64_
   rd_kafka_topic_partition_list_destroy(l);
   if (e == RD_KAFKA_RESP_ERR__STATE && kafka_assigned_index(kc, topic, (int32_t)shard) < 0) {
     /* In a group this is normal: a rebalance gave the partition to another member. */
-    H->set_error(kc->h.rt,
-                 "%s partition %" PRIu64 " (seq %" PRIu64 ") is not assigned to this consumer%s",
-                 topic, shard, seq,
-                 kc->mode == SEA_MODE_LOAD_BALANCED
-                     ? " (a rebalance gave it to another member, which delivers it again)"
-                     : "");
+    H->consumer_error(
+        kc->c, "%s partition %" PRIu64 " (seq %" PRIu64 ") is not assigned to this consumer%s",
+        topic, shard, seq,
+        kc->mode == SEA_MODE_LOAD_BALANCED
+            ? " (a rebalance gave it to another member, which delivers it again)"
+            : "");
     return SEA_ESTATE;
   }
   if (e) {
     LOGE("ack of %s/%" PRIu64 " seq %" PRIu64 ": %s", topic, shard, seq, rd_kafka_err2str(e));
-    H->set_error(kc->h.rt, "%s partition %" PRIu64 " seq %" PRIu64 ": %s", topic, shard, seq,
-                 rd_kafka_err2str(e));
+    H->consumer_error(kc->c, "%s partition %" PRIu64 " seq %" PRIu64 ": %s", topic, shard, seq,
+                      rd_kafka_err2str(e));
     return kafka_err_to_sea(e);
   }
   const char *key = H->stream_key(topic, strlen(topic));

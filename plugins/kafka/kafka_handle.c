@@ -64,18 +64,18 @@ char *kafka_dup_str(const char *s) {
 }
 
 /* Drain again on the next loop turn (the io event only fires when a queue becomes non-empty):
- * a byte in our own pipe makes it readable, so the drain comes back through the loop's poll
- * phase, in turn with every other handle. (A 0 ms timer started from a timer callback runs again
- * in the same timer phase with libuv before 1.45, whose loop time does not advance there: a
- * consumer with a backlog kept re-arming one and starved the poll phase, so the output's delivery
- * reports and the commit results waited until the relay paused.) */
+ * the host's 0 ms timer, which runs once however often it is asked for, and after the loop polled
+ * when asked from a drain (a consumer with a backlog asks on every turn: the output's delivery
+ * reports and the commit results must not wait until the relay pauses). */
 void kafka_schedule_again(khandle_t *h) {
-  if (h->again || h->closed || h->pipefd[1] < 0)
-    return;
-  /* One byte at most: a full pipe would make librdkafka's own wakeup writes fail. */
-  h->again = 1;
-  ssize_t r = write(h->pipefd[1], "a", 1);
-  (void)r;
+  if (!h->closed)
+    H->timer_start(h->again, 0, 0);
+}
+
+static void on_again(sea_timer_t *t, void *data) {
+  khandle_t *h = data;
+  if (!h->closed)
+    h->drain(h);
 }
 
 int64_t kafka_mono_us(void) {
@@ -90,7 +90,6 @@ static void on_pipe(sea_watch_t *w, int status, int events, void *data) {
   (void)events;
   khandle_t *h = data;
   char buf[256];
-  h->again = 0;
   /* Empty the pipe first: an event that arrives while we drain writes a new byte. */
   while (read(h->pipefd[0], buf, sizeof buf) > 0) {
   }
@@ -168,7 +167,8 @@ int kafka_handle_init(khandle_t *h, const sea_open_args_t *a, const char *broker
 
 int kafka_handle_watch(khandle_t *h) {
   h->watch = H->watch_start(h->rt, h->pipefd[0], SEA_WATCH_READABLE, on_pipe, h);
-  return h->watch ? 0 : SEA_ENOMEM;
+  h->again = H->timer_init(h->rt, on_again, h);
+  return h->watch && h->again ? 0 : SEA_ENOMEM;
 }
 
 void kafka_close_fds(khandle_t *h) {
@@ -223,6 +223,8 @@ void kafka_handle_close(khandle_t *h) {
   if (h->watch)
     H->watch_stop(h->watch);
   h->watch = NULL;
+  H->timer_close(h->again);
+  h->again = NULL;
   kafka_handle_release(h);
 }
 

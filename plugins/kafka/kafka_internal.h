@@ -75,7 +75,7 @@ struct khandle {
   int is_consumer;
   int pipefd[2]; /* librdkafka writes a byte to [1] when a watched queue becomes non-empty */
   sea_watch_t *watch;
-  int again; /* a byte of ours is in the pipe: drain again on the next turn */
+  sea_timer_t *again; /* drains again on the next turn (kafka_schedule_again) */
   khandle_drain_fn drain;
   int pending_work;    /* queue_work jobs still holding rk */
   int closed;          /* set on the loop thread before any teardown work is queued */

@@ -254,8 +254,9 @@ int kafka_producer_send(void *impl, const sea_message_t *m, unsigned flags, void
     return SEA_ESTATE;
   if (kp->txn && kp->txn_state != TXN_OPEN) {
     if (kp->txn_state == TXN_IDLE || kp->txn_state == TXN_ENDING) {
-      H->set_error(kp->h.rt, "no transaction is open (%s; call sea_producer_txn_begin first)",
-                   kp->txn_state == TXN_IDLE ? "the last one ended" : "the open one is ending");
+      H->producer_error(kp->p, "no transaction is open (%s; call sea_producer_txn_begin first)",
+                        kp->txn_state == TXN_IDLE ? "the last one ended"
+                                                  : "the open one is ending");
       return SEA_ESTATE;
     }
     /* No transaction is open (initializing or committing): wait for producer_ready. */
@@ -301,11 +302,11 @@ int kafka_producer_send(void *impl, const sea_message_t *m, unsigned flags, void
     char v[32] = "?";
     size_t vn = sizeof v;
     rd_kafka_conf_get(rd_kafka_conf(kp->h.rk), "message.max.bytes", v, &vn);
-    H->set_error(kp->h.rt, "a message of %zu bytes is over message.max.bytes (%s)",
-                 m->payload.len + (m->key ? m->key_len : 0), v);
+    H->producer_error(kp->p, "a message of %zu bytes is over message.max.bytes (%s)",
+                      m->payload.len + (m->key ? m->key_len : 0), v);
     return SEA_ETOOBIG;
   }
-  H->set_error(kp->h.rt, "partition %" PRId32 ": %s", part, rd_kafka_err2str(e));
+  H->producer_error(kp->p, "partition %" PRId32 ": %s", part, rd_kafka_err2str(e));
   return kafka_err_to_sea(e);
 }
 

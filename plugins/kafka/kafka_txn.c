@@ -191,16 +191,16 @@ void kafka_txn_commit_start(kproducer_t *kp) {
 
 static int txn_refuse(kproducer_t *kp, const char *what) {
   if (!kp->txn) {
-    H->set_error(kp->h.rt, "this producer is not transactional (set the option "
-                           "transactional.id=ID)");
+    H->producer_error(kp->p, "this producer is not transactional (set the option "
+                             "transactional.id=ID)");
     return SEA_ESTATE;
   }
   if (kp->failed) {
-    H->set_error(kp->h.rt, "%s", kp->fail_msg);
+    H->producer_error(kp->p, "%s", kp->fail_msg);
     return kp->fail_status ? kp->fail_status : SEA_ESTATE;
   }
   if (kp->txn_state == TXN_FAILED) {
-    H->set_error(kp->h.rt, "transactions failed on this producer");
+    H->producer_error(kp->p, "transactions failed on this producer");
     return SEA_ESTATE;
   }
   (void)what;
@@ -216,7 +216,7 @@ int kafka_txn_begin(void *impl) {
   case TXN_INIT:
   case TXN_COMMITTING: /* begins once transactions are set up / the implicit commit is done */
     if (kp->txn_explicit && kp->begin_pending) {
-      H->set_error(kp->h.rt, "a transaction is already begun");
+      H->producer_error(kp->p, "a transaction is already begun");
       return SEA_ESTATE;
     }
     kp->txn_explicit = 1;
@@ -224,28 +224,28 @@ int kafka_txn_begin(void *impl) {
     return 0;
   case TXN_OPEN:
     if (kp->txn_explicit) {
-      H->set_error(kp->h.rt, "a transaction is already open");
+      H->producer_error(kp->p, "a transaction is already open");
       return SEA_ESTATE;
     }
     /* The implicit transaction opened after setup becomes this one, if nothing is in it. */
     if (kp->sent > kp->txn_base) {
-      H->set_error(kp->h.rt,
-                   "%" PRIu64 " message(s) were sent before txn_begin and are in an implicit "
-                   "transaction: flush (which commits them) before txn_begin",
-                   kp->sent - kp->txn_base);
+      H->producer_error(kp->p,
+                        "%" PRIu64 " message(s) were sent before txn_begin and are in an implicit "
+                        "transaction: flush (which commits them) before txn_begin",
+                        kp->sent - kp->txn_base);
       return SEA_ESTATE;
     }
     kp->txn_explicit = 1;
     return 0;
   case TXN_ENDING:
-    H->set_error(kp->h.rt, "the last transaction is still ending (begin from its callback)");
+    H->producer_error(kp->p, "the last transaction is still ending (begin from its callback)");
     return SEA_ESTATE;
   default: /* TXN_IDLE */
     kp->begin_pending = 1;
     txn_begin(kp);
     if (kp->txn_state == TXN_OPEN)
       return 0;
-    H->set_error(kp->h.rt, "%s", kp->fail_msg);
+    H->producer_error(kp->p, "%s", kp->fail_msg);
     return SEA_EBACKEND;
   }
 }
@@ -331,7 +331,7 @@ static int txn_end(kproducer_t *kp, sea_op_t *op, int abort_) {
   if (rc)
     return rc;
   if (kp->txn_state != TXN_OPEN || !kp->txn_explicit) {
-    H->set_error(kp->h.rt, "no transaction is open (call sea_producer_txn_begin first)");
+    H->producer_error(kp->p, "no transaction is open (call sea_producer_txn_begin first)");
     return SEA_ESTATE;
   }
   kp->txn_state = TXN_ENDING;
@@ -357,12 +357,12 @@ int kafka_txn_send_offsets(void *impl, void *cimpl, sea_op_t *op) {
   if (rc)
     return rc;
   if (kp->txn_state != TXN_OPEN || !kp->txn_explicit) {
-    H->set_error(kp->h.rt, "no transaction is open (call sea_producer_txn_begin first)");
+    H->producer_error(kp->p, "no transaction is open (call sea_producer_txn_begin first)");
     return SEA_ESTATE;
   }
   if (kc->mode == SEA_MODE_REALTIME) {
-    H->set_error(kp->h.rt, "a realtime consumer has no group to commit for (use mode=resumable "
-                           "or load-balanced with a group)");
+    H->producer_error(kp->p, "a realtime consumer has no group to commit for (use mode=resumable "
+                             "or load-balanced with a group)");
     return SEA_ESTATE;
   }
   /* What the consumer acked, or, if it acked nothing, everything it delivered. */
@@ -387,7 +387,7 @@ int kafka_txn_send_offsets(void *impl, void *cimpl, sea_op_t *op) {
     if (j->cgmd)
       rd_kafka_consumer_group_metadata_destroy(j->cgmd);
     H->free(j);
-    H->set_error(kp->h.rt, "cannot get the consumer's group metadata");
+    H->producer_error(kp->p, "cannot get the consumer's group metadata");
     return SEA_EBACKEND;
   }
   kp->offset_jobs++;

@@ -147,8 +147,6 @@ static void consumer_run(mem_consumer_t *mc) {
 
 void mem_consumer_tick(sea_timer_t *t, void *data) {
   mem_consumer_t *mc = data;
-  mem_host->timer_stop(t);
-  mc->timer = NULL;
   mc->busy++;
   consumer_run(mc);
   if (--mc->busy == 0 && mc->closed)
@@ -323,10 +321,8 @@ void mem_consumer_close(void *impl) {
   mem_consumer_t *mc = impl;
   mem_consumer_t **pp;
 
-  if (mc->timer != NULL) {
-    mem_host->timer_stop(mc->timer);
-    mc->timer = NULL;
-  }
+  mem_host->timer_close(mc->timer);
+  mc->timer = NULL;
   if (mc->reader != &mc->own)
     mem_consumer_return_inbox(mc); /* to the rest of the group */
   mc->inbox_count = 0;

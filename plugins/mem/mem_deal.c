@@ -16,10 +16,11 @@ int mem_consumer_active(const mem_consumer_t *mc) {
 
 /* Run mem_consumer_tick on the next loop turn. */
 void mem_consumer_arm(mem_consumer_t *mc) {
-  if (mc->timer != NULL || mc->closed)
+  if (mc->closed)
     return;
-  mc->timer = mem_host->timer_start(mc->rt, 0, MEM_TIMER_REPEAT_MS, mem_consumer_tick, mc);
   if (mc->timer == NULL)
+    mc->timer = mem_host->timer_init(mc->rt, mem_consumer_tick, mc);
+  if (mem_host->timer_start(mc->timer, 0, 0) != 0) /* a pending one stays: it runs once */
     mem_host->log(SEA_LOG_ERROR, "mem", "cannot start a timer: a consumer stalls");
 }
 

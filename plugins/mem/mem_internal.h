@@ -29,10 +29,6 @@ extern const sea_host_t *mem_host;
 #define MEM_LOGS_INITIAL 8
 /* The first size of a consumer's inbox; it grows up to the batch size. */
 #define MEM_INBOX_INITIAL 64
-/* Our timers are "run on the next turn" timers: they start with timeout 0 and are stopped first
- * thing in their callback. They repeat only so that no reading of the host's rules could free them
- * behind our back after they fire: a repeating timer lives until timer_stop. */
-#define MEM_TIMER_REPEAT_MS 1
 
 typedef struct mem_consumer mem_consumer_t;
 

@@ -29,8 +29,7 @@ static void listing_free(mem_listing_t *l) {
       *pp = l->next;
       break;
     }
-  if (l->timer != NULL)
-    mem_host->timer_stop(l->timer);
+  mem_host->timer_close(l->timer); /* from inside its callback too */
   lrows_free(&l->rows);
   mem_host->free(l);
 }
@@ -44,8 +43,6 @@ static void mem_list_tick(sea_timer_t *t, void *data) {
   mem_listing_t *l = data;
   size_t i;
   sea_op_t *op = l->op;
-  mem_host->timer_stop(t);
-  l->timer = NULL;
   for (i = 0; i < l->rows.n; i++)
     l->emit(l->ctx, &l->rows.v[i]);
   listing_free(l);
@@ -182,8 +179,7 @@ int mem_list(void *impl, const sea_list_args_t *args, sea_op_t *op) {
   l->op = op;
   l->emit = args->emit;
   l->ctx = args->ctx;
-  if (l->rows.oom || (l->timer = mem_host->timer_start(args->rt, 0, MEM_TIMER_REPEAT_MS,
-                                                       mem_list_tick, l)) == NULL) {
+  if (l->rows.oom || (l->timer = mem_host->timer_init(args->rt, mem_list_tick, l)) == NULL) {
     lrows_free(&l->rows);
     mem_host->free(l);
     mem_host->set_error(args->rt, "mem: out of memory");
@@ -191,5 +187,6 @@ int mem_list(void *impl, const sea_list_args_t *args, sea_op_t *op) {
   }
   l->next = ms->lists;
   ms->lists = l;
+  mem_host->timer_start(l->timer, 0, 0);
   return 0;
 }

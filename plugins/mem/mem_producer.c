@@ -13,10 +13,11 @@ static void producer_tick(sea_timer_t *t, void *data);
  * ---------------------------------------------------------------------------------------------- */
 
 static void producer_arm(mem_producer_t *mp) {
-  if (mp->timer != NULL || mp->closed)
+  if (mp->closed)
     return;
-  mp->timer = mem_host->timer_start(mp->rt, 0, MEM_TIMER_REPEAT_MS, producer_tick, mp);
   if (mp->timer == NULL)
+    mp->timer = mem_host->timer_init(mp->rt, producer_tick, mp);
+  if (mem_host->timer_start(mp->timer, 0, 0) != 0) /* a pending one stays: it runs once */
     mem_host->log(SEA_LOG_ERROR, "mem", "cannot start a timer: receipts stall");
 }
 
@@ -132,8 +133,6 @@ static void producer_tick(sea_timer_t *t, void *data) {
   mem_receipt_t *recs = mp->pending;
   size_t n = mp->pending_count, i;
 
-  mem_host->timer_stop(t);
-  mp->timer = NULL;
   /* Take the list: sends made from inside the callbacks start a new one, for the next turn. */
   mp->pending = NULL;
   mp->pending_count = 0;
@@ -186,10 +185,8 @@ int mem_producer_end(void *impl, sea_op_t *op) {
 /* Outstanding receipts and flushes are dropped: the host cancels them. */
 void mem_producer_close(void *impl) {
   mem_producer_t *mp = impl;
-  if (mp->timer != NULL) {
-    mem_host->timer_stop(mp->timer);
-    mp->timer = NULL;
-  }
+  mem_host->timer_close(mp->timer);
+  mp->timer = NULL;
   mp->closed = 1;
   if (mp->busy == 0)
     producer_free(mp);

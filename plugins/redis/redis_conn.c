@@ -21,11 +21,18 @@
 
 static void on_io(sea_watch_t *w, int status, int events, void *data);
 
-static void conn_timer_stop(rconn_t *c) {
-  if (c->timer) {
-    rhost->timer_stop(c->timer);
-    c->timer = NULL;
-  }
+static void on_conn_timer(sea_timer_t *t, void *data) {
+  rconn_t *c = data;
+  c->due(c);
+}
+
+/* The connection's one timer (made when first needed, closed with the connection) runs due
+ * after ms, 0: on the next turn. */
+static void conn_arm(rconn_t *c, uint64_t ms, void (*due)(rconn_t *c)) {
+  if (c->timer == NULL)
+    c->timer = rhost->timer_init(c->rt, on_conn_timer, c);
+  c->due = due;
+  rhost->timer_start(c->timer, ms, 0);
 }
 
 static void conn_set_events(rconn_t *c, int ev) {
@@ -97,13 +104,6 @@ static void conn_detach(rconn_t *c, const redisAsyncContext *ac) {
   c->ac = NULL;
 }
 
-static void on_backoff(sea_timer_t *t, void *data) {
-  (void)t;
-  rconn_t *c = data;
-  conn_timer_stop(c);
-  redis_conn_begin(c);
-}
-
 void redis_conn_set_addr(rconn_t *c, const char *host, int port) {
   snprintf(c->host, sizeof c->host, "%s", host);
   c->port = port;
@@ -115,7 +115,7 @@ void redis_conn_set_addr(rconn_t *c, const char *host, int port) {
 
 /* The connection is gone. Retry if it had worked and the reconnect window is open, else fail. */
 static void conn_lost(rconn_t *c, int status, const char *msg) {
-  conn_timer_stop(c);
+  rhost->timer_stop(c->timer);
   if (!c->ever_ready && c->idx == 0 && c->seed + 1 < c->s->nseeds) {
     /* the first connection: the URI names more nodes of the cluster, try the next one */
     size_t skip = strncmp(msg, R_NAME ": ", sizeof R_NAME + 1) == 0 ? sizeof R_NAME + 1 : 0;
@@ -130,7 +130,7 @@ static void conn_lost(rconn_t *c, int status, const char *msg) {
       snprintf(n->addr, sizeof n->addr, "%s", c->addr);
     }
     c->state = C_BACKOFF;
-    c->timer = rhost->timer_start(c->rt, 0, 1000, on_backoff, c);
+    conn_arm(c, 0, redis_conn_begin);
     return;
   }
   int was_ready = c->state == C_READY;
@@ -157,13 +157,13 @@ static void conn_lost(rconn_t *c, int status, const char *msg) {
   c->attempt++;
   if (was_ready)
     c->on_lost(c);
-  c->timer = rhost->timer_start(c->rt, delay, 1000, on_backoff, c);
+  conn_arm(c, delay, redis_conn_begin);
 }
 
 /* A fatal error of the handshake (bad password, not Redis): no retry, whatever happened before. */
 static void conn_fatal(rconn_t *c, int status, const char *msg) {
   conn_drop(c);
-  conn_timer_stop(c);
+  rhost->timer_stop(c->timer);
   c->state = C_FAILED;
   c->on_fail(c, status, msg);
 }
@@ -243,7 +243,7 @@ static void hs_cb(redisAsyncContext *ac, void *r, void *priv) {
     conn_fatal(c, SEA_ECONNECT, msg);
     return;
   }
-  conn_timer_stop(c);
+  rhost->timer_stop(c->timer);
   rhost->log(SEA_LOG_INFO, R_NAME, "%s %s (%s)", c->ever_ready ? "reconnected to" : "connected to",
              c->addr, c->ip);
   c->state = C_READY;
@@ -296,7 +296,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
              ac->errstr[0] ? ac->errstr : "closed by the server");
   conn_detach(c, ac);
   if (ac->err == REDIS_ERR_PROTOCOL && was == C_HANDSHAKE) {
-    conn_timer_stop(c);
+    rhost->timer_stop(c->timer);
     c->state = C_FAILED;
     c->on_fail(c, SEA_ECONNECT, msg);
     return;
@@ -372,10 +372,7 @@ static void resolve_after(void *data, int status) {
   conn_connect_ip(c);
 }
 
-static void on_connect_timeout(sea_timer_t *t, void *data) {
-  (void)t;
-  rconn_t *c = data;
-  conn_timer_stop(c);
+static void conn_timeout(rconn_t *c) {
   if (c->state == C_READY || c->state == C_FAILED || c->state == C_CLOSED)
     return;
   char msg[1400];
@@ -390,23 +387,19 @@ static void on_connect_timeout(sea_timer_t *t, void *data) {
   conn_lost(c, SEA_ETIMEDOUT, msg);
 }
 
-static void on_start_numeric(sea_timer_t *t, void *data) {
-  (void)t;
-  rconn_t *c = data;
-  /* the connect timeout replaces this timer */
-  conn_timer_stop(c);
-  c->timer = rhost->timer_start(c->rt, c->timeout_ms, 0, on_connect_timeout, c);
+static void conn_start_numeric(rconn_t *c) {
+  conn_arm(c, c->timeout_ms, conn_timeout); /* the connect timeout */
   conn_connect_ip(c);
 }
 
 /* Start one connection attempt: resolve (off the loop) unless numeric, then connect. */
 void redis_conn_begin(rconn_t *c) {
   unsigned char buf[sizeof(struct in6_addr)];
-  conn_timer_stop(c);
+  rhost->timer_stop(c->timer);
   if (inet_pton(AF_INET, c->host, buf) == 1 || inet_pton(AF_INET6, c->host, buf) == 1) {
     snprintf(c->ip, sizeof c->ip, "%s", c->host);
     c->state = C_CONNECTING;
-    c->timer = rhost->timer_start(c->rt, 0, 1000, on_start_numeric, c);
+    conn_arm(c, 0, conn_start_numeric);
     return;
   }
   rjob_t *j = rhost->calloc(1, sizeof *j);
@@ -419,7 +412,7 @@ void redis_conn_begin(rconn_t *c) {
   snprintf(j->host, sizeof j->host, "%s", c->host);
   c->state = C_RESOLVING;
   c->job = j;
-  c->timer = rhost->timer_start(c->rt, c->timeout_ms, 0, on_connect_timeout, c);
+  conn_arm(c, c->timeout_ms, conn_timeout);
   if (rhost->queue_work(c->rt, resolve_work, resolve_after, j) != 0) {
     c->job = NULL;
     rhost->free(j);
@@ -441,7 +434,8 @@ void redis_conn_init(rconn_t *c, rstreamer_t *s, sea_runtime_t *rt, void *owner,
 
 void redis_conn_close(rconn_t *c) {
   c->state = C_CLOSED;
-  conn_timer_stop(c);
+  rhost->timer_close(c->timer);
+  c->timer = NULL;
   if (c->job) {
     c->job->conn = NULL;
     c->job = NULL;
@@ -478,7 +472,7 @@ int redis_conn_map_ask(rconn_t *c) {
 
 /* Connect again from scratch (what was on the wire is dropped: no callback comes for it). */
 void redis_conn_restart(rconn_t *c) {
-  conn_timer_stop(c);
+  rhost->timer_stop(c->timer);
   if (c->job) {
     c->job->conn = NULL;
     c->job = NULL;

@@ -709,10 +709,8 @@ static rconn_t *cons_node(rcons_t *rc, size_t idx) {
 }
 
 static void cons_heal_stop(rcons_t *rc) {
-  if (rc->heal) {
-    rhost->timer_stop(rc->heal);
-    rc->heal = NULL;
-  }
+  rc->healing = 0;
+  rhost->timer_stop(rc->heal);
 }
 
 /* Up when the map has a master for every stream's slot and every master is connected; connects
@@ -791,9 +789,12 @@ static void cons_link_down(rcons_t *rc, rconn_t *except) {
         redis_conn_restart(c);
     }
   }
-  if (rc->heal == NULL) {
+  if (!rc->healing) {
+    if (rc->heal == NULL)
+      rc->heal = rhost->timer_init(rc->conn.rt, on_cons_heal, rc);
+    rc->healing = 1;
     rc->heal_since = rhost->now_ms(rc->conn.rt);
-    rc->heal = rhost->timer_start(rc->conn.rt, 100, 250, on_cons_heal, rc);
+    rhost->timer_start(rc->heal, 100, 250);
   }
 }
 
@@ -989,8 +990,6 @@ int redis_cons_pause(void *impl) {
 static void on_resume_timer(sea_timer_t *t, void *data) {
   (void)t;
   rcons_t *rc = data;
-  rhost->timer_stop(rc->resume_timer);
-  rc->resume_timer = NULL;
   size_t i = 0;
   while (i < rc->nheld && !rc->paused && !rc->ended)
     rhost->deliver(rc->c, rc->held[i++]);
@@ -1005,8 +1004,8 @@ int redis_cons_resume(void *impl) {
   rc->paused = 0;
   if (rc->nheld) {
     if (rc->resume_timer == NULL)
-      rc->resume_timer = rhost->timer_start(rc->conn.rt, 0, 1000, on_resume_timer, rc);
-    return rc->resume_timer ? 0 : SEA_ENOMEM;
+      rc->resume_timer = rhost->timer_init(rc->conn.rt, on_resume_timer, rc);
+    return rhost->timer_start(rc->resume_timer, 0, 0) == 0 ? 0 : SEA_ENOMEM;
   }
   redis_cons_pump(rc);
   return 0;
@@ -1039,7 +1038,7 @@ int redis_cons_rewind(void *impl, sea_pos_t pos, sea_op_t *op) {
 
 void redis_cons_close(void *impl) {
   rcons_t *rc = impl;
-  cons_heal_stop(rc);
+  rhost->timer_close(rc->heal);
   for (size_t i = 1; i < rc->nnc; i++)
     if (rc->nc[i]) {
       redis_conn_close(rc->nc[i]);
@@ -1048,8 +1047,7 @@ void redis_cons_close(void *impl) {
   rhost->free(rc->nc);
   rcl_map_free(&rc->map);
   redis_conn_close(&rc->conn);
-  if (rc->resume_timer)
-    rhost->timer_stop(rc->resume_timer);
+  rhost->timer_close(rc->resume_timer);
   for (size_t i = 0; i < rc->nheld; i++)
     rhost->batch_release(rc->held[i]);
   rhost->free(rc->held);

@@ -157,7 +157,8 @@ struct rconn {
   redisAsyncContext *ac;
   sea_watch_t *watch;
   int events;
-  sea_timer_t *timer; /* connect timeout or backoff */
+  sea_timer_t *timer; /* runs due: the connect timeout, the backoff's end */
+  void (*due)(rconn_t *c);
   rjob_t *job;
   int state;
   int ever_ready;
@@ -321,7 +322,8 @@ typedef struct rcons {
   size_t nnc;
   int link_up;
   int hold;          /* a redirection to wait out (ASK, TRYAGAIN): up again at a heal tick */
-  sea_timer_t *heal; /* reads the map again while not up */
+  sea_timer_t *heal; /* reads the map again while not up (healing) */
+  int healing;
   uint64_t heal_since;
   size_t round_n; /* entries of the reads of this round (one read per node) */
   int round_hist;

@@ -59,6 +59,7 @@ typedef struct rprod {
   prec_t *wait_head, *wait_tail;
   sea_timer_t *heal;       /* cluster: refreshes the map while a record waits or a node is down */
   sea_timer_t *wait_timer; /* wait_replicas: writes a WAIT behind what was written this turn */
+  int healing, wait_armed;
   uint64_t heal_since;
   uint64_t count; /* records in all lines */
   uint64_t accepted, resolved;
@@ -250,10 +251,8 @@ static int prod_whole(const rprod_t *pr) {
 }
 
 static void prod_heal_stop(rprod_t *pr) {
-  if (pr->heal) {
-    rhost->timer_stop(pr->heal);
-    pr->heal = NULL;
-  }
+  pr->healing = 0;
+  rhost->timer_stop(pr->heal);
 }
 
 static void on_prod_heal(sea_timer_t *t, void *data) {
@@ -283,10 +282,13 @@ static void on_prod_heal(sea_timer_t *t, void *data) {
 }
 
 static void prod_heal_start(rprod_t *pr) {
-  if (pr->heal || !pr->map.cluster)
+  if (pr->healing || !pr->map.cluster)
     return;
+  if (pr->heal == NULL)
+    pr->heal = rhost->timer_init(pr->rt, on_prod_heal, pr);
+  pr->healing = 1;
   pr->heal_since = rhost->now_ms(pr->rt);
-  pr->heal = rhost->timer_start(pr->rt, 100, 250, on_prod_heal, pr);
+  rhost->timer_start(pr->heal, 100, 250);
 }
 
 static void prod_on_map(rconn_t *c) {
@@ -396,6 +398,16 @@ static void xadd_cb(redisAsyncContext *ac, void *rep, void *priv) {
  * receipts fail (the entries are on the master only, which may lose them in a failover). */
 static void on_wait_timer(sea_timer_t *t, void *data);
 
+/* A WAIT after ms (0: on the next turn), unless one is already coming. */
+static void prod_wait_arm(rprod_t *pr, uint64_t ms) {
+  if (pr->wait_armed)
+    return;
+  if (pr->wait_timer == NULL)
+    pr->wait_timer = rhost->timer_init(pr->rt, on_wait_timer, pr);
+  pr->wait_armed = 1;
+  rhost->timer_start(pr->wait_timer, ms, 0);
+}
+
 static void wait_cb(redisAsyncContext *ac, void *rep, void *priv) {
   (void)priv;
   rconn_t *c = ac->data;
@@ -421,8 +433,7 @@ static void wait_cb(redisAsyncContext *ac, void *rep, void *priv) {
     }
     if (now - n->short_since < pr->cfg.reconnect_ms) {
       n->since_wait++;
-      if (pr->wait_timer == NULL)
-        pr->wait_timer = rhost->timer_start(pr->rt, 200, 1000, on_wait_timer, pr);
+      prod_wait_arm(pr, 200);
       return;
     }
   }
@@ -470,8 +481,7 @@ static void wait_cb(redisAsyncContext *ac, void *rep, void *priv) {
 static void on_wait_timer(sea_timer_t *t, void *data) {
   (void)t;
   rprod_t *pr = data;
-  rhost->timer_stop(pr->wait_timer);
-  pr->wait_timer = NULL;
+  pr->wait_armed = 0;
   for (size_t i = 0; i < pr->nnodes; i++) {
     rpnode_t *n = pr->nodes[i];
     if (n == NULL || n->since_wait == 0 || !redis_conn_ready(&n->conn))
@@ -551,8 +561,7 @@ static int prod_write(rprod_t *pr, rpnode_t *n, prec_t *r) {
     return -1;
   if (pr->cfg.wait_replicas) {
     n->since_wait++;
-    if (pr->wait_timer == NULL)
-      pr->wait_timer = rhost->timer_start(pr->rt, 0, 1000, on_wait_timer, pr);
+    prod_wait_arm(pr, 0);
   }
   return 0;
 }
@@ -610,7 +619,7 @@ static void prod_on_ready(rconn_t *c) {
     prod_rehome(pr);
   }
   prod_write_unsent(pr, pr->nodes[c->idx]);
-  if (pr->heal && prod_whole(pr))
+  if (pr->healing && prod_whole(pr))
     prod_heal_stop(pr);
 }
 
@@ -755,9 +764,8 @@ static void free_line(prec_t *r) {
 
 void redis_prod_close(void *impl) {
   rprod_t *pr = impl;
-  prod_heal_stop(pr);
-  if (pr->wait_timer)
-    rhost->timer_stop(pr->wait_timer);
+  rhost->timer_close(pr->heal);
+  rhost->timer_close(pr->wait_timer);
   for (size_t i = 0; i < pr->nnodes; i++) {
     rpnode_t *n = pr->nodes[i];
     if (n == NULL)

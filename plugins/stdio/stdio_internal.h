@@ -144,10 +144,8 @@ struct stdio_writer {
   uint64_t written;   /* bytes written to fd 1 so far */
   stdio_pending_t *q; /* ring of receipts, oldest at qhead */
   size_t qcap, qhead, qcount;
-  sea_watch_t *watch; /* fd 1 writable: waiting after EAGAIN, or for the next turn */
-  sea_timer_t *kick;
-  int in_kick;
-  int pollable; /* a watch on fd 1 changes nothing: use it to ask for the next turn */
+  sea_watch_t *watch; /* fd 1 writable: waiting for room after EAGAIN */
+  sea_timer_t *kick;  /* the next turn: write, then receipts, flushes and readiness */
   int err;
   char errmsg[STDIO_MSG_MAX];
   int err_reported;

@@ -102,8 +102,8 @@ struct stdio_reader {
   size_t cap, fill, start, scanned;
   int is_regular;
   sea_watch_t *watch;
-  sea_timer_t *kick;
-  int done; /* stdin is finished for us (EOF, error, or a line no consumer accepts) */
+  sea_timer_t *kick; /* the next turn: settles what a start, resume or failed watch left */
+  int done;          /* stdin is finished for us (EOF, error, or a line no consumer accepts) */
   int done_status;
   char done_msg[STDIO_MSG_MAX];
   int stop_parse;
@@ -220,8 +220,7 @@ static void reader_update_watch(stdio_reader_t *r) {
     r->watch = stdio_host->watch_start(r->rt, 0, SEA_WATCH_READABLE, reader_on_readable, r);
     if (r->watch == NULL) {
       reader_set_done(r, SEA_EIO, "stdin: cannot watch fd 0");
-      if (r->kick == NULL)
-        r->kick = stdio_host->timer_start(r->rt, 0, 0, reader_on_kick, r);
+      stdio_host->timer_start(r->kick, 0, 0);
     }
   } else if (!want && r->watch != NULL) {
     stdio_host->watch_stop(r->watch);
@@ -230,8 +229,7 @@ static void reader_update_watch(stdio_reader_t *r) {
 }
 
 static void reader_kick(stdio_reader_t *r) {
-  if (r->kick == NULL)
-    r->kick = stdio_host->timer_start(r->rt, 0, 0, reader_on_kick, r);
+  stdio_host->timer_start(r->kick, 0, 0);
 }
 
 static int held_push(stdio_consumer_t *c, sea_batch_t *b) {
@@ -658,8 +656,7 @@ static void consumer_free(stdio_consumer_t *c) {
 static void reader_free(stdio_reader_t *r) {
   if (r->watch)
     stdio_host->watch_stop(r->watch);
-  if (r->kick)
-    stdio_host->timer_stop(r->kick);
+  stdio_host->timer_close(r->kick);
   while (r->groups) {
     stdio_group_t *g = r->groups;
     r->groups = g->next;
@@ -733,8 +730,6 @@ static void reader_on_readable(sea_watch_t *w, int status, int events, void *dat
 
 static void reader_on_kick(sea_timer_t *t, void *data) {
   stdio_reader_t *r = data;
-  stdio_host->timer_stop(r->kick);
-  r->kick = NULL;
   r->busy++;
   reader_settle(r);
   r->busy--;
@@ -756,7 +751,9 @@ static int reader_get(sea_runtime_t *rt, stdio_reader_t **out) {
     return SEA_ENOMEM;
   r->rt = rt;
   r->bcast = stdio_host->stream_key("broadcast", 9);
-  if (r->bcast == NULL) {
+  r->kick = stdio_host->timer_init(rt, reader_on_kick, r);
+  if (r->bcast == NULL || r->kick == NULL) {
+    stdio_host->timer_close(r->kick);
     stdio_host->free(r);
     return SEA_ENOMEM;
   }
@@ -765,6 +762,7 @@ static int reader_get(sea_runtime_t *rt, stdio_reader_t **out) {
   int rc = stdio_fd_prepare(0, &r->is_regular, &pollable);
   if (rc != 0) {
     stdio_host->set_error(rt, "stdio: stdin: %s", strerror(-rc));
+    stdio_host->timer_close(r->kick);
     stdio_host->free(r);
     stdio_fds_release();
     return SEA_EIO;

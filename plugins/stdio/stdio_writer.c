@@ -21,21 +21,12 @@ static size_t writer_pending(const stdio_writer_t *w) {
 static void writer_on_writable(sea_watch_t *wt, int status, int events, void *data);
 static void writer_on_kick(sea_timer_t *t, void *data);
 
-/* Make sure a loop callback comes to write and report. Inside our own timer callback a new 0 ms
- * timer would run in the same timer pass (libuv runs due timers until none is due), so ask the
- * poll phase instead: fd 1 is almost always writable, and regular files are always ready. Where
- * polling would make fd 1 nonblocking behind our back (a terminal), a 1 ms timer does. */
+/* Make sure a loop callback comes to write and report: the next turn (the host's 0 ms timer,
+ * which comes after the loop polled even when asked from its own callback), or the watch on
+ * fd 1 while a write waits for room. */
 static void writer_schedule(stdio_writer_t *w) {
-  if (w->closing || w->watch != NULL || (w->kick != NULL && !w->in_kick))
-    return;
-  if (w->in_kick && w->pollable) {
-    stdio_fd_touch(1);
-    w->watch = stdio_host->watch_start(w->rt, 1, SEA_WATCH_WRITABLE, writer_on_writable, w);
-    if (w->watch != NULL)
-      return;
-  }
-  if (w->kick == NULL)
-    w->kick = stdio_host->timer_start(w->rt, w->in_kick ? 1 : 0, 0, writer_on_kick, w);
+  if (!w->closing && w->watch == NULL)
+    stdio_host->timer_start(w->kick, 0, 0);
 }
 
 static void writer_fail(stdio_writer_t *w, int status, const char *msg) {
@@ -162,8 +153,7 @@ static void writer_free(stdio_writer_t *w) {
   writer_write(w);
   if (w->watch)
     stdio_host->watch_stop(w->watch);
-  if (w->kick)
-    stdio_host->timer_stop(w->kick);
+  stdio_host->timer_close(w->kick);
   stdio_host->free(w->buf);
   stdio_host->free(w->q);
   stdio_map_free(&w->seqs);
@@ -205,19 +195,14 @@ static void writer_turn(stdio_writer_t *w) {
 
 static void writer_on_kick(sea_timer_t *t, void *data) {
   stdio_writer_t *w = data;
-  stdio_host->timer_stop(w->kick);
-  w->kick = NULL;
-  w->in_kick = 1;
   writer_turn(w);
   if (writer_has_work(w))
     writer_schedule(w);
-  w->in_kick = 0;
   writer_gc(w);
 }
 
 static void writer_on_writable(sea_watch_t *wt, int status, int events, void *data) {
   stdio_writer_t *w = data;
-  w->in_kick = 1; /* as in the timer: ask for the next turn, not for a re-run of this one */
   if (status < 0 && w->err == 0) {
     /* libuv stops a poll handle that reports an error (a pipe whose reader left shows as
      * EPOLLERR). The write says what really happened (EPIPE); if it can't even say that, the
@@ -232,13 +217,13 @@ static void writer_on_writable(sea_watch_t *wt, int status, int events, void *da
       writer_fail(w, SEA_EIO, "stdout: poll error");
   }
   writer_turn(w);
-  /* Keep the watch while there is work (it is the next turn); drop it when idle, or it would
-   * wake the loop on every turn for nothing. */
-  if (!writer_has_work(w) && w->watch != NULL) {
+  /* The watch waits for room; once what was buffered is out, the rest is the next turn's. */
+  if (writer_pending(w) == 0 && w->watch != NULL) {
     stdio_host->watch_stop(w->watch);
     w->watch = NULL;
   }
-  w->in_kick = 0;
+  if (writer_has_work(w))
+    writer_schedule(w);
   writer_gc(w);
 }
 
@@ -262,20 +247,26 @@ static int writer_get(sea_runtime_t *rt, stdio_writer_t **out) {
     return SEA_ENOMEM;
   w->rt = rt;
   w->ts_ms = INT64_MIN;
+  w->kick = stdio_host->timer_init(rt, writer_on_kick, w);
+  if (w->kick == NULL) {
+    stdio_host->free(w);
+    return SEA_ENOMEM;
+  }
   stdio_fds_acquire();
-  int is_regular;
-  int rc = stdio_fd_prepare(1, &is_regular, &w->pollable);
+  int is_regular, pollable;
+  int rc = stdio_fd_prepare(1, &is_regular, &pollable);
   if (rc != 0) {
     stdio_host->set_error(rt, "stdio: stdout: %s", strerror(-rc));
+    stdio_host->timer_close(w->kick);
     stdio_host->free(w);
     stdio_fds_release();
     return SEA_EIO;
   }
   stdio_writer = w;
   stdio_host->log(SEA_LOG_INFO, STDIO_NAME, "writing stdout (%s)",
-                  is_regular    ? "a file"
-                  : w->pollable ? "a pipe or socket"
-                                : "a terminal or device");
+                  is_regular ? "a file"
+                  : pollable ? "a pipe or socket"
+                             : "a terminal or device");
   *out = w;
   return 0;
 }
@@ -361,10 +352,10 @@ int stdio_producer_send(void *impl, const sea_message_t *m, unsigned flags, void
     return SEA_EINVAL;
   int rc = stdio_producer_check_lines(p, m);
   if (rc != 0) {
-    stdio_host->set_error(w->rt,
-                          "stdio: a printed field holds the message delimiter (%s): it would "
-                          "split the message in two (print it with -J, or pick another -D)",
-                          p->delim == '\n' ? "a newline" : "delimiter=");
+    stdio_host->producer_error(p->p,
+                               "stdio: a printed field holds the message delimiter (%s): it would "
+                               "split the message in two (print it with -J, or pick another -D)",
+                               p->delim == '\n' ? "a newline" : "delimiter=");
     return rc;
   }
 
@@ -444,7 +435,9 @@ int stdio_producer_send(void *impl, const sea_message_t *m, unsigned flags, void
 
   if ((p->unbuffered || writer_pending(w) >= STDIO_WRITE_AT) && w->watch == NULL)
     writer_write(w);
-  writer_schedule(w);
+  /* The first receipt owed asks for a turn; each turn asks for the next while there is work. */
+  if (w->qcount == 1)
+    writer_schedule(w);
   return 0;
 }
 

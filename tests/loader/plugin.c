@@ -70,7 +70,7 @@ static void on_turn(sea_timer_t *t, void *data) {
    * It cannot close us under our feet: the host defers a close made inside a receipt. */
   pending_t *list = pr->pending;
   size_t count = pr->count;
-  plugin_host->timer_stop(t);
+  plugin_host->timer_close(t);
   pr->timer = NULL;
   pr->pending = NULL;
   pr->count = pr->cap = 0;
@@ -91,7 +91,7 @@ static int producer_send(void *impl, const sea_message_t *m, unsigned flags, voi
   }
   /* The receipt may not come from inside this call: the host links the send in after we return. */
   if (pr->timer == NULL) {
-    pr->timer = plugin_host->timer_start(pr->rt, 0, 0, on_turn, pr);
+    pr->timer = plugin_host->timer_new(pr->rt, 0, 0, on_turn, pr);
     if (pr->timer == NULL)
       return SEA_ENOMEM;
   }
@@ -108,7 +108,7 @@ static void producer_close(void *impl) {
   producer_t *pr = impl;
   /* Sends still pending need no receipt: the host cancels them. */
   if (pr->timer)
-    plugin_host->timer_stop(pr->timer);
+    plugin_host->timer_close(pr->timer);
   plugin_host->free(pr->pending);
   plugin_host->free(pr);
 }

@@ -41,7 +41,7 @@ typedef struct echo_receipt {
 typedef struct echo_producer {
   echo_streamer_t *s;
   sea_producer_t *p;
-  sea_timer_t *timer; /* armed while there are receipts or flushes to give */
+  sea_timer_t *timer; /* the next turn: gives the receipts and flushes (a 0 ms start) */
   echo_receipt_t *receipts;
   size_t receipt_count, receipt_cap;
   sea_op_t **flushes; /* flushes waiting for the receipts above */
@@ -99,10 +99,13 @@ static void echo_disconnect(void *impl) {
 
 /* ---- producer ---- */
 
+static void echo_turn(sea_timer_t *t, void *data);
+
 static int echo_producer_open(void *streamer_impl, sea_producer_t *p, const sea_open_args_t *args,
                               void **impl) {
   echo_producer_t *ep = echo_host->calloc(1, sizeof *ep);
-  if (ep == NULL) {
+  if (ep == NULL || (ep->timer = echo_host->timer_init(args->rt, echo_turn, ep)) == NULL) {
+    echo_host->free(ep);
     echo_host->set_error(args->rt, "echo: out of memory");
     return SEA_ENOMEM;
   }
@@ -114,6 +117,7 @@ static int echo_producer_open(void *streamer_impl, sea_producer_t *p, const sea_
 
 /* The next turn: give the receipts, then complete the flushes that waited for them. */
 static void echo_turn(sea_timer_t *t, void *data) {
+  (void)t;
   echo_producer_t *ep = data;
   echo_receipt_t *receipts = ep->receipts;
   size_t receipt_count = ep->receipt_count;
@@ -121,8 +125,6 @@ static void echo_turn(sea_timer_t *t, void *data) {
   size_t flush_count = ep->flush_count;
   /* Detach both lists first: a receipt callback may send or flush again (the host allows it),
    * and those belong to the next turn. A close made in a callback waits until we return. */
-  echo_host->timer_stop(t);
-  ep->timer = NULL;
   ep->receipts = NULL;
   ep->receipt_count = ep->receipt_cap = 0;
   ep->flushes = NULL;
@@ -135,10 +137,9 @@ static void echo_turn(sea_timer_t *t, void *data) {
   echo_host->free(flushes);
 }
 
+/* Give them on the next turn (started again before its turn, the timer still runs once). */
 static int echo_arm(echo_producer_t *ep) {
-  if (ep->timer == NULL)
-    ep->timer = echo_host->timer_start(ep->s->rt, 0, 0, echo_turn, ep);
-  return ep->timer ? 0 : SEA_ENOMEM;
+  return echo_host->timer_start(ep->timer, 0, 0) == 0 ? 0 : SEA_ENOMEM;
 }
 
 static echo_key_t *echo_key(echo_streamer_t *es, const char *key) {
@@ -201,8 +202,7 @@ static int echo_producer_flush(void *impl, sea_op_t *op) {
 /* Close now. Receipts and flushes still due are not given: the host cancels them. */
 static void echo_producer_close(void *impl) {
   echo_producer_t *ep = impl;
-  if (ep->timer)
-    echo_host->timer_stop(ep->timer);
+  echo_host->timer_close(ep->timer);
   echo_host->free(ep->receipts);
   echo_host->free(ep->flushes);
   echo_host->free(ep);

@@ -24,7 +24,10 @@ extern "C" {
 #define SEA_PLUGIN_ABI_MAJOR 1
 /* 1.1 added sea_plugin_t.list (in its first reserved slot). 1.2: consumer_rewind may get
  * SEA_POS_COMMITTED_ (sent only to a plugin of 1.2 or later). 1.3 added sea_plugin_t.commands.
- * 1.4 (options): sea_plugin_t.options (a declared option table) and the host's typed getters. */
+ * 1.4 (options): sea_plugin_t.options (a declared option table) and the host's typed getters.
+ * 1.4 (loop): timer_init/start/stop (1.0's timer_start and timer_stop are timer_new and
+ * timer_close), the 0 ms timer as a next-turn defer, va_list twins of the printf members, and
+ * streamer_error, producer_error, consumer_error (an error bound to the handle). */
 #define SEA_PLUGIN_ABI_MINOR 4
 
 /* The host's printf-style members are checked as printf calls where the compiler can (GCC, Clang):
@@ -173,13 +176,18 @@ typedef struct sea_host {
 
   /* Loop: watch an fd (regular files are reported ready at once and on every turn while watched,
    * since epoll cannot watch them), timers, a cross-thread wakeup, and blocking work on a thread.
+   * Timers: see timer_init (ABI 1.4) for their lifecycle.
    */
   sea_watch_t *(*watch_start)(sea_runtime_t *rt, int fd, int events, sea_watch_cb cb, void *data);
   int (*watch_update)(sea_watch_t *w, int events);
   void (*watch_stop)(sea_watch_t *w); /* frees w; no callback after this */
-  sea_timer_t *(*timer_start)(sea_runtime_t *rt, uint64_t timeout_ms, uint64_t repeat_ms,
-                              sea_timer_cb cb, void *data);
-  void (*timer_stop)(sea_timer_t *t); /* frees t */
+  /* ABI 1.0's one call for a timer (it was named timer_start until 1.3): timer_init then
+   * timer_start; NULL if out of memory. */
+  sea_timer_t *(*timer_new)(sea_runtime_t *rt, uint64_t timeout_ms, uint64_t repeat_ms,
+                            sea_timer_cb cb, void *data);
+  /* Stop t and free it: no callback after this, and it may be called from t's own callback. NULL
+   * is ignored. (Named timer_stop until ABI 1.3, which did the same.) */
+  void (*timer_close)(sea_timer_t *t);
   sea_wakeup_t *(*wakeup_new)(sea_runtime_t *rt, sea_wakeup_cb cb, void *data);
   void (*wakeup_send)(sea_wakeup_t *w); /* any thread; several sends may merge into one callback */
   void (*wakeup_close)(sea_wakeup_t *w);
@@ -265,7 +273,49 @@ typedef struct sea_host {
   int (*option_enum)(const sea_options_t *o, const char *key);
   const char *(*option_str)(const sea_options_t *o, const char *key);
 
-  void *reserved[15];
+  /* Added in ABI 1.4 (loop): timers with libuv's lifecycle, va_list twins of the printf-style
+   * members, and errors bound to the handle. A plugin checks host->abi_minor >= 4 before calling
+   * them.
+   *
+   * A timer is made once with timer_init (allocated, not running) and lives until timer_close
+   * (ABI 1.0's member above). timer_start arms it, again and again: a running or pending timer
+   * starts over with the new timeout. timer_stop disarms it and keeps it for a later start.
+   * After timeout_ms the callback runs, then every repeat_ms (0: once; it stays made).
+   *
+   * timeout_ms 0 is the next-turn defer: the callback runs once, from the loop, after whatever
+   * is running now has returned (never inside the call that started it), before the timers that
+   * fall due later. One started from a timer callback (its own included) runs only after the
+   * loop has polled its file descriptors, so a plugin that keeps "coming back next turn" cannot
+   * starve I/O. Starting a pending 0 ms timer again changes nothing (it still runs once). This
+   * is the way to give receipts, deliveries or op completions outside the call that caused them.
+   *
+   * timer_stop and timer_close may be called from any callback, the timer's own included; they
+   * and timer_start take effect at once (a stopped or closed timer's callback does not run). */
+  sea_timer_t *(*timer_init)(sea_runtime_t *rt, sea_timer_cb cb, void *data);  /* NULL: no memory */
+  int (*timer_start)(sea_timer_t *t, uint64_t timeout_ms, uint64_t repeat_ms); /* 0, SEA_EINVAL */
+  void (*timer_stop)(sea_timer_t *t);
+  void (*logv)(int level, const char *plugin, const char *fmt, va_list ap) SEA_PLUGIN_PRINTF(3, 0);
+  void (*consumer_endv)(sea_consumer_t *c, int status, const char *fmt, va_list ap)
+      SEA_PLUGIN_PRINTF(3, 0);
+  void (*producer_failv)(sea_producer_t *p, int status, const char *fmt, va_list ap)
+      SEA_PLUGIN_PRINTF(3, 0);
+  void (*op_donev)(sea_op_t *op, int status, const char *fmt, va_list ap) SEA_PLUGIN_PRINTF(3, 0);
+  void (*set_errorv)(sea_runtime_t *rt, const char *fmt, va_list ap) SEA_PLUGIN_PRINTF(2, 0);
+  /* The message of the error that the call on s, p or c now running is about to return, bound to
+   * that handle: connect and list (s); producer_open, producer_send, producer_txn_* (p);
+   * consumer_open and the consumer's calls (c). The host words it as it words set_error's
+   * ("send to '<key>': <message>", "txn_commit: <message>"). set_error still works; a message
+   * bound to the handle wins over it, and cannot be overwritten by a call on another handle
+   * (set_error's buffer is the runtime's: a send made from inside another plugin call shares it).
+   * Only during the call on that handle, on the loop thread. */
+  void (*streamer_error)(sea_streamer_t *s, const char *fmt, ...) SEA_PLUGIN_PRINTF(2, 3);
+  void (*streamer_errorv)(sea_streamer_t *s, const char *fmt, va_list ap) SEA_PLUGIN_PRINTF(2, 0);
+  void (*producer_error)(sea_producer_t *p, const char *fmt, ...) SEA_PLUGIN_PRINTF(2, 3);
+  void (*producer_errorv)(sea_producer_t *p, const char *fmt, va_list ap) SEA_PLUGIN_PRINTF(2, 0);
+  void (*consumer_error)(sea_consumer_t *c, const char *fmt, ...) SEA_PLUGIN_PRINTF(2, 3);
+  void (*consumer_errorv)(sea_consumer_t *c, const char *fmt, va_list ap) SEA_PLUGIN_PRINTF(2, 0);
+
+  void *reserved[1];
 } sea_host_t;
 
 /* Capability bits. */

@@ -1,6 +1,8 @@
 /* test_runtime.c: the services the host table lends to plugins (fd watches, timers, cross-thread
  * wakeups, work on a thread), default ports, and the stdio backend's in-process sharing. */
 #include <pthread.h>
+/* A user program that also plays a plugin in-process (rec_entry): both headers. */
+#define SEA_HOST_INTERNAL
 #include <seastreamer/plugin.h>
 #include <seastreamer/seastreamer.h>
 #include <stdlib.h>

@@ -109,7 +109,7 @@ static int check(const sea_plugin_t *d, char *why, size_t len) {
                      "built for ABI %u.%u, newer than this host's %d.%d (upgrade seastreamer)",
                      d->abi_major, d->abi_minor, SEA_PLUGIN_ABI_MAJOR, SEA_PLUGIN_ABI_MINOR);
   /* 1.4 gave the data types a new layout (seastreamer/types.h): an older plugin would fill
-   * messages, receipts and lag entries with the sizes of before. */
+   * messages (in batches) and lag entries with the sizes of before. */
   if (d->abi_minor < SEA__PLUGIN_ABI_MINOR_OLDEST)
     return sea__errf(why, len, SEA_EPLUGIN,
                      "built for ABI %u.%u, older than %d.%d, which changed the layout of messages "

@@ -1,6 +1,5 @@
 /* test_api.c: the socket API and the relay against the in-memory backend, run twice: with the
  * backends loaded as .so plugins and linked in statically (argv[1] = dynamic | static). */
-#include <seastreamer/plugin.h>
 #include <seastreamer/seastreamer.h>
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,8 +12,8 @@
 #include "test.h"
 #include "test_opts.h"
 
-const sea_plugin_t *sea_plugin_entry_mem(const sea_host_t *host);
-const sea_plugin_t *sea_plugin_entry_stdio(const sea_host_t *host);
+SEA_PLUGIN_ENTRY_DECL(mem);
+SEA_PLUGIN_ENTRY_DECL(stdio);
 
 static int linked_statically;
 

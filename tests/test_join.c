@@ -2,14 +2,13 @@
  * backend: order across inputs and keys, ties, batch runs, a silent input, the bounded buffer,
  * late messages, error policies and what is acknowledged when a joined run stops early. Run
  * with the backends as .so plugins and linked in statically (argv[1] = dynamic | static). */
-#include <seastreamer/plugin.h>
 #include <seastreamer/seastreamer.h>
 #include <stdlib.h>
 
 #include "test.h"
 #include "test_opts.h"
 
-const sea_plugin_t *sea_plugin_entry_mem(const sea_host_t *host);
+SEA_PLUGIN_ENTRY_DECL(mem);
 
 static int linked_statically;
 

@@ -2,6 +2,8 @@
  * wakeups, work on a thread), default ports, and the stdio backend's in-process sharing. */
 #include <pthread.h>
 #include <stdarg.h>
+/* A user program that also plays a plugin in-process (rec_entry): both headers. */
+#define SEA_HOST_INTERNAL
 #include <seastreamer/plugin.h>
 #include <seastreamer/seastreamer.h>
 #include <stdlib.h>

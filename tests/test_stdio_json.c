@@ -7,7 +7,6 @@
  * away: a line written whole before that is receipted as done before a flush reports the failure,
  * so the pipeline behind `consume | head` commits it. */
 #include <fcntl.h>
-#include <seastreamer/plugin.h>
 #include <seastreamer/seastreamer.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -3,6 +3,10 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The plugin's parser (plugin.h) against the library's timestamp parser (the user API). */
+#define SEA_HOST_INTERNAL
+#include <seastreamer/seastreamer.h>
+
 #include "stdio_parse.h"
 
 static int passed, failed;

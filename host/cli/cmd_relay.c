@@ -8,7 +8,6 @@
 #include <uv.h>
 
 #include "cli.h"
-#include "seastreamer/plugin.h" /* SEA_CAP_* */
 
 typedef struct job {
   const char *cmd;

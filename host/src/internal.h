@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <uv.h>
 
+/* The host is both sides: it implements the user API and hosts plugins. */
+#define SEA_HOST_INTERNAL
 #include "seastreamer/plugin.h"
 #include "seastreamer/seastreamer.h"
 

@@ -91,6 +91,10 @@ static char *join_schemes(const char *const *schemes) {
   return s;
 }
 
+/* The oldest minor this host loads: the data types of seastreamer/types.h took their present
+ * layout in 1.4. */
+#define SEA__PLUGIN_ABI_MINOR_OLDEST 4
+
 /* The ABI rules. On refusal writes why and returns SEA_EPLUGIN. */
 static int check(const sea_plugin_t *d, char *why, size_t len) {
   if (d == NULL)
@@ -104,6 +108,14 @@ static int check(const sea_plugin_t *d, char *why, size_t len) {
     return sea__errf(why, len, SEA_EPLUGIN,
                      "built for ABI %u.%u, newer than this host's %d.%d (upgrade seastreamer)",
                      d->abi_major, d->abi_minor, SEA_PLUGIN_ABI_MAJOR, SEA_PLUGIN_ABI_MINOR);
+  /* 1.4 gave the data types a new layout (seastreamer/types.h): an older plugin would fill
+   * messages (in batches) and lag entries with the sizes of before. */
+  if (d->abi_minor < SEA__PLUGIN_ABI_MINOR_OLDEST)
+    return sea__errf(why, len, SEA_EPLUGIN,
+                     "built for ABI %u.%u, older than %d.%d, which changed the layout of messages "
+                     "(rebuild the plugin against this host's plugin.h)",
+                     d->abi_major, d->abi_minor, SEA_PLUGIN_ABI_MAJOR,
+                     SEA__PLUGIN_ABI_MINOR_OLDEST);
   if (d->struct_size < SEA_PLUGIN_V1_0_SIZE)
     return sea__errf(why, len, SEA_EPLUGIN,
                      "descriptor struct_size %u is smaller than ABI 1.0's %zu bytes",

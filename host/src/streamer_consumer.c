@@ -327,6 +327,8 @@ int sea_consumer_lag(sea_consumer_t *c, sea_lag_t *out, size_t cap) {
     return SEA_ECLOSED;
   if (c->s->plugin->desc.consumer_lag == NULL)
     return SEA_ENOTSUP; /* not an error of the consumer: its errmsg stays */
+  if (cap > 0) /* the entries' reserved room reads 0 (seastreamer/types.h), whatever fills them */
+    memset(out, 0, cap * sizeof *out);
   return c->s->plugin->desc.consumer_lag(c->impl, out, cap);
 }
 

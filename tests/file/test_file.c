@@ -10,9 +10,7 @@
 #include "test.h"
 #include "test_opts.h"
 
-#include <seastreamer/plugin.h>
-
-const sea_plugin_t *sea_plugin_entry_file(const sea_host_t *host);
+SEA_PLUGIN_ENTRY_DECL(file);
 
 static char dir[256];
 static sea_runtime_t *rt;

@@ -2,6 +2,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The plugin's parser (plugin.h) against the library's timestamp parser (the user API). */
+#define SEA_HOST_INTERNAL
+#include <seastreamer/seastreamer.h>
+
 #include "stdio_parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -1,6 +1,6 @@
 /* test_kafka_lag.c: sea_consumer_lag for kafka against librdkafka's mock cluster (in this process,
- * no broker): an entry per assigned partition, never more than what the partition holds, and 0
- * for every partition once the consumer read to the end (stop_at_end). */
+ * no broker): an entry per assigned partition, never more than what the partition holds, its
+ * reserved room 0, and 0 for every partition once the consumer read to the end (stop_at_end). */
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <seastreamer/seastreamer.h>
@@ -30,12 +30,14 @@ static void on_batch(sea_consumer_t *c, const sea_batch_t *b) {
   delivered += (int)b->count;
   batches++;
   sea_lag_t lag[8];
+  memset(lag, 0xa5, sizeof lag); /* what a caller's stack may hold: the host clears it */
   int n = sea_consumer_lag(c, lag, 8);
   if (n > 0)
     entries_seen = n;
   for (int i = 0; i < n && i < 8; i++)
     if (lag[i].lag < -1 || lag[i].lag > N || lag[i].stream_key == NULL ||
-        strcmp(lag[i].stream_key, "lagt") != 0 || lag[i].shard > 1)
+        strcmp(lag[i].stream_key, "lagt") != 0 || lag[i].shard > 1 ||
+        lag[i].reserved[0] != 0 || lag[i].reserved[1] != 0) /* types.h: the room reads 0 */
       bad_lag++;
 }
 

@@ -190,7 +190,8 @@ static const sea_plugin_t *describe(void) {
   static const char *const no_schemes[] = {NULL}; /* a list, but an empty one */
   d->schemes = no_schemes;
 #elif defined(LOADER_FAULT_MINOR_ZERO)
-  /* Not a fault: a plugin built for ABI 1.0 with something in the slot 1.1 gave to list. */
+  /* A plugin built for ABI 1.0 with something in the slot 1.1 gave to list: refused since 1.4
+   * gave the messages it fills another layout. */
   d->abi_minor = 0;
   d->list = minor_zero_list;
   d->commands = minor_zero_commands;

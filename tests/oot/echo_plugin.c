@@ -3,8 +3,8 @@
  * It is what docs/plugins.md walks through, and tests/oot/run.sh builds it with nothing but the
  * installed headers:
  *
- *   cc -std=c11 -Wall -Wextra -Werror -fPIC -shared $(pkg-config --cflags seastreamer) \
- *      -o echo.so echo_plugin.c
+ *   cc -std=c11 -Wall -Wextra -Werror -Werror=implicit-function-declaration -fPIC -shared \
+ *      -Wl,-z,defs $(pkg-config --cflags seastreamer) -o echo.so echo_plugin.c
  *
  * echo:///KEY[,KEY...] takes no host and no option.
  *   Producer: stores nothing. Each send gets a receipt on the next loop turn, with a seq counted

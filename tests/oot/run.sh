@@ -107,10 +107,16 @@ esac
 # --- build the plugin as its author would ---
 mkdir -p "$T/oot" "$T/empty"
 # shellcheck disable=SC2086 # cflags is a list of flags
-if "$CC" -std=c11 -Wall -Wextra -Werror -fPIC -shared $cflags -o "$T/oot/echo.so" \
-  "$SRC/tests/oot/echo_plugin.c" 2>"$T/cc.log"; then ok; else
+if "$CC" -std=c11 -Wall -Wextra -Werror -Werror=implicit-function-declaration -fPIC -shared \
+  -Wl,-z,defs $cflags -o "$T/oot/echo.so" "$SRC/tests/oot/echo_plugin.c" 2>"$T/cc.log"; then ok; else
   show "$T/cc.log"
   die "echo_plugin.c does not build against the installed headers"
+fi
+# ... and one that calls the user API does not, against the installed headers too.
+# shellcheck disable=SC2086 # cflags is a list of flags
+if CC="$CC" bash "$SRC/tests/oot/user_api.sh" $cflags >"$T/user_api.log" 2>&1; then ok; else
+  show "$T/user_api.log"
+  bad "user_api.sh against the installed headers"
 fi
 
 # --- run the installed seastreamer ---

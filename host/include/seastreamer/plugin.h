@@ -1,6 +1,7 @@
 /* plugin.h: the backend plugin ABI, version 1. A plugin includes this header (which includes
- * seastreamer.h for the plain data types) and nothing else of the host: it calls the host only
- * through the sea_host_t table it is given, and never links libuv or libseastreamer.
+ * seastreamer/types.h for the plain data types, and nothing of the user API) and nothing else of
+ * the host: it calls the host only through the sea_host_t table it is given, and never links
+ * libuv or libseastreamer. seastreamer.h (the user API) and this header refuse each other.
  *
  * Rules that keep old plugins loading in new hosts and the reverse:
  *  - sea_host_t and sea_plugin_t begin with abi_major, abi_minor, struct_size, and end with
@@ -14,8 +15,19 @@
 #ifndef SEASTREAMER_PLUGIN_H
 #define SEASTREAMER_PLUGIN_H
 
+#if defined(SEASTREAMER_H) && !defined(SEA_HOST_INTERNAL)
+#error                                                                                             \
+    "seastreamer/plugin.h included with seastreamer/seastreamer.h: a plugin must not call the user API; it includes seastreamer/plugin.h only and calls the host through its sea_host_t table (docs/plugins.md)"
+#endif
+
 #include <stdarg.h>
-#include "seastreamer.h"
+#include <stddef.h>
+#include <stdint.h>
+
+#include "types.h"
+#if SEA_TYPES_VERSION_MAJOR != 1
+#error "seastreamer/types.h of another major than this plugin.h (ABI 1) was written for"
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -24,6 +36,8 @@ extern "C" {
 #define SEA_PLUGIN_ABI_MAJOR 1
 /* 1.1 added sea_plugin_t.list (in its first reserved slot). 1.2: consumer_rewind may get
  * SEA_POS_COMMITTED_ (sent only to a plugin of 1.2 or later). 1.3 added sea_plugin_t.commands.
+ * 1.4 (types): the data types moved to seastreamer/types.h (1.0), where sea_message_t and
+ * sea_lag_t got reserved room: a new size, so the host refuses plugins of 1.0 to 1.3.
  * 1.4 (options): sea_plugin_t.options (a declared option table) and the host's typed getters.
  * 1.4 (loop): timer_init/start/stop (1.0's timer_start and timer_stop are timer_new and
  * timer_close), the 0 ms timer as a next-turn defer, va_list twins of the printf members, and
@@ -318,20 +332,7 @@ typedef struct sea_host {
   void *reserved[1];
 } sea_host_t;
 
-/* Capability bits. */
-enum {
-  SEA_CAP_REALTIME = 1u << 0,
-  SEA_CAP_RESUMABLE = 1u << 1,
-  SEA_CAP_LOAD_BALANCED = 1u << 2,
-  SEA_CAP_SEEK = 1u << 3,
-  SEA_CAP_REWIND = 1u << 4,
-  SEA_CAP_COMMIT = 1u << 5,
-  SEA_CAP_KEY = 1u << 6,     /* carries message keys */
-  SEA_CAP_HEADERS = 1u << 7, /* carries message headers */
-  SEA_CAP_SHARDS = 1u << 8,
-  SEA_CAP_TRANSACTIONS = 1u << 9,
-  SEA_CAP_BINARY = 1u << 10 /* payloads may hold any byte (stdio: not '\n') */
-};
+/* Capability bits (sea_plugin_t.caps): SEA_CAP_* in types.h. */
 
 /* The host's own rewind kind (see consumer_rewind). Added in 1.2. */
 #define SEA_POS_COMMITTED_ ((sea_pos_kind_t)3)

@@ -1,19 +1,26 @@
-/* seastreamer.h: the public API of libseastreamer: types, runtime, socket (streamer), producer,
- * consumer and the relay pipeline. Nothing here blocks; everything runs on one libuv loop. */
+/* seastreamer.h: the public API of libseastreamer: runtime, socket (streamer), producer,
+ * consumer and the relay pipeline, over the data types of seastreamer/types.h. Nothing here
+ * blocks; everything runs on one libuv loop.
+ *
+ * For programs that use SeaStreamer, never for a backend plugin: a plugin includes
+ * seastreamer/plugin.h only and calls the host through its sea_host_t table, so the two headers
+ * refuse each other. (libseastreamer itself and the test programs that play a plugin's part
+ * in-process define SEA_HOST_INTERNAL to have both.) */
 #ifndef SEASTREAMER_H
 #define SEASTREAMER_H
+
+#if defined(SEASTREAMER_PLUGIN_H) && !defined(SEA_HOST_INTERNAL)
+#error                                                                                             \
+    "seastreamer/seastreamer.h included with seastreamer/plugin.h: a plugin must not call the user API; it includes seastreamer/plugin.h only and calls the host through its sea_host_t table (docs/plugins.md)"
+#endif
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "types.h"
+
 #ifdef __cplusplus
 extern "C" {
-#endif
-
-#if defined(__GNUC__)
-#define SEA_EXTERN __attribute__((visibility("default")))
-#else
-#define SEA_EXTERN
 #endif
 
 #define SEA_VERSION_MAJOR 0
@@ -21,45 +28,9 @@ extern "C" {
 #define SEA_VERSION_PATCH 0
 #define SEA_VERSION_STRING "0.1.0"
 
-/* SeaStreamer's limit on a stream key, in bytes (Kafka's topic limit). */
-#define SEA_STREAM_KEY_MAX 249
-/* Default upper bound on one payload; the `max_payload` option changes it per producer. */
-#define SEA_PAYLOAD_MAX_DEFAULT (8u * 1024u * 1024u)
-
 /* ---------------------------------------------------------------------------------------------
- * Errors: 0 is success, every failure is a negative code. Objects that fail asynchronously also
- * keep a message (sea_*_errmsg) that says what and where.
+ * Errors (the codes are in types.h)
  * ------------------------------------------------------------------------------------------- */
-#define SEA_ERRNO_MAP(XX)                                                                          \
-  XX(EINVAL, -1, "invalid argument")                                                               \
-  XX(ENOMEM, -2, "out of memory")                                                                  \
-  XX(EURI, -3, "malformed URI")                                                                    \
-  XX(ESCHEME, -4, "no plugin for this URI scheme")                                                 \
-  XX(EPLUGIN, -5, "plugin refused")                                                                \
-  XX(EKEY, -6, "invalid stream key")                                                               \
-  XX(ETOOBIG, -7, "payload too large")                                                             \
-  XX(EAGAIN, -8, "producer is full; wait for the drain callback")                                  \
-  XX(EIO, -9, "input/output error")                                                                \
-  XX(EPIPE, -10, "broken pipe: the reader went away")                                              \
-  XX(EFORMAT, -11, "malformed input")                                                              \
-  XX(ENOTSUP, -12, "operation not supported by this backend")                                      \
-  XX(ECLOSED, -13, "handle is closed")                                                             \
-  XX(ETIMEDOUT, -14, "timed out")                                                                  \
-  XX(EOF, -15, "end of stream")                                                                    \
-  XX(ECONNECT, -16, "connection failed")                                                           \
-  XX(EOPTION, -17, "invalid option")                                                               \
-  XX(ESTATE, -18, "operation not valid in this state")                                             \
-  XX(EBACKEND, -19, "backend error")                                                               \
-  XX(ECANCELED, -20, "operation canceled")                                                         \
-  XX(EBUSY, -21, "resource busy")
-
-typedef enum {
-#define SEA__ERR_ENUM(name, code, text) SEA_##name = code,
-  SEA_ERRNO_MAP(SEA__ERR_ENUM)
-#undef SEA__ERR_ENUM
-      SEA_OK = 0
-} sea_errno_t;
-
 /* Words for a code: "payload too large". Never NULL. */
 SEA_EXTERN const char *sea_strerror(int err);
 /* The code's name: "SEA_ETOOBIG". Never NULL. */
@@ -67,25 +38,15 @@ SEA_EXTERN const char *sea_err_name(int err);
 SEA_EXTERN const char *sea_version_string(void);
 
 /* ---------------------------------------------------------------------------------------------
- * Types (sea-streamer-types)
+ * Types (sea-streamer-types): blocks, bytes, keys, batches and messages (the structs are in
+ * types.h)
  * ------------------------------------------------------------------------------------------- */
-
-/* A reference-counted block of bytes. Payloads, keys and headers of consumed messages are slices
- * of blocks, so a message can be kept or sliced without copying its bytes. */
-typedef struct sea_block sea_block_t;
 
 SEA_EXTERN sea_block_t *sea_block_new(size_t size);
 SEA_EXTERN sea_block_t *sea_block_ref(sea_block_t *b); /* returns b; NULL is allowed */
 SEA_EXTERN void sea_block_unref(sea_block_t *b);       /* NULL is allowed */
 SEA_EXTERN uint8_t *sea_block_data(sea_block_t *b);
 SEA_EXTERN size_t sea_block_size(const sea_block_t *b);
-
-/* A view of bytes. `block` owns them (NULL: static memory, or memory the caller keeps alive). */
-typedef struct sea_bytes {
-  const uint8_t *data;
-  size_t len;
-  sea_block_t *block;
-} sea_bytes_t;
 
 /* A view of [off, off+len) of src that holds its own reference to the block: no copy.
  * Returns SEA_EINVAL if the range is outside src. Release with sea_bytes_release. */
@@ -100,56 +61,11 @@ SEA_EXTERN int sea_stream_key_valid(const char *key, size_t len);
 /* Returns the interned key, or NULL (and *err = SEA_EKEY) if the key is not valid. */
 SEA_EXTERN const char *sea_stream_key(const char *key, size_t len, int *err);
 
-/* What SeaStreamer calls the message header. */
-typedef struct sea_meta {
-  const char *stream_key; /* interned (see sea_stream_key) */
-  uint64_t shard_id;
-  uint64_t seq;
-  int64_t timestamp_us; /* microseconds since 1970-01-01T00:00:00Z; 0 = unset */
-} sea_meta_t;
-
-/* One message header in the Kafka sense: a name and a binary value. */
-typedef struct sea_kv {
-  const char *name;
-  size_t name_len;
-  const uint8_t *value; /* NULL = null value */
-  size_t value_len;
-} sea_kv_t;
-
-typedef struct sea_message {
-  sea_meta_t meta;
-  sea_bytes_t payload;
-  const uint8_t *key; /* message key (Kafka); NULL = none. Lives in payload.block */
-  size_t key_len;
-  const sea_kv_t *headers; /* lives in payload.block; NULL when header_count == 0 */
-  size_t header_count;
-  uint64_t backend_pos; /* backend's own position (e.g. an entry id), for ack/commit */
-} sea_message_t;
-
-/* A batch of consumed messages, valid during the batch callback. Keep it longer with
- * sea_batch_retain/sea_batch_release, or keep one message with sea_message_dup. */
-typedef struct sea_batch {
-  sea_message_t *msgs;
-  size_t count;
-} sea_batch_t;
-
 SEA_EXTERN void sea_batch_retain(const sea_batch_t *batch);
 SEA_EXTERN void sea_batch_release(const sea_batch_t *batch);
 /* A heap copy of the message struct sharing the payload's block; free with sea_message_free. */
 SEA_EXTERN sea_message_t *sea_message_dup(const sea_message_t *m);
 SEA_EXTERN void sea_message_free(sea_message_t *m);
-
-typedef enum { SEA_POS_BEGINNING = 0, SEA_POS_END = 1, SEA_POS_AT = 2 } sea_pos_kind_t;
-typedef struct sea_pos {
-  sea_pos_kind_t kind;
-  uint64_t seq; /* for SEA_POS_AT */
-} sea_pos_t;
-
-typedef enum {
-  SEA_MODE_REALTIME = 0,
-  SEA_MODE_RESUMABLE = 1,
-  SEA_MODE_LOAD_BALANCED = 2
-} sea_mode_t;
 
 /* Format a timestamp as SeaStreamer's stdio does, with milliseconds: 2026-11-26T10:00:00.123
  * (UTC). buf must hold 32 bytes. Returns the length. */
@@ -167,8 +83,6 @@ SEA_EXTERN int64_t sea_now_us(void);
  *   stop_at_end=true (a consumer ends with SEA_EOF when caught up)   batch=N (messages per batch)
  *   max_inflight=N  max_inflight_bytes=N  max_payload=N (producer bounds)
  * ------------------------------------------------------------------------------------------- */
-typedef struct sea_options sea_options_t;
-
 SEA_EXTERN sea_options_t *sea_options_new(void);
 SEA_EXTERN void sea_options_free(sea_options_t *o);
 /* Set (or replace) key. Keys are [A-Za-z0-9._-]+. Returns SEA_EOPTION on a bad key. */
@@ -181,19 +95,8 @@ SEA_EXTERN int sea_options_at(const sea_options_t *o, size_t i, const char **key
                               const char **value);
 
 /* ---------------------------------------------------------------------------------------------
- * URIs: scheme://node1[,node2...]/key1[,key2...]. The key list is the part after the last '/',
- * so a file path can be a node (file://./data/feed.ss/orders). Nodes without a port get the
- * plugin's default port at connect time.
+ * URIs (sea_uri_t is in types.h)
  * ------------------------------------------------------------------------------------------- */
-typedef struct sea_uri {
-  char *scheme;
-  char **nodes;
-  size_t node_count;
-  char **keys; /* validated stream keys (not interned) */
-  size_t key_count;
-  char *raw; /* the URI as given */
-} sea_uri_t;
-
 /* Parse a URI. On failure returns SEA_EURI or SEA_EKEY and, if errbuf is not NULL, a message that
  * names the offending part and its byte offset. */
 SEA_EXTERN int sea_uri_parse(const char *uri, sea_uri_t **out, char *errbuf, size_t errlen);
@@ -202,8 +105,6 @@ SEA_EXTERN void sea_uri_free(sea_uri_t *u);
 /* ---------------------------------------------------------------------------------------------
  * Runtime (sea-streamer-runtime): one libuv loop and the plugins known to it.
  * ------------------------------------------------------------------------------------------- */
-typedef struct sea_runtime sea_runtime_t;
-
 typedef enum { SEA_RUN_DEFAULT = 0, SEA_RUN_ONCE = 1, SEA_RUN_NOWAIT = 2 } sea_run_mode_t;
 
 /* A runtime with a loop of its own. */
@@ -257,6 +158,12 @@ SEA_EXTERN int sea_runtime_load_plugin_file(sea_runtime_t *rt, const char *path)
 struct sea_host;
 struct sea_plugin;
 typedef const struct sea_plugin *(*sea_plugin_entry_fn)(const struct sea_host *host);
+/* Declare the entry of a backend linked into the program (compiled with SEA_PLUGIN_STATIC, whose
+ * SEA_PLUGIN_ENTRY(name) defines sea_plugin_entry_<name>), to register it without plugin.h:
+ *   SEA_PLUGIN_ENTRY_DECL(stdio);
+ *   sea_runtime_register_plugin(rt, sea_plugin_entry_stdio, "stdio (built-in)"); */
+#define SEA_PLUGIN_ENTRY_DECL(name)                                                                \
+  const struct sea_plugin *sea_plugin_entry_##name(const struct sea_host *host)
 SEA_EXTERN int sea_runtime_register_plugin(sea_runtime_t *rt, sea_plugin_entry_fn entry,
                                            const char *origin);
 /* The directory this installation's plugins are in: found from where libseastreamer itself was
@@ -269,10 +176,6 @@ SEA_EXTERN const char *sea_library_dir(void);
 /* ---------------------------------------------------------------------------------------------
  * Socket (sea-streamer-socket): a streamer is a connection picked by the URI scheme.
  * ------------------------------------------------------------------------------------------- */
-typedef struct sea_streamer sea_streamer_t;
-typedef struct sea_producer sea_producer_t;
-typedef struct sea_consumer sea_consumer_t;
-
 /* Done callback of an asynchronous operation (flush, end, seek, rewind, commit). */
 typedef void (*sea_done_cb)(void *data, int status);
 
@@ -286,7 +189,7 @@ SEA_EXTERN int sea_connect(sea_runtime_t *rt, const char *uri, const sea_options
 SEA_EXTERN void sea_streamer_close(sea_streamer_t *s);
 SEA_EXTERN const sea_uri_t *sea_streamer_uri(const sea_streamer_t *s);
 SEA_EXTERN const char *sea_streamer_backend(const sea_streamer_t *s);
-/* What the backend can carry and do: SEA_CAP_* bits (seastreamer/plugin.h), e.g. whether a
+/* What the backend can carry and do: SEA_CAP_* bits (seastreamer/types.h), e.g. whether a
  * message key or headers survive the trip. */
 SEA_EXTERN uint64_t sea_streamer_caps(const sea_streamer_t *s);
 SEA_EXTERN void *sea_streamer_get_data(const sea_streamer_t *s);
@@ -295,50 +198,8 @@ SEA_EXTERN void sea_streamer_set_data(sea_streamer_t *s, void *data);
 SEA_EXTERN const char *sea_streamer_errmsg(const sea_streamer_t *s);
 
 /* ---------------------------------------------------------------------------------------------
- * Listing: what a backend holds (`seastreamer list`). The backend sends rows, each of one kind:
- *   SEA_LIST_STREAM  a stream key: a Kafka topic, a Redis stream (or a sharded key's `key:N`
- *                    streams together), the frames of one key in a .ss file
- *   SEA_LIST_SHARD   one shard of a stream: a Kafka partition, a Redis `key:N` stream (or the
- *                    plain key: shard 0), one (key, shard) of a .ss file
- *   SEA_LIST_GROUP   a consumer group's position on a stream: Kafka, one row per group with
- *                    shard -1 and stream NULL (its state, members and total lag), then one per
- *                    partition it has committed on; Redis, one per stream (shard) it reads
- *   SEA_LIST_MEMBER  a member of a group: a Redis consumer (per stream), a Kafka group member
- * A number that is not known (or means nothing for the row) is -1, a string NULL.
+ * Listing: what a backend holds (`seastreamer list`), as rows (sea_list_row_t, in types.h).
  * ------------------------------------------------------------------------------------------- */
-typedef enum {
-  SEA_LIST_STREAM = 1,
-  SEA_LIST_SHARD = 2,
-  SEA_LIST_GROUP = 3,
-  SEA_LIST_MEMBER = 4
-} sea_list_kind_t;
-
-typedef struct sea_list_row {
-  size_t struct_size; /* sizeof(sea_list_row_t) of the sender: later fields are appended */
-  sea_list_kind_t kind;
-  const char *stream; /* stream key (topic) */
-  int64_t shard;      /* shard or partition; -1 on a row of a whole stream or group */
-  const char *name;   /* the backend's own name when it differs (the Redis stream "orders:1") */
-  const char *group;  /* GROUP, MEMBER */
-  const char *member; /* MEMBER: the Redis consumer name, the Kafka member id */
-  const char *state;  /* GROUP: the Kafka group state ("Stable", "Empty") */
-  int64_t messages;   /* messages held (Redis XLEN, Kafka high - low, frames in a file) */
-  int64_t shards;     /* STREAM: number of shards or partitions */
-  int64_t low, high;  /* Kafka: low and high watermark (high = the next offset written) */
-  int64_t first_seq, last_seq;     /* the seq range held (file; Kafka: low, high - 1) */
-  int64_t first_ts_us, last_ts_us; /* the time range held (file, Redis ids' milliseconds) */
-  const char *first_id, *last_id;  /* Redis: first and last entry id */
-  int64_t leader;                  /* Kafka: the partition leader's broker id */
-  int64_t committed;               /* GROUP, Kafka: the committed offset (the next to read) */
-  int64_t lag;       /* GROUP: messages the group has not read yet (Redis 7's `lag`, Kafka
-                        high - committed) */
-  int64_t pending;   /* GROUP, MEMBER (Redis): read and not yet acknowledged */
-  int64_t consumers; /* GROUP: members */
-  int64_t idle_ms;   /* MEMBER (Redis): since its last read */
-  const char *last_delivered_id; /* GROUP (Redis) */
-  const char *client_id, *host;  /* MEMBER (Kafka) */
-  int64_t bytes;                 /* STREAM, SHARD (file): bytes of its frames */
-} sea_list_row_t;
 
 /* A row, valid during the call only (its strings too). */
 typedef void (*sea_list_cb)(void *data, const sea_list_row_t *row);
@@ -353,30 +214,6 @@ typedef void (*sea_list_cb)(void *data, const sea_list_row_t *row);
  * it just completed). */
 SEA_EXTERN int sea_streamer_list(sea_streamer_t *s, const char *const *keys, size_t key_count,
                                  sea_list_cb on_row, sea_done_cb on_done, void *data);
-/* Set every number of row to -1 and every string to NULL (what a sender starts from). Inline:
- * plugins use it too, and they do not link libseastreamer. */
-static inline void sea_list_row_init(sea_list_row_t *row, sea_list_kind_t kind) {
-  static const sea_list_row_t unknown = {.struct_size = sizeof(sea_list_row_t),
-                                         .shard = -1,
-                                         .messages = -1,
-                                         .shards = -1,
-                                         .low = -1,
-                                         .high = -1,
-                                         .first_seq = -1,
-                                         .last_seq = -1,
-                                         .first_ts_us = -1,
-                                         .last_ts_us = -1,
-                                         .leader = -1,
-                                         .committed = -1,
-                                         .lag = -1,
-                                         .pending = -1,
-                                         .consumers = -1,
-                                         .idle_ms = -1,
-                                         .bytes = -1};
-  *row = unknown;
-  row->kind = kind;
-}
-
 /* ---------------------------------------------------------------------------------------------
  * Producer
  * ------------------------------------------------------------------------------------------- */
@@ -470,14 +307,6 @@ SEA_EXTERN void *sea_consumer_get_data(const sea_consumer_t *c);
 /* Be told of rebalances that take partitions away (NULL: not told). */
 SEA_EXTERN void sea_consumer_on_revoke(sea_consumer_t *c, sea_revoke_cb cb);
 SEA_EXTERN void sea_consumer_set_data(sea_consumer_t *c, void *data);
-
-/* How far a consumer is behind the end of one stream, shard or partition. */
-typedef struct sea_lag {
-  const char *stream_key; /* interned; "*" where one position serves every key (a file) */
-  uint64_t shard;         /* shard, or Kafka partition */
-  int64_t lag;            /* messages not yet delivered; -1 = not known */
-  int64_t lag_bytes;      /* bytes not yet delivered (file); -1 = not known */
-} sea_lag_t;
 
 /* What the consumer's backend knows now of its lag, per stream and shard it reads: fills
  * out[0 .. min(n, cap)) and returns n, the number of entries (call again with more room if n >

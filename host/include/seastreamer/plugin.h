@@ -23,8 +23,10 @@ extern "C" {
 
 #define SEA_PLUGIN_ABI_MAJOR 1
 /* 1.1 added sea_plugin_t.list (in its first reserved slot). 1.2: consumer_rewind may get
- * SEA_POS_COMMITTED_ (sent only to a plugin of 1.2 or later). 1.3 added sea_plugin_t.commands. */
-#define SEA_PLUGIN_ABI_MINOR 3
+ * SEA_POS_COMMITTED_ (sent only to a plugin of 1.2 or later). 1.3 added sea_plugin_t.commands.
+ * 1.4 (flush and pause in the host): sea_plugin_t.producer_push; the host completes flush and end
+ * from the receipts and holds deliveries while a consumer is paused. */
+#define SEA_PLUGIN_ABI_MINOR 4
 
 /* The host's printf-style members are checked as printf calls where the compiler can (GCC, Clang):
  * a format and arguments that do not match are a warning at the plugin's call. */
@@ -267,6 +269,12 @@ typedef struct sea_plugin {
   int (*producer_open)(void *streamer_impl, sea_producer_t *p, const sea_open_args_t *args,
                        void **impl);
   int (*producer_send)(void *producer_impl, const sea_message_t *m, unsigned flags, void *token);
+  /* Flush and end: the host completes them itself once every send made before has its receipt
+   * (a flush fails if one of those receipts failed or the producer failed), and tells the plugin
+   * to write out what it buffers with producer_push (ABI 1.4). Set producer_flush only where a
+   * flush means more than those receipts (kafka: a transactional producer's flush commits): the
+   * host then calls it instead and the plugin completes op. producer_end likewise (without it,
+   * end is producer_flush if set, else the host's flush); no in-tree plugin sets it any more. */
   int (*producer_flush)(void *producer_impl, sea_op_t *op);
   int (*producer_end)(void *producer_impl, sea_op_t *op);
   /* Close now; outstanding sends need no receipt (the host cancels them). */
@@ -276,6 +284,9 @@ typedef struct sea_plugin {
   int (*consumer_open)(void *streamer_impl, sea_consumer_t *c, const sea_open_args_t *args,
                        void **impl);
   int (*consumer_start)(void *consumer_impl);
+  /* Pause and resume are hints (ABI 1.4): stop reading, start again (backpressure). The host
+   * holds whatever is delivered while the consumer is paused and hands it on, in order, after
+   * resume, so a plugin keeps no queue of its own for them. */
   int (*consumer_pause)(void *consumer_impl);
   int (*consumer_resume)(void *consumer_impl);
   int (*consumer_seek)(void *consumer_impl, int64_t timestamp_us, sea_op_t *op);
@@ -334,7 +345,15 @@ typedef struct sea_plugin {
    * sea_plugin_command_t). The array lives as long as the plugin is loaded. */
   const sea_plugin_command_t *commands;
 
-  void *reserved[16];
+  /* Added in ABI 1.4 (flush and pause in the host): read only from a plugin whose abi_minor >= 4.
+   * producer_push (optional): a flush or end is waiting for the receipts of what was sent: write
+   * out what is buffered now (a batching timer's work, a pipeline, a linger), so those receipts
+   * come. end is 1 for the producer's end: no send comes after it (write the backend's end marker,
+   * if it has one, before pushing). Never give a receipt inside it (give them as usual, on a later
+   * loop turn); a failure goes through host->producer_fail or the receipts. */
+  void (*producer_push)(void *producer_impl, int end);
+
+  void *reserved[15];
 } sea_plugin_t;
 
 /* Sizes of the v1.0 structs, the smallest the loader accepts: fixed numbers (a header, then

@@ -1,0 +1,199 @@
+/* mem_producer.c: producers. A send stores a copy in its log and wakes the log's consumers; the
+ * receipts, producer_ready and the flushes whose sends are all receipted come on the next turn.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "mem_internal.h"
+
+static void producer_tick(sea_timer_t *t, void *data);
+
+/* ------------------------------------------------------------------------------------------------
+ * Producer
+ * ---------------------------------------------------------------------------------------------- */
+
+static void producer_arm(mem_producer_t *mp) {
+  if (mp->timer != NULL || mp->closed)
+    return;
+  mp->timer = mem_host->timer_start(mp->rt, 0, MEM_TIMER_REPEAT_MS, producer_tick, mp);
+  if (mp->timer == NULL)
+    mem_host->log(SEA_LOG_ERROR, "mem", "cannot start a timer: receipts stall");
+}
+
+static int producer_has_room(const mem_producer_t *mp) {
+  return mp->capacity == 0 || mp->taken - mp->receipted < mp->capacity;
+}
+
+static void producer_free(mem_producer_t *mp) {
+  mem_host->free(mp->pending);
+  mem_host->free(mp->flushes);
+  mem_host->free(mp);
+}
+
+int mem_producer_open(void *streamer_impl, sea_producer_t *p, const sea_open_args_t *args,
+                      void **impl) {
+  mem_producer_t *mp;
+  mem_limits_t lim;
+  int rc;
+
+  if ((rc = mem_parse_options(args->rt, args->backend_options, &lim)) != 0)
+    return rc;
+  mp = mem_host->calloc(1, sizeof *mp);
+  if (mp == NULL) {
+    mem_host->set_error(args->rt, "mem: out of memory");
+    return SEA_ENOMEM;
+  }
+  mp->broker = ((mem_streamer_t *)streamer_impl)->broker;
+  mp->p = p;
+  mp->rt = args->rt;
+  mp->anchor = args->anchor;
+  mp->max_payload = args->max_payload;
+  mp->capacity = lim.capacity;
+  mp->has_fail_after = lim.has_fail_after;
+  mp->fail_after = lim.fail_after;
+  mp->hold_receipts = lim.hold_receipts;
+  *impl = mp;
+  return 0;
+}
+
+int mem_producer_send(void *impl, const sea_message_t *m, unsigned flags, void *token) {
+  mem_producer_t *mp = impl;
+  mem_broker_t *b = mp->broker;
+  mem_receipt_t *rec;
+  const char *key;
+  size_t L = 0;
+  int stored = 0;
+  void *q;
+
+  if (mp->ended)
+    return SEA_ESTATE;
+  if (!producer_has_room(mp)) {
+    mp->blocked = 1;
+    return SEA_EAGAIN;
+  }
+  if (mp->max_payload > 0 && m->payload.len > mp->max_payload)
+    return SEA_ETOOBIG;
+  key = mem_key(m->meta.stream_key != NULL ? m->meta.stream_key : mp->anchor);
+  if (key == NULL)
+    return SEA_EKEY;
+  /* Room for the receipt first, so that nothing is stored that could not be receipted. */
+  q = mem_grow(mp->pending, &mp->pending_cap, mp->pending_count + 1, sizeof *mp->pending);
+  if (q == NULL)
+    return SEA_ENOMEM;
+  mp->pending = q;
+  rec = &mp->pending[mp->pending_count];
+  memset(rec, 0, sizeof *rec);
+  rec->token = token;
+
+  if (mp->has_fail_after && mp->taken == mp->fail_after) {
+    rec->status = SEA_EIO; /* fault injection: this one send fails, and is not stored */
+  } else {
+    mem_log_t *log;
+    sea_message_t *slot;
+    if (mp->has_last_log && b->logs[mp->last_log].key == key &&
+        b->logs[mp->last_log].shard == m->meta.shard_id)
+      L = mp->last_log;
+    else if (mem_broker_log(b, key, m->meta.shard_id, &L) != 0)
+      return SEA_ENOMEM;
+    mp->last_log = L;
+    mp->has_last_log = 1;
+    log = &b->logs[L];
+    q = mem_grow(log->msgs, &log->cap, log->count + 1, sizeof *log->msgs);
+    if (q == NULL)
+      return SEA_ENOMEM;
+    log->msgs = q;
+    slot = &log->msgs[log->count];
+    memset(slot, 0, sizeof *slot);
+    if (mem_message_copy(m, slot) == NULL)
+      return SEA_ENOMEM;
+    slot->meta.stream_key = key;
+    slot->meta.shard_id = m->meta.shard_id;
+    slot->meta.seq = log->count;
+    slot->meta.timestamp_us = m->meta.timestamp_us != 0 ? m->meta.timestamp_us : mem_host->now_us();
+    slot->backend_pos = slot->meta.seq;
+    log->count++;
+    rec->meta = slot->meta;
+    stored = 1;
+  }
+  mp->pending_count++;
+  mp->taken++;
+  if (!mp->hold_receipts || mp->flush_count > 0)
+    producer_arm(mp);
+  if (stored) {
+    mem_consumer_t *mc;
+    for (mc = b->consumers; mc != NULL; mc = mc->next)
+      if (mc->in[L])
+        mem_consumer_wake(mc);
+  }
+  return 0;
+}
+
+/* Give the receipts collected since the last turn, then producer_ready if a send was refused, then
+ * complete the flushes whose sends are all receipted. Any callback may close the producer. */
+static void producer_tick(sea_timer_t *t, void *data) {
+  mem_producer_t *mp = data;
+  mem_receipt_t *recs = mp->pending;
+  size_t n = mp->pending_count, i;
+
+  mem_host->timer_stop(t);
+  mp->timer = NULL;
+  /* Take the list: sends made from inside the callbacks start a new one, for the next turn. */
+  mp->pending = NULL;
+  mp->pending_count = 0;
+  mp->pending_cap = 0;
+  mp->busy++;
+
+  for (i = 0; i < n && !mp->closed; i++) {
+    mp->receipted++;
+    mem_host->receipt(mp->p, recs[i].token, recs[i].status,
+                      recs[i].status == 0 ? &recs[i].meta : NULL);
+  }
+  mem_host->free(recs);
+
+  if (!mp->closed && mp->blocked && producer_has_room(mp)) {
+    mp->blocked = 0;
+    mem_host->producer_ready(mp->p);
+  }
+  while (!mp->closed && mp->flush_count > 0 && mp->flushes[0].target <= mp->receipted) {
+    sea_op_t *op = mp->flushes[0].op;
+    mp->flush_count--;
+    memmove(mp->flushes, mp->flushes + 1, mp->flush_count * sizeof *mp->flushes);
+    mem_host->op_done(op, 0, NULL);
+  }
+
+  if (--mp->busy == 0 && mp->closed)
+    producer_free(mp);
+}
+
+int mem_producer_flush(void *impl, sea_op_t *op) {
+  mem_producer_t *mp = impl;
+  void *q = mem_grow(mp->flushes, &mp->flush_cap, mp->flush_count + 1, sizeof *mp->flushes);
+  if (q == NULL)
+    return SEA_ENOMEM;
+  mp->flushes = q;
+  mp->flushes[mp->flush_count].op = op;
+  mp->flushes[mp->flush_count].target = mp->taken;
+  mp->flush_count++;
+  producer_arm(mp); /* even with nothing in flight: the op completes on the next turn */
+  return 0;
+}
+
+int mem_producer_end(void *impl, sea_op_t *op) {
+  mem_producer_t *mp = impl;
+  int rc = mem_producer_flush(impl, op);
+  if (rc == 0)
+    mp->ended = 1;
+  return rc;
+}
+
+/* Outstanding receipts and flushes are dropped: the host cancels them. */
+void mem_producer_close(void *impl) {
+  mem_producer_t *mp = impl;
+  if (mp->timer != NULL) {
+    mem_host->timer_stop(mp->timer);
+    mp->timer = NULL;
+  }
+  mp->closed = 1;
+  if (mp->busy == 0)
+    producer_free(mp);
+}

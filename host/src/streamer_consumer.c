@@ -230,10 +230,11 @@ static sea_batch_t *held_pop(sea_consumer_t *c) {
   return b;
 }
 
-/* Forget what is held: a seek or rewind moves the consumer, or it closes (what the plugin reads
- * next comes from the new position; nothing held was acked, so nothing is lost). */
 static void end_now(void *arg, void *unused);
 
+/* Forget what is held: a seek or rewind moves the consumer, everything was revoked, or it closes
+ * (what the plugin reads next comes from the new position; nothing held was acked, so nothing is
+ * lost). */
 static void held_drop(sea_consumer_t *c) {
   while (c->held_count > 0)
     sea_batch_release(held_pop(c));

@@ -382,9 +382,7 @@ int sea_producer_flush(sea_producer_t *p, sea_done_cb cb, void *data) {
 }
 
 int sea_producer_end(sea_producer_t *p, sea_done_cb cb, void *data) {
-  const sea_plugin_t *d = &p->s->plugin->desc;
-  int rc =
-      producer_op(p, "end", d->producer_end ? d->producer_end : d->producer_flush, 1, cb, data);
+  int rc = producer_op(p, "end", p->s->plugin->desc.producer_flush, 1, cb, data);
   if (rc == 0)
     p->ended = true;
   return rc;

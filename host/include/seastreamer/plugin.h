@@ -271,12 +271,14 @@ typedef struct sea_plugin {
   int (*producer_send)(void *producer_impl, const sea_message_t *m, unsigned flags, void *token);
   /* Flush and end: the host completes them itself once every send made before has its receipt
    * (a flush fails if one of those receipts failed or the producer failed), and tells the plugin
-   * to write out what it buffers with producer_push (ABI 1.4). Set producer_flush only where a
-   * flush means more than those receipts (kafka: a transactional producer's flush commits): the
-   * host then calls it instead and the plugin completes op. producer_end likewise (without it,
-   * end is producer_flush if set, else the host's flush); no in-tree plugin sets it any more. */
+   * to write out what it buffers with producer_push (ABI 1.4; end: with end = 1, after which the
+   * host refuses sends). Set producer_flush only where a flush means more than those receipts
+   * (kafka: a transactional producer's flush commits): the host then calls it instead, for end
+   * too, and the plugin completes op. ABI 1.0-1.3 had a producer_end here; every backend's end
+   * was "flush, then refuse sends" or "an end marker, then flush", which the host and
+   * producer_push now do, so from 1.4 the slot is unused (NULL) and never read. */
   int (*producer_flush)(void *producer_impl, sea_op_t *op);
-  int (*producer_end)(void *producer_impl, sea_op_t *op);
+  void *producer_end_unused;
   /* Close now; outstanding sends need no receipt (the host cancels them). */
   void (*producer_close)(void *producer_impl);
 

@@ -68,6 +68,7 @@ typedef struct stdio_consumer {
   size_t max_line;
   int pass_malformed;
   int started, paused, closed;
+  int fed_paused; /* it was given lines while paused (the only member wanting their key) */
   int end_state, end_status;
   char end_msg[STDIO_MSG_MAX];
   sea_batch_t *cur; /* being filled */
@@ -166,9 +167,9 @@ static void reader_limits(stdio_reader_t *r) {
 }
 
 /* Reading goes on only while every live consumer can take what it reads: a paused realtime
- * consumer stops it (the host would hold its lines without bound), and a group stops it when all
- * its members are paused (the running ones get the lines). With one consumer this is simply "not
- * paused". */
+ * consumer stops it (the host would hold its lines without bound), a paused member of a
+ * load-balanced group once it was given lines (no running member wanted their key), and a group
+ * stops it when all its members are paused. With one consumer this is simply "not paused". */
 static int reader_can_read(stdio_reader_t *r) {
   int any = 0;
   if (r->done || r->stop_parse)
@@ -178,7 +179,7 @@ static int reader_can_read(stdio_reader_t *r) {
     if (!consumer_live(c))
       continue;
     any = 1;
-    if (c->paused && c->group == NULL)
+    if (c->paused && (c->group == NULL || c->fed_paused))
       return 0;
   }
   if (!any)
@@ -242,6 +243,7 @@ static void consumer_flush_cur(stdio_consumer_t *c) {
     stdio_host->batch_release(b);
     return;
   }
+  c->fed_paused |= c->paused;
   if (c->closed)
     stdio_host->batch_release(b);
   else
@@ -856,7 +858,7 @@ int stdio_consumer_pause(void *impl) {
 
 int stdio_consumer_resume(void *impl) {
   stdio_consumer_t *c = impl;
-  c->paused = 0;
+  c->paused = c->fed_paused = 0;
   if (c->cur != NULL || c->end_state == END_PENDING || c->r->done)
     reader_kick(c->r);
   reader_update_watch(c->r);

@@ -6,6 +6,7 @@
 #include <seastreamer/plugin.h>
 #include <seastreamer/seastreamer.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "test.h"
 
@@ -398,9 +399,89 @@ static void test_pause_holds_deliveries(void) {
   CHECK_EQ_INT(sea_runtime_free(rt), 0);
 }
 
+/* ---- stdio: pause is a hint that still bounds what is read ---- */
+
+typedef struct member {
+  int n;
+  char last[16];
+} member_t;
+
+static void on_member_batch(sea_consumer_t *c, const sea_batch_t *b) {
+  member_t *m = sea_consumer_get_data(c);
+  for (size_t i = 0; i < b->count; i++) {
+    size_t len = b->msgs[i].payload.len < 15 ? b->msgs[i].payload.len : 15;
+    memcpy(m->last, b->msgs[i].payload.data, len);
+    m->last[len] = '\0';
+    m->n++;
+  }
+}
+
+/* Two members of a load-balanced group on stdin, one reading key a, the other key b. While the
+ * a member is paused, lines of a still go to it (nobody else wants them) and the host holds
+ * them; so stdin is not read further until it resumes (else they would pile up without bound).
+ * Lines are written in separate chunks, and each chunk is waited for by what the b member gets,
+ * so no step depends on timing: a stopped reader leaves the next chunk in the pipe. */
+static void test_stdio_paused_member_stops_reading(void) {
+  int fds[2];
+  CHECK_EQ_INT(pipe(fds), 0);
+  int saved = dup(0);
+  CHECK_EQ_INT(dup2(fds[0], 0), 0);
+  close(fds[0]);
+  sea_runtime_t *rt = NULL;
+  setenv("SEASTREAMER_PLUGIN_DIR", STDIO_PLUGIN_DIR, 1);
+  CHECK_EQ_INT(sea_runtime_new(&rt), 0);
+  sea_streamer_t *sa, *sb;
+  sea_consumer_t *ca, *cb;
+  member_t ma = {0}, mb = {0};
+  sea_options_t *o = sea_options_new();
+  sea_options_set(o, "group", "g");
+  CHECK_EQ_INT(sea_connect(rt, "stdio:///a", NULL, &sa), 0);
+  CHECK_EQ_INT(sea_connect(rt, "stdio:///b", NULL, &sb), 0);
+  CHECK_EQ_INT(sea_consumer_open(sa, o, &ca), 0);
+  CHECK_EQ_INT(sea_consumer_open(sb, o, &cb), 0);
+  sea_options_free(o);
+  sea_consumer_set_data(ca, &ma);
+  sea_consumer_set_data(cb, &mb);
+  CHECK_EQ_INT(sea_consumer_start(ca, on_member_batch, NULL), 0);
+  CHECK_EQ_INT(sea_consumer_start(cb, on_member_batch, NULL), 0);
+  static const char chunk1[] = "[2026-11-26T10:00:00.000 | a | 0] a0\n"
+                               "[2026-11-26T10:00:00.000 | b | 0] b0\n";
+  static const char chunk2[] = "[2026-11-26T10:00:00.001 | a | 1] a1\n"
+                               "[2026-11-26T10:00:00.001 | b | 1] b1\n";
+  static const char chunk3[] = "[2026-11-26T10:00:00.002 | b | 2] b2\n";
+  CHECK_EQ_INT(write(fds[1], chunk1, sizeof chunk1 - 1), (long)(sizeof chunk1 - 1));
+  for (int i = 0; i < 10000 && mb.n < 1; i++)
+    sea_runtime_run(rt, SEA_RUN_NOWAIT);
+  CHECK_EQ_INT(ma.n, 1);
+  CHECK_EQ_INT(mb.n, 1);
+  CHECK_EQ_INT(sea_consumer_pause(ca), 0);
+  CHECK_EQ_INT(write(fds[1], chunk2, sizeof chunk2 - 1), (long)(sizeof chunk2 - 1));
+  for (int i = 0; i < 10000 && mb.n < 2; i++)
+    sea_runtime_run(rt, SEA_RUN_NOWAIT);
+  CHECK_EQ_INT(mb.n, 2);
+  CHECK_EQ_INT(ma.n, 1); /* a1 is held by the host */
+  CHECK_EQ_INT(write(fds[1], chunk3, sizeof chunk3 - 1), (long)(sizeof chunk3 - 1));
+  turns(rt, 50);
+  CHECK_EQ_INT(mb.n, 2); /* not read: the paused member was given a line */
+  CHECK_EQ_INT(sea_consumer_resume(ca), 0);
+  for (int i = 0; i < 10000 && (mb.n < 3 || ma.n < 2); i++)
+    sea_runtime_run(rt, SEA_RUN_NOWAIT);
+  CHECK_EQ_INT(ma.n, 2);
+  CHECK_STR(ma.last, "a1");
+  CHECK_EQ_INT(mb.n, 3);
+  CHECK_STR(mb.last, "b2");
+  close(fds[1]);
+  sea_streamer_close(sa);
+  sea_streamer_close(sb);
+  CHECK_EQ_INT(sea_runtime_free(rt), 0);
+  dup2(saved, 0);
+  close(saved);
+}
+
 int main(void) {
   test_flush_waits_for_earlier_receipts();
   test_flush_fails_with_the_producer();
   test_pause_holds_deliveries();
+  test_stdio_paused_member_stops_reading();
   return test_report();
 }

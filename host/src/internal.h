@@ -222,6 +222,20 @@ int sea__option_nearest(const char *key, const char *known, char *out, size_t si
 /* The host table's option_unknown: set rt's error to one line naming key, the nearest known key
  * and every common and backend key. */
 void sea__option_unknown(sea_runtime_t *rt, const char *plugin, const char *key, const char *known);
+/* A plugin's option table (ABI 1.4), or NULL (none, or an older plugin). */
+const sea_option_spec_t *sea__plugin_options(const sea_plugin_t *d);
+/* The loader's check of a plugin's option table: 0, or SEA_EPLUGIN and why (naming the entry). */
+int sea__option_table_check(const sea_plugin_t *d, char *why, size_t size);
+/* The backend options of a connect (use 0) or an open (use SEA_OPT_PRODUCER/CONSUMER): the keys
+ * of all that are not common, checked against the plugin's table when it has one (an unknown key
+ * or a bad value sets rt's error and returns SEA_EOPTION). *out is for the getters. */
+int sea__options_backend(sea_runtime_t *rt, const sea_plugin_t *d, const sea_options_t *all,
+                         unsigned use, sea_options_t **out);
+/* The host table's typed getters (see sea_host_t.option_u64). */
+uint64_t sea__option_u64(const sea_options_t *o, const char *key);
+int sea__option_bool(const sea_options_t *o, const char *key);
+int sea__option_enum(const sea_options_t *o, const char *key);
+const char *sea__option_str(const sea_options_t *o, const char *key);
 
 /* streamer.c: what the host table's "back to the host" members call */
 sea_op_t *sea__op_new(sea_runtime_t *rt, const char *what, sea_done_cb cb, void *data);

@@ -141,7 +141,7 @@ static int check_ops(const sea_plugin_t *d, char *why, size_t len) {
     REQUIRE(consumer_close);
   }
 #undef REQUIRE
-  return 0;
+  return sea__option_table_check(d, why, len);
 }
 
 int sea__plugin_adopt(sea_runtime_t *rt, const char *origin, void *dl, const sea_plugin_t *d,

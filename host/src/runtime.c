@@ -459,6 +459,10 @@ const sea_host_t sea__host = {
     .fswatch_stop = fswatch_stop,
     .consumer_revoked = sea__consumer_revoked,
     .option_unknown = sea__option_unknown,
+    .option_u64 = sea__option_u64,
+    .option_bool = sea__option_bool,
+    .option_enum = sea__option_enum,
+    .option_str = sea__option_str,
 };
 
 /* ---- deferred calls ----

@@ -81,22 +81,18 @@ int sea_connect(sea_runtime_t *rt, const char *uri, const sea_options_t *opts,
     u->nodes[i] = n;
   }
   sea_streamer_t *s = sea__calloc(1, sizeof *s);
-  sea_options_t *backend = sea_options_new();
+  sea_options_t *backend = NULL;
   if (s)
     s->opts = sea_options_new();
-  if (s == NULL || s->opts == NULL || backend == NULL || sea__options_merge(s->opts, opts)) {
-    sea_options_free(backend);
+  rc = s == NULL || s->opts == NULL || sea__options_merge(s->opts, opts) ? SEA_ENOMEM : 0;
+  if (rc == 0)
+    rc = sea__options_backend(rt, &plugin->desc, opts, 0, &backend);
+  if (rc != 0) {
     if (s)
       sea_options_free(s->opts);
     sea__free(s);
     sea_uri_free(u);
-    return SEA_ENOMEM;
-  }
-  for (size_t i = 0; i < sea_options_count(opts); i++) {
-    const char *k, *v;
-    sea_options_at(opts, i, &k, &v);
-    if (!sea__option_is_common(k))
-      sea_options_set(backend, k, v);
+    return rc;
   }
   s->rt = rt;
   s->plugin = plugin;
@@ -263,23 +259,15 @@ void sea__common_free(sea__common_t *c) {
   sea_options_free(c->backend);
 }
 
-int sea__common_init(sea_streamer_t *s, const sea_options_t *opts, sea__common_t *c) {
+int sea__common_init(sea_streamer_t *s, const sea_options_t *opts, unsigned use, sea__common_t *c) {
+  c->backend = NULL;
   c->all = sea_options_new();
-  c->backend = sea_options_new();
-  if (c->all == NULL || c->backend == NULL || sea__options_merge(c->all, s->opts) ||
-      sea__options_merge(c->all, opts)) {
+  int rc = c->all == NULL || sea__options_merge(c->all, s->opts) || sea__options_merge(c->all, opts)
+               ? SEA_ENOMEM
+               : sea__options_backend(s->rt, &s->plugin->desc, c->all, use, &c->backend);
+  if (rc != 0)
     sea__common_free(c);
-    return SEA_ENOMEM;
-  }
-  for (size_t i = 0; i < sea_options_count(c->all); i++) {
-    const char *k, *v;
-    sea_options_at(c->all, i, &k, &v);
-    if (!sea__option_is_common(k) && sea_options_set(c->backend, k, v)) {
-      sea__common_free(c);
-      return SEA_ENOMEM;
-    }
-  }
-  return 0;
+  return rc;
 }
 
 int sea__opt_u64(sea_runtime_t *rt, const sea_options_t *o, const char *key, uint64_t *out) {

@@ -28,7 +28,9 @@ typedef struct sea__common {
 } sea__common_t;
 
 void sea__common_free(sea__common_t *c);
-int sea__common_init(sea_streamer_t *s, const sea_options_t *opts, sea__common_t *c);
+/* use: SEA_OPT_PRODUCER or SEA_OPT_CONSUMER, for the check against the plugin's option table
+ * (an unknown key or a bad value: SEA_EOPTION and rt's error). */
+int sea__common_init(sea_streamer_t *s, const sea_options_t *opts, unsigned use, sea__common_t *c);
 int sea__opt_u64(sea_runtime_t *rt, const sea_options_t *o, const char *key, uint64_t *out);
 
 #endif

@@ -120,8 +120,9 @@ int sea_consumer_open(sea_streamer_t *s, const sea_options_t *opts, sea_consumer
   if (d->consumer_open == NULL)
     return sea__rt_err(rt, SEA_ENOTSUP, "%s: this backend has no consumer", d->name);
   sea__common_t co;
-  if (sea__common_init(s, opts, &co))
-    return SEA_ENOMEM;
+  int rc = sea__common_init(s, opts, SEA_OPT_CONSUMER, &co);
+  if (rc != 0)
+    return rc;
   sea_consumer_t *c = sea__calloc(1, sizeof *c);
   if (c == NULL) {
     sea__common_free(&co);
@@ -132,7 +133,7 @@ int sea_consumer_open(sea_streamer_t *s, const sea_options_t *opts, sea_consumer
   c->args.rt = rt;
   c->args.uri = s->uri;
   c->args.backend_options = co.backend;
-  int rc = consumer_args(s, co.all, &c->args);
+  rc = consumer_args(s, co.all, &c->args);
   if (rc == 0 && s->uri->key_count > 0) {
     c->keys = sea__calloc(s->uri->key_count, sizeof *c->keys);
     if (c->keys == NULL)

@@ -18,11 +18,11 @@ int sea_producer_open(sea_streamer_t *s, const sea_options_t *opts, sea_producer
   if (d->producer_open == NULL)
     return sea__rt_err(rt, SEA_ENOTSUP, "%s: this backend has no producer", d->name);
   sea__common_t c;
-  if (sea__common_init(s, opts, &c))
-    return SEA_ENOMEM;
+  int rc = sea__common_init(s, opts, SEA_OPT_PRODUCER, &c);
+  if (rc != 0)
+    return rc;
   uint64_t max_inflight = DEFAULT_MAX_INFLIGHT, max_bytes = DEFAULT_MAX_INFLIGHT_BYTES,
            max_payload = SEA_PAYLOAD_MAX_DEFAULT, timeout_ms = 0;
-  int rc;
   if ((rc = sea__opt_u64(rt, c.all, "max_inflight", &max_inflight)) ||
       (rc = sea__opt_u64(rt, c.all, "max_inflight_bytes", &max_bytes)) ||
       (rc = sea__opt_u64(rt, c.all, "max_payload", &max_payload)) ||

@@ -6,7 +6,7 @@
  *
  * The backend is split into rooms (file_internal.h lists them and what they share): this one
  * holds the plugin table and its entry point, the streamer (connect/disconnect), the backend
- * options and small helpers; the producers are in file_writer.c, the consumers in
+ * option table and small helpers; the producers are in file_writer.c, the consumers in
  * file_consumer.c.
  *
  * Reads and writes of a regular file are done on the loop thread, a bounded amount per turn
@@ -54,99 +54,39 @@ const char *file_strerror(int rc) {
   }
 }
 
-int file_parse_u64(const char *s, uint64_t *out) {
-  uint64_t v = 0;
-  if (s == NULL || *s == '\0')
-    return -1;
-  for (; *s; s++) {
-    unsigned d = (unsigned)(*s - '0');
-    if (d > 9 || v > (UINT64_MAX - d) / 10)
-      return -1;
-    v = v * 10 + d;
-  }
-  *out = v;
-  return 0;
-}
+/* The backend options (ABI 1.4 table): the host checks every connect's and open's options
+ * against it, so file_parse_opts only reads them. */
+/* clang-format off */
+const sea_option_spec_t file_option_table[] = {
+    {.key = "create", .type = SEA_OPT_ENUM, .values = "auto|new|existing", .def = "auto",
+     .help = "new: fail if the file exists; existing: if it does not"},
+    {.key = "beacon_interval", .type = SEA_OPT_U64, .min = 128, .max = UINT32_MAX, .def = "1048576",
+     .help = "bytes between beacons in a new file"},
+    {.key = "size_limit", .type = SEA_OPT_U64, .min = SS_HEADER_SIZE, .def = "17179869184",
+     .help = "the largest the file may grow, in bytes"},
+    {.key = "flush_interval", .type = SEA_OPT_MS, .def = "10",
+     .help = "ms before buffered sends are written"},
+    {.key = "eos", .type = SEA_OPT_BOOL, .def = "true", .help = "end writes an end-of-stream"},
+    {.key = "poll_interval", .type = SEA_OPT_MS, .min = 1, .def = "100",
+     .help = "ms between looks at a followed file; 1000 with file events unless given"},
+    {.key = "on_damage", .type = SEA_OPT_ENUM, .values = "stop|skip", .def = "stop",
+     .help = "skip: log damage and go on from the next beacon"},
+    {.key = "max_frame", .type = SEA_OPT_U64, .min = 64, .def = "268435456",
+     .help = "the longest frame accepted, in bytes"},
+    {.key = NULL},
+};
+/* clang-format on */
 
-int file_parse_opts(sea_runtime_t *rt, const sea_options_t *o, file_opts_t *fo) {
-  size_t i, n;
-  memset(fo, 0, sizeof *fo);
-  fo->interval = SS_DEFAULT_INTERVAL;
-  fo->size_limit = FILE_SIZE_LIMIT_DEFAULT;
-  fo->flush_ms = FILE_FLUSH_MS_DEFAULT;
-  fo->poll_ms = FILE_POLL_MS_DEFAULT;
-  fo->max_frame = 256ull * 1024 * 1024;
-  fo->eos = 1;
-  n = o ? fh->option_count(o) : 0;
-  for (i = 0; i < n; i++) {
-    const char *k, *v;
-    uint64_t num = 0;
-    if (fh->option_at(o, i, &k, &v) != 0)
-      continue;
-    if (v == NULL)
-      v = "";
-    if (strcmp(k, "create") == 0) {
-      if (strcmp(v, "auto") == 0)
-        fo->create = 0;
-      else if (strcmp(v, "new") == 0)
-        fo->create = 1;
-      else if (strcmp(v, "existing") == 0)
-        fo->create = 2;
-      else
-        goto bad;
-    } else if (strcmp(k, "eos") == 0 || strcmp(k, "on_damage") == 0) {
-      int *dst = k[0] == 'e' ? &fo->eos : &fo->skip_damage;
-      const char *yes = k[0] == 'e' ? "true" : "skip", *no = k[0] == 'e' ? "false" : "stop";
-      if (strcmp(v, yes) == 0)
-        *dst = 1;
-      else if (strcmp(v, no) == 0)
-        *dst = 0;
-      else
-        goto bad;
-    } else if (strcmp(k, "beacon_interval") == 0 || strcmp(k, "size_limit") == 0 ||
-               strcmp(k, "flush_interval") == 0 || strcmp(k, "poll_interval") == 0 ||
-               strcmp(k, "max_frame") == 0) {
-      if (file_parse_u64(v, &num) != 0)
-        goto bad;
-      if (k[0] == 'b') {
-        if (num < 128 || num > UINT32_MAX)
-          goto bad;
-        fo->interval = num;
-      } else if (k[0] == 's') {
-        if (num < SS_HEADER_SIZE)
-          goto bad;
-        fo->size_limit = num;
-      } else if (k[0] == 'f') {
-        fo->flush_ms = num;
-      } else if (k[0] == 'p') {
-        if (num == 0)
-          goto bad;
-        fo->poll_ms = num;
-        fo->poll_set = 1;
-      } else {
-        if (num < 64)
-          goto bad;
-        fo->max_frame = num;
-      }
-    } else {
-      static const char known[] = "create, beacon_interval, size_limit, flush_interval, eos, "
-                                  "poll_interval, on_damage, max_frame";
-      if (fh->option_unknown != NULL)
-        fh->option_unknown(rt, "file", k, known);
-      else
-        fh->set_error(rt, "file: unknown option '%s' (known: %s)", k, known);
-      return SEA_EOPTION;
-    }
-    continue;
-  bad:
-    fh->set_error(rt,
-                  "file: bad value %s=%s (create=auto|new|existing, eos=true|false, "
-                  "on_damage=stop|skip, beacon_interval=128..4294967295, size_limit>=128, "
-                  "poll_interval>=1, max_frame>=64, flush_interval=MS)",
-                  k, v);
-    return SEA_EOPTION;
-  }
-  return 0;
+void file_parse_opts(const sea_options_t *o, file_opts_t *fo) {
+  fo->create = fh->option_enum(o, "create"); /* 0 auto, 1 new, 2 existing: the table's order */
+  fo->interval = fh->option_u64(o, "beacon_interval");
+  fo->size_limit = fh->option_u64(o, "size_limit");
+  fo->flush_ms = fh->option_u64(o, "flush_interval");
+  fo->eos = fh->option_bool(o, "eos");
+  fo->poll_ms = fh->option_u64(o, "poll_interval");
+  fo->poll_set = fh->option_get(o, "poll_interval") != NULL;
+  fo->skip_damage = fh->option_enum(o, "on_damage");
+  fo->max_frame = fh->option_u64(o, "max_frame");
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -155,14 +95,12 @@ int file_parse_opts(sea_runtime_t *rt, const sea_options_t *o, file_opts_t *fo) 
 
 static int file_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *uri,
                         const sea_options_t *backend_options, void **impl) {
-  file_opts_t fo;
   const char *rest, *slash;
   size_t n;
   int rc;
   file_streamer_t *fs;
   (void)s;
-  if ((rc = file_parse_opts(rt, backend_options, &fo)) != 0)
-    return rc;
+  (void)backend_options; /* the host checked them; the streamer keeps none */
   rest = strstr(uri->raw, "://");
   rest = rest ? rest + 3 : uri->raw;
   n = strlen(rest);
@@ -244,12 +182,13 @@ static const sea_plugin_t file_plugin = {
     .consumer_lag = file_consumer_lag,
     .list = file_list,
     .commands = file_commands,
+    .options = file_option_table,
     .producer_push = file_producer_push,
 };
 
 SEA_PLUGIN_ENTRY(file) {
-  if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR)
-    return NULL;
+  if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR || host->abi_minor < 4)
+    return NULL; /* the option getters are 1.4's */
   fh = host;
   return &file_plugin;
 }

@@ -280,8 +280,7 @@ int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *ar
   struct stat st;
   char err[256];
   int rc;
-  if ((rc = file_parse_opts(args->rt, args->backend_options, &fo)) != 0)
-    return rc;
+  file_parse_opts(args->backend_options, &fo);
   fc = fh->calloc(1, sizeof *fc);
   if (fc == NULL)
     return SEA_ENOMEM;

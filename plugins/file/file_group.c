@@ -42,6 +42,21 @@ void file_group_forget(file_cursor_t *cur) {
     }
 }
 
+/* The decimal offset a .pos file holds, nothing else: 0, or -1 (empty, not a digit, too big). */
+static int pos_parse(const char *s, uint64_t *out) {
+  uint64_t v = 0;
+  if (*s == '\0')
+    return -1;
+  for (; *s; s++) {
+    unsigned d = (unsigned)(*s - '0');
+    if (d > 9 || v > (UINT64_MAX - d) / 10)
+      return -1;
+    v = v * 10 + d;
+  }
+  *out = v;
+  return 0;
+}
+
 /* Read PATH.GROUP.pos: the offset a resumable group continues from. 0 if there is none. */
 int file_group_read_committed(file_consumer_t *fc, uint64_t *pos) {
   char buf[64];
@@ -57,7 +72,7 @@ int file_group_read_committed(file_consumer_t *fc, uint64_t *pos) {
   buf[n] = '\0';
   if (n > 0 && buf[n - 1] == '\n')
     buf[n - 1] = '\0';
-  if (file_parse_u64(buf, pos) != 0 || *pos < SS_HEADER_SIZE)
+  if (pos_parse(buf, pos) != 0 || *pos < SS_HEADER_SIZE)
     return SEA_EFORMAT;
   return 0;
 }

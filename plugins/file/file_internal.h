@@ -26,12 +26,9 @@
 
 #define FILE_NAME "file"
 #define FILE_WRITE_AT (1024u * 1024u)
-#define FILE_FLUSH_MS_DEFAULT 10u
-#define FILE_POLL_MS_DEFAULT 100u
 #define FILE_BATCH_DEFAULT 4096u
 #define FILE_BATCH_MAX 65536u
 #define FILE_BLOCK_SIZE (256u * 1024u)
-#define FILE_SIZE_LIMIT_DEFAULT (16ull * 1024 * 1024 * 1024)
 #define FILE_KEY_CACHE 32
 
 /* The host's functions (allocation, errors, logging, the loop); set by SEA_PLUGIN_ENTRY. The
@@ -50,9 +47,6 @@ void *file_realloc(void *p, size_t n);
 char *file_strdup(const char *s, size_t n);
 /* Words for the codes the backend returns (a plugin does not call the library's sea_strerror). */
 const char *file_strerror(int rc);
-/* A decimal number with nothing else: 0, or -1 (empty, not a digit, or too big). */
-int file_parse_u64(const char *s, uint64_t *out);
-
 typedef struct file_opts {
   int create; /* 0 auto, 1 new only, 2 existing only */
   uint64_t interval, size_limit, flush_ms, poll_ms, max_frame;
@@ -60,9 +54,9 @@ typedef struct file_opts {
   int eos, skip_damage;
 } file_opts_t;
 
-/* The backend options of a connect or an open; an unknown one or a bad value is an error that
- * names it (SEA_EOPTION, set on rt). */
-int file_parse_opts(sea_runtime_t *rt, const sea_options_t *o, file_opts_t *fo);
+/* The backend options the host checks (ABI 1.4), and their values read with its getters. */
+extern const sea_option_spec_t file_option_table[];
+void file_parse_opts(const sea_options_t *o, file_opts_t *fo);
 
 /* The streamer: the path, and whether the URI named keys. */
 typedef struct file_streamer {

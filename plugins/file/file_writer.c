@@ -407,8 +407,7 @@ int file_producer_open(void *simpl, sea_producer_t *p, const sea_open_args_t *ar
   file_opts_t fo;
   file_producer_t *fp;
   int rc = 0;
-  if ((rc = file_parse_opts(args->rt, args->backend_options, &fo)) != 0)
-    return rc;
+  file_parse_opts(args->backend_options, &fo);
   fp = fh->calloc(1, sizeof *fp);
   if (fp == NULL)
     return SEA_ENOMEM;

@@ -103,11 +103,12 @@ static const sea_plugin_t kafka_plugin = {
     .producer_txn_abort = kafka_txn_abort,
     .producer_txn_send_offsets = kafka_txn_send_offsets,
     .list = kafka_list,
+    .options = kafka_option_table,
 };
 
 SEA_PLUGIN_ENTRY(kafka) {
-  if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR)
-    return NULL;
+  if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR || host->abi_minor < 4)
+    return NULL; /* the option getters are 1.4's */
   sea_kafka_host = host;
   return &kafka_plugin;
 }

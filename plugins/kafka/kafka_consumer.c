@@ -663,31 +663,28 @@ int kafka_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *a
   kc->stop_at_end = a->stop_at_end;
   kc->batch = a->batch_size;
   int rc = 0;
-  const char *v;
-  int b = 0;
-  if (H->option_get(a->backend_options, "partition")) {
-    H->set_error(a->rt, "kafka: option partition is for producers (consumers use assign)");
-    rc = SEA_EOPTION;
-  } else if ((v = H->option_get(a->backend_options, "auto_commit")) != NULL &&
-             strcmp(v, "at-most-once") != 0 && (kafka_parse_bool(v, &b) != 0 || b)) {
+  /* auto_commit: at-most-once or false (the host refused it to producers, partition to us). */
+  const char *v = H->option_get(a->backend_options, "auto_commit");
+  int amo = v != NULL && strcmp(v, "at-most-once") == 0;
+  int b = v != NULL && !amo ? H->option_bool(a->backend_options, "auto_commit") : 0;
+  if (b == 1) {
     /* librdkafka's auto commit stores every delivered offset, processed or not: a crash loses
      * what was in flight. At most once exists only by name (docs/delivery.md). */
-    if (kafka_parse_bool(v, &b) == 0)
-      H->set_error(a->rt,
-                   "kafka: option auto_commit=%s commits what was delivered, processed or not (at "
-                   "most once): say auto_commit=at-most-once to ask for that, or leave it out "
-                   "(ack, then commit: at least once)",
-                   v);
-    else
-      H->set_error(a->rt, "kafka: option auto_commit=%s: expected at-most-once or false", v);
+    H->set_error(a->rt,
+                 "kafka: option auto_commit=%s commits what was delivered, processed or not (at "
+                 "most once): say auto_commit=at-most-once to ask for that, or leave it out "
+                 "(ack, then commit: at least once)",
+                 v);
     rc = SEA_EOPTION;
-  } else if (v != NULL && strcmp(v, "at-most-once") == 0 && a->mode == SEA_MODE_REALTIME) {
+  } else if (b < 0) {
+    H->set_error(a->rt, "kafka: option auto_commit=%s: expected at-most-once or false", v);
+    rc = SEA_EOPTION;
+  } else if (amo && a->mode == SEA_MODE_REALTIME) {
     H->set_error(a->rt, "kafka: option auto_commit=at-most-once: a realtime consumer has no "
                         "position to commit (use mode=resumable or load-balanced with a group)");
     rc = SEA_EOPTION;
-  } else {
-    kc->auto_commit = v != NULL && strcmp(v, "at-most-once") == 0;
   }
+  kc->auto_commit = amo;
   /* The subscription: the consumer's keys, else the URI's. */
   size_t nk = a->key_count ? a->key_count : uri->key_count;
   if (rc == 0 && nk) {

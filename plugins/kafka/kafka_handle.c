@@ -6,19 +6,22 @@
  * and meta_job_t.done. */
 #include "kafka_internal.h"
 
+/* The backend options (ABI 1.4 table): our own two keys, and every other key a librdkafka
+ * property, which the host passes through and librdkafka judges (kafka_conf_set). */
+/* clang-format off */
+const sea_option_spec_t kafka_option_table[] = {
+    {.key = "partition", .type = SEA_OPT_U64, .max = INT32_MAX, .flags = SEA_OPT_PRODUCER,
+     .help = "every send goes to this partition; consumers use assign"},
+    {.key = "auto_commit", .type = SEA_OPT_STR, .flags = SEA_OPT_CONSUMER,
+     .help = "at-most-once: librdkafka commits what it delivered"},
+    {.key = "*", .type = SEA_OPT_STR, .help = "librdkafka's properties: kcat -X list"},
+    {.key = NULL},
+};
+/* clang-format on */
+
 /* Our own option keys; everything else is a librdkafka property. */
 static int own_option(const char *k) {
   return strcmp(k, "partition") == 0 || strcmp(k, "auto_commit") == 0;
-}
-
-int kafka_parse_bool(const char *v, int *out) {
-  if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "yes") == 0)
-    *out = 1;
-  else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0 || strcmp(v, "no") == 0)
-    *out = 0;
-  else
-    return -1;
-  return 0;
 }
 
 int kafka_conf_set(sea_runtime_t *rt, rd_kafka_conf_t *conf, const char *k, const char *v) {
@@ -26,9 +29,8 @@ int kafka_conf_set(sea_runtime_t *rt, rd_kafka_conf_t *conf, const char *k, cons
   rd_kafka_conf_res_t r = rd_kafka_conf_set(conf, k, v, err, sizeof err);
   if (r == RD_KAFKA_CONF_OK)
     return 0;
-  if (r == RD_KAFKA_CONF_UNKNOWN && H->option_unknown != NULL)
-    H->option_unknown(rt, KAFKA_NAME, k,
-                      "partition, auto_commit (and librdkafka's properties: kcat -X list)");
+  if (r == RD_KAFKA_CONF_UNKNOWN)
+    H->option_unknown(rt, KAFKA_NAME, k, NULL); /* NULL: the keys of kafka_option_table */
   else
     H->set_error(rt, "kafka: option '%s=%s': %s", k, v, err);
   return SEA_EOPTION;

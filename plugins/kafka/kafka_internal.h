@@ -210,7 +210,8 @@ typedef struct kconsumer {
 
 /* ---- conf and handle (kafka_handle.c) ---- */
 
-int kafka_parse_bool(const char *v, int *out);
+/* The backend options the host checks (ABI 1.4). */
+extern const sea_option_spec_t kafka_option_table[];
 int kafka_conf_set(sea_runtime_t *rt, rd_kafka_conf_t *conf, const char *k, const char *v);
 int kafka_make_conf(sea_runtime_t *rt, const char *brokers, const sea_options_t *opts,
                     rd_kafka_conf_t **out);

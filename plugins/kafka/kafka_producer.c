@@ -161,25 +161,11 @@ int kafka_producer_open(void *simpl, sea_producer_t *p, const sea_open_args_t *a
     return SEA_ENOMEM;
   kp->p = p;
   kp->partition = RD_KAFKA_PARTITION_UA;
-  const char *v = H->option_get(a->backend_options, "partition");
-  if (v) {
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (*v == '\0' || *end != '\0' || n < 0 || n > INT32_MAX) {
-      H->set_error(a->rt, "kafka: option partition=%s: expected a partition number (0 or more)", v);
-      H->free(kp);
-      return SEA_EOPTION;
-    }
-    kp->partition = (int32_t)n;
-  }
+  if (H->option_get(a->backend_options, "partition")) /* the host checked it is 0..INT32_MAX */
+    kp->partition = (int32_t)H->option_u64(a->backend_options, "partition");
   const char *ac = H->option_get(a->backend_options, "allow.auto.create.topics");
   kp->no_autocreate = ac && strcmp(ac, "false") == 0;
   kp->txn = H->option_get(a->backend_options, "transactional.id") != NULL;
-  if (H->option_get(a->backend_options, "auto_commit")) {
-    H->set_error(a->rt, "kafka: option auto_commit is for consumers, not producers");
-    H->free(kp);
-    return SEA_EOPTION;
-  }
   rd_kafka_conf_t *conf;
   int rc = kafka_make_conf(a->rt, ks->brokers, a->backend_options, &conf);
   if (rc) {

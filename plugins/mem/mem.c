@@ -59,66 +59,19 @@ const sea_host_t *mem_host;
  * Options
  * ---------------------------------------------------------------------------------------------- */
 
-/* A decimal number without sign, spaces or overflow. */
-static int mem_parse_u64(const char *s, uint64_t *out) {
-  uint64_t v = 0;
-  if (s == NULL || *s == '\0')
-    return SEA_EOPTION;
-  for (; *s; s++) {
-    unsigned d = (unsigned)(*s - '0');
-    if (d > 9 || v > (UINT64_MAX - d) / 10)
-      return SEA_EOPTION;
-    v = v * 10 + d;
-  }
-  *out = v;
-  return 0;
-}
-
-/* Read backend_options. Connect, producer_open and consumer_open all check them, so that a typo
- * fails as early as possible; only producers use the values. */
-int mem_parse_options(sea_runtime_t *rt, const sea_options_t *o, mem_limits_t *lim) {
-  size_t i, n;
-  memset(lim, 0, sizeof *lim);
-  if (o == NULL)
-    return 0;
-  n = mem_host->option_count(o);
-  for (i = 0; i < n; i++) {
-    const char *k, *v;
-    uint64_t num;
-    if (mem_host->option_at(o, i, &k, &v) != 0)
-      continue;
-    if (v == NULL)
-      v = "";
-    if (strcmp(k, "capacity") == 0) {
-      if (mem_parse_u64(v, &num) != 0 || num == 0) {
-        mem_host->set_error(rt, "mem: capacity=%s: expected a number of sends, at least 1", v);
-        return SEA_EOPTION;
-      }
-      lim->capacity = num;
-    } else if (strcmp(k, "fail_after") == 0) {
-      if (mem_parse_u64(v, &num) != 0) {
-        mem_host->set_error(rt, "mem: fail_after=%s: expected a number of sends", v);
-        return SEA_EOPTION;
-      }
-      lim->has_fail_after = 1;
-      lim->fail_after = num;
-    } else if (strcmp(k, "hold_receipts") == 0) {
-      if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) {
-        mem_host->set_error(rt, "mem: hold_receipts=%s: expected true or false", v);
-        return SEA_EOPTION;
-      }
-      lim->hold_receipts = strcmp(v, "true") == 0;
-    } else {
-      if (mem_host->option_unknown != NULL)
-        mem_host->option_unknown(rt, "mem", k, "capacity, fail_after, hold_receipts");
-      else
-        mem_host->set_error(
-            rt, "mem: unknown option '%s' (known: capacity, fail_after, hold_receipts)", k);
-      return SEA_EOPTION;
-    }
-  }
-  return 0;
-}
+/* The backend options (ABI 1.4 table): the host checks those of every connect and open against
+ * it; only producers read them (mem_producer.c). */
+/* clang-format off */
+const sea_option_spec_t mem_option_table[] = {
+    {.key = "capacity", .type = SEA_OPT_U64, .min = 1,
+     .help = "sends a producer holds unreceipted before SEA_EAGAIN; none: no limit"},
+    {.key = "fail_after", .type = SEA_OPT_U64,
+     .help = "a producer fails after this many sends: fault injection"},
+    {.key = "hold_receipts", .type = SEA_OPT_BOOL, .def = "false",
+     .help = "receipts wait for a flush or end"},
+    {.key = NULL},
+};
+/* clang-format on */
 
 /* ------------------------------------------------------------------------------------------------
  * Streamer
@@ -127,13 +80,10 @@ int mem_parse_options(sea_runtime_t *rt, const sea_options_t *o, mem_limits_t *l
 static int mem_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *uri,
                        const sea_options_t *backend_options, void **impl) {
   const char *name = uri->node_count > 0 ? uri->nodes[0] : "";
-  mem_limits_t lim;
   mem_broker_t *b;
   mem_streamer_t *ms;
-  int rc;
 
-  if ((rc = mem_parse_options(rt, backend_options, &lim)) != 0)
-    return rc;
+  (void)backend_options; /* the host checked them; only producers read them */
   if ((ms = mem_host->calloc(1, sizeof *ms)) == NULL) {
     mem_host->set_error(rt, "mem: out of memory");
     return SEA_ENOMEM;
@@ -197,12 +147,13 @@ static const sea_plugin_t mem_plugin = {
     .consumer_commit = mem_consumer_commit,
     .consumer_close = mem_consumer_close,
     .list = mem_list,
+    .options = mem_option_table,
     .producer_push = mem_producer_push,
 };
 
 SEA_PLUGIN_ENTRY(mem) {
-  if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR)
-    return NULL;
+  if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR || host->abi_minor < 4)
+    return NULL; /* the option getters are 1.4's */
   mem_host = host;
   return &mem_plugin;
 }

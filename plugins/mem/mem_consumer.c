@@ -23,12 +23,8 @@ int mem_consumer_open(void *streamer_impl, sea_consumer_t *c, const sea_open_arg
                       void **impl) {
   mem_broker_t *b = ((mem_streamer_t *)streamer_impl)->broker;
   mem_consumer_t *mc;
-  mem_limits_t lim;
   size_t i;
-  int rc;
 
-  if ((rc = mem_parse_options(args->rt, args->backend_options, &lim)) != 0)
-    return rc;
   mc = mem_host->calloc(1, sizeof *mc);
   if (mc == NULL)
     goto nomem;

@@ -1,7 +1,7 @@
 /* mem_internal.h: what the rooms of the mem:// backend share. Private to plugins/mem.
  *
  * The rooms (see mem.c's comment for the backend as a whole):
- *   mem.c           the plugin table and entry point, backend options, the streamer (connect)
+ *   mem.c           the plugin table and entry point, the option table, the streamer (connect)
  *   mem_broker.c    brokers: the process's registry, each (key, shard) log, groups; message copies
  *   mem_deal.c      dealing: from a reader's positions to its consumers' inboxes, start positions
  *   mem_producer.c  producers: sends, receipts on the next turn (held until a push if asked)
@@ -153,14 +153,6 @@ typedef struct mem_producer {
   unsigned busy;
 } mem_producer_t;
 
-/* Options the backend understands, from backend_options. */
-typedef struct mem_limits {
-  uint64_t capacity;
-  int has_fail_after;
-  uint64_t fail_after;
-  int hold_receipts;
-} mem_limits_t;
-
 /* Every broker in the process (mem_broker.c). */
 extern mem_broker_t *mem_brokers;
 
@@ -213,8 +205,8 @@ static inline const char *mem_key(const char *key) {
   return key != NULL ? mem_host->stream_key(key, strlen(key)) : NULL;
 }
 
-/* Read backend_options (mem.c). */
-int mem_parse_options(sea_runtime_t *rt, const sea_options_t *o, mem_limits_t *lim);
+/* The backend options the host checks (mem.c; ABI 1.4). */
+extern const sea_option_spec_t mem_option_table[];
 
 /* ---------------------------------------------------------------------------------------------
  * Brokers and their logs (mem_broker.c)

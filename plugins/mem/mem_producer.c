@@ -31,12 +31,9 @@ static void producer_free(mem_producer_t *mp) {
 
 int mem_producer_open(void *streamer_impl, sea_producer_t *p, const sea_open_args_t *args,
                       void **impl) {
+  const sea_options_t *o = args->backend_options;
   mem_producer_t *mp;
-  mem_limits_t lim;
-  int rc;
 
-  if ((rc = mem_parse_options(args->rt, args->backend_options, &lim)) != 0)
-    return rc;
   mp = mem_host->calloc(1, sizeof *mp);
   if (mp == NULL) {
     mem_host->set_error(args->rt, "mem: out of memory");
@@ -47,10 +44,10 @@ int mem_producer_open(void *streamer_impl, sea_producer_t *p, const sea_open_arg
   mp->rt = args->rt;
   mp->anchor = args->anchor;
   mp->max_payload = args->max_payload;
-  mp->capacity = lim.capacity;
-  mp->has_fail_after = lim.has_fail_after;
-  mp->fail_after = lim.fail_after;
-  mp->hold_receipts = lim.hold_receipts;
+  mp->capacity = mem_host->option_u64(o, "capacity"); /* 0 (not given): no limit */
+  mp->has_fail_after = mem_host->option_get(o, "fail_after") != NULL;
+  mp->fail_after = mem_host->option_u64(o, "fail_after");
+  mp->hold_receipts = mem_host->option_bool(o, "hold_receipts");
   *impl = mp;
   return 0;
 }

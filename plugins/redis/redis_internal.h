@@ -35,11 +35,7 @@ extern const sea_host_t *rhost;
 
 #define R_NAME "redis"
 #define R_BATCH_DEFAULT 1000
-#define R_BLOCK_DEFAULT 500
-#define R_PIPELINE_DEFAULT 50000
 #define R_TIMEOUT_DEFAULT 5000
-#define R_RECONNECT_DEFAULT 60000
-#define R_CLAIM_DEFAULT 30000
 #define R_BULK_DEFAULT (512ull * 1024 * 1024)
 /* A stream name: a key (249 bytes), ':' and a shard number. */
 #define R_NAME_MAX 280

@@ -62,14 +62,14 @@ static const sea_plugin_t stdio_plugin = {
     .consumer_pause = stdio_consumer_pause,
     .consumer_resume = stdio_consumer_resume,
     .consumer_close = stdio_consumer_close,
+    .options = stdio_option_table,
     .producer_push = stdio_producer_push,
 };
 
 /* The macro gives no prototype, and -Wmissing-prototypes wants one: the macro itself makes it. */
 SEA_PLUGIN_ENTRY(stdio) {
-  if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR ||
-      host->struct_size < SEA_HOST_V1_0_SIZE)
-    return NULL;
+  if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR || host->abi_minor < 4)
+    return NULL; /* the option getters are 1.4's */
   stdio_host = host;
   return &stdio_plugin;
 }

@@ -79,7 +79,9 @@ typedef struct stdio_opts {
   int unbuffered; /* unbuffered=true (kcat -u): write each message out as it is sent */
 } stdio_opts_t;
 
-/* Reads every backend option into *out; an unknown key or a bad value is an error. */
+/* The backend options the host checks (ABI 1.4); stdio_opts_parse reads them into *out and
+ * checks what the table cannot (delimiters, template). */
+extern const sea_option_spec_t stdio_option_table[];
 int stdio_opts_parse(sea_runtime_t *rt, const sea_options_t *o, stdio_opts_t *out);
 /* kcat -f style: %s %k %t %p %o %T %S %R %K %h %% and the escapes \n \t \\. */
 int stdio_tpl_compile(sea_runtime_t *rt, const char *src, stdio_tpl_t **out);

@@ -1,12 +1,36 @@
-/* stdio_options.c: the stdio backend's options (max_line=, malformed=, format=, template=,
- * delimiter=, key_delimiter=, empty=, null=, unbuffered=) read into a stdio_opts_t. The streamer
- * checks them at connect; the reader and the writer read them again for each consumer/producer. */
+/* stdio_options.c: the stdio backend's option table and its options (max_line=, malformed=,
+ * format=, template=, delimiter=, key_delimiter=, empty=, null=, unbuffered=) read into a
+ * stdio_opts_t. The host checks them against the table at connect and at each open; the streamer,
+ * the reader and the writer read them with the host's getters. */
 #include <string.h>
 
 #include "stdio_internal.h"
 
-#define STDIO_KNOWN_OPTS                                                                           \
-  "max_line, malformed, format, template, delimiter, key_delimiter, empty, null, unbuffered"
+#define STDIO_STR_(x) #x
+#define STDIO_STR(x) STDIO_STR_(x)
+
+/* clang-format off */
+const sea_option_spec_t stdio_option_table[] = {
+    {.key = "max_line", .type = SEA_OPT_U64, .min = 1, .max = SIZE_MAX / 4, .def = "1048576",
+     .help = "input: the longest line, in bytes"},
+    {.key = "malformed", .type = SEA_OPT_ENUM, .values = "error|pass", .def = "error",
+     .help = "input: a bad header block ends the input, or is passed as payload"},
+    {.key = "format", .type = SEA_OPT_ENUM, .values = "line|json|payload", .def = "line",
+     .help = "output: what each message is printed as"},
+    {.key = "template", .type = SEA_OPT_STR, .help = "output: a kcat -f style format"},
+    {.key = "delimiter", .type = SEA_OPT_STR, .min = 1, .def = "\\n",
+     .help = "the byte that ends a message: a character, \\n \\r \\t \\\\ or \\xNN"},
+    {.key = "key_delimiter", .type = SEA_OPT_STR, .min = 1,
+     .help = "\"key DELIM payload\" lines, DELIM of 1 to " STDIO_STR(STDIO_DELIM_MAX) " bytes"},
+    {.key = "empty", .type = SEA_OPT_ENUM, .values = "empty|null", .def = "empty",
+     .help = "input: an empty message is empty, or has a NULL payload"},
+    {.key = "null", .type = SEA_OPT_STR, .max = STDIO_NULL_MAX - 1, .def = "",
+     .help = "output: printed for an unset key"},
+    {.key = "unbuffered", .type = SEA_OPT_BOOL, .def = "false",
+     .help = "output: write each message in its send"},
+    {.key = NULL},
+};
+/* clang-format on */
 
 /* A delimiter option's bytes: a character, or the escapes \n \r \t \\ and \xNN (as kcat's -D
  * and -K take them). Returns the length, or 0 if it is empty, too long or a bad escape. */
@@ -46,114 +70,37 @@ static size_t parse_delim(const char *v, char *out, size_t cap) {
   return n;
 }
 
-static int parse_size(const char *s, size_t *out) {
-  size_t v = 0;
-  if (*s == '\0')
-    return -1;
-  for (; *s; s++) {
-    if (*s < '0' || *s > '9')
-      return -1;
-    if (v > (SIZE_MAX / 4 - (size_t)(*s - '0')) / 10)
-      return -1;
-    v = v * 10 + (size_t)(*s - '0');
-  }
-  *out = v;
-  return 0;
-}
-
-/* Reads every backend option; an unknown key or a bad value is an error, since a typo that is
- * ignored silently is worse than one that stops the program. */
+/* Reads every backend option, which the host checked against the table; the delimiters and
+ * the template, which the table cannot describe, are checked here. */
 int stdio_opts_parse(sea_runtime_t *rt, const sea_options_t *o, stdio_opts_t *out) {
-  out->max_line = STDIO_MAX_LINE_DEFAULT;
-  out->pass_malformed = 0;
-  out->format = FMT_LINE;
-  out->template_src = NULL;
-  out->delim = '\n';
-  out->key_delim_len = 0;
-  out->empty_null = 0;
-  out->null_len = 0;
-  out->unbuffered = 0;
-  size_t n = o ? stdio_host->option_count(o) : 0;
-  for (size_t i = 0; i < n; i++) {
-    const char *k, *v;
-    if (stdio_host->option_at(o, i, &k, &v) != 0)
-      continue;
-    if (v == NULL)
-      v = "";
-    if (strcmp(k, "max_line") == 0) {
-      if (parse_size(v, &out->max_line) != 0 || out->max_line == 0) {
-        stdio_host->set_error(rt, "stdio: option max_line=%s: expected a number of bytes (> 0)", v);
-        return SEA_EOPTION;
-      }
-    } else if (strcmp(k, "malformed") == 0) {
-      if (strcmp(v, "error") == 0)
-        out->pass_malformed = 0;
-      else if (strcmp(v, "pass") == 0)
-        out->pass_malformed = 1;
-      else {
-        stdio_host->set_error(rt, "stdio: option malformed=%s: expected error or pass", v);
-        return SEA_EOPTION;
-      }
-    } else if (strcmp(k, "format") == 0) {
-      if (strcmp(v, "line") == 0)
-        out->format = FMT_LINE;
-      else if (strcmp(v, "json") == 0)
-        out->format = FMT_JSON;
-      else if (strcmp(v, "payload") == 0)
-        out->format = FMT_PAYLOAD;
-      else {
-        stdio_host->set_error(rt, "stdio: option format=%s: expected line, json or payload", v);
-        return SEA_EOPTION;
-      }
-    } else if (strcmp(k, "template") == 0) {
-      out->template_src = v;
-    } else if (strcmp(k, "delimiter") == 0) {
-      char d[STDIO_DELIM_MAX];
-      if (parse_delim(v, d, sizeof d) != 1) {
-        stdio_host->set_error(rt,
-                              "stdio: option delimiter=%s: expected one byte (a character, \\n, "
-                              "\\r, \\t, \\\\ or \\xNN)",
-                              v);
-        return SEA_EOPTION;
-      }
-      out->delim = d[0];
-    } else if (strcmp(k, "key_delimiter") == 0) {
-      out->key_delim_len = parse_delim(v, out->key_delim, sizeof out->key_delim);
-      if (out->key_delim_len == 0) {
-        stdio_host->set_error(rt,
-                              "stdio: option key_delimiter=%s: expected 1 to %d bytes (characters, "
-                              "\\n, \\r, \\t, \\\\ or \\xNN)",
-                              v, STDIO_DELIM_MAX);
-        return SEA_EOPTION;
-      }
-    } else if (strcmp(k, "empty") == 0) {
-      if (strcmp(v, "null") == 0 || strcmp(v, "empty") == 0)
-        out->empty_null = v[0] == 'n';
-      else {
-        stdio_host->set_error(rt, "stdio: option empty=%s: expected empty or null", v);
-        return SEA_EOPTION;
-      }
-    } else if (strcmp(k, "null") == 0) {
-      out->null_len = strlen(v);
-      if (out->null_len >= sizeof out->null_text) {
-        stdio_host->set_error(rt, "stdio: option null=%s: at most %d bytes", v, STDIO_NULL_MAX - 1);
-        return SEA_EOPTION;
-      }
-      memcpy(out->null_text, v, out->null_len);
-    } else if (strcmp(k, "unbuffered") == 0) {
-      if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)
-        out->unbuffered = v[0] == 't';
-      else {
-        stdio_host->set_error(rt, "stdio: option unbuffered=%s: expected true or false", v);
-        return SEA_EOPTION;
-      }
-    } else {
-      if (stdio_host->option_unknown != NULL)
-        stdio_host->option_unknown(rt, STDIO_NAME, k, STDIO_KNOWN_OPTS);
-      else
-        stdio_host->set_error(rt, "stdio: unknown option '%s' (known: %s)", k, STDIO_KNOWN_OPTS);
-      return SEA_EOPTION;
-    }
+  const sea_host_t *h = stdio_host;
+  out->max_line = (size_t)h->option_u64(o, "max_line");
+  out->pass_malformed = h->option_enum(o, "malformed");
+  out->format = h->option_enum(o, "format"); /* FMT_LINE, FMT_JSON, FMT_PAYLOAD: its order */
+  out->template_src = h->option_str(o, "template");
+  out->empty_null = h->option_enum(o, "empty");
+  out->unbuffered = h->option_bool(o, "unbuffered");
+  const char *v = h->option_str(o, "null");
+  out->null_len = strlen(v);
+  memcpy(out->null_text, v, out->null_len); /* the table holds it to STDIO_NULL_MAX - 1 */
+  char d[STDIO_DELIM_MAX];
+  v = h->option_str(o, "delimiter");
+  if (parse_delim(v, d, sizeof d) != 1) {
+    h->set_error(rt,
+                 "stdio: option delimiter=%s: expected one byte (a character, \\n, \\r, \\t, "
+                 "\\\\ or \\xNN)",
+                 v);
+    return SEA_EOPTION;
+  }
+  out->delim = d[0];
+  v = h->option_str(o, "key_delimiter");
+  out->key_delim_len = v ? parse_delim(v, out->key_delim, sizeof out->key_delim) : 0;
+  if (v && out->key_delim_len == 0) {
+    h->set_error(rt,
+                 "stdio: option key_delimiter=%s: expected 1 to %d bytes (characters, \\n, "
+                 "\\r, \\t, \\\\ or \\xNN)",
+                 v, STDIO_DELIM_MAX);
+    return SEA_EOPTION;
   }
   if (out->template_src != NULL) {
     /* Check it now so that a bad template fails at connect/open, not at the first send. */

@@ -194,6 +194,16 @@ static const sea_plugin_t *describe(void) {
   d->abi_minor = 0;
   d->list = minor_zero_list;
   d->commands = minor_zero_commands;
+#elif defined(LOADER_FAULT_BAD_OPTION_DEFAULT)
+  /* An option table (ABI 1.4) whose default breaks its own range. */
+  static const sea_option_spec_t opts[] = {
+      {.key = "size", .type = SEA_OPT_U64, .min = 1, .max = 10, .def = "0"}, {.key = NULL}};
+  d->options = opts;
+#elif defined(LOADER_FAULT_TWICE_OPTION)
+  static const sea_option_spec_t opts[] = {{.key = "colour", .type = SEA_OPT_STR},
+                                           {.key = "colour", .type = SEA_OPT_BOOL},
+                                           {.key = NULL}};
+  d->options = opts;
 #elif defined(LOADER_FAULT_FUTURE_SIZE)
   /* Not a fault: bigger than this host's struct, still ABI 1.0. The host reads what it knows. */
   d->struct_size = sizeof desc;

@@ -61,28 +61,20 @@ static void *echo_grow(void *items, size_t *cap, size_t size) {
   return p;
 }
 
-/* echo knows no option: say which key is wrong rather than ignore it (a typo must not pass). */
-static int echo_check_options(sea_runtime_t *rt, const sea_options_t *opts) {
-  const char *key, *value;
-  if (echo_host->option_count(opts) == 0)
-    return 0;
-  echo_host->option_at(opts, 0, &key, &value);
-  echo_host->set_error(rt, "echo: unknown option '%s=%s' (echo takes no options)", key, value);
-  return SEA_EOPTION;
-}
+/* echo knows no option: an empty table (plugin ABI 1.4), so the host refuses every key, and
+ * names it, before echo is called (a typo must not pass). */
+static const sea_option_spec_t echo_options[] = {{.key = NULL}};
 
 /* ---- streamer ---- */
 
 static int echo_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *uri,
                         const sea_options_t *backend_options, void **impl) {
   (void)s;
+  (void)backend_options; /* the host refused every key: the table is empty */
   if (uri->node_count > 0) {
     echo_host->set_error(rt, "echo: '%s' names a host, but echo has none (echo:///KEY)", uri->raw);
     return SEA_EURI;
   }
-  int rc = echo_check_options(rt, backend_options);
-  if (rc != 0)
-    return rc;
   echo_streamer_t *es = echo_host->calloc(1, sizeof *es);
   if (es == NULL) {
     echo_host->set_error(rt, "echo: out of memory");
@@ -108,9 +100,6 @@ static void echo_disconnect(void *impl) {
 
 static int echo_producer_open(void *streamer_impl, sea_producer_t *p, const sea_open_args_t *args,
                               void **impl) {
-  int rc = echo_check_options(args->rt, args->backend_options);
-  if (rc != 0)
-    return rc;
   echo_producer_t *ep = echo_host->calloc(1, sizeof *ep);
   if (ep == NULL) {
     echo_host->set_error(args->rt, "echo: out of memory");
@@ -199,9 +188,6 @@ static void echo_producer_close(void *impl) {
 static int echo_consumer_open(void *streamer_impl, sea_consumer_t *c, const sea_open_args_t *args,
                               void **impl) {
   (void)streamer_impl;
-  int rc = echo_check_options(args->rt, args->backend_options);
-  if (rc != 0)
-    return rc;
   echo_consumer_t *ec = echo_host->calloc(1, sizeof *ec);
   if (ec == NULL) {
     echo_host->set_error(args->rt, "echo: out of memory");
@@ -245,6 +231,7 @@ static const sea_plugin_t echo_plugin = {
     .consumer_start = echo_consumer_start,
     .consumer_close = echo_consumer_close,
     /* Every other operation is NULL: the host answers SEA_ENOTSUP for it. */
+    .options = echo_options,
 };
 
 SEA_PLUGIN_ENTRY(echo) {

@@ -24,6 +24,7 @@ extern "C" {
 #define SEA_PLUGIN_ABI_MAJOR 1
 /* 1.1 added sea_plugin_t.list (in its first reserved slot). 1.2: consumer_rewind may get
  * SEA_POS_COMMITTED_ (sent only to a plugin of 1.2 or later). 1.3 added sea_plugin_t.commands.
+ * 1.4 (options): sea_plugin_t.options (a declared option table) and the host's typed getters.
  * 1.4 (flush and pause in the host): sea_plugin_t.producer_push; the host completes flush and end
  * from the receipts and holds deliveries while a consumer is paused. */
 #define SEA_PLUGIN_ABI_MINOR 4
@@ -76,6 +77,49 @@ enum {
    * can (stdio prints them), else assign as usual. */
   SEA_SEND_KEEP_META = 1u << 0
 };
+
+/* ---- Declared options (ABI 1.4) ------------------------------------------------------------
+ * A plugin lists every backend option it reads in a table (sea_plugin_t.options), ended by an
+ * entry whose key is NULL. The host then checks the options of every connect, producer_open and
+ * consumer_open against it before calling the plugin: an unknown key is refused with the key it
+ * is likely a typo of and every valid key; a bad value with one line naming the key, the value
+ * and what is allowed. The plugin reads the values with the host's typed getters (option_u64,
+ * option_bool, option_enum, option_str), which return the value given or the table's default,
+ * so it parses nothing itself.
+ *
+ * Rules for the table (the loader refuses a plugin whose table breaks them, naming the entry):
+ *  - key: letters, digits, '.', '_', '-'; each key once. A key ending in '*' is a pattern: "*"
+ *    takes every key not declared, "ssl.*" every key with that prefix. The host checks no value
+ *    of a pattern's keys and passes them through: the plugin checks them (and refuses an unknown
+ *    one with host->option_unknown(rt, name, key, NULL)). Its help is shown after the keys, as
+ *    "(and <help>)".
+ *  - def: the default as a user would write it, checked like a given value (NULL: no default;
+ *    the getters then return 0, 0, 0 and NULL).
+ *  - The entry's layout is fixed for ABI 1.x: a later minor gives meaning to a reserved member
+ *    (zero until then) and says so here; the host reads it only from plugins of that minor. */
+enum {
+  SEA_OPT_U64 = 1,  /* a decimal whole number in [min, max] (max 0: up to UINT64_MAX) */
+  SEA_OPT_MS = 2,   /* a duration: a whole number of milliseconds in [min, max], as SEA_OPT_U64 */
+  SEA_OPT_BOOL = 3, /* true|false (also 1|0 and yes|no) */
+  SEA_OPT_ENUM = 4, /* one of the words of values ("auto|new|existing"); option_enum: its index */
+  SEA_OPT_STR = 5   /* any text of min to max bytes (max 0: no limit); the plugin checks more */
+};
+
+/* Which opens an option is for (flags). 0: all of them. At connect every key is accepted (the
+ * streamer's options are shared by its producers and consumers); a producer_open is refused a
+ * SEA_OPT_CONSUMER-only key and the reverse. */
+enum { SEA_OPT_PRODUCER = 1u << 0, SEA_OPT_CONSUMER = 1u << 1 };
+
+typedef struct sea_option_spec {
+  const char *key;    /* NULL ends the table */
+  uint32_t type;      /* SEA_OPT_* */
+  uint32_t flags;     /* SEA_OPT_PRODUCER, SEA_OPT_CONSUMER, or 0 */
+  uint64_t min, max;  /* U64/MS: the range; STR: the length in bytes (max 0: no upper bound) */
+  const char *def;    /* the default, as text (or NULL) */
+  const char *values; /* ENUM: the words, separated by '|' */
+  const char *help;   /* one short line: what it does (the units, what 0 means) */
+  void *reserved[4];
+} sea_option_spec_t;
 
 /* Everything a producer or consumer gets when it opens. */
 typedef struct sea_open_args {
@@ -204,10 +248,26 @@ typedef struct sea_host {
    * (as set_error) to one line naming key, the key it is likely a typo of ("did you mean
    * 'start'?") and the host's common keys and known (the backend's own, comma-separated).
    * Return SEA_EOPTION after it. Added in ABI 1.0 (pre-release): a plugin checks it is not NULL
-   * (and words the error itself on an older host). */
+   * (and words the error itself on an older host). Since ABI 1.4, known may be NULL: the keys of
+   * the plugin's option table (for a key a pattern entry passed through, e.g. kafka's). */
   void (*option_unknown)(sea_runtime_t *rt, const char *plugin, const char *key, const char *known);
 
-  void *reserved[19];
+  /* Added in ABI 1.4 (options): typed getters over the plugin's option table (see
+   * sea_option_spec_t). o is backend_options or args->backend_options of a plugin with a table,
+   * which the host has checked: each returns the value given, else the table's default. They
+   * may be called during connect/open only (the options live that long). A key the table does not
+   * declare (or of another type) is a bug in the plugin: logged as an error, answered 0 or NULL.
+   *  - option_u64: SEA_OPT_U64 and SEA_OPT_MS.
+   *  - option_bool: SEA_OPT_BOOL: 1 or 0. Also reads the value of a SEA_OPT_STR key as a boolean
+   *    (true|1|yes, false|0|no): 1, 0, or -1 if it is not one (or not given and no default).
+   *  - option_enum: SEA_OPT_ENUM: the index of the word in values.
+   *  - option_str: SEA_OPT_STR and SEA_OPT_ENUM: the text (valid as long as o). */
+  uint64_t (*option_u64)(const sea_options_t *o, const char *key);
+  int (*option_bool)(const sea_options_t *o, const char *key);
+  int (*option_enum)(const sea_options_t *o, const char *key);
+  const char *(*option_str)(const sea_options_t *o, const char *key);
+
+  void *reserved[15];
 } sea_host_t;
 
 /* Capability bits. */
@@ -347,6 +407,12 @@ typedef struct sea_plugin {
    * sea_plugin_command_t). The array lives as long as the plugin is loaded. */
   const sea_plugin_command_t *commands;
 
+  /* Added in ABI 1.4 (options): the backend options this plugin reads, ended by an entry whose
+   * key is NULL (see sea_option_spec_t), or NULL to check them all itself as before. The host
+   * checks every connect's and open's options against it first, refusing what it does not
+   * declare. The array lives as long as the plugin is loaded. */
+  const sea_option_spec_t *options;
+
   /* Added in ABI 1.4 (flush and pause in the host): read only from a plugin whose abi_minor >= 4.
    * producer_push (optional): a flush or end is waiting for the receipts of what was sent: write
    * out what is buffered now (a batching timer's work, a pipeline, a linger), so those receipts
@@ -355,7 +421,7 @@ typedef struct sea_plugin {
    * loop turn); a failure goes through host->producer_fail or the receipts. */
   void (*producer_push)(void *producer_impl, int end);
 
-  void *reserved[15];
+  void *reserved[14];
 } sea_plugin_t;
 
 /* Sizes of the v1.0 structs, the smallest the loader accepts: fixed numbers (a header, then

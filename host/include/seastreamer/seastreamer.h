@@ -236,6 +236,9 @@ typedef struct sea_plugin_info {
 SEA_EXTERN int sea_runtime_load_plugins(sea_runtime_t *rt);
 SEA_EXTERN size_t sea_runtime_plugin_count(sea_runtime_t *rt);
 SEA_EXTERN int sea_runtime_plugin_info(sea_runtime_t *rt, size_t i, sea_plugin_info_t *info);
+/* The backend options plugin i declares (plugin ABI 1.4), one "  KEY=VALUE  what it does (range;
+ * default)" line each, into buf as snprintf does (returns the length; SEA_ENOTSUP: no table). */
+SEA_EXTERN int sea_runtime_plugin_options(sea_runtime_t *rt, size_t i, char *buf, size_t size);
 /* Commands plugins add to the `seastreamer` command (plugin ABI 1.3: the file backend's decode,
  * verify and repair), in load order; a name a plugin found later also has is that one's (as a
  * scheme is: SEASTREAMER_PLUGIN_PATH's plugins come after the plugin directory's). The strings

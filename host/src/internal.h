@@ -78,6 +78,7 @@ struct sea_streamer {
 typedef struct sea__send {
   void *user_token;
   size_t bytes;
+  uint64_t seq; /* the producer's send count when it was made: 1, 2, ... (flushes wait by it) */
   struct sea__send *next; /* free list / live list */
   struct sea__send *prev;
 } sea__send_t;
@@ -104,7 +105,9 @@ struct sea_producer {
   bool ended;
   bool closing;
   int err;
-  sea__send_t live; /* sentinel of the doubly-linked list of outstanding sends */
+  uint64_t sends;      /* sends accepted so far (the last one's seq) */
+  size_t host_flushes; /* flushes and ends in ops that wait for receipts (sea_op_t.target) */
+  sea__send_t live;    /* sentinel of the doubly-linked list of outstanding sends, oldest first */
   sea__send_t *free_list;
   /* Send records come in slabs, never one malloc per message: a record allocated between a
    * backend's own per-message allocations would keep those from merging when freed, and the
@@ -131,6 +134,13 @@ struct sea_consumer {
   bool closing;
   unsigned in_callback; /* nesting depth of host→user callbacks */
   bool close_pending;   /* sea_consumer_close called inside a callback */
+  /* Paused: what the plugin delivers is held here (a ring of batches, oldest at held_head) and
+   * handed on, in order, on a loop turn after resume. */
+  bool paused;
+  bool release_deferred; /* release_held is queued */
+  bool end_held;         /* the end came while batches were held: it follows them */
+  sea_batch_t **held;
+  size_t held_head, held_count, held_cap;
   struct sea_op *ops;
   int err;
   struct sea_consumer *next;
@@ -143,7 +153,8 @@ struct sea_op {
   struct sea_op **owner_list;
   char *owner_errmsg;
   int status;
-  bool host_wait; /* a flush the host completes itself when nothing is in flight */
+  bool host_wait;  /* a flush or end the host completes once the sends before it have receipts */
+  uint64_t target; /* host_wait: the seq of the last send it waits for */
   sea_done_cb cb;
   void *data;
   const char *what; /* for messages: "flush" */

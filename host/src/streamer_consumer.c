@@ -196,8 +196,8 @@ int sea_consumer_start(sea_consumer_t *c, sea_batch_cb on_batch, sea_end_cb on_e
   return rc;
 }
 
-void sea__deliver(sea_consumer_t *c, sea_batch_t *batch) {
-  if (c->closing || c->ended || c->on_batch == NULL || batch->count == 0) {
+static void deliver_now(sea_consumer_t *c, sea_batch_t *batch) {
+  if (c->closing || c->on_batch == NULL) {
     sea_batch_release(batch);
     return;
   }
@@ -207,8 +207,80 @@ void sea__deliver(sea_consumer_t *c, sea_batch_t *batch) {
   sea_batch_release(batch);
 }
 
+/* ---- holding deliveries while paused ---- */
+
+/* Keep batch behind the others held. Returns 0 or SEA_ENOMEM. */
+static int hold(sea_consumer_t *c, sea_batch_t *batch) {
+  if (c->held_count == c->held_cap) {
+    size_t cap = c->held_cap ? c->held_cap * 2 : 8;
+    sea_batch_t **q = sea__malloc(cap * sizeof *q);
+    if (q == NULL)
+      return SEA_ENOMEM;
+    for (size_t i = 0; i < c->held_count; i++) /* unwrap the ring */
+      q[i] = c->held[(c->held_head + i) % c->held_cap];
+    sea__free(c->held);
+    c->held = q;
+    c->held_head = 0;
+    c->held_cap = cap;
+  }
+  c->held[(c->held_head + c->held_count) % c->held_cap] = batch;
+  c->held_count++;
+  return 0;
+}
+
+static sea_batch_t *held_pop(sea_consumer_t *c) {
+  sea_batch_t *b = c->held[c->held_head];
+  c->held_head = (c->held_head + 1) % c->held_cap;
+  c->held_count--;
+  return b;
+}
+
+static void end_now(void *arg, void *unused);
+
+/* Forget what is held: a seek or rewind moves the consumer, everything was revoked, or it closes
+ * (what the plugin reads next comes from the new position; nothing held was acked, so nothing is
+ * lost). */
+static void held_drop(sea_consumer_t *c) {
+  while (c->held_count > 0)
+    sea_batch_release(held_pop(c));
+  if (c->end_held) { /* the end that waited for them comes now */
+    c->end_held = false;
+    if (!c->closing)
+      sea__defer(c->s->rt, end_now, c, NULL);
+  }
+}
+
+/* After resume, on a loop turn of its own (never inside sea_consumer_resume): hand on what was
+ * held, oldest first, until the consumer pauses again; then the end if it came meanwhile. */
+static void release_held(void *arg, void *unused) {
+  sea_consumer_t *c = arg;
+  c->release_deferred = false;
+  while (c->held_count > 0 && !c->paused && !c->closing)
+    deliver_now(c, held_pop(c));
+  if (c->held_count == 0 && c->end_held) {
+    c->end_held = false;
+    end_now(c, NULL);
+  }
+}
+
+void sea__deliver(sea_consumer_t *c, sea_batch_t *batch) {
+  if (c->closing || c->ended || c->on_batch == NULL || batch->count == 0) {
+    sea_batch_release(batch);
+    return;
+  }
+  /* Paused, or what was held is not all handed on yet: keep the order. (Out of memory, hand it
+   * on now rather than lose it.) */
+  if ((c->paused || c->held_count > 0) && hold(c, batch) == 0)
+    return;
+  deliver_now(c, batch);
+}
+
 static void end_now(void *arg, void *unused) {
   sea_consumer_t *c = arg;
+  if (c->held_count > 0 && !c->closing) {
+    c->end_held = true; /* the end comes after what was delivered before it */
+    return;
+  }
   if (c->on_end && !c->closing && c->ended) { /* (not if it was taken back meanwhile) */
     c->in_callback++;
     c->on_end(c, c->err ? c->err : SEA_EOF);
@@ -229,6 +301,10 @@ void sea__consumer_end(sea_consumer_t *c, int status, const char *fmt, ...) {
 }
 
 void sea__consumer_revoked(sea_consumer_t *c, int incremental) {
+  /* Everything was revoked and resumes from the group's committed positions: what is held will
+   * come again (to this consumer or another), and must not come after the revoke. */
+  if (!incremental)
+    held_drop(c);
   if (c->on_revoke && !c->closing) {
     c->in_callback++;
     c->on_revoke(c, incremental);
@@ -259,10 +335,29 @@ void sea_consumer_on_revoke(sea_consumer_t *c, sea_revoke_cb cb) {
     return rc_;                                                                                    \
   } while (0)
 
+/* Pause and resume are the host's: it holds deliveries while paused (sea__deliver). The plugin's
+ * consumer_pause and consumer_resume, if it has them, are hints to stop and start reading. */
 int sea_consumer_pause(sea_consumer_t *c) {
+  if (c->closing)
+    return SEA_ECLOSED;
+  if (c->paused)
+    return 0;
+  c->paused = true;
+  if (c->s->plugin->desc.consumer_pause == NULL)
+    return 0;
   CONSUMER_CALL(c, consumer_pause, "pause");
 }
+
 int sea_consumer_resume(sea_consumer_t *c) {
+  if (c->closing)
+    return SEA_ECLOSED;
+  if (!c->paused)
+    return 0;
+  c->paused = false;
+  if (c->held_count > 0 && !c->release_deferred && sea__defer(c->s->rt, release_held, c, NULL) == 0)
+    c->release_deferred = true;
+  if (c->s->plugin->desc.consumer_resume == NULL)
+    return 0;
   CONSUMER_CALL(c, consumer_resume, "resume");
 }
 
@@ -387,7 +482,10 @@ int sea_consumer_seek(sea_consumer_t *c, int64_t ts, sea_done_cb cb, void *data)
   rc = consumer_op(c, "seek", c->s->plugin->desc.consumer_seek != NULL, cb, data, &op);
   if (rc)
     return rc;
-  return consumer_op_rc(c, op, "seek", c->s->plugin->desc.consumer_seek(c->impl, ts, op));
+  rc = consumer_op_rc(c, op, "seek", c->s->plugin->desc.consumer_seek(c->impl, ts, op));
+  if (rc == 0)
+    held_drop(c);
+  return rc;
 }
 
 int sea_consumer_rewind(sea_consumer_t *c, sea_pos_t pos, sea_done_cb cb, void *data) {
@@ -400,7 +498,10 @@ int sea_consumer_rewind(sea_consumer_t *c, sea_pos_t pos, sea_done_cb cb, void *
   rc = consumer_op(c, "rewind", c->s->plugin->desc.consumer_rewind != NULL, cb, data, &op);
   if (rc)
     return rc;
-  return consumer_op_rc(c, op, "rewind", c->s->plugin->desc.consumer_rewind(c->impl, pos, op));
+  rc = consumer_op_rc(c, op, "rewind", c->s->plugin->desc.consumer_rewind(c->impl, pos, op));
+  if (rc == 0)
+    held_drop(c);
+  return rc;
 }
 
 /* The pipeline's exactly once, after an aborted window: back to the group's committed positions
@@ -422,8 +523,10 @@ int sea__consumer_rewind_committed(sea_consumer_t *c, sea_done_cb cb, void *data
     return rc;
   sea_pos_t pos = {SEA_POS_COMMITTED_, 0};
   rc = consumer_op_rc(c, op, "rewind", c->s->plugin->desc.consumer_rewind(c->impl, pos, op));
-  if (rc == 0)
+  if (rc == 0) {
     c->ended = false;
+    held_drop(c);
+  }
   return rc;
 }
 
@@ -444,6 +547,8 @@ void sea_consumer_set_data(sea_consumer_t *c, void *data) {
 }
 
 static void consumer_free(sea_consumer_t *c) {
+  held_drop(c);
+  sea__free(c->held);
   sea__free(c->keys);
   sea__free(c);
 }

@@ -1,5 +1,6 @@
 /* streamer_producer.c: producers: the bounds on what is in flight, the send records the host keeps
  * until their receipts, drain, flush, end, transactions and close. */
+#include <stdio.h>
 #include <string.h>
 
 #include "streamer.h"
@@ -227,6 +228,7 @@ int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned
     return SEA_ENOMEM;
   r->user_token = token;
   r->bytes = msg.payload.len;
+  r->seq = ++p->sends;
   /* Count it in before the call, so that the records survive a backend that resolves the
    * receipt inside producer_send (which docs/plugins.md forbids: user code would run inside
    * sea_producer_send). */
@@ -244,6 +246,7 @@ int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned
     r->next->prev = r->prev;
     p->inflight--;
     p->inflight_bytes -= r->bytes;
+    p->sends--;
     rec_put(p, r);
     if (rc == SEA_EAGAIN) {
       p->plugin_full = true;
@@ -274,12 +277,36 @@ int sea_producer_send_bytes(sea_producer_t *p, const char *key, const void *data
   return sea_producer_send(p, &m, token);
 }
 
+/* Complete the flushes and ends the host waits for (op->host_wait): done once no send up to
+ * their target is outstanding (the live list is in send order, so its head is the oldest);
+ * failed at once if the producer failed, or once done if a receipt they waited for failed. */
 static void complete_host_flushes(sea_producer_t *p) {
-  for (sea_op_t *op = p->ops, *next; op; op = next) {
+  uint64_t oldest = p->live.next != &p->live ? p->live.next->seq : UINT64_MAX;
+  char why[SEA__ERRMSG_MAX];
+  why[0] = '\0';
+  for (sea_op_t *op = p->ops, *next; op && p->host_flushes > 0; op = next) {
     next = op->next;
-    if (op->host_wait)
-      sea__op_done(op, p->err, NULL);
+    if (!op->host_wait || (p->err == 0 && op->target >= oldest))
+      continue;
+    p->host_flushes--;
+    if (p->err) {
+      if (why[0] == '\0') /* (op_done words the error into p->errmsg: copy it first) */
+        snprintf(why, sizeof why, "%s", p->errmsg);
+      sea__op_done(op, p->err, "%s: %s", op->what, why);
+    } else if (op->status) {
+      sea__op_done(op, op->status, "%s: a message sent before it failed: %s", op->what,
+                   sea_strerror(op->status));
+    } else {
+      sea__op_done(op, 0, NULL);
+    }
   }
+}
+
+/* A receipt failed: so does every waiting flush or end made after that send. */
+static void fail_host_flushes(sea_producer_t *p, uint64_t seq, int status) {
+  for (sea_op_t *op = p->ops; op; op = op->next)
+    if (op->host_wait && op->target >= seq && op->status == 0)
+      op->status = status;
 }
 
 void sea__receipt(sea_producer_t *p, void *token, int status, const sea_meta_t *meta) {
@@ -289,6 +316,8 @@ void sea__receipt(sea_producer_t *p, void *token, int status, const sea_meta_t *
   p->inflight--;
   p->inflight_bytes -= r->bytes;
   void *user = r->user_token;
+  if (status < 0 && p->host_flushes > 0)
+    fail_host_flushes(p, r->seq, status);
   rec_put(p, r);
   if (p->on_receipt && !p->closing) {
     p->in_callback++;
@@ -297,7 +326,7 @@ void sea__receipt(sea_producer_t *p, void *token, int status, const sea_meta_t *
   }
   if (p->closing)
     return; /* closed from its receipt callback: nothing more to tell */
-  if (p->inflight == 0)
+  if (p->host_flushes > 0)
     complete_host_flushes(p);
   maybe_drain(p);
 }
@@ -315,10 +344,12 @@ void sea__producer_fail(sea_producer_t *p, int status, const char *fmt, ...) {
     sea__vfmt(p->errmsg, sizeof p->errmsg, fmt, ap);
     va_end(ap);
   }
-  maybe_drain(p); /* a sender waiting to drain must learn of the failure */
+  if (p->host_flushes > 0)
+    complete_host_flushes(p); /* their receipts may never come */
+  maybe_drain(p);             /* a sender waiting to drain must learn of the failure */
 }
 
-static int producer_op(sea_producer_t *p, const char *what, int (*fn)(void *, sea_op_t *),
+static int producer_op(sea_producer_t *p, const char *what, int (*fn)(void *, sea_op_t *), int end,
                        sea_done_cb cb, void *data) {
   if (p->closing) {
     sea__set_msg(p->errmsg, "%s: the producer has been closed", what);
@@ -328,11 +359,16 @@ static int producer_op(sea_producer_t *p, const char *what, int (*fn)(void *, se
   if (op == NULL)
     return SEA_ENOMEM;
   if (fn == NULL) {
-    /* A backend without flush: its receipts mean "written", so the flush is done when none is
-     * outstanding (sea__receipt completes it). */
+    /* The backend's receipts mean "written": the flush is done once every send made before it
+     * has its receipt (sea__receipt completes it). The backend is told to write out what it
+     * buffers, so that they come. */
+    const sea_plugin_t *d = &p->s->plugin->desc;
     op->host_wait = true;
-    if (p->inflight == 0)
-      sea__op_done(op, 0, NULL);
+    op->target = p->sends;
+    p->host_flushes++;
+    if (d->abi_minor >= 4 && d->producer_push)
+      d->producer_push(p->impl, end);
+    complete_host_flushes(p);
     return 0;
   }
   sea__said_clear(p->said, p->s->rt);
@@ -346,12 +382,11 @@ static int producer_op(sea_producer_t *p, const char *what, int (*fn)(void *, se
 }
 
 int sea_producer_flush(sea_producer_t *p, sea_done_cb cb, void *data) {
-  return producer_op(p, "flush", p->s->plugin->desc.producer_flush, cb, data);
+  return producer_op(p, "flush", p->s->plugin->desc.producer_flush, 0, cb, data);
 }
 
 int sea_producer_end(sea_producer_t *p, sea_done_cb cb, void *data) {
-  const sea_plugin_t *d = &p->s->plugin->desc;
-  int rc = producer_op(p, "end", d->producer_end ? d->producer_end : d->producer_flush, cb, data);
+  int rc = producer_op(p, "end", p->s->plugin->desc.producer_flush, 1, cb, data);
   if (rc == 0)
     p->ended = true;
   return rc;

@@ -167,8 +167,6 @@ static const sea_plugin_t file_plugin = {
     .disconnect = file_disconnect,
     .producer_open = file_producer_open,
     .producer_send = file_producer_send,
-    .producer_flush = file_producer_flush,
-    .producer_end = file_producer_end,
     .producer_close = file_producer_close,
     .consumer_open = file_consumer_open,
     .consumer_start = file_consumer_start,
@@ -185,6 +183,7 @@ static const sea_plugin_t file_plugin = {
     .list = file_list,
     .commands = file_commands,
     .options = file_option_table,
+    .producer_push = file_producer_push,
 };
 
 SEA_PLUGIN_ENTRY(file) {

@@ -70,8 +70,7 @@ typedef struct file_streamer {
  * ------------------------------------------------------------------------------------------- */
 int file_producer_open(void *simpl, sea_producer_t *p, const sea_open_args_t *args, void **impl);
 int file_producer_send(void *impl, const sea_message_t *m, unsigned flags, void *token);
-int file_producer_flush(void *impl, sea_op_t *op);
-int file_producer_end(void *impl, sea_op_t *op);
+void file_producer_push(void *impl, int end);
 void file_producer_close(void *impl);
 
 /* ---------------------------------------------------------------------------------------------

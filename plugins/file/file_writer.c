@@ -14,8 +14,10 @@
  * (1, 2, 3, ... for a new stream, as SeaStreamer does), and cuts a torn tail or a trailing EOS
  * before appending (spec 9.2). A damaged file is refused (run `seastreamer repair`). A send is
  * encoded at once into the writer's buffer; the buffer goes to the file when it passes 1 MiB,
- * on flush/end, and on a short timer (flush_interval), and the receipts of a write are given on
- * the next loop turn after it. end writes the end-of-stream message unless eos=false.
+ * on flush/end (the host's push), and on a short timer (flush_interval), and the receipts of a
+ * write are given on the next loop turn after it: a receipt means the bytes are in the file (no
+ * fsync), so the host's flush, done once the receipts are in, means that too. end writes the
+ * end-of-stream message unless eos=false.
  * Options: create=auto|new|existing, beacon_interval=BYTES (new files), size_limit=BYTES,
  * flush_interval=MS, eos=true|false.
  */
@@ -78,10 +80,6 @@ struct file_producer {
   sea_producer_t *p;
   sea_runtime_t *rt;
   int eos;
-  int ended;
-  sea_op_t **ops; /* flushes and the end, done once the writer has written what came before */
-  uint64_t *op_at;
-  size_t nops, capops;
   struct file_producer *next; /* in the writer's list */
 };
 
@@ -163,17 +161,22 @@ static void writer_arm(file_writer_t *wr, int now) {
   fh->timer_start(wr->timer, now ? 0 : wr->flush_ms, 0);
 }
 
-static void producer_complete_ops(file_producer_t *fp, uint64_t written, int failed,
-                                  const char *msg);
+/* A failed write fails the writer's producers: the host fails their flushes. */
+static void writer_failed(file_writer_t *wr) {
+  for (file_producer_t *fp = file_producers; fp; fp = fp->next)
+    if (fp->wr == wr)
+      fh->producer_fail(fp->p, SEA_EIO, "%s", wr->errmsg);
+}
 
-/* Write what is buffered, then give the receipts of everything written, then complete the
- * flushes. Receipt callbacks may send (the pending list is detached first) or close producers. */
+/* Write what is buffered, then give the receipts of everything written. Receipt callbacks may
+ * send (the pending list is detached first) or close producers. */
 static void writer_tick(sea_timer_t *t, void *data) {
   file_writer_t *wr = data;
   file_pending_t *pend;
   size_t n, i;
   wr->armed = 0;
-  writer_write(wr); /* a failure is in wr->errmsg; the receipts below say which frames made it */
+  if (writer_write(wr) != 0) /* the receipts below say which frames made it */
+    writer_failed(wr);
   /* Detach the list (sends from the callbacks start a new one), but keep it where a producer
    * closed from a callback can find and forget its entries. */
   pend = wr->pend;
@@ -195,9 +198,6 @@ static void writer_tick(sea_timer_t *t, void *data) {
   wr->giving = NULL;
   wr->ngiving = 0;
   fh->free(pend);
-  for (file_producer_t *fp = file_producers; fp; fp = fp->next)
-    if (fp->wr == wr)
-      producer_complete_ops(fp, wr->flushed, wr->failed, wr->errmsg);
   wr->busy--;
   if (wr->refs == 0 && wr->busy == 0)
     writer_free(wr);
@@ -444,8 +444,6 @@ int file_producer_send(void *impl, const sea_message_t *m, unsigned flags, void 
   file_pending_t *pe;
   int rc;
 
-  if (fp->ended)
-    return SEA_ESTATE;
   if (wr->failed) {
     fh->producer_fail(fp->p, SEA_EIO, "%s", wr->errmsg);
     return SEA_EIO;
@@ -506,61 +504,24 @@ int file_producer_send(void *impl, const sea_message_t *m, unsigned flags, void 
   return 0;
 }
 
-static void producer_complete_ops(file_producer_t *fp, uint64_t written, int failed,
-                                  const char *msg) {
-  size_t i = 0;
-  while (i < fp->nops) {
-    sea_op_t *op = fp->ops[i];
-    if (!failed && fp->op_at[i] > written) {
-      i++;
-      continue;
-    }
-    fp->nops--;
-    memmove(fp->ops + i, fp->ops + i + 1, (fp->nops - i) * sizeof *fp->ops);
-    memmove(fp->op_at + i, fp->op_at + i + 1, (fp->nops - i) * sizeof *fp->op_at);
-    if (failed)
-      fh->op_done(op, SEA_EIO, "%s", msg);
-    else
-      fh->op_done(op, 0, NULL);
-  }
-}
-
-static int producer_add_op(file_producer_t *fp, sea_op_t *op) {
-  if (fp->nops == fp->capops) {
-    size_t cap = fp->capops ? fp->capops * 2 : 4;
-    sea_op_t **a = fh->realloc(fp->ops, cap * sizeof *a);
-    if (a == NULL)
-      return SEA_ENOMEM;
-    fp->ops = a;
-    uint64_t *b = fh->realloc(fp->op_at, cap * sizeof *b);
-    if (b == NULL)
-      return SEA_ENOMEM;
-    fp->op_at = b;
-    fp->capops = cap;
-  }
-  fp->ops[fp->nops] = op;
-  fp->op_at[fp->nops] = fp->wr->w.pos;
-  fp->nops++;
-  writer_arm(fp->wr, 1);
-  return 0;
-}
-
-int file_producer_flush(void *impl, sea_op_t *op) {
-  return producer_add_op(impl, op);
-}
-
-int file_producer_end(void *impl, sea_op_t *op) {
+/* A flush or end waits for receipts (the host completes it from them): write out the buffer
+ * now and give the receipts on the next turn. The end first encodes the end-of-stream message
+ * (spec 7: a plain frame, receipted by nobody), and is written here and now, so the end is in the
+ * file even when no receipt was outstanding. */
+void file_producer_push(void *impl, int end) {
   file_producer_t *fp = impl;
   file_writer_t *wr = fp->wr;
-  if (fp->eos && !wr->failed) {
-    /* The end-of-stream message (spec 7): a plain frame, receipted by nobody. */
+  if (end && fp->eos && !wr->failed) {
     uint64_t ts = (uint64_t)(fh->now_us() / 1000);
     if (ss_writer_frame(&wr->w, &wr->out, (const uint8_t *)SS_EOS_KEY, SS_EOS_KEY_LEN, 0, 0, ts,
-                        (const uint8_t *)"EOS", 3) != SS_OK)
-      return SEA_ENOMEM;
+                        (const uint8_t *)"EOS", 3) != SS_OK) {
+      fh->producer_fail(fp->p, SEA_ENOMEM, "file: %s: out of memory writing the end", wr->path);
+      return;
+    }
+    if (writer_write(wr) != 0)
+      writer_failed(wr);
   }
-  fp->ended = 1;
-  return producer_add_op(fp, op);
+  writer_arm(wr, 1);
 }
 
 void file_producer_close(void *impl) {
@@ -578,8 +539,6 @@ void file_producer_close(void *impl) {
       *pp = fp->next;
       break;
     }
-  fh->free(fp->ops);
-  fh->free(fp->op_at);
   fh->free(fp);
   /* What was sent is written even though nobody waits for its receipt. */
   if (--wr->refs == 0) {

@@ -6,8 +6,9 @@
  * log, and a message's seq is its index in that log: 0, 1, 2, ...
  *
  * Nothing here calls back into the host from inside a call the host made. Receipts, deliveries
- * and the completion of flush, end, seek, rewind and commit all come from 0 ms timers, so callers
- * meet real asynchronous behaviour, always in the same order.
+ * and the completion of seek, rewind and commit all come from 0 ms timers, so callers meet real
+ * asynchronous behaviour, always in the same order. The host completes flush and end from the
+ * receipts.
  *
  * Producer. A send copies the message (payload, key, headers and the header array itself) into
  * one block, appends it to its log and wakes the consumers that read that log. The receipt comes
@@ -17,9 +18,9 @@
  *   capacity=N    at most N sends wait for their receipt; one more returns SEA_EAGAIN, and
  *                 host->producer_ready follows once the receipts have been given.
  *   fail_after=N  the (N+1)th send (only that one) gets its receipt with SEA_EIO and is not stored.
- *   hold_receipts=true  receipts wait for a flush or an end (a slow output: tests use it to make
- *                 receipts of two producers come back out of order).
- * end is flush: nothing marks a stream as ended.
+ *   hold_receipts=true  receipts wait for a flush or an end (the host's push; a slow output: tests
+ *                 use it to make receipts of two producers come back out of order).
+ * Nothing marks a stream as ended.
  *
  * Consumer. It reads the logs of the keys it subscribed to (all of the broker's keys when it names
  * none, including keys that appear later), one message per log in turn, in batches of
@@ -133,8 +134,6 @@ static const sea_plugin_t mem_plugin = {
     .disconnect = mem_disconnect,
     .producer_open = mem_producer_open,
     .producer_send = mem_producer_send,
-    .producer_flush = mem_producer_flush,
-    .producer_end = mem_producer_end,
     .producer_close = mem_producer_close,
     .consumer_open = mem_consumer_open,
     .consumer_start = mem_consumer_start,
@@ -149,6 +148,7 @@ static const sea_plugin_t mem_plugin = {
     .consumer_close = mem_consumer_close,
     .list = mem_list,
     .options = mem_option_table,
+    .producer_push = mem_producer_push,
 };
 
 SEA_PLUGIN_ENTRY(mem) {

@@ -4,7 +4,7 @@
  *   mem.c           the plugin table and entry point, the option table, the streamer (connect)
  *   mem_broker.c    brokers: the process's registry, each (key, shard) log, groups; message copies
  *   mem_deal.c      dealing: from a reader's positions to its consumers' inboxes, start positions
- *   mem_producer.c  producers: sends, receipts on the next turn, flush and end
+ *   mem_producer.c  producers: sends, receipts on the next turn (held until a push if asked)
  *   mem_consumer.c  consumers: turns and deliveries, pause, seek/rewind, assign, ack and commit
  *   mem_list.c      sea_streamer_list: the broker's logs and groups
  *
@@ -126,12 +126,6 @@ typedef struct mem_receipt {
   sea_meta_t meta;
 } mem_receipt_t;
 
-/* A flush (or end) that completes once the first `target` sends have their receipts. */
-typedef struct mem_flush {
-  sea_op_t *op;
-  uint64_t target;
-} mem_flush_t;
-
 typedef struct mem_producer {
   mem_broker_t *broker;
   sea_producer_t *p;
@@ -147,14 +141,10 @@ typedef struct mem_producer {
   mem_receipt_t *pending;
   size_t pending_count;
   size_t pending_cap;
-  mem_flush_t *flushes;
-  size_t flush_count;
-  size_t flush_cap;
   size_t last_log; /* the log of the previous send: most sends go to the same one */
   int has_last_log;
   sea_timer_t *timer;
   int blocked; /* a send was refused with SEA_EAGAIN: producer_ready is owed */
-  int ended;
   int closed;
   unsigned busy;
 } mem_producer_t;
@@ -251,8 +241,7 @@ void mem_reader_leave(mem_reader_t *r, mem_consumer_t *mc);
 int mem_producer_open(void *streamer_impl, sea_producer_t *p, const sea_open_args_t *args,
                       void **impl);
 int mem_producer_send(void *impl, const sea_message_t *m, unsigned flags, void *token);
-int mem_producer_flush(void *impl, sea_op_t *op);
-int mem_producer_end(void *impl, sea_op_t *op);
+void mem_producer_push(void *impl, int end);
 void mem_producer_close(void *impl);
 
 /* mem_consumer.c; mem_consumer_tick is the consumer's timer callback (mem_consumer_arm) */

@@ -1,6 +1,6 @@
 /* mem_producer.c: producers. A send stores a copy in its log and wakes the log's consumers; the
- * receipts, producer_ready and the flushes whose sends are all receipted come on the next turn.
- */
+ * receipts and producer_ready come on the next turn (with hold_receipts, on the turn after a
+ * push). The host completes flush and end from the receipts. */
 #include <stdint.h>
 #include <string.h>
 
@@ -27,7 +27,6 @@ static int producer_has_room(const mem_producer_t *mp) {
 
 static void producer_free(mem_producer_t *mp) {
   mem_host->free(mp->pending);
-  mem_host->free(mp->flushes);
   mem_host->free(mp);
 }
 
@@ -63,8 +62,6 @@ int mem_producer_send(void *impl, const sea_message_t *m, unsigned flags, void *
   int stored = 0;
   void *q;
 
-  if (mp->ended)
-    return SEA_ESTATE;
   if (!producer_has_room(mp)) {
     mp->blocked = 1;
     return SEA_EAGAIN;
@@ -115,7 +112,7 @@ int mem_producer_send(void *impl, const sea_message_t *m, unsigned flags, void *
   }
   mp->pending_count++;
   mp->taken++;
-  if (!mp->hold_receipts || mp->flush_count > 0)
+  if (!mp->hold_receipts)
     producer_arm(mp);
   if (stored) {
     mem_consumer_t *mc;
@@ -126,8 +123,8 @@ int mem_producer_send(void *impl, const sea_message_t *m, unsigned flags, void *
   return 0;
 }
 
-/* Give the receipts collected since the last turn, then producer_ready if a send was refused, then
- * complete the flushes whose sends are all receipted. Any callback may close the producer. */
+/* Give the receipts collected since the last turn, then producer_ready if a send was refused. Any
+ * callback may close the producer. */
 static void producer_tick(sea_timer_t *t, void *data) {
   mem_producer_t *mp = data;
   mem_receipt_t *recs = mp->pending;
@@ -150,39 +147,18 @@ static void producer_tick(sea_timer_t *t, void *data) {
     mp->blocked = 0;
     mem_host->producer_ready(mp->p);
   }
-  while (!mp->closed && mp->flush_count > 0 && mp->flushes[0].target <= mp->receipted) {
-    sea_op_t *op = mp->flushes[0].op;
-    mp->flush_count--;
-    memmove(mp->flushes, mp->flushes + 1, mp->flush_count * sizeof *mp->flushes);
-    mem_host->op_done(op, 0, NULL);
-  }
-
   if (--mp->busy == 0 && mp->closed)
     producer_free(mp);
 }
 
-int mem_producer_flush(void *impl, sea_op_t *op) {
-  mem_producer_t *mp = impl;
-  void *q = mem_grow(mp->flushes, &mp->flush_cap, mp->flush_count + 1, sizeof *mp->flushes);
-  if (q == NULL)
-    return SEA_ENOMEM;
-  mp->flushes = q;
-  mp->flushes[mp->flush_count].op = op;
-  mp->flushes[mp->flush_count].target = mp->taken;
-  mp->flush_count++;
-  producer_arm(mp); /* even with nothing in flight: the op completes on the next turn */
-  return 0;
+/* A flush or end waits for the receipts: give what is held (hold_receipts) on the next turn. */
+void mem_producer_push(void *impl, int end) {
+  (void)end;
+  if (((mem_producer_t *)impl)->pending_count > 0)
+    producer_arm(impl);
 }
 
-int mem_producer_end(void *impl, sea_op_t *op) {
-  mem_producer_t *mp = impl;
-  int rc = mem_producer_flush(impl, op);
-  if (rc == 0)
-    mp->ended = 1;
-  return rc;
-}
-
-/* Outstanding receipts and flushes are dropped: the host cancels them. */
+/* Outstanding receipts are dropped: the host cancels them (and the flushes waiting for them). */
 void mem_producer_close(void *impl) {
   mem_producer_t *mp = impl;
   mem_host->timer_close(mp->timer);

@@ -278,7 +278,6 @@ static const sea_plugin_t r_plugin = {
     .disconnect = r_disconnect,
     .producer_open = redis_prod_open,
     .producer_send = redis_prod_send,
-    .producer_flush = redis_prod_flush,
     .producer_close = redis_prod_close,
     .consumer_open = redis_cons_open,
     .consumer_start = redis_cons_start,

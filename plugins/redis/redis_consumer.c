@@ -163,20 +163,8 @@ size_t redis_cons_deliver(rcons_t *rc, rpart_t *parts, size_t nparts) {
   size_t n = b->count;
   if (n == 0) {
     rhost->batch_release(b);
-  } else if (rc->paused || rc->nheld) {
-    if (rc->nheld == rc->capheld) {
-      size_t cap = rc->capheld ? rc->capheld * 2 : 4;
-      sea_batch_t **h = rhost->realloc(rc->held, cap * sizeof *h);
-      if (h == NULL) {
-        rhost->batch_release(b);
-        redis_cons_end(rc, SEA_ENOMEM, R_NAME ": out of memory");
-        return 0;
-      }
-      rc->held = h;
-      rc->capheld = cap;
-    }
-    rc->held[rc->nheld++] = b;
   } else {
+    /* (paused: a read was on the wire when pause came; the host holds it until resume) */
     rhost->deliver(rc->c, b);
   }
   if (group && !rc->ended)
@@ -572,8 +560,7 @@ static void cons_send_read(rcons_t *rc) {
 }
 
 void redis_cons_pump(rcons_t *rc) {
-  if (rc->ended || !rc->started || rc->paused || rc->reading || rc->preparing || rc->nheld ||
-      !redis_cons_up(rc))
+  if (rc->ended || !rc->started || rc->paused || rc->reading || rc->preparing || !redis_cons_up(rc))
     return;
   if (rc->discover && !rc->discovered) {
     if (rc->discovering == 0)
@@ -985,28 +972,9 @@ int redis_cons_pause(void *impl) {
   return 0;
 }
 
-/* Deliver what was read while paused, in order, on a loop turn of its own (never from inside
- * consumer_resume), then read on. */
-static void on_resume_timer(sea_timer_t *t, void *data) {
-  (void)t;
-  rcons_t *rc = data;
-  size_t i = 0;
-  while (i < rc->nheld && !rc->paused && !rc->ended)
-    rhost->deliver(rc->c, rc->held[i++]);
-  memmove(rc->held, rc->held + i, (rc->nheld - i) * sizeof *rc->held);
-  rc->nheld -= i;
-  if (rc->nheld == 0)
-    redis_cons_pump(rc);
-}
-
 int redis_cons_resume(void *impl) {
   rcons_t *rc = impl;
   rc->paused = 0;
-  if (rc->nheld) {
-    if (rc->resume_timer == NULL)
-      rc->resume_timer = rhost->timer_init(rc->conn.rt, on_resume_timer, rc);
-    return rhost->timer_start(rc->resume_timer, 0, 0) == 0 ? 0 : SEA_ENOMEM;
-  }
   redis_cons_pump(rc);
   return 0;
 }
@@ -1047,10 +1015,6 @@ void redis_cons_close(void *impl) {
   rhost->free(rc->nc);
   rcl_map_free(&rc->map);
   redis_conn_close(&rc->conn);
-  rhost->timer_close(rc->resume_timer);
-  for (size_t i = 0; i < rc->nheld; i++)
-    rhost->batch_release(rc->held[i]);
-  rhost->free(rc->held);
   redis_live_remove(rc);
   redis_reap_forget(&rc->reap);
   rhost->free(rc->reap.dead);

@@ -3,7 +3,7 @@
  * The rooms (see redis.c's comment for the backend as a whole):
  *   redis.c          the plugin table, the streamer (URI nodes, credentials) and the options
  *   redis_conn.c     one connection: hiredis on the host's loop, resolve, handshake, reconnect
- *   redis_producer.c XADD lines (one per node), receipts, flushes, cluster redirections, WAIT
+ *   redis_producer.c XADD lines (one per node), receipts, cluster redirections, WAIT
  *   redis_consumer.c reading (XREAD / XREADGROUP), delivery, positions, pause, the cluster links
  *   redis_group.c    groups: members alive or gone, acks and commits (XACK), claims, lag
  *   redis_discover.c finding a key's shards (SCAN for KEY:N) when shards= is not given
@@ -176,11 +176,11 @@ struct rconn {
 };
 
 /* ------------------------------------------------------------------------------------------- */
-/* Waits: a producer's flushes, a consumer's commits                                            */
+/* Waits: a consumer's commits                                                                 */
 /* ------------------------------------------------------------------------------------------- */
 
-/* Operations waiting for a counter to reach a target: a producer's flushes (receipts) and a
- * consumer's commits (XACK replies). */
+/* Operations waiting for a counter to reach a target: a consumer's commits (XACK replies). A
+ * producer's flushes are the host's (it completes them from the receipts). */
 typedef struct rwait {
   sea_op_t *op;
   uint64_t target;
@@ -297,10 +297,6 @@ typedef struct rcons {
   struct rcons *live_next; /* in r_live: the load-balanced consumers open in this process */
   uint64_t acks_sent, acks_done;
   rwaits_t commits; /* waiting for acks_done to reach their target */
-  /* batches read while paused (a read was on the wire when pause came), delivered on resume */
-  sea_batch_t **held;
-  size_t nheld, capheld;
-  sea_timer_t *resume_timer;
   /* Shard discovery (no shards= option): SCAN for KEY:N before the first read. */
   const char **keys;
   size_t nkeys;
@@ -356,7 +352,6 @@ void redis_conn_restart(rconn_t *c);
 /* redis_producer.c */
 int redis_prod_open(void *simpl, sea_producer_t *p, const sea_open_args_t *args, void **impl);
 int redis_prod_send(void *impl, const sea_message_t *m, unsigned flags, void *token);
-int redis_prod_flush(void *impl, sea_op_t *op);
 void redis_prod_close(void *impl);
 
 /* redis_consumer.c */

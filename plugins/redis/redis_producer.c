@@ -62,23 +62,13 @@ typedef struct rprod {
   int healing, wait_armed;
   uint64_t heal_since;
   uint64_t count; /* records in all lines */
-  uint64_t accepted, resolved;
   uint64_t rr;
   int full;
   int failed;
-  int down;         /* every record was failed: the connection could not be made or kept */
-  rwaits_t flushes; /* waiting for resolved to reach their target */
-  char *cmd;        /* the RESP of one XADD, reused */
+  int down;  /* every record was failed: the connection could not be made or kept */
+  char *cmd; /* the RESP of one XADD, reused */
   size_t cmdcap;
 } rprod_t;
-
-/* Complete the flushes whose messages all have their receipts (or all with an error). */
-static void prod_check_flushes(rprod_t *pr, int status, const char *msg) {
-  if (status)
-    waits_fail(&pr->flushes, status, msg);
-  else
-    waits_reached(&pr->flushes, pr->resolved);
-}
 
 static int prod_write(rprod_t *pr, rpnode_t *n, prec_t *r);
 static void prod_write_unsent(rprod_t *pr, rpnode_t *n);
@@ -230,14 +220,12 @@ static void prod_fail_all(rprod_t *pr, int status, const char *msg) {
     }
     while (r) {
       prec_t *next = r->next;
-      pr->resolved++;
       rhost->receipt(pr->p, r->token, status, NULL);
       rhost->free(r);
       r = next;
     }
   }
   pr->count = 0;
-  prod_check_flushes(pr, status, msg);
 }
 
 /* Whether the producer is whole again: nothing waits and every node holding records is up. */
@@ -366,7 +354,6 @@ static void xadd_cb(redisAsyncContext *ac, void *rep, void *priv) {
     return;
   }
   pr->count--;
-  pr->resolved++;
   if (ok) {
     sea_meta_t meta = {.stream_key = r->key,
                        .shard_id = r->shard,
@@ -385,7 +372,6 @@ static void xadd_cb(redisAsyncContext *ac, void *rep, void *priv) {
     rhost->receipt(pr->p, r->token, SEA_EBACKEND, NULL);
   }
   rhost->free(r);
-  prod_check_flushes(pr, 0, NULL);
   if (pr->full && pr->count < pr->cfg.pipeline) {
     pr->full = 0;
     rhost->producer_ready(pr->p);
@@ -456,7 +442,6 @@ static void wait_cb(redisAsyncContext *ac, void *rep, void *priv) {
   while (r) {
     prec_t *next = r->next;
     pr->count--;
-    pr->resolved++;
     if (ok) {
       sea_meta_t meta = {.stream_key = r->key,
                          .shard_id = r->shard,
@@ -469,7 +454,6 @@ static void wait_cb(redisAsyncContext *ac, void *rep, void *priv) {
     rhost->free(r);
     r = next;
   }
-  prod_check_flushes(pr, 0, NULL);
   if (pr->full && pr->count < pr->cfg.pipeline) {
     pr->full = 0;
     rhost->producer_ready(pr->p);
@@ -583,14 +567,12 @@ static void prod_write_unsent(rprod_t *pr, rpnode_t *n) {
         n->tail = prev;
       n->unsent = r->next;
       pr->count--;
-      pr->resolved++;
       rhost->log(SEA_LOG_ERROR, R_NAME,
                  "send to '%s': payload of %zu bytes is over the server's proto-max-bulk-len "
                  "(%llu bytes) at %s",
                  r->key, r->len, (unsigned long long)n->conn.max_bulk, n->conn.addr);
       rhost->receipt(pr->p, r->token, SEA_ETOOBIG, NULL);
       rhost->free(r);
-      prod_check_flushes(pr, 0, NULL);
       continue;
     }
     if (prod_write(pr, n, r) != 0)
@@ -727,7 +709,6 @@ int redis_prod_send(void *impl, const sea_message_t *m, unsigned flags, void *to
   stream_name(name, r->key, pr->cfg.shards, r->shard);
   r->slot = (uint16_t)rcl_slot(name, strlen(name));
   pr->count++;
-  pr->accepted++;
   if (pr->wait_head) {
     /* records wait for the cluster to serve their slots again: stay behind them */
     line_append(&pr->wait_head, &pr->wait_tail, r);
@@ -743,15 +724,6 @@ int redis_prod_send(void *impl, const sea_message_t *m, unsigned flags, void *to
       prod_kick(pr, n);
   }
   return 0;
-}
-
-int redis_prod_flush(void *impl, sea_op_t *op) {
-  rprod_t *pr = impl;
-  if (pr->resolved >= pr->accepted) {
-    rhost->op_done(op, 0, NULL);
-    return 0;
-  }
-  return waits_add(&pr->flushes, op, pr->accepted);
 }
 
 static void free_line(prec_t *r) {
@@ -778,7 +750,6 @@ void redis_prod_close(void *impl) {
   free_line(pr->wait_head);
   rhost->free(pr->nodes);
   rcl_map_free(&pr->map);
-  rhost->free(pr->flushes.v);
   rhost->free(pr->cmd);
   rhost->free(pr);
 }

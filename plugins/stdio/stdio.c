@@ -56,8 +56,6 @@ static const sea_plugin_t stdio_plugin = {
     .disconnect = stdio_disconnect,
     .producer_open = stdio_producer_open,
     .producer_send = stdio_producer_send,
-    .producer_flush = stdio_producer_flush,
-    .producer_end = stdio_producer_end,
     .producer_close = stdio_producer_close,
     .consumer_open = stdio_consumer_open,
     .consumer_start = stdio_consumer_start,
@@ -65,6 +63,7 @@ static const sea_plugin_t stdio_plugin = {
     .consumer_resume = stdio_consumer_resume,
     .consumer_close = stdio_consumer_close,
     .options = stdio_option_table,
+    .producer_push = stdio_producer_push,
 };
 
 /* The macro gives no prototype, and -Wmissing-prototypes wants one: the macro itself makes it. */

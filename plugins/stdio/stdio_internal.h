@@ -104,11 +104,6 @@ int stdio_fd_prepare(int fd, int *is_regular, int *pollable);
  * ------------------------------------------------------------------------------------------- */
 typedef struct stdio_writer stdio_writer_t;
 
-typedef struct stdio_op_wait {
-  sea_op_t *op;
-  uint64_t target; /* done once this many bytes have been written */
-} stdio_op_wait_t;
-
 typedef struct stdio_producer {
   stdio_writer_t *w;
   sea_producer_t *p;
@@ -122,9 +117,7 @@ typedef struct stdio_producer {
   int unbuffered;
   size_t max_payload;
   const char *anchor;
-  int want_ready, ended, closed, failed;
-  stdio_op_wait_t *ops;
-  size_t nops, ops_cap;
+  int want_ready, closed, failed;
 } stdio_producer_t;
 
 /* One send waiting for its receipt: its line ends at byte `end` of the output. */
@@ -188,8 +181,7 @@ void stdio_consumer_close(void *impl);
 int stdio_producer_open(void *streamer_impl, sea_producer_t *sp, const sea_open_args_t *args,
                         void **impl);
 int stdio_producer_send(void *impl, const sea_message_t *m, unsigned flags, void *token);
-int stdio_producer_flush(void *impl, sea_op_t *op);
-int stdio_producer_end(void *impl, sea_op_t *op);
+void stdio_producer_push(void *impl, int end);
 void stdio_producer_close(void *impl);
 
 #endif

@@ -68,12 +68,11 @@ typedef struct stdio_consumer {
   size_t max_line;
   int pass_malformed;
   int started, paused, closed;
+  int fed_paused; /* it was given lines while paused (the only member wanting their key) */
   int end_state, end_status;
   char end_msg[STDIO_MSG_MAX];
   sea_batch_t *cur; /* being filled */
   size_t cur_cap;
-  sea_batch_t **held; /* full batches kept while paused, oldest first */
-  size_t held_head, held_count, held_cap;
 } stdio_consumer_t;
 
 enum { LINE_OK, LINE_MALFORMED, LINE_TOO_LONG };
@@ -168,9 +167,9 @@ static void reader_limits(stdio_reader_t *r) {
 }
 
 /* Reading goes on only while every live consumer can take what it reads: a paused realtime
- * consumer stops it (it would miss lines or buffer them without bound), a paused member of a
- * load-balanced group only once it holds batches, and a group stops it when all its members are
- * paused. With one consumer this is simply "not paused". */
+ * consumer stops it (the host would hold its lines without bound), a paused member of a
+ * load-balanced group once it was given lines (no running member wanted their key), and a group
+ * stops it when all its members are paused. With one consumer this is simply "not paused". */
 static int reader_can_read(stdio_reader_t *r) {
   int any = 0;
   if (r->done || r->stop_parse)
@@ -180,7 +179,7 @@ static int reader_can_read(stdio_reader_t *r) {
     if (!consumer_live(c))
       continue;
     any = 1;
-    if (c->paused && (c->group == NULL || c->held_count > 0 || c->cur != NULL))
+    if (c->paused && (c->group == NULL || c->fed_paused))
       return 0;
   }
   if (!any)
@@ -232,26 +231,7 @@ static void reader_kick(stdio_reader_t *r) {
   stdio_host->timer_start(r->kick, 0, 0);
 }
 
-static int held_push(stdio_consumer_t *c, sea_batch_t *b) {
-  if (c->held_count == c->held_cap) {
-    size_t cap = c->held_cap ? c->held_cap * 2 : 4;
-    sea_batch_t **h = stdio_host->alloc(cap * sizeof *h);
-    if (h == NULL)
-      return SEA_ENOMEM;
-    for (size_t i = 0; i < c->held_count; i++)
-      h[i] = c->held[(c->held_head + i) % c->held_cap];
-    stdio_host->free(c->held);
-    c->held = h;
-    c->held_cap = cap;
-    c->held_head = 0;
-  }
-  c->held[(c->held_head + c->held_count) % c->held_cap] = b;
-  c->held_count++;
-  return 0;
-}
-
-/* Hand the batch being filled to the host, or keep it while the consumer is paused (or has
- * older batches waiting, which must go first). */
+/* Hand the batch being filled to the host (which holds it while the consumer is paused). */
 static void consumer_flush_cur(stdio_consumer_t *c) {
   sea_batch_t *b = c->cur;
   if (b == NULL)
@@ -261,16 +241,11 @@ static void consumer_flush_cur(stdio_consumer_t *c) {
     stdio_host->batch_release(b);
     return;
   }
-  if (c->closed) {
+  c->fed_paused |= c->paused;
+  if (c->closed)
     stdio_host->batch_release(b);
-  } else if (c->paused || c->held_count > 0) {
-    if (held_push(c, b) != 0) {
-      stdio_host->batch_release(b);
-      consumer_end_pending(c, SEA_ENOMEM, "stdin: out of memory");
-    }
-  } else {
+  else
     stdio_host->deliver(c->c, b);
-  }
 }
 
 static void consumer_add(stdio_consumer_t *c, const stdio_scratch_t *s, size_t left) {
@@ -626,17 +601,10 @@ static void reader_settle(stdio_reader_t *r) {
     stdio_consumer_t *c = r->cons[i];
     if (c->closed)
       continue;
-    while (c->held_count > 0 && !c->paused && !c->closed) {
-      sea_batch_t *b = c->held[c->held_head];
-      c->held_head = (c->held_head + 1) % c->held_cap;
-      c->held_count--;
-      stdio_host->deliver(c->c, b);
-    }
-    if (!c->closed)
-      consumer_flush_cur(c);
+    consumer_flush_cur(c);
     if (r->done && c->started && c->end_state == END_NONE)
       consumer_end_pending(c, r->done_status, r->done_msg);
-    if (c->end_state == END_PENDING && c->held_count == 0 && c->cur == NULL && !c->closed) {
+    if (c->end_state == END_PENDING && c->cur == NULL && !c->closed) {
       c->end_state = END_DONE;
       stdio_host->consumer_end(c->c, c->end_status, "%s", c->end_msg);
     }
@@ -646,9 +614,6 @@ static void reader_settle(stdio_reader_t *r) {
 
 static void consumer_free(stdio_consumer_t *c) {
   stdio_host->batch_release(c->cur);
-  for (size_t i = 0; i < c->held_count; i++)
-    stdio_host->batch_release(c->held[(c->held_head + i) % c->held_cap]);
-  stdio_host->free(c->held);
   stdio_host->free(c->keys);
   stdio_host->free(c);
 }
@@ -891,8 +856,8 @@ int stdio_consumer_pause(void *impl) {
 
 int stdio_consumer_resume(void *impl) {
   stdio_consumer_t *c = impl;
-  c->paused = 0;
-  if (c->held_count > 0 || c->cur != NULL || c->end_state == END_PENDING || c->r->done)
+  c->paused = c->fed_paused = 0;
+  if (c->cur != NULL || c->end_state == END_PENDING || c->r->done)
     reader_kick(c->r);
   reader_update_watch(c->r);
   return 0;
@@ -904,11 +869,6 @@ void stdio_consumer_close(void *impl) {
   c->closed = 1;
   stdio_host->batch_release(c->cur);
   c->cur = NULL;
-  while (c->held_count > 0) {
-    stdio_host->batch_release(c->held[c->held_head]);
-    c->held_head = (c->held_head + 1) % c->held_cap;
-    c->held_count--;
-  }
   r->need_gc = 1;
   reader_limits(r);
   if (r->busy == 0 && !reader_gc(r))

@@ -73,25 +73,8 @@ static void writer_write(stdio_writer_t *w) {
     w->head = w->len = 0;
 }
 
-static void producer_ops_done(stdio_producer_t *p, uint64_t written, int err, const char *msg) {
-  size_t i = 0;
-  while (i < p->nops && !p->closed) {
-    if (err == 0 && p->ops[i].target > written) {
-      i++;
-      continue;
-    }
-    sea_op_t *op = p->ops[i].op;
-    memmove(&p->ops[i], &p->ops[i + 1], (p->nops - i - 1) * sizeof *p->ops);
-    p->nops--;
-    if (err != 0)
-      stdio_host->op_done(op, err, "%s", msg);
-    else
-      stdio_host->op_done(op, 0, NULL);
-  }
-}
-
-/* Everything the loop owes the users: receipts for written lines, flushes that completed, a
- * failure, and producers that may send again. Called from loop callbacks only. */
+/* Everything the loop owes the users: a failure, receipts for written lines (the host completes
+ * the flushes from them), and producers that may send again. Called from loop callbacks only. */
 static void writer_progress(stdio_writer_t *w) {
   if (w->err != 0 && !w->err_reported) {
     w->err_reported = 1;
@@ -117,8 +100,6 @@ static void writer_progress(stdio_writer_t *w) {
     else
       stdio_host->receipt(e.p->p, e.token, w->err, NULL);
   }
-  for (size_t i = 0; i < w->nprods; i++)
-    producer_ops_done(w->prods[i], w->written, w->err, w->errmsg);
   if (w->err == 0 && writer_pending(w) <= STDIO_OUT_LIMIT / 2) {
     for (size_t i = 0; i < w->nprods; i++) {
       stdio_producer_t *p = w->prods[i];
@@ -135,7 +116,7 @@ static int writer_has_work(const stdio_writer_t *w) {
     return 1;
   for (size_t i = 0; i < w->nprods; i++) {
     const stdio_producer_t *p = w->prods[i];
-    if (p->nops > 0 || (p->want_ready && !p->closed && w->err == 0))
+    if (p->want_ready && !p->closed && w->err == 0)
       return 1;
   }
   return 0;
@@ -143,7 +124,6 @@ static int writer_has_work(const stdio_writer_t *w) {
 
 static void producer_free(stdio_producer_t *p) {
   stdio_tpl_free(p->tpl);
-  stdio_host->free(p->ops);
   stdio_host->free(p);
 }
 
@@ -344,8 +324,6 @@ int stdio_producer_send(void *impl, const sea_message_t *m, unsigned flags, void
   stdio_writer_t *w = p->w;
   if (w->err != 0)
     return w->err;
-  if (p->ended)
-    return SEA_ESTATE;
   if (m->payload.len > p->max_payload)
     return SEA_ETOOBIG;
   if (m->payload.len > 0 && m->payload.data == NULL)
@@ -441,38 +419,14 @@ int stdio_producer_send(void *impl, const sea_message_t *m, unsigned flags, void
   return 0;
 }
 
-static int producer_add_op(stdio_producer_t *p, sea_op_t *op) {
-  stdio_writer_t *w = p->w;
-  /* After a failure (the reader of stdout went away) the op is still taken: it fails on the loop
-   * once the receipts are out, so a flush still tells its caller which lines were written whole
-   * (those succeed and may be committed) before it reports the failure. */
-  if (p->nops == p->ops_cap) {
-    size_t cap = p->ops_cap ? p->ops_cap * 2 : 2;
-    stdio_op_wait_t *a = stdio_host->realloc(p->ops, cap * sizeof *a);
-    if (a == NULL)
-      return SEA_ENOMEM;
-    p->ops = a;
-    p->ops_cap = cap;
-  }
-  p->ops[p->nops].op = op;
-  p->ops[p->nops].target = w->written + writer_pending(w);
-  p->nops++;
+/* A flush or end waits (the host completes it from the receipts): write now, receipts on the next
+ * turn. stdio has no end marker; the host refuses sends after the end. */
+void stdio_producer_push(void *impl, int end) {
+  stdio_writer_t *w = ((stdio_producer_t *)impl)->w;
+  (void)end;
   if (w->watch == NULL && w->err == 0)
     writer_write(w);
-  writer_schedule(w); /* done on the next turn, never inside this call */
-  return 0;
-}
-
-int stdio_producer_flush(void *impl, sea_op_t *op) {
-  return producer_add_op(impl, op);
-}
-
-int stdio_producer_end(void *impl, sea_op_t *op) {
-  stdio_producer_t *p = impl;
-  int rc = producer_add_op(p, op);
-  if (rc == 0)
-    p->ended = 1; /* stdio has no end marker: ending is flushing and refusing further sends */
-  return rc;
+  writer_schedule(w);
 }
 
 void stdio_producer_close(void *impl) {
@@ -484,8 +438,6 @@ void stdio_producer_close(void *impl) {
     if (e->p == p)
       e->p = NULL;
   }
-  /* Pending flush/end ops are the host's to cancel, like the receipts. */
-  p->nops = 0;
   w->need_gc = 1;
   writer_gc(w);
 }

@@ -903,6 +903,53 @@ static void test_list(void) {
   sea_streamer_close(s);
 }
 
+/* flush and end are the host's (plugin ABI 1.4): a flush is done once its sends' receipts are in,
+ * which for the file backend means their bytes are in the file; an end writes the end-of-stream
+ * frame through the push, so it is in the file when the end completes even with nothing in
+ * flight (looked at before the producer closes, since a close writes what is buffered too). */
+static void test_flush_and_end_write(void) {
+  char path[512], uri[600];
+  struct stat st;
+  path_of(path, sizeof path, "end.ss");
+  snprintf(uri, sizeof uri, "file://%s/k", path);
+  sea_streamer_t *s;
+  sea_producer_t *p;
+  got_t *g = calloc(1, sizeof *g);
+  sea_options_t *o = opts("flush_interval=60000", NULL, NULL); /* only a push writes soon */
+  CHECK_EQ_INT(sea_connect(rt, uri, NULL, &s), 0);
+  CHECK_EQ_INT(sea_producer_open(s, o, &p), 0);
+  sea_options_free(o);
+  sea_producer_set_data(p, g);
+  sea_producer_set_callbacks(p, on_receipt, NULL);
+  CHECK_EQ_INT(stat(path, &st), 0);
+  off_t header = st.st_size;
+  for (int i = 0; i < 3; i++)
+    CHECK_EQ_INT(sea_producer_send_bytes(p, NULL, "abc", 3, NULL), 0);
+  CHECK_EQ_INT(sea_producer_flush(p, on_done, g), 0);
+  run_until(&g->done);
+  CHECK_EQ_INT(g->done_status, 0);
+  CHECK_EQ_INT(g->receipts, 3);
+  CHECK_EQ_INT(stat(path, &st), 0);
+  off_t flushed = st.st_size;
+  CHECK(flushed > header);
+  g->done = 0;
+  CHECK_EQ_INT(sea_producer_end(p, on_done, g), 0);
+  run_until(&g->done);
+  CHECK_EQ_INT(g->done_status, 0);
+  CHECK_EQ_INT(stat(path, &st), 0);
+  CHECK(st.st_size > flushed); /* the end-of-stream frame */
+  sea_producer_close(p);
+  sea_streamer_close(s);
+  /* What was written reads back whole (stop_at_end bounds the read whether or not the frame is
+   * the end-of-stream one: the size above is the check). */
+  o = opts("start=beginning", "stop_at_end=true", NULL);
+  consume_all(uri, o, g);
+  sea_options_free(o);
+  CHECK_EQ_INT(g->n, 3);
+  CHECK_EQ_INT(g->end_status, SEA_EOF);
+  free(g);
+}
+
 int main(int argc, char **argv) {
   /* "static": the backend linked in (no plugin directory), else loaded as file.so. */
   int linked = argc > 1 && strcmp(argv[1], "static") == 0;
@@ -926,6 +973,7 @@ int main(int argc, char **argv) {
   test_writer_lock(linked);
   test_follow_events();
   test_list();
+  test_flush_and_end_write();
   CHECK_EQ_INT(sea_runtime_free(rt), 0);
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -9,8 +9,9 @@
  * echo:///KEY[,KEY...] takes no host and no option.
  *   Producer: stores nothing. Each send gets a receipt on the next loop turn, with a seq counted
  *   from 0 per stream key (per streamer), and is logged at level info (SEASTREAMER_LOG=info).
- *   flush (and end, which the host turns into flush) completes once every earlier send has its
- *   receipt. SEA_SEND_KEEP_META is not honoured: echo always assigns the seq.
+ *   flush and end are the host's: it completes them once every earlier send has its receipt
+ *   (echo buffers nothing, so it needs no push). SEA_SEND_KEEP_META is not honoured: echo always
+ *   assigns the seq.
  *   Consumer: there is nothing to read, so it ends with SEA_EOF as soon as it starts.
  */
 #include <seastreamer/plugin.h>
@@ -41,11 +42,9 @@ typedef struct echo_receipt {
 typedef struct echo_producer {
   echo_streamer_t *s;
   sea_producer_t *p;
-  sea_timer_t *timer; /* the next turn: gives the receipts and flushes (a 0 ms start) */
+  sea_timer_t *timer; /* the next turn: gives the receipts (a 0 ms start) */
   echo_receipt_t *receipts;
   size_t receipt_count, receipt_cap;
-  sea_op_t **flushes; /* flushes waiting for the receipts above */
-  size_t flush_count, flush_cap;
 } echo_producer_t;
 
 typedef struct echo_consumer {
@@ -115,26 +114,19 @@ static int echo_producer_open(void *streamer_impl, sea_producer_t *p, const sea_
   return 0;
 }
 
-/* The next turn: give the receipts, then complete the flushes that waited for them. */
+/* The next turn: give the receipts (the host completes the flushes that waited for them). */
 static void echo_turn(sea_timer_t *t, void *data) {
   (void)t;
   echo_producer_t *ep = data;
   echo_receipt_t *receipts = ep->receipts;
   size_t receipt_count = ep->receipt_count;
-  sea_op_t **flushes = ep->flushes;
-  size_t flush_count = ep->flush_count;
-  /* Detach both lists first: a receipt callback may send or flush again (the host allows it),
-   * and those belong to the next turn. A close made in a callback waits until we return. */
+  /* Detach the list first: a receipt callback may send again (the host allows it), and those
+   * belong to the next turn. A close made in a callback waits until we return. */
   ep->receipts = NULL;
   ep->receipt_count = ep->receipt_cap = 0;
-  ep->flushes = NULL;
-  ep->flush_count = ep->flush_cap = 0;
   for (size_t i = 0; i < receipt_count; i++)
     echo_host->receipt(ep->p, receipts[i].token, 0, &receipts[i].meta);
-  for (size_t i = 0; i < flush_count; i++)
-    echo_host->op_done(flushes[i], 0, NULL);
   echo_host->free(receipts);
-  echo_host->free(flushes);
 }
 
 /* Give them on the next turn (started again before its turn, the timer still runs once). */
@@ -183,28 +175,11 @@ static int echo_producer_send(void *impl, const sea_message_t *m, unsigned flags
   return 0;
 }
 
-/* Complete on the next turn, after the receipts of every earlier send. Even with nothing
- * outstanding: a receipt being given right now (echo_turn) may still be ahead of this flush. */
-static int echo_producer_flush(void *impl, sea_op_t *op) {
-  echo_producer_t *ep = impl;
-  if (ep->flush_count == ep->flush_cap) {
-    sea_op_t **a = echo_grow(ep->flushes, &ep->flush_cap, sizeof *a);
-    if (a == NULL)
-      return SEA_ENOMEM; /* refused: the host drops op, and we must never complete it */
-    ep->flushes = a;
-  }
-  if (echo_arm(ep) != 0)
-    return SEA_ENOMEM;
-  ep->flushes[ep->flush_count++] = op;
-  return 0;
-}
-
-/* Close now. Receipts and flushes still due are not given: the host cancels them. */
+/* Close now. Receipts still due are not given: the host cancels them (and the flushes). */
 static void echo_producer_close(void *impl) {
   echo_producer_t *ep = impl;
   echo_host->timer_close(ep->timer);
   echo_host->free(ep->receipts);
-  echo_host->free(ep->flushes);
   echo_host->free(ep);
 }
 
@@ -251,7 +226,6 @@ static const sea_plugin_t echo_plugin = {
     .disconnect = echo_disconnect,
     .producer_open = echo_producer_open,
     .producer_send = echo_producer_send,
-    .producer_flush = echo_producer_flush,
     .producer_close = echo_producer_close,
     .consumer_open = echo_consumer_open,
     .consumer_start = echo_consumer_start,

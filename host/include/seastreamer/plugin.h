@@ -41,7 +41,9 @@ extern "C" {
  * 1.4 (options): sea_plugin_t.options (a declared option table) and the host's typed getters.
  * 1.4 (loop): timer_init/start/stop (1.0's timer_start and timer_stop are timer_new and
  * timer_close), the 0 ms timer as a next-turn defer, va_list twins of the printf members, and
- * streamer_error, producer_error, consumer_error (an error bound to the handle). */
+ * streamer_error, producer_error, consumer_error (an error bound to the handle).
+ * 1.4 (flush and pause in the host): sea_plugin_t.producer_push; the host completes flush and end
+ * from the receipts and holds deliveries while a consumer is paused. */
 #define SEA_PLUGIN_ABI_MINOR 4
 
 /* The host's printf-style members are checked as printf calls where the compiler can (GCC, Clang):
@@ -378,8 +380,16 @@ typedef struct sea_plugin {
   int (*producer_open)(void *streamer_impl, sea_producer_t *p, const sea_open_args_t *args,
                        void **impl);
   int (*producer_send)(void *producer_impl, const sea_message_t *m, unsigned flags, void *token);
+  /* Flush and end: the host completes them itself once every send made before has its receipt
+   * (a flush fails if one of those receipts failed or the producer failed), and tells the plugin
+   * to write out what it buffers with producer_push (ABI 1.4; end: with end = 1, after which the
+   * host refuses sends). Set producer_flush only where a flush means more than those receipts
+   * (kafka: a transactional producer's flush commits): the host then calls it instead, for end
+   * too, and the plugin completes op. ABI 1.0-1.3 had a producer_end here; every backend's end
+   * was "flush, then refuse sends" or "an end marker, then flush", which the host and
+   * producer_push now do, so from 1.4 the slot is unused (NULL) and never read. */
   int (*producer_flush)(void *producer_impl, sea_op_t *op);
-  int (*producer_end)(void *producer_impl, sea_op_t *op);
+  void *producer_end_unused;
   /* Close now; outstanding sends need no receipt (the host cancels them). */
   void (*producer_close)(void *producer_impl);
 
@@ -387,6 +397,9 @@ typedef struct sea_plugin {
   int (*consumer_open)(void *streamer_impl, sea_consumer_t *c, const sea_open_args_t *args,
                        void **impl);
   int (*consumer_start)(void *consumer_impl);
+  /* Pause and resume are hints (ABI 1.4): stop reading, start again (backpressure). The host
+   * holds whatever is delivered while the consumer is paused and hands it on, in order, after
+   * resume, so a plugin keeps no queue of its own for them. */
   int (*consumer_pause)(void *consumer_impl);
   int (*consumer_resume)(void *consumer_impl);
   int (*consumer_seek)(void *consumer_impl, int64_t timestamp_us, sea_op_t *op);
@@ -451,7 +464,15 @@ typedef struct sea_plugin {
    * declare. The array lives as long as the plugin is loaded. */
   const sea_option_spec_t *options;
 
-  void *reserved[15];
+  /* Added in ABI 1.4 (flush and pause in the host): read only from a plugin whose abi_minor >= 4.
+   * producer_push (optional): a flush or end is waiting for the receipts of what was sent: write
+   * out what is buffered now (a batching timer's work, a pipeline, a linger), so those receipts
+   * come. end is 1 for the producer's end: no send comes after it (write the backend's end marker,
+   * if it has one, before pushing). Never give a receipt inside it (give them as usual, on a later
+   * loop turn); a failure goes through host->producer_fail or the receipts. */
+  void (*producer_push)(void *producer_impl, int end);
+
+  void *reserved[14];
 } sea_plugin_t;
 
 /* Sizes of the v1.0 structs, the smallest the loader accepts: fixed numbers (a header, then

@@ -97,8 +97,11 @@ static const char jit_src[] =
     "      state[1] = i\n"
     "      local v = VT(msgs + (i - 1) * SZ, gen, i)\n"
     "      local r = fn(v, out)\n"
-    "      if r == v then r = true\n"
-    "      elseif r ~= nil and type(r) ~= 'string' then\n"
+    /* A string is told first: comparing it with v would need v's address, so that a view that
+     * does not escape its call could no longer go unallocated (LuaJIT sinks it otherwise). */
+    "      if type(r) == 'string' then\n"
+    "      elseif r == v then r = true\n"
+    "      elseif r ~= nil then\n"
     "        if type(r) == 'table' then\n"
     "          for k = 1, #r do r[k] = convert(r[k]) end\n"
     "        else r = convert(r) end\n"

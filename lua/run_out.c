@@ -29,15 +29,23 @@ int sea_run_send_message(run_t *r, output_t *o, const sea_message_t *vm, const c
   return sea_pipeline_send(r->pl, o->index, &m, 0);
 }
 
+/* Send len bytes at p (a payload the processor made) to o. */
+int sea_run_send_bytes(run_t *r, output_t *o, const char *p, size_t len, const char *stream_key) {
+  sea_message_t m;
+  memset(&m, 0, sizeof m);
+  m.payload.data = (const uint8_t *)p;
+  m.payload.len = len;
+  m.meta.stream_key = stream_key ? stream_key : default_key(r, o);
+  return sea_pipeline_send(r->pl, o->index, &m, 0);
+}
+
 /* Send the value at index i (a string or a message view) to o. Returns 0 or raises/returns err. */
 int sea_run_send_value(run_t *r, output_t *o, int i, const char *stream_key) {
   lua_State *L = r->L;
-  sea_message_t m;
-  memset(&m, 0, sizeof m);
   if (lua_type(L, i) == LUA_TSTRING) {
     size_t len;
-    m.payload.data = (const uint8_t *)lua_tolstring(L, i, &len);
-    m.payload.len = len;
+    const char *p = lua_tolstring(L, i, &len);
+    return sea_run_send_bytes(r, o, p, len, stream_key);
   } else {
     sea_lua_view_t *v = sea_lua_to_view(L, i);
     /* Flushing the driver's results: each was checked in its own call; the whole run's views
@@ -50,8 +58,6 @@ int sea_run_send_value(run_t *r, output_t *o, int i, const char *stream_key) {
       return SEA_EINVAL;
     return sea_run_send_message(r, o, vm, stream_key);
   }
-  m.meta.stream_key = stream_key ? stream_key : default_key(r, o);
-  return sea_pipeline_send(r->pl, o->index, &m, 0);
 }
 
 /* out:send(name, payload [, stream_key]): to the output called name (nil: the default one). */

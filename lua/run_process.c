@@ -25,12 +25,19 @@ static int c_loop(lua_State *L) {
     lua_pushvalue(L, base + 2);
     lua_call(L, 2, 1);
     const char *bad = NULL;
+    int rc = 0;
+    int type;
     if (lua_touserdata(L, -1) == v) { /* its own message, as it came */
-      int rc = sea_run_send_message(r, &r->out[0], m, NULL);
-      bad = rc != 0 ? sea_strerror(rc) : NULL;
-    } else if (!lua_isnil(L, -1)) {
+      rc = sea_run_send_message(r, &r->out[0], m, NULL);
+    } else if ((type = lua_type(L, -1)) == LUA_TSTRING) { /* sent here, with one look */
+      size_t len;
+      const char *p = lua_tolstring(L, -1, &len);
+      rc = sea_run_send_bytes(r, &r->out[0], p, len, NULL);
+    } else if (type != LUA_TNIL) {
       bad = sea_run_send_result(r, lua_gettop(L));
     }
+    if (rc != 0)
+      bad = sea_strerror(rc);
     sea_run_epoch++; /* the call's view expires */
     if (bad != NULL) {
       r->drive.failed_at = i;
@@ -86,13 +93,21 @@ bool sea_run_drive_flush(run_t *r, size_t upto) {
     lua_rawgeti(L, t, (int)i);
     const sea_message_t *m = &r->call_msgs[i - 1];
     const char *bad = NULL;
+    int rc = 0;
     r->cur_msg = m;
-    if (lua_type(L, -1) == LUA_TBOOLEAN) { /* the call's own message, as it came */
-      int rc = sea_run_send_message(r, &r->out[0], m, NULL);
-      bad = rc != 0 ? sea_strerror(rc) : NULL;
-    } else if (!lua_isnil(L, -1)) {
+    /* The two common results are sent here, each with one look at its type. */
+    int type = lua_type(L, -1);
+    if (type == LUA_TSTRING) {
+      size_t len;
+      const char *p = lua_tolstring(L, -1, &len);
+      rc = sea_run_send_bytes(r, &r->out[0], p, len, NULL);
+    } else if (type == LUA_TBOOLEAN) { /* the call's own message, as it came */
+      rc = sea_run_send_message(r, &r->out[0], m, NULL);
+    } else if (type != LUA_TNIL) {
       bad = sea_run_send_result(r, lua_gettop(L));
     }
+    if (rc != 0)
+      bad = sea_strerror(rc);
     lua_settop(L, t);
     if (bad != NULL) { /* that message fails; those after it are handed again */
       r->drive.failed_at = i;

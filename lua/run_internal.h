@@ -96,6 +96,7 @@ int sea_run_send_message(run_t *r, output_t *o, const sea_message_t *vm, const c
 int sea_run_send_bytes(run_t *r, output_t *o, const char *p, size_t len, const char *stream_key);
 int sea_run_send_value(run_t *r, output_t *o, int i, const char *stream_key);
 int sea_run_out_send(lua_State *L);
+int sea_run_out_send_own(lua_State *L);
 int sea_run_out_stats(lua_State *L);
 const char *sea_run_not_list(lua_State *L, int idx);
 const char *sea_run_result_complaint(run_t *r, int idx);

@@ -87,9 +87,13 @@ static const char jit_src[] =
     "  end,\n"
     "})\n"
     "local function convert(x) if istype(VT, x) then return tomsg(x) end return x end\n"
-    "local function make(fn, send, stop, results, state, check)\n"
+    "local function make(fn, send, stop, results, state, check, sendown)\n"
     "  local out = { stop = stop }\n"
-    "  function out.send(self, name, p, key) return send(self, name, convert(p), key) end\n"
+    /* The call's own message goes by its number: no userdata view is made for it. */
+    "  function out.send(self, name, p, key)\n"
+    "    if istype(VT, p) and p.i > 0 and valid(p) then return sendown(self, name, p.i, key) end\n"
+    "    return send(self, name, convert(p), key)\n"
+    "  end\n"
     "  return function(n, gen, base)\n"
     "    ctx.gen, ctx.state = gen, state\n"
     "    local msgs = cast('const char *', base)\n"
@@ -201,7 +205,8 @@ int sea_run_jit_wrap(run_t *r, const char *maker, int fn_ref) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->results_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
   lua_pushcfunction(L, driver_check);
-  lua_call(L, 6, 2);
+  lua_pushcfunction(L, sea_run_out_send_own);
+  lua_call(L, 7, 2);
   lua_pushcfunction(L, sea_run_out_stats);
   lua_setfield(L, -2, "stats");
   lua_pop(L, 1);

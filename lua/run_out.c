@@ -60,8 +60,9 @@ int sea_run_send_value(run_t *r, output_t *o, int i, const char *stream_key) {
   }
 }
 
-/* out:send(name, payload [, stream_key]): to the output called name (nil: the default one). */
-int sea_run_out_send(lua_State *L) {
+/* out:send(name, payload [, stream_key]): to the output called name (nil: the default one). own:
+ * 0, or (LuaJIT's driver) the payload is the number of the call under way, whose message goes. */
+static int out_send(lua_State *L, lua_Integer own) {
   run_t *r = sea_run_active;
   if (r == NULL || r->finished || r->pl == NULL)
     return luaL_error(L, "out:send() after the run ended");
@@ -77,8 +78,14 @@ int sea_run_out_send(lua_State *L) {
       return luaL_argerror(
           L, 2, lua_pushfstring(L, "no output named '%s' (add --output %s=URI)", name, name));
   }
-  if (lua_type(L, base) != LUA_TSTRING && sea_lua_to_view(L, base) == NULL)
+  const sea_message_t *own_msg = NULL;
+  if (own != 0) {
+    if (r->call_msgs == NULL || own < 1 || (size_t)own > r->call_count)
+      return luaL_argerror(L, base, "expected a payload string or a message");
+    own_msg = &r->call_msgs[own - 1];
+  } else if (lua_type(L, base) != LUA_TSTRING && sea_lua_to_view(L, base) == NULL) {
     return luaL_argerror(L, base, "expected a payload string or a message");
+  }
   const char *key = NULL;
   if (!lua_isnoneornil(L, base + 1)) {
     size_t kl;
@@ -99,13 +106,23 @@ int sea_run_out_send(lua_State *L) {
       return luaL_error(L, "%s", r->drive.failure); /* the driver stops; see sea_run_process */
     r->cur_msg = &r->call_msgs[at - 1];
   }
-  int rc = sea_run_send_value(r, o, base, key);
+  int rc = own_msg ? sea_run_send_message(r, o, own_msg, key) : sea_run_send_value(r, o, base, key);
   if (rc != 0) {
     sea_producer_t *p = sea_pipeline_output(r->pl, o->index);
     return luaL_error(L, "send to %s failed: %s", o->uri,
                       sea_producer_errmsg(p)[0] ? sea_producer_errmsg(p) : sea_strerror(rc));
   }
   return 0;
+}
+
+int sea_run_out_send(lua_State *L) {
+  return out_send(L, 0);
+}
+
+/* LuaJIT's driver: out:send(name, i [, stream_key]) for the FFI view of its call i, which it
+ * checked is the call under way: its message goes as it is, with no userdata view made for it. */
+int sea_run_out_send_own(lua_State *L) {
+  return out_send(L, luaL_checkinteger(L, 3));
 }
 
 /* out:stats(): the pipeline's counters as --stats reports them, and each input's lag. */

@@ -172,21 +172,41 @@ static void heap_release(heap_t *h) {
     }
 }
 
+/* Past the limit (kept out of line: limited_alloc runs for every allocation Lua makes, and
+ * its fast path is then a few instructions, with nothing to save around its one call). */
+static __attribute__((noinline)) void *over_limit(heap_t *h) {
+  if (h->tripped)
+    return NULL;
+  /* The first failure leaves 1 MiB of headroom, so that reporting it (the message, the
+   * script's position) does not fail too; the run stops after it. */
+  h->tripped = 1;
+  h->limit += 1024 * 1024;
+  return NULL;
+}
+
+/* The Lua's own allocator under the limit (LuaJIT). */
 static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   heap_t *h = ud;
   if (ptr == NULL)
     osize = 0; /* osize then encodes the kind of object */
-  if (nsize > osize && h->used + (nsize - osize) > h->limit) {
-    if (h->tripped)
-      return NULL;
-    /* The first failure leaves 1 MiB of headroom, so that reporting it (the message, the
-     * script's position) does not fail too; the run stops after it. */
-    h->tripped = 1;
-    h->limit += 1024 * 1024;
-    return NULL;
-  }
-  void *p =
-      h->pooled ? pooled_realloc(h, ptr, osize, nsize) : h->inner(h->inner_ud, ptr, osize, nsize);
+  if (nsize > osize && h->used + (nsize - osize) > h->limit)
+    return over_limit(h);
+  /* Counted before the call, taken back if it fails: nothing is live across the call. */
+  h->used += nsize - osize;
+  void *p = h->inner(h->inner_ud, ptr, osize, nsize);
+  if (p == NULL && nsize != 0)
+    h->used = h->used - nsize + osize;
+  return p;
+}
+
+/* The same over the free lists (Lua 5.4), which are inlined here. */
+static void *limited_pooled_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  heap_t *h = ud;
+  if (ptr == NULL)
+    osize = 0;
+  if (nsize > osize && h->used + (nsize - osize) > h->limit)
+    return over_limit(h);
+  void *p = pooled_realloc(h, ptr, osize, nsize);
   if (p != NULL || nsize == 0)
     h->used = h->used - osize + nsize;
   return p;
@@ -625,7 +645,7 @@ int main(int argc, char **argv) {
 #if LUA_VERSION_NUM >= 504
   heap.pooled = 1; /* 5.4's own allocator is realloc and free (luaL_newstate) */
 #endif
-  lua_setallocf(L, limited_alloc, &heap);
+  lua_setallocf(L, heap.pooled ? limited_pooled_alloc : limited_alloc, &heap);
   luaL_openlibs(L);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");

@@ -396,6 +396,20 @@ describe("seastreamer.run", function()
   end
 
   for _, form in ipairs { "driven", "limited" } do
+    it("refuses out:send of a message kept past its call (" .. form .. ")", function()
+      local kept
+      local ok, err = run_form(form, function(m, out)
+        if kept then out:send(nil, kept) end -- fails: the call that received kept returned
+        kept = m
+        return m
+      end, "ks" .. form, 3)
+      assert.is_nil(ok)
+      assert.matches("run_spec.lua:%d+:", err)
+      -- the first call's message went out; the second call failed, and nothing of it went out
+      assert.same({ "m0" }, read_all(rt, "mem://ks" .. form .. "/out"))
+      assert.equals(1, committed(rt, "mem://ks" .. form .. "/in", "g"))
+    end)
+
     it("keeps the order of returns and out:send per message (" .. form .. ")", function()
       local res = assert(run_form(form, function(m, out)
         out:send(nil, m.payload .. "a")

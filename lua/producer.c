@@ -1,0 +1,254 @@
+/* producer.c: the producer object: sends with receipts (a callback, or none), flush, end,
+ * on_drain. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "module.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Producer
+ * ------------------------------------------------------------------------------------------- */
+
+static lproducer_t *check_producer(lua_State *L, int i) {
+  lproducer_t *p = luaL_checkudata(L, i, PRODUCER_MT);
+  if (p->p == NULL)
+    luaL_argerror(L, i, "producer is closed");
+  return p;
+}
+
+static void push_meta(lua_State *L, const sea_meta_t *m) {
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, m->stream_key ? m->stream_key : "");
+  lua_setfield(L, -2, "stream_key");
+  sea_lua_push_seq(L, m->seq);
+  lua_setfield(L, -2, "seq");
+  sea_lua_push_u64(L, m->shard_id);
+  lua_setfield(L, -2, "shard");
+  sea_lua_push_u64(L, (uint64_t)m->timestamp_us);
+  lua_setfield(L, -2, "timestamp");
+}
+
+/* The token of a send with a callback is the callback's registry reference + 1 (0 = none). */
+static void on_receipt(sea_producer_t *sp, void *token, int status, const sea_meta_t *meta) {
+  lproducer_t *p = sea_producer_get_data(sp);
+  if (token == NULL)
+    return;
+  int ref = (int)((intptr_t)token - 1);
+  lrt_t *rt = p->st->rt;
+  lua_State *L = rt->cbL;
+  if (p->in_gc) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  if (status == 0) {
+    lua_pushnil(L);
+    if (meta)
+      push_meta(L, meta);
+    else
+      lua_pushnil(L);
+  } else {
+    const char *em = sea_producer_errmsg(sp);
+    lua_pushstring(L, em && em[0] ? em : sea_strerror(status));
+    lua_pushnil(L);
+  }
+  lua_pushstring(L, status == 0 ? "OK" : sea_lua_code_name(status));
+  sea_lua_call_cb(rt, 3);
+}
+
+static void on_drain(sea_producer_t *sp) {
+  lproducer_t *p = sea_producer_get_data(sp);
+  if (p->drain_ref == LUA_NOREF || p->in_gc)
+    return;
+  lrt_t *rt = p->st->rt;
+  lua_rawgeti(rt->cbL, LUA_REGISTRYINDEX, p->drain_ref);
+  sea_lua_call_cb(rt, 0);
+}
+
+int sea_lua_st_producer(lua_State *L) {
+  lstreamer_t *st = sea_lua_check_streamer(L, 1);
+  sea_options_t *o = sea_lua_options(L, 2);
+  lproducer_t *p = lua_newuserdata(L, sizeof *p);
+  memset(p, 0, sizeof *p);
+  p->st_ref = p->drain_ref = LUA_NOREF;
+  luaL_getmetatable(L, PRODUCER_MT);
+  lua_setmetatable(L, -2);
+  int rc = sea_producer_open(st->s, o, &p->p);
+  sea_options_free(o);
+  if (rc != 0)
+    return sea_lua_fail(L, rc, sea_runtime_errmsg(st->rt->rt));
+  p->st = st;
+  lua_pushvalue(L, 1);
+  p->st_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  p->next = st->producers;
+  st->producers = p;
+  sea_producer_set_data(p->p, p);
+  sea_producer_set_callbacks(p->p, on_receipt, on_drain);
+  return 1;
+}
+
+void sea_lua_producer_close(lproducer_t *p) {
+  if (p->p == NULL)
+    return;
+  sea_producer_close(p->p); /* cancels receipts: their callbacks run now */
+  p->p = NULL;
+  lstreamer_t *st = p->st;
+  for (lproducer_t **pp = &st->producers; *pp; pp = &(*pp)->next)
+    if (*pp == p) {
+      *pp = p->next;
+      break;
+    }
+  lua_State *L = st->rt->cbL;
+  if (p->drain_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, p->drain_ref);
+  p->drain_ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, p->st_ref);
+  p->st_ref = LUA_NOREF;
+}
+
+/* Build headers from a table name -> string at index i into kv (at most n). */
+static size_t read_headers(lua_State *L, int i, sea_kv_t *kv, size_t n) {
+  size_t c = 0;
+  lua_pushnil(L);
+  while (lua_next(L, i) != 0) {
+    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+      luaL_argerror(L, i, "headers must map strings to strings");
+    if (c == n)
+      luaL_argerror(L, i, "too many headers (at most 64)");
+    kv[c].name = lua_tolstring(L, -2, &kv[c].name_len);
+    kv[c].value = (const uint8_t *)lua_tolstring(L, -1, &kv[c].value_len);
+    c++;
+    lua_pop(L, 1); /* the strings stay alive: the table at i holds them */
+  }
+  return c;
+}
+
+/* p:send(payload [, opts] [, fn]): opts is a stream key string or a table {stream_key=, key=,
+ * headers=, timestamp= (µs)}; fn(err, meta, code) gets the receipt. A message view may be sent as
+ * the payload: its bytes are referenced, not copied. */
+static int pr_send(lua_State *L) {
+  lproducer_t *p = check_producer(L, 1);
+  sea_message_t m;
+  memset(&m, 0, sizeof m);
+  sea_kv_t kv[64];
+  if (lua_type(L, 2) == LUA_TUSERDATA) {
+    sea_lua_view_t *v = sea_lua_check_view(L, 2);
+    m.payload = v->msg->payload;
+    m.key = v->msg->key;
+    m.key_len = v->msg->key_len;
+    m.headers = v->msg->headers;
+    m.header_count = v->msg->header_count;
+  } else {
+    size_t len;
+    const char *s = luaL_checklstring(L, 2, &len);
+    m.payload.data = (const uint8_t *)s;
+    m.payload.len = len;
+  }
+  int fn = 3;
+  if (lua_type(L, 3) == LUA_TSTRING) {
+    size_t kl;
+    const char *k = lua_tolstring(L, 3, &kl);
+    int err;
+    if ((m.meta.stream_key = sea_stream_key(k, kl, &err)) == NULL)
+      return luaL_argerror(L, 3, lua_pushfstring(L, "invalid stream key '%s'", k));
+    fn = 4;
+  } else if (lua_type(L, 3) == LUA_TTABLE) {
+    fn = 4;
+    lua_getfield(L, 3, "stream_key");
+    if (!lua_isnil(L, -1)) {
+      size_t kl;
+      const char *k = luaL_checklstring(L, -1, &kl);
+      int err;
+      if ((m.meta.stream_key = sea_stream_key(k, kl, &err)) == NULL)
+        return luaL_argerror(L, 3, lua_pushfstring(L, "invalid stream key '%s'", k));
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 3, "timestamp");
+    if (!lua_isnil(L, -1))
+      m.meta.timestamp_us = (int64_t)luaL_checknumber(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 3, "key");
+    if (!lua_isnil(L, -1)) {
+      m.key = (const uint8_t *)luaL_checklstring(L, -1, &m.key_len);
+    }
+    lua_pop(L, 1); /* the key string lives in the opts table */
+    lua_getfield(L, 3, "headers");
+    if (!lua_isnil(L, -1)) {
+      luaL_checktype(L, -1, LUA_TTABLE);
+      m.header_count = read_headers(L, lua_gettop(L), kv, 64);
+      m.headers = m.header_count ? kv : NULL;
+    }
+    lua_pop(L, 1);
+  } else if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TFUNCTION) {
+    return luaL_argerror(L, 3, "expected a stream key, an options table or a callback");
+  } else if (lua_isnil(L, 3)) {
+    fn = 4;
+  }
+  void *token = NULL;
+  if (!lua_isnoneornil(L, fn)) {
+    luaL_checktype(L, fn, LUA_TFUNCTION);
+    lua_pushvalue(L, fn);
+    token = (void *)((intptr_t)luaL_ref(L, LUA_REGISTRYINDEX) + 1);
+  }
+  int rc = sea_producer_send(p->p, &m, token);
+  if (rc != 0) {
+    if (token)
+      luaL_unref(L, LUA_REGISTRYINDEX, (int)((intptr_t)token - 1));
+    return sea_lua_fail(L, rc, rc == SEA_EAGAIN ? NULL : sea_producer_errmsg(p->p));
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int pr_flush(lua_State *L) {
+  lproducer_t *p = check_producer(L, 1);
+  waitop_t *w = sea_lua_waitop_new(L, p->st->rt, 2);
+  int rc = sea_producer_flush(p->p, sea_lua_waitop_done, w);
+  return sea_lua_waitop_finish(L, w, rc);
+}
+
+static int pr_end(lua_State *L) {
+  lproducer_t *p = check_producer(L, 1);
+  waitop_t *w = sea_lua_waitop_new(L, p->st->rt, 2);
+  int rc = sea_producer_end(p->p, sea_lua_waitop_done, w);
+  return sea_lua_waitop_finish(L, w, rc);
+}
+
+static int pr_on_drain(lua_State *L) {
+  lproducer_t *p = check_producer(L, 1);
+  if (p->drain_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, p->drain_ref);
+  p->drain_ref = LUA_NOREF;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    p->drain_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  return 0;
+}
+
+static int pr_inflight(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)sea_producer_inflight(check_producer(L, 1)->p));
+  return 1;
+}
+
+static int pr_close(lua_State *L) {
+  sea_lua_producer_close(luaL_checkudata(L, 1, PRODUCER_MT));
+  return 0;
+}
+
+static int pr_gc(lua_State *L) {
+  lproducer_t *p = luaL_checkudata(L, 1, PRODUCER_MT);
+  p->in_gc = 1;
+  sea_lua_producer_close(p);
+  return 0;
+}
+
+/* The producer's class (from luaopen_seastreamer). */
+void sea_lua_producer_class(lua_State *L) {
+  static const luaL_Reg pr_m[] = {
+      {"send", pr_send},         {"flush", pr_flush},       {"finish", pr_end},  {"end", pr_end},
+      {"on_drain", pr_on_drain}, {"inflight", pr_inflight}, {"close", pr_close}, {NULL, NULL}};
+  sea_lua_new_class(L, PRODUCER_MT, pr_m, pr_gc, pr_close);
+}

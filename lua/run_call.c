@@ -1,0 +1,98 @@
+/* run_call.c: calling Lua within the limits (--max-instructions, --max-ms, --max-memory): the
+ * count hook, the protected call, and the hooks (start, tick, stop, input_end). */
+#include <stdio.h>
+#include <string.h>
+
+#include "run_internal.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Calling Lua, within limits
+ * ------------------------------------------------------------------------------------------- */
+
+/* A call that hit a limit has failed for good: the hook raises the limit's error again at every
+ * check until the call returns (a processor that catches it with pcall gets it again within 1000
+ * instructions), and sea_run_limited_call reports it whatever the call returned. */
+void sea_run_count_hook(lua_State *L, lua_Debug *ar) {
+  run_t *r = sea_run_active;
+  if (r == NULL || !r->in_call)
+    return;
+  if (r->tripped) {
+    r->raised++;
+    lua_pushstring(L, r->trip_msg);
+    lua_error(L);
+  }
+  uint64_t limit = 0;
+  const char *what = sea_lua_limits_check(&r->lim, &limit);
+  if (what == NULL)
+    return;
+  /* Say where the processor was when it was stopped. */
+  lua_getinfo(L, "Sl", ar);
+  snprintf(r->trip_msg, sizeof r->trip_msg, "%s:%d: %s limit exceeded (%llu%s per call)",
+           ar->short_src, ar->currentline, what, (unsigned long long)limit,
+           what[0] == 't' ? " ms" : "");
+  r->tripped = true;
+  r->raised = 1;
+  lua_pushstring(L, r->trip_msg);
+  lua_error(L);
+}
+
+/* Call the function under nargs arguments with nres results, protected and within limits. On
+ * failure the error message is on the stack; returns the pcall status. */
+int sea_run_limited_call(run_t *r, int nargs, int nres) {
+  lua_State *L = r->L;
+  sea_lua_limits_arm(&r->lim);
+  r->tripped = false;
+  r->in_call = true;
+  int rc = lua_pcall(L, nargs, nres, 0);
+  r->in_call = false;
+  if (r->tripped) {
+    /* A limit was hit: the call fails with it, even if the processor caught it and went on. */
+    bool caught = rc == 0 || r->raised > 1 || lua_tostring(L, -1) == NULL ||
+                  strcmp(lua_tostring(L, -1), r->trip_msg) != 0;
+    lua_pop(L, rc == 0 ? nres : 1);
+    lua_pushfstring(L, "%s%s", r->trip_msg,
+                    caught ? " (the processor caught the error and went on: a limit hit fails "
+                             "the call all the same)"
+                           : "");
+    return LUA_ERRRUN;
+  }
+  if (rc == 0 && r->max_kbytes && (size_t)lua_gc(L, LUA_GCCOUNT, 0) > r->max_kbytes) {
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    if ((size_t)lua_gc(L, LUA_GCCOUNT, 0) > r->max_kbytes) {
+      lua_pop(L, nres);
+      lua_pushfstring(L, "%s: memory limit exceeded (%d KiB)", r->script, (int)r->max_kbytes);
+      return LUA_ERRMEM;
+    }
+  }
+  if (rc == LUA_ERRMEM) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "%s: not enough memory (memory limit reached)", r->script);
+  }
+  return rc;
+}
+
+const char *sea_run_error_text(lua_State *L) {
+  const char *e = lua_tostring(L, -1);
+  return e ? e : "(error object is not a string)";
+}
+
+/* A hook (start, tick, stop, input_end) failed: that is fatal whatever the policy. */
+void sea_run_hook_call(run_t *r, int ref, const char *name, int extra) {
+  lua_State *L = r->L;
+  if (ref == LUA_NOREF)
+    return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
+  int n = 1;
+  if (extra) {
+    lua_pushnumber(L, (lua_Number)sea_now_us());
+    n++;
+  }
+  r->cur_msg = NULL;
+  if (sea_run_limited_call(r, n, 0) != 0) {
+    sea_run_error(r, SEA_EINVAL, "%s hook failed: %s", name, sea_run_error_text(L));
+    lua_pop(L, 1);
+  } else {
+    sea_run_after_lua_call(r);
+  }
+}

@@ -1,0 +1,121 @@
+/* run_internal.h: what the rooms of seastreamer.run share (run.c: setup and the pipeline's
+ * callbacks; run_out.c; run_call.c; run_process.c; run_jit.c). */
+#ifndef SEA_LUA_RUN_INTERNAL_H
+#define SEA_LUA_RUN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "run_limits.h"
+#include "seastreamer_lua.h"
+
+#define MAX_INPUTS 16
+#define MAX_OUTPUTS 16
+
+typedef struct output {
+  const char *name; /* NULL for the default output */
+  const char *uri;
+  sea_streamer_t *s;
+  size_t index; /* in the pipeline */
+} output_t;
+
+typedef struct input {
+  const char *uri;
+  sea_streamer_t *s;
+} input_t;
+
+typedef struct run {
+  lua_State *L;
+  sea_runtime_t *rt;
+  sea_pipeline_t *pl;
+  sea_metrics_t *metrics; /* metrics = "HOST:PORT" (--metrics) */
+  const char *script;     /* for messages: the processor's chunk name */
+  input_t in[MAX_INPUTS];
+  size_t nin;
+  output_t out[MAX_OUTPUTS]; /* out[0] is the default output */
+  size_t nout;
+  output_t *dead; /* the dead-letter output, or NULL */
+  int fn_ref, batch_ref, start_ref, tick_ref, stop_ref, out_ref;
+  int input_end_ref; /* called once every input has ended, if the processor lingers */
+  bool linger;       /* the processor, not the end of the inputs, ends the run (out:stop()) */
+  sea_on_error_t policy;
+  uint64_t tick_ms;
+  sea_lua_limits_t lim; /* per call */
+  size_t max_kbytes;    /* Lua heap; 0 = none */
+  bool in_call;
+  bool tripped;       /* the call hit a limit: it fails, whatever it does after catching that */
+  unsigned raised;    /* how many times the hook raised the limit's error in this call */
+  char trip_msg[512]; /* the limit's error, with where the call was when it hit it */
+  const sea_message_t *cur_msg; /* the message being processed (its key is the default) */
+  /* The per-message processor without limits runs in a loop in Lua over the batch (the driver),
+   * which LuaJIT compiles: driver(n) calls fn(views[i], out) for i = 1..n, sets state[1] = i
+   * before each call, keeps what call i returned in results[i], and ends early once state[2] is
+   * set (out:stop()). The results go out in order after the loop, or before an out:send to the
+   * default output. */
+  bool driven;
+  bool jit; /* LuaJIT: the driver's views are FFI structs (see jit_src) */
+  int driver_ref, results_ref, state_ref;
+  int jbatch_ref;                 /* LuaJIT: the batch processor's wrapper (jit_src) */
+  const sea_message_t *call_msgs; /* the messages of the processor call under way */
+  size_t call_count;
+  bool flushing;      /* sending the driver's results (checked in their calls) */
+  struct {            /* the per-message loop's call under way: its messages are call_msgs */
+    size_t flushed;   /* results already sent: those of calls 1..flushed */
+    size_t at;        /* Lua 5.4: the call under way, 1-based (LuaJIT: state[1]) */
+    size_t failed_at; /* a flush during the call met a refusal at this call (0: none) */
+    char failure[1024];
+  } drive;
+  struct { /* a failure at a message after others of the same batch call were handled: the
+              pipeline hands it again, alone first, and it is rejected then */
+    const sea_batch_t *batch;
+    size_t index;
+    uint64_t seq;
+    char why[1024];
+  } pending;
+  bool finished;
+  bool stop_requested; /* out:stop() was called: stop once the current call returns */
+  int status;          /* failures before the pipeline exists */
+  char errmsg[1024];
+  uv_timer_t tick_timer;
+  bool tick_timer_on;
+  uv_signal_t sigs[2];
+  int nsigs;
+} run_t;
+
+extern run_t *sea_run_active;
+extern uint64_t sea_run_epoch;
+/* run.c */
+/* A failure of the run: the pipeline's (it stops) or, before there is one, the run's own. */
+void sea_run_error(run_t *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void sea_run_after_lua_call(run_t *r);
+/* run_out.c */
+int sea_run_send_message(run_t *r, output_t *o, const sea_message_t *vm, const char *stream_key);
+int sea_run_send_bytes(run_t *r, output_t *o, const char *p, size_t len, const char *stream_key);
+int sea_run_send_value(run_t *r, output_t *o, int i, const char *stream_key);
+int sea_run_out_send(lua_State *L);
+int sea_run_out_send_own(lua_State *L);
+int sea_run_out_stats(lua_State *L);
+const char *sea_run_not_list(lua_State *L, int idx);
+const char *sea_run_result_complaint(run_t *r, int idx);
+const char *sea_run_send_result(run_t *r, int idx);
+int sea_run_out_stop(lua_State *L);
+/* run_call.c */
+void sea_run_count_hook(lua_State *L, lua_Debug *ar);
+int sea_run_limited_call(run_t *r, int nargs, int nres);
+const char *sea_run_error_text(lua_State *L);
+void sea_run_hook_call(run_t *r, int ref, const char *name, int extra);
+/* run_process.c */
+const char *sea_run_where_fn(run_t *r, int ref);
+bool sea_run_drive_flush(run_t *r, size_t upto);
+int sea_run_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch, size_t first,
+                    size_t count, void *data);
+#ifdef SEA_LUAJIT
+/* run_jit.c */
+const char *sea_run_send_jbatch(run_t *r, int res, int idx);
+int sea_run_jit_wrap(run_t *r, const char *maker, int fn_ref);
+#endif
+
+#endif

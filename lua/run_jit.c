@@ -1,0 +1,255 @@
+/* run_jit.c: LuaJIT only: the per-message driver and the batch wrapper in Lua, compiled by
+ * LuaJIT, with FFI views of the messages. */
+#include <stddef.h>
+
+#include "run_internal.h"
+
+#ifdef SEA_LUAJIT
+/* check(result): the driver's look at a result other than a string or the call's own message, so
+ * that a wrong one fails its own message (raises the complaint, as the processor's error). */
+static int driver_check(lua_State *L) {
+  run_t *r = sea_run_active;
+  const char *bad = r ? sea_run_result_complaint(r, 1) : NULL;
+  if (bad == NULL)
+    return 0;
+  lua_pushfstring(L, "%s %s", sea_run_where_fn(r, r->fn_ref), bad);
+  return lua_error(L);
+}
+
+/* LuaJIT: the driver hands the processor FFI structs {message pointer, gen, i} instead of
+ * userdata. LuaJIT compiles making them and reading their fields, and when a view does not
+ * escape the call (the processor reads fields, or returns it: the driver stores true) it does not
+ * even allocate it. They expire as userdata views do: valid while gen is the current run's and i
+ * the current call. Whatever else takes a message (out:send, a list returned, the module's
+ * functions) gets the userdata view of the same message (tomsg, through mat below), which keeps
+ * msg:copy(), msg.headers and msg:totable() in one place. Made once per Lua state (a ctype's
+ * metatable cannot change): registry[jit_lib_key] = {make = function(fn, results, state, check,
+ * send, stop) -> driver, out}; the converter for sea_lua_to_view goes to
+ * registry[sea_lua_jview_key]. */
+static const char jit_lib_key = 0;
+static const char jit_src[] =
+    "local mat, O, SZ = ...\n"
+    "local ffi = require 'ffi'\n"
+    "local type, tostring, tonumber, error = type, tostring, tonumber, error\n"
+    "local cast, fstring, istype = ffi.cast, ffi.string, ffi.istype\n"
+    "pcall(ffi.cdef, 'typedef struct seastreamer_jview { const char *m; double gen; "
+    "int32_t i; } seastreamer_jview;')\n"
+    "local VT = ffi.typeof('seastreamer_jview')\n"
+    "local u64p, i64p = ffi.typeof('const uint64_t *'), ffi.typeof('const int64_t *')\n"
+    "local szp, cpp = ffi.typeof('const size_t *'), ffi.typeof('const char *const *')\n"
+    "local ctx = { gen = -1, state = { 0 } }\n"
+    "local function valid(v)\n"
+    "  return v.gen == ctx.gen and (v.i < 0 or v.i == ctx.state[1])\n"
+    "end\n"
+    "local function msgp(v, k)\n"
+    "  if not valid(v) then error(\"message used after the call that received it returned \"\n"
+    "    .. \"(field '\" .. tostring(k) .. \"'; keep msg:copy() to use it later)\", 3) end\n"
+    "  return v.m\n"
+    "end\n"
+    "local function tomsg(v)\n"
+    "  if not valid(v) then return mat(0) end\n"
+    "  if ctx.mgen ~= ctx.gen then ctx.mgen, ctx.mats = ctx.gen, {} end\n"
+    "  local u = ctx.mats[v.i]\n"
+    "  if u == nil then u = mat(v.i); ctx.mats[v.i] = u end\n"
+    "  return u\n"
+    "end\n"
+    "local fields = {\n"
+    "  payload = function(m) return fstring(cast(cpp, m + O.pdata)[0], "
+    "tonumber(cast(szp, m + O.plen)[0])) end,\n"
+    "  size = function(m) return tonumber(cast(szp, m + O.plen)[0]) end,\n"
+    "  key = function(m) local k = cast(cpp, m + O.key)[0]\n"
+    "    if k == nil then return nil end\n"
+    "    return fstring(k, tonumber(cast(szp, m + O.keylen)[0])) end,\n"
+    "  stream_key = function(m) local k = cast(cpp, m + O.skey)[0]\n"
+    "    if k == nil then return '' end\n"
+    "    return fstring(k) end,\n"
+    "  shard = function(m) return tonumber(cast(u64p, m + O.shard)[0]) end,\n"
+    "  seq = function(m) return cast(u64p, m + O.seq)[0] end,\n"
+    "  timestamp = function(m) return tonumber(cast(i64p, m + O.ts)[0]) end,\n"
+    "  headers = function(m, v) return tomsg(v).headers end,\n"
+    "}\n"
+    "local methods = {\n"
+    "  copy = function(v) return tomsg(v):copy() end,\n"
+    "  totable = function(v) return tomsg(v):totable() end,\n"
+    "}\n"
+    "ffi.metatype(VT, {\n"
+    "  __index = function(v, k)\n"
+    "    local f = fields[k]\n"
+    "    if f then return f(msgp(v, k), v) end\n"
+    "    return methods[k]\n"
+    "  end,\n"
+    "  __newindex = function(v, k)\n"
+    "    error(\"a message is read-only (field '\" .. tostring(k) .. \"')\", 2)\n"
+    "  end,\n"
+    "  __tostring = function(v)\n"
+    "    if not valid(v) then return 'seastreamer.message (expired)' end\n"
+    "    return tostring(tomsg(v))\n"
+    "  end,\n"
+    "})\n"
+    "local function convert(x) if istype(VT, x) then return tomsg(x) end return x end\n"
+    "local function make(fn, send, stop, results, state, check, sendown)\n"
+    "  local out = { stop = stop }\n"
+    /* The call's own message goes by its number: no userdata view is made for it. */
+    "  function out.send(self, name, p, key)\n"
+    "    if istype(VT, p) and p.i > 0 and valid(p) then return sendown(self, name, p.i, key) end\n"
+    "    return send(self, name, convert(p), key)\n"
+    "  end\n"
+    "  return function(n, gen, base)\n"
+    "    ctx.gen, ctx.state = gen, state\n"
+    "    local msgs = cast('const char *', base)\n"
+    "    for i = 1, n do\n"
+    "      state[1] = i\n"
+    "      local v = VT(msgs + (i - 1) * SZ, gen, i)\n"
+    "      local r = fn(v, out)\n"
+    /* A string is told first: comparing it with v would need v's address, so that a view that
+     * does not escape its call could no longer go unallocated (LuaJIT sinks it otherwise). */
+    "      if type(r) == 'string' then\n"
+    "      elseif r == v then r = true\n"
+    "      elseif r ~= nil then\n"
+    "        if type(r) == 'table' then\n"
+    "          for k = 1, #r do r[k] = convert(r[k]) end\n"
+    "        else r = convert(r) end\n"
+    "        check(r)\n"
+    "      end\n"
+    "      results[i] = r\n"
+    "      if state[2] then return end\n"
+    "    end\n"
+    "  end, out\n"
+    "end\n"
+    "local function makebatch(fn, send, stop)\n"
+    "  local out = { stop = stop }\n"
+    "  function out.send(self, name, p, key) return send(self, name, convert(p), key) end\n"
+    "  return function(n, gen, base)\n"
+    "    ctx.gen = gen\n"
+    "    local msgs = cast('const char *', base)\n"
+    "    local b = {}\n"
+    "    for i = 1, n do b[i] = VT(msgs + (i - 1) * SZ, gen, -i) end\n"
+    "    local res = fn(b, out)\n"
+    "    if istype(VT, res) then return convert(res) end\n"
+    "    if type(res) ~= 'table' then return res end\n"
+    "    local idx\n"
+    "    for k = 1, #res do\n"
+    "      local x = res[k]\n"
+    "      if istype(VT, x) and x.gen == gen and x.i < 0 then\n"
+    "        idx = idx or {}\n"
+    "        idx[k] = -x.i\n"
+    "      end\n"
+    "    end\n"
+    "    return res, idx\n"
+    "  end, out\n"
+    "end\n"
+    "return { make = make, makebatch = makebatch, convert = convert }\n";
+
+/* mat(i): the userdata view of message i of the driver's current run, valid during call i; or,
+ * i < 0, of message -i of the current batch call, valid during the call (0, or no such message:
+ * an expired view). */
+static int jit_mat(lua_State *L) {
+  run_t *r = sea_run_active;
+  lua_Integer i = luaL_checkinteger(L, 1);
+  size_t k = (size_t)(i < 0 ? -i : i);
+  if (r == NULL || r->call_msgs == NULL || k < 1 || k > r->call_count) {
+    sea_lua_push_view(L, NULL, NULL);
+    return 1;
+  }
+  sea_lua_view_t *v = sea_lua_push_view(L, &r->call_msgs[k - 1], &sea_run_epoch);
+  if (i > 0) {
+    v->pos = i;
+    v->pos_ref = r->state_ref;
+  }
+  return 1;
+}
+
+/* Send what the LuaJIT batch wrapper returned: res at index res, and at idx nil or {[k] = n}:
+ * item k of res is message n of the call. Returns NULL or a complaint. */
+const char *sea_run_send_jbatch(run_t *r, int res, int idx) {
+  lua_State *L = r->L;
+  if (lua_isnil(L, idx))
+    return sea_run_send_result(r, res);
+  if (sea_run_not_list(L, res) != NULL)
+    return sea_run_result_complaint(r, res);
+  for (size_t k = 1, n = sea_lua_rawlen(L, res); k <= n; k++) {
+    lua_rawgeti(L, idx, (int)k);
+    lua_Integer m = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    int rc;
+    if (m >= 1 && (size_t)m <= r->call_count) {
+      rc = sea_run_send_message(r, &r->out[0], &r->call_msgs[m - 1], NULL);
+    } else {
+      lua_rawgeti(L, res, (int)k);
+      int et = lua_type(L, -1);
+      rc = et == LUA_TSTRING || et == LUA_TUSERDATA || et == 10 /* cdata */
+               ? sea_run_send_value(r, &r->out[0], lua_gettop(L), NULL)
+               : SEA_EINVAL;
+      lua_pop(L, 1);
+      if (rc == SEA_EINVAL && et != LUA_TSTRING)
+        return sea_run_result_complaint(r, res); /* names the item */
+    }
+    if (rc != 0)
+      return sea_strerror(rc);
+  }
+  return NULL;
+}
+
+static void jit_lib(lua_State *L);
+
+/* A reference to the LuaJIT wrapper made by the library's function maker (make: the per-message
+ * driver; makebatch: the batch processor's) around the function at fn_ref. The wrapper hands the
+ * processor an out object of its own (its upvalue), whose send takes FFI views. */
+int sea_run_jit_wrap(run_t *r, const char *maker, int fn_ref) {
+  lua_State *L = r->L;
+  jit_lib(L);
+  lua_getfield(L, -1, maker);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, fn_ref);
+  lua_pushcfunction(L, sea_run_out_send);
+  lua_pushcfunction(L, sea_run_out_stop);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->results_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
+  lua_pushcfunction(L, driver_check);
+  lua_pushcfunction(L, sea_run_out_send_own);
+  lua_call(L, 7, 2);
+  lua_pushcfunction(L, sea_run_out_stats);
+  lua_setfield(L, -2, "stats");
+  lua_pop(L, 1);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+  return ref;
+}
+
+/* Push the LuaJIT driver library of this state (made on first use). */
+static void jit_lib(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&jit_lib_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (!lua_isnil(L, -1))
+    return;
+  lua_pop(L, 1);
+  if (luaL_loadbuffer(L, jit_src, sizeof jit_src - 1, "=seastreamer.run driver") != 0)
+    lua_error(L);
+  lua_pushcfunction(L, jit_mat);
+  lua_createtable(L, 0, 8);
+  static const struct {
+    const char *name;
+    size_t off;
+  } offs[] = {
+      {"pdata", offsetof(sea_message_t, payload.data)},
+      {"plen", offsetof(sea_message_t, payload.len)},
+      {"key", offsetof(sea_message_t, key)},
+      {"keylen", offsetof(sea_message_t, key_len)},
+      {"skey", offsetof(sea_message_t, meta.stream_key)},
+      {"shard", offsetof(sea_message_t, meta.shard_id)},
+      {"seq", offsetof(sea_message_t, meta.seq)},
+      {"ts", offsetof(sea_message_t, meta.timestamp_us)},
+  };
+  for (size_t k = 0; k < sizeof offs / sizeof offs[0]; k++) {
+    lua_pushinteger(L, (lua_Integer)offs[k].off);
+    lua_setfield(L, -2, offs[k].name);
+  }
+  lua_pushinteger(L, (lua_Integer)sizeof(sea_message_t));
+  lua_call(L, 3, 1);
+  lua_pushlightuserdata(L, (void *)&sea_lua_jview_key);
+  lua_getfield(L, -2, "convert");
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, (void *)&jit_lib_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+}
+#endif

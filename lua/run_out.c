@@ -1,0 +1,280 @@
+/* run_out.c: what goes out of a run: the out object (out:send, out:stats, out:stop), and the
+ * processor's results, checked and sent to the default output. */
+#include <string.h>
+
+#include "run_internal.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Sending
+ * ------------------------------------------------------------------------------------------- */
+
+/* The stream key for a payload the processor returned: the output's anchor, else the input
+ * message's own key. */
+static const char *default_key(run_t *r, output_t *o) {
+  if (sea_producer_anchored(sea_pipeline_output(r->pl, o->index)) || r->cur_msg == NULL)
+    return NULL;
+  return r->cur_msg->meta.stream_key;
+}
+/* Send input message vm as it is (its bytes, key, headers and time) to o. */
+int sea_run_send_message(run_t *r, output_t *o, const sea_message_t *vm, const char *stream_key) {
+  sea_message_t m;
+  memset(&m, 0, sizeof m);
+  m.meta.timestamp_us = vm->meta.timestamp_us; /* forwarded: keeps its time, as relay */
+  m.payload = vm->payload;
+  m.key = vm->key;
+  m.key_len = vm->key_len;
+  m.headers = vm->headers;
+  m.header_count = vm->header_count;
+  m.meta.stream_key = stream_key ? stream_key : default_key(r, o);
+  return sea_pipeline_send(r->pl, o->index, &m, 0);
+}
+
+/* Send len bytes at p (a payload the processor made) to o. */
+int sea_run_send_bytes(run_t *r, output_t *o, const char *p, size_t len, const char *stream_key) {
+  sea_message_t m;
+  memset(&m, 0, sizeof m);
+  m.payload.data = (const uint8_t *)p;
+  m.payload.len = len;
+  m.meta.stream_key = stream_key ? stream_key : default_key(r, o);
+  return sea_pipeline_send(r->pl, o->index, &m, 0);
+}
+
+/* Send the value at index i (a string or a message view) to o. Returns 0 or raises/returns err. */
+int sea_run_send_value(run_t *r, output_t *o, int i, const char *stream_key) {
+  lua_State *L = r->L;
+  if (lua_type(L, i) == LUA_TSTRING) {
+    size_t len;
+    const char *p = lua_tolstring(L, i, &len);
+    return sea_run_send_bytes(r, o, p, len, stream_key);
+  } else {
+    sea_lua_view_t *v = sea_lua_to_view(L, i);
+    /* Flushing the driver's results: each was checked in its own call; the whole run's views
+     * are still there. */
+    const sea_message_t *vm = v == NULL ? NULL
+                              : r->flushing && v->epoch == &sea_run_epoch && v->gen == sea_run_epoch
+                                  ? v->msg
+                                  : sea_lua_view_msg(L, v);
+    if (vm == NULL)
+      return SEA_EINVAL;
+    return sea_run_send_message(r, o, vm, stream_key);
+  }
+}
+
+/* out:send(name, payload [, stream_key]): to the output called name (nil: the default one). own:
+ * 0, or (LuaJIT's driver) the payload is the number of the call under way, whose message goes. */
+static int out_send(lua_State *L, lua_Integer own) {
+  run_t *r = sea_run_active;
+  if (r == NULL || r->finished || r->pl == NULL)
+    return luaL_error(L, "out:send() after the run ended");
+  int base = 3;
+  output_t *o = &r->out[0];
+  if (!lua_isnil(L, 2)) {
+    const char *name = luaL_checkstring(L, 2);
+    o = NULL;
+    for (size_t i = 1; i < r->nout; i++)
+      if (r->out[i].name && strcmp(r->out[i].name, name) == 0)
+        o = &r->out[i];
+    if (o == NULL)
+      return luaL_argerror(
+          L, 2, lua_pushfstring(L, "no output named '%s' (add --output %s=URI)", name, name));
+  }
+  const sea_message_t *own_msg = NULL;
+  if (own != 0) {
+    if (r->call_msgs == NULL || own < 1 || (size_t)own > r->call_count)
+      return luaL_argerror(L, base, "expected a payload string or a message");
+    own_msg = &r->call_msgs[own - 1];
+  } else if (lua_type(L, base) != LUA_TSTRING && sea_lua_to_view(L, base) == NULL) {
+    return luaL_argerror(L, base, "expected a payload string or a message");
+  }
+  const char *key = NULL;
+  if (!lua_isnoneornil(L, base + 1)) {
+    size_t kl;
+    const char *k = luaL_checklstring(L, base + 1, &kl);
+    int err;
+    if ((key = sea_stream_key(k, kl, &err)) == NULL)
+      return luaL_argerror(L, base + 1, lua_pushfstring(L, "invalid stream key '%s'", k));
+  }
+  if (sea_pipeline_status(r->pl) != 0)
+    return luaL_error(L, "the run is stopping: %s", sea_pipeline_errmsg(r->pl));
+  if (r->jit && r->driven && r->call_msgs) { /* in the driver: this call's message, after
+                                                the earlier results */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
+    lua_rawgeti(L, -1, 1);
+    size_t at = (size_t)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    if (o == &r->out[0] && !sea_run_drive_flush(r, at - 1))
+      return luaL_error(L, "%s", r->drive.failure); /* the driver stops; see sea_run_process */
+    r->cur_msg = &r->call_msgs[at - 1];
+  }
+  int rc = own_msg ? sea_run_send_message(r, o, own_msg, key) : sea_run_send_value(r, o, base, key);
+  if (rc != 0) {
+    sea_producer_t *p = sea_pipeline_output(r->pl, o->index);
+    return luaL_error(L, "send to %s failed: %s", o->uri,
+                      sea_producer_errmsg(p)[0] ? sea_producer_errmsg(p) : sea_strerror(rc));
+  }
+  return 0;
+}
+
+int sea_run_out_send(lua_State *L) {
+  return out_send(L, 0);
+}
+
+/* LuaJIT's driver: out:send(name, i [, stream_key]) for the FFI view of its call i, which it
+ * checked is the call under way: its message goes as it is, with no userdata view made for it. */
+int sea_run_out_send_own(lua_State *L) {
+  return out_send(L, luaL_checkinteger(L, 3));
+}
+
+/* out:stats(): the pipeline's counters as --stats reports them, and each input's lag. */
+int sea_run_out_stats(lua_State *L) {
+  run_t *r = sea_run_active;
+  if (r == NULL || r->pl == NULL)
+    return luaL_error(L, "out:stats() after the run ended");
+  sea_pipeline_stats_t st;
+  memset(&st, 0, sizeof st);
+  sea_pipeline_stats(r->pl, &st);
+  struct {
+    const char *name;
+    uint64_t v;
+  } f[] = {{"messages_in", st.processed},
+           {"messages_out", st.sent},
+           {"bytes_in", st.bytes_in},
+           {"bytes_out", st.bytes_out},
+           {"confirmed", st.receipted},
+           {"inflight", st.sent > st.receipted ? st.sent - st.receipted : 0},
+           {"skipped", st.skipped},
+           {"commits", st.commits},
+           {"late", st.late}};
+  lua_createtable(L, 0, 10);
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    lua_pushnumber(L, (lua_Number)f[i].v);
+    lua_setfield(L, -2, f[i].name);
+  }
+  lua_newtable(L); /* lag: {input, stream, shard, lag, lag_bytes}; an unknown count is nil */
+  int n = 0;
+  sea_lag_t lag[64];
+  for (size_t i = 0; sea_pipeline_input(r->pl, i) != NULL; i++) {
+    int k = sea_consumer_lag(sea_pipeline_input(r->pl, i), lag, 64);
+    for (int e = 0; e < k && e < 64; e++) {
+      lua_createtable(L, 0, 5);
+      lua_pushinteger(L, (lua_Integer)i + 1);
+      lua_setfield(L, -2, "input");
+      lua_pushstring(L, lag[e].stream_key);
+      lua_setfield(L, -2, "stream");
+      lua_pushnumber(L, (lua_Number)lag[e].shard);
+      lua_setfield(L, -2, "shard");
+      if (lag[e].lag >= 0) {
+        lua_pushnumber(L, (lua_Number)lag[e].lag);
+        lua_setfield(L, -2, "lag");
+      }
+      if (lag[e].lag_bytes >= 0) {
+        lua_pushnumber(L, (lua_Number)lag[e].lag_bytes);
+        lua_setfield(L, -2, "lag_bytes");
+      }
+      lua_rawseti(L, -2, ++n);
+    }
+  }
+  lua_setfield(L, -2, "lag");
+  return 1;
+}
+
+/* NULL if the table at idx is a list and nothing else, else its first other key, described (a
+ * table with other keys, a decoded JSON object that was not encoded again, {a = 1}, would
+ * otherwise send nothing without a word). */
+const char *sea_run_not_list(lua_State *L, int idx) {
+  size_t n = sea_lua_rawlen(L, idx), entries = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    if (++entries > n || lua_type(L, -1) != LUA_TNUMBER) {
+      const char *key = lua_type(L, -1) == LUA_TSTRING
+                            ? lua_pushfstring(L, "the key '%s'", lua_tostring(L, -1))
+                            : lua_pushfstring(L, "a key of type %s", luaL_typename(L, -1));
+      lua_remove(L, -2);
+      return key;
+    }
+  }
+  return NULL;
+}
+
+/* What is wrong with a processor's result (at index idx), or NULL: nil, a string, a message still
+ * valid, or a list of strings and such messages. */
+const char *sea_run_result_complaint(run_t *r, int idx) {
+  lua_State *L = r->L;
+  int t = lua_type(L, idx);
+  if (t == LUA_TNIL || t == LUA_TSTRING)
+    return NULL;
+  if (t == LUA_TUSERDATA) {
+    sea_lua_view_t *v = sea_lua_to_view(L, idx);
+    if (v == NULL || sea_lua_view_msg(L, v) == NULL)
+      return "returned a userdata that is not a message (or a message no longer valid)";
+    return NULL;
+  }
+  if (t != LUA_TTABLE)
+    return lua_pushfstring(L, "returned a %s (expected nil, a string, a message or a list of them)",
+                           lua_typename(L, t));
+  const char *key = sea_run_not_list(L, idx);
+  if (key != NULL)
+    return lua_pushfstring(L,
+                           "returned a table that is not a list (it has %s): return nil, a "
+                           "string, a message or a list of them",
+                           key);
+  for (size_t i = 1, n = sea_lua_rawlen(L, idx); i <= n; i++) {
+    lua_rawgeti(L, idx, (int)i);
+    int et = lua_type(L, -1);
+    sea_lua_view_t *v = et == LUA_TUSERDATA ? sea_lua_to_view(L, -1) : NULL;
+    lua_pop(L, 1);
+    if (et != LUA_TSTRING && (v == NULL || sea_lua_view_msg(L, v) == NULL))
+      return lua_pushfstring(L,
+                             "returned a list whose item %d is a %s (expected a string or a "
+                             "message still valid)",
+                             (int)i, lua_typename(L, et));
+  }
+  return NULL;
+}
+
+/* Send what a processor call returned (at index idx of the stack). Returns NULL or a complaint. */
+const char *sea_run_send_result(run_t *r, int idx) {
+  lua_State *L = r->L;
+  int t = lua_type(L, idx);
+  if (t == LUA_TNIL)
+    return NULL;
+  if (t == LUA_TSTRING || t == LUA_TUSERDATA) {
+    int rc = sea_run_send_value(r, &r->out[0], idx, NULL);
+    if (rc == SEA_EINVAL && t == LUA_TUSERDATA)
+      return sea_run_result_complaint(r, idx);
+    return rc != 0 ? sea_strerror(rc) : NULL;
+  }
+  if (t != LUA_TTABLE)
+    return sea_run_result_complaint(r, idx);
+  if (sea_run_not_list(L, idx) != NULL)
+    return sea_run_result_complaint(r, idx);
+  for (size_t i = 1, n = sea_lua_rawlen(L, idx); i <= n; i++) {
+    lua_rawgeti(L, idx, (int)i);
+    int et = lua_type(L, -1);
+    int rc = et == LUA_TSTRING || et == LUA_TUSERDATA
+                 ? sea_run_send_value(r, &r->out[0], lua_gettop(L), NULL)
+                 : SEA_EINVAL;
+    lua_pop(L, 1);
+    if (rc == SEA_EINVAL && et != LUA_TSTRING)
+      return sea_run_result_complaint(r, idx); /* names the item */
+    if (rc != 0)
+      return sea_strerror(rc);
+  }
+  return NULL;
+}
+
+/* out:stop(): end the run as if every input had ended (a source or a script that is done). */
+int sea_run_out_stop(lua_State *L) {
+  run_t *r = sea_run_active;
+  if (r == NULL)
+    return 0;
+  r->stop_requested = true;
+  if (r->jit && r->driven && r->call_msgs) { /* the driver ends after this message */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
+    lua_pushboolean(L, 1);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 1);
+  }
+  return 0;
+}

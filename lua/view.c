@@ -1,0 +1,287 @@
+/* view.c: the read-only message views (seastreamer_lua.h says how they expire), msg:copy(),
+ * msg.headers, msg:totable(), and their metatables. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "module.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Message views
+ * ------------------------------------------------------------------------------------------- */
+
+/* Both view metatables hold this key (a light userdata): one raw lookup tells a view. */
+static const char view_tag;
+/* The registry's weak-keyed table of msg.headers per view. */
+static const char headers_key;
+
+static void *new_udata(lua_State *L, size_t size) {
+#if LUA_VERSION_NUM >= 504
+  return lua_newuserdatauv(L, size, 0);
+#else
+  return lua_newuserdata(L, size);
+#endif
+}
+
+static sea_lua_view_t *push_view_mt(lua_State *L, const sea_message_t *m, const uint64_t *epoch,
+                                    const char *mt) {
+  luaL_getmetatable(L, mt);
+  int at = lua_gettop(L);
+  sea_lua_view_t *v = sea_lua_push_view_mt(L, m, epoch, at);
+  lua_remove(L, at);
+  return v;
+}
+
+sea_lua_view_t *sea_lua_push_view_mt(lua_State *L, const sea_message_t *m, const uint64_t *epoch,
+                                     int mt) {
+  sea_lua_view_t *v = new_udata(L, sizeof *v);
+  v->msg = m;
+  v->owned = NULL;
+  v->epoch = epoch;
+  v->gen = epoch ? *epoch : 0;
+  v->pos = 0;
+  v->pos_ref = LUA_NOREF;
+  lua_pushvalue(L, mt);
+  lua_setmetatable(L, -2);
+  return v;
+}
+
+sea_lua_view_t *sea_lua_push_view(lua_State *L, const sea_message_t *m, const uint64_t *epoch) {
+  return push_view_mt(L, m, epoch, SEA_LUA_VIEW_MT);
+}
+
+void sea_lua_fill_views(lua_State *L, int t, const sea_message_t *msgs, size_t n,
+                        const uint64_t *epoch) {
+  t = t < 0 ? lua_gettop(L) + t + 1 : t;
+  luaL_getmetatable(L, SEA_LUA_VIEW_MT);
+  int mt = lua_gettop(L);
+  for (size_t k = 0; k < n; k++) {
+    sea_lua_push_view_mt(L, &msgs[k], epoch, mt);
+    lua_rawseti(L, t, (int)k + 1);
+  }
+  lua_pop(L, 1);
+}
+
+const char sea_lua_jview_key = 0;
+
+sea_lua_view_t *sea_lua_to_view(lua_State *L, int i) {
+#if LUA_VERSION_NUM < 503
+  if (lua_type(L, i) == SEA_LUA_TCDATA) {
+    i = i < 0 ? lua_gettop(L) + i + 1 : i;
+    lua_pushlightuserdata(L, (void *)&sea_lua_jview_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (lua_isfunction(L, -1)) {
+      lua_pushvalue(L, i);
+      lua_call(L, 1, 1);
+      lua_replace(L, i);
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+#endif
+  void *p = lua_touserdata(L, i);
+  if (p == NULL || lua_type(L, i) != LUA_TUSERDATA || !lua_getmetatable(L, i))
+    return NULL;
+  lua_pushlightuserdata(L, (void *)&view_tag);
+  lua_rawget(L, -2);
+  int is = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  return is ? p : NULL;
+}
+
+sea_lua_view_t *sea_lua_check_view(lua_State *L, int i) {
+  sea_lua_view_t *v = sea_lua_to_view(L, i);
+  if (v == NULL)
+    luaL_argerror(L, i, lua_pushfstring(L, "expected a message, got %s", luaL_typename(L, i)));
+  else if (sea_lua_view_msg(L, v) == NULL)
+    luaL_argerror(L, i, "message used after the call that received it returned (keep msg:copy())");
+  return v;
+}
+
+static int view_copy(lua_State *L) {
+  sea_lua_view_t *v = sea_lua_check_view(L, 1);
+  sea_message_t *m = sea_message_dup(v->msg);
+  if (m == NULL)
+    return luaL_error(L, "out of memory copying a message");
+  sea_lua_view_t *c = push_view_mt(L, m, NULL, SEA_LUA_COPY_MT);
+  c->owned = m;
+  return 1;
+}
+
+static int view_totable(lua_State *L);
+
+static void push_headers(lua_State *L, const sea_message_t *m) {
+  lua_createtable(L, 0, (int)m->header_count);
+  for (size_t i = 0; i < m->header_count; i++) {
+    const sea_kv_t *h = &m->headers[i];
+    lua_pushlstring(L, h->name, h->name_len);
+    if (h->value)
+      lua_pushlstring(L, (const char *)h->value, h->value_len);
+    else
+      lua_pushboolean(L, 0); /* a null value: present, but no bytes */
+    lua_rawset(L, -3);
+  }
+}
+
+/* Fields become Lua values only when read: a processor that looks at the payload alone never
+ * pays for the rest. */
+static int view_index(lua_State *L) {
+  /* Only ever called as the views' own __index (their metatables are hidden by __metatable). */
+  sea_lua_view_t *v = lua_touserdata(L, 1);
+  if (v == NULL)
+    return luaL_argerror(L, 1, "expected a message");
+  size_t len;
+  const char *k = luaL_checklstring(L, 2, &len);
+  if (strcmp(k, "copy") == 0) {
+    lua_pushcfunction(L, view_copy);
+    return 1;
+  }
+  if (strcmp(k, "totable") == 0) {
+    lua_pushcfunction(L, view_totable);
+    return 1;
+  }
+  const sea_message_t *m = sea_lua_view_msg(L, v);
+  if (m == NULL)
+    return luaL_error(L,
+                      "message used after the call that received it returned (field '%s'; keep "
+                      "msg:copy() to use it later)",
+                      k);
+  switch (k[0]) {
+  case 'p':
+    if (strcmp(k, "payload") == 0) {
+      lua_pushlstring(L, (const char *)m->payload.data, m->payload.len);
+      return 1;
+    }
+    break;
+  case 'k':
+    if (strcmp(k, "key") == 0) {
+      if (m->key)
+        lua_pushlstring(L, (const char *)m->key, m->key_len);
+      else
+        lua_pushnil(L);
+      return 1;
+    }
+    break;
+  case 's':
+    if (strcmp(k, "stream_key") == 0) {
+      lua_pushstring(L, m->meta.stream_key ? m->meta.stream_key : "");
+      return 1;
+    }
+    if (strcmp(k, "shard") == 0) {
+      sea_lua_push_u64(L, m->meta.shard_id);
+      return 1;
+    }
+    if (strcmp(k, "seq") == 0) {
+      sea_lua_push_seq(L, m->meta.seq);
+      return 1;
+    }
+    if (strcmp(k, "size") == 0) {
+      sea_lua_push_u64(L, m->payload.len);
+      return 1;
+    }
+    break;
+  case 't':
+    if (strcmp(k, "timestamp") == 0) {
+      sea_lua_push_u64(L, (uint64_t)m->meta.timestamp_us);
+      return 1;
+    }
+    break;
+  case 'h':
+    if (strcmp(k, "headers") == 0) { /* one table per message: msg.headers == msg.headers */
+      lua_pushlightuserdata(L, (void *)&headers_key);
+      lua_rawget(L, LUA_REGISTRYINDEX);
+      lua_pushvalue(L, 1);
+      lua_rawget(L, -2);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        push_headers(L, m);
+        lua_pushvalue(L, 1);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -4);
+      }
+      return 1;
+    }
+    break;
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+static int view_totable(lua_State *L) {
+  sea_lua_check_view(L, 1);
+  static const char *const fields[] = {"payload", "key",       "stream_key", "shard",
+                                       "seq",     "timestamp", "headers"};
+  lua_createtable(L, 0, 7);
+  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+    lua_pushcfunction(L, view_index);
+    lua_pushvalue(L, 1);
+    lua_pushstring(L, fields[i]);
+    lua_call(L, 2, 1);
+    lua_setfield(L, -2, fields[i]);
+  }
+  return 1;
+}
+
+static int view_newindex(lua_State *L) {
+  return luaL_error(L, "a message is read-only (field '%s')", luaL_optstring(L, 2, "?"));
+}
+
+static int view_tostring(lua_State *L) {
+  sea_lua_view_t *v = sea_lua_to_view(L, 1);
+  const sea_message_t *m = v ? sea_lua_view_msg(L, v) : NULL;
+  if (m == NULL)
+    lua_pushstring(L, "seastreamer.message (expired)");
+  else {
+    char seq[24];
+    snprintf(seq, sizeof seq, "%" PRIu64, m->meta.seq);
+    lua_pushfstring(L, "seastreamer.message (%s | %s, %d bytes)", m->meta.stream_key, seq,
+                    (int)m->payload.len);
+  }
+  return 1;
+}
+
+/* Copies only: plain views own nothing (and have no finalizer, which would cost every message). */
+static int view_gc(lua_State *L) {
+  sea_lua_view_t *v = sea_lua_to_view(L, 1);
+  if (v && v->owned) {
+    sea_message_free(v->owned);
+    v->owned = NULL;
+    v->msg = NULL;
+  }
+  return 0;
+}
+
+/* The views' metatables and the registry's table of headers (from luaopen_seastreamer). */
+void sea_lua_view_classes(lua_State *L) {
+  static const luaL_Reg view_mm[] = {{"__index", view_index},
+                                     {"__newindex", view_newindex},
+                                     {"__tostring", view_tostring},
+                                     {NULL, NULL}};
+  for (int copy = 0; copy < 2; copy++) {
+    luaL_newmetatable(L, copy ? SEA_LUA_COPY_MT : SEA_LUA_VIEW_MT);
+    sea_lua_setfuncs(L, view_mm);
+    if (copy) {
+      lua_pushcfunction(L, view_gc);
+      lua_setfield(L, -2, "__gc");
+    }
+    lua_pushliteral(L, SEA_LUA_VIEW_MT);
+    lua_setfield(L, -2, "__metatable");
+    lua_pushlightuserdata(L, (void *)&view_tag);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+  }
+  lua_pushlightuserdata(L, (void *)&headers_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_isnil(L, -1)) {
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushlightuserdata(L, (void *)&headers_key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
+  lua_pop(L, 1);
+}

@@ -17,22 +17,20 @@
 #include "file_cmd.h"
 #include "file_internal.h"
 
-const sea_host_t *sea_file_fh;
-
 /* ------------------------------------------------------------------------------------------------
  * Helpers
  * ---------------------------------------------------------------------------------------------- */
 
 void *file_realloc(void *p, size_t n) {
   if (n == 0) {
-    fh->free(p);
+    sea_host->free(p);
     return NULL;
   }
-  return fh->realloc(p, n);
+  return sea_host->realloc(p, n);
 }
 
 char *file_strdup(const char *s, size_t n) {
-  char *d = fh->alloc(n + 1);
+  char *d = sea_host->alloc(n + 1);
   if (d != NULL) {
     memcpy(d, s, n);
     d[n] = '\0';
@@ -78,15 +76,16 @@ const sea_option_spec_t file_option_table[] = {
 /* clang-format on */
 
 void file_parse_opts(const sea_options_t *o, file_opts_t *fo) {
-  fo->create = fh->option_enum(o, "create"); /* 0 auto, 1 new, 2 existing: the table's order */
-  fo->interval = fh->option_u64(o, "beacon_interval");
-  fo->size_limit = fh->option_u64(o, "size_limit");
-  fo->flush_ms = fh->option_u64(o, "flush_interval");
-  fo->eos = fh->option_bool(o, "eos");
-  fo->poll_ms = fh->option_u64(o, "poll_interval");
-  fo->poll_set = fh->option_get(o, "poll_interval") != NULL;
-  fo->skip_damage = fh->option_enum(o, "on_damage");
-  fo->max_frame = fh->option_u64(o, "max_frame");
+  fo->create =
+      sea_host->option_enum(o, "create"); /* 0 auto, 1 new, 2 existing: the table's order */
+  fo->interval = sea_host->option_u64(o, "beacon_interval");
+  fo->size_limit = sea_host->option_u64(o, "size_limit");
+  fo->flush_ms = sea_host->option_u64(o, "flush_interval");
+  fo->eos = sea_host->option_bool(o, "eos");
+  fo->poll_ms = sea_host->option_u64(o, "poll_interval");
+  fo->poll_set = sea_host->option_get(o, "poll_interval") != NULL;
+  fo->skip_damage = sea_host->option_enum(o, "on_damage");
+  fo->max_frame = sea_host->option_u64(o, "max_frame");
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -105,30 +104,30 @@ static int file_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *u
   rest = rest ? rest + 3 : uri->raw;
   n = strlen(rest);
   slash = strrchr(rest, '/');
-  fs = fh->calloc(1, sizeof *fs);
+  fs = sea_host->calloc(1, sizeof *fs);
   if (fs == NULL)
     return SEA_ENOMEM;
   if (n >= 3 && strcmp(rest + n - 3, ".ss") == 0) {
     /* The host took the file name for a stream key: the whole URI is the path, no keys, so a
      * producer is not anchored to it and a consumer reads every key. */
-    if ((rc = fh->uri_path_only(uri)) != 0) {
-      fh->free(fs);
+    if ((rc = sea_host->uri_path_only(uri)) != 0) {
+      sea_host->free(fs);
       return rc;
     }
     fs->keyless = 1;
   } else if (slash != NULL && slash > rest) {
     n = (size_t)(slash - rest);
   } else {
-    fh->free(fs);
-    fh->set_error(rt,
-                  "file: '%s' names no file: expected file://PATH/KEYS or file://PATH.ss "
-                  "(e.g. file://./data/feed.ss/orders)",
-                  uri->raw);
+    sea_host->free(fs);
+    sea_host->set_error(rt,
+                        "file: '%s' names no file: expected file://PATH/KEYS or file://PATH.ss "
+                        "(e.g. file://./data/feed.ss/orders)",
+                        uri->raw);
     return SEA_EURI;
   }
   fs->path = file_strdup(rest, n);
   if (fs->path == NULL) {
-    fh->free(fs);
+    sea_host->free(fs);
     return SEA_ENOMEM;
   }
   *impl = fs;
@@ -138,8 +137,8 @@ static int file_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *u
 static void file_disconnect(void *impl) {
   file_streamer_t *fs = impl;
   sea_file_list_abandon(&fs->lists);
-  fh->free(fs->path);
-  fh->free(fs);
+  sea_host->free(fs->path);
+  sea_host->free(fs);
 }
 /* ------------------------------------------------------------------------------------------------
  * Entry point
@@ -149,7 +148,7 @@ static const char *const file_schemes[] = {"file", NULL};
 
 static int file_list(void *impl, const sea_list_args_t *args, sea_op_t *op) {
   file_streamer_t *fs = impl;
-  return sea_file_list(fh, &fs->lists, fs->path, args, op);
+  return sea_file_list(sea_host, &fs->lists, fs->path, args, op);
 }
 
 static const sea_plugin_t file_plugin = {
@@ -186,9 +185,4 @@ static const sea_plugin_t file_plugin = {
     .producer_push = file_producer_push,
 };
 
-SEA_PLUGIN_ENTRY(file) {
-  if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR || host->abi_minor < 4)
-    return NULL; /* the option getters are 1.4's */
-  fh = host;
-  return &file_plugin;
-}
+SEA_PLUGIN_INIT(file, file_plugin)

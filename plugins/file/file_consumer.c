@@ -51,12 +51,12 @@ static void consumer_arm(file_consumer_t *fc, uint64_t ms) {
   if (fc->armed || fc->closed || fc->ended || !fc->started || fc->paused)
     return;
   fc->armed = 1;
-  fh->timer_start(fc->timer, ms, 0);
+  sea_host->timer_start(fc->timer, ms, 0);
 }
 
 static void consumer_disarm(file_consumer_t *fc) {
   fc->armed = 0;
-  fh->timer_stop(fc->timer);
+  sea_host->timer_stop(fc->timer);
 }
 
 static const char *consumer_key(file_consumer_t *fc, const uint8_t *key, uint8_t len) {
@@ -65,7 +65,7 @@ static const char *consumer_key(file_consumer_t *fc, const uint8_t *key, uint8_t
   for (i = 0; i < fc->cur->nkc; i++)
     if (fc->cur->kc[i].len == len && memcmp(fc->cur->kc[i].buf, key, len) == 0)
       return fc->cur->kc[i].key;
-  k = len ? fh->stream_key((const char *)key, len) : NULL;
+  k = len ? sea_host->stream_key((const char *)key, len) : NULL;
   if (k != NULL && fc->cur->nkc < FILE_KEY_CACHE) {
     memcpy(fc->cur->kc[fc->cur->nkc].buf, key, len);
     fc->cur->kc[fc->cur->nkc].len = len;
@@ -81,7 +81,7 @@ static file_stream_t *consumer_stream(file_consumer_t *fc, const char *key, uint
       return &fc->cur->streams[i];
   if (fc->cur->nstreams == fc->cur->capstreams) {
     size_t cap = fc->cur->capstreams ? fc->cur->capstreams * 2 : 8;
-    file_stream_t *q = fh->realloc(fc->cur->streams, cap * sizeof *q);
+    file_stream_t *q = sea_host->realloc(fc->cur->streams, cap * sizeof *q);
     if (q == NULL)
       return NULL;
     fc->cur->streams = q;
@@ -117,7 +117,7 @@ static void consumer_end(file_consumer_t *fc, int status, const char *msg) {
   fc->ended = 1;
   consumer_disarm(fc);
   consumer_unwatch(fc);
-  fh->consumer_end(fc->c, status, "%s", msg);
+  sea_host->consumer_end(fc->c, status, "%s", msg);
 }
 
 /* Position the cursor for seek/rewind: beacon P for every stream we read and know of, the
@@ -125,7 +125,7 @@ static void consumer_end(file_consumer_t *fc, int status, const char *msg) {
 static int consumer_position(file_consumer_t *fc, int kind, uint64_t target, char *err,
                              size_t errlen) {
   uint64_t P = UINT64_MAX, pos, B = ss_file_size(&fc->cur->f) / fc->cur->f.header.interval;
-  ss_beacon_t *b = fh->alloc(sizeof *b);
+  ss_beacon_t *b = sea_host->alloc(sizeof *b);
   ss_stream_ref_t *refs;
   size_t i, nrefs = 0;
   int rc;
@@ -137,13 +137,13 @@ static int consumer_position(file_consumer_t *fc, int kind, uint64_t target, cha
       for (i = 0; i < b->count; i++) {
         const char *key = consumer_key(fc, b->markers[i].key, b->markers[i].klen);
         if (key != NULL && consumer_stream(fc, key, b->markers[i].shard) == NULL) {
-          fh->free(b);
+          sea_host->free(b);
           return SEA_ENOMEM;
         }
       }
   }
-  fh->free(b);
-  refs = fh->calloc(fc->cur->nstreams + 1, sizeof *refs);
+  sea_host->free(b);
+  refs = sea_host->calloc(fc->cur->nstreams + 1, sizeof *refs);
   if (refs == NULL)
     return SEA_ENOMEM;
   for (i = 0; i < fc->cur->nstreams; i++) {
@@ -160,7 +160,7 @@ static int consumer_position(file_consumer_t *fc, int kind, uint64_t target, cha
   }
   if (nrefs > 0)
     ss_file_seek_streams(&fc->cur->f, refs, nrefs, kind == 1, target, &P);
-  fh->free(refs);
+  sea_host->free(refs);
   if (P == UINT64_MAX)
     P = 0;
   rc = ss_file_after_beacon(&fc->cur->f, P, &pos, err, errlen);
@@ -253,25 +253,25 @@ static void cursor_release(file_cursor_t *cur) {
   ss_file_close(&cur->f);
   if (cur->fd >= 0)
     close(cur->fd);
-  fh->free(cur->streams);
-  fh->free(cur->pos_path);
-  fh->free(cur);
+  sea_host->free(cur->streams);
+  sea_host->free(cur->pos_path);
+  sea_host->free(cur);
 }
 
 static void consumer_unwatch(file_consumer_t *fc) {
   if (fc->fswatch != NULL)
-    fh->fswatch_stop(fc->fswatch);
+    sea_host->fswatch_stop(fc->fswatch);
   fc->fswatch = NULL;
 }
 
 static void consumer_free(file_consumer_t *fc) {
-  fh->timer_close(fc->timer);
+  sea_host->timer_close(fc->timer);
   consumer_unwatch(fc);
   cursor_release(fc->cur);
-  fh->free(fc->keys);
-  fh->free(fc->assigned);
-  fh->free(fc->jobs);
-  fh->free(fc);
+  sea_host->free(fc->keys);
+  sea_host->free(fc->assigned);
+  sea_host->free(fc->jobs);
+  sea_host->free(fc);
 }
 
 int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *args, void **impl) {
@@ -283,11 +283,11 @@ int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *ar
   char err[256];
   int rc;
   file_parse_opts(args->backend_options, &fo);
-  fc = fh->calloc(1, sizeof *fc);
+  fc = sea_host->calloc(1, sizeof *fc);
   if (fc == NULL)
     return SEA_ENOMEM;
-  if ((fc->timer = fh->timer_init(args->rt, consumer_tick, fc)) == NULL) {
-    fh->free(fc);
+  if ((fc->timer = sea_host->timer_init(args->rt, consumer_tick, fc)) == NULL) {
+    sea_host->free(fc);
     return SEA_ENOMEM;
   }
   fc->c = c;
@@ -303,7 +303,7 @@ int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *ar
   if (fc->batch_size > FILE_BATCH_MAX)
     fc->batch_size = FILE_BATCH_MAX;
   if (!fs->keyless && args->key_count > 0) {
-    fc->keys = fh->calloc(args->key_count, sizeof *fc->keys);
+    fc->keys = sea_host->calloc(args->key_count, sizeof *fc->keys);
     if (fc->keys == NULL) {
       consumer_free(fc);
       return SEA_ENOMEM;
@@ -316,7 +316,7 @@ int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *ar
         fc->nkeys = 0;
   }
   if (stat(fs->path, &st) != 0) {
-    fh->set_error(args->rt, "file: cannot open %s: %s", fs->path, strerror(errno));
+    sea_host->set_error(args->rt, "file: cannot open %s: %s", fs->path, strerror(errno));
     rc = errno == ENOENT ? SEA_ECONNECT : SEA_EIO;
     consumer_free(fc);
     return rc;
@@ -327,11 +327,11 @@ int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *ar
     cur->refs++;
     fc->cur = cur;
     *impl = fc;
-    fh->log(SEA_LOG_INFO, FILE_NAME, "%s: joined group %s (member %zu of this process)", fs->path,
-            args->group, cur->refs);
+    sea_host->log(SEA_LOG_INFO, FILE_NAME, "%s: joined group %s (member %zu of this process)",
+                  fs->path, args->group, cur->refs);
     return 0;
   }
-  cur = fc->cur = fh->calloc(1, sizeof *cur);
+  cur = fc->cur = sea_host->calloc(1, sizeof *cur);
   if (cur == NULL) {
     consumer_free(fc);
     return SEA_ENOMEM;
@@ -339,14 +339,14 @@ int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *ar
   cur->refs = 1;
   cur->fd = open(fs->path, O_RDONLY | O_CLOEXEC);
   if (cur->fd < 0) {
-    fh->set_error(args->rt, "file: cannot open %s: %s", fs->path, strerror(errno));
+    sea_host->set_error(args->rt, "file: cannot open %s: %s", fs->path, strerror(errno));
     rc = errno == ENOENT ? SEA_ECONNECT : SEA_EIO;
     consumer_free(fc);
     return rc;
   }
   rc = ss_file_open(&cur->f, cur->fd, file_realloc, err, sizeof err);
   if (rc != SS_OK) {
-    fh->set_error(args->rt, "file: %s: %s", fs->path, rc == SS_NOMEM ? "out of memory" : err);
+    sea_host->set_error(args->rt, "file: %s: %s", fs->path, rc == SS_NOMEM ? "out of memory" : err);
     consumer_free(fc);
     return rc == SS_NOMEM ? SEA_ENOMEM : SEA_EFORMAT;
   }
@@ -356,7 +356,7 @@ int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *ar
   cur->ino = st.st_ino;
   if (fc->mode != SEA_MODE_REALTIME && fc->group != NULL) {
     size_t n = strlen(fs->path) + strlen(fc->group) + 8;
-    cur->pos_path = fh->alloc(n);
+    cur->pos_path = sea_host->alloc(n);
     if (cur->pos_path == NULL) {
       consumer_free(fc);
       return SEA_ENOMEM;
@@ -374,8 +374,8 @@ int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *ar
   } else {
     uint64_t committed = 0;
     if (fc->cur->pos_path != NULL && (rc = file_group_read_committed(fc, &committed)) != 0) {
-      fh->set_error(args->rt, "file: cannot read the committed position in %s: %s",
-                    fc->cur->pos_path, file_strerror(rc));
+      sea_host->set_error(args->rt, "file: cannot read the committed position in %s: %s",
+                          fc->cur->pos_path, file_strerror(rc));
       consumer_free(fc);
       return rc;
     }
@@ -389,20 +389,22 @@ int file_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *ar
     }
   }
   if (rc != 0) {
-    fh->set_error(args->rt, "file: %s: %s", fs->path, err[0] ? err : file_strerror(rc));
+    sea_host->set_error(args->rt, "file: %s: %s", fs->path, err[0] ? err : file_strerror(rc));
     consumer_free(fc);
     return rc;
   }
   if (args->mode == SEA_MODE_LOAD_BALANCED && args->group != NULL)
     file_group_share(cur, args->group);
   if (fc->group != NULL && cur->pos_path != NULL)
-    fh->log(SEA_LOG_INFO, FILE_NAME, "%s: opened for reading, group %s (%s), %s offset %llu",
-            fs->path, fc->group, fc->mode == SEA_MODE_LOAD_BALANCED ? "load-balanced" : "resumable",
-            cur->acked > 0 ? "resuming at its committed" : "starting at",
-            (unsigned long long)cur->f.r.pos);
+    sea_host->log(SEA_LOG_INFO, FILE_NAME, "%s: opened for reading, group %s (%s), %s offset %llu",
+                  fs->path, fc->group,
+                  fc->mode == SEA_MODE_LOAD_BALANCED ? "load-balanced" : "resumable",
+                  cur->acked > 0 ? "resuming at its committed" : "starting at",
+                  (unsigned long long)cur->f.r.pos);
   else
-    fh->log(SEA_LOG_INFO, FILE_NAME, "%s: opened for reading (realtime), starting at offset %llu",
-            fs->path, (unsigned long long)cur->f.r.pos);
+    sea_host->log(SEA_LOG_INFO, FILE_NAME,
+                  "%s: opened for reading (realtime), starting at offset %llu", fs->path,
+                  (unsigned long long)cur->f.r.pos);
   *impl = fc;
   return 0;
 }
@@ -426,10 +428,10 @@ static void consumer_follow(file_consumer_t *fc) {
   uint64_t ms = fc->poll_ms;
   if (fc->fswatch == NULL && !fc->fswatch_tried) {
     fc->fswatch_tried = 1;
-    fc->fswatch = fh->fswatch_start(fc->rt, fc->fs->path, consumer_on_change, fc);
+    fc->fswatch = sea_host->fswatch_start(fc->rt, fc->fs->path, consumer_on_change, fc);
     if (fc->fswatch == NULL)
-      fh->log(SEA_LOG_INFO, FILE_NAME, "%s: no file-change events; polling every %llu ms",
-              fc->fs->path, (unsigned long long)ms);
+      sea_host->log(SEA_LOG_INFO, FILE_NAME, "%s: no file-change events; polling every %llu ms",
+                    fc->fs->path, (unsigned long long)ms);
   }
   if (fc->fswatch != NULL && !fc->poll_set && ms < 1000)
     ms = 1000;
@@ -456,8 +458,8 @@ static int consumer_resync(file_consumer_t *fc) {
       cur->f.r.partial = 0;
       return rc;
     }
-    fh->log(SEA_LOG_WARN, FILE_NAME, "%s: %s; skipping to beacon %llu", fc->fs->path, err,
-            (unsigned long long)(cur->resync + 1));
+    sea_host->log(SEA_LOG_WARN, FILE_NAME, "%s: %s; skipping to beacon %llu", fc->fs->path, err,
+                  (unsigned long long)(cur->resync + 1));
     cur->resync++;
   }
 }
@@ -473,7 +475,7 @@ static void consumer_run(file_consumer_t *fc) {
   const char *end_fmt = NULL;
   char endmsg[320];
 
-  batch = fh->batch_new(fc->batch_size);
+  batch = sea_host->batch_new(fc->batch_size);
   if (batch == NULL) {
     consumer_end(fc, SEA_ENOMEM, "file: out of memory for a batch");
     return;
@@ -515,9 +517,9 @@ static void consumer_run(file_consumer_t *fc) {
     }
     if (blk == NULL || cap - used < m.len) {
       if (blk != NULL)
-        fh->block_unref(blk);
+        sea_host->block_unref(blk);
       cap = m.len > FILE_BLOCK_SIZE ? m.len : FILE_BLOCK_SIZE;
-      blk = fh->block_new(cap);
+      blk = sea_host->block_new(cap);
       used = 0;
       if (blk == NULL) {
         rc = SS_NOMEM;
@@ -526,10 +528,10 @@ static void consumer_run(file_consumer_t *fc) {
     }
     sm = &batch->msgs[batch->count++];
     memset(sm, 0, sizeof *sm);
-    memcpy(fh->block_data(blk) + used, m.payload, m.len);
-    sm->payload.data = fh->block_data(blk) + used;
+    memcpy(sea_host->block_data(blk) + used, m.payload, m.len);
+    sm->payload.data = sea_host->block_data(blk) + used;
     sm->payload.len = m.len;
-    sm->payload.block = fh->block_ref(blk);
+    sm->payload.block = sea_host->block_ref(blk);
     used += m.len;
     sm->meta.stream_key = key;
     sm->meta.shard_id = m.shard;
@@ -538,12 +540,12 @@ static void consumer_run(file_consumer_t *fc) {
     sm->backend_pos = m.end;
   }
   if (blk != NULL)
-    fh->block_unref(blk);
+    sea_host->block_unref(blk);
   if (rc == SS_ERR && fc->skip_damage) {
     /* Go on from the next beacon after the damage (spec 8.6). */
     fc->cur->resync = fc->cur->f.r.err_off / fc->cur->f.header.interval + 1;
-    fh->log(SEA_LOG_WARN, FILE_NAME, "%s: %s; skipping to beacon %llu", fc->fs->path,
-            fc->cur->f.r.err, (unsigned long long)fc->cur->resync);
+    sea_host->log(SEA_LOG_WARN, FILE_NAME, "%s: %s; skipping to beacon %llu", fc->fs->path,
+                  fc->cur->f.r.err, (unsigned long long)fc->cur->resync);
     rc = consumer_resync(fc);
     if (rc == SS_OK)
       rc = SS_RESUME;
@@ -558,8 +560,8 @@ static void consumer_run(file_consumer_t *fc) {
     end_fmt = endmsg;
   } else if (rc == SS_MORE && fc->stop_at_end && end_fmt == NULL) {
     if (fc->cur->f.r.partial)
-      fh->log(SEA_LOG_INFO, FILE_NAME, "%s: the last frame, at offset %llu, is incomplete",
-              fc->fs->path, (unsigned long long)fc->cur->f.r.pos);
+      sea_host->log(SEA_LOG_INFO, FILE_NAME, "%s: the last frame, at offset %llu, is incomplete",
+                    fc->fs->path, (unsigned long long)fc->cur->f.r.pos);
     snprintf(endmsg, sizeof endmsg, "file: %s: end of file", fc->fs->path);
     end_status = SEA_EOF;
     end_fmt = endmsg;
@@ -568,9 +570,9 @@ static void consumer_run(file_consumer_t *fc) {
   fc->waited = rc == SS_MORE;
   fc->busy++;
   if (batch->count > 0)
-    fh->deliver(fc->c, batch);
+    sea_host->deliver(fc->c, batch);
   else
-    fh->batch_release(batch);
+    sea_host->batch_release(batch);
   fc->busy--;
   if (fc->closed || fc->ended)
     return;
@@ -646,7 +648,7 @@ int file_consumer_seek(void *impl, int64_t ts_us, sea_op_t *op) {
   int rc = consumer_position(fc, 1, ts_us < 0 ? 0 : (uint64_t)(ts_us / 1000), err, sizeof err);
   if (rc != 0)
     return rc;
-  fh->op_done(op, 0, NULL);
+  sea_host->op_done(op, 0, NULL);
   consumer_disarm(fc);
   consumer_arm(fc, 0);
   return 0;
@@ -657,10 +659,10 @@ int file_consumer_rewind(void *impl, sea_pos_t pos, sea_op_t *op) {
   char err[256] = "";
   int rc = consumer_goto(fc, pos, err, sizeof err);
   if (rc != 0) {
-    fh->op_done(op, rc, "rewind: %s", err[0] ? err : file_strerror(rc));
+    sea_host->op_done(op, rc, "rewind: %s", err[0] ? err : file_strerror(rc));
     return 0;
   }
-  fh->op_done(op, 0, NULL);
+  sea_host->op_done(op, 0, NULL);
   consumer_disarm(fc);
   consumer_arm(fc, 0);
   return 0;
@@ -676,7 +678,7 @@ int file_consumer_assign(void *impl, const char *key, uint64_t shard) {
     if (i == fc->nkeys)
       return SEA_EKEY;
   }
-  q = fh->realloc(fc->assigned, (fc->nassigned + 1) * sizeof *q);
+  q = sea_host->realloc(fc->assigned, (fc->nassigned + 1) * sizeof *q);
   if (q == NULL)
     return SEA_ENOMEM;
   fc->assigned = q;

@@ -121,16 +121,16 @@ static void commit_after(void *data, int status) {
     if (j->err == 0 && status != 0)
       j->err = status;
     if (j->err != 0) {
-      fh->log(SEA_LOG_WARN, FILE_NAME, "%s", j->msg[0] ? j->msg : file_strerror(j->err));
-      fh->op_done(j->op, j->err, "%s", j->msg[0] ? j->msg : file_strerror(j->err));
+      sea_host->log(SEA_LOG_WARN, FILE_NAME, "%s", j->msg[0] ? j->msg : file_strerror(j->err));
+      sea_host->op_done(j->op, j->err, "%s", j->msg[0] ? j->msg : file_strerror(j->err));
     } else {
-      fh->log(SEA_LOG_INFO, FILE_NAME, "committed offset %llu to %s", (unsigned long long)j->pos,
-              j->path);
-      fh->op_done(j->op, 0, NULL);
+      sea_host->log(SEA_LOG_INFO, FILE_NAME, "committed offset %llu to %s",
+                    (unsigned long long)j->pos, j->path);
+      sea_host->op_done(j->op, 0, NULL);
     }
   }
-  fh->free(j->path);
-  fh->free(j);
+  sea_host->free(j->path);
+  sea_host->free(j);
 }
 
 int file_consumer_commit(void *impl, sea_op_t *op) {
@@ -139,28 +139,28 @@ int file_consumer_commit(void *impl, sea_op_t *op) {
   if (fc->mode == SEA_MODE_REALTIME)
     return SEA_ESTATE;
   if (fc->cur->pos_path == NULL || fc->cur->acked == 0) {
-    fh->op_done(op, 0, NULL);
+    sea_host->op_done(op, 0, NULL);
     return 0;
   }
   if (fc->njobs == fc->capjobs) {
     size_t cap = fc->capjobs ? fc->capjobs * 2 : 4;
-    file_commit_job_t **q = fh->realloc(fc->jobs, cap * sizeof *q);
+    file_commit_job_t **q = sea_host->realloc(fc->jobs, cap * sizeof *q);
     if (q == NULL)
       return SEA_ENOMEM;
     fc->jobs = q;
     fc->capjobs = cap;
   }
-  j = fh->calloc(1, sizeof *j);
+  j = sea_host->calloc(1, sizeof *j);
   if (j == NULL || (j->path = file_strdup(fc->cur->pos_path, strlen(fc->cur->pos_path))) == NULL) {
-    fh->free(j);
+    sea_host->free(j);
     return SEA_ENOMEM;
   }
   j->fc = fc;
   j->op = op;
   j->pos = fc->cur->acked;
-  if (fh->queue_work(fc->rt, commit_work, commit_after, j) != 0) {
-    fh->free(j->path);
-    fh->free(j);
+  if (sea_host->queue_work(fc->rt, commit_work, commit_after, j) != 0) {
+    sea_host->free(j->path);
+    sea_host->free(j);
     return SEA_EIO;
   }
   fc->jobs[fc->njobs++] = j;

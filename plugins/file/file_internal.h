@@ -11,8 +11,8 @@
  *   file_cmd.c       the decode, verify and repair commands (file_cmd.h)
  *   ss_codec.c       the .ss format itself (ss_codec.h)
  * The rooms talk only through the types and functions declared here (and the headers above);
- * everything else in a room is static. Every room calls the host through fh, set once by the
- * plugin entry (file.c). */
+ * everything else in a room is static. Every room calls the host through sea_host, set once by
+ * SEA_PLUGIN_INIT (file.c). */
 #ifndef SEA_FILE_INTERNAL_H
 #define SEA_FILE_INTERNAL_H
 
@@ -31,11 +31,9 @@
 #define FILE_BLOCK_SIZE (256u * 1024u)
 #define FILE_KEY_CACHE 32
 
-/* The host's functions (allocation, errors, logging, the loop); set by SEA_PLUGIN_ENTRY. The
- * symbol carries the plugin's prefix, since a static build links the plugin into programs that
- * may have an `fh` of their own; the rooms call it fh, as file.c always has. */
-extern const sea_host_t *sea_file_fh;
-#define fh sea_file_fh
+/* The host's functions (allocation, errors, logging, the loop): sea_host, set by SEA_PLUGIN_INIT
+ * (file.c). */
+SEA_PLUGIN_HOST_DECL;
 
 /* ---------------------------------------------------------------------------------------------
  * Helpers and options (file.c)

@@ -92,7 +92,7 @@ static file_seq_t *writer_seq(file_writer_t *wr, const char *key, uint64_t shard
       return &wr->seqs[i];
   if (wr->nseq == wr->capseq) {
     size_t cap = wr->capseq ? wr->capseq * 2 : 8;
-    file_seq_t *q = fh->realloc(wr->seqs, cap * sizeof *q);
+    file_seq_t *q = sea_host->realloc(wr->seqs, cap * sizeof *q);
     if (q == NULL)
       return NULL;
     wr->seqs = q;
@@ -110,15 +110,15 @@ static void writer_free(file_writer_t *wr) {
       *pp = wr->next;
       break;
     }
-  fh->timer_close(wr->timer);
+  sea_host->timer_close(wr->timer);
   if (wr->fd >= 0)
     close(wr->fd);
   ss_writer_free(&wr->w);
   ss_buf_free(&wr->out);
-  fh->free(wr->seqs);
-  fh->free(wr->pend);
-  fh->free(wr->path);
-  fh->free(wr);
+  sea_host->free(wr->seqs);
+  sea_host->free(wr->pend);
+  sea_host->free(wr->path);
+  sea_host->free(wr);
 }
 
 /* Write what is buffered. Returns 0 or an error (the writer is then failed). */
@@ -138,8 +138,8 @@ static int writer_write(file_writer_t *wr) {
       wr->failed = 1;
       /* Cut what was half written, so the file ends at the last whole frame we receipted. */
       if (ftruncate(wr->fd, (off_t)wr->flushed) != 0)
-        fh->log(SEA_LOG_ERROR, FILE_NAME, "cannot cut %s back to %llu bytes: %s", wr->path,
-                (unsigned long long)wr->flushed, strerror(errno));
+        sea_host->log(SEA_LOG_ERROR, FILE_NAME, "cannot cut %s back to %llu bytes: %s", wr->path,
+                      (unsigned long long)wr->flushed, strerror(errno));
       return SEA_EIO;
     }
     done += (size_t)k;
@@ -158,14 +158,14 @@ static void writer_arm(file_writer_t *wr, int now) {
     return;
   wr->armed = 1;
   wr->armed_now = now;
-  fh->timer_start(wr->timer, now ? 0 : wr->flush_ms, 0);
+  sea_host->timer_start(wr->timer, now ? 0 : wr->flush_ms, 0);
 }
 
 /* A failed write fails the writer's producers: the host fails their flushes. */
 static void writer_failed(file_writer_t *wr) {
   for (file_producer_t *fp = file_producers; fp; fp = fp->next)
     if (fp->wr == wr)
-      fh->producer_fail(fp->p, SEA_EIO, "%s", wr->errmsg);
+      sea_host->producer_fail(fp->p, SEA_EIO, "%s", wr->errmsg);
 }
 
 /* Write what is buffered, then give the receipts of everything written. Receipt callbacks may
@@ -191,13 +191,13 @@ static void writer_tick(sea_timer_t *t, void *data) {
       continue;
     /* A frame is confirmed once its bytes are in the file, even if a later write failed. */
     if (pend[i].end <= wr->flushed)
-      fh->receipt(pend[i].fp->p, pend[i].token, 0, &pend[i].meta);
+      sea_host->receipt(pend[i].fp->p, pend[i].token, 0, &pend[i].meta);
     else
-      fh->receipt(pend[i].fp->p, pend[i].token, SEA_EIO, NULL);
+      sea_host->receipt(pend[i].fp->p, pend[i].token, SEA_EIO, NULL);
   }
   wr->giving = NULL;
   wr->ngiving = 0;
-  fh->free(pend);
+  sea_host->free(pend);
   wr->busy--;
   if (wr->refs == 0 && wr->busy == 0)
     writer_free(wr);
@@ -213,8 +213,8 @@ static int writer_scan(file_writer_t *wr, sea_runtime_t *rt, uint64_t *resume) {
   rc = ss_file_open(&f, wr->fd, file_realloc, err, sizeof err);
   if (rc != SS_OK) {
     ss_file_close(&f);
-    fh->set_error(rt, "file: cannot append to %s: %s", wr->path,
-                  rc == SS_NOMEM ? "out of memory" : err);
+    sea_host->set_error(rt, "file: cannot append to %s: %s", wr->path,
+                        rc == SS_NOMEM ? "out of memory" : err);
     return rc == SS_NOMEM ? SEA_ENOMEM : SEA_EFORMAT;
   }
   while ((rc = ss_file_next(&f, &m)) == SS_OK) {
@@ -223,7 +223,7 @@ static int writer_scan(file_writer_t *wr, sea_runtime_t *rt, uint64_t *resume) {
     if (m.eos)
       continue; /* a trailing EOS is overwritten; one in the middle stays where it is */
     last_end = m.end;
-    if (m.klen == 0 || (key = fh->stream_key((const char *)m.key, m.klen)) == NULL)
+    if (m.klen == 0 || (key = sea_host->stream_key((const char *)m.key, m.klen)) == NULL)
       continue;
     if ((sq = writer_seq(wr, key, m.shard)) == NULL) {
       rc = SS_NOMEM;
@@ -233,10 +233,11 @@ static int writer_scan(file_writer_t *wr, sea_runtime_t *rt, uint64_t *resume) {
       sq->next = m.seq + 1;
   }
   if (rc == SS_ERR) {
-    fh->set_error(rt,
-                  "file: cannot append to %s: %s (the file is damaged; `seastreamer repair` keeps "
-                  "what is whole)",
-                  wr->path, f.r.err);
+    sea_host->set_error(
+        rt,
+        "file: cannot append to %s: %s (the file is damaged; `seastreamer repair` keeps "
+        "what is whole)",
+        wr->path, f.r.err);
     ss_file_close(&f);
     return SEA_EFORMAT;
   }
@@ -245,9 +246,9 @@ static int writer_scan(file_writer_t *wr, sea_runtime_t *rt, uint64_t *resume) {
     return SEA_ENOMEM;
   }
   if (f.r.partial || f.r.pos > last_end)
-    fh->log(SEA_LOG_WARN, FILE_NAME, "%s: cutting %llu bytes after the last whole frame at %llu",
-            wr->path, (unsigned long long)(ss_file_size(&f) - last_end),
-            (unsigned long long)last_end);
+    sea_host->log(SEA_LOG_WARN, FILE_NAME,
+                  "%s: cutting %llu bytes after the last whole frame at %llu", wr->path,
+                  (unsigned long long)(ss_file_size(&f) - last_end), (unsigned long long)last_end);
   wr->w.interval = f.header.interval;
   ss_file_close(&f);
   *resume = last_end;
@@ -271,13 +272,13 @@ static int writer_lock_open(sea_runtime_t *rt, const char *path, const file_opts
     int fd = open(path, flags, 0644), rc;
     if (fd < 0) {
       if (errno == EEXIST && fo->create == 1) {
-        fh->set_error(rt, "file: %s exists (create=new)", path);
+        sea_host->set_error(rt, "file: %s exists (create=new)", path);
         *err = SEA_EINVAL;
       } else if (errno == ENOENT && fo->create == 2) {
-        fh->set_error(rt, "file: %s does not exist (create=existing)", path);
+        sea_host->set_error(rt, "file: %s does not exist (create=existing)", path);
         *err = SEA_EINVAL;
       } else {
-        fh->set_error(rt, "file: cannot open %s: %s", path, strerror(errno));
+        sea_host->set_error(rt, "file: cannot open %s: %s", path, strerror(errno));
         *err = SEA_EIO;
       }
       return -1;
@@ -285,13 +286,14 @@ static int writer_lock_open(sea_runtime_t *rt, const char *path, const file_opts
     rc = ss_lock_writer(fd, who, sizeof who);
     if (rc != 0) {
       if (rc > 0) {
-        fh->set_error(rt,
-                      "file: cannot write %s: another writer holds it (%s); a .ss file takes one "
-                      "writer at a time",
-                      path, who[0] ? who : "its pid is not known");
+        sea_host->set_error(
+            rt,
+            "file: cannot write %s: another writer holds it (%s); a .ss file takes one "
+            "writer at a time",
+            path, who[0] ? who : "its pid is not known");
         *err = SEA_EBUSY;
       } else {
-        fh->set_error(rt, "file: cannot lock %s: %s", path, strerror(errno));
+        sea_host->set_error(rt, "file: cannot lock %s: %s", path, strerror(errno));
         *err = SEA_EIO;
       }
       close(fd);
@@ -302,7 +304,7 @@ static int writer_lock_open(sea_runtime_t *rt, const char *path, const file_opts
       return fd;
     close(fd);
   }
-  fh->set_error(rt, "file: %s keeps being replaced while it is opened", path);
+  sea_host->set_error(rt, "file: %s keeps being replaced while it is opened", path);
   *err = SEA_EIO;
   return -1;
 }
@@ -320,7 +322,7 @@ static file_writer_t *writer_open(sea_runtime_t *rt, const char *path, const fil
     for (wr = file_writers; wr; wr = wr->next)
       if (wr->dev == st.st_dev && wr->ino == st.st_ino && wr->rt == rt) {
         if (fo->create == 1) {
-          fh->set_error(rt, "file: %s exists (create=new)", path);
+          sea_host->set_error(rt, "file: %s exists (create=new)", path);
           *err = SEA_EINVAL;
           return NULL;
         }
@@ -329,12 +331,12 @@ static file_writer_t *writer_open(sea_runtime_t *rt, const char *path, const fil
       }
   if ((fd = writer_lock_open(rt, path, fo, err)) < 0)
     return NULL;
-  wr = fh->calloc(1, sizeof *wr);
+  wr = sea_host->calloc(1, sizeof *wr);
   if (wr == NULL || (wr->path = file_strdup(path, strlen(path))) == NULL ||
-      (wr->timer = fh->timer_init(rt, writer_tick, wr)) == NULL) {
+      (wr->timer = sea_host->timer_init(rt, writer_tick, wr)) == NULL) {
     if (wr != NULL)
-      fh->free(wr->path);
-    fh->free(wr);
+      sea_host->free(wr->path);
+    sea_host->free(wr);
     close(fd);
     *err = SEA_ENOMEM;
     return NULL;
@@ -347,7 +349,7 @@ static file_writer_t *writer_open(sea_runtime_t *rt, const char *path, const fil
   wr->out.realloc = file_realloc;
   ss_writer_init(&wr->w, (uint32_t)fo->interval, SS_HEADER_SIZE, file_realloc);
   if (fstat(fd, &st) != 0) {
-    fh->set_error(rt, "file: cannot stat %s: %s", path, strerror(errno));
+    sea_host->set_error(rt, "file: cannot stat %s: %s", path, strerror(errno));
     writer_free(wr);
     *err = SEA_EIO;
     return NULL;
@@ -360,8 +362,8 @@ static file_writer_t *writer_open(sea_runtime_t *rt, const char *path, const fil
       return NULL;
     }
     if (ftruncate(fd, (off_t)resume) != 0) {
-      fh->set_error(rt, "file: cannot cut %s to %llu bytes: %s", path, (unsigned long long)resume,
-                    strerror(errno));
+      sea_host->set_error(rt, "file: cannot cut %s to %llu bytes: %s", path,
+                          (unsigned long long)resume, strerror(errno));
       writer_free(wr);
       *err = SEA_EIO;
       return NULL;
@@ -370,7 +372,7 @@ static file_writer_t *writer_open(sea_runtime_t *rt, const char *path, const fil
     /* A new file: the header, named after the file as SeaStreamer does. */
     ss_header_t h;
     const char *base = strrchr(path, '/');
-    ss_header_init(&h, base ? base + 1 : path, (uint64_t)(fh->now_us() / 1000),
+    ss_header_init(&h, base ? base + 1 : path, (uint64_t)(sea_host->now_us() / 1000),
                    (uint32_t)fo->interval);
     if (ss_buf_reserve(&wr->out, SS_HEADER_SIZE) != SS_OK) {
       writer_free(wr);
@@ -384,8 +386,8 @@ static file_writer_t *writer_open(sea_runtime_t *rt, const char *path, const fil
   wr->flushed = resume;
   wr->w.pos = resume ? resume : SS_HEADER_SIZE;
   if (ss_writer_begin(&wr->w, &wr->out) != SS_OK || writer_write(wr) != 0) {
-    fh->set_error(rt, "file: cannot write %s: %s", path,
-                  wr->errmsg[0] ? wr->errmsg : "out of memory");
+    sea_host->set_error(rt, "file: cannot write %s: %s", path,
+                        wr->errmsg[0] ? wr->errmsg : "out of memory");
     writer_free(wr);
     *err = SEA_EIO;
     return NULL;
@@ -393,10 +395,11 @@ static file_writer_t *writer_open(sea_runtime_t *rt, const char *path, const fil
   wr->next = file_writers;
   file_writers = wr;
   if (resume == 0)
-    fh->log(SEA_LOG_INFO, FILE_NAME, "%s: created (writing; lock held)", path);
+    sea_host->log(SEA_LOG_INFO, FILE_NAME, "%s: created (writing; lock held)", path);
   else
-    fh->log(SEA_LOG_INFO, FILE_NAME, "%s: opened for writing (lock held), appending at offset %llu",
-            path, (unsigned long long)resume);
+    sea_host->log(SEA_LOG_INFO, FILE_NAME,
+                  "%s: opened for writing (lock held), appending at offset %llu", path,
+                  (unsigned long long)resume);
   return wr;
 }
 
@@ -410,12 +413,12 @@ int file_producer_open(void *simpl, sea_producer_t *p, const sea_open_args_t *ar
   file_producer_t *fp;
   int rc = 0;
   file_parse_opts(args->backend_options, &fo);
-  fp = fh->calloc(1, sizeof *fp);
+  fp = sea_host->calloc(1, sizeof *fp);
   if (fp == NULL)
     return SEA_ENOMEM;
   fp->wr = writer_open(args->rt, fs->path, &fo, &rc);
   if (fp->wr == NULL) {
-    fh->free(fp);
+    sea_host->free(fp);
     return rc;
   }
   fp->p = p;
@@ -445,26 +448,26 @@ int file_producer_send(void *impl, const sea_message_t *m, unsigned flags, void 
   int rc;
 
   if (wr->failed) {
-    fh->producer_fail(fp->p, SEA_EIO, "%s", wr->errmsg);
+    sea_host->producer_fail(fp->p, SEA_EIO, "%s", wr->errmsg);
     return SEA_EIO;
   }
   if (klen == SS_EOS_KEY_LEN && memcmp(key, SS_EOS_KEY, klen) == 0) {
-    fh->log(SEA_LOG_WARN, FILE_NAME, "the stream key %s is reserved", SS_EOS_KEY);
+    sea_host->log(SEA_LOG_WARN, FILE_NAME, "the stream key %s is reserved", SS_EOS_KEY);
     return SEA_EKEY;
   }
   if (m->payload.len > UINT32_MAX - SS_FRAME_OVERHEAD - SS_KEY_MAX)
     return SEA_ETOOBIG;
   if (wr->w.pos + frame_bound(wr, SS_FRAME_OVERHEAD + klen + m->payload.len) > wr->size_limit) {
-    fh->producer_fail(fp->p, SEA_ETOOBIG,
-                      "file: %s: size limit of %llu bytes reached at offset %llu; the message to "
-                      "'%s' was not written",
-                      wr->path, (unsigned long long)wr->size_limit, (unsigned long long)wr->w.pos,
-                      key);
+    sea_host->producer_fail(
+        fp->p, SEA_ETOOBIG,
+        "file: %s: size limit of %llu bytes reached at offset %llu; the message to "
+        "'%s' was not written",
+        wr->path, (unsigned long long)wr->size_limit, (unsigned long long)wr->w.pos, key);
     return SEA_ETOOBIG;
   }
   if (wr->npend == wr->cappend) {
     size_t cap = wr->cappend ? wr->cappend * 2 : 256;
-    file_pending_t *q = fh->realloc(wr->pend, cap * sizeof *q);
+    file_pending_t *q = sea_host->realloc(wr->pend, cap * sizeof *q);
     if (q == NULL)
       return SEA_ENOMEM;
     wr->pend = q;
@@ -473,7 +476,7 @@ int file_producer_send(void *impl, const sea_message_t *m, unsigned flags, void 
   if ((sq = writer_seq(wr, key, shard)) == NULL)
     return SEA_ENOMEM;
   seq = (flags & SEA_SEND_KEEP_META) ? m->meta.seq : sq->next;
-  ts = (uint64_t)((m->meta.timestamp_us != 0 ? m->meta.timestamp_us : fh->now_us()) / 1000);
+  ts = (uint64_t)((m->meta.timestamp_us != 0 ? m->meta.timestamp_us : sea_host->now_us()) / 1000);
   if (m->meta.timestamp_us < 0 || ts > SS_TS_MAX)
     return SEA_EINVAL;
   rc = ss_writer_frame(&wr->w, &wr->out, (const uint8_t *)key, klen, shard, seq, ts,
@@ -481,7 +484,7 @@ int file_producer_send(void *impl, const sea_message_t *m, unsigned flags, void 
   if (rc != SS_OK) {
     snprintf(wr->errmsg, sizeof wr->errmsg, "file: %s: out of memory while encoding", wr->path);
     wr->failed = 1; /* the session's beacon state may be half updated */
-    fh->producer_fail(fp->p, SEA_ENOMEM, "%s", wr->errmsg);
+    sea_host->producer_fail(fp->p, SEA_ENOMEM, "%s", wr->errmsg);
     return SEA_ENOMEM;
   }
   if (seq + 1 > sq->next)
@@ -512,10 +515,11 @@ void file_producer_push(void *impl, int end) {
   file_producer_t *fp = impl;
   file_writer_t *wr = fp->wr;
   if (end && fp->eos && !wr->failed) {
-    uint64_t ts = (uint64_t)(fh->now_us() / 1000);
+    uint64_t ts = (uint64_t)(sea_host->now_us() / 1000);
     if (ss_writer_frame(&wr->w, &wr->out, (const uint8_t *)SS_EOS_KEY, SS_EOS_KEY_LEN, 0, 0, ts,
                         (const uint8_t *)"EOS", 3) != SS_OK) {
-      fh->producer_fail(fp->p, SEA_ENOMEM, "file: %s: out of memory writing the end", wr->path);
+      sea_host->producer_fail(fp->p, SEA_ENOMEM, "file: %s: out of memory writing the end",
+                              wr->path);
       return;
     }
     if (writer_write(wr) != 0)
@@ -539,11 +543,11 @@ void file_producer_close(void *impl) {
       *pp = fp->next;
       break;
     }
-  fh->free(fp);
+  sea_host->free(fp);
   /* What was sent is written even though nobody waits for its receipt. */
   if (--wr->refs == 0) {
     if (writer_write(wr) != 0)
-      fh->log(SEA_LOG_ERROR, FILE_NAME, "%s", wr->errmsg);
+      sea_host->log(SEA_LOG_ERROR, FILE_NAME, "%s", wr->errmsg);
     if (wr->busy == 0)
       writer_free(wr);
   }

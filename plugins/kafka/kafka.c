@@ -4,25 +4,23 @@
 #include "kafka_internal.h"
 #include "kafka_list.h"
 
-const sea_host_t *sea_kafka_host;
-
 /* ---- the streamer ---- */
 
 static int kafka_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *uri,
                          const sea_options_t *opts, void **impl) {
   (void)s;
   if (uri->node_count == 0) {
-    H->set_error(rt, "kafka: URI '%s' names no broker (kafka://host:port/topic)", uri->raw);
+    sea_host->set_error(rt, "kafka: URI '%s' names no broker (kafka://host:port/topic)", uri->raw);
     return SEA_EURI;
   }
   size_t len = 1;
   for (size_t i = 0; i < uri->node_count; i++)
     len += strlen(uri->nodes[i]) + 1;
-  kstreamer_t *ks = H->calloc(1, sizeof *ks);
-  char *b = H->alloc(len);
+  kstreamer_t *ks = sea_host->calloc(1, sizeof *ks);
+  char *b = sea_host->alloc(len);
   if (ks == NULL || b == NULL) {
-    H->free(ks);
-    H->free(b);
+    sea_host->free(ks);
+    sea_host->free(b);
     return SEA_ENOMEM;
   }
   b[0] = '\0';
@@ -37,8 +35,8 @@ static int kafka_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *
   rd_kafka_conf_t *conf;
   int rc = kafka_make_conf(rt, b, opts, &conf);
   if (rc) {
-    H->free(b);
-    H->free(ks);
+    sea_host->free(b);
+    sea_host->free(ks);
     return rc;
   }
   ks->conf = conf;
@@ -50,8 +48,8 @@ static void kafka_disconnect(void *impl) {
   kstreamer_t *ks = impl;
   sea_kafka_list_abandon(&ks->lists);
   rd_kafka_conf_destroy(ks->conf);
-  H->free(ks->brokers);
-  H->free(ks);
+  sea_host->free(ks->brokers);
+  sea_host->free(ks);
 }
 
 /* `seastreamer list`: kafka_list.c, with a client of its own. */
@@ -60,7 +58,7 @@ static int kafka_list(void *impl, const sea_list_args_t *args, sea_op_t *op) {
   rd_kafka_conf_t *conf = rd_kafka_conf_dup(ks->conf);
   if (conf == NULL)
     return SEA_ENOMEM;
-  return sea_kafka_list(H, &ks->lists, ks->brokers, conf, args, op);
+  return sea_kafka_list(sea_host, &ks->lists, ks->brokers, conf, args, op);
 }
 
 /* ---- the descriptor ---- */
@@ -106,9 +104,4 @@ static const sea_plugin_t kafka_plugin = {
     .options = kafka_option_table,
 };
 
-SEA_PLUGIN_ENTRY(kafka) {
-  if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR || host->abi_minor < 4)
-    return NULL; /* the option getters are 1.4's */
-  sea_kafka_host = host;
-  return &kafka_plugin;
-}
+SEA_PLUGIN_INIT(kafka, kafka_plugin)

@@ -20,7 +20,7 @@ int kafka_pos_note(kposlist_t *l, const char *key, int32_t part, int64_t next) {
   }
   if (l->n == l->cap) {
     size_t cap = l->cap ? l->cap * 2 : 8;
-    kpos_t *v = H->realloc(l->v, cap * sizeof *v);
+    kpos_t *v = sea_host->realloc(l->v, cap * sizeof *v);
     if (v == NULL)
       return SEA_ENOMEM;
     l->v = v;
@@ -91,13 +91,13 @@ void kafka_commits_serve(kconsumer_t *kc) {
                kafka_parts_text(rd_kafka_event_topic_partition_list(ev), 1, list, sizeof list));
         }
         if (e == 0 || e == RD_KAFKA_RESP_ERR__NO_OFFSET)
-          H->op_done(k->op, 0, NULL);
+          sea_host->op_done(k->op, 0, NULL);
         else if (commit_coordinator_moving(e) && !kc->h.closed)
           /* Not done, nothing lost: the caller may commit again (the pipeline does, with a
            * bounded backoff, at its last commit; a later timer commit covers the others). */
-          H->op_done(k->op, SEA_EBUSY,
-                     "commit: %s (the group's coordinator is moving: commit again later)",
-                     rd_kafka_err2str(e));
+          sea_host->op_done(k->op, SEA_EBUSY,
+                            "commit: %s (the group's coordinator is moving: commit again later)",
+                            rd_kafka_err2str(e));
         else if (commit_overtaken(e)) {
           /* The group moved under the commit: this member was dropped from the generation (a
            * broker failover outlasting the session, a rebalance). (Seen on a three-broker
@@ -109,11 +109,11 @@ void kafka_commits_serve(kconsumer_t *kc) {
           LOGW("commit not done, the group moved under it (%s): whoever holds the partitions "
                "next delivers again from the last commit (duplicates, nothing lost)",
                rd_kafka_err2str(e));
-          H->op_done(k->op, SEA_ECANCELED, "commit: %s (the group moved under it)",
-                     rd_kafka_err2str(e));
+          sea_host->op_done(k->op, SEA_ECANCELED, "commit: %s (the group moved under it)",
+                            rd_kafka_err2str(e));
         } else
-          H->op_done(k->op, kafka_err_to_sea(e), "commit: %s", rd_kafka_err2str(e));
-        H->free(k);
+          sea_host->op_done(k->op, kafka_err_to_sea(e), "commit: %s", rd_kafka_err2str(e));
+        sea_host->free(k);
         break;
       }
     }
@@ -151,15 +151,15 @@ static void committed_work(void *data) {
  * are never delivered (librdkafka's seek drops them). */
 static void committed_apply(kconsumer_t *kc, committed_job_t *j) {
   if (j->err) {
-    H->op_done(j->op, kafka_err_to_sea(j->err), "rewind to the committed positions: %s",
-               rd_kafka_err2str(j->err));
+    sea_host->op_done(j->op, kafka_err_to_sea(j->err), "rewind to the committed positions: %s",
+                      rd_kafka_err2str(j->err));
     return;
   }
   kc->acked.n = 0;
   kc->acked.last = 0;
   if (kc->revokes != j->revokes) {
     /* A rebalance came meanwhile: the new assignment starts from the committed positions. */
-    H->op_done(j->op, 0, NULL);
+    sea_host->op_done(j->op, 0, NULL);
     return;
   }
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(j->parts->cnt);
@@ -175,10 +175,10 @@ static void committed_apply(kconsumer_t *kc, committed_job_t *j) {
     if (idx >= 0 && kc->at_eof && kc->at_eof[idx]) {
       /* At its end: with stop_at_end it is there again once it delivered d->next - 1. */
       if (kc->stop_at_end) {
-        const char *key = H->stream_key(tp->topic, strlen(tp->topic));
+        const char *key = sea_host->stream_key(tp->topic, strlen(tp->topic));
         if (key && kafka_pos_note(&kc->ends, key, tp->partition, d->next) != 0) {
           rd_kafka_topic_partition_list_destroy(l);
-          H->op_done(j->op, SEA_ENOMEM, "rewind to the committed positions: out of memory");
+          sea_host->op_done(j->op, SEA_ENOMEM, "rewind to the committed positions: out of memory");
           return;
         }
       }
@@ -191,15 +191,15 @@ static void committed_apply(kconsumer_t *kc, committed_job_t *j) {
   LOGD("rewound %d partition(s) to the committed positions", l->cnt);
   rd_kafka_topic_partition_list_destroy(l);
   if (e) {
-    H->op_done(j->op, SEA_EBACKEND, "rewind to the committed positions: %s",
-               rd_kafka_error_string(e));
+    sea_host->op_done(j->op, SEA_EBACKEND, "rewind to the committed positions: %s",
+                      rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
     return;
   }
   if (kc->ended && kc->stop_at_end) {
     kc->ended = 0; /* the host took its end back: it ends again at the drain, once at the end */
   }
-  H->op_done(j->op, 0, NULL);
+  sea_host->op_done(j->op, 0, NULL);
 }
 
 static void committed_after(void *data, int status) {
@@ -214,21 +214,21 @@ static void committed_after(void *data, int status) {
       kafka_schedule_again(&kc->h);
   }
   rd_kafka_topic_partition_list_destroy(j->parts);
-  H->free(j);
+  sea_host->free(j);
   kafka_handle_release(&kc->h);
 }
 
 int kafka_rewind_committed(kconsumer_t *kc, sea_op_t *op) {
   if (kc->mode == SEA_MODE_REALTIME) {
-    H->op_done(op, SEA_ESTATE, "rewind: a realtime consumer has no committed position");
+    sea_host->op_done(op, SEA_ESTATE, "rewind: a realtime consumer has no committed position");
     return 0;
   }
   if (kc->assigned == NULL || kc->assigned->cnt == 0) {
     kc->acked.n = 0;
-    H->op_done(op, 0, NULL); /* nothing assigned: nothing delivered to take back */
+    sea_host->op_done(op, 0, NULL); /* nothing assigned: nothing delivered to take back */
     return 0;
   }
-  committed_job_t *j = H->calloc(1, sizeof *j);
+  committed_job_t *j = sea_host->calloc(1, sizeof *j);
   if (j == NULL)
     return SEA_ENOMEM;
   j->kc = kc;
@@ -236,10 +236,10 @@ int kafka_rewind_committed(kconsumer_t *kc, sea_op_t *op) {
   j->revokes = kc->revokes;
   j->parts = rd_kafka_topic_partition_list_copy(kc->assigned);
   kc->h.pending_work++;
-  if (H->queue_work(kc->h.rt, committed_work, committed_after, j) != 0) {
+  if (sea_host->queue_work(kc->h.rt, committed_work, committed_after, j) != 0) {
     kc->h.pending_work--;
     rd_kafka_topic_partition_list_destroy(j->parts);
-    H->free(j);
+    sea_host->free(j);
     return SEA_EIO;
   }
   return 0;
@@ -251,8 +251,8 @@ static int ack_store(kconsumer_t *kc, const char *topic, uint64_t shard, uint64_
   if (kc->mode == SEA_MODE_REALTIME)
     return SEA_ESTATE;
   if (shard > INT32_MAX || seq >= INT64_MAX) {
-    H->consumer_error(kc->c, "%s partition %" PRIu64 " seq %" PRIu64 ": not a Kafka position",
-                      topic, shard, seq);
+    sea_host->consumer_error(
+        kc->c, "%s partition %" PRIu64 " seq %" PRIu64 ": not a Kafka position", topic, shard, seq);
     return SEA_EINVAL;
   }
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
@@ -264,7 +264,7 @@ static int ack_store(kconsumer_t *kc, const char *topic, uint64_t shard, uint64_
   rd_kafka_topic_partition_list_destroy(l);
   if (e == RD_KAFKA_RESP_ERR__STATE && kafka_assigned_index(kc, topic, (int32_t)shard) < 0) {
     /* In a group this is normal: a rebalance gave the partition to another member. */
-    H->consumer_error(
+    sea_host->consumer_error(
         kc->c, "%s partition %" PRIu64 " (seq %" PRIu64 ") is not assigned to this consumer%s",
         topic, shard, seq,
         kc->mode == SEA_MODE_LOAD_BALANCED
@@ -274,11 +274,11 @@ static int ack_store(kconsumer_t *kc, const char *topic, uint64_t shard, uint64_
   }
   if (e) {
     LOGE("ack of %s/%" PRIu64 " seq %" PRIu64 ": %s", topic, shard, seq, rd_kafka_err2str(e));
-    H->consumer_error(kc->c, "%s partition %" PRIu64 " seq %" PRIu64 ": %s", topic, shard, seq,
-                      rd_kafka_err2str(e));
+    sea_host->consumer_error(kc->c, "%s partition %" PRIu64 " seq %" PRIu64 ": %s", topic, shard,
+                             seq, rd_kafka_err2str(e));
     return kafka_err_to_sea(e);
   }
-  const char *key = H->stream_key(topic, strlen(topic));
+  const char *key = sea_host->stream_key(topic, strlen(topic));
   if (key)
     return kafka_pos_note(&kc->acked, key, (int32_t)shard, (int64_t)seq + 1);
   return 0;
@@ -298,19 +298,20 @@ int kafka_consumer_ack_pos(void *impl, const char *key, uint64_t shard, uint64_t
 int kafka_consumer_commit(void *impl, sea_op_t *op) {
   kconsumer_t *kc = impl;
   if (kc->mode == SEA_MODE_REALTIME) {
-    H->op_done(op, SEA_ESTATE,
-               "commit: a realtime consumer has no position to commit (use mode=resumable or "
-               "load-balanced with a group)");
+    sea_host->op_done(
+        op, SEA_ESTATE,
+        "commit: a realtime consumer has no position to commit (use mode=resumable or "
+        "load-balanced with a group)");
     return 0;
   }
-  kcommit_t *k = H->calloc(1, sizeof *k);
+  kcommit_t *k = sea_host->calloc(1, sizeof *k);
   if (k == NULL)
     return SEA_ENOMEM;
   if (kc->ncommits == kc->capcommits) {
     size_t cap = kc->capcommits ? kc->capcommits * 2 : 4;
-    kcommit_t **n = H->realloc(kc->commits, cap * sizeof *n);
+    kcommit_t **n = sea_host->realloc(kc->commits, cap * sizeof *n);
     if (n == NULL) {
-      H->free(k);
+      sea_host->free(k);
       return SEA_ENOMEM;
     }
     kc->commits = n;
@@ -321,13 +322,13 @@ int kafka_consumer_commit(void *impl, sea_op_t *op) {
   /* The result comes back as an event on commitq, whose io event wakes the loop. */
   rd_kafka_resp_err_t e = rd_kafka_commit_queue(kc->h.rk, NULL, kc->commitq, NULL, k);
   if (e == RD_KAFKA_RESP_ERR__NO_OFFSET) {
-    H->free(k);
-    H->op_done(op, 0, NULL);
+    sea_host->free(k);
+    sea_host->op_done(op, 0, NULL);
     return 0;
   }
   if (e) {
-    H->free(k);
-    H->op_done(op, kafka_err_to_sea(e), "commit: %s", rd_kafka_err2str(e));
+    sea_host->free(k);
+    sea_host->op_done(op, kafka_err_to_sea(e), "commit: %s", rd_kafka_err2str(e));
     return 0;
   }
   kc->commits[kc->ncommits++] = k;
@@ -349,7 +350,7 @@ int kafka_consumer_lag(void *impl, sea_lag_t *out, size_t cap) {
   for (int i = 0; i < n && (size_t)i < cap; i++) {
     const rd_kafka_topic_partition_t *tp = &l->elems[i];
     int64_t lo = -1, hi = -1;
-    out[i].stream_key = H->stream_key(tp->topic, strlen(tp->topic));
+    out[i].stream_key = sea_host->stream_key(tp->topic, strlen(tp->topic));
     out[i].shard = (uint64_t)tp->partition;
     out[i].lag_bytes = -1;
     out[i].lag = -1;

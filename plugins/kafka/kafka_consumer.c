@@ -39,7 +39,7 @@ static void consumer_fail(kconsumer_t *kc, int status, const char *fmt, ...) {
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   LOGD("%s", msg);
-  H->consumer_end(kc->c, status, "%s", msg);
+  sea_host->consumer_end(kc->c, status, "%s", msg);
 }
 
 static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
@@ -62,10 +62,10 @@ static void set_assigned(kconsumer_t *kc, const rd_kafka_topic_partition_list_t 
   if (kc->assigned)
     rd_kafka_topic_partition_list_destroy(kc->assigned);
   kc->assigned = parts ? rd_kafka_topic_partition_list_copy(parts) : NULL;
-  H->free(kc->at_eof);
+  sea_host->free(kc->at_eof);
   kc->at_eof = NULL;
   if (kc->assigned && kc->assigned->cnt)
-    kc->at_eof = H->calloc((size_t)kc->assigned->cnt, sizeof *kc->at_eof);
+    kc->at_eof = sea_host->calloc((size_t)kc->assigned->cnt, sizeof *kc->at_eof);
 }
 
 /* The offset a fresh assignment starts at, from the start option or the mode. */
@@ -167,8 +167,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     LOGI("group '%s' revoked %d partition(s)%s: %s", kc->group ? kc->group : "?", parts->cnt,
          rd_kafka_assignment_lost(rk) ? " (lost)" : "",
          kafka_parts_text(parts, 0, list, sizeof list));
-    if (H->consumer_revoked)
-      H->consumer_revoked(kc->c, coop && kept);
+    if (sea_host->consumer_revoked)
+      sea_host->consumer_revoked(kc->c, coop && kept);
   }
 }
 
@@ -198,7 +198,7 @@ static const char *topic_key(kconsumer_t *kc, rd_kafka_topic_t *rkt) {
   /* The name is checked too: a handle's address may be reused by another topic. */
   if (rkt != kc->last_rkt || kc->last_key == NULL || strcmp(name, kc->last_key) != 0) {
     kc->last_rkt = rkt;
-    kc->last_key = H->stream_key(name, strlen(name));
+    kc->last_key = sea_host->stream_key(name, strlen(name));
   }
   return kc->last_key;
 }
@@ -266,21 +266,21 @@ static int deliver_pending(kconsumer_t *kc, size_t n) {
     kc->pend_nh[2 * i + 1] = message_size(kc->pend[i], &kc->pend_nh[2 * i]);
     total += kc->pend_nh[2 * i + 1];
   }
-  sea_batch_t *batch = H->batch_new(n);
-  sea_block_t *b = H->block_new(total ? total : 1);
+  sea_batch_t *batch = sea_host->batch_new(n);
+  sea_block_t *b = sea_host->block_new(total ? total : 1);
   if (batch == NULL || b == NULL) {
     if (batch)
-      H->batch_release(batch);
-    H->block_unref(b);
+      sea_host->batch_release(batch);
+    sea_host->block_unref(b);
     for (size_t i = 0; i < n; i++)
       rd_kafka_message_destroy(kc->pend[i]);
     return SEA_ENOMEM;
   }
-  uint8_t *w = H->block_data(b);
+  uint8_t *w = sea_host->block_data(b);
   for (size_t i = 0; i < n; i++) {
     size_t nh = kc->pend_nh[2 * i], sz = kc->pend_nh[2 * i + 1];
     if (i > 0)
-      H->block_ref(b);
+      sea_host->block_ref(b);
     sea_message_t *m = &batch->msgs[batch->count++];
     fill_message(kc, kc->pend[i], nh, w, b, m);
     if (kc->mode != SEA_MODE_REALTIME && m->meta.stream_key)
@@ -289,7 +289,7 @@ static int deliver_pending(kconsumer_t *kc, size_t n) {
     w += sz;
     rd_kafka_message_destroy(kc->pend[i]);
   }
-  H->deliver(kc->c, batch); /* may re-enter: pause, commit, seek, close (deferred) */
+  sea_host->deliver(kc->c, batch); /* may re-enter: pause, commit, seek, close (deferred) */
   return 0;
 }
 
@@ -358,10 +358,10 @@ static void consumer_drain(khandle_t *h) {
     return;
   size_t cap = kc->batch ? kc->batch : KAFKA_DEFAULT_BATCH;
   if (kc->pend_cap < cap) {
-    rd_kafka_message_t **p = H->realloc(kc->pend, cap * sizeof *p);
+    rd_kafka_message_t **p = sea_host->realloc(kc->pend, cap * sizeof *p);
     if (p)
       kc->pend = p;
-    size_t *q = p ? H->realloc(kc->pend_nh, 2 * cap * sizeof *q) : NULL;
+    size_t *q = p ? sea_host->realloc(kc->pend_nh, 2 * cap * sizeof *q) : NULL;
     if (q)
       kc->pend_nh = q;
     if (p == NULL || q == NULL) {
@@ -449,7 +449,7 @@ static void consumer_drain(khandle_t *h) {
     }
     if (kc->stop_at_end && !kc->ended && all_at_eof(kc)) {
       kc->ended = 1;
-      H->consumer_end(kc->c, SEA_EOF, NULL);
+      sea_host->consumer_end(kc->c, SEA_EOF, NULL);
       return;
     }
     if (!more)
@@ -527,8 +527,8 @@ static void seek_work(void *data) {
 static void seek_apply(kconsumer_t *kc, seek_job_t *j) {
   if (j->err) {
     if (j->op)
-      H->op_done(j->op, kafka_err_to_sea(j->err), "seek: offsets for times: %s",
-                 rd_kafka_err2str(j->err));
+      sea_host->op_done(j->op, kafka_err_to_sea(j->err), "seek: offsets for times: %s",
+                        rd_kafka_err2str(j->err));
     else
       consumer_fail(kc, kafka_err_to_sea(j->err), "kafka: start=s@MS: offsets for times: %s",
                     rd_kafka_err2str(j->err));
@@ -548,12 +548,12 @@ static void seek_apply(kconsumer_t *kc, seek_job_t *j) {
   }
   rd_kafka_error_t *e = rd_kafka_seek_partitions(kc->h.rk, j->parts, 0);
   if (e) {
-    H->op_done(j->op, SEA_EBACKEND, "seek: %s", rd_kafka_error_string(e));
+    sea_host->op_done(j->op, SEA_EBACKEND, "seek: %s", rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
   } else {
     if (kc->at_eof && kc->assigned)
       memset(kc->at_eof, 0, (size_t)kc->assigned->cnt * sizeof *kc->at_eof);
-    H->op_done(j->op, 0, NULL);
+    sea_host->op_done(j->op, 0, NULL);
   }
 }
 
@@ -570,13 +570,13 @@ static void seek_after(void *data, int status) {
       kafka_schedule_again(&kc->h);
   }
   rd_kafka_topic_partition_list_destroy(j->parts);
-  H->free(j);
+  sea_host->free(j);
   kafka_handle_release(&kc->h);
 }
 
 static int seek_start(kconsumer_t *kc, const rd_kafka_topic_partition_list_t *parts, int64_t ts_us,
                       sea_op_t *op) {
-  seek_job_t *j = H->calloc(1, sizeof *j);
+  seek_job_t *j = sea_host->calloc(1, sizeof *j);
   if (j == NULL)
     return SEA_ENOMEM;
   j->kc = kc;
@@ -586,11 +586,11 @@ static int seek_start(kconsumer_t *kc, const rd_kafka_topic_partition_list_t *pa
     j->parts->elems[i].offset = ts_us / 1000;
   kc->h.pending_work++;
   kc->seeks++;
-  if (H->queue_work(kc->h.rt, seek_work, seek_after, j) != 0) {
+  if (sea_host->queue_work(kc->h.rt, seek_work, seek_after, j) != 0) {
     kc->h.pending_work--;
     kc->seeks--;
     rd_kafka_topic_partition_list_destroy(j->parts);
-    H->free(j);
+    sea_host->free(j);
     return SEA_EIO;
   }
   return 0;
@@ -648,7 +648,7 @@ static void consumer_meta_done(khandle_t *h, meta_job_t *j) {
 int kafka_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *a, void **impl) {
   kstreamer_t *ks = simpl;
   const sea_uri_t *uri = a->uri;
-  kconsumer_t *kc = H->calloc(1, sizeof *kc);
+  kconsumer_t *kc = sea_host->calloc(1, sizeof *kc);
   if (kc == NULL)
     return SEA_ENOMEM;
   kc->c = c;
@@ -664,23 +664,25 @@ int kafka_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *a
   kc->batch = a->batch_size;
   int rc = 0;
   /* auto_commit: at-most-once or false (the host refused it to producers, partition to us). */
-  const char *v = H->option_get(a->backend_options, "auto_commit");
+  const char *v = sea_host->option_get(a->backend_options, "auto_commit");
   int amo = v != NULL && strcmp(v, "at-most-once") == 0;
-  int b = v != NULL && !amo ? H->option_bool(a->backend_options, "auto_commit") : 0;
+  int b = v != NULL && !amo ? sea_host->option_bool(a->backend_options, "auto_commit") : 0;
   if (b == 1) {
     /* librdkafka's auto commit stores every delivered offset, processed or not: a crash loses
      * what was in flight. At most once exists only by name (docs/delivery.md). */
-    H->set_error(a->rt,
-                 "kafka: option auto_commit=%s commits what was delivered, processed or not (at "
-                 "most once): say auto_commit=at-most-once to ask for that, or leave it out "
-                 "(ack, then commit: at least once)",
-                 v);
+    sea_host->set_error(
+        a->rt,
+        "kafka: option auto_commit=%s commits what was delivered, processed or not (at "
+        "most once): say auto_commit=at-most-once to ask for that, or leave it out "
+        "(ack, then commit: at least once)",
+        v);
     rc = SEA_EOPTION;
   } else if (b < 0) {
-    H->set_error(a->rt, "kafka: option auto_commit=%s: expected at-most-once or false", v);
+    sea_host->set_error(a->rt, "kafka: option auto_commit=%s: expected at-most-once or false", v);
     rc = SEA_EOPTION;
   } else if (amo && a->mode == SEA_MODE_REALTIME) {
-    H->set_error(a->rt, "kafka: option auto_commit=at-most-once: a realtime consumer has no "
+    sea_host->set_error(a->rt,
+                        "kafka: option auto_commit=at-most-once: a realtime consumer has no "
                         "position to commit (use mode=resumable or load-balanced with a group)");
     rc = SEA_EOPTION;
   }
@@ -688,7 +690,7 @@ int kafka_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *a
   /* The subscription: the consumer's keys, else the URI's. */
   size_t nk = a->key_count ? a->key_count : uri->key_count;
   if (rc == 0 && nk) {
-    kc->topics = H->calloc(nk, sizeof *kc->topics);
+    kc->topics = sea_host->calloc(nk, sizeof *kc->topics);
     for (size_t i = 0; kc->topics && i < nk; i++) {
       kc->topics[i] = kafka_dup_str(a->key_count ? a->keys[i] : uri->keys[i]);
       if (kc->topics[i])
@@ -705,7 +707,7 @@ int kafka_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *a
   if (rc == 0 && group == NULL) {
     /* librdkafka wants a group id even for assign(); realtime never commits to it. */
     snprintf(gid, sizeof gid, "seastreamer-realtime-%ld-%" PRIx64, (long)getpid(),
-             (uint64_t)H->now_us());
+             (uint64_t)sea_host->now_us());
     group = gid;
   }
   if (rc == 0)
@@ -724,15 +726,15 @@ int kafka_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *a
   /* When its queue holds queued.min.messages (default 100000) librdkafka 2.0 stops fetching
    * and looks again only after a backoff of up to a second, so a reader that keeps up still
    * stalls every 100000 messages. Memory stays bounded by queued.max.messages.kbytes. */
-  if (rc == 0 && !H->option_get(a->backend_options, "queued.min.messages"))
+  if (rc == 0 && !sea_host->option_get(a->backend_options, "queued.min.messages"))
     rc = kafka_conf_set(a->rt, conf, "queued.min.messages", "1000000");
   if (rc) {
     if (conf)
       rd_kafka_conf_destroy(conf);
     for (size_t i = 0; i < kc->ntopics; i++)
-      H->free(kc->topics[i]);
-    H->free(kc->topics);
-    H->free(kc);
+      sea_host->free(kc->topics[i]);
+    sea_host->free(kc->topics);
+    sea_host->free(kc);
     return rc;
   }
   rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
@@ -742,10 +744,10 @@ int kafka_consumer_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *a
   if ((rc = kafka_handle_init(&kc->h, a, ks->brokers, conf, RD_KAFKA_CONSUMER))) {
     kafka_close_fds(&kc->h);
     for (size_t i = 0; i < kc->ntopics; i++)
-      H->free(kc->topics[i]);
-    H->free(kc->topics);
-    H->free(kc->h.brokers);
-    H->free(kc);
+      sea_host->free(kc->topics[i]);
+    sea_host->free(kc->topics);
+    sea_host->free(kc->h.brokers);
+    sea_host->free(kc);
     return rc;
   }
   rd_kafka_poll_set_consumer(kc->h.rk);
@@ -787,7 +789,8 @@ int kafka_consumer_resume(void *impl) {
 int kafka_consumer_seek(void *impl, int64_t ts_us, sea_op_t *op) {
   kconsumer_t *kc = impl;
   if (!kc->ready || kc->assigned == NULL || kc->assigned->cnt == 0) {
-    H->op_done(op, SEA_ESTATE, "seek: no partition is assigned yet (wait for the first batch)");
+    sea_host->op_done(op, SEA_ESTATE,
+                      "seek: no partition is assigned yet (wait for the first batch)");
     return 0;
   }
   return seek_start(kc, kc->assigned, ts_us, op);
@@ -798,7 +801,8 @@ int kafka_consumer_rewind(void *impl, sea_pos_t pos, sea_op_t *op) {
   if (pos.kind == SEA_POS_COMMITTED_)
     return kafka_rewind_committed(kc, op);
   if (!kc->ready || kc->assigned == NULL || kc->assigned->cnt == 0) {
-    H->op_done(op, SEA_ESTATE, "rewind: no partition is assigned yet (wait for the first batch)");
+    sea_host->op_done(op, SEA_ESTATE,
+                      "rewind: no partition is assigned yet (wait for the first batch)");
     return 0;
   }
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(kc->assigned);
@@ -809,13 +813,13 @@ int kafka_consumer_rewind(void *impl, sea_pos_t pos, sea_op_t *op) {
   rd_kafka_error_t *e = rd_kafka_seek_partitions(kc->h.rk, l, 0);
   rd_kafka_topic_partition_list_destroy(l);
   if (e) {
-    H->op_done(op, SEA_EBACKEND, "rewind: %s", rd_kafka_error_string(e));
+    sea_host->op_done(op, SEA_EBACKEND, "rewind: %s", rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
     return 0;
   }
   if (kc->at_eof)
     memset(kc->at_eof, 0, (size_t)kc->assigned->cnt * sizeof *kc->at_eof);
-  H->op_done(op, 0, NULL);
+  sea_host->op_done(op, 0, NULL);
   return 0;
 }
 
@@ -879,20 +883,20 @@ void kafka_consumer_close(void *impl) {
   /* A consumer whose offsets went into a transaction leaves committing to the transaction: a
    * commit here would move the group past what an aborted transaction produced. */
   kc->h.commit_on_close = kc->mode != SEA_MODE_REALTIME && kc->ready && !kc->in_txn;
-  H->free(kc->delivered.v);
-  H->free(kc->acked.v);
-  H->free(kc->ends.v);
+  sea_host->free(kc->delivered.v);
+  sea_host->free(kc->acked.v);
+  sea_host->free(kc->ends.v);
   memset(&kc->delivered, 0, sizeof kc->delivered);
   memset(&kc->ends, 0, sizeof kc->ends);
   memset(&kc->acked, 0, sizeof kc->acked);
   for (size_t i = 0; i < kc->ncommits; i++)
-    H->free(kc->commits[i]); /* the host cancels their ops */
-  H->free(kc->commits);
+    sea_host->free(kc->commits[i]); /* the host cancels their ops */
+  sea_host->free(kc->commits);
   kc->commits = NULL;
   kc->ncommits = 0;
   for (size_t i = 0; i < kc->ntopics; i++)
-    H->free(kc->topics[i]);
-  H->free(kc->topics);
+    sea_host->free(kc->topics[i]);
+  sea_host->free(kc->topics);
   kc->topics = NULL;
   kc->ntopics = 0;
   if (kc->assigned)
@@ -900,10 +904,10 @@ void kafka_consumer_close(void *impl) {
   if (kc->explicit_)
     rd_kafka_topic_partition_list_destroy(kc->explicit_);
   kc->assigned = kc->explicit_ = NULL;
-  H->free(kc->at_eof);
+  sea_host->free(kc->at_eof);
   kc->at_eof = NULL;
-  H->free(kc->pend);
-  H->free(kc->pend_nh);
+  sea_host->free(kc->pend);
+  sea_host->free(kc->pend_nh);
   kc->pend = NULL;
   kc->pend_nh = NULL;
   if (kc->cq)

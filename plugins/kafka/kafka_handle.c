@@ -30,9 +30,9 @@ int kafka_conf_set(sea_runtime_t *rt, rd_kafka_conf_t *conf, const char *k, cons
   if (r == RD_KAFKA_CONF_OK)
     return 0;
   if (r == RD_KAFKA_CONF_UNKNOWN)
-    H->option_unknown(rt, KAFKA_NAME, k, NULL); /* NULL: the keys of kafka_option_table */
+    sea_host->option_unknown(rt, KAFKA_NAME, k, NULL); /* NULL: the keys of kafka_option_table */
   else
-    H->set_error(rt, "kafka: option '%s=%s': %s", k, v, err);
+    sea_host->set_error(rt, "kafka: option '%s=%s': %s", k, v, err);
   return SEA_EOPTION;
 }
 
@@ -41,10 +41,10 @@ int kafka_make_conf(sea_runtime_t *rt, const char *brokers, const sea_options_t 
                     rd_kafka_conf_t **out) {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   int rc = kafka_conf_set(rt, conf, "bootstrap.servers", brokers);
-  size_t n = opts ? H->option_count(opts) : 0;
+  size_t n = opts ? sea_host->option_count(opts) : 0;
   for (size_t i = 0; rc == 0 && i < n; i++) {
     const char *k, *v;
-    if (H->option_at(opts, i, &k, &v) == 0 && !own_option(k))
+    if (sea_host->option_at(opts, i, &k, &v) == 0 && !own_option(k))
       rc = kafka_conf_set(rt, conf, k, v);
   }
   if (rc) {
@@ -57,7 +57,7 @@ int kafka_make_conf(sea_runtime_t *rt, const char *brokers, const sea_options_t 
 
 char *kafka_dup_str(const char *s) {
   size_t n = strlen(s) + 1;
-  char *d = H->alloc(n);
+  char *d = sea_host->alloc(n);
   if (d)
     memcpy(d, s, n);
   return d;
@@ -69,7 +69,7 @@ char *kafka_dup_str(const char *s) {
  * reports and the commit results must not wait until the relay pauses). */
 void kafka_schedule_again(khandle_t *h) {
   if (!h->closed)
-    H->timer_start(h->again, 0, 0);
+    sea_host->timer_start(h->again, 0, 0);
 }
 
 static void on_again(sea_timer_t *t, void *data) {
@@ -112,7 +112,7 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
    * failed, so these are warnings. */
   if (l == SEA_LOG_ERROR)
     l = SEA_LOG_WARN;
-  H->log(l, KAFKA_NAME, "%s: %s", fac, buf);
+  sea_host->log(l, KAFKA_NAME, "%s: %s", fac, buf);
 }
 
 /* librdkafka's statistics (statistics.interval.ms, which only a user sets): one line each on
@@ -121,7 +121,7 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
   (void)rk, (void)opaque;
   size_t n = len + 16;
-  char *line = H->alloc(n);
+  char *line = sea_host->alloc(n);
   if (line == NULL)
     return 0;
   memcpy(line, "{\"librdkafka\":", 14);
@@ -130,7 +130,7 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
   line[15 + len] = '\n';
   fwrite(line, 1, len + 16, stderr);
   fflush(stderr);
-  H->free(line);
+  sea_host->free(line);
   return 0; /* librdkafka frees json */
 }
 
@@ -149,7 +149,7 @@ int kafka_handle_init(khandle_t *h, const sea_open_args_t *a, const char *broker
   }
   if (pipe2(h->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
     rd_kafka_conf_destroy(conf);
-    H->set_error(a->rt, "kafka: pipe: %s", strerror(errno));
+    sea_host->set_error(a->rt, "kafka: pipe: %s", strerror(errno));
     return SEA_EIO;
   }
   rd_kafka_conf_set_opaque(conf, h);
@@ -158,16 +158,16 @@ int kafka_handle_init(khandle_t *h, const sea_open_args_t *a, const char *broker
   h->rk = rd_kafka_new(type, conf, err, sizeof err);
   if (h->rk == NULL) {
     rd_kafka_conf_destroy(conf);
-    H->set_error(a->rt, "kafka: cannot create the %s: %s",
-                 type == RD_KAFKA_PRODUCER ? "producer" : "consumer", err);
+    sea_host->set_error(a->rt, "kafka: cannot create the %s: %s",
+                        type == RD_KAFKA_PRODUCER ? "producer" : "consumer", err);
     return SEA_EOPTION;
   }
   return 0;
 }
 
 int kafka_handle_watch(khandle_t *h) {
-  h->watch = H->watch_start(h->rt, h->pipefd[0], SEA_WATCH_READABLE, on_pipe, h);
-  h->again = H->timer_init(h->rt, on_again, h);
+  h->watch = sea_host->watch_start(h->rt, h->pipefd[0], SEA_WATCH_READABLE, on_pipe, h);
+  h->again = sea_host->timer_init(h->rt, on_again, h);
   return h->watch && h->again ? 0 : SEA_ENOMEM;
 }
 
@@ -203,8 +203,8 @@ static void destroy_after(void *data, int status) {
   khandle_t *h = data;
   if (h->rk) /* the work was canceled */
     destroy_work(h);
-  H->free(h->brokers);
-  H->free(h);
+  sea_host->free(h->brokers);
+  sea_host->free(h);
 }
 
 /* The handle is closed and no job holds it: tear down off the loop thread. */
@@ -212,7 +212,7 @@ void kafka_handle_release(khandle_t *h) {
   if (!h->closed || h->pending_work > 0)
     return;
   h->pending_work = -1; /* released */
-  if (H->queue_work(h->rt, destroy_work, destroy_after, h) != 0) {
+  if (sea_host->queue_work(h->rt, destroy_work, destroy_after, h) != 0) {
     destroy_work(h);
     destroy_after(h, 0);
   }
@@ -221,9 +221,9 @@ void kafka_handle_release(khandle_t *h) {
 void kafka_handle_close(khandle_t *h) {
   __atomic_store_n(&h->closed, 1, __ATOMIC_RELAXED); /* meta_work reads it on the pool */
   if (h->watch)
-    H->watch_stop(h->watch);
+    sea_host->watch_stop(h->watch);
   h->watch = NULL;
-  H->timer_close(h->again);
+  sea_host->timer_close(h->again);
   h->again = NULL;
   kafka_handle_release(h);
 }
@@ -324,9 +324,9 @@ static void meta_job_free(meta_job_t *j) {
   if (j->hi)
     rd_kafka_topic_partition_list_destroy(j->hi);
   for (size_t i = 0; i < j->topic_count; i++)
-    H->free(j->topics[i]);
-  H->free(j->topics);
-  H->free(j);
+    sea_host->free(j->topics[i]);
+  sea_host->free(j->topics);
+  sea_host->free(j);
 }
 
 static void meta_after(void *data, int status) {
@@ -350,7 +350,7 @@ static void meta_after(void *data, int status) {
  * 2 = producer with auto-creation off. */
 int kafka_meta_start(khandle_t *h, const char *const *topics, size_t n, int create, int watermarks,
                      void (*done)(khandle_t *, meta_job_t *)) {
-  meta_job_t *j = H->calloc(1, sizeof *j);
+  meta_job_t *j = sea_host->calloc(1, sizeof *j);
   if (j == NULL)
     return SEA_ENOMEM;
   j->h = h;
@@ -359,9 +359,9 @@ int kafka_meta_start(khandle_t *h, const char *const *topics, size_t n, int crea
   j->create = create != 0;
   j->settle = create == 1;
   if (n) {
-    j->topics = H->calloc(n, sizeof *j->topics);
+    j->topics = sea_host->calloc(n, sizeof *j->topics);
     if (j->topics == NULL) {
-      H->free(j);
+      sea_host->free(j);
       return SEA_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
@@ -373,7 +373,7 @@ int kafka_meta_start(khandle_t *h, const char *const *topics, size_t n, int crea
     }
   }
   h->pending_work++;
-  if (H->queue_work(h->rt, meta_work, meta_after, j) != 0) {
+  if (sea_host->queue_work(h->rt, meta_work, meta_after, j) != 0) {
     h->pending_work--;
     meta_job_free(j);
     return SEA_EIO;

@@ -15,8 +15,8 @@
  * functions take either; the handle calls back into its owner through khandle_t.drain (the
  * queue had events) and meta_job_t.done (the first metadata request ended). Everything runs on
  * the loop thread except the *_work functions of queued jobs. Functions shared between rooms
- * are declared here with the kafka_ prefix; the rest stay static in their room. H is the host's
- * table of functions, set once by the plugin's entry point (kafka.c). */
+ * are declared here with the kafka_ prefix; the rest stay static in their room. sea_host is the
+ * host's table of functions, set once by SEA_PLUGIN_INIT (kafka.c). */
 #ifndef SEA_KAFKA_INTERNAL_H
 #define SEA_KAFKA_INTERNAL_H
 
@@ -46,14 +46,13 @@
  * and the commit timer wait meanwhile. */
 #define KAFKA_DRAIN_SLICE_US 10000
 
-/* The host, set by the entry point (kafka.c); H is its short name in every room. */
-extern const sea_host_t *sea_kafka_host;
-#define H sea_kafka_host
+/* The host: sea_host, set by SEA_PLUGIN_INIT (kafka.c). */
+SEA_PLUGIN_HOST_DECL;
 
-#define LOGE(...) H->log(SEA_LOG_ERROR, KAFKA_NAME, __VA_ARGS__)
-#define LOGW(...) H->log(SEA_LOG_WARN, KAFKA_NAME, __VA_ARGS__)
-#define LOGI(...) H->log(SEA_LOG_INFO, KAFKA_NAME, __VA_ARGS__)
-#define LOGD(...) H->log(SEA_LOG_DEBUG, KAFKA_NAME, __VA_ARGS__)
+#define LOGE(...) sea_host->log(SEA_LOG_ERROR, KAFKA_NAME, __VA_ARGS__)
+#define LOGW(...) sea_host->log(SEA_LOG_WARN, KAFKA_NAME, __VA_ARGS__)
+#define LOGI(...) sea_host->log(SEA_LOG_INFO, KAFKA_NAME, __VA_ARGS__)
+#define LOGD(...) sea_host->log(SEA_LOG_DEBUG, KAFKA_NAME, __VA_ARGS__)
 
 /* ---- the streamer ---- */
 

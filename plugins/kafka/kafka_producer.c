@@ -14,7 +14,7 @@ void kafka_producer_fail_purge(kproducer_t *kp, int status, const char *msg) {
   kp->failed = 1;
   kp->fail_status = status;
   snprintf(kp->fail_msg, sizeof kp->fail_msg, "%s", msg);
-  H->producer_fail(kp->p, status, "%s", msg);
+  sea_host->producer_fail(kp->p, status, "%s", msg);
   /* Outstanding sends get their (failed) receipts now rather than at message.timeout.ms. */
   rd_kafka_purge(kp->h.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 }
@@ -35,13 +35,13 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         meta.stream_key = kp->topics[i].key;
     if (meta.stream_key == NULL) {
       const char *name = rd_kafka_topic_name(m->rkt);
-      meta.stream_key = H->stream_key(name, strlen(name));
+      meta.stream_key = sea_host->stream_key(name, strlen(name));
     }
     meta.shard_id = (uint64_t)m->partition;
     meta.seq = (uint64_t)m->offset;
     rd_kafka_timestamp_type_t tt;
     int64_t ts = rd_kafka_message_timestamp(m, &tt);
-    meta.timestamp_us = ts >= 0 ? ts * 1000 : H->now_us();
+    meta.timestamp_us = ts >= 0 ? ts * 1000 : sea_host->now_us();
   } else if (!kp->failed && status != SEA_ECANCELED) {
     /* A send the broker refused fails the producer: later sends would meet the same fate, and
      * the message says what and where. */
@@ -52,9 +52,9 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     kp->failed = 1;
     kp->fail_status = status;
     snprintf(kp->fail_msg, sizeof kp->fail_msg, "%s", msg);
-    H->producer_fail(kp->p, status, "%s", msg);
+    sea_host->producer_fail(kp->p, status, "%s", msg);
   }
-  H->receipt(kp->p, m->_private, status, status == 0 ? &meta : NULL);
+  sea_host->receipt(kp->p, m->_private, status, status == 0 ? &meta : NULL);
 }
 
 static void producer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
@@ -96,8 +96,8 @@ static void producer_complete_ops(kproducer_t *kp) {
   size_t w = 0;
   for (size_t i = 0; i < kp->nops; i++) {
     if (kp->receipted >= kp->ops[i].target)
-      H->op_done(kp->ops[i].op, kp->fail_status, kp->fail_status ? "flush: %s" : NULL,
-                 kp->fail_msg);
+      sea_host->op_done(kp->ops[i].op, kp->fail_status, kp->fail_status ? "flush: %s" : NULL,
+                        kp->fail_msg);
     else
       kp->ops[w++] = kp->ops[i];
   }
@@ -121,7 +121,7 @@ static void producer_drain(khandle_t *h) {
   producer_complete_ops(kp);
   if (kp->want_ready && served > 0) {
     kp->want_ready = 0;
-    H->producer_ready(kp->p);
+    sea_host->producer_ready(kp->p);
   }
   /* Still waiting for room: nothing to do until delivery reports come back. They will (a full
    * queue holds messages, and each gets its report), and the first one into the empty queue
@@ -156,31 +156,32 @@ static void producer_meta_done(khandle_t *h, meta_job_t *j) {
 
 int kafka_producer_open(void *simpl, sea_producer_t *p, const sea_open_args_t *a, void **impl) {
   kstreamer_t *ks = simpl;
-  kproducer_t *kp = H->calloc(1, sizeof *kp);
+  kproducer_t *kp = sea_host->calloc(1, sizeof *kp);
   if (kp == NULL)
     return SEA_ENOMEM;
   kp->p = p;
   kp->partition = RD_KAFKA_PARTITION_UA;
-  if (H->option_get(a->backend_options, "partition")) /* the host checked it is 0..INT32_MAX */
-    kp->partition = (int32_t)H->option_u64(a->backend_options, "partition");
-  const char *ac = H->option_get(a->backend_options, "allow.auto.create.topics");
+  if (sea_host->option_get(a->backend_options,
+                           "partition")) /* the host checked it is 0..INT32_MAX */
+    kp->partition = (int32_t)sea_host->option_u64(a->backend_options, "partition");
+  const char *ac = sea_host->option_get(a->backend_options, "allow.auto.create.topics");
   kp->no_autocreate = ac && strcmp(ac, "false") == 0;
-  kp->txn = H->option_get(a->backend_options, "transactional.id") != NULL;
+  kp->txn = sea_host->option_get(a->backend_options, "transactional.id") != NULL;
   rd_kafka_conf_t *conf;
   int rc = kafka_make_conf(a->rt, ks->brokers, a->backend_options, &conf);
   if (rc) {
-    H->free(kp);
+    sea_host->free(kp);
     return rc;
   }
   /* Unreachable brokers: undelivered messages fail after the timeout instead of 5 minutes,
    * unless the user set message.timeout.ms. */
-  if (a->timeout_ms && !H->option_get(a->backend_options, "message.timeout.ms") &&
-      !H->option_get(a->backend_options, "delivery.timeout.ms")) {
+  if (a->timeout_ms && !sea_host->option_get(a->backend_options, "message.timeout.ms") &&
+      !sea_host->option_get(a->backend_options, "delivery.timeout.ms")) {
     char t[32];
     snprintf(t, sizeof t, "%" PRIu64, a->timeout_ms);
     if ((rc = kafka_conf_set(a->rt, conf, "message.timeout.ms", t))) {
       rd_kafka_conf_destroy(conf);
-      H->free(kp);
+      sea_host->free(kp);
       return rc;
     }
   }
@@ -193,10 +194,10 @@ int kafka_producer_open(void *simpl, sea_producer_t *p, const sea_open_args_t *a
                                            "max.in.flight.requests.per.connection"};
   int idem_user = 0;
   for (size_t i = 0; i < sizeof idem_props / sizeof idem_props[0]; i++)
-    idem_user |= H->option_get(a->backend_options, idem_props[i]) != NULL;
+    idem_user |= sea_host->option_get(a->backend_options, idem_props[i]) != NULL;
   if (!idem_user && (rc = kafka_conf_set(a->rt, conf, "enable.idempotence", "true"))) {
     rd_kafka_conf_destroy(conf);
-    H->free(kp);
+    sea_host->free(kp);
     return rc;
   }
   rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
@@ -204,8 +205,8 @@ int kafka_producer_open(void *simpl, sea_producer_t *p, const sea_open_args_t *a
   kp->h.drain = producer_drain;
   if ((rc = kafka_handle_init(&kp->h, a, ks->brokers, conf, RD_KAFKA_PRODUCER))) {
     kafka_close_fds(&kp->h);
-    H->free(kp->h.brokers);
-    H->free(kp);
+    sea_host->free(kp->h.brokers);
+    sea_host->free(kp);
     return rc;
   }
   rd_kafka_queue_t *mq = rd_kafka_queue_get_main(kp->h.rk);
@@ -234,7 +235,7 @@ static rd_kafka_topic_t *producer_topic(kproducer_t *kp, const char *key) {
       return kp->topics[i].rkt;
   if (kp->ntopics == kp->captopics) {
     size_t cap = kp->captopics ? kp->captopics * 2 : 8;
-    ktopic_t *t = H->realloc(kp->topics, cap * sizeof *t);
+    ktopic_t *t = sea_host->realloc(kp->topics, cap * sizeof *t);
     if (t == NULL)
       return NULL;
     kp->topics = t;
@@ -254,9 +255,9 @@ int kafka_producer_send(void *impl, const sea_message_t *m, unsigned flags, void
     return SEA_ESTATE;
   if (kp->txn && kp->txn_state != TXN_OPEN) {
     if (kp->txn_state == TXN_IDLE || kp->txn_state == TXN_ENDING) {
-      H->producer_error(kp->p, "no transaction is open (%s; call sea_producer_txn_begin first)",
-                        kp->txn_state == TXN_IDLE ? "the last one ended"
-                                                  : "the open one is ending");
+      sea_host->producer_error(
+          kp->p, "no transaction is open (%s; call sea_producer_txn_begin first)",
+          kp->txn_state == TXN_IDLE ? "the last one ended" : "the open one is ending");
       return SEA_ESTATE;
     }
     /* No transaction is open (initializing or committing): wait for producer_ready. */
@@ -302,18 +303,18 @@ int kafka_producer_send(void *impl, const sea_message_t *m, unsigned flags, void
     char v[32] = "?";
     size_t vn = sizeof v;
     rd_kafka_conf_get(rd_kafka_conf(kp->h.rk), "message.max.bytes", v, &vn);
-    H->producer_error(kp->p, "a message of %zu bytes is over message.max.bytes (%s)",
-                      m->payload.len + (m->key ? m->key_len : 0), v);
+    sea_host->producer_error(kp->p, "a message of %zu bytes is over message.max.bytes (%s)",
+                             m->payload.len + (m->key ? m->key_len : 0), v);
     return SEA_ETOOBIG;
   }
-  H->producer_error(kp->p, "partition %" PRId32 ": %s", part, rd_kafka_err2str(e));
+  sea_host->producer_error(kp->p, "partition %" PRId32 ": %s", part, rd_kafka_err2str(e));
   return kafka_err_to_sea(e);
 }
 
 static int producer_add_op(kproducer_t *kp, sea_op_t *op) {
   if (kp->nops == kp->capops) {
     size_t cap = kp->capops ? kp->capops * 2 : 4;
-    kop_t *o = H->realloc(kp->ops, cap * sizeof *o);
+    kop_t *o = sea_host->realloc(kp->ops, cap * sizeof *o);
     if (o == NULL)
       return SEA_ENOMEM;
     kp->ops = o;
@@ -336,8 +337,8 @@ void kafka_producer_close(void *impl) {
       kp->txn && (kp->txn_state == TXN_OPEN || (kp->txn_state == TXN_ENDING && !kp->end_started));
   for (size_t i = 0; i < kp->ntopics; i++)
     rd_kafka_topic_destroy(kp->topics[i].rkt);
-  H->free(kp->topics);
-  H->free(kp->ops);
+  sea_host->free(kp->topics);
+  sea_host->free(kp->ops);
   kp->topics = NULL;
   kp->ops = NULL;
   kp->ntopics = kp->nops = 0;

@@ -79,7 +79,7 @@ static void txn_begin(kproducer_t *kp) {
   kafka_schedule_again(&kp->h); /* flushes that came while no transaction was open */
   if (kp->want_ready) {
     kp->want_ready = 0;
-    H->producer_ready(kp->p);
+    sea_host->producer_ready(kp->p);
   }
 }
 
@@ -115,7 +115,7 @@ static void txn_after(void *data, int status) {
       size_t n = (size_t)kp->txn_ready_ops;
       kop_t *done = NULL;
       if (n) {
-        done = H->alloc(n * sizeof *done);
+        done = sea_host->alloc(n * sizeof *done);
         if (done)
           memcpy(done, kp->ops, n * sizeof *done);
         memmove(kp->ops, kp->ops + n, (kp->nops - n) * sizeof *kp->ops);
@@ -131,23 +131,23 @@ static void txn_after(void *data, int status) {
       }
       for (size_t i = 0; done && i < n; i++) {
         if (j->status)
-          H->op_done(done[i].op, j->status, "commit transaction%s: %s",
-                     j->aborted > 0 ? " (aborted)" : "", j->msg);
+          sea_host->op_done(done[i].op, j->status, "commit transaction%s: %s",
+                            j->aborted > 0 ? " (aborted)" : "", j->msg);
         else
-          H->op_done(done[i].op, 0, NULL);
+          sea_host->op_done(done[i].op, 0, NULL);
       }
-      H->free(done);
+      sea_host->free(done);
       if (!kp->h.closed)
         kafka_schedule_again(&kp->h);
     }
   }
-  H->free(j);
+  sea_host->free(j);
   kafka_handle_release(&kp->h);
 }
 
 static int txn_queue(kproducer_t *kp, txn_job_t *j) {
   kp->h.pending_work++;
-  if (H->queue_work(kp->h.rt, txn_work, txn_after, j) != 0) {
+  if (sea_host->queue_work(kp->h.rt, txn_work, txn_after, j) != 0) {
     kp->h.pending_work--;
     return SEA_EIO;
   }
@@ -155,16 +155,16 @@ static int txn_queue(kproducer_t *kp, txn_job_t *j) {
 }
 
 int kafka_txn_start(kproducer_t *kp, int commit) {
-  txn_job_t *j = H->calloc(1, sizeof *j);
+  txn_job_t *j = sea_host->calloc(1, sizeof *j);
   if (j == NULL)
     return SEA_ENOMEM;
   j->kp = kp;
   j->commit = commit;
   j->kind = commit ? JOB_COMMIT_IMPLICIT : JOB_INIT;
   kp->h.pending_work++;
-  if (H->queue_work(kp->h.rt, txn_work, txn_after, j) != 0) {
+  if (sea_host->queue_work(kp->h.rt, txn_work, txn_after, j) != 0) {
     kp->h.pending_work--;
-    H->free(j);
+    sea_host->free(j);
     return SEA_EIO;
   }
   return 0;
@@ -191,16 +191,16 @@ void kafka_txn_commit_start(kproducer_t *kp) {
 
 static int txn_refuse(kproducer_t *kp, const char *what) {
   if (!kp->txn) {
-    H->producer_error(kp->p, "this producer is not transactional (set the option "
-                             "transactional.id=ID)");
+    sea_host->producer_error(kp->p, "this producer is not transactional (set the option "
+                                    "transactional.id=ID)");
     return SEA_ESTATE;
   }
   if (kp->failed) {
-    H->producer_error(kp->p, "%s", kp->fail_msg);
+    sea_host->producer_error(kp->p, "%s", kp->fail_msg);
     return kp->fail_status ? kp->fail_status : SEA_ESTATE;
   }
   if (kp->txn_state == TXN_FAILED) {
-    H->producer_error(kp->p, "transactions failed on this producer");
+    sea_host->producer_error(kp->p, "transactions failed on this producer");
     return SEA_ESTATE;
   }
   (void)what;
@@ -216,7 +216,7 @@ int kafka_txn_begin(void *impl) {
   case TXN_INIT:
   case TXN_COMMITTING: /* begins once transactions are set up / the implicit commit is done */
     if (kp->txn_explicit && kp->begin_pending) {
-      H->producer_error(kp->p, "a transaction is already begun");
+      sea_host->producer_error(kp->p, "a transaction is already begun");
       return SEA_ESTATE;
     }
     kp->txn_explicit = 1;
@@ -224,28 +224,30 @@ int kafka_txn_begin(void *impl) {
     return 0;
   case TXN_OPEN:
     if (kp->txn_explicit) {
-      H->producer_error(kp->p, "a transaction is already open");
+      sea_host->producer_error(kp->p, "a transaction is already open");
       return SEA_ESTATE;
     }
     /* The implicit transaction opened after setup becomes this one, if nothing is in it. */
     if (kp->sent > kp->txn_base) {
-      H->producer_error(kp->p,
-                        "%" PRIu64 " message(s) were sent before txn_begin and are in an implicit "
-                        "transaction: flush (which commits them) before txn_begin",
-                        kp->sent - kp->txn_base);
+      sea_host->producer_error(kp->p,
+                               "%" PRIu64
+                               " message(s) were sent before txn_begin and are in an implicit "
+                               "transaction: flush (which commits them) before txn_begin",
+                               kp->sent - kp->txn_base);
       return SEA_ESTATE;
     }
     kp->txn_explicit = 1;
     return 0;
   case TXN_ENDING:
-    H->producer_error(kp->p, "the last transaction is still ending (begin from its callback)");
+    sea_host->producer_error(kp->p,
+                             "the last transaction is still ending (begin from its callback)");
     return SEA_ESTATE;
   default: /* TXN_IDLE */
     kp->begin_pending = 1;
     txn_begin(kp);
     if (kp->txn_state == TXN_OPEN)
       return 0;
-    H->producer_error(kp->p, "%s", kp->fail_msg);
+    sea_host->producer_error(kp->p, "%s", kp->fail_msg);
     return SEA_EBACKEND;
   }
 }
@@ -260,12 +262,13 @@ void kafka_txn_end_maybe(kproducer_t *kp) {
     sea_op_t *op = kp->end_op;
     kp->end_op = NULL;
     kp->txn_state = TXN_FAILED;
-    H->op_done(op, kp->fail_status ? kp->fail_status : SEA_EBACKEND, "%s: %s", what, kp->fail_msg);
+    sea_host->op_done(op, kp->fail_status ? kp->fail_status : SEA_EBACKEND, "%s: %s", what,
+                      kp->fail_msg);
     return;
   }
   if (kp->receipted < kp->sent || kp->offset_jobs > 0)
     return;
-  txn_job_t *j = H->calloc(1, sizeof *j);
+  txn_job_t *j = sea_host->calloc(1, sizeof *j);
   if (j) {
     j->kp = kp;
     j->kind = kp->end_abort ? JOB_ABORT : JOB_COMMIT;
@@ -273,11 +276,11 @@ void kafka_txn_end_maybe(kproducer_t *kp) {
     j->op = kp->end_op;
   }
   if (j == NULL || txn_queue(kp, j) != 0) {
-    H->free(j);
+    sea_host->free(j);
     sea_op_t *op = kp->end_op;
     kp->end_op = NULL;
     kp->txn_state = TXN_OPEN; /* nothing happened: it may be tried again */
-    H->op_done(op, SEA_ENOMEM, "%s: cannot queue the call", what);
+    sea_host->op_done(op, SEA_ENOMEM, "%s: cannot queue the call", what);
     return;
   }
   kp->end_started = 1;
@@ -295,10 +298,10 @@ static void txn_explicit_after(kproducer_t *kp, txn_job_t *j) {
       kafka_producer_fail_purge(kp, j->status, msg);
     }
     if (j->status)
-      H->op_done(j->op, j->status, "txn_send_offsets: %s%s", j->msg,
-                 j->aborted < 0 ? " (fatal)" : " (abort the transaction)");
+      sea_host->op_done(j->op, j->status, "txn_send_offsets: %s%s", j->msg,
+                        j->aborted < 0 ? " (fatal)" : " (abort the transaction)");
     else
-      H->op_done(j->op, 0, NULL);
+      sea_host->op_done(j->op, 0, NULL);
     kafka_schedule_again(&kp->h); /* an end may have waited for this */
     return;
   }
@@ -307,21 +310,22 @@ static void txn_explicit_after(kproducer_t *kp, txn_job_t *j) {
   kp->end_started = 0;
   if (j->status == 0) {
     kp->txn_state = TXN_IDLE;
-    H->op_done(j->op, 0, NULL);
+    sea_host->op_done(j->op, 0, NULL);
   } else if (j->aborted < 0) {
     snprintf(msg, sizeof msg, "kafka: %s: %s", what, j->msg);
     kp->txn_state = TXN_FAILED;
     kafka_producer_fail_purge(kp, j->status, msg); /* first: the op's callback sees it failed */
-    H->op_done(j->op, j->status, "%s: %s (fatal)", what, j->msg);
+    sea_host->op_done(j->op, j->status, "%s: %s (fatal)", what, j->msg);
   } else {
     /* A commit that needed an abort was aborted (txn_work); a retriable failure leaves the
      * transaction open to try again. */
     kp->txn_state = j->aborted > 0 || !j->retriable ? TXN_IDLE : TXN_OPEN;
-    H->op_done(j->op, j->status, "%s%s: %s", what, j->aborted > 0 ? " (aborted)" : "", j->msg);
+    sea_host->op_done(j->op, j->status, "%s%s: %s", what, j->aborted > 0 ? " (aborted)" : "",
+                      j->msg);
   }
   if (kp->want_ready) {
     kp->want_ready = 0;
-    H->producer_ready(kp->p); /* a sender waiting gets its answer (a transaction or none) */
+    sea_host->producer_ready(kp->p); /* a sender waiting gets its answer (a transaction or none) */
   }
 }
 
@@ -331,7 +335,7 @@ static int txn_end(kproducer_t *kp, sea_op_t *op, int abort_) {
   if (rc)
     return rc;
   if (kp->txn_state != TXN_OPEN || !kp->txn_explicit) {
-    H->producer_error(kp->p, "no transaction is open (call sea_producer_txn_begin first)");
+    sea_host->producer_error(kp->p, "no transaction is open (call sea_producer_txn_begin first)");
     return SEA_ESTATE;
   }
   kp->txn_state = TXN_ENDING;
@@ -357,21 +361,22 @@ int kafka_txn_send_offsets(void *impl, void *cimpl, sea_op_t *op) {
   if (rc)
     return rc;
   if (kp->txn_state != TXN_OPEN || !kp->txn_explicit) {
-    H->producer_error(kp->p, "no transaction is open (call sea_producer_txn_begin first)");
+    sea_host->producer_error(kp->p, "no transaction is open (call sea_producer_txn_begin first)");
     return SEA_ESTATE;
   }
   if (kc->mode == SEA_MODE_REALTIME) {
-    H->producer_error(kp->p, "a realtime consumer has no group to commit for (use mode=resumable "
+    sea_host->producer_error(kp->p,
+                             "a realtime consumer has no group to commit for (use mode=resumable "
                              "or load-balanced with a group)");
     return SEA_ESTATE;
   }
   /* What the consumer acked, or, if it acked nothing, everything it delivered. */
   const kposlist_t *pl = kc->acked.n ? &kc->acked : &kc->delivered;
   if (pl->n == 0) {
-    H->op_done(op, 0, NULL); /* nothing consumed yet: nothing to commit */
+    sea_host->op_done(op, 0, NULL); /* nothing consumed yet: nothing to commit */
     return 0;
   }
-  txn_job_t *j = H->calloc(1, sizeof *j);
+  txn_job_t *j = sea_host->calloc(1, sizeof *j);
   if (j == NULL)
     return SEA_ENOMEM;
   j->kp = kp;
@@ -386,8 +391,8 @@ int kafka_txn_send_offsets(void *impl, void *cimpl, sea_op_t *op) {
     rd_kafka_topic_partition_list_destroy(j->offsets);
     if (j->cgmd)
       rd_kafka_consumer_group_metadata_destroy(j->cgmd);
-    H->free(j);
-    H->producer_error(kp->p, "cannot get the consumer's group metadata");
+    sea_host->free(j);
+    sea_host->producer_error(kp->p, "cannot get the consumer's group metadata");
     return SEA_EBACKEND;
   }
   kp->offset_jobs++;

@@ -52,9 +52,6 @@
 
 #include "mem_internal.h"
 
-/* The host's table, given to the entry point (whose parameter is called host, hence the name). */
-const sea_host_t *mem_host;
-
 /* ------------------------------------------------------------------------------------------------
  * Options
  * ---------------------------------------------------------------------------------------------- */
@@ -84,16 +81,16 @@ static int mem_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *ur
   mem_streamer_t *ms;
 
   (void)backend_options; /* the host checked them; only producers read them */
-  if ((ms = mem_host->calloc(1, sizeof *ms)) == NULL) {
-    mem_host->set_error(rt, "mem: out of memory");
+  if ((ms = sea_host->calloc(1, sizeof *ms)) == NULL) {
+    sea_host->set_error(rt, "mem: out of memory");
     return SEA_ENOMEM;
   }
   for (b = mem_brokers; b != NULL; b = b->next)
     if (strcmp(b->name, name) == 0)
       break;
   if (b == NULL && (b = mem_broker_new(name)) == NULL) {
-    mem_host->free(ms);
-    mem_host->set_error(rt, "mem: out of memory");
+    sea_host->free(ms);
+    sea_host->set_error(rt, "mem: out of memory");
     return SEA_ENOMEM;
   }
   b->refs++;
@@ -107,7 +104,7 @@ static void mem_disconnect(void *impl) {
   mem_streamer_t *ms = impl;
   mem_broker_t *b = ms->broker;
   mem_list_abandon(ms);
-  mem_host->free(ms);
+  sea_host->free(ms);
   if (--b->refs == 0)
     mem_broker_free(b);
 }
@@ -151,9 +148,4 @@ static const sea_plugin_t mem_plugin = {
     .producer_push = mem_producer_push,
 };
 
-SEA_PLUGIN_ENTRY(mem) {
-  if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR || host->abi_minor < 4)
-    return NULL; /* the option getters are 1.4's */
-  mem_host = host;
-  return &mem_plugin;
-}
+SEA_PLUGIN_INIT(mem, mem_plugin)

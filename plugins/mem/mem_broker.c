@@ -37,10 +37,10 @@ sea_block_t *mem_message_copy(const sea_message_t *m, sea_message_t *out) {
       size += m->headers[i].value_len;
   }
 
-  b = mem_host->block_new(size);
+  b = sea_host->block_new(size);
   if (b == NULL)
     return NULL;
-  p = mem_host->block_data(b);
+  p = sea_host->block_data(b);
   p += (align - (uintptr_t)p % align) % align; /* block data need not be aligned for sea_kv_t */
 
   if (m->header_count > 0) {
@@ -102,9 +102,9 @@ uint64_t mem_log_seek(const mem_log_t *log, int64_t ts) {
  * ---------------------------------------------------------------------------------------------- */
 
 void mem_reader_free(mem_reader_t *r) {
-  mem_host->free(r->next);
-  mem_host->free(r->members);
-  mem_host->free(r->requeue);
+  sea_host->free(r->next);
+  sea_host->free(r->members);
+  sea_host->free(r->requeue);
 }
 
 void mem_broker_free(mem_broker_t *b) {
@@ -117,24 +117,24 @@ void mem_broker_free(mem_broker_t *b) {
     }
   for (i = 0; i < b->log_count; i++) {
     for (j = 0; j < b->logs[i].count; j++)
-      mem_host->block_unref(b->logs[i].msgs[j].payload.block);
-    mem_host->free(b->logs[i].msgs);
+      sea_host->block_unref(b->logs[i].msgs[j].payload.block);
+    sea_host->free(b->logs[i].msgs);
   }
   while (b->groups != NULL) {
     mem_group_t *g = b->groups;
     b->groups = g->next;
     mem_reader_free(&g->reader);
-    mem_host->free(g->commit);
-    mem_host->free(g->name);
-    mem_host->free(g);
+    sea_host->free(g->commit);
+    sea_host->free(g->name);
+    sea_host->free(g);
   }
-  mem_host->free(b->logs);
-  mem_host->free(b->name);
-  mem_host->free(b);
+  sea_host->free(b->logs);
+  sea_host->free(b->name);
+  sea_host->free(b);
 }
 
 mem_broker_t *mem_broker_new(const char *name) {
-  mem_broker_t *b = mem_host->calloc(1, sizeof *b);
+  mem_broker_t *b = sea_host->calloc(1, sizeof *b);
   if (b == NULL)
     return NULL;
   b->name = mem_strdup(name);
@@ -236,17 +236,17 @@ mem_group_t *mem_broker_group(mem_broker_t *b, const char *name) {
   for (g = b->groups; g != NULL; g = g->next)
     if (strcmp(g->name, name) == 0)
       return g;
-  g = mem_host->calloc(1, sizeof *g);
+  g = sea_host->calloc(1, sizeof *g);
   if (g == NULL)
     return NULL;
   g->name = mem_strdup(name);
-  g->commit = mem_host->calloc(b->log_cap, sizeof *g->commit);
-  g->reader.next = mem_host->calloc(b->log_cap, sizeof *g->reader.next);
+  g->commit = sea_host->calloc(b->log_cap, sizeof *g->commit);
+  g->reader.next = sea_host->calloc(b->log_cap, sizeof *g->reader.next);
   if (g->name == NULL || g->commit == NULL || g->reader.next == NULL) {
     mem_reader_free(&g->reader);
-    mem_host->free(g->commit);
-    mem_host->free(g->name);
-    mem_host->free(g);
+    sea_host->free(g->commit);
+    sea_host->free(g->name);
+    sea_host->free(g);
     return NULL;
   }
   g->next = b->groups;

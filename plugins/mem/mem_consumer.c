@@ -12,11 +12,11 @@
 
 static void consumer_free(mem_consumer_t *mc) {
   mem_reader_free(&mc->own);
-  mem_host->free(mc->keys);
-  mem_host->free(mc->in);
-  mem_host->free(mc->inbox);
-  mem_host->free(mc->ops);
-  mem_host->free(mc);
+  sea_host->free(mc->keys);
+  sea_host->free(mc->in);
+  sea_host->free(mc->inbox);
+  sea_host->free(mc->ops);
+  sea_host->free(mc);
 }
 
 int mem_consumer_open(void *streamer_impl, sea_consumer_t *c, const sea_open_args_t *args,
@@ -25,7 +25,7 @@ int mem_consumer_open(void *streamer_impl, sea_consumer_t *c, const sea_open_arg
   mem_consumer_t *mc;
   size_t i;
 
-  mc = mem_host->calloc(1, sizeof *mc);
+  mc = sea_host->calloc(1, sizeof *mc);
   if (mc == NULL)
     goto nomem;
   mc->broker = b;
@@ -42,7 +42,7 @@ int mem_consumer_open(void *streamer_impl, sea_consumer_t *c, const sea_open_arg
     for (i = 0; i < args->key_count; i++) {
       mc->keys[i] = mem_key(args->keys[i]);
       if (mc->keys[i] == NULL) {
-        mem_host->set_error(args->rt, "mem: invalid stream key '%s'",
+        sea_host->set_error(args->rt, "mem: invalid stream key '%s'",
                             args->keys[i] ? args->keys[i] : "(null)");
         consumer_free(mc);
         return SEA_EKEY;
@@ -51,8 +51,8 @@ int mem_consumer_open(void *streamer_impl, sea_consumer_t *c, const sea_open_arg
     mc->key_count = args->key_count;
   }
 
-  mc->in = mem_host->calloc(b->log_cap, sizeof *mc->in);
-  mc->own.next = mem_host->calloc(b->log_cap, sizeof *mc->own.next);
+  mc->in = sea_host->calloc(b->log_cap, sizeof *mc->in);
+  mc->own.next = sea_host->calloc(b->log_cap, sizeof *mc->own.next);
   mc->inbox_cap = mc->batch_size < MEM_INBOX_INITIAL ? mc->batch_size : MEM_INBOX_INITIAL;
   mc->inbox = mem_array(NULL, mc->inbox_cap, sizeof *mc->inbox);
   if (mc->in == NULL || mc->own.next == NULL || mc->inbox == NULL)
@@ -80,7 +80,7 @@ int mem_consumer_open(void *streamer_impl, sea_consumer_t *c, const sea_open_arg
   return 0;
 
 nomem:
-  mem_host->set_error(args->rt, "mem: out of memory");
+  sea_host->set_error(args->rt, "mem: out of memory");
   if (mc != NULL)
     consumer_free(mc);
   return SEA_ENOMEM;
@@ -88,14 +88,14 @@ nomem:
 
 static void consumer_end(mem_consumer_t *mc, int status, const char *msg) {
   mc->ended = 1;
-  mem_host->consumer_end(mc->c, status, "%s", msg);
+  sea_host->consumer_end(mc->c, status, "%s", msg);
 }
 
 /* A batch of the inbox's messages. Each message is the stored struct, with one more reference to
  * its block for the batch to own. */
 static sea_batch_t *consumer_take_batch(mem_consumer_t *mc) {
   const mem_broker_t *b = mc->broker;
-  sea_batch_t *batch = mem_host->batch_new(mc->inbox_count);
+  sea_batch_t *batch = sea_host->batch_new(mc->inbox_count);
   size_t i;
   if (batch == NULL)
     return NULL;
@@ -103,7 +103,7 @@ static sea_batch_t *consumer_take_batch(mem_consumer_t *mc) {
     const sea_message_t *src = &b->logs[mc->inbox[i].log].msgs[mc->inbox[i].seq];
     sea_message_t *dst = &batch->msgs[batch->count++];
     *dst = *src;
-    dst->payload.block = mem_host->block_ref(src->payload.block);
+    dst->payload.block = sea_host->block_ref(src->payload.block);
   }
   mc->inbox_count = 0;
   return batch;
@@ -120,7 +120,7 @@ static void consumer_run(mem_consumer_t *mc) {
     sea_op_t *op = mc->ops[0];
     mc->op_count--;
     memmove(mc->ops, mc->ops + 1, mc->op_count * sizeof *mc->ops);
-    mem_host->op_done(op, 0, NULL);
+    sea_host->op_done(op, 0, NULL);
   }
   if (!mem_consumer_active(mc))
     return;
@@ -134,7 +134,7 @@ static void consumer_run(mem_consumer_t *mc) {
       consumer_end(mc, SEA_ENOMEM, "mem: out of memory for a batch");
       return;
     }
-    mem_host->deliver(mc->c, batch);
+    sea_host->deliver(mc->c, batch);
     if (!mem_consumer_active(mc))
       return;
   }
@@ -321,7 +321,7 @@ void mem_consumer_close(void *impl) {
   mem_consumer_t *mc = impl;
   mem_consumer_t **pp;
 
-  mem_host->timer_close(mc->timer);
+  sea_host->timer_close(mc->timer);
   mc->timer = NULL;
   if (mc->reader != &mc->own)
     mem_consumer_return_inbox(mc); /* to the rest of the group */

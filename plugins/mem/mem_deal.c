@@ -19,9 +19,9 @@ void mem_consumer_arm(mem_consumer_t *mc) {
   if (mc->closed)
     return;
   if (mc->timer == NULL)
-    mc->timer = mem_host->timer_init(mc->rt, mem_consumer_tick, mc);
-  if (mem_host->timer_start(mc->timer, 0, 0) != 0) /* a pending one stays: it runs once */
-    mem_host->log(SEA_LOG_ERROR, "mem", "cannot start a timer: a consumer stalls");
+    mc->timer = sea_host->timer_init(mc->rt, mem_consumer_tick, mc);
+  if (sea_host->timer_start(mc->timer, 0, 0) != 0) /* a pending one stays: it runs once */
+    sea_host->log(SEA_LOG_ERROR, "mem", "cannot start a timer: a consumer stalls");
 }
 
 void mem_consumer_wake(mem_consumer_t *mc) {
@@ -137,7 +137,7 @@ void mem_consumer_return_inbox(mem_consumer_t *mc) {
       memcpy(r->requeue + r->requeue_count, mc->inbox, mc->inbox_count * sizeof *mc->inbox);
       r->requeue_count += mc->inbox_count;
     } else {
-      mem_host->log(SEA_LOG_ERROR, "mem", "out of memory: %zu messages of group '%s' are lost",
+      sea_host->log(SEA_LOG_ERROR, "mem", "out of memory: %zu messages of group '%s' are lost",
                     mc->inbox_count, mc->group->name);
     }
     for (i = 0; i < r->member_count; i++)

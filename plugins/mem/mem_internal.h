@@ -10,7 +10,7 @@
  *
  * The rooms talk only through the types and functions declared here; everything else in a room
  * is static. Names a room exports carry the mem_ prefix. Every room calls the host through
- * mem_host, set once by the plugin entry in mem.c.
+ * sea_host, set once by the plugin entry in mem.c.
  */
 #ifndef SEA_MEM_INTERNAL_H
 #define SEA_MEM_INTERNAL_H
@@ -21,8 +21,8 @@
 
 #include "seastreamer/plugin.h"
 
-/* The host's table, given to the entry point (whose parameter is called host, hence the name). */
-extern const sea_host_t *mem_host;
+/* The host's table: sea_host, set by SEA_PLUGIN_INIT (mem.c). */
+SEA_PLUGIN_HOST_DECL;
 
 #define MEM_BATCH_DEFAULT 1000
 /* The first size of a broker's per-log tables; they double when the broker gains logs. */
@@ -169,7 +169,7 @@ static inline void *mem_array(void *p, size_t n, size_t size) {
     n = 1;
   if (size != 0 && n > SIZE_MAX / size)
     return NULL;
-  return mem_host->realloc(p, n * size);
+  return sea_host->realloc(p, n * size);
 }
 
 /* Make room for `need` elements in an array of capacity *cap, doubling. Returns the array (p
@@ -189,7 +189,7 @@ static inline void *mem_grow(void *p, size_t *cap, size_t need, size_t size) {
 
 static inline char *mem_strdup(const char *s) {
   size_t n = strlen(s) + 1;
-  char *d = mem_host->alloc(n);
+  char *d = sea_host->alloc(n);
   if (d != NULL)
     memcpy(d, s, n);
   return d;
@@ -198,7 +198,7 @@ static inline char *mem_strdup(const char *s) {
 /* The host gives us interned keys, but interning again is cheap and lets every comparison in this
  * backend be a pointer comparison, whoever built the message. NULL if the key is not valid. */
 static inline const char *mem_key(const char *key) {
-  return key != NULL ? mem_host->stream_key(key, strlen(key)) : NULL;
+  return key != NULL ? sea_host->stream_key(key, strlen(key)) : NULL;
 }
 
 /* The backend options the host checks (mem.c; ABI 1.4). */

@@ -29,9 +29,9 @@ static void listing_free(mem_listing_t *l) {
       *pp = l->next;
       break;
     }
-  mem_host->timer_close(l->timer); /* from inside its callback too */
+  sea_host->timer_close(l->timer); /* from inside its callback too */
   lrows_free(&l->rows);
-  mem_host->free(l);
+  sea_host->free(l);
 }
 
 void mem_list_abandon(mem_streamer_t *ms) {
@@ -46,7 +46,7 @@ static void mem_list_tick(sea_timer_t *t, void *data) {
   for (i = 0; i < l->rows.n; i++)
     l->emit(l->ctx, &l->rows.v[i]);
   listing_free(l);
-  mem_host->op_done(op, 0, NULL);
+  sea_host->op_done(op, 0, NULL);
 }
 
 /* Logs in (key, shard) order, as indexes into b->logs. */
@@ -164,29 +164,29 @@ static void list_groups(const mem_broker_t *b, const size_t *order, const sea_li
 int mem_list(void *impl, const sea_list_args_t *args, sea_op_t *op) {
   mem_streamer_t *ms = impl;
   const mem_broker_t *b = ms->broker;
-  mem_listing_t *l = mem_host->calloc(1, sizeof *l);
+  mem_listing_t *l = sea_host->calloc(1, sizeof *l);
   size_t *order = sorted_logs(b);
   if (l == NULL || order == NULL) {
-    mem_host->free(l);
-    mem_host->free(order);
-    mem_host->set_error(args->rt, "mem: out of memory");
+    sea_host->free(l);
+    sea_host->free(order);
+    sea_host->set_error(args->rt, "mem: out of memory");
     return SEA_ENOMEM;
   }
   list_streams(b, order, args, &l->rows);
   list_groups(b, order, args, &l->rows);
-  mem_host->free(order);
+  sea_host->free(order);
   l->ms = ms;
   l->op = op;
   l->emit = args->emit;
   l->ctx = args->ctx;
-  if (l->rows.oom || (l->timer = mem_host->timer_init(args->rt, mem_list_tick, l)) == NULL) {
+  if (l->rows.oom || (l->timer = sea_host->timer_init(args->rt, mem_list_tick, l)) == NULL) {
     lrows_free(&l->rows);
-    mem_host->free(l);
-    mem_host->set_error(args->rt, "mem: out of memory");
+    sea_host->free(l);
+    sea_host->set_error(args->rt, "mem: out of memory");
     return SEA_ENOMEM;
   }
   l->next = ms->lists;
   ms->lists = l;
-  mem_host->timer_start(l->timer, 0, 0);
+  sea_host->timer_start(l->timer, 0, 0);
   return 0;
 }

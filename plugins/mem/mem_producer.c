@@ -16,9 +16,9 @@ static void producer_arm(mem_producer_t *mp) {
   if (mp->closed)
     return;
   if (mp->timer == NULL)
-    mp->timer = mem_host->timer_init(mp->rt, producer_tick, mp);
-  if (mem_host->timer_start(mp->timer, 0, 0) != 0) /* a pending one stays: it runs once */
-    mem_host->log(SEA_LOG_ERROR, "mem", "cannot start a timer: receipts stall");
+    mp->timer = sea_host->timer_init(mp->rt, producer_tick, mp);
+  if (sea_host->timer_start(mp->timer, 0, 0) != 0) /* a pending one stays: it runs once */
+    sea_host->log(SEA_LOG_ERROR, "mem", "cannot start a timer: receipts stall");
 }
 
 static int producer_has_room(const mem_producer_t *mp) {
@@ -26,8 +26,8 @@ static int producer_has_room(const mem_producer_t *mp) {
 }
 
 static void producer_free(mem_producer_t *mp) {
-  mem_host->free(mp->pending);
-  mem_host->free(mp);
+  sea_host->free(mp->pending);
+  sea_host->free(mp);
 }
 
 int mem_producer_open(void *streamer_impl, sea_producer_t *p, const sea_open_args_t *args,
@@ -35,9 +35,9 @@ int mem_producer_open(void *streamer_impl, sea_producer_t *p, const sea_open_arg
   const sea_options_t *o = args->backend_options;
   mem_producer_t *mp;
 
-  mp = mem_host->calloc(1, sizeof *mp);
+  mp = sea_host->calloc(1, sizeof *mp);
   if (mp == NULL) {
-    mem_host->set_error(args->rt, "mem: out of memory");
+    sea_host->set_error(args->rt, "mem: out of memory");
     return SEA_ENOMEM;
   }
   mp->broker = ((mem_streamer_t *)streamer_impl)->broker;
@@ -45,10 +45,10 @@ int mem_producer_open(void *streamer_impl, sea_producer_t *p, const sea_open_arg
   mp->rt = args->rt;
   mp->anchor = args->anchor;
   mp->max_payload = args->max_payload;
-  mp->capacity = mem_host->option_u64(o, "capacity"); /* 0 (not given): no limit */
-  mp->has_fail_after = mem_host->option_get(o, "fail_after") != NULL;
-  mp->fail_after = mem_host->option_u64(o, "fail_after");
-  mp->hold_receipts = mem_host->option_bool(o, "hold_receipts");
+  mp->capacity = sea_host->option_u64(o, "capacity"); /* 0 (not given): no limit */
+  mp->has_fail_after = sea_host->option_get(o, "fail_after") != NULL;
+  mp->fail_after = sea_host->option_u64(o, "fail_after");
+  mp->hold_receipts = sea_host->option_bool(o, "hold_receipts");
   *impl = mp;
   return 0;
 }
@@ -104,7 +104,7 @@ int mem_producer_send(void *impl, const sea_message_t *m, unsigned flags, void *
     slot->meta.stream_key = key;
     slot->meta.shard_id = m->meta.shard_id;
     slot->meta.seq = log->count;
-    slot->meta.timestamp_us = m->meta.timestamp_us != 0 ? m->meta.timestamp_us : mem_host->now_us();
+    slot->meta.timestamp_us = m->meta.timestamp_us != 0 ? m->meta.timestamp_us : sea_host->now_us();
     slot->backend_pos = slot->meta.seq;
     log->count++;
     rec->meta = slot->meta;
@@ -138,14 +138,14 @@ static void producer_tick(sea_timer_t *t, void *data) {
 
   for (i = 0; i < n && !mp->closed; i++) {
     mp->receipted++;
-    mem_host->receipt(mp->p, recs[i].token, recs[i].status,
+    sea_host->receipt(mp->p, recs[i].token, recs[i].status,
                       recs[i].status == 0 ? &recs[i].meta : NULL);
   }
-  mem_host->free(recs);
+  sea_host->free(recs);
 
   if (!mp->closed && mp->blocked && producer_has_room(mp)) {
     mp->blocked = 0;
-    mem_host->producer_ready(mp->p);
+    sea_host->producer_ready(mp->p);
   }
   if (--mp->busy == 0 && mp->closed)
     producer_free(mp);
@@ -161,7 +161,7 @@ void mem_producer_push(void *impl, int end) {
 /* Outstanding receipts are dropped: the host cancels them (and the flushes waiting for them). */
 void mem_producer_close(void *impl) {
   mem_producer_t *mp = impl;
-  mem_host->timer_close(mp->timer);
+  sea_host->timer_close(mp->timer);
   mp->timer = NULL;
   mp->closed = 1;
   if (mp->busy == 0)

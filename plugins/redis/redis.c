@@ -43,8 +43,6 @@
 #include "redis_internal.h"
 #include "redis_list.h"
 
-const sea_host_t *rhost;
-
 /* ------------------------------------------------------------------------------------------- */
 /* Options                                                                                      */
 /* ------------------------------------------------------------------------------------------- */
@@ -99,7 +97,7 @@ int redis_parse_u64(const char *v, uint64_t *out) {
 }
 
 int redis_cfg_apply(sea_runtime_t *rt, rcfg_t *c, const sea_options_t *o) {
-  const sea_host_t *h = rhost;
+  const sea_host_t *h = sea_host;
   memset(c, 0, sizeof *c);
   c->db = (int)h->option_u64(o, "db");
   snprintf(c->field, sizeof c->field, "%s", h->option_str(o, "field"));
@@ -156,7 +154,7 @@ static int parse_node(sea_runtime_t *rt, rstreamer_t *s, const char *raw, const 
     const char *colon = memchr(node, ':', (size_t)(at - node));
     size_t ul = colon ? (size_t)(colon - node) : (size_t)(at - node);
     if (ul >= sizeof s->user || (colon && (size_t)(at - colon - 1) >= sizeof s->pass)) {
-      rhost->set_error(rt, R_NAME ": user or password too long in '%s'", raw);
+      sea_host->set_error(rt, R_NAME ": user or password too long in '%s'", raw);
       return SEA_EURI;
     }
     memset(s->user, 0, sizeof s->user);
@@ -183,7 +181,7 @@ static int parse_node(sea_runtime_t *rt, rstreamer_t *s, const char *raw, const 
   }
   uint64_t pn = 0;
   if (pc == NULL || hl == 0 || hl >= 256 || redis_parse_u64(pc + 1, &pn) || pn == 0 || pn > 65535) {
-    rhost->set_error(rt, R_NAME ": bad host:port '%s' in '%s'", at ? at + 1 : node, raw);
+    sea_host->set_error(rt, R_NAME ": bad host:port '%s' in '%s'", at ? at + 1 : node, raw);
     return SEA_EURI;
   }
   memcpy(host, hp, hl);
@@ -195,32 +193,32 @@ static int parse_node(sea_runtime_t *rt, rstreamer_t *s, const char *raw, const 
 static void r_disconnect(void *impl) {
   rstreamer_t *s = impl;
   sea_redis_list_abandon(&s->lists);
-  rhost->free(s->seeds);
-  rhost->free(s);
+  sea_host->free(s->seeds);
+  sea_host->free(s);
 }
 
 static int r_connect(sea_runtime_t *rt, sea_streamer_t *ss, const sea_uri_t *uri,
                      const sea_options_t *opts, void **impl) {
   (void)ss;
   if (uri->node_count < 1 || uri->node_count > 64) {
-    rhost->set_error(rt,
-                     R_NAME ": '%s' names %zu nodes; give one, or up to 64 nodes of one Redis "
-                            "Cluster (redis://HOST:PORT[,HOST:PORT...]/KEYS)",
-                     uri->raw, uri->node_count);
+    sea_host->set_error(rt,
+                        R_NAME ": '%s' names %zu nodes; give one, or up to 64 nodes of one Redis "
+                               "Cluster (redis://HOST:PORT[,HOST:PORT...]/KEYS)",
+                        uri->raw, uri->node_count);
     return SEA_EURI;
   }
-  rstreamer_t *s = rhost->calloc(1, sizeof *s);
+  rstreamer_t *s = sea_host->calloc(1, sizeof *s);
   if (s == NULL)
     return SEA_ENOMEM;
   s->rt = rt;
   int rc = redis_cfg_apply(rt, &s->cfg, opts);
   if (rc) {
-    rhost->free(s);
+    sea_host->free(s);
     return rc;
   }
-  s->seeds = rhost->calloc(uri->node_count, sizeof *s->seeds);
+  s->seeds = sea_host->calloc(uri->node_count, sizeof *s->seeds);
   if (s->seeds == NULL) {
-    rhost->free(s);
+    sea_host->free(s);
     return SEA_ENOMEM;
   }
   s->nseeds = uri->node_count;
@@ -258,7 +256,7 @@ static int r_list(void *impl, const sea_list_args_t *args, sea_op_t *op) {
     seeds[i].port = s->seeds[i].port;
   }
   t.seeds = seeds;
-  return sea_redis_list(rhost, &s->lists, &t, args, op);
+  return sea_redis_list(sea_host, &s->lists, &t, args, op);
 }
 
 static const char *const r_schemes[] = {"redis", NULL};
@@ -293,9 +291,4 @@ static const sea_plugin_t r_plugin = {
     .options = r_options,
 };
 
-SEA_PLUGIN_ENTRY(redis) {
-  if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR || host->abi_minor < 4)
-    return NULL; /* the option getters are 1.4's */
-  rhost = host;
-  return &r_plugin;
-}
+SEA_PLUGIN_INIT(redis, r_plugin)

@@ -30,9 +30,9 @@ static void on_conn_timer(sea_timer_t *t, void *data) {
  * after ms, 0: on the next turn. */
 static void conn_arm(rconn_t *c, uint64_t ms, void (*due)(rconn_t *c)) {
   if (c->timer == NULL)
-    c->timer = rhost->timer_init(c->rt, on_conn_timer, c);
+    c->timer = sea_host->timer_init(c->rt, on_conn_timer, c);
   c->due = due;
-  rhost->timer_start(c->timer, ms, 0);
+  sea_host->timer_start(c->timer, ms, 0);
 }
 
 static void conn_set_events(rconn_t *c, int ev) {
@@ -42,10 +42,10 @@ static void conn_set_events(rconn_t *c, int ev) {
   if (c->watch == NULL) {
     if (ev == 0)
       return;
-    c->watch = rhost->watch_start(c->rt, c->ac->c.fd, ev, on_io, c);
+    c->watch = sea_host->watch_start(c->rt, c->ac->c.fd, ev, on_io, c);
     return;
   }
-  rhost->watch_update(c->watch, ev);
+  sea_host->watch_update(c->watch, ev);
 }
 
 static void ad_add_read(void *d) {
@@ -67,7 +67,7 @@ static void ad_del_write(void *d) {
 
 static void conn_watch_stop(rconn_t *c) {
   if (c->watch) {
-    rhost->watch_stop(c->watch);
+    sea_host->watch_stop(c->watch);
     c->watch = NULL;
   }
   c->events = 0;
@@ -115,13 +115,13 @@ void redis_conn_set_addr(rconn_t *c, const char *host, int port) {
 
 /* The connection is gone. Retry if it had worked and the reconnect window is open, else fail. */
 static void conn_lost(rconn_t *c, int status, const char *msg) {
-  rhost->timer_stop(c->timer);
+  sea_host->timer_stop(c->timer);
   if (!c->ever_ready && c->idx == 0 && c->seed + 1 < c->s->nseeds) {
     /* the first connection: the URI names more nodes of the cluster, try the next one */
     size_t skip = strncmp(msg, R_NAME ": ", sizeof R_NAME + 1) == 0 ? sizeof R_NAME + 1 : 0;
     c->seed++;
-    rhost->log(SEA_LOG_INFO, R_NAME, "%s; trying %s:%d", msg + skip, c->s->seeds[c->seed].host,
-               c->s->seeds[c->seed].port);
+    sea_host->log(SEA_LOG_INFO, R_NAME, "%s; trying %s:%d", msg + skip, c->s->seeds[c->seed].host,
+                  c->s->seeds[c->seed].port);
     redis_conn_set_addr(c, c->s->seeds[c->seed].host, c->s->seeds[c->seed].port);
     if (c->map && c->map->nnodes > 0) { /* node 0 of the table is where this connection goes */
       rcl_node_t *n = &c->map->nodes[0];
@@ -134,7 +134,7 @@ static void conn_lost(rconn_t *c, int status, const char *msg) {
     return;
   }
   int was_ready = c->state == C_READY;
-  uint64_t now = rhost->now_ms(c->rt);
+  uint64_t now = sea_host->now_ms(c->rt);
   if (was_ready)
     c->lost_at = now;
   if (!c->ever_ready || now - c->lost_at >= c->reconnect_ms) {
@@ -149,7 +149,7 @@ static void conn_lost(rconn_t *c, int status, const char *msg) {
     return;
   }
   size_t skip = strncmp(msg, R_NAME ": ", sizeof R_NAME + 1) == 0 ? sizeof R_NAME + 1 : 0;
-  rhost->log(SEA_LOG_INFO, R_NAME, "%s; reconnecting", msg + skip); /* log names the plugin */
+  sea_host->log(SEA_LOG_INFO, R_NAME, "%s; reconnecting", msg + skip); /* log names the plugin */
   c->state = C_BACKOFF;
   uint64_t delay = 100u << (c->attempt < 5 ? c->attempt : 5);
   if (delay > 2000)
@@ -163,7 +163,7 @@ static void conn_lost(rconn_t *c, int status, const char *msg) {
 /* A fatal error of the handshake (bad password, not Redis): no retry, whatever happened before. */
 static void conn_fatal(rconn_t *c, int status, const char *msg) {
   conn_drop(c);
-  rhost->timer_stop(c->timer);
+  sea_host->timer_stop(c->timer);
   c->state = C_FAILED;
   c->on_fail(c, status, msg);
 }
@@ -205,7 +205,7 @@ static void hs_cb(redisAsyncContext *ac, void *r, void *priv) {
      * error: then it is no cluster. */
     char err[200];
     if (reply->type == REDIS_REPLY_ARRAY && rcl_map_load(c->map, reply, c->idx, err, sizeof err))
-      rhost->log(SEA_LOG_WARN, R_NAME, "%s: %s", c->addr, err);
+      sea_host->log(SEA_LOG_WARN, R_NAME, "%s: %s", c->addr, err);
     return;
   }
   if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "LOADING", 7) == 0) {
@@ -214,7 +214,7 @@ static void hs_cb(redisAsyncContext *ac, void *r, void *priv) {
     snprintf(msg, sizeof msg, R_NAME ": %s is loading its data: %s", addr, reply->str);
     int ever = c->ever_ready;
     if (!ever && c->lost_at == 0)
-      c->lost_at = rhost->now_ms(c->rt);
+      c->lost_at = sea_host->now_ms(c->rt);
     c->ever_ready = 1;
     conn_drop(c);
     conn_lost(c, SEA_ECONNECT, msg);
@@ -243,9 +243,9 @@ static void hs_cb(redisAsyncContext *ac, void *r, void *priv) {
     conn_fatal(c, SEA_ECONNECT, msg);
     return;
   }
-  rhost->timer_stop(c->timer);
-  rhost->log(SEA_LOG_INFO, R_NAME, "%s %s (%s)", c->ever_ready ? "reconnected to" : "connected to",
-             c->addr, c->ip);
+  sea_host->timer_stop(c->timer);
+  sea_host->log(SEA_LOG_INFO, R_NAME, "%s %s (%s)",
+                c->ever_ready ? "reconnected to" : "connected to", c->addr, c->ip);
   c->state = C_READY;
   c->ever_ready = 1;
   c->attempt = 0;
@@ -296,7 +296,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
              ac->errstr[0] ? ac->errstr : "closed by the server");
   conn_detach(c, ac);
   if (ac->err == REDIS_ERR_PROTOCOL && was == C_HANDSHAKE) {
-    rhost->timer_stop(c->timer);
+    sea_host->timer_stop(c->timer);
     c->state = C_FAILED;
     c->on_fail(c, SEA_ECONNECT, msg);
     return;
@@ -355,7 +355,7 @@ static void resolve_after(void *data, int status) {
   rjob_t *j = data;
   rconn_t *c = j->conn;
   if (c == NULL) {
-    rhost->free(j);
+    sea_host->free(j);
     return;
   }
   c->job = NULL;
@@ -363,12 +363,12 @@ static void resolve_after(void *data, int status) {
     char msg[1400];
     snprintf(msg, sizeof msg, R_NAME ": cannot resolve host '%s' (in %s): %s", c->host, c->addr,
              status ? "lookup canceled" : j->err);
-    rhost->free(j);
+    sea_host->free(j);
     conn_lost(c, SEA_ECONNECT, msg);
     return;
   }
   snprintf(c->ip, sizeof c->ip, "%s", j->ip);
-  rhost->free(j);
+  sea_host->free(j);
   conn_connect_ip(c);
 }
 
@@ -395,14 +395,14 @@ static void conn_start_numeric(rconn_t *c) {
 /* Start one connection attempt: resolve (off the loop) unless numeric, then connect. */
 void redis_conn_begin(rconn_t *c) {
   unsigned char buf[sizeof(struct in6_addr)];
-  rhost->timer_stop(c->timer);
+  sea_host->timer_stop(c->timer);
   if (inet_pton(AF_INET, c->host, buf) == 1 || inet_pton(AF_INET6, c->host, buf) == 1) {
     snprintf(c->ip, sizeof c->ip, "%s", c->host);
     c->state = C_CONNECTING;
     conn_arm(c, 0, conn_start_numeric);
     return;
   }
-  rjob_t *j = rhost->calloc(1, sizeof *j);
+  rjob_t *j = sea_host->calloc(1, sizeof *j);
   if (j == NULL) {
     c->state = C_FAILED;
     c->on_fail(c, SEA_ENOMEM, R_NAME ": out of memory");
@@ -413,9 +413,9 @@ void redis_conn_begin(rconn_t *c) {
   c->state = C_RESOLVING;
   c->job = j;
   conn_arm(c, c->timeout_ms, conn_timeout);
-  if (rhost->queue_work(c->rt, resolve_work, resolve_after, j) != 0) {
+  if (sea_host->queue_work(c->rt, resolve_work, resolve_after, j) != 0) {
     c->job = NULL;
-    rhost->free(j);
+    sea_host->free(j);
     conn_lost(c, SEA_ECONNECT, R_NAME ": cannot queue the host name lookup");
   }
 }
@@ -434,7 +434,7 @@ void redis_conn_init(rconn_t *c, rstreamer_t *s, sea_runtime_t *rt, void *owner,
 
 void redis_conn_close(rconn_t *c) {
   c->state = C_CLOSED;
-  rhost->timer_close(c->timer);
+  sea_host->timer_close(c->timer);
   c->timer = NULL;
   if (c->job) {
     c->job->conn = NULL;
@@ -457,7 +457,7 @@ static void slots_cb(redisAsyncContext *ac, void *rep, void *priv) {
     return;
   char err[200];
   if (rcl_map_load(c->map, reply, c->idx, err, sizeof err) != 0) {
-    rhost->log(SEA_LOG_DEBUG, R_NAME, "map refresh at %s: %s", c->addr, err);
+    sea_host->log(SEA_LOG_DEBUG, R_NAME, "map refresh at %s: %s", c->addr, err);
     return;
   }
   c->on_map(c);
@@ -472,7 +472,7 @@ int redis_conn_map_ask(rconn_t *c) {
 
 /* Connect again from scratch (what was on the wire is dropped: no callback comes for it). */
 void redis_conn_restart(rconn_t *c) {
-  rhost->timer_stop(c->timer);
+  sea_host->timer_stop(c->timer);
   if (c->job) {
     c->job->conn = NULL;
     c->job = NULL;

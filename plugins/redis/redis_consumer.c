@@ -57,14 +57,14 @@ void redis_cons_end(rcons_t *rc, int status, const char *msg) {
     return;
   rc->ended = 1;
   if (rc->pos_op) {
-    rhost->op_done(rc->pos_op, status, "%s", msg);
+    sea_host->op_done(rc->pos_op, status, "%s", msg);
     rc->pos_op = NULL;
   }
   /* At the end of the stream the connection stays: XACKs on the wire are answered and their
    * commits complete (failing them here made a commit that did happen look failed). */
   if (status != SEA_EOF)
     waits_fail(&rc->commits, status, msg);
-  rhost->consumer_end(rc->c, status, "%s", msg);
+  sea_host->consumer_end(rc->c, status, "%s", msg);
 }
 
 static rstream_t *cons_find(rcons_t *rc, const char *name, size_t len) {
@@ -108,16 +108,16 @@ size_t redis_cons_deliver(rcons_t *rc, rpart_t *parts, size_t nparts) {
     return 0;
   int group = rc->mode != SEA_MODE_REALTIME && rc->cfg.ack != ACK_NONE;
   int at_most_once = group && rc->cfg.ack == ACK_AT_MOST_ONCE;
-  sea_batch_t *b = rhost->batch_new(total);
-  sea_block_t *blk = rhost->block_new(bytes ? bytes : 1);
+  sea_batch_t *b = sea_host->batch_new(total);
+  sea_block_t *blk = sea_host->block_new(bytes ? bytes : 1);
   if (b == NULL || blk == NULL) {
     if (b)
-      rhost->batch_release(b);
-    rhost->block_unref(blk);
+      sea_host->batch_release(b);
+    sea_host->block_unref(blk);
     redis_cons_end(rc, SEA_ENOMEM, R_NAME ": out of memory");
     return 0;
   }
-  uint8_t *base = rhost->block_data(blk);
+  uint8_t *base = sea_host->block_data(blk);
   size_t off = 0;
   for (size_t i = 0; i < nparts; i++) {
     rstream_t *st = parts[i].st;
@@ -150,7 +150,7 @@ size_t redis_cons_deliver(rcons_t *rc, rpart_t *parts, size_t nparts) {
       }
       m->payload.data = base + off;
       m->payload.len = len;
-      m->payload.block = rhost->block_ref(blk);
+      m->payload.block = sea_host->block_ref(blk);
       off += len;
       m->meta.stream_key = st->key;
       m->meta.shard_id = st->shard;
@@ -159,13 +159,13 @@ size_t redis_cons_deliver(rcons_t *rc, rpart_t *parts, size_t nparts) {
       m->backend_pos = m->meta.seq;
     }
   }
-  rhost->block_unref(blk);
+  sea_host->block_unref(blk);
   size_t n = b->count;
   if (n == 0) {
-    rhost->batch_release(b);
+    sea_host->batch_release(b);
   } else {
     /* (paused: a read was on the wire when pause came; the host holds it until resume) */
-    rhost->deliver(rc->c, b);
+    sea_host->deliver(rc->c, b);
   }
   if (group && !rc->ended)
     for (size_t i = 0; i < nparts; i++) {
@@ -199,7 +199,7 @@ static int cons_read_ask(rcons_t *rc, const redisReply *reply) {
       cons_send_read_one(rc, (long)i, 0, to);
   if (rc->reading == before) /* nothing sent: the round may be over */
     return 0;
-  rhost->log(SEA_LOG_DEBUG, R_NAME, "read: %s; asking %s", reply->str, to->addr);
+  sea_host->log(SEA_LOG_DEBUG, R_NAME, "read: %s; asking %s", reply->str, to->addr);
   return 1;
 }
 
@@ -301,15 +301,15 @@ static void cons_prepared(rcons_t *rc) {
   for (size_t i = 0; i < rc->nst && off < sizeof names; i++)
     off += (size_t)snprintf(names + off, sizeof names - off, "%s%s", i ? ", " : "", rc->st[i].name);
   if (rc->mode == SEA_MODE_REALTIME)
-    rhost->log(SEA_LOG_INFO, R_NAME, "reading %s at %s (realtime)", names, rc->s->addr);
+    sea_host->log(SEA_LOG_INFO, R_NAME, "reading %s at %s (realtime)", names, rc->s->addr);
   else
-    rhost->log(SEA_LOG_INFO, R_NAME, "group '%s' at %s: member '%s' (%s) reads %s", rc->group,
-               rc->s->addr, rc->cname,
-               rc->mode == SEA_MODE_LOAD_BALANCED ? "load-balanced" : "resumable", names);
+    sea_host->log(SEA_LOG_INFO, R_NAME, "group '%s' at %s: member '%s' (%s) reads %s", rc->group,
+                  rc->s->addr, rc->cname,
+                  rc->mode == SEA_MODE_LOAD_BALANCED ? "load-balanced" : "resumable", names);
   if (rc->pos_op && !rc->setid_pending) {
     sea_op_t *op = rc->pos_op;
     rc->pos_op = NULL;
-    rhost->op_done(op, 0, NULL);
+    sea_host->op_done(op, 0, NULL);
   }
 }
 
@@ -471,13 +471,13 @@ static void cons_send_read_one(rcons_t *rc, long node, int may_block, rconn_t *a
   size_t n = node < 0 ? rc->nst : 1;
   size_t first = node < 0 ? 0 : (size_t)node;
   size_t max = 12 + 2 * n;
-  const char **argv = rhost->alloc(max * sizeof *argv);
-  size_t *lens = rhost->alloc(max * sizeof *lens);
-  char *ids = rhost->alloc(n * R_ID_MAX);
+  const char **argv = sea_host->alloc(max * sizeof *argv);
+  size_t *lens = sea_host->alloc(max * sizeof *lens);
+  char *ids = sea_host->alloc(n * R_ID_MAX);
   if (argv == NULL || lens == NULL || ids == NULL) {
-    rhost->free(argv);
-    rhost->free(lens);
-    rhost->free(ids);
+    sea_host->free(argv);
+    sea_host->free(lens);
+    sea_host->free(ids);
     redis_cons_end(rc, SEA_ENOMEM, R_NAME ": out of memory");
     return;
   }
@@ -526,9 +526,9 @@ static void cons_send_read_one(rcons_t *rc, long node, int may_block, rconn_t *a
       redisAsyncCommandArgv(c->ac, read_cb, (void *)(uintptr_t)rc->gen, argc, argv, lens) ==
           REDIS_OK)
     rc->reading++;
-  rhost->free(argv);
-  rhost->free(lens);
-  rhost->free(ids);
+  sea_host->free(argv);
+  sea_host->free(lens);
+  sea_host->free(ids);
 }
 
 /* In a cluster, one read per stream. A read with BLOCK holds its connection, and the reads
@@ -544,7 +544,7 @@ static void cons_send_read(rcons_t *rc) {
   }
   /* the last stream of each master, found from the end: its master's first sighting */
   unsigned char seen[RCL_NODES_MAX];
-  unsigned char *last = idle ? rhost->calloc(rc->nst, 1) : NULL;
+  unsigned char *last = idle ? sea_host->calloc(rc->nst, 1) : NULL;
   if (last) {
     memset(seen, 0, sizeof seen);
     for (size_t i = rc->nst; i-- > 0;) {
@@ -556,7 +556,7 @@ static void cons_send_read(rcons_t *rc) {
   }
   for (size_t i = 0; i < rc->nst && !rc->ended; i++)
     cons_send_read_one(rc, (long)i, last && last[i], NULL);
-  rhost->free(last);
+  sea_host->free(last);
 }
 
 void redis_cons_pump(rcons_t *rc) {
@@ -586,7 +586,7 @@ void redis_cons_pump(rcons_t *rc) {
     int history = 0;
     for (size_t i = 0; i < rc->nst; i++)
       history |= rc->st[i].history;
-    uint64_t now = rhost->now_ms(rc->conn.rt);
+    uint64_t now = sea_host->now_ms(rc->conn.rt);
     if (!history && (rc->reap_wanted || now >= rc->next_claim)) {
       uint64_t every = rc->cfg.claim_idle_ms / 2;
       rc->next_claim = now + (every < 100 ? 100 : every);
@@ -648,7 +648,7 @@ static void cons_went_down(rcons_t *rc) {
                R_NAME ": commit not done, the cluster at %s changed before XACK was answered; "
                       "the entries will be delivered again",
                rc->s->addr);
-      rhost->log(SEA_LOG_WARN, R_NAME, "%s", msg + sizeof R_NAME + 1);
+      sea_host->log(SEA_LOG_WARN, R_NAME, "%s", msg + sizeof R_NAME + 1);
       waits_fail(&rc->commits, SEA_ECANCELED, msg);
     } else {
       snprintf(msg, sizeof msg,
@@ -671,14 +671,14 @@ static rconn_t *cons_node(rcons_t *rc, size_t idx) {
   if (idx < rc->nnc && rc->nc[idx])
     return rc->nc[idx];
   if (idx >= rc->nnc) {
-    rconn_t **v = rhost->realloc(rc->nc, (idx + 1) * sizeof *v);
+    rconn_t **v = sea_host->realloc(rc->nc, (idx + 1) * sizeof *v);
     if (v == NULL)
       return NULL;
     memset(v + rc->nnc, 0, (idx + 1 - rc->nnc) * sizeof *v);
     rc->nc = v;
     rc->nnc = idx + 1;
   }
-  rconn_t *c = idx == 0 ? &rc->conn : rhost->calloc(1, sizeof *c);
+  rconn_t *c = idx == 0 ? &rc->conn : sea_host->calloc(1, sizeof *c);
   if (c == NULL)
     return NULL;
   if (idx > 0) {
@@ -697,7 +697,7 @@ static rconn_t *cons_node(rcons_t *rc, size_t idx) {
 
 static void cons_heal_stop(rcons_t *rc) {
   rc->healing = 0;
-  rhost->timer_stop(rc->heal);
+  sea_host->timer_stop(rc->heal);
 }
 
 /* Up when the map has a master for every stream's slot and every master is connected; connects
@@ -743,7 +743,7 @@ static void on_cons_heal(sea_timer_t *t, void *data) {
     cons_heal_stop(rc);
     return;
   }
-  if (rhost->now_ms(rc->conn.rt) - rc->heal_since > rc->cfg.reconnect_ms) {
+  if (sea_host->now_ms(rc->conn.rt) - rc->heal_since > rc->cfg.reconnect_ms) {
     cons_heal_stop(rc);
     char msg[600];
     snprintf(msg, sizeof msg,
@@ -778,10 +778,10 @@ static void cons_link_down(rcons_t *rc, rconn_t *except) {
   }
   if (!rc->healing) {
     if (rc->heal == NULL)
-      rc->heal = rhost->timer_init(rc->conn.rt, on_cons_heal, rc);
+      rc->heal = sea_host->timer_init(rc->conn.rt, on_cons_heal, rc);
     rc->healing = 1;
-    rc->heal_since = rhost->now_ms(rc->conn.rt);
-    rhost->timer_start(rc->heal, 100, 250);
+    rc->heal_since = sea_host->now_ms(rc->conn.rt);
+    sea_host->timer_start(rc->heal, 100, 250);
   }
 }
 
@@ -790,7 +790,7 @@ static void cons_redirected(rcons_t *rc, rconn_t *c, const char *err) {
   char host[256];
   int port;
   int kind = rcl_redirect(err, &slot, host, &port);
-  rhost->log(SEA_LOG_INFO, R_NAME, "%s answered %s; reading the slot map again", c->addr, err);
+  sea_host->log(SEA_LOG_INFO, R_NAME, "%s answered %s; reading the slot map again", c->addr, err);
   if (kind == RCL_MOVED) {
     int idx = rcl_node_index(&rc->map, host, port);
     if (idx >= 0)
@@ -826,8 +826,8 @@ static void cons_on_ready(rconn_t *c) {
     return;
   }
   if (rc->map_seen == 0 && !rc->link_up)
-    rhost->log(SEA_LOG_INFO, R_NAME, "%s is a node of a Redis Cluster: %zu nodes known", c->addr,
-               rc->map.nnodes);
+    sea_host->log(SEA_LOG_INFO, R_NAME, "%s is a node of a Redis Cluster: %zu nodes known", c->addr,
+                  rc->map.nnodes);
   if (rc->link_up && rc->map.version != rc->map_seen) {
     /* a node came back with a map that moved slots: read each stream where it is now */
     cons_link_down(rc, c);
@@ -848,7 +848,7 @@ static void cons_on_lost(rconn_t *c) {
 static void cons_on_fail(rconn_t *c, int status, const char *msg) {
   rcons_t *rc = c->owner;
   if (rc->map.cluster && c->idx < rc->map.nnodes && rc->map.nodes[c->idx].slots == 0) {
-    rhost->log(SEA_LOG_DEBUG, R_NAME, "%s (it serves no slot now)", msg);
+    sea_host->log(SEA_LOG_DEBUG, R_NAME, "%s (it serves no slot now)", msg);
     return;
   }
   redis_cons_end(rc, status, msg);
@@ -857,19 +857,19 @@ static void cons_on_fail(rconn_t *c, int status, const char *msg) {
 int redis_cons_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *args, void **impl) {
   rstreamer_t *s = simpl;
   sea_runtime_t *rt = args->rt;
-  rcons_t *rc = rhost->calloc(1, sizeof *rc);
+  rcons_t *rc = sea_host->calloc(1, sizeof *rc);
   if (rc == NULL)
     return SEA_ENOMEM;
   rc->cfg = s->cfg;
   int err = redis_cfg_apply(rt, &rc->cfg, args->backend_options);
   if (err) {
-    rhost->free(rc);
+    sea_host->free(rc);
     return err;
   }
   if (args->key_count == 0) {
-    rhost->set_error(rt,
-                     R_NAME ": a consumer needs stream keys in the URI (redis://HOST/KEY1,KEY2)");
-    rhost->free(rc);
+    sea_host->set_error(rt, R_NAME
+                        ": a consumer needs stream keys in the URI (redis://HOST/KEY1,KEY2)");
+    sea_host->free(rc);
     return SEA_EKEY;
   }
   rc->s = s;
@@ -877,7 +877,7 @@ int redis_cons_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *args,
   rc->mode = args->mode;
   rc->group = args->group;
   if (rc->mode != SEA_MODE_REALTIME && rc->group == NULL)
-    rc->group = rhost->stream_key("seastreamer", 11);
+    rc->group = sea_host->stream_key("seastreamer", 11);
   if (rc->cfg.consumer[0] && rc->mode == SEA_MODE_RESUMABLE)
     snprintf(rc->cname, sizeof rc->cname, "%s", rc->cfg.consumer);
   else if (rc->mode == SEA_MODE_RESUMABLE)
@@ -889,7 +889,7 @@ int redis_cons_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *args,
     redis_host_name(hn);
     snprintf(rc->cname, sizeof rc->cname, "%s%s%s-%ld-%llx-%u", rc->cfg.consumer,
              rc->cfg.consumer[0] ? "-" : "", hn, (long)getpid(),
-             (unsigned long long)rhost->now_us(), ++counter);
+             (unsigned long long)sea_host->now_us(), ++counter);
   }
   rc->batch = args->batch_size ? args->batch_size : R_BATCH_DEFAULT;
   rc->stop_at_end = args->stop_at_end;
@@ -911,14 +911,14 @@ int redis_cons_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *args,
   uint32_t shards = rc->cfg.shards;
   rc->nst = args->key_count * shards;
   if (rc->nst > 64 * 64) {
-    rhost->set_error(rt, R_NAME ": too many streams (%zu keys x %u shards)", args->key_count,
-                     shards);
-    rhost->free(rc);
+    sea_host->set_error(rt, R_NAME ": too many streams (%zu keys x %u shards)", args->key_count,
+                        shards);
+    sea_host->free(rc);
     return SEA_EOPTION;
   }
-  rc->st = rhost->calloc(rc->nst, sizeof *rc->st);
+  rc->st = sea_host->calloc(rc->nst, sizeof *rc->st);
   if (rc->st == NULL) {
-    rhost->free(rc);
+    sea_host->free(rc);
     return SEA_ENOMEM;
   }
   for (size_t k = 0; k < args->key_count; k++)
@@ -929,10 +929,10 @@ int redis_cons_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *args,
       stream_name(st->name, st->key, shards, sh);
     }
   /* The keys are interned (they live as long as the process); the array is copied. */
-  rc->keys = rhost->calloc(args->key_count, sizeof *rc->keys);
+  rc->keys = sea_host->calloc(args->key_count, sizeof *rc->keys);
   if (rc->keys == NULL) {
-    rhost->free(rc->st);
-    rhost->free(rc);
+    sea_host->free(rc->st);
+    sea_host->free(rc);
     return SEA_ENOMEM;
   }
   memcpy(rc->keys, args->keys, args->key_count * sizeof *rc->keys);
@@ -947,10 +947,10 @@ int redis_cons_open(void *simpl, sea_consumer_t *c, const sea_open_args_t *args,
   rcl_map_init(&rc->map);
   if (rcl_node_index(&rc->map, s->host, s->port) != 0 || cons_node(rc, 0) == NULL) {
     rcl_map_free(&rc->map);
-    rhost->free(rc->nc);
-    rhost->free(rc->keys);
-    rhost->free(rc->st);
-    rhost->free(rc);
+    sea_host->free(rc->nc);
+    sea_host->free(rc->keys);
+    sea_host->free(rc->st);
+    sea_host->free(rc);
     return SEA_ENOMEM;
   }
   if (rc->mode == SEA_MODE_LOAD_BALANCED)
@@ -1006,25 +1006,25 @@ int redis_cons_rewind(void *impl, sea_pos_t pos, sea_op_t *op) {
 
 void redis_cons_close(void *impl) {
   rcons_t *rc = impl;
-  rhost->timer_close(rc->heal);
+  sea_host->timer_close(rc->heal);
   for (size_t i = 1; i < rc->nnc; i++)
     if (rc->nc[i]) {
       redis_conn_close(rc->nc[i]);
-      rhost->free(rc->nc[i]);
+      sea_host->free(rc->nc[i]);
     }
-  rhost->free(rc->nc);
+  sea_host->free(rc->nc);
   rcl_map_free(&rc->map);
   redis_conn_close(&rc->conn);
   redis_live_remove(rc);
   redis_reap_forget(&rc->reap);
-  rhost->free(rc->reap.dead);
+  sea_host->free(rc->reap.dead);
   for (size_t i = 0; i < rc->nst; i++) {
-    rhost->free(rc->st[i].acks.buf);
-    rhost->free(rc->st[i].skips.buf);
+    sea_host->free(rc->st[i].acks.buf);
+    sea_host->free(rc->st[i].skips.buf);
   }
-  rhost->free(rc->st);
-  rhost->free(rc->found);
-  rhost->free(rc->keys);
-  rhost->free(rc->commits.v);
-  rhost->free(rc);
+  sea_host->free(rc->st);
+  sea_host->free(rc->found);
+  sea_host->free(rc->keys);
+  sea_host->free(rc->commits.v);
+  sea_host->free(rc);
 }

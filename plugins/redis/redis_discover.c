@@ -52,7 +52,7 @@ static void discover_done(rcons_t *rc) {
     redis_cons_end(rc, SEA_EOPTION, msg);
     return;
   }
-  rstream_t *st = rhost->calloc(nst, sizeof *st);
+  rstream_t *st = sea_host->calloc(nst, sizeof *st);
   if (st == NULL) {
     redis_cons_end(rc, SEA_ENOMEM, R_NAME ": out of memory");
     return;
@@ -73,14 +73,14 @@ static void discover_done(rcons_t *rc) {
     }
   }
   for (size_t i = 0; i < rc->nst; i++) {
-    rhost->free(rc->st[i].acks.buf); /* nothing was read yet: none to keep */
-    rhost->free(rc->st[i].skips.buf);
+    sea_host->free(rc->st[i].acks.buf); /* nothing was read yet: none to keep */
+    sea_host->free(rc->st[i].skips.buf);
   }
-  rhost->free(rc->st);
+  sea_host->free(rc->st);
   rc->st = st;
   rc->nst = nst;
   rc->discovered = 1;
-  rhost->free(rc->found);
+  sea_host->free(rc->found);
   rc->found = NULL;
   rc->nfound = rc->capfound = 0;
 }
@@ -117,7 +117,7 @@ static void scan_cb(redisAsyncContext *ac, void *rep, void *priv) {
       continue;
     if (rc->nfound == rc->capfound) {
       size_t cap = rc->capfound ? rc->capfound * 2 : 16;
-      struct rfound *f = rhost->realloc(rc->found, cap * sizeof *f);
+      struct rfound *f = sea_host->realloc(rc->found, cap * sizeof *f);
       if (f == NULL) {
         redis_cons_end(rc, SEA_ENOMEM, R_NAME ": out of memory");
         return;

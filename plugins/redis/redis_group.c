@@ -127,11 +127,11 @@ void redis_cons_send_xack(rcons_t *rc, rstream_t *st, idlist_t *l) {
   if (l->n == 0 || !redis_conn_ready(conn))
     return;
   size_t most = l->n < R_XACK_MAX ? l->n : R_XACK_MAX;
-  const char **argv = rhost->alloc((most + 3) * sizeof *argv);
-  size_t *lens = rhost->alloc((most + 3) * sizeof *lens);
+  const char **argv = sea_host->alloc((most + 3) * sizeof *argv);
+  size_t *lens = sea_host->alloc((most + 3) * sizeof *lens);
   if (argv == NULL || lens == NULL) {
-    rhost->free(argv);
-    rhost->free(lens);
+    sea_host->free(argv);
+    sea_host->free(lens);
     return; /* kept: the next commit tries again */
   }
   argv[0] = "XACK";
@@ -154,8 +154,8 @@ void redis_cons_send_xack(rcons_t *rc, rstream_t *st, idlist_t *l) {
     left -= k;
   }
   l->len = l->n = 0;
-  rhost->free(argv);
-  rhost->free(lens);
+  sea_host->free(argv);
+  sea_host->free(lens);
 }
 
 int redis_idl_add(idlist_t *l, uint64_t ms, uint64_t sq) {
@@ -165,7 +165,7 @@ int redis_idl_add(idlist_t *l, uint64_t ms, uint64_t sq) {
     size_t cap = l->cap ? l->cap * 2 : 1024;
     while (cap < l->len + n)
       cap *= 2;
-    char *a = rhost->realloc(l->buf, cap);
+    char *a = sea_host->realloc(l->buf, cap);
     if (a == NULL)
       return SEA_ENOMEM;
     l->buf = a;
@@ -198,12 +198,12 @@ static void forget_cb(redisAsyncContext *ac, void *rep, void *priv) {
   (void)priv;
   redisReply *reply = rep;
   if (reply && reply->type == REDIS_REPLY_ERROR)
-    rhost->log(SEA_LOG_DEBUG, R_NAME, "removing a gone member: %s", reply->str);
+    sea_host->log(SEA_LOG_DEBUG, R_NAME, "removing a gone member: %s", reply->str);
 }
 
 void redis_reap_forget(rreap_t *R) {
   for (size_t i = 0; i < R->ndead; i++)
-    rhost->free(R->dead[i]);
+    sea_host->free(R->dead[i]);
   R->ndead = R->cur = 0;
   R->member_claimed = 0;
   snprintf(R->start, sizeof R->start, "-");
@@ -217,10 +217,10 @@ void redis_reap_stop(rcons_t *rc) {
 static void reap_member_done(rcons_t *rc) {
   rreap_t *R = &rc->reap;
   if (R->member_claimed)
-    rhost->log(SEA_LOG_INFO, R_NAME,
-               "claimed %zu entries of '%s' left pending by member '%s' of group '%s', which is "
-               "gone",
-               R->member_claimed, rc->st[R->st].name, R->dead[R->cur], rc->group);
+    sea_host->log(SEA_LOG_INFO, R_NAME,
+                  "claimed %zu entries of '%s' left pending by member '%s' of group '%s', which is "
+                  "gone",
+                  R->member_claimed, rc->st[R->st].name, R->dead[R->cur], rc->group);
   R->member_claimed = 0;
   R->cur++;
   snprintf(R->start, sizeof R->start, "-");
@@ -284,14 +284,14 @@ static void reap_info_cb(redisAsyncContext *ac, void *rep, void *priv) {
         continue; /* alive, or may be: its entries stay its own */
       if (R->ndead == R->capdead) {
         size_t cap = R->capdead ? R->capdead * 2 : 8;
-        char **d = rhost->realloc(R->dead, cap * sizeof *d);
+        char **d = sea_host->realloc(R->dead, cap * sizeof *d);
         if (d == NULL)
           break; /* the next pass tries again */
         R->dead = d;
         R->capdead = cap;
       }
       size_t nl = strlen(name) + 1;
-      char *copy = rhost->alloc(nl);
+      char *copy = sea_host->alloc(nl);
       if (copy == NULL)
         break;
       memcpy(copy, name, nl);
@@ -300,10 +300,10 @@ static void reap_info_cb(redisAsyncContext *ac, void *rep, void *priv) {
   } else if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOGROUP", 7) != 0 &&
              !rc->reap_warned) {
     rc->reap_warned = 1;
-    rhost->log(SEA_LOG_WARN, R_NAME,
-               "cannot list the members of group '%s' on '%s' at %s (entries left by gone "
-               "members are not claimed): %s",
-               rc->group, st->name, rc->s->addr, reply->str);
+    sea_host->log(SEA_LOG_WARN, R_NAME,
+                  "cannot list the members of group '%s' on '%s' at %s (entries left by gone "
+                  "members are not claimed): %s",
+                  rc->group, st->name, rc->s->addr, reply->str);
   }
   R->phase = RP_MEMBERS;
   R->cur = 0;
@@ -332,8 +332,9 @@ static void reap_claim_cb(redisAsyncContext *ac, void *rep, void *priv) {
     if (rc->ended)
       return;
   } else {
-    rhost->log(SEA_LOG_WARN, R_NAME, "XCLAIM on '%s' in group '%s' at %s: %s", st->name, rc->group,
-               rc->s->addr, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+    sea_host->log(SEA_LOG_WARN, R_NAME, "XCLAIM on '%s' in group '%s' at %s: %s", st->name,
+                  rc->group, rc->s->addr,
+                  reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
     R->last_page = 1; /* leave this member to the next pass */
   }
   if (R->last_page)
@@ -361,13 +362,13 @@ static void reap_pending_cb(redisAsyncContext *ac, void *rep, void *priv) {
   rstream_t *st = &rc->st[R->st];
   size_t k = reply->type == REDIS_REPLY_ARRAY ? reply->elements : 0;
   if (reply->type == REDIS_REPLY_ERROR)
-    rhost->log(SEA_LOG_WARN, R_NAME, "XPENDING on '%s' in group '%s' at %s: %s", st->name,
-               rc->group, rc->s->addr, reply->str);
-  const char **argv = k ? rhost->alloc((k + 5) * sizeof *argv) : NULL;
-  size_t *lens = k ? rhost->alloc((k + 5) * sizeof *lens) : NULL;
+    sea_host->log(SEA_LOG_WARN, R_NAME, "XPENDING on '%s' in group '%s' at %s: %s", st->name,
+                  rc->group, rc->s->addr, reply->str);
+  const char **argv = k ? sea_host->alloc((k + 5) * sizeof *argv) : NULL;
+  size_t *lens = k ? sea_host->alloc((k + 5) * sizeof *lens) : NULL;
   if (k == 0 || argv == NULL || lens == NULL) {
-    rhost->free(argv);
-    rhost->free(lens);
+    sea_host->free(argv);
+    sea_host->free(lens);
     reap_member_done(rc); /* nothing (more) pending with it, or out of memory: the next pass */
     redis_cons_pump(rc);
     return;
@@ -406,8 +407,8 @@ static void reap_pending_cb(redisAsyncContext *ac, void *rep, void *priv) {
   int sent = argc > 5 && redis_cons_conn(rc, st)->ac &&
              redisAsyncCommandArgv(redis_cons_conn(rc, st)->ac, reap_claim_cb, NULL, argc, argv,
                                    lens) == REDIS_OK;
-  rhost->free(argv);
-  rhost->free(lens);
+  sea_host->free(argv);
+  sea_host->free(lens);
   if (sent) {
     rc->reading = 1;
     return;
@@ -475,8 +476,8 @@ int redis_cons_commit(void *impl, sea_op_t *op) {
   for (size_t i = 0; i < rc->nst; i++)
     n += rc->st[i].acks.n + rc->st[i].skips.n;
   if (n > 0)
-    rhost->log(SEA_LOG_INFO, R_NAME, "commit: acknowledging %zu entr%s of group '%s' (XACK)", n,
-               n == 1 ? "y" : "ies", rc->group);
+    sea_host->log(SEA_LOG_INFO, R_NAME, "commit: acknowledging %zu entr%s of group '%s' (XACK)", n,
+                  n == 1 ? "y" : "ies", rc->group);
   for (size_t i = 0; i < rc->nst; i++) {
     rstream_t *st = &rc->st[i];
     redis_cons_send_xack(rc, st, &st->skips);
@@ -486,25 +487,25 @@ int redis_cons_commit(void *impl, sea_op_t *op) {
   if (unsent && rc->map.cluster) {
     /* the cluster is failing over or moving a slot: the acks stay and go out once it is up
      * again; until then the entries may be delivered again */
-    rhost->log(SEA_LOG_WARN, R_NAME,
-               "commit not done, the cluster at %s is not reachable on every master now; the "
-               "acks are sent once it is",
-               rc->s->addr);
-    rhost->op_done(op, SEA_ECANCELED,
-                   R_NAME ": commit not done: the cluster at %s is changing (the acks are sent "
-                          "once it is up again)",
-                   rc->s->addr);
+    sea_host->log(SEA_LOG_WARN, R_NAME,
+                  "commit not done, the cluster at %s is not reachable on every master now; the "
+                  "acks are sent once it is",
+                  rc->s->addr);
+    sea_host->op_done(op, SEA_ECANCELED,
+                      R_NAME ": commit not done: the cluster at %s is changing (the acks are sent "
+                             "once it is up again)",
+                      rc->s->addr);
     return 0;
   }
   if (unsent) {
-    rhost->op_done(op, SEA_ECONNECT,
-                   R_NAME ": commit: not connected to %s; acked entries stay pending and are "
-                          "delivered again",
-                   rc->s->addr);
+    sea_host->op_done(op, SEA_ECONNECT,
+                      R_NAME ": commit: not connected to %s; acked entries stay pending and are "
+                             "delivered again",
+                      rc->s->addr);
     return 0;
   }
   if (rc->acks_done >= rc->acks_sent) {
-    rhost->op_done(op, 0, NULL);
+    sea_host->op_done(op, 0, NULL);
     return 0;
   }
   return waits_add(&rc->commits, op, rc->acks_sent);

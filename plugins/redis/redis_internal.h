@@ -11,7 +11,7 @@
  *
  * How they talk: a producer or consumer embeds rconn_t and gets its on_ready / on_lost /
  * on_fail / on_map callbacks; the consumer's rooms share rcons_t and call each other through
- * the redis_cons_* functions below. Every room reaches the host through rhost, set once by the
+ * the redis_cons_* functions below. Every room reaches the host through sea_host, set once by the
  * plugin entry in redis.c. Functions defined here are static inline: small helpers several rooms
  * use. Names a room exports carry the redis_ prefix.
  */
@@ -30,8 +30,8 @@
 #include "redis_cluster.h"
 #include "seastreamer/plugin.h"
 
-/* The host's functions, from the plugin entry (redis.c). */
-extern const sea_host_t *rhost;
+/* The host's functions: sea_host, set by SEA_PLUGIN_INIT (redis.c). */
+SEA_PLUGIN_HOST_DECL;
 
 #define R_NAME "redis"
 #define R_BATCH_DEFAULT 1000
@@ -194,7 +194,7 @@ typedef struct rwaits {
 static inline int waits_add(rwaits_t *w, sea_op_t *op, uint64_t target) {
   if (w->n == w->cap) {
     size_t cap = w->cap ? w->cap * 2 : 4;
-    rwait_t *v = rhost->realloc(w->v, cap * sizeof *v);
+    rwait_t *v = sea_host->realloc(w->v, cap * sizeof *v);
     if (v == NULL)
       return SEA_ENOMEM;
     w->v = v;
@@ -213,7 +213,7 @@ static inline void waits_reached(rwaits_t *w, uint64_t counter) {
     if (w->v[i].target > counter)
       w->v[k++] = w->v[i];
     else
-      rhost->op_done(w->v[i].op, 0, NULL);
+      sea_host->op_done(w->v[i].op, 0, NULL);
   }
   w->n = k;
 }
@@ -221,7 +221,7 @@ static inline void waits_reached(rwaits_t *w, uint64_t counter) {
 /* Fail every one with status and msg. */
 static inline void waits_fail(rwaits_t *w, int status, const char *msg) {
   for (size_t i = 0; i < w->n; i++)
-    rhost->op_done(w->v[i].op, status, "%s", msg);
+    sea_host->op_done(w->v[i].op, status, "%s", msg);
   w->n = 0;
 }
 

@@ -83,14 +83,14 @@ static rpnode_t *prod_node(rprod_t *pr, size_t idx) {
   if (idx < pr->nnodes && pr->nodes[idx])
     return pr->nodes[idx];
   if (idx >= pr->nnodes) {
-    rpnode_t **v = rhost->realloc(pr->nodes, (idx + 1) * sizeof *v);
+    rpnode_t **v = sea_host->realloc(pr->nodes, (idx + 1) * sizeof *v);
     if (v == NULL)
       return NULL;
     memset(v + pr->nnodes, 0, (idx + 1 - pr->nnodes) * sizeof *v);
     pr->nodes = v;
     pr->nnodes = idx + 1;
   }
-  rpnode_t *n = rhost->calloc(1, sizeof *n);
+  rpnode_t *n = sea_host->calloc(1, sizeof *n);
   if (n == NULL)
     return NULL;
   redis_conn_init(&n->conn, pr->s, pr->rt, pr, pr->timeout_ms, pr->cfg.reconnect_ms);
@@ -198,7 +198,7 @@ static void prod_rehome(rprod_t *pr) {
 static void prod_fail_all(rprod_t *pr, int status, const char *msg) {
   if (!pr->failed) {
     pr->failed = 1;
-    rhost->producer_fail(pr->p, status, "%s", msg);
+    sea_host->producer_fail(pr->p, status, "%s", msg);
   }
   pr->down = 1;
   for (size_t i = 0; i <= pr->nnodes; i++) {
@@ -220,8 +220,8 @@ static void prod_fail_all(rprod_t *pr, int status, const char *msg) {
     }
     while (r) {
       prec_t *next = r->next;
-      rhost->receipt(pr->p, r->token, status, NULL);
-      rhost->free(r);
+      sea_host->receipt(pr->p, r->token, status, NULL);
+      sea_host->free(r);
       r = next;
     }
   }
@@ -240,7 +240,7 @@ static int prod_whole(const rprod_t *pr) {
 
 static void prod_heal_stop(rprod_t *pr) {
   pr->healing = 0;
-  rhost->timer_stop(pr->heal);
+  sea_host->timer_stop(pr->heal);
 }
 
 static void on_prod_heal(sea_timer_t *t, void *data) {
@@ -250,7 +250,7 @@ static void on_prod_heal(sea_timer_t *t, void *data) {
     prod_heal_stop(pr);
     return;
   }
-  if (rhost->now_ms(pr->rt) - pr->heal_since > pr->cfg.reconnect_ms) {
+  if (sea_host->now_ms(pr->rt) - pr->heal_since > pr->cfg.reconnect_ms) {
     prod_heal_stop(pr);
     char msg[600];
     snprintf(msg, sizeof msg,
@@ -273,10 +273,10 @@ static void prod_heal_start(rprod_t *pr) {
   if (pr->healing || !pr->map.cluster)
     return;
   if (pr->heal == NULL)
-    pr->heal = rhost->timer_init(pr->rt, on_prod_heal, pr);
+    pr->heal = sea_host->timer_init(pr->rt, on_prod_heal, pr);
   pr->healing = 1;
-  pr->heal_since = rhost->now_ms(pr->rt);
-  rhost->timer_start(pr->heal, 100, 250);
+  pr->heal_since = sea_host->now_ms(pr->rt);
+  sea_host->timer_start(pr->heal, 100, 250);
 }
 
 static void prod_on_map(rconn_t *c) {
@@ -335,7 +335,7 @@ static void xadd_cb(redisAsyncContext *ac, void *rep, void *priv) {
     int port = 0;
     int kind = rcl_redirect(reply->str, &slot, host, &port);
     if (kind) {
-      rhost->log(SEA_LOG_DEBUG, R_NAME, "XADD at %s: %s", c->addr, reply->str);
+      sea_host->log(SEA_LOG_DEBUG, R_NAME, "XADD at %s: %s", c->addr, reply->str);
       prod_redirect(pr, n, r, kind, slot, host, port);
       return;
     }
@@ -359,22 +359,22 @@ static void xadd_cb(redisAsyncContext *ac, void *rep, void *priv) {
                        .shard_id = r->shard,
                        .seq = id_pack(ms, sq),
                        .timestamp_us = (int64_t)(ms * 1000)};
-    rhost->receipt(pr->p, r->token, 0, &meta);
+    sea_host->receipt(pr->p, r->token, 0, &meta);
   } else {
     const char *why = reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply to XADD";
     if (!pr->failed) {
       char name[R_NAME_MAX];
       stream_name(name, r->key, pr->cfg.shards, r->shard);
       pr->failed = 1;
-      rhost->producer_fail(pr->p, SEA_EBACKEND, R_NAME ": XADD to '%s' at %s failed: %s", name,
-                           c->addr, why);
+      sea_host->producer_fail(pr->p, SEA_EBACKEND, R_NAME ": XADD to '%s' at %s failed: %s", name,
+                              c->addr, why);
     }
-    rhost->receipt(pr->p, r->token, SEA_EBACKEND, NULL);
+    sea_host->receipt(pr->p, r->token, SEA_EBACKEND, NULL);
   }
-  rhost->free(r);
+  sea_host->free(r);
   if (pr->full && pr->count < pr->cfg.pipeline) {
     pr->full = 0;
-    rhost->producer_ready(pr->p);
+    sea_host->producer_ready(pr->p);
   }
 }
 
@@ -389,9 +389,9 @@ static void prod_wait_arm(rprod_t *pr, uint64_t ms) {
   if (pr->wait_armed)
     return;
   if (pr->wait_timer == NULL)
-    pr->wait_timer = rhost->timer_init(pr->rt, on_wait_timer, pr);
+    pr->wait_timer = sea_host->timer_init(pr->rt, on_wait_timer, pr);
   pr->wait_armed = 1;
-  rhost->timer_start(pr->wait_timer, ms, 0);
+  sea_host->timer_start(pr->wait_timer, ms, 0);
 }
 
 static void wait_cb(redisAsyncContext *ac, void *rep, void *priv) {
@@ -404,7 +404,7 @@ static void wait_cb(redisAsyncContext *ac, void *rep, void *priv) {
   rpnode_t *n = pr->nodes[c->idx];
   int ok = reply->type == REDIS_REPLY_INTEGER && reply->integer >= 0 &&
            (uint64_t)reply->integer >= pr->cfg.wait_replicas;
-  uint64_t now = rhost->now_ms(pr->rt);
+  uint64_t now = sea_host->now_ms(pr->rt);
   if (ok) {
     n->short_since = 0;
   } else if (reply->type == REDIS_REPLY_INTEGER && n->done_head) {
@@ -412,10 +412,10 @@ static void wait_cb(redisAsyncContext *ac, void *rep, void *priv) {
      * later, for up to reconnect_ms, before giving up on these records. */
     if (n->short_since == 0) {
       n->short_since = now;
-      rhost->log(SEA_LOG_WARN, R_NAME,
-                 "WAIT at %s: %lld of wait_replicas=%llu replicas have the entries; waiting for "
-                 "more (up to reconnect_ms)",
-                 c->addr, reply->integer, (unsigned long long)pr->cfg.wait_replicas);
+      sea_host->log(SEA_LOG_WARN, R_NAME,
+                    "WAIT at %s: %lld of wait_replicas=%llu replicas have the entries; waiting for "
+                    "more (up to reconnect_ms)",
+                    c->addr, reply->integer, (unsigned long long)pr->cfg.wait_replicas);
     }
     if (now - n->short_since < pr->cfg.reconnect_ms) {
       n->since_wait++;
@@ -426,16 +426,16 @@ static void wait_cb(redisAsyncContext *ac, void *rep, void *priv) {
   if (!ok && !pr->failed && n->done_head) {
     pr->failed = 1;
     if (reply->type == REDIS_REPLY_INTEGER)
-      rhost->producer_fail(pr->p, SEA_EBACKEND,
-                           R_NAME ": WAIT at %s: %lld of wait_replicas=%llu replicas had the "
-                                  "entries within wait_timeout_ms=%llu ms, still after "
-                                  "reconnect_ms=%llu ms",
-                           c->addr, reply->integer, (unsigned long long)pr->cfg.wait_replicas,
-                           (unsigned long long)pr->cfg.wait_timeout_ms,
-                           (unsigned long long)pr->cfg.reconnect_ms);
+      sea_host->producer_fail(pr->p, SEA_EBACKEND,
+                              R_NAME ": WAIT at %s: %lld of wait_replicas=%llu replicas had the "
+                                     "entries within wait_timeout_ms=%llu ms, still after "
+                                     "reconnect_ms=%llu ms",
+                              c->addr, reply->integer, (unsigned long long)pr->cfg.wait_replicas,
+                              (unsigned long long)pr->cfg.wait_timeout_ms,
+                              (unsigned long long)pr->cfg.reconnect_ms);
     else
-      rhost->producer_fail(pr->p, SEA_EBACKEND, R_NAME ": WAIT at %s failed: %s", c->addr,
-                           reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+      sea_host->producer_fail(pr->p, SEA_EBACKEND, R_NAME ": WAIT at %s failed: %s", c->addr,
+                              reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
   }
   prec_t *r = n->done_head;
   n->done_head = n->done_tail = NULL;
@@ -447,16 +447,16 @@ static void wait_cb(redisAsyncContext *ac, void *rep, void *priv) {
                          .shard_id = r->shard,
                          .seq = id_pack(r->ms, r->sq),
                          .timestamp_us = (int64_t)(r->ms * 1000)};
-      rhost->receipt(pr->p, r->token, 0, &meta);
+      sea_host->receipt(pr->p, r->token, 0, &meta);
     } else {
-      rhost->receipt(pr->p, r->token, SEA_EBACKEND, NULL);
+      sea_host->receipt(pr->p, r->token, SEA_EBACKEND, NULL);
     }
-    rhost->free(r);
+    sea_host->free(r);
     r = next;
   }
   if (pr->full && pr->count < pr->cfg.pipeline) {
     pr->full = 0;
-    rhost->producer_ready(pr->p);
+    sea_host->producer_ready(pr->p);
   }
 }
 
@@ -513,14 +513,14 @@ static int prod_write(rprod_t *pr, rpnode_t *n, prec_t *r) {
     tkind = "MAXLEN";
     tlen = (size_t)snprintf(trim, sizeof trim, "%llu", (unsigned long long)pr->cfg.maxlen);
   } else if (pr->cfg.minid_age_ms) {
-    uint64_t now = (uint64_t)(rhost->now_us() / 1000);
+    uint64_t now = (uint64_t)(sea_host->now_us() / 1000);
     uint64_t t = now > pr->cfg.minid_age_ms ? now - pr->cfg.minid_age_ms : 0;
     tkind = "MINID";
     tlen = (size_t)id_format(trim, t, 0);
   }
   size_t need = 128 + nlen + flen + tlen + r->len;
   if (need > pr->cmdcap) {
-    char *b = rhost->realloc(pr->cmd, need);
+    char *b = sea_host->realloc(pr->cmd, need);
     if (b == NULL)
       return -1;
     pr->cmd = b;
@@ -567,12 +567,12 @@ static void prod_write_unsent(rprod_t *pr, rpnode_t *n) {
         n->tail = prev;
       n->unsent = r->next;
       pr->count--;
-      rhost->log(SEA_LOG_ERROR, R_NAME,
-                 "send to '%s': payload of %zu bytes is over the server's proto-max-bulk-len "
-                 "(%llu bytes) at %s",
-                 r->key, r->len, (unsigned long long)n->conn.max_bulk, n->conn.addr);
-      rhost->receipt(pr->p, r->token, SEA_ETOOBIG, NULL);
-      rhost->free(r);
+      sea_host->log(SEA_LOG_ERROR, R_NAME,
+                    "send to '%s': payload of %zu bytes is over the server's proto-max-bulk-len "
+                    "(%llu bytes) at %s",
+                    r->key, r->len, (unsigned long long)n->conn.max_bulk, n->conn.addr);
+      sea_host->receipt(pr->p, r->token, SEA_ETOOBIG, NULL);
+      sea_host->free(r);
       continue;
     }
     if (prod_write(pr, n, r) != 0)
@@ -595,8 +595,8 @@ static void prod_on_ready(rconn_t *c) {
   }
   if (pr->map.cluster && pr->map.version != pr->map_seen) {
     if (pr->map_seen == 0)
-      rhost->log(SEA_LOG_INFO, R_NAME, "%s is a node of a Redis Cluster: %zu nodes known", c->addr,
-                 pr->map.nnodes);
+      sea_host->log(SEA_LOG_INFO, R_NAME, "%s is a node of a Redis Cluster: %zu nodes known",
+                    c->addr, pr->map.nnodes);
     pr->map_seen = pr->map.version;
     prod_rehome(pr);
   }
@@ -628,7 +628,7 @@ static void prod_on_fail(rconn_t *c, int status, const char *msg) {
   rpnode_t *n = pr->nodes[c->idx];
   if (pr->map.cluster && n->head == NULL && c->idx < pr->map.nnodes &&
       pr->map.nodes[c->idx].slots == 0) {
-    rhost->log(SEA_LOG_DEBUG, R_NAME, "%s (it serves no slot now)", msg);
+    sea_host->log(SEA_LOG_DEBUG, R_NAME, "%s (it serves no slot now)", msg);
     return; /* a node that no longer serves anything: nothing is lost with it */
   }
   prod_fail_all(pr, status, msg);
@@ -645,13 +645,13 @@ static uint64_t hash_bytes(const uint8_t *p, size_t n) {
 
 int redis_prod_open(void *simpl, sea_producer_t *p, const sea_open_args_t *args, void **impl) {
   rstreamer_t *s = simpl;
-  rprod_t *pr = rhost->calloc(1, sizeof *pr);
+  rprod_t *pr = sea_host->calloc(1, sizeof *pr);
   if (pr == NULL)
     return SEA_ENOMEM;
   pr->cfg = s->cfg;
   int rc = redis_cfg_apply(args->rt, &pr->cfg, args->backend_options);
   if (rc) {
-    rhost->free(pr);
+    sea_host->free(pr);
     return rc;
   }
   pr->s = s;
@@ -662,8 +662,8 @@ int redis_prod_open(void *simpl, sea_producer_t *p, const sea_open_args_t *args,
   /* node 0 is the URI's (first) node */
   if (rcl_node_index(&pr->map, s->host, s->port) != 0 || prod_node(pr, 0) == NULL) {
     rcl_map_free(&pr->map);
-    rhost->free(pr->nodes);
-    rhost->free(pr);
+    sea_host->free(pr->nodes);
+    sea_host->free(pr);
     return SEA_ENOMEM;
   }
   redis_conn_begin(&pr->nodes[0]->conn);
@@ -682,13 +682,14 @@ int redis_prod_send(void *impl, const sea_message_t *m, unsigned flags, void *to
     return SEA_EAGAIN;
   }
   if (c0->ever_ready && m->payload.len > c0->max_bulk) {
-    rhost->log(SEA_LOG_ERROR, R_NAME,
-               "send to '%s': payload of %zu bytes is over the server's proto-max-bulk-len "
-               "(%llu bytes) at %s",
-               m->meta.stream_key, m->payload.len, (unsigned long long)c0->max_bulk, pr->s->addr);
+    sea_host->log(SEA_LOG_ERROR, R_NAME,
+                  "send to '%s': payload of %zu bytes is over the server's proto-max-bulk-len "
+                  "(%llu bytes) at %s",
+                  m->meta.stream_key, m->payload.len, (unsigned long long)c0->max_bulk,
+                  pr->s->addr);
     return SEA_ETOOBIG;
   }
-  prec_t *r = rhost->alloc(sizeof *r + m->payload.len);
+  prec_t *r = sea_host->alloc(sizeof *r + m->payload.len);
   if (r == NULL)
     return SEA_ENOMEM;
   r->next = NULL;
@@ -729,15 +730,15 @@ int redis_prod_send(void *impl, const sea_message_t *m, unsigned flags, void *to
 static void free_line(prec_t *r) {
   while (r) {
     prec_t *next = r->next;
-    rhost->free(r);
+    sea_host->free(r);
     r = next;
   }
 }
 
 void redis_prod_close(void *impl) {
   rprod_t *pr = impl;
-  rhost->timer_close(pr->heal);
-  rhost->timer_close(pr->wait_timer);
+  sea_host->timer_close(pr->heal);
+  sea_host->timer_close(pr->wait_timer);
   for (size_t i = 0; i < pr->nnodes; i++) {
     rpnode_t *n = pr->nodes[i];
     if (n == NULL)
@@ -745,11 +746,11 @@ void redis_prod_close(void *impl) {
     redis_conn_close(&n->conn);
     free_line(n->head);
     free_line(n->done_head);
-    rhost->free(n);
+    sea_host->free(n);
   }
   free_line(pr->wait_head);
-  rhost->free(pr->nodes);
+  sea_host->free(pr->nodes);
   rcl_map_free(&pr->map);
-  rhost->free(pr->cmd);
-  rhost->free(pr);
+  sea_host->free(pr->cmd);
+  sea_host->free(pr);
 }

@@ -3,8 +3,6 @@
  * at the top of stdio_internal.h. */
 #include "stdio_internal.h"
 
-const sea_host_t *stdio_host;
-
 /* ---------------------------------------------------------------------------------------------
  * Streamer: stdio has no connection; connect only checks the URI and the options.
  * ------------------------------------------------------------------------------------------- */
@@ -16,7 +14,7 @@ static int stdio_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *
                          const sea_options_t *backend_options, void **impl) {
   for (size_t i = 0; uri != NULL && i < uri->node_count; i++) {
     if (uri->nodes[i] != NULL && uri->nodes[i][0] != '\0') {
-      stdio_host->set_error(rt, "stdio: URI takes no host, got '%s'", uri->nodes[i]);
+      sea_host->set_error(rt, "stdio: URI takes no host, got '%s'", uri->nodes[i]);
       return SEA_EURI;
     }
   }
@@ -24,7 +22,7 @@ static int stdio_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *
   int rc = stdio_opts_parse(rt, backend_options, &o);
   if (rc != 0)
     return rc;
-  stdio_streamer_t *st = stdio_host->calloc(1, sizeof *st);
+  stdio_streamer_t *st = sea_host->calloc(1, sizeof *st);
   if (st == NULL)
     return SEA_ENOMEM;
   st->rt = rt;
@@ -33,7 +31,7 @@ static int stdio_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *
 }
 
 static void stdio_disconnect(void *impl) {
-  stdio_host->free(impl);
+  sea_host->free(impl);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -66,10 +64,4 @@ static const sea_plugin_t stdio_plugin = {
     .producer_push = stdio_producer_push,
 };
 
-/* The macro gives no prototype, and -Wmissing-prototypes wants one: the macro itself makes it. */
-SEA_PLUGIN_ENTRY(stdio) {
-  if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR || host->abi_minor < 4)
-    return NULL; /* the option getters are 1.4's */
-  stdio_host = host;
-  return &stdio_plugin;
-}
+SEA_PLUGIN_INIT(stdio, stdio_plugin)

@@ -9,19 +9,19 @@
 void stdio_tpl_free(stdio_tpl_t *t) {
   if (t == NULL)
     return;
-  stdio_host->free(t->ops);
-  stdio_host->free(t->lit);
-  stdio_host->free(t);
+  sea_host->free(t->ops);
+  sea_host->free(t->lit);
+  sea_host->free(t);
 }
 
 /* kcat -f style: %s %k %t %p %o %T %S %R %K %h %% and the escapes \n \t \\. */
 int stdio_tpl_compile(sea_runtime_t *rt, const char *src, stdio_tpl_t **out) {
   size_t n = strlen(src);
-  stdio_tpl_t *t = stdio_host->calloc(1, sizeof *t);
+  stdio_tpl_t *t = sea_host->calloc(1, sizeof *t);
   if (t == NULL)
     return SEA_ENOMEM;
-  t->ops = stdio_host->calloc(n + 1, sizeof *t->ops);
-  t->lit = stdio_host->alloc(n + 1);
+  t->ops = sea_host->calloc(n + 1, sizeof *t->ops);
+  t->lit = sea_host->alloc(n + 1);
   if (t->ops == NULL || t->lit == NULL) {
     stdio_tpl_free(t);
     return SEA_ENOMEM;
@@ -50,11 +50,10 @@ int stdio_tpl_compile(sea_runtime_t *rt, const char *src, stdio_tpl_t **out) {
       else if (c == '\\' && d == '\\')
         lit_c = '\\';
       else {
-        stdio_host->set_error(
-            rt,
-            "stdio: option template: unknown %s '%c%c' (known: %%s %%k %%t %%p %%o "
-            "%%T %%S %%R %%K %%h %%%% \\n \\t \\\\)",
-            c == '%' ? "directive" : "escape", c, d ? d : ' ');
+        sea_host->set_error(rt,
+                            "stdio: option template: unknown %s '%c%c' (known: %%s %%k %%t %%p %%o "
+                            "%%T %%S %%R %%K %%h %%%% \\n \\t \\\\)",
+                            c == '%' ? "directive" : "escape", c, d ? d : ' ');
         stdio_tpl_free(t);
         return SEA_EOPTION;
       }
@@ -94,7 +93,7 @@ static char *out_reserve(stdio_writer_t *w, size_t n) {
       return NULL;
     cap *= 2;
   }
-  char *b = stdio_host->realloc(w->buf, cap);
+  char *b = sea_host->realloc(w->buf, cap);
   if (b == NULL)
     return NULL;
   w->buf = b;
@@ -153,7 +152,7 @@ const char *stdio_writer_ts(stdio_writer_t *w, int64_t us, size_t *len) {
       w->ts[21] = (char)('0' + f / 10 % 10);
       w->ts[22] = (char)('0' + f % 10);
     } else {
-      w->ts_len = stdio_host->format_timestamp(us, w->ts);
+      w->ts_len = sea_host->format_timestamp(us, w->ts);
     }
     w->ts_ms = ms;
   }

@@ -8,7 +8,7 @@
  *   stdio_fds.c      the flags of fd 0 and fd 1, saved before and restored after
  *   stdio_parse.c    the "[timestamp | key | seq | shard]" line header parser (stdio_parse.h)
  * The rooms talk only through the types and functions declared here; everything else in a room
- * is static. Every room calls the host through stdio_host, set once by the plugin entry. */
+ * is static. Every room calls the host through sea_host, set once by the plugin entry. */
 #ifndef SEA_STDIO_INTERNAL_H
 #define SEA_STDIO_INTERNAL_H
 
@@ -21,8 +21,9 @@
 #define STDIO_MAX_LINE_DEFAULT (1024u * 1024u)
 #define STDIO_MSG_MAX 512
 
-/* The host's functions (allocation, errors, logging, the loop); set by SEA_PLUGIN_ENTRY. */
-extern const sea_host_t *stdio_host;
+/* The host's functions (allocation, errors, logging, the loop): sea_host, set by SEA_PLUGIN_INIT
+ * (stdio.c). */
+SEA_PLUGIN_HOST_DECL;
 
 /* ---------------------------------------------------------------------------------------------
  * A small map from interned pointers (stream keys) to counters: seq per key, round-robin per key.

@@ -19,7 +19,7 @@ uint64_t *stdio_map_get(stdio_map_t *m, const void *key) {
   }
   if ((m->len + 1) * 2 > m->cap) {
     size_t cap = m->cap ? m->cap * 2 : 16;
-    stdio_slot_t *s = stdio_host->calloc(cap, sizeof *s);
+    stdio_slot_t *s = sea_host->calloc(cap, sizeof *s);
     if (s == NULL)
       return NULL;
     for (size_t j = 0; j < m->cap; j++) {
@@ -30,7 +30,7 @@ uint64_t *stdio_map_get(stdio_map_t *m, const void *key) {
         i = (i + 1) & (cap - 1);
       s[i] = m->slots[j];
     }
-    stdio_host->free(m->slots);
+    sea_host->free(m->slots);
     m->slots = s;
     m->cap = cap;
   }
@@ -44,7 +44,7 @@ uint64_t *stdio_map_get(stdio_map_t *m, const void *key) {
 }
 
 void stdio_map_free(stdio_map_t *m) {
-  stdio_host->free(m->slots);
+  sea_host->free(m->slots);
   m->slots = NULL;
   m->cap = m->len = 0;
 }

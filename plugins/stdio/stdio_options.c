@@ -73,7 +73,7 @@ static size_t parse_delim(const char *v, char *out, size_t cap) {
 /* Reads every backend option, which the host checked against the table; the delimiters and
  * the template, which the table cannot describe, are checked here. */
 int stdio_opts_parse(sea_runtime_t *rt, const sea_options_t *o, stdio_opts_t *out) {
-  const sea_host_t *h = stdio_host;
+  const sea_host_t *h = sea_host;
   out->max_line = (size_t)h->option_u64(o, "max_line");
   out->pass_malformed = h->option_enum(o, "malformed");
   out->format = h->option_enum(o, "format"); /* FMT_LINE, FMT_JSON, FMT_PAYLOAD: its order */

@@ -208,27 +208,27 @@ static void reader_set_done(stdio_reader_t *r, int status, const char *msg) {
   r->done = 1;
   r->done_status = status;
   snprintf(r->done_msg, sizeof r->done_msg, "%s", msg);
-  stdio_host->log(status == SEA_EOF ? SEA_LOG_INFO : SEA_LOG_WARN, STDIO_NAME,
-                  "stdin: %s after %llu line(s)", msg, (unsigned long long)r->line_no);
+  sea_host->log(status == SEA_EOF ? SEA_LOG_INFO : SEA_LOG_WARN, STDIO_NAME,
+                "stdin: %s after %llu line(s)", msg, (unsigned long long)r->line_no);
 }
 
 static void reader_update_watch(stdio_reader_t *r) {
   int want = reader_can_read(r);
   if (want && r->watch == NULL) {
     stdio_fd_touch(0); /* libuv makes a polled fd nonblocking */
-    r->watch = stdio_host->watch_start(r->rt, 0, SEA_WATCH_READABLE, reader_on_readable, r);
+    r->watch = sea_host->watch_start(r->rt, 0, SEA_WATCH_READABLE, reader_on_readable, r);
     if (r->watch == NULL) {
       reader_set_done(r, SEA_EIO, "stdin: cannot watch fd 0");
-      stdio_host->timer_start(r->kick, 0, 0);
+      sea_host->timer_start(r->kick, 0, 0);
     }
   } else if (!want && r->watch != NULL) {
-    stdio_host->watch_stop(r->watch);
+    sea_host->watch_stop(r->watch);
     r->watch = NULL;
   }
 }
 
 static void reader_kick(stdio_reader_t *r) {
-  stdio_host->timer_start(r->kick, 0, 0);
+  sea_host->timer_start(r->kick, 0, 0);
 }
 
 /* Hand the batch being filled to the host (which holds it while the consumer is paused). */
@@ -238,14 +238,14 @@ static void consumer_flush_cur(stdio_consumer_t *c) {
     return;
   c->cur = NULL;
   if (b->count == 0) {
-    stdio_host->batch_release(b);
+    sea_host->batch_release(b);
     return;
   }
   c->fed_paused |= c->paused;
   if (c->closed)
-    stdio_host->batch_release(b);
+    sea_host->batch_release(b);
   else
-    stdio_host->deliver(c->c, b);
+    sea_host->deliver(c->c, b);
 }
 
 static void consumer_add(stdio_consumer_t *c, const stdio_scratch_t *s, size_t left) {
@@ -253,7 +253,7 @@ static void consumer_add(stdio_consumer_t *c, const stdio_scratch_t *s, size_t l
   if (c->cur == NULL) {
     /* No more than this read can give it, so small reads make small batches. */
     size_t cap = c->batch_cap < left ? c->batch_cap : left;
-    c->cur = stdio_host->batch_new(cap);
+    c->cur = sea_host->batch_new(cap);
     if (c->cur == NULL) {
       consumer_end_pending(c, SEA_ENOMEM, "stdin: out of memory");
       return;
@@ -265,7 +265,7 @@ static void consumer_add(stdio_consumer_t *c, const stdio_scratch_t *s, size_t l
   m->meta = s->meta;
   m->payload.data = s->len == 0 && r->empty_null ? NULL : r->base + s->off;
   m->payload.len = s->len;
-  m->payload.block = stdio_host->block_ref(r->blk);
+  m->payload.block = sea_host->block_ref(r->blk);
   if (s->has_key) {
     m->key = r->base + s->key_off;
     m->key_len = s->key_len;
@@ -374,7 +374,7 @@ static void reader_dispatch(stdio_reader_t *r) {
 static stdio_scratch_t *scratch_push(stdio_reader_t *r) {
   if (r->nscratch == r->scratch_cap) {
     size_t cap = r->scratch_cap ? r->scratch_cap * 2 : 1024;
-    stdio_scratch_t *s = stdio_host->realloc(r->scratch, cap * sizeof *s);
+    stdio_scratch_t *s = sea_host->realloc(r->scratch, cap * sizeof *s);
     if (s == NULL)
       return NULL;
     r->scratch = s;
@@ -386,7 +386,7 @@ static stdio_scratch_t *scratch_push(stdio_reader_t *r) {
 static const char *reader_intern(stdio_reader_t *r, const char *key, size_t len) {
   if (r->last_key != NULL && len == r->last_key_len && memcmp(key, r->last_key, len) == 0)
     return r->last_key;
-  const char *k = stdio_host->stream_key(key, len);
+  const char *k = sea_host->stream_key(key, len);
   if (k != NULL) {
     r->last_key = k;
     r->last_key_len = len;
@@ -461,7 +461,7 @@ static void reader_line(stdio_reader_t *r, const uint8_t *line, size_t len) {
   }
   stdio_line_t pl;
   const char *why = NULL;
-  int rc = stdio_parse_line_with((const char *)line, len, stdio_host->parse_timestamp, &pl, &why);
+  int rc = stdio_parse_line_with((const char *)line, len, sea_host->parse_timestamp, &pl, &why);
   if (rc != 0) {
     s->kind = LINE_MALFORMED;
     s->why = why ? why : "unrecognised header";
@@ -539,13 +539,13 @@ static int reader_make_room(stdio_reader_t *r) {
   size_t size = STDIO_CHUNK;
   while (size < partial + STDIO_MIN_ROOM)
     size *= 2; /* geometric, so a long line is copied O(1) times per byte on average */
-  sea_block_t *b = stdio_host->block_new(size);
+  sea_block_t *b = sea_host->block_new(size);
   if (b == NULL)
     return SEA_ENOMEM;
-  uint8_t *base = stdio_host->block_data(b);
+  uint8_t *base = sea_host->block_data(b);
   if (partial > 0)
     memcpy(base, r->base + r->start, partial);
-  stdio_host->block_unref(r->blk); /* messages keep their own references */
+  sea_host->block_unref(r->blk); /* messages keep their own references */
   r->blk = b;
   r->base = base;
   r->cap = size;
@@ -576,7 +576,7 @@ static void reader_read(stdio_reader_t *r, int strict) {
       break;
     }
     strict = 0;
-    r->now_us = stdio_host->now_us();
+    r->now_us = sea_host->now_us();
     r->fill += (size_t)n;
     reader_parse(r, n == 0);
     reader_dispatch(r);
@@ -606,34 +606,34 @@ static void reader_settle(stdio_reader_t *r) {
       consumer_end_pending(c, r->done_status, r->done_msg);
     if (c->end_state == END_PENDING && c->cur == NULL && !c->closed) {
       c->end_state = END_DONE;
-      stdio_host->consumer_end(c->c, c->end_status, "%s", c->end_msg);
+      sea_host->consumer_end(c->c, c->end_status, "%s", c->end_msg);
     }
   }
   reader_update_watch(r);
 }
 
 static void consumer_free(stdio_consumer_t *c) {
-  stdio_host->batch_release(c->cur);
-  stdio_host->free(c->keys);
-  stdio_host->free(c);
+  sea_host->batch_release(c->cur);
+  sea_host->free(c->keys);
+  sea_host->free(c);
 }
 
 static void reader_free(stdio_reader_t *r) {
   if (r->watch)
-    stdio_host->watch_stop(r->watch);
-  stdio_host->timer_close(r->kick);
+    sea_host->watch_stop(r->watch);
+  sea_host->timer_close(r->kick);
   while (r->groups) {
     stdio_group_t *g = r->groups;
     r->groups = g->next;
     stdio_map_free(&g->rr);
-    stdio_host->free(g->name);
-    stdio_host->free(g);
+    sea_host->free(g->name);
+    sea_host->free(g);
   }
-  stdio_host->block_unref(r->blk);
+  sea_host->block_unref(r->blk);
   stdio_map_free(&r->seqs);
-  stdio_host->free(r->scratch);
-  stdio_host->free(r->cons);
-  stdio_host->free(r);
+  sea_host->free(r->scratch);
+  sea_host->free(r->cons);
+  sea_host->free(r);
   if (stdio_reader == r)
     stdio_reader = NULL;
   stdio_fds_release();
@@ -664,8 +664,8 @@ static int reader_gc(stdio_reader_t *r) {
       } else {
         *pg = g->next;
         stdio_map_free(&g->rr);
-        stdio_host->free(g->name);
-        stdio_host->free(g);
+        sea_host->free(g->name);
+        sea_host->free(g);
       }
     }
   }
@@ -682,7 +682,7 @@ static void reader_on_readable(sea_watch_t *w, int status, int events, void *dat
   if (status < 0) {
     /* libuv has stopped the handle. A read tells what happened (EOF, or the real error); if
      * there is simply nothing to read, the poll error stands (SEA_EIO). */
-    stdio_host->watch_stop(r->watch);
+    sea_host->watch_stop(r->watch);
     r->watch = NULL;
     reader_read(r, 1);
   } else {
@@ -705,38 +705,38 @@ static int reader_get(sea_runtime_t *rt, stdio_reader_t **out) {
   stdio_reader_t *r = stdio_reader;
   if (r != NULL) {
     if (r->rt != rt) {
-      stdio_host->set_error(rt, "stdio: stdin is already read by another runtime in this process");
+      sea_host->set_error(rt, "stdio: stdin is already read by another runtime in this process");
       return SEA_EBUSY;
     }
     *out = r;
     return 0;
   }
-  r = stdio_host->calloc(1, sizeof *r);
+  r = sea_host->calloc(1, sizeof *r);
   if (r == NULL)
     return SEA_ENOMEM;
   r->rt = rt;
-  r->bcast = stdio_host->stream_key("broadcast", 9);
-  r->kick = stdio_host->timer_init(rt, reader_on_kick, r);
+  r->bcast = sea_host->stream_key("broadcast", 9);
+  r->kick = sea_host->timer_init(rt, reader_on_kick, r);
   if (r->bcast == NULL || r->kick == NULL) {
-    stdio_host->timer_close(r->kick);
-    stdio_host->free(r);
+    sea_host->timer_close(r->kick);
+    sea_host->free(r);
     return SEA_ENOMEM;
   }
   stdio_fds_acquire();
   int pollable;
   int rc = stdio_fd_prepare(0, &r->is_regular, &pollable);
   if (rc != 0) {
-    stdio_host->set_error(rt, "stdio: stdin: %s", strerror(-rc));
-    stdio_host->timer_close(r->kick);
-    stdio_host->free(r);
+    sea_host->set_error(rt, "stdio: stdin: %s", strerror(-rc));
+    sea_host->timer_close(r->kick);
+    sea_host->free(r);
     stdio_fds_release();
     return SEA_EIO;
   }
   stdio_reader = r;
-  stdio_host->log(SEA_LOG_INFO, STDIO_NAME, "reading stdin (%s)",
-                  r->is_regular ? "a file"
-                  : pollable    ? "a pipe or socket"
-                                : "a terminal or device");
+  sea_host->log(SEA_LOG_INFO, STDIO_NAME, "reading stdin (%s)",
+                r->is_regular ? "a file"
+                : pollable    ? "a pipe or socket"
+                              : "a terminal or device");
   *out = r;
   return 0;
 }
@@ -748,8 +748,8 @@ int stdio_consumer_open(void *streamer_impl, sea_consumer_t *sc, const sea_open_
   if (rc != 0)
     return rc;
   if (args->mode == SEA_MODE_RESUMABLE) {
-    stdio_host->set_error(args->rt,
-                          "stdio: resumable consumers are not supported (stdin can't replay)");
+    sea_host->set_error(args->rt,
+                        "stdio: resumable consumers are not supported (stdin can't replay)");
     return SEA_ENOTSUP;
   }
   stdio_reader_t *r = NULL;
@@ -764,11 +764,11 @@ int stdio_consumer_open(void *streamer_impl, sea_consumer_t *sc, const sea_open_
   } else if (r->delim != o.delim || r->key_delim_len != o.key_delim_len ||
              memcmp(r->key_delim, o.key_delim, o.key_delim_len) != 0 ||
              r->empty_null != o.empty_null) {
-    stdio_host->set_error(args->rt, "stdio: stdin is already read by a consumer with other "
-                                    "delimiter, key_delimiter or empty options");
+    sea_host->set_error(args->rt, "stdio: stdin is already read by a consumer with other "
+                                  "delimiter, key_delimiter or empty options");
     return SEA_EOPTION;
   }
-  stdio_consumer_t *c = stdio_host->calloc(1, sizeof *c);
+  stdio_consumer_t *c = sea_host->calloc(1, sizeof *c);
   if (c == NULL)
     goto nomem;
   c->r = r;
@@ -777,7 +777,7 @@ int stdio_consumer_open(void *streamer_impl, sea_consumer_t *sc, const sea_open_
   c->max_line = o.max_line;
   c->pass_malformed = o.pass_malformed;
   if (args->key_count > 0) {
-    c->keys = stdio_host->alloc(args->key_count * sizeof *c->keys);
+    c->keys = sea_host->alloc(args->key_count * sizeof *c->keys);
     if (c->keys == NULL)
       goto nomem;
     for (size_t i = 0; i < args->key_count; i++)
@@ -792,12 +792,12 @@ int stdio_consumer_open(void *streamer_impl, sea_consumer_t *sc, const sea_open_
       if (strcmp(g->name, name) == 0)
         break;
     if (g == NULL) {
-      g = stdio_host->calloc(1, sizeof *g);
+      g = sea_host->calloc(1, sizeof *g);
       size_t n = strlen(name);
-      char *copy = stdio_host->alloc(n + 1);
+      char *copy = sea_host->alloc(n + 1);
       if (g == NULL || copy == NULL) {
-        stdio_host->free(g);
-        stdio_host->free(copy);
+        sea_host->free(g);
+        sea_host->free(copy);
         goto nomem;
       }
       memcpy(copy, name, n + 1);
@@ -809,7 +809,7 @@ int stdio_consumer_open(void *streamer_impl, sea_consumer_t *sc, const sea_open_
   }
   if (r->ncons == r->cons_cap) {
     size_t cap = r->cons_cap ? r->cons_cap * 2 : 4;
-    stdio_consumer_t **a = stdio_host->realloc(r->cons, cap * sizeof *a);
+    stdio_consumer_t **a = sea_host->realloc(r->cons, cap * sizeof *a);
     if (a == NULL)
       goto nomem;
     r->cons = a;
@@ -818,21 +818,21 @@ int stdio_consumer_open(void *streamer_impl, sea_consumer_t *sc, const sea_open_
   r->cons[r->ncons++] = c;
   reader_limits(r);
   if (c->group != NULL)
-    stdio_host->log(SEA_LOG_INFO, STDIO_NAME,
-                    "consumer joined load-balanced group '%s' of this process (%zu consumer(s) "
-                    "read stdin)",
-                    c->group->name, r->ncons);
+    sea_host->log(SEA_LOG_INFO, STDIO_NAME,
+                  "consumer joined load-balanced group '%s' of this process (%zu consumer(s) "
+                  "read stdin)",
+                  c->group->name, r->ncons);
   *impl = c;
   return 0;
 
 nomem:
   if (c != NULL) {
-    stdio_host->free(c->keys);
-    stdio_host->free(c);
+    sea_host->free(c->keys);
+    sea_host->free(c);
   }
   r->need_gc = 1; /* drops an unused new group, and the reader if it was made for us */
   reader_gc(r);
-  stdio_host->set_error(args->rt, "stdio: out of memory");
+  sea_host->set_error(args->rt, "stdio: out of memory");
   return SEA_ENOMEM;
 }
 
@@ -867,7 +867,7 @@ void stdio_consumer_close(void *impl) {
   stdio_consumer_t *c = impl;
   stdio_reader_t *r = c->r;
   c->closed = 1;
-  stdio_host->batch_release(c->cur);
+  sea_host->batch_release(c->cur);
   c->cur = NULL;
   r->need_gc = 1;
   reader_limits(r);

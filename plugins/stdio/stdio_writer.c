@@ -26,7 +26,7 @@ static void writer_on_kick(sea_timer_t *t, void *data);
  * fd 1 while a write waits for room. */
 static void writer_schedule(stdio_writer_t *w) {
   if (!w->closing && w->watch == NULL)
-    stdio_host->timer_start(w->kick, 0, 0);
+    sea_host->timer_start(w->kick, 0, 0);
 }
 
 static void writer_fail(stdio_writer_t *w, int status, const char *msg) {
@@ -34,8 +34,8 @@ static void writer_fail(stdio_writer_t *w, int status, const char *msg) {
     return;
   w->err = status;
   snprintf(w->errmsg, sizeof w->errmsg, "%s", msg);
-  stdio_host->log(status == SEA_EPIPE ? SEA_LOG_INFO : SEA_LOG_WARN, STDIO_NAME,
-                  "%s, after %llu byte(s) written", msg, (unsigned long long)w->written);
+  sea_host->log(status == SEA_EPIPE ? SEA_LOG_INFO : SEA_LOG_WARN, STDIO_NAME,
+                "%s, after %llu byte(s) written", msg, (unsigned long long)w->written);
   w->head = w->len = 0; /* nothing more will be written */
   writer_schedule(w);   /* the callbacks come from the loop, not from inside a send */
 }
@@ -54,7 +54,7 @@ static void writer_write(stdio_writer_t *w) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       if (w->watch == NULL && !w->closing) {
         stdio_fd_touch(1);
-        w->watch = stdio_host->watch_start(w->rt, 1, SEA_WATCH_WRITABLE, writer_on_writable, w);
+        w->watch = sea_host->watch_start(w->rt, 1, SEA_WATCH_WRITABLE, writer_on_writable, w);
         if (w->watch == NULL)
           writer_fail(w, SEA_EIO, "stdout: cannot watch fd 1");
       }
@@ -82,7 +82,7 @@ static void writer_progress(stdio_writer_t *w) {
       stdio_producer_t *p = w->prods[i];
       if (!p->closed && !p->failed) {
         p->failed = 1;
-        stdio_host->producer_fail(p->p, w->err, "%s", w->errmsg);
+        sea_host->producer_fail(p->p, w->err, "%s", w->errmsg);
       }
     }
   }
@@ -96,16 +96,16 @@ static void writer_progress(stdio_writer_t *w) {
     if (e.p == NULL || e.p->closed)
       continue;
     if (ok)
-      stdio_host->receipt(e.p->p, e.token, 0, &e.meta);
+      sea_host->receipt(e.p->p, e.token, 0, &e.meta);
     else
-      stdio_host->receipt(e.p->p, e.token, w->err, NULL);
+      sea_host->receipt(e.p->p, e.token, w->err, NULL);
   }
   if (w->err == 0 && writer_pending(w) <= STDIO_OUT_LIMIT / 2) {
     for (size_t i = 0; i < w->nprods; i++) {
       stdio_producer_t *p = w->prods[i];
       if (p->want_ready && !p->closed) {
         p->want_ready = 0;
-        stdio_host->producer_ready(p->p);
+        sea_host->producer_ready(p->p);
       }
     }
   }
@@ -124,7 +124,7 @@ static int writer_has_work(const stdio_writer_t *w) {
 
 static void producer_free(stdio_producer_t *p) {
   stdio_tpl_free(p->tpl);
-  stdio_host->free(p);
+  sea_host->free(p);
 }
 
 static void writer_free(stdio_writer_t *w) {
@@ -132,13 +132,13 @@ static void writer_free(stdio_writer_t *w) {
   w->closing = 1;
   writer_write(w);
   if (w->watch)
-    stdio_host->watch_stop(w->watch);
-  stdio_host->timer_close(w->kick);
-  stdio_host->free(w->buf);
-  stdio_host->free(w->q);
+    sea_host->watch_stop(w->watch);
+  sea_host->timer_close(w->kick);
+  sea_host->free(w->buf);
+  sea_host->free(w->q);
   stdio_map_free(&w->seqs);
-  stdio_host->free(w->prods);
-  stdio_host->free(w);
+  sea_host->free(w->prods);
+  sea_host->free(w);
   if (stdio_writer == w)
     stdio_writer = NULL;
   stdio_fds_release();
@@ -188,7 +188,7 @@ static void writer_on_writable(sea_watch_t *wt, int status, int events, void *da
      * EPOLLERR). The write says what really happened (EPIPE); if it can't even say that, the
      * poll error stands. */
     uint64_t before = w->written;
-    stdio_host->watch_stop(w->watch);
+    sea_host->watch_stop(w->watch);
     w->watch = NULL;
     w->closing = 1; /* write without starting a new watch */
     writer_write(w);
@@ -199,7 +199,7 @@ static void writer_on_writable(sea_watch_t *wt, int status, int events, void *da
   writer_turn(w);
   /* The watch waits for room; once what was buffered is out, the rest is the next turn's. */
   if (writer_pending(w) == 0 && w->watch != NULL) {
-    stdio_host->watch_stop(w->watch);
+    sea_host->watch_stop(w->watch);
     w->watch = NULL;
   }
   if (writer_has_work(w))
@@ -211,42 +211,42 @@ static int writer_get(sea_runtime_t *rt, stdio_writer_t **out) {
   stdio_writer_t *w = stdio_writer;
   if (w != NULL) {
     if (w->rt != rt) {
-      stdio_host->set_error(rt,
-                            "stdio: stdout is already written by another runtime in this process");
+      sea_host->set_error(rt,
+                          "stdio: stdout is already written by another runtime in this process");
       return SEA_EBUSY;
     }
     if (w->err != 0) {
-      stdio_host->set_error(rt, "stdio: %s", w->errmsg);
+      sea_host->set_error(rt, "stdio: %s", w->errmsg);
       return w->err;
     }
     *out = w;
     return 0;
   }
-  w = stdio_host->calloc(1, sizeof *w);
+  w = sea_host->calloc(1, sizeof *w);
   if (w == NULL)
     return SEA_ENOMEM;
   w->rt = rt;
   w->ts_ms = INT64_MIN;
-  w->kick = stdio_host->timer_init(rt, writer_on_kick, w);
+  w->kick = sea_host->timer_init(rt, writer_on_kick, w);
   if (w->kick == NULL) {
-    stdio_host->free(w);
+    sea_host->free(w);
     return SEA_ENOMEM;
   }
   stdio_fds_acquire();
   int is_regular, pollable;
   int rc = stdio_fd_prepare(1, &is_regular, &pollable);
   if (rc != 0) {
-    stdio_host->set_error(rt, "stdio: stdout: %s", strerror(-rc));
-    stdio_host->timer_close(w->kick);
-    stdio_host->free(w);
+    sea_host->set_error(rt, "stdio: stdout: %s", strerror(-rc));
+    sea_host->timer_close(w->kick);
+    sea_host->free(w);
     stdio_fds_release();
     return SEA_EIO;
   }
   stdio_writer = w;
-  stdio_host->log(SEA_LOG_INFO, STDIO_NAME, "writing stdout (%s)",
-                  is_regular ? "a file"
-                  : pollable ? "a pipe or socket"
-                             : "a terminal or device");
+  sea_host->log(SEA_LOG_INFO, STDIO_NAME, "writing stdout (%s)",
+                is_regular ? "a file"
+                : pollable ? "a pipe or socket"
+                           : "a terminal or device");
   *out = w;
   return 0;
 }
@@ -257,7 +257,7 @@ int stdio_producer_open(void *streamer_impl, sea_producer_t *sp, const sea_open_
   int rc = stdio_opts_parse(args->rt, args->backend_options, &o);
   if (rc != 0)
     return rc;
-  stdio_producer_t *p = stdio_host->calloc(1, sizeof *p);
+  stdio_producer_t *p = sea_host->calloc(1, sizeof *p);
   if (p == NULL)
     return SEA_ENOMEM;
   p->p = sp;
@@ -276,7 +276,7 @@ int stdio_producer_open(void *streamer_impl, sea_producer_t *sp, const sea_open_
   if (o.template_src != NULL) {
     rc = stdio_tpl_compile(args->rt, o.template_src, &p->tpl);
     if (rc != 0) {
-      stdio_host->free(p);
+      sea_host->free(p);
       return rc;
     }
     p->format = FMT_TEMPLATE;
@@ -289,7 +289,7 @@ int stdio_producer_open(void *streamer_impl, sea_producer_t *sp, const sea_open_
   }
   if (w->nprods == w->prods_cap) {
     size_t cap = w->prods_cap ? w->prods_cap * 2 : 4;
-    stdio_producer_t **a = stdio_host->realloc(w->prods, cap * sizeof *a);
+    stdio_producer_t **a = sea_host->realloc(w->prods, cap * sizeof *a);
     if (a == NULL) {
       producer_free(p);
       writer_gc(w);
@@ -308,7 +308,7 @@ static int writer_queue_room(stdio_writer_t *w) {
   if (w->qcount < w->qcap)
     return 0;
   size_t cap = w->qcap ? w->qcap * 2 : 1024;
-  stdio_pending_t *q = stdio_host->realloc(w->q, cap * sizeof *q);
+  stdio_pending_t *q = sea_host->realloc(w->q, cap * sizeof *q);
   if (q == NULL)
     return SEA_ENOMEM;
   /* The ring wrapped at the old end: move the wrapped front part after it. */
@@ -330,10 +330,10 @@ int stdio_producer_send(void *impl, const sea_message_t *m, unsigned flags, void
     return SEA_EINVAL;
   int rc = stdio_producer_check_lines(p, m);
   if (rc != 0) {
-    stdio_host->producer_error(p->p,
-                               "stdio: a printed field holds the message delimiter (%s): it would "
-                               "split the message in two (print it with -J, or pick another -D)",
-                               p->delim == '\n' ? "a newline" : "delimiter=");
+    sea_host->producer_error(p->p,
+                             "stdio: a printed field holds the message delimiter (%s): it would "
+                             "split the message in two (print it with -J, or pick another -D)",
+                             p->delim == '\n' ? "a newline" : "delimiter=");
     return rc;
   }
 
@@ -343,7 +343,7 @@ int stdio_producer_send(void *impl, const sea_message_t *m, unsigned flags, void
   if (key != w->key_in) {
     /* Keys arrive interned already; interning again makes sure the seq map's pointer identity
      * holds, and the cache makes that free for a run of the same key. */
-    const char *k = stdio_host->stream_key(key, strlen(key));
+    const char *k = sea_host->stream_key(key, strlen(key));
     if (k == NULL)
       return SEA_EKEY;
     w->key_in = key;
@@ -361,7 +361,7 @@ int stdio_producer_send(void *impl, const sea_message_t *m, unsigned flags, void
 
   sea_meta_t meta;
   meta.stream_key = key;
-  meta.timestamp_us = m->meta.timestamp_us ? m->meta.timestamp_us : stdio_host->now_us();
+  meta.timestamp_us = m->meta.timestamp_us ? m->meta.timestamp_us : sea_host->now_us();
   int keep = (flags & SEA_SEND_KEEP_META) != 0;
   uint64_t *ctr = NULL;
   if (keep) {

@@ -17,9 +17,9 @@
 #include <seastreamer/plugin.h>
 #include <string.h>
 
-/* The host's table, kept by the entry point. Everything echo needs from the host goes through it:
- * the plugin links neither libseastreamer nor libuv. */
-static const sea_host_t *echo_host;
+/* The host's table, sea_host, kept by the entry point (SEA_PLUGIN_INIT, at the end). Everything
+ * echo needs from the host goes through it: the plugin links neither libseastreamer nor libuv. */
+SEA_PLUGIN_HOST_DECL;
 
 /* The next seq of one stream key. Keys are interned by the host, so they compare by pointer. */
 typedef struct echo_key {
@@ -55,7 +55,7 @@ typedef struct echo_consumer {
  * memory, and then items is unchanged. */
 static void *echo_grow(void *items, size_t *cap, size_t size) {
   size_t want = *cap ? *cap * 2 : 8;
-  void *p = echo_host->realloc(items, want * size);
+  void *p = sea_host->realloc(items, want * size);
   if (p != NULL)
     *cap = want;
   return p;
@@ -72,12 +72,12 @@ static int echo_connect(sea_runtime_t *rt, sea_streamer_t *s, const sea_uri_t *u
   (void)s;
   (void)backend_options; /* the host refused every key: the table is empty */
   if (uri->node_count > 0) {
-    echo_host->set_error(rt, "echo: '%s' names a host, but echo has none (echo:///KEY)", uri->raw);
+    sea_host->set_error(rt, "echo: '%s' names a host, but echo has none (echo:///KEY)", uri->raw);
     return SEA_EURI;
   }
-  echo_streamer_t *es = echo_host->calloc(1, sizeof *es);
+  echo_streamer_t *es = sea_host->calloc(1, sizeof *es);
   if (es == NULL) {
-    echo_host->set_error(rt, "echo: out of memory");
+    sea_host->set_error(rt, "echo: out of memory");
     return SEA_ENOMEM;
   }
   es->rt = rt;
@@ -91,9 +91,9 @@ static void echo_disconnect(void *impl) {
   while (es->keys) {
     echo_key_t *k = es->keys;
     es->keys = k->next;
-    echo_host->free(k);
+    sea_host->free(k);
   }
-  echo_host->free(es);
+  sea_host->free(es);
 }
 
 /* ---- producer ---- */
@@ -102,10 +102,10 @@ static void echo_turn(sea_timer_t *t, void *data);
 
 static int echo_producer_open(void *streamer_impl, sea_producer_t *p, const sea_open_args_t *args,
                               void **impl) {
-  echo_producer_t *ep = echo_host->calloc(1, sizeof *ep);
-  if (ep == NULL || (ep->timer = echo_host->timer_init(args->rt, echo_turn, ep)) == NULL) {
-    echo_host->free(ep);
-    echo_host->set_error(args->rt, "echo: out of memory");
+  echo_producer_t *ep = sea_host->calloc(1, sizeof *ep);
+  if (ep == NULL || (ep->timer = sea_host->timer_init(args->rt, echo_turn, ep)) == NULL) {
+    sea_host->free(ep);
+    sea_host->set_error(args->rt, "echo: out of memory");
     return SEA_ENOMEM;
   }
   ep->s = streamer_impl;
@@ -125,20 +125,20 @@ static void echo_turn(sea_timer_t *t, void *data) {
   ep->receipts = NULL;
   ep->receipt_count = ep->receipt_cap = 0;
   for (size_t i = 0; i < receipt_count; i++)
-    echo_host->receipt(ep->p, receipts[i].token, 0, &receipts[i].meta);
-  echo_host->free(receipts);
+    sea_host->receipt(ep->p, receipts[i].token, 0, &receipts[i].meta);
+  sea_host->free(receipts);
 }
 
 /* Give them on the next turn (started again before its turn, the timer still runs once). */
 static int echo_arm(echo_producer_t *ep) {
-  return echo_host->timer_start(ep->timer, 0, 0) == 0 ? 0 : SEA_ENOMEM;
+  return sea_host->timer_start(ep->timer, 0, 0) == 0 ? 0 : SEA_ENOMEM;
 }
 
 static echo_key_t *echo_key(echo_streamer_t *es, const char *key) {
   for (echo_key_t *k = es->keys; k; k = k->next)
     if (k->key == key)
       return k;
-  echo_key_t *k = echo_host->calloc(1, sizeof *k);
+  echo_key_t *k = sea_host->calloc(1, sizeof *k);
   if (k == NULL)
     return NULL;
   k->key = key;
@@ -169,18 +169,18 @@ static int echo_producer_send(void *impl, const sea_message_t *m, unsigned flags
   r->meta.stream_key = m->meta.stream_key;
   r->meta.shard_id = 0;
   r->meta.seq = k->next_seq++;
-  r->meta.timestamp_us = m->meta.timestamp_us != 0 ? m->meta.timestamp_us : echo_host->now_us();
-  echo_host->log(SEA_LOG_INFO, "echo", "%s seq %llu: %zu bytes", r->meta.stream_key,
-                 (unsigned long long)r->meta.seq, m->payload.len);
+  r->meta.timestamp_us = m->meta.timestamp_us != 0 ? m->meta.timestamp_us : sea_host->now_us();
+  sea_host->log(SEA_LOG_INFO, "echo", "%s seq %llu: %zu bytes", r->meta.stream_key,
+                (unsigned long long)r->meta.seq, m->payload.len);
   return 0;
 }
 
 /* Close now. Receipts still due are not given: the host cancels them (and the flushes). */
 static void echo_producer_close(void *impl) {
   echo_producer_t *ep = impl;
-  echo_host->timer_close(ep->timer);
-  echo_host->free(ep->receipts);
-  echo_host->free(ep);
+  sea_host->timer_close(ep->timer);
+  sea_host->free(ep->receipts);
+  sea_host->free(ep);
 }
 
 /* ---- consumer ---- */
@@ -188,9 +188,9 @@ static void echo_producer_close(void *impl) {
 static int echo_consumer_open(void *streamer_impl, sea_consumer_t *c, const sea_open_args_t *args,
                               void **impl) {
   (void)streamer_impl;
-  echo_consumer_t *ec = echo_host->calloc(1, sizeof *ec);
+  echo_consumer_t *ec = sea_host->calloc(1, sizeof *ec);
   if (ec == NULL) {
-    echo_host->set_error(args->rt, "echo: out of memory");
+    sea_host->set_error(args->rt, "echo: out of memory");
     return SEA_ENOMEM;
   }
   ec->c = c;
@@ -202,12 +202,12 @@ static int echo_consumer_start(void *impl) {
   echo_consumer_t *ec = impl;
   /* Nothing to deliver. The host reports the end to the user on a later turn, so ending from
    * inside start is fine. */
-  echo_host->consumer_end(ec->c, SEA_EOF, "echo: nothing to read");
+  sea_host->consumer_end(ec->c, SEA_EOF, "echo: nothing to read");
   return 0;
 }
 
 static void echo_consumer_close(void *impl) {
-  echo_host->free(impl);
+  sea_host->free(impl);
 }
 
 static const char *const echo_schemes[] = {"echo", NULL};
@@ -234,10 +234,6 @@ static const sea_plugin_t echo_plugin = {
     .options = echo_options,
 };
 
-SEA_PLUGIN_ENTRY(echo) {
-  /* A host of another major speaks another ABI: refuse by returning no descriptor. */
-  if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR)
-    return NULL;
-  echo_host = host;
-  return &echo_plugin;
-}
+/* The entry: keeps the host in sea_host and hands it echo_plugin, or refuses a host of another
+ * major or an older minor (echo uses 1.4's members without checking). */
+SEA_PLUGIN_INIT(echo, echo_plugin)

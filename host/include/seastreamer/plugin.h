@@ -70,6 +70,40 @@ extern "C" {
   SEA_EXTERN const sea_plugin_t *sea_plugin_entry(const sea_host_t *host)
 #endif
 
+/* The host table has one name in every plugin: `sea_host`. SEA_PLUGIN_INIT defines it, in the file
+ * that holds the entry point; the plugin's other files declare it with SEA_PLUGIN_HOST_DECL. It
+ * is hidden (never exported from the .so). When backends are linked into one program
+ * (SEA_PLUGIN_STATIC), each one's table is its own symbol, sea_host_<SEA_PLUGIN_NAME>, where the
+ * build defines SEA_PLUGIN_NAME (the project's plugins/CMakeLists.txt does); the source still
+ * says sea_host. */
+#define SEA_PLUGIN_CAT_(a, b) a##b
+#define SEA_PLUGIN_CAT(a, b) SEA_PLUGIN_CAT_(a, b)
+#if defined(SEA_PLUGIN_STATIC) && defined(SEA_PLUGIN_NAME)
+#define sea_host SEA_PLUGIN_CAT(sea_host_, SEA_PLUGIN_NAME)
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#define SEA_PLUGIN_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define SEA_PLUGIN_HIDDEN
+#endif
+#define SEA_PLUGIN_HOST_DECL extern SEA_PLUGIN_HIDDEN const struct sea_host *sea_host
+
+/* The usual entry point: keep the host table in sea_host and hand the host `descriptor` (a
+ * sea_plugin_t), refusing a host of another major or of a minor older than the one the plugin is
+ * built against (the loader then says "its entry returned no descriptor"). A plugin that runs on
+ * older hosts of its major (checking host->abi_minor before each later member), or that must do
+ * more at load, writes SEA_PLUGIN_ENTRY itself. */
+#define SEA_PLUGIN_INIT(name, descriptor)                                                          \
+  SEA_PLUGIN_HOST_DECL;                                                                            \
+  SEA_PLUGIN_HIDDEN const struct sea_host *sea_host;                                               \
+  SEA_PLUGIN_ENTRY(name) {                                                                         \
+    if (host == NULL || host->abi_major != SEA_PLUGIN_ABI_MAJOR ||                                 \
+        host->abi_minor < SEA_PLUGIN_ABI_MINOR)                                                    \
+      return NULL;                                                                                 \
+    sea_host = host;                                                                               \
+    return &(descriptor);                                                                          \
+  }
+
 /* Opaque host objects handed to plugins. */
 typedef struct sea_watch sea_watch_t;
 typedef struct sea_timer sea_timer_t;

@@ -36,8 +36,8 @@ static void on_batch(sea_consumer_t *c, const sea_batch_t *b) {
     entries_seen = n;
   for (int i = 0; i < n && i < 8; i++)
     if (lag[i].lag < -1 || lag[i].lag > N || lag[i].stream_key == NULL ||
-        strcmp(lag[i].stream_key, "lagt") != 0 || lag[i].shard > 1 ||
-        lag[i].reserved[0] != 0 || lag[i].reserved[1] != 0) /* types.h: the room reads 0 */
+        strcmp(lag[i].stream_key, "lagt") != 0 || lag[i].shard > 1 || lag[i].reserved[0] != 0 ||
+        lag[i].reserved[1] != 0) /* types.h: the room reads 0 */
       bad_lag++;
 }
 

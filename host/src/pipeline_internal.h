@@ -140,7 +140,7 @@ struct sea_pipeline {
   uv_idle_t *jidle;
   uint64_t jpoll_ns;   /* when the poll under way began */
   uint64_t jpolled_ns; /* the clock: when the last poll whose callbacks have run began */
-  size_t join_max;    /* joined: at this many buffered, the inputs that hold some pause */
+  size_t join_max;     /* joined: at this many buffered, the inputs that hold some pause */
   sea_pipeline_stats_t st;
   sea__stats_t *stats; /* sea_pipeline_report_stats: its lines (stats.c) */
   char errmsg[SEA__ERRMSG_MAX];

@@ -86,6 +86,8 @@ void sea__pl_begin_stop(sea_pipeline_t *pl) {
   pl->stopping = true;
   if (pl->jtimer)
     uv_timer_stop(pl->jtimer);
+  if (pl->jidle)
+    uv_idle_stop(pl->jidle);
   for (size_t i = 0; i < pl->nin; i++) {
     pl_input_t *in = pl->in[i];
     if (in->started && !in->ended && !in->paused) {
@@ -211,6 +213,20 @@ int sea_pipeline_add_output(sea_pipeline_t *pl, sea_producer_t *p, size_t *index
   return 0;
 }
 
+/* Joined: the loop is about to poll for I/O, and has run the callbacks of that poll (see
+ * jpolled_ns). */
+static void on_join_prepare(uv_prepare_t *h) {
+  sea_pipeline_t *pl = h->data;
+  if (pl != NULL)
+    pl->jpoll_ns = uv_hrtime();
+}
+
+static void on_join_check(uv_check_t *h) {
+  sea_pipeline_t *pl = h->data;
+  if (pl != NULL)
+    pl->jpolled_ns = pl->jpoll_ns;
+}
+
 /* Joined: the join, expecting every input (each stream key its URI names, or the input as a
  * whole) from now on, and its wake-up timer. */
 static int join_setup(sea_pipeline_t *pl) {
@@ -218,20 +234,40 @@ static int join_setup(sea_pipeline_t *pl) {
   pl->join_max = pl->cfg.join_max_buffered ? pl->cfg.join_max_buffered : JOIN_MAX_BUFFERED_DEFAULT;
   pl->join = sea__join_new(pl->nin, wait);
   pl->jtimer = sea__calloc(1, sizeof *pl->jtimer);
+  pl->jprep = sea__calloc(1, sizeof *pl->jprep);
+  pl->jcheck = sea__calloc(1, sizeof *pl->jcheck);
+  pl->jidle = sea__calloc(1, sizeof *pl->jidle);
   uint64_t now = uv_hrtime();
-  int rc = pl->join && pl->jtimer ? 0 : SEA_ENOMEM;
+  int rc = pl->join && pl->jtimer && pl->jprep && pl->jcheck && pl->jidle ? 0 : SEA_ENOMEM;
   for (size_t i = 0; i < pl->nin && rc == 0; i++) {
     const sea_consumer_t *c = pl->in[i]->c;
     rc = sea__join_expect(pl->join, (uint32_t)i, c->args.keys, c->args.key_count, now);
   }
   if (rc != 0) {
     sea__free(pl->jtimer);
+    sea__free(pl->jprep);
+    sea__free(pl->jcheck);
+    sea__free(pl->jidle);
     pl->jtimer = NULL;
+    pl->jprep = NULL;
+    pl->jcheck = NULL;
+    pl->jidle = NULL;
     set_error(pl, rc, "join: out of memory");
     return rc;
   }
   uv_timer_init(pl->rt->loop, pl->jtimer);
   pl->jtimer->data = pl;
+  uv_idle_init(pl->rt->loop, pl->jidle);
+  pl->jidle->data = pl;
+  uv_prepare_init(pl->rt->loop, pl->jprep);
+  pl->jprep->data = pl;
+  uv_check_init(pl->rt->loop, pl->jcheck);
+  pl->jcheck->data = pl;
+  pl->jpoll_ns = pl->jpolled_ns = now;
+  uv_prepare_start(pl->jprep, on_join_prepare);
+  uv_check_start(pl->jcheck, on_join_check);
+  uv_unref((uv_handle_t *)pl->jprep); /* a clock: they keep nothing alive */
+  uv_unref((uv_handle_t *)pl->jcheck);
   return 0;
 }
 
@@ -403,6 +439,18 @@ void sea_pipeline_free(sea_pipeline_t *pl) {
   if (pl->jtimer) {
     pl->jtimer->data = NULL;
     uv_close((uv_handle_t *)pl->jtimer, free_timer);
+  }
+  if (pl->jprep) {
+    pl->jprep->data = NULL;
+    uv_close((uv_handle_t *)pl->jprep, free_timer);
+  }
+  if (pl->jcheck) {
+    pl->jcheck->data = NULL;
+    uv_close((uv_handle_t *)pl->jcheck, free_timer);
+  }
+  if (pl->jidle) {
+    pl->jidle->data = NULL;
+    uv_close((uv_handle_t *)pl->jidle, free_timer);
   }
   sea__stats_free(pl->stats);
   sea__join_free(pl->join);

@@ -129,7 +129,18 @@ struct sea_pipeline {
   char txn_id[256];
   sea__join_t *join;  /* joined: the messages waiting for their turn */
   uv_timer_t *jtimer; /* joined: the wait rule's wake-up, freed in its close callback */
-  size_t join_max;    /* joined: at this many buffered, the inputs that hold some pause */
+  /* joined: the wait rule's clock is not the time now but the time the loop began its last
+   * poll for I/O whose callbacks have all run (jprep notes the time just before each poll, jcheck
+   * makes it the clock just after): a lane is silent for the wait only if the loop has polled
+   * and read what it found since the wait fell due, so data that came in the kernel during a
+   * stall (SIGSTOP, a suspended machine, a long callback) is read before the join gives up on
+   * its lane. jidle keeps the poll from blocking while a wait that fell due waits for that. */
+  uv_prepare_t *jprep;
+  uv_check_t *jcheck;
+  uv_idle_t *jidle;
+  uint64_t jpoll_ns;   /* when the poll under way began */
+  uint64_t jpolled_ns; /* the clock: when the last poll whose callbacks have run began */
+  size_t join_max;     /* joined: at this many buffered, the inputs that hold some pause */
   sea_pipeline_stats_t st;
   sea__stats_t *stats; /* sea_pipeline_report_stats: its lines (stats.c) */
   char errmsg[SEA__ERRMSG_MAX];

@@ -52,6 +52,16 @@ static void on_join_timer(uv_timer_t *t) {
     sea__pl_process_work(pl);
 }
 
+/* Joined: a wait fell due before the loop polled again and read what it found: a later turn
+ * decides (libuv runs due timers before it polls, and a read callback may run before another
+ * input's, so the time now alone would judge lanes silent whose data waits unread). */
+static void on_join_idle(uv_idle_t *h) {
+  sea_pipeline_t *pl = h->data;
+  uv_idle_stop(h);
+  if (pl != NULL && !pl->done)
+    sea__pl_process_work(pl);
+}
+
 /* A processor call handled n messages of pb from first: count them (and their payload bytes). True
  * when the processing loop must pause here: a stop (-c reached now, as the next message may never
  * come, or asked for), or a commit that fell due (a backlog is processed in one go; a due commit
@@ -89,7 +99,7 @@ static void join_work(sea_pipeline_t *pl) {
       pl->stop_requested = true;
       break;
     }
-    uint64_t now = uv_hrtime();
+    uint64_t now = pl->jpolled_ns; /* the wait rule's clock: see jpolled_ns */
     sea__jnode_t *n = sea__join_peek(j, now, &wake);
     if (n == NULL)
       break;
@@ -123,8 +133,10 @@ static void join_work(sea_pipeline_t *pl) {
   /* Nothing may go yet: the wait rule wakes the join up (new input or an end may come first). */
   if (wake != 0 && !pl->stopping && !pl->stop_requested) {
     uint64_t now = uv_hrtime();
-    uint64_t ms = wake > now ? (wake - now + 999999u) / 1000000u : 0;
-    uv_timer_start(pl->jtimer, on_join_timer, ms, 0);
+    if (wake > now)
+      uv_timer_start(pl->jtimer, on_join_timer, (wake - now + 999999u) / 1000000u, 0);
+    else /* due, but the loop has not polled since: after it has */
+      uv_idle_start(pl->jidle, on_join_idle);
   }
 }
 

@@ -122,7 +122,7 @@ crash_case() {
   # Its bound is past kill_midway's 90 s, which reports a run that never got to K.
   timeout -s KILL 120 "${first[@]}" >"$T/$name.1" 2>"$T/$name.err1" &
   local tpid=$! pid r
-  if pid=$(child_of "$tpid"); then STARTED+=("$pid"); else
+  if ! pid=$(child_of "$tpid"); then
     wait "$tpid"
     bad "$label: the command did not start: $(head -c 400 "$T/$name.err1")"
     return
@@ -134,7 +134,6 @@ crash_case() {
   fi
   r=$?
   { wait "$tpid"; } 2>/dev/null # (timeout dies of the same signal; no "Killed" line from bash)
-  STARTED=() # timeout waited for it: it is gone
   if [[ $r -ne 0 ]]; then
     bad "$label: the first run $([[ $r -eq 1 ]] && echo 'ended by itself' || echo "did not write $K within 90 s")" \
       "before the kill: $(head -c 600 "$T/$name.err1")"

@@ -111,9 +111,11 @@ kill_case() {
   shift
   local t0=$SECONDS
   produce_seq "$KN" "$(uri "$name-in")" || return
-  bounded "$@" >"$T/$name.log" 2>&1 &
+  # timeout itself in the background, not the function bounded: $! must be timeout's pid, so
+  # that its child is the command (through a function, $! is a subshell, its child is timeout,
+  # and the stops and the kill of kill_midway went to timeout, leaving the command running)
+  timeout -s KILL 120 "$@" >"$T/$name.log" 2>&1 &
   local tpid=$! pid
-  STARTED+=("$tpid")
   pid=$(child_of "$tpid") || { bad "$name: the command did not start: $(head -c 400 "$T/$name.log")"; return; }
   kill_midway "$pid" "$((KN * 3 / 10))" count "$name-out"
   local st=$?
@@ -192,7 +194,6 @@ if want broker; then
     -I group="$(g brk)" --output "$(uri brk-out)" "${TXO[@]}" -e)
   bounded "${brk[@]}" >"$T/brk.log" 2>&1 &
   tpid=$!
-  STARTED+=("$tpid")
   for ((i = 0; i < 900; i++)); do (($(count brk-out) >= K)) && break; sleep 0.1; done
   broker restart "$BROKER_DIR" >/dev/null || die "the broker did not start again"
   wait "$tpid"
@@ -238,7 +239,6 @@ if want members; then
       --transactional-id "eos-test-$RUN_ID-$1" --output "$(uri lb-out)" "${TXO[@]}" \
       >>"$T/lb$1.log" 2>&1 &
     MPID=$!
-    STARTED+=("$MPID")
   }
   signal_member() { # SIG ID: the member's seastreamer process (not the timeout around it)
     local p

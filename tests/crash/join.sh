@@ -58,7 +58,7 @@ increasing() {
 # 1. Start, and kill -9 in the middle.
 timeout -s KILL 120 "${run[@]}" -I start=beginning >"$T/join.1" 2>"$T/join.err1" &
 tpid=$!
-if pid=$(child_of "$tpid"); then STARTED+=("$pid"); else
+if ! pid=$(child_of "$tpid"); then
   wait "$tpid"
   bad "the first run did not start: $(head -c 400 "$T/join.err1")"
   finish
@@ -67,7 +67,6 @@ fi
 kill_midway "$pid" "$K" stream_count join-out
 r=$?
 { wait "$tpid"; } 2>/dev/null
-STARTED=()
 if [[ $r -ne 0 ]]; then
   bad "the first run $([[ $r -eq 1 ]] && echo 'ended by itself' || echo "did not write $K within 90 s"):" \
     "$(head -c 600 "$T/join.err1")"

@@ -137,15 +137,45 @@ expect_seq() {
 only_in() { awk 'NR == FNR { s[$0] = 1; next } ($0 in s)' "$1" -; }
 not_in() { awk 'NR == FNR { s[$0] = 1; next } !($0 in s)' "$1" -; }
 
-# Every command started in the background is killed at exit, whatever happened (a failed check
-# must not leave a follower running).
-STARTED=()
+# Everything started in the background is killed at exit, whatever happened (a failed check must
+# not leave a follower running), and reaped: every job of this shell with all its descendants
+# (read from /proc before any is killed, so a command whose `timeout` dies first is still found;
+# SIGKILL also ends a process that kill_midway left stopped). Only jobs still running are
+# touched, never a remembered pid that may since belong to someone else. A signal to the script
+# ends it through the same path.
+tree() { # PID: PID and its descendants
+  local c
+  echo "$1"
+  for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do tree "$c"; done
+}
+alive() { # PID...: true if one of them runs (a zombie, dead but not yet reaped, does not)
+  local p st
+  for p in "$@"; do
+    st=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+    [[ ${st%% *} != Z ]] && return 0
+  done
+  return 1
+}
+kill_jobs() {
+  local p i pids=()
+  for p in $(jobs -p); do pids+=($(tree "$p")); done
+  ((${#pids[@]})) || return 0
+  kill -KILL "${pids[@]}" 2>/dev/null
+  for ((i = 0; i < 100; i++)); do # bounded: 5 s
+    alive "${pids[@]}" || break
+    sleep 0.05
+  done
+  alive "${pids[@]}" && echo "crash/lib.sh: still running after SIGKILL: ${pids[*]}" >&2
+  for p in $(jobs -p); do alive "$p" || wait "$p" 2>/dev/null; done
+}
 cleanup() {
-  local p
-  for p in "${STARTED[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  kill_jobs
   rm -rf "$T"
 }
 trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # child_of PID: the one child of PID (the command `timeout` started), waited for a bounded time.
 child_of() {

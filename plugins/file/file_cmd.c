@@ -907,14 +907,13 @@ static int cmd_verify(int argc, char **argv) {
   int st = file_operand("verify", argc, argv, help, &path);
   if (st != 0)
     return st < 0 ? EXIT_OK : st;
-  argv[1] = (char *)path; /* the operand, wherever getopt found it */
   ss_file_t f;
   int problems;
   uint64_t cut;
-  int fd = open_ss("verify", argv[1], O_RDONLY, &f);
+  int fd = open_ss("verify", path, O_RDONLY, &f);
   if (fd < 0)
     return EXIT_USAGE;
-  int rc = walk("verify", argv[1], &f, 0, &cut, &problems);
+  int rc = walk("verify", path, &f, 0, &cut, &problems);
   ss_file_close(&f);
   close(fd);
   if (rc != 0)
@@ -933,34 +932,33 @@ static int cmd_repair(int argc, char **argv) {
   int st = file_operand("repair", argc, argv, help, &path);
   if (st != 0)
     return st < 0 ? EXIT_OK : st;
-  argv[1] = (char *)path; /* the operand, wherever getopt found it */
   ss_file_t f;
   int problems;
   uint64_t cut;
-  int fd = open_ss("repair", argv[1], O_RDWR, &f);
+  int fd = open_ss("repair", path, O_RDWR, &f);
   if (fd < 0)
     return EXIT_USAGE;
-  int rc = walk("repair", argv[1], &f, 1, &cut, &problems);
+  int rc = walk("repair", path, &f, 1, &cut, &problems);
   int status = EXIT_OK;
   if (rc != 0) {
     status = EXIT_STREAM;
   } else if (cut > 0) {
     uint64_t size = ss_file_size(&f);
     if (ftruncate(fd, (off_t)cut) != 0 || fsync(fd) != 0) {
-      cli_error("repair", "cannot cut %s to %llu bytes: %s", argv[1], (unsigned long long)cut,
+      cli_error("repair", "cannot cut %s to %llu bytes: %s", path, (unsigned long long)cut,
                 strerror(errno));
       status = EXIT_STREAM;
     } else {
-      printf("%s: cut %llu bytes of a torn tail at offset %llu\n", argv[1],
+      printf("%s: cut %llu bytes of a torn tail at offset %llu\n", path,
              (unsigned long long)(size - cut), (unsigned long long)cut);
       problems--;
     }
   } else if (problems == 0) {
-    printf("%s: sound, nothing to repair\n", argv[1]);
+    printf("%s: sound, nothing to repair\n", path);
   }
   if (status == EXIT_OK && problems > 0) {
-    cli_error("repair", "%s: %d problem(s) inside the file remain (see `seastreamer verify`)",
-              argv[1], problems);
+    cli_error("repair", "%s: %d problem(s) inside the file remain (see `seastreamer verify`)", path,
+              problems);
     status = EXIT_STREAM;
   }
   ss_file_close(&f);

@@ -6,9 +6,13 @@
 # N messages (KAFKA_COMMITS_N, default 1,000,000) wait in a topic; a relay in a resumable group
 # copies them into another topic, with an output window deep enough never to fill
 # (max_inflight and librdkafka's queue.buffering.max.messages at 2,000,000), so the input never
-# pauses. commit_watch kills it (-9) once it has seen the group's committed offset move to a
-# new value twice while the output still held fewer than N. A restart with -e relays the rest.
-# No check depends on how fast the machine is; they are:
+# pauses, and commits every 100 ms. commit_watch kills it (-9) once it has seen the group's
+# committed offset move to a new value twice while the output still held fewer than N. A restart
+# with -e relays the rest.
+# The one thing assumed of the machine is that relaying N messages takes longer than two commit
+# intervals (200 ms): slower than 5,000,000 messages a second, about 6 times what one broker on
+# this machine does (1,000,000 took 1.3-1.9 s). With the default interval (1 s) that margin was
+# gone: a relay that drained the backlog in under 2 s failed the test 1 run in 4. The checks are:
 #   - the committed offset moved twice while the relay still had a backlog (it used to move only
 #     once the input paused: here, at the end of the backlog);
 #   - nothing lost: every number 1..N is in the output, none three times, nothing else;
@@ -28,7 +32,7 @@ in="$id-in" out="$id-out" g="$id-g"
 seq 1 "$N" | run "$SS" produce "kafka://$B/$in" 2>"$T/err"
 expect_status produce-backlog 0 $?
 
-relay=(relay --mode resumable -G "$g" -O max_inflight=2000000
+relay=(relay --mode resumable --commit-interval 100 -G "$g" -O max_inflight=2000000
   -O queue.buffering.max.messages=2000000)
 uris=("kafka://$B/$in" "kafka://$B/$out")
 # Started without `timeout`, so that $! is the relay itself; commit_watch bounds the wait (60 s)

@@ -120,16 +120,8 @@ typedef struct jbuf {
 } jbuf_t;
 
 static int jput(jbuf_t *b, const void *p, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap * 2 : 256;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *q = realloc(b->d, cap);
-    if (q == NULL)
-      return -1;
-    b->d = q;
-    b->cap = cap;
-  }
+  if (SEA_GROW_WITH(realloc, b->d, b->cap, b->len + n + 1, 256) != 0)
+    return -1;
   memcpy(b->d + b->len, p, n);
   b->len += n;
   b->d[b->len] = '\0';
@@ -504,13 +496,8 @@ static int jobject(jp_t *p, jbuf_t *out) {
   }
   for (;;) {
     jws(p);
-    if (n == cap) {
-      cap = cap ? cap * 2 : 8;
-      jmember_t *q = realloc(ms, cap * sizeof *q);
-      if (q == NULL)
-        goto done;
-      ms = q;
-    }
+    if (SEA_GROW_WITH(realloc, ms, cap, n + 1, 8) != 0)
+      goto done;
     memset(&ms[n], 0, sizeof ms[n]);
     n++;
     if (jstring(p, &ms[n - 1].key))

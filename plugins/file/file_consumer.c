@@ -79,14 +79,8 @@ static file_stream_t *consumer_stream(file_consumer_t *fc, const char *key, uint
   for (size_t i = 0; i < fc->cur->nstreams; i++)
     if (fc->cur->streams[i].key == key && fc->cur->streams[i].shard == shard)
       return &fc->cur->streams[i];
-  if (fc->cur->nstreams == fc->cur->capstreams) {
-    size_t cap = fc->cur->capstreams ? fc->cur->capstreams * 2 : 8;
-    file_stream_t *q = sea_host->realloc(fc->cur->streams, cap * sizeof *q);
-    if (q == NULL)
-      return NULL;
-    fc->cur->streams = q;
-    fc->cur->capstreams = cap;
-  }
+  if (SEA_GROW(fc->cur->streams, fc->cur->capstreams, fc->cur->nstreams + 1, 8) != 0)
+    return NULL;
   fc->cur->streams[fc->cur->nstreams].key = key;
   fc->cur->streams[fc->cur->nstreams].shard = shard;
   fc->cur->streams[fc->cur->nstreams].reached = 0;

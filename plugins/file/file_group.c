@@ -142,14 +142,8 @@ int file_consumer_commit(void *impl, sea_op_t *op) {
     sea_host->op_done(op, 0, NULL);
     return 0;
   }
-  if (fc->njobs == fc->capjobs) {
-    size_t cap = fc->capjobs ? fc->capjobs * 2 : 4;
-    file_commit_job_t **q = sea_host->realloc(fc->jobs, cap * sizeof *q);
-    if (q == NULL)
-      return SEA_ENOMEM;
-    fc->jobs = q;
-    fc->capjobs = cap;
-  }
+  if (SEA_GROW(fc->jobs, fc->capjobs, fc->njobs + 1, 4) != 0)
+    return SEA_ENOMEM;
   j = sea_host->calloc(1, sizeof *j);
   if (j == NULL || (j->path = file_strdup(fc->cur->pos_path, strlen(fc->cur->pos_path))) == NULL) {
     sea_host->free(j);

@@ -39,14 +39,9 @@ static fl_stat_t *fl_find(fl_data_t *d, const uint8_t *key, size_t klen, uint64_
     if (d->st[i].shard == shard && strlen(d->st[i].key) == klen &&
         memcmp(d->st[i].key, key, klen) == 0)
       return &d->st[i];
-  if (d->n == d->cap) {
-    size_t cap = d->cap ? d->cap * 2 : 16;
-    fl_stat_t *v = realloc(d->st, cap * sizeof *v);
-    if (v == NULL)
-      return NULL;
-    d->st = v;
-    d->cap = cap;
-  }
+  /* libc's realloc: the table is built on the worker thread and freed with free */
+  if (SEA_GROW_WITH(realloc, d->st, d->cap, d->n + 1, 16) != 0)
+    return NULL;
   fl_stat_t *s = &d->st[d->n++];
   memset(s, 0, sizeof *s);
   memcpy(s->key, key, klen);

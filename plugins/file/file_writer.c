@@ -90,14 +90,8 @@ static file_seq_t *writer_seq(file_writer_t *wr, const char *key, uint64_t shard
   for (size_t i = 0; i < wr->nseq; i++)
     if (wr->seqs[i].key == key && wr->seqs[i].shard == shard)
       return &wr->seqs[i];
-  if (wr->nseq == wr->capseq) {
-    size_t cap = wr->capseq ? wr->capseq * 2 : 8;
-    file_seq_t *q = sea_host->realloc(wr->seqs, cap * sizeof *q);
-    if (q == NULL)
-      return NULL;
-    wr->seqs = q;
-    wr->capseq = cap;
-  }
+  if (SEA_GROW(wr->seqs, wr->capseq, wr->nseq + 1, 8) != 0)
+    return NULL;
   wr->seqs[wr->nseq].key = key;
   wr->seqs[wr->nseq].shard = shard;
   wr->seqs[wr->nseq].next = 1;
@@ -465,14 +459,8 @@ int file_producer_send(void *impl, const sea_message_t *m, unsigned flags, void 
         wr->path, (unsigned long long)wr->size_limit, (unsigned long long)wr->w.pos, key);
     return SEA_ETOOBIG;
   }
-  if (wr->npend == wr->cappend) {
-    size_t cap = wr->cappend ? wr->cappend * 2 : 256;
-    file_pending_t *q = sea_host->realloc(wr->pend, cap * sizeof *q);
-    if (q == NULL)
-      return SEA_ENOMEM;
-    wr->pend = q;
-    wr->cappend = cap;
-  }
+  if (SEA_GROW(wr->pend, wr->cappend, wr->npend + 1, 256) != 0)
+    return SEA_ENOMEM;
   if ((sq = writer_seq(wr, key, shard)) == NULL)
     return SEA_ENOMEM;
   seq = (flags & SEA_SEND_KEEP_META) ? m->meta.seq : sq->next;

@@ -18,14 +18,8 @@ int kafka_pos_note(kposlist_t *l, const char *key, int32_t part, int64_t next) {
       return 0;
     }
   }
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 8;
-    kpos_t *v = sea_host->realloc(l->v, cap * sizeof *v);
-    if (v == NULL)
-      return SEA_ENOMEM;
-    l->v = v;
-    l->cap = cap;
-  }
+  if (SEA_GROW(l->v, l->cap, l->n + 1, 8) != 0)
+    return SEA_ENOMEM;
   l->v[l->n].key = key;
   l->v[l->n].partition = part;
   l->v[l->n].next = next;
@@ -307,15 +301,9 @@ int kafka_consumer_commit(void *impl, sea_op_t *op) {
   kcommit_t *k = sea_host->calloc(1, sizeof *k);
   if (k == NULL)
     return SEA_ENOMEM;
-  if (kc->ncommits == kc->capcommits) {
-    size_t cap = kc->capcommits ? kc->capcommits * 2 : 4;
-    kcommit_t **n = sea_host->realloc(kc->commits, cap * sizeof *n);
-    if (n == NULL) {
-      sea_host->free(k);
-      return SEA_ENOMEM;
-    }
-    kc->commits = n;
-    kc->capcommits = cap;
+  if (SEA_GROW(kc->commits, kc->capcommits, kc->ncommits + 1, 4) != 0) {
+    sea_host->free(k);
+    return SEA_ENOMEM;
   }
   k->kc = kc;
   k->op = op;

@@ -233,14 +233,8 @@ static rd_kafka_topic_t *producer_topic(kproducer_t *kp, const char *key) {
   for (size_t i = 0; i < kp->ntopics; i++)
     if (kp->topics[i].key == key)
       return kp->topics[i].rkt;
-  if (kp->ntopics == kp->captopics) {
-    size_t cap = kp->captopics ? kp->captopics * 2 : 8;
-    ktopic_t *t = sea_host->realloc(kp->topics, cap * sizeof *t);
-    if (t == NULL)
-      return NULL;
-    kp->topics = t;
-    kp->captopics = cap;
-  }
+  if (SEA_GROW(kp->topics, kp->captopics, kp->ntopics + 1, 8) != 0)
+    return NULL;
   rd_kafka_topic_t *rkt = rd_kafka_topic_new(kp->h.rk, key, NULL);
   if (rkt == NULL)
     return NULL;
@@ -312,14 +306,8 @@ int kafka_producer_send(void *impl, const sea_message_t *m, unsigned flags, void
 }
 
 static int producer_add_op(kproducer_t *kp, sea_op_t *op) {
-  if (kp->nops == kp->capops) {
-    size_t cap = kp->capops ? kp->capops * 2 : 4;
-    kop_t *o = sea_host->realloc(kp->ops, cap * sizeof *o);
-    if (o == NULL)
-      return SEA_ENOMEM;
-    kp->ops = o;
-    kp->capops = cap;
-  }
+  if (SEA_GROW(kp->ops, kp->capops, kp->nops + 1, 4) != 0)
+    return SEA_ENOMEM;
   kp->ops[kp->nops].op = op;
   kp->ops[kp->nops++].target = kp->sent;
   /* Completes from the drain once the receipts are in (maybe at once, on the next turn). */

@@ -178,10 +178,8 @@ int mem_consumer_resume(void *impl) {
 
 /* Queue an operation to complete on the next turn. */
 static int consumer_add_op(mem_consumer_t *mc, sea_op_t *op) {
-  void *q = mem_grow(mc->ops, &mc->op_cap, mc->op_count + 1, sizeof *mc->ops);
-  if (q == NULL)
+  if (SEA_GROW(mc->ops, mc->op_cap, mc->op_count + 1, MEM_GROW_FIRST) != 0)
     return SEA_ENOMEM;
-  mc->ops = q;
   mc->ops[mc->op_count++] = op;
   mem_consumer_arm(mc);
   return 0;

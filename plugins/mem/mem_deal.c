@@ -32,7 +32,6 @@ void mem_consumer_wake(mem_consumer_t *mc) {
 /* Whether the inbox can take one more message (growing it up to the batch size). */
 static int consumer_room(mem_consumer_t *mc) {
   size_t need;
-  void *q;
   if (mc->inbox_count >= mc->batch_size)
     return 0;
   if (mc->inbox_count < mc->inbox_cap)
@@ -40,11 +39,7 @@ static int consumer_room(mem_consumer_t *mc) {
   need = mc->inbox_cap * 2;
   if (need > mc->batch_size)
     need = mc->batch_size;
-  q = mem_grow(mc->inbox, &mc->inbox_cap, need, sizeof *mc->inbox);
-  if (q == NULL)
-    return 0;
-  mc->inbox = q;
-  return 1;
+  return SEA_GROW(mc->inbox, mc->inbox_cap, need, MEM_GROW_FIRST) == 0;
 }
 
 /* The member to deal a message of log L to: the next in turn that is active, reads L and has room.
@@ -121,7 +116,6 @@ int mem_consumer_has_more(const mem_consumer_t *mc) {
 void mem_consumer_return_inbox(mem_consumer_t *mc) {
   mem_reader_t *r = mc->reader;
   size_t i;
-  void *q;
 
   if (mc->inbox_count == 0)
     return;
@@ -130,10 +124,8 @@ void mem_consumer_return_inbox(mem_consumer_t *mc) {
       if (r->next[mc->inbox[i].log] > mc->inbox[i].seq)
         r->next[mc->inbox[i].log] = mc->inbox[i].seq;
   } else {
-    q = mem_grow(r->requeue, &r->requeue_cap, r->requeue_count + mc->inbox_count,
-                 sizeof *r->requeue);
-    if (q != NULL) {
-      r->requeue = q;
+    size_t all = r->requeue_count + mc->inbox_count;
+    if (SEA_GROW(r->requeue, r->requeue_cap, all, MEM_GROW_FIRST) == 0) {
       memcpy(r->requeue + r->requeue_count, mc->inbox, mc->inbox_count * sizeof *mc->inbox);
       r->requeue_count += mc->inbox_count;
     } else {
@@ -188,10 +180,8 @@ void mem_reader_init(const mem_broker_t *b, mem_reader_t *r, const sea_open_args
 }
 
 int mem_reader_join(mem_reader_t *r, mem_consumer_t *mc) {
-  void *q = mem_grow(r->members, &r->member_cap, r->member_count + 1, sizeof *r->members);
-  if (q == NULL)
+  if (SEA_GROW(r->members, r->member_cap, r->member_count + 1, MEM_GROW_FIRST) != 0)
     return SEA_ENOMEM;
-  r->members = q;
   r->members[r->member_count++] = mc;
   return 0;
 }

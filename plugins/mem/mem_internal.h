@@ -29,6 +29,8 @@ SEA_PLUGIN_HOST_DECL;
 #define MEM_LOGS_INITIAL 8
 /* The first size of a consumer's inbox; it grows up to the batch size. */
 #define MEM_INBOX_INITIAL 64
+/* The first capacity of every other array that grows one element at a time (SEA_GROW). */
+#define MEM_GROW_FIRST 4
 
 typedef struct mem_consumer mem_consumer_t;
 
@@ -170,21 +172,6 @@ static inline void *mem_array(void *p, size_t n, size_t size) {
   if (size != 0 && n > SIZE_MAX / size)
     return NULL;
   return sea_host->realloc(p, n * size);
-}
-
-/* Make room for `need` elements in an array of capacity *cap, doubling. Returns the array (p
- * itself if it was big enough), or NULL with p and *cap untouched. */
-static inline void *mem_grow(void *p, size_t *cap, size_t need, size_t size) {
-  size_t n = *cap ? *cap : 4;
-  void *q;
-  if (need <= *cap)
-    return p;
-  while (n < need)
-    n *= 2;
-  q = mem_array(p, n, size);
-  if (q != NULL)
-    *cap = n;
-  return q;
 }
 
 static inline char *mem_strdup(const char *s) {

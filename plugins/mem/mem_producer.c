@@ -60,7 +60,6 @@ int mem_producer_send(void *impl, const sea_message_t *m, unsigned flags, void *
   const char *key;
   size_t L = 0;
   int stored = 0;
-  void *q;
 
   if (!producer_has_room(mp)) {
     mp->blocked = 1;
@@ -72,10 +71,8 @@ int mem_producer_send(void *impl, const sea_message_t *m, unsigned flags, void *
   if (key == NULL)
     return SEA_EKEY;
   /* Room for the receipt first, so that nothing is stored that could not be receipted. */
-  q = mem_grow(mp->pending, &mp->pending_cap, mp->pending_count + 1, sizeof *mp->pending);
-  if (q == NULL)
+  if (SEA_GROW(mp->pending, mp->pending_cap, mp->pending_count + 1, MEM_GROW_FIRST) != 0)
     return SEA_ENOMEM;
-  mp->pending = q;
   rec = &mp->pending[mp->pending_count];
   memset(rec, 0, sizeof *rec);
   rec->token = token;
@@ -93,10 +90,8 @@ int mem_producer_send(void *impl, const sea_message_t *m, unsigned flags, void *
     mp->last_log = L;
     mp->has_last_log = 1;
     log = &b->logs[L];
-    q = mem_grow(log->msgs, &log->cap, log->count + 1, sizeof *log->msgs);
-    if (q == NULL)
+    if (SEA_GROW(log->msgs, log->cap, log->count + 1, MEM_GROW_FIRST) != 0)
       return SEA_ENOMEM;
-    log->msgs = q;
     slot = &log->msgs[log->count];
     memset(slot, 0, sizeof *slot);
     if (mem_message_copy(m, slot) == NULL)

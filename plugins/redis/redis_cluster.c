@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <seastreamer/plugin.h> /* SEA_GROW_WITH only: the map is in libc's memory (no host) */
+
 uint16_t rcl_crc16(const void *data, size_t len) {
   const uint8_t *p = data;
   uint16_t crc = 0;
@@ -47,14 +49,8 @@ int rcl_node_index(rcl_map_t *m, const char *host, int port) {
       return (int)i;
   if (m->nnodes >= RCL_NODES_MAX || strlen(host) >= sizeof m->nodes[0].host)
     return -1;
-  if (m->nnodes == m->cap) {
-    size_t cap = m->cap ? m->cap * 2 : 8;
-    rcl_node_t *n = realloc(m->nodes, cap * sizeof *n);
-    if (n == NULL)
-      return -1;
-    m->nodes = n;
-    m->cap = cap;
-  }
+  if (SEA_GROW_WITH(realloc, m->nodes, m->cap, m->nnodes + 1, 8) != 0)
+    return -1;
   rcl_node_t *n = &m->nodes[m->nnodes];
   memset(n, 0, sizeof *n);
   snprintf(n->host, sizeof n->host, "%s", host);

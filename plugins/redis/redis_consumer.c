@@ -671,11 +671,9 @@ static rconn_t *cons_node(rcons_t *rc, size_t idx) {
   if (idx < rc->nnc && rc->nc[idx])
     return rc->nc[idx];
   if (idx >= rc->nnc) {
-    rconn_t **v = sea_host->realloc(rc->nc, (idx + 1) * sizeof *v);
-    if (v == NULL)
+    if (SEA_GROW(rc->nc, rc->capnc, idx + 1, 1) != 0)
       return NULL;
-    memset(v + rc->nnc, 0, (idx + 1 - rc->nnc) * sizeof *v);
-    rc->nc = v;
+    memset(rc->nc + rc->nnc, 0, (idx + 1 - rc->nnc) * sizeof *rc->nc);
     rc->nnc = idx + 1;
   }
   rconn_t *c = idx == 0 ? &rc->conn : sea_host->calloc(1, sizeof *c);

@@ -115,15 +115,9 @@ static void scan_cb(redisAsyncContext *ac, void *rep, void *priv) {
     int64_t sh = e->type == REDIS_REPLY_STRING ? shard_of(rc->keys[k], e->str) : -1;
     if (sh < 0)
       continue;
-    if (rc->nfound == rc->capfound) {
-      size_t cap = rc->capfound ? rc->capfound * 2 : 16;
-      struct rfound *f = sea_host->realloc(rc->found, cap * sizeof *f);
-      if (f == NULL) {
-        redis_cons_end(rc, SEA_ENOMEM, R_NAME ": out of memory");
-        return;
-      }
-      rc->found = f;
-      rc->capfound = cap;
+    if (SEA_GROW(rc->found, rc->capfound, rc->nfound + 1, 16) != 0) {
+      redis_cons_end(rc, SEA_ENOMEM, R_NAME ": out of memory");
+      return;
     }
     rc->found[rc->nfound].key = k;
     rc->found[rc->nfound++].shard = (uint32_t)sh;

@@ -161,16 +161,8 @@ void redis_cons_send_xack(rcons_t *rc, rstream_t *st, idlist_t *l) {
 int redis_idl_add(idlist_t *l, uint64_t ms, uint64_t sq) {
   char id[R_ID_MAX];
   size_t n = (size_t)id_format(id, ms, sq) + 1;
-  if (l->len + n > l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 1024;
-    while (cap < l->len + n)
-      cap *= 2;
-    char *a = sea_host->realloc(l->buf, cap);
-    if (a == NULL)
-      return SEA_ENOMEM;
-    l->buf = a;
-    l->cap = cap;
-  }
+  if (SEA_GROW(l->buf, l->cap, l->len + n, 1024) != 0)
+    return SEA_ENOMEM;
   memcpy(l->buf + l->len, id, n);
   l->len += n;
   l->n++;
@@ -282,14 +274,8 @@ static void reap_info_cb(redisAsyncContext *ac, void *rep, void *priv) {
       }
       if (!gone && (idle < 0 || (uint64_t)idle <= rc->cfg.claim_idle_ms))
         continue; /* alive, or may be: its entries stay its own */
-      if (R->ndead == R->capdead) {
-        size_t cap = R->capdead ? R->capdead * 2 : 8;
-        char **d = sea_host->realloc(R->dead, cap * sizeof *d);
-        if (d == NULL)
-          break; /* the next pass tries again */
-        R->dead = d;
-        R->capdead = cap;
-      }
+      if (SEA_GROW(R->dead, R->capdead, R->ndead + 1, 8) != 0)
+        break; /* the next pass tries again */
       size_t nl = strlen(name) + 1;
       char *copy = sea_host->alloc(nl);
       if (copy == NULL)

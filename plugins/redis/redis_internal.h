@@ -192,14 +192,8 @@ typedef struct rwaits {
 } rwaits_t;
 
 static inline int waits_add(rwaits_t *w, sea_op_t *op, uint64_t target) {
-  if (w->n == w->cap) {
-    size_t cap = w->cap ? w->cap * 2 : 4;
-    rwait_t *v = sea_host->realloc(w->v, cap * sizeof *v);
-    if (v == NULL)
-      return SEA_ENOMEM;
-    w->v = v;
-    w->cap = cap;
-  }
+  if (SEA_GROW(w->v, w->cap, w->n + 1, 4) != 0)
+    return SEA_ENOMEM;
   w->v[w->n].op = op;
   w->v[w->n].target = target;
   w->n++;
@@ -315,7 +309,7 @@ typedef struct rcons {
   rcl_map_t map;
   unsigned map_seen;
   rconn_t **nc;
-  size_t nnc;
+  size_t nnc, capnc; /* nc[0..nnc) are slots (NULL: not made yet); capnc: allocated */
   int link_up;
   int hold;          /* a redirection to wait out (ASK, TRYAGAIN): up again at a heal tick */
   sea_timer_t *heal; /* reads the map again while not up (healing) */

@@ -153,14 +153,9 @@ static int rl_add(rl_data_t *d, const char *name, size_t len) {
   for (size_t i = 0; i < d->n; i++)
     if (strlen(d->st[i].name) == len && memcmp(d->st[i].name, name, len) == 0)
       return 0; /* SCAN may return a key twice */
-  if (d->n == d->cap) {
-    size_t cap = d->cap ? d->cap * 2 : 16;
-    rl_stream_t *v = realloc(d->st, cap * sizeof *v);
-    if (v == NULL)
-      return SEA_ENOMEM;
-    d->st = v;
-    d->cap = cap;
-  }
+  /* libc's realloc: the table is built on the worker thread and freed with free */
+  if (SEA_GROW_WITH(realloc, d->st, d->cap, d->n + 1, 16) != 0)
+    return SEA_ENOMEM;
   rl_stream_t *s = &d->st[d->n];
   memset(s, 0, sizeof *s);
   if ((s->name = rl_dup(name, len)) == NULL)

@@ -50,8 +50,8 @@ typedef struct rprod {
   sea_runtime_t *rt;
   rcfg_t cfg;
   uint64_t timeout_ms;
-  rpnode_t **nodes; /* [0]: the URI's node; in a cluster, each at its index in map */
-  size_t nnodes;
+  rpnode_t **nodes;        /* [0]: the URI's node; in a cluster, each at its index in map */
+  size_t nnodes, capnodes; /* nodes[0..nnodes) are slots (NULL: not made yet) */
   rcl_map_t map;
   unsigned map_seen;
   /* Cluster: records no node takes now (TRYAGAIN, CLUSTERDOWN, a slot without a master), placed
@@ -83,11 +83,9 @@ static rpnode_t *prod_node(rprod_t *pr, size_t idx) {
   if (idx < pr->nnodes && pr->nodes[idx])
     return pr->nodes[idx];
   if (idx >= pr->nnodes) {
-    rpnode_t **v = sea_host->realloc(pr->nodes, (idx + 1) * sizeof *v);
-    if (v == NULL)
+    if (SEA_GROW(pr->nodes, pr->capnodes, idx + 1, 1) != 0)
       return NULL;
-    memset(v + pr->nnodes, 0, (idx + 1 - pr->nnodes) * sizeof *v);
-    pr->nodes = v;
+    memset(pr->nodes + pr->nnodes, 0, (idx + 1 - pr->nnodes) * sizeof *pr->nodes);
     pr->nnodes = idx + 1;
   }
   rpnode_t *n = sea_host->calloc(1, sizeof *n);

@@ -87,17 +87,8 @@ static char *out_reserve(stdio_writer_t *w, size_t n) {
     if (w->cap - w->len >= n)
       return w->buf + w->len;
   }
-  size_t cap = w->cap ? w->cap : 256u * 1024u;
-  while (cap - w->len < n) {
-    if (cap > SIZE_MAX / 2)
-      return NULL;
-    cap *= 2;
-  }
-  char *b = sea_host->realloc(w->buf, cap);
-  if (b == NULL)
+  if (n > SIZE_MAX - w->len || SEA_GROW(w->buf, w->cap, w->len + n, 256u * 1024u) != 0)
     return NULL;
-  w->buf = b;
-  w->cap = cap;
   return w->buf + w->len;
 }
 

@@ -372,14 +372,8 @@ static void reader_dispatch(stdio_reader_t *r) {
 }
 
 static stdio_scratch_t *scratch_push(stdio_reader_t *r) {
-  if (r->nscratch == r->scratch_cap) {
-    size_t cap = r->scratch_cap ? r->scratch_cap * 2 : 1024;
-    stdio_scratch_t *s = sea_host->realloc(r->scratch, cap * sizeof *s);
-    if (s == NULL)
-      return NULL;
-    r->scratch = s;
-    r->scratch_cap = cap;
-  }
+  if (SEA_GROW(r->scratch, r->scratch_cap, r->nscratch + 1, 1024) != 0)
+    return NULL;
   return &r->scratch[r->nscratch++];
 }
 
@@ -807,14 +801,8 @@ int stdio_consumer_open(void *streamer_impl, sea_consumer_t *sc, const sea_open_
     }
     c->group = g;
   }
-  if (r->ncons == r->cons_cap) {
-    size_t cap = r->cons_cap ? r->cons_cap * 2 : 4;
-    stdio_consumer_t **a = sea_host->realloc(r->cons, cap * sizeof *a);
-    if (a == NULL)
-      goto nomem;
-    r->cons = a;
-    r->cons_cap = cap;
-  }
+  if (SEA_GROW(r->cons, r->cons_cap, r->ncons + 1, 4) != 0)
+    goto nomem;
   r->cons[r->ncons++] = c;
   reader_limits(r);
   if (c->group != NULL)

@@ -287,16 +287,10 @@ int stdio_producer_open(void *streamer_impl, sea_producer_t *sp, const sea_open_
     producer_free(p);
     return rc;
   }
-  if (w->nprods == w->prods_cap) {
-    size_t cap = w->prods_cap ? w->prods_cap * 2 : 4;
-    stdio_producer_t **a = sea_host->realloc(w->prods, cap * sizeof *a);
-    if (a == NULL) {
-      producer_free(p);
-      writer_gc(w);
-      return SEA_ENOMEM;
-    }
-    w->prods = a;
-    w->prods_cap = cap;
+  if (SEA_GROW(w->prods, w->prods_cap, w->nprods + 1, 4) != 0) {
+    producer_free(p);
+    writer_gc(w);
+    return SEA_ENOMEM;
   }
   p->w = w;
   w->prods[w->nprods++] = p;
@@ -305,17 +299,15 @@ int stdio_producer_open(void *streamer_impl, sea_producer_t *sp, const sea_open_
 }
 
 static int writer_queue_room(stdio_writer_t *w) {
-  if (w->qcount < w->qcap)
-    return 0;
-  size_t cap = w->qcap ? w->qcap * 2 : 1024;
-  stdio_pending_t *q = sea_host->realloc(w->q, cap * sizeof *q);
-  if (q == NULL)
+  size_t old = w->qcap;
+  if (w->qcount < old)
+    return 0; /* room, and a ring that wraps stays as it is */
+  if (SEA_GROW(w->q, w->qcap, w->qcount + 1, 1024) != 0)
     return SEA_ENOMEM;
-  /* The ring wrapped at the old end: move the wrapped front part after it. */
-  if (w->qhead + w->qcount > w->qcap)
-    memcpy(q + w->qcap, q, (w->qhead + w->qcount - w->qcap) * sizeof *q);
-  w->q = q;
-  w->qcap = cap;
+  /* The ring wrapped at the old end: move the wrapped front part after it (the ring doubled, so
+   * the part fits). */
+  if (w->qhead + w->qcount > old)
+    memcpy(w->q + old, w->q, (w->qhead + w->qcount - old) * sizeof *w->q);
   return 0;
 }
 

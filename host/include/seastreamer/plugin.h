@@ -23,6 +23,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "types.h"
 #if SEA_TYPES_VERSION_MAJOR != 1
@@ -513,6 +514,69 @@ typedef struct sea_plugin {
  * pointers), so they stay what ABI 1.0 was when the structs change later. */
 #define SEA_HOST_V1_0_SIZE (16 + 59 * sizeof(void *))
 #define SEA_PLUGIN_V1_0_SIZE (32 + 46 * sizeof(void *))
+
+/* ---- Growing an array (header only) ---------------------------------------------------------
+ * Every backend keeps arrays that grow one element at a time (positions to commit, waiting ops,
+ * per-stream counters), and each used to write the same "double the capacity and realloc" lines,
+ * some without the overflow checks. sea_grow is those lines once. It lives here, inline, rather
+ * than in the host table: it needs nothing of the host but realloc, so it adds no member and no
+ * ABI minor, and a plugin built against this header carries its own copy.
+ *
+ * Make room for need elements of elem_size bytes in the array at *(T **)items_ptr, whose
+ * capacity is *cap. Returns 0 when *cap >= need already (nothing is allocated). Otherwise the new
+ * capacity is the larger of first_cap (1 if 0) and twice *cap, doubled again until it holds
+ * need, and realloc_fn resizes the array to it. SEA_ENOMEM if that count or its size in bytes
+ * would overflow size_t, or realloc_fn fails; the array and *cap are then as they were (the
+ * caller's error path still owns the old array). SEA_EINVAL if elem_size is 0.
+ *
+ * items_ptr is the address of the array's pointer variable (any T *): the pointer is read and
+ * written with memcpy, not through a void ** (which would be another type than T * and break
+ * strict aliasing). Doubling keeps n appends O(n) copies in all. Use the macros below, which take
+ * the element size from the pointer's type and check that cap is a size_t. */
+static inline int sea_grow(void *(*realloc_fn)(void *, size_t), void *items_ptr, size_t *cap,
+                           size_t need, size_t elem_size, size_t first_cap) {
+  void *old, *grown;
+  size_t n;
+  if (*cap >= need)
+    return 0;
+  if (elem_size == 0)
+    return SEA_EINVAL;
+  if (*cap > SIZE_MAX / 2)
+    return SEA_ENOMEM;
+  n = *cap * 2;
+  if (n < first_cap)
+    n = first_cap;
+  if (n == 0)
+    n = 1;
+  while (n < need) {
+    if (n > SIZE_MAX / 2)
+      return SEA_ENOMEM;
+    n *= 2;
+  }
+  if (n > SIZE_MAX / elem_size)
+    return SEA_ENOMEM;
+  memcpy(&old, items_ptr, sizeof old);
+  grown = realloc_fn(old, n * elem_size);
+  if (grown == NULL)
+    return SEA_ENOMEM;
+  memcpy(items_ptr, &grown, sizeof grown);
+  *cap = n;
+  return 0;
+}
+
+/* sea_grow through the host's allocator, for an array a plugin frees with sea_host->free:
+ *   if (SEA_GROW(l->v, l->cap, l->n + 1, 8) != 0)
+ *     return SEA_ENOMEM;
+ *   l->v[l->n++] = x;
+ * items is the array (an lvalue of pointer type), cap its size_t capacity (an lvalue), need the
+ * count it must hold. Each argument is evaluated once. It names sea_host at the place it is
+ * used, so it also works where a static build renames the table (SEA_PLUGIN_NAME). */
+#define SEA_GROW(items, cap, need, first_cap)                                                      \
+  SEA_GROW_WITH(sea_host->realloc, items, cap, need, first_cap)
+/* The same with another realloc: libc's for what lives outside the host (a command's buffers,
+ * a listing's table built on a worker thread and freed with free). */
+#define SEA_GROW_WITH(realloc_fn, items, cap, need, first_cap)                                     \
+  sea_grow((realloc_fn), &(items), &(cap), (need), sizeof(*(items)), (first_cap))
 
 #ifdef __cplusplus
 }

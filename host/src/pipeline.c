@@ -391,8 +391,17 @@ sea_consumer_t *sea_pipeline_input(const sea_pipeline_t *pl, size_t index) {
   return pl && index < pl->nin ? pl->in[index]->c : NULL;
 }
 
-static void free_timer(uv_handle_t *h) {
+static void free_handle(uv_handle_t *h) {
   sea__free(h);
+}
+
+/* Close one of the pipeline's own handles (NULL: never made), which is freed once closed; its
+ * callback sees data NULL if it runs meanwhile. */
+static void close_handle(uv_handle_t *h) {
+  if (h == NULL)
+    return;
+  h->data = NULL;
+  uv_close(h, free_handle);
 }
 
 void sea_pipeline_free(sea_pipeline_t *pl) {
@@ -428,30 +437,12 @@ void sea_pipeline_free(sea_pipeline_t *pl) {
     if (!in->committing)
       sea__free(in); /* else the canceled commit's callback frees it */
   }
-  if (pl->timer) {
-    pl->timer->data = NULL;
-    uv_close((uv_handle_t *)pl->timer, free_timer);
-  }
-  if (pl->resume) {
-    pl->resume->data = NULL;
-    uv_close((uv_handle_t *)pl->resume, free_timer);
-  }
-  if (pl->jtimer) {
-    pl->jtimer->data = NULL;
-    uv_close((uv_handle_t *)pl->jtimer, free_timer);
-  }
-  if (pl->jprep) {
-    pl->jprep->data = NULL;
-    uv_close((uv_handle_t *)pl->jprep, free_timer);
-  }
-  if (pl->jcheck) {
-    pl->jcheck->data = NULL;
-    uv_close((uv_handle_t *)pl->jcheck, free_timer);
-  }
-  if (pl->jidle) {
-    pl->jidle->data = NULL;
-    uv_close((uv_handle_t *)pl->jidle, free_timer);
-  }
+  close_handle((uv_handle_t *)pl->timer);
+  close_handle((uv_handle_t *)pl->resume);
+  close_handle((uv_handle_t *)pl->jtimer);
+  close_handle((uv_handle_t *)pl->jprep);
+  close_handle((uv_handle_t *)pl->jcheck);
+  close_handle((uv_handle_t *)pl->jidle);
   sea__stats_free(pl->stats);
   sea__join_free(pl->join);
   sea__free(pl->in);

@@ -76,14 +76,22 @@ static bool commit_again(sea_pipeline_t *pl, pl_input_t *in) {
   return true;
 }
 
-static void after_commit(void *data, int status) {
-  pl_input_t *in = data;
+/* An input's operation (a commit, its positions into a transaction, a rewind) came back: its
+ * pipeline, or NULL when the pipeline was freed while the operation was out (sea_pipeline_free
+ * left the input to this callback, which frees it here). */
+sea_pipeline_t *sea__pl_input_op_back(pl_input_t *in) {
   sea_pipeline_t *pl = in->pl;
   in->committing = false;
-  if (pl == NULL) { /* the pipeline was freed while the commit was out */
+  if (pl == NULL)
     sea__free(in);
+  return pl;
+}
+
+static void after_commit(void *data, int status) {
+  pl_input_t *in = data;
+  sea_pipeline_t *pl = sea__pl_input_op_back(in);
+  if (pl == NULL)
     return;
-  }
   pl->commits_out--;
   if (status == 0) {
     pl->st.commits++;

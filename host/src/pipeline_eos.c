@@ -209,12 +209,9 @@ static void eos_abort(sea_pipeline_t *pl) {
 
 static void after_offsets(void *data, int status) {
   pl_input_t *in = data;
-  sea_pipeline_t *pl = in->pl;
-  in->committing = false;
-  if (pl == NULL) {
-    sea__free(in);
+  sea_pipeline_t *pl = sea__pl_input_op_back(in);
+  if (pl == NULL)
     return;
-  }
   pl->offsets_out--;
   if (status != 0 && status != SEA_ECANCELED && !pl->txn_replay) {
     /* An abortable error (the group's coordinator moved in a failover, a rebalance fenced the
@@ -455,12 +452,9 @@ static void eos_rewound(sea_pipeline_t *pl) {
 
 static void after_rewind(void *data, int status) {
   pl_input_t *in = data;
-  sea_pipeline_t *pl = in->pl;
-  in->committing = false;
-  if (pl == NULL) {
-    sea__free(in);
+  sea_pipeline_t *pl = sea__pl_input_op_back(in);
+  if (pl == NULL)
     return;
-  }
   pl->rewinds_out--;
   if (status != 0 && status != SEA_ECANCELED)
     set_error(pl, status,

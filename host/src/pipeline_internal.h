@@ -186,6 +186,7 @@ void sea__pl_pbatch_free(pbatch_t *pb);
 void sea__pl_advance_acks(pl_input_t *in);
 void sea__pl_commit_all(sea_pipeline_t *pl);
 void sea__pl_on_commit_timer(uv_timer_t *t);
+sea_pipeline_t *sea__pl_input_op_back(pl_input_t *in);
 
 /* ---------------------------------------------------------------------------------------------
  * Outputs (pipeline_output.c)

@@ -143,6 +143,7 @@ static int drive(run_t *r, const sea_batch_t *batch, size_t first, size_t count)
   lua_pushnumber(L, (lua_Number)sea_run_epoch);
   lua_pushlightuserdata(L, (void *)&batch->msgs[first]);
   rc = sea_run_limited_call(r, 3, 0);
+  sea_run_jit_expire(r);
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
   lua_rawgeti(L, -1, 1);
   at = (size_t)lua_tointeger(L, -1); /* the last call made (1-based) */
@@ -204,6 +205,7 @@ int sea_run_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch, 
     r->call_msgs = &batch->msgs[first];
     r->call_count = count;
     rc = sea_run_limited_call(r, 3, 2);
+    sea_run_jit_expire(r); /* its results were checked and converted inside the call */
     if (rc != 0)
       bad = sea_run_error_text(L);
     else if ((bad = sea_run_send_jbatch(r, lua_gettop(L) - 1, lua_gettop(L))) != NULL)

@@ -395,6 +395,28 @@ describe("seastreamer.run", function()
     end)
   end
 
+  -- The last message of a call is the easy one to miss: a hook that runs after its call (here
+  -- `stop`) must find it expired too (LuaJIT's driver once left it readable until its next call).
+  for _, form in ipairs { "driven", "limited", "batch" } do
+    it("expires the last message of a call before the hooks run (" .. form .. ")", function()
+      local kept, ok, err
+      local cfg = forms[form](function(m) kept = m; return m end)
+      local p = cfg.processor
+      if type(p) == "function" then p = { process = p } end
+      p.stop = function() ok, err = pcall(function() return kept.payload end) end
+      cfg.processor = p
+      keep = fill(rt, "mem://ls" .. form .. "/in", 4)
+      cfg.inputs = { "mem://ls" .. form .. "/in" }
+      cfg.outputs = { "mem://ls" .. form .. "/out" }
+      cfg.input_options = { group = "g", mode = "resumable", reset = "earliest", stop_at_end = true,
+        batch = "2" }
+      local res = assert(sea.run(cfg))
+      assert.equals(4, res.processed)
+      assert.is_false(ok)
+      assert.matches("message used after the call that received it returned %(field 'payload'", err)
+    end)
+  end
+
   for _, form in ipairs { "driven", "limited" } do
     it("refuses out:send of a message kept past its call (" .. form .. ")", function()
       local kept

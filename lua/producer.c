@@ -132,7 +132,7 @@ static int pr_send(lua_State *L) {
   sea_message_t m;
   memset(&m, 0, sizeof m);
   sea_kv_t kv[64];
-  if (lua_type(L, 2) == LUA_TUSERDATA) {
+  if (sea_lua_viewish(lua_type(L, 2))) {
     sea_lua_view_t *v = sea_lua_check_view(L, 2);
     m.payload = v->msg->payload;
     m.key = v->msg->key;

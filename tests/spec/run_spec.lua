@@ -395,6 +395,43 @@ describe("seastreamer.run", function()
     end)
   end
 
+  -- On Lua 5.4 the per-message loop hands out light userdata views: the rest of the state must not
+  -- notice (cjson.null is a light userdata too), and each call's message must stay a value of its
+  -- own (a table key, an equality) that expires like a full view.
+  local has_cjson, cjson = pcall(require, "cjson")
+  for _, form in ipairs { "driven", "limited", "batch" } do
+    it("keeps other light userdata and message identity as they were (" .. form .. ")", function()
+      if not has_cjson then pending("lua-cjson is not installed for this Lua") return end
+      local keys, n, notes = {}, 0, {}
+      local res = assert(run_form(form, function(m)
+        assert((type(m) == "userdata" or type(m) == "cdata") and m == m, "not a message equal to itself")
+        assert(not keys[m], "two calls got equal messages")
+        keys[m] = true
+        n = n + 1
+        notes.enc = cjson.encode({ cjson.null, m.payload })
+        notes.str = tostring(cjson.null)
+        notes.idx = select(2, pcall(function() return cjson.null.x end))
+        notes.msg = type(m) == "cdata" and "seastreamer.message" or getmetatable(m) -- LuaJIT: "ffi"
+        notes.null = cjson.null == cjson.null and not rawequal(cjson.null, m)
+        return m
+      end, "lk" .. form, 4))
+      assert.equals(4, res.processed)
+      assert.equals(4, n)
+      assert.same({ "m0", "m1", "m2", "m3" }, read_all(rt, "mem://lk" .. form .. "/out"))
+      assert.equals('[null,"m3"]', notes.enc)
+      assert.matches("^userdata: ", notes.str)
+      assert.matches("index", tostring(notes.idx)) -- an error, as with no metatable
+      assert.equals("seastreamer.message", notes.msg)
+      assert.is_true(notes.null)
+      for k in pairs(keys) do -- every key a message of its own, expired now
+        assert.equals("seastreamer.message (expired)", tostring(k))
+        local ok, err = pcall(function() return k.payload end)
+        assert.is_false(ok)
+        assert.matches("message used after the call that received it returned", err)
+      end
+    end)
+  end
+
   -- The last message of a call is the easy one to miss: a hook that runs after its call (here
   -- `stop`) must find it expired too (LuaJIT's driver once left it readable until its next call).
   for _, form in ipairs { "driven", "limited", "batch" } do
@@ -416,6 +453,27 @@ describe("seastreamer.run", function()
       assert.matches("message used after the call that received it returned %(field 'payload'", err)
     end)
   end
+
+  it("uses full views when a library set the light userdata metatable itself", function()
+    if not has_cjson then pending("lua-cjson is not installed for this Lua") return end
+    local before = debug.getmetatable(cjson.null)
+    debug.setmetatable(cjson.null, { __index = function(_, k) return "lib:" .. k end })
+    local kept, during
+    local ok, err = pcall(run_form, "driven", function(m)
+      during = cjson.null.x
+      if kept then return kept end -- refused: it expired
+      kept = m
+      return m:copy()
+    end, "lf", 3, { on_error = "skip" })
+    local after = cjson.null.y
+    debug.setmetatable(cjson.null, before)
+    assert.is_true(ok, err)
+    assert.equals(2, err.skipped)
+    assert.equals("lib:x", during) -- the library's metatable stayed in place
+    assert.equals("lib:y", after)
+    assert.same({ "m0" }, read_all(rt, "mem://lf/out"))
+    assert.equals("seastreamer.message (expired)", tostring(kept))
+  end)
 
   for _, form in ipairs { "driven", "limited" } do
     it("refuses out:send of a message kept past its call (" .. form .. ")", function()

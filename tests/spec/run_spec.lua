@@ -454,6 +454,24 @@ describe("seastreamer.run", function()
     end)
   end
 
+  -- A message is taken as such by the module's producer too, whatever the form's views are
+  -- (full or light userdata on 5.4, FFI structs on LuaJIT).
+  for _, form in ipairs { "driven", "limited", "batch" } do
+    it("lets the module's p:send take the call's message (" .. form .. ")", function()
+      local side = assert(rt:connect("mem://ps" .. form .. "/side"))
+      local p = assert(side:producer())
+      local res = assert(run_form(form, function(m)
+        assert(p:send(m))
+        return nil
+      end, "ps" .. form, 3))
+      assert.equals(3, res.processed)
+      assert(p:flush())
+      p:close()
+      side:close()
+      assert.same({ "m0", "m1", "m2" }, read_all(rt, "mem://ps" .. form .. "/side"))
+    end)
+  end
+
   it("uses full views when a library set the light userdata metatable itself", function()
     if not has_cjson then pending("lua-cjson is not installed for this Lua") return end
     local before = debug.getmetatable(cjson.null)

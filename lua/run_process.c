@@ -241,7 +241,14 @@ int sea_run_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch, 
       bad = lua_pushfstring(L, "%s %s", sea_run_where_fn(r, r->batch_ref), bad);
   } else {
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
-    sea_lua_push_view(L, r->cur_msg, &sea_run_epoch);
+#ifdef SEA_LUA_LIGHT_VIEWS
+    if (sea_lua_light_begin(L)) { /* as in c_loop */
+      sea_lua_light.epoch = &sea_run_epoch;
+      sea_lua_light.msg = r->cur_msg;
+      lua_pushlightuserdata(L, sea_lua_light_value(sea_run_epoch));
+    } else
+#endif
+      sea_lua_push_view(L, r->cur_msg, &sea_run_epoch);
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
     rc = sea_run_limited_call(r, 2, 1);
     if (rc != 0)

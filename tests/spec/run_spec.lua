@@ -472,26 +472,28 @@ describe("seastreamer.run", function()
     end)
   end
 
-  it("uses full views when a library set the light userdata metatable itself", function()
-    if not has_cjson then pending("lua-cjson is not installed for this Lua") return end
-    local before = debug.getmetatable(cjson.null)
-    debug.setmetatable(cjson.null, { __index = function(_, k) return "lib:" .. k end })
-    local kept, during
-    local ok, err = pcall(run_form, "driven", function(m)
-      during = cjson.null.x
-      if kept then return kept end -- refused: it expired
-      kept = m
-      return m:copy()
-    end, "lf", 3, { on_error = "skip" })
-    local after = cjson.null.y
-    debug.setmetatable(cjson.null, before)
-    assert.is_true(ok, err)
-    assert.equals(2, err.skipped)
-    assert.equals("lib:x", during) -- the library's metatable stayed in place
-    assert.equals("lib:y", after)
-    assert.same({ "m0" }, read_all(rt, "mem://lf/out"))
-    assert.equals("seastreamer.message (expired)", tostring(kept))
-  end)
+  for _, form in ipairs { "driven", "limited" } do
+    it("uses full views when a library set the light userdata metatable (" .. form .. ")", function()
+      if not has_cjson then pending("lua-cjson is not installed for this Lua") return end
+      local before = debug.getmetatable(cjson.null)
+      debug.setmetatable(cjson.null, { __index = function(_, k) return "lib:" .. k end })
+      local kept, during
+      local ok, err = pcall(run_form, form, function(m)
+        during = cjson.null.x
+        if kept then return kept end -- refused: it expired
+        kept = m
+        return m:copy()
+      end, "lf" .. form, 3, { on_error = "skip" })
+      local after = cjson.null.y
+      debug.setmetatable(cjson.null, before)
+      assert.is_true(ok, err)
+      assert.equals(2, err.skipped)
+      assert.equals("lib:x", during) -- the library's metatable stayed in place
+      assert.equals("lib:y", after)
+      assert.same({ "m0" }, read_all(rt, "mem://lf" .. form .. "/out"))
+      assert.equals("seastreamer.message (expired)", tostring(kept))
+    end)
+  end
 
   for _, form in ipairs { "driven", "limited" } do
     it("refuses out:send of a message kept past its call (" .. form .. ")", function()

@@ -132,7 +132,8 @@ static int pr_send(lua_State *L) {
   sea_message_t m;
   memset(&m, 0, sizeof m);
   sea_kv_t kv[64];
-  if (lua_type(L, 2) == LUA_TUSERDATA) {
+  int t = lua_type(L, 2);
+  if (sea_lua_viewish(t) || t == SEA_LUA_TCDATA) { /* a cdata: the LuaJIT runner's view */
     sea_lua_view_t *v = sea_lua_check_view(L, 2);
     m.payload = v->msg->payload;
     m.key = v->msg->key;

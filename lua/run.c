@@ -131,6 +131,9 @@ static void cleanup(run_t *r) {
   sea_runtime_run(r->rt, SEA_RUN_NOWAIT);
   sea_runtime_free(r->rt);
   sea_run_epoch++; /* views kept past the run: expired (their pos_ref is unreferenced below) */
+#ifdef SEA_LUA_LIGHT_VIEWS
+  sea_lua_light_end();
+#endif
   int refs[] = {r->fn_ref,    r->batch_ref,     r->start_ref,  r->tick_ref,
                 r->stop_ref,  r->out_ref,       r->driver_ref, r->results_ref,
                 r->state_ref, r->input_end_ref, r->jbatch_ref};

@@ -116,6 +116,8 @@ int sea_run_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch, 
 /* run_jit.c */
 const char *sea_run_send_jbatch(run_t *r, int res, int idx);
 int sea_run_jit_wrap(run_t *r, const char *maker, int fn_ref);
+/* The driver's or the batch wrapper's call returned: its views expire (run_jit.c). */
+void sea_run_jit_expire(run_t *r);
 #endif
 
 #endif

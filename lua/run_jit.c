@@ -138,7 +138,7 @@ static const char jit_src[] =
     "    return res, idx\n"
     "  end, out\n"
     "end\n"
-    "return { make = make, makebatch = makebatch, convert = convert }\n";
+    "return { make = make, makebatch = makebatch, convert = convert, ctx = ctx }\n";
 
 /* mat(i): the userdata view of message i of the driver's current run, valid during call i; or,
  * i < 0, of message -i of the current batch call, valid during the call (0, or no such message:
@@ -191,6 +191,19 @@ const char *sea_run_send_jbatch(run_t *r, int res, int idx) {
 }
 
 static void jit_lib(lua_State *L);
+
+/* The driver's or the batch wrapper's call returned (or raised): every view it handed out
+ * expires now. Until the next call ctx.gen would still be that call's, and the last message's
+ * view (the driver's state[1] stays at it), or every view of a batch, would read on in a hook
+ * or after the run, from a batch the pipeline may have released. */
+void sea_run_jit_expire(run_t *r) {
+  lua_State *L = r->L;
+  jit_lib(L);
+  lua_getfield(L, -1, "ctx");
+  lua_pushnumber(L, -1);
+  lua_setfield(L, -2, "gen");
+  lua_pop(L, 2);
+}
 
 /* A reference to the LuaJIT wrapper made by the library's function maker (make: the per-message
  * driver; makebatch: the batch processor's) around the function at fn_ref. The wrapper hands the

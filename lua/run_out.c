@@ -204,7 +204,7 @@ const char *sea_run_result_complaint(run_t *r, int idx) {
   int t = lua_type(L, idx);
   if (t == LUA_TNIL || t == LUA_TSTRING)
     return NULL;
-  if (t == LUA_TUSERDATA) {
+  if (sea_lua_viewish(t)) {
     sea_lua_view_t *v = sea_lua_to_view(L, idx);
     if (v == NULL || sea_lua_view_msg(L, v) == NULL)
       return "returned a userdata that is not a message (or a message no longer valid)";
@@ -222,7 +222,7 @@ const char *sea_run_result_complaint(run_t *r, int idx) {
   for (size_t i = 1, n = sea_lua_rawlen(L, idx); i <= n; i++) {
     lua_rawgeti(L, idx, (int)i);
     int et = lua_type(L, -1);
-    sea_lua_view_t *v = et == LUA_TUSERDATA ? sea_lua_to_view(L, -1) : NULL;
+    sea_lua_view_t *v = sea_lua_viewish(et) ? sea_lua_to_view(L, -1) : NULL;
     lua_pop(L, 1);
     if (et != LUA_TSTRING && (v == NULL || sea_lua_view_msg(L, v) == NULL))
       return lua_pushfstring(L,
@@ -239,9 +239,9 @@ const char *sea_run_send_result(run_t *r, int idx) {
   int t = lua_type(L, idx);
   if (t == LUA_TNIL)
     return NULL;
-  if (t == LUA_TSTRING || t == LUA_TUSERDATA) {
+  if (t == LUA_TSTRING || sea_lua_viewish(t)) {
     int rc = sea_run_send_value(r, &r->out[0], idx, NULL);
-    if (rc == SEA_EINVAL && t == LUA_TUSERDATA)
+    if (rc == SEA_EINVAL && t != LUA_TSTRING)
       return sea_run_result_complaint(r, idx);
     return rc != 0 ? sea_strerror(rc) : NULL;
   }
@@ -252,7 +252,7 @@ const char *sea_run_send_result(run_t *r, int idx) {
   for (size_t i = 1, n = sea_lua_rawlen(L, idx); i <= n; i++) {
     lua_rawgeti(L, idx, (int)i);
     int et = lua_type(L, -1);
-    int rc = et == LUA_TSTRING || et == LUA_TUSERDATA
+    int rc = et == LUA_TSTRING || sea_lua_viewish(et)
                  ? sea_run_send_value(r, &r->out[0], lua_gettop(L), NULL)
                  : SEA_EINVAL;
     lua_pop(L, 1);

@@ -8,20 +8,34 @@
 /* Lua 5.4: the loop over the batch is C, one lua_call per message inside one protected call
  * (lua_pcall's setup per message was the larger cost), each message with a view of its own that
  * expires when its call returns (sea_run_epoch moves on). Results go out as each call returns, so
- * an out:send needs no flush. A failure leaves drive.at at the failing call, or drive.failed_at at
- * a result that is wrong or refused (the loop then ends). */
+ * an out:send needs no flush. (64-bit: the views are light userdata, seastreamer_lua.h.) A failure
+ * leaves drive.at at the failing call, or drive.failed_at at a result that is wrong or refused (the
+ * loop then ends). */
 static int c_loop(lua_State *L) {
   run_t *r = sea_run_active;
   int base = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
   luaL_getmetatable(L, SEA_LUA_VIEW_MT);
+#ifdef SEA_LUA_LIGHT_VIEWS
+  /* Light views where light userdata carry the views' metatable: no allocation per message. */
+  bool light = sea_lua_light_begin(L);
+  sea_lua_light.epoch = &sea_run_epoch;
+#endif
   for (size_t i = 1; i <= r->call_count; i++) {
     const sea_message_t *m = &r->call_msgs[i - 1];
     r->drive.at = i;
     r->cur_msg = m;
     lua_pushvalue(L, base + 1);
-    sea_lua_view_t *v = sea_lua_push_view_mt(L, m, &sea_run_epoch, base + 3);
+    void *v;
+#ifdef SEA_LUA_LIGHT_VIEWS
+    if (light) {
+      sea_lua_light.msg = m;
+      v = sea_lua_light_value(sea_run_epoch);
+      lua_pushlightuserdata(L, v);
+    } else
+#endif
+      v = sea_lua_push_view_mt(L, m, &sea_run_epoch, base + 3);
     lua_pushvalue(L, base + 2);
     lua_call(L, 2, 1);
     const char *bad = NULL;
@@ -49,6 +63,9 @@ static int c_loop(lua_State *L) {
     if (r->stop_requested)
       break;
   }
+#ifdef SEA_LUA_LIGHT_VIEWS
+  sea_lua_light.msg = NULL;
+#endif
   lua_settop(L, base);
   return 0;
 }
@@ -143,6 +160,7 @@ static int drive(run_t *r, const sea_batch_t *batch, size_t first, size_t count)
   lua_pushnumber(L, (lua_Number)sea_run_epoch);
   lua_pushlightuserdata(L, (void *)&batch->msgs[first]);
   rc = sea_run_limited_call(r, 3, 0);
+  sea_run_jit_expire(r);
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
   lua_rawgeti(L, -1, 1);
   at = (size_t)lua_tointeger(L, -1); /* the last call made (1-based) */
@@ -204,6 +222,7 @@ int sea_run_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch, 
     r->call_msgs = &batch->msgs[first];
     r->call_count = count;
     rc = sea_run_limited_call(r, 3, 2);
+    sea_run_jit_expire(r); /* its results were checked and converted inside the call */
     if (rc != 0)
       bad = sea_run_error_text(L);
     else if ((bad = sea_run_send_jbatch(r, lua_gettop(L) - 1, lua_gettop(L))) != NULL)
@@ -222,7 +241,14 @@ int sea_run_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch, 
       bad = lua_pushfstring(L, "%s %s", sea_run_where_fn(r, r->batch_ref), bad);
   } else {
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
-    sea_lua_push_view(L, r->cur_msg, &sea_run_epoch);
+#ifdef SEA_LUA_LIGHT_VIEWS
+    if (sea_lua_light_begin(L)) { /* as in c_loop */
+      sea_lua_light.epoch = &sea_run_epoch;
+      sea_lua_light.msg = r->cur_msg;
+      lua_pushlightuserdata(L, sea_lua_light_value(sea_run_epoch));
+    } else
+#endif
+      sea_lua_push_view(L, r->cur_msg, &sea_run_epoch);
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
     rc = sea_run_limited_call(r, 2, 1);
     if (rc != 0)

@@ -3,6 +3,9 @@
 #ifndef SEA_LUA_H
 #define SEA_LUA_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include <seastreamer/seastreamer.h>
 
 #include "compat.h"
@@ -27,6 +30,37 @@ typedef struct sea_lua_view {
   lua_Integer pos; /* 0, or its call's number in the driver's loop */
   int pos_ref;     /* with pos: the driver's state table */
 } sea_lua_view_t;
+
+/* Light views (Lua 5.4, 64-bit): the runner's per-message loop (run_process.c) hands each call
+ * a light userdata whose value is SEA_LUA_LIGHT_TAG | the call's epoch instead of a new full
+ * userdata, so a message costs no allocation and no collector work. It shows sea_lua_light.msg
+ * while *sea_lua_light.epoch is still that epoch, and raises the expiry error after, as a full
+ * view does. Light userdata share one metatable per state: sea_lua_light_begin installs the
+ * views' one when there is none and tells whether it is in place (a library of the script may
+ * have set its own: full views then); every other light userdata (cjson.null) behaves under it as
+ * under none, except that getmetatable() names the message class. */
+#if LUA_VERSION_NUM >= 504 && UINTPTR_MAX > 0xffffffffu
+#define SEA_LUA_LIGHT_VIEWS 1
+#define SEA_LUA_LIGHT_TAG ((uintptr_t)1 << 63)
+typedef struct sea_lua_light {
+  const uint64_t *epoch; /* NULL: no light view is valid */
+  const sea_message_t *msg;
+} sea_lua_light_t;
+extern sea_lua_light_t sea_lua_light;
+static inline void *sea_lua_light_value(uint64_t epoch) {
+  return (void *)(SEA_LUA_LIGHT_TAG | (uintptr_t)epoch);
+}
+/* Install the light views' metatable if light userdata have none; true if it is the one. */
+bool sea_lua_light_begin(lua_State *L);
+/* The run ended: every light view expires. (The metatable stays, so that a kept view still
+ * raises the expiry error.) */
+void sea_lua_light_end(void);
+#endif
+
+/* Whether a value of Lua type t may be a message view (full, or light on Lua 5.4). */
+static inline bool sea_lua_viewish(int t) {
+  return t == LUA_TUSERDATA || t == LUA_TLIGHTUSERDATA;
+}
 
 /* The message v shows, or NULL once it expired. */
 static inline const sea_message_t *sea_lua_view_msg(lua_State *L, const sea_lua_view_t *v) {

@@ -64,6 +64,60 @@ void sea_lua_fill_views(lua_State *L, int t, const sea_message_t *msgs, size_t n
 
 const char sea_lua_jview_key = 0;
 
+#ifdef SEA_LUA_LIGHT_VIEWS
+sea_lua_light_t sea_lua_light;
+/* What sea_lua_to_view returns for a light view: filled anew at each call. */
+static sea_lua_view_t light_view;
+/* Registry keys: the light views' metatable, and {epoch, headers} of the last light view whose
+ * msg.headers was read (a weak table keyed by light userdata would never lose an entry). */
+static const char light_mt_key;
+static const char light_headers_key;
+
+/* The view that light userdata p stands for (expired unless its epoch is the current one), or
+ * NULL if p is not a light view. */
+static sea_lua_view_t *light_to_view(const void *p) {
+  uintptr_t u = (uintptr_t)p;
+  if (!(u & SEA_LUA_LIGHT_TAG))
+    return NULL;
+  uint64_t gen = (uint64_t)(u & ~SEA_LUA_LIGHT_TAG);
+  bool live = sea_lua_light.epoch != NULL && *sea_lua_light.epoch == gen;
+  light_view =
+      (sea_lua_view_t){.msg = live ? sea_lua_light.msg : NULL, .gen = gen, .pos_ref = LUA_NOREF};
+  return &light_view;
+}
+
+static bool push_light_mt(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&light_mt_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  return lua_istable(L, -1);
+}
+
+bool sea_lua_light_begin(lua_State *L) {
+  lua_pushlightuserdata(L, NULL);
+  bool ours;
+  if (!lua_getmetatable(L, -1)) { /* none: the views' one goes in */
+    ours = push_light_mt(L);
+    if (ours)
+      lua_setmetatable(L, -2);
+    else
+      lua_pop(L, 1);
+    lua_pop(L, 1);
+    return ours;
+  }
+  ours = push_light_mt(L) && lua_rawequal(L, -1, -2);
+  lua_pop(L, 3);
+  return ours;
+}
+
+void sea_lua_light_end(void) {
+  sea_lua_light.epoch = NULL;
+  sea_lua_light.msg = NULL;
+}
+
+/* msg.headers of a light view: built once per view, like a full view's. */
+static void push_light_headers(lua_State *L, uint64_t gen, const sea_message_t *m);
+#endif
+
 sea_lua_view_t *sea_lua_to_view(lua_State *L, int i) {
 #if LUA_VERSION_NUM < 503
   if (lua_type(L, i) == SEA_LUA_TCDATA) {
@@ -78,6 +132,10 @@ sea_lua_view_t *sea_lua_to_view(lua_State *L, int i) {
       lua_pop(L, 1);
     }
   }
+#endif
+#ifdef SEA_LUA_LIGHT_VIEWS
+  if (lua_type(L, i) == LUA_TLIGHTUSERDATA)
+    return light_to_view(lua_touserdata(L, i));
 #endif
   void *p = lua_touserdata(L, i);
   if (p == NULL || lua_type(L, i) != LUA_TUSERDATA || !lua_getmetatable(L, i))
@@ -128,6 +186,11 @@ static void push_headers(lua_State *L, const sea_message_t *m) {
 static int view_index(lua_State *L) {
   /* Only ever called as the views' own __index (their metatables are hidden by __metatable). */
   sea_lua_view_t *v = lua_touserdata(L, 1);
+#ifdef SEA_LUA_LIGHT_VIEWS
+  bool light = lua_type(L, 1) == LUA_TLIGHTUSERDATA;
+  if (light && (v = light_to_view(v)) == NULL) /* another light userdata, such as cjson.null */
+    return luaL_error(L, "attempt to index a light userdata value (not a message)");
+#endif
   if (v == NULL)
     return luaL_argerror(L, 1, "expected a message");
   size_t len;
@@ -188,6 +251,12 @@ static int view_index(lua_State *L) {
     break;
   case 'h':
     if (strcmp(k, "headers") == 0) { /* one table per message: msg.headers == msg.headers */
+#ifdef SEA_LUA_LIGHT_VIEWS
+      if (light) {
+        push_light_headers(L, v->gen, m);
+        return 1;
+      }
+#endif
       lua_pushlightuserdata(L, (void *)&headers_key);
       lua_rawget(L, LUA_REGISTRYINDEX);
       lua_pushvalue(L, 1);
@@ -222,12 +291,38 @@ static int view_totable(lua_State *L) {
   return 1;
 }
 
+#ifdef SEA_LUA_LIGHT_VIEWS
+static void push_light_headers(lua_State *L, uint64_t gen, const sea_message_t *m) {
+  lua_pushlightuserdata(L, (void *)&light_headers_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  lua_rawgeti(L, -1, 1);
+  if (lua_tointeger(L, -1) == (lua_Integer)gen) {
+    lua_rawgeti(L, -2, 2);
+    return;
+  }
+  lua_pop(L, 1);
+  push_headers(L, m);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, -3, 2);
+  lua_pushinteger(L, (lua_Integer)gen);
+  lua_rawseti(L, -3, 1);
+}
+#endif
+
 static int view_newindex(lua_State *L) {
+#ifdef SEA_LUA_LIGHT_VIEWS
+  if (lua_type(L, 1) == LUA_TLIGHTUSERDATA && light_to_view(lua_touserdata(L, 1)) == NULL)
+    return luaL_error(L, "attempt to index a light userdata value (not a message)");
+#endif
   return luaL_error(L, "a message is read-only (field '%s')", luaL_optstring(L, 2, "?"));
 }
 
 static int view_tostring(lua_State *L) {
   sea_lua_view_t *v = sea_lua_to_view(L, 1);
+  if (v == NULL && lua_type(L, 1) == LUA_TLIGHTUSERDATA) { /* not a message: as with no metatable */
+    lua_pushfstring(L, "userdata: %p", lua_touserdata(L, 1));
+    return 1;
+  }
   const sea_message_t *m = v ? sea_lua_view_msg(L, v) : NULL;
   if (m == NULL)
     lua_pushstring(L, "seastreamer.message (expired)");
@@ -271,6 +366,21 @@ void sea_lua_view_classes(lua_State *L) {
     lua_rawset(L, -3);
     lua_pop(L, 1);
   }
+#ifdef SEA_LUA_LIGHT_VIEWS
+  if (!push_light_mt(L)) { /* the light views' metatable (installed by sea_lua_light_begin) */
+    lua_createtable(L, 0, 4);
+    sea_lua_setfuncs(L, view_mm);
+    lua_pushliteral(L, SEA_LUA_VIEW_MT);
+    lua_setfield(L, -2, "__metatable");
+    lua_pushlightuserdata(L, (void *)&light_mt_key);
+    lua_insert(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    lua_pushlightuserdata(L, (void *)&light_headers_key);
+    lua_createtable(L, 2, 0);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
+  lua_pop(L, 1);
+#endif
   lua_pushlightuserdata(L, (void *)&headers_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   if (lua_isnil(L, -1)) {

@@ -395,6 +395,106 @@ describe("seastreamer.run", function()
     end)
   end
 
+  -- On Lua 5.4 the per-message loop hands out light userdata views: the rest of the state must not
+  -- notice (cjson.null is a light userdata too), and each call's message must stay a value of its
+  -- own (a table key, an equality) that expires like a full view.
+  local has_cjson, cjson = pcall(require, "cjson")
+  for _, form in ipairs { "driven", "limited", "batch" } do
+    it("keeps other light userdata and message identity as they were (" .. form .. ")", function()
+      if not has_cjson then pending("lua-cjson is not installed for this Lua") return end
+      local keys, n, notes = {}, 0, {}
+      local res = assert(run_form(form, function(m)
+        assert((type(m) == "userdata" or type(m) == "cdata") and m == m, "not a message equal to itself")
+        assert(not keys[m], "two calls got equal messages")
+        keys[m] = true
+        n = n + 1
+        notes.enc = cjson.encode({ cjson.null, m.payload })
+        notes.str = tostring(cjson.null)
+        notes.idx = select(2, pcall(function() return cjson.null.x end))
+        notes.msg = type(m) == "cdata" and "seastreamer.message" or getmetatable(m) -- LuaJIT: "ffi"
+        notes.null = cjson.null == cjson.null and not rawequal(cjson.null, m)
+        return m
+      end, "lk" .. form, 4))
+      assert.equals(4, res.processed)
+      assert.equals(4, n)
+      assert.same({ "m0", "m1", "m2", "m3" }, read_all(rt, "mem://lk" .. form .. "/out"))
+      assert.equals('[null,"m3"]', notes.enc)
+      assert.matches("^userdata: ", notes.str)
+      assert.matches("index", tostring(notes.idx)) -- an error, as with no metatable
+      assert.equals("seastreamer.message", notes.msg)
+      assert.is_true(notes.null)
+      for k in pairs(keys) do -- every key a message of its own, expired now
+        assert.equals("seastreamer.message (expired)", tostring(k))
+        local ok, err = pcall(function() return k.payload end)
+        assert.is_false(ok)
+        assert.matches("message used after the call that received it returned", err)
+      end
+    end)
+  end
+
+  -- The last message of a call is the easy one to miss: a hook that runs after its call (here
+  -- `stop`) must find it expired too (LuaJIT's driver once left it readable until its next call).
+  for _, form in ipairs { "driven", "limited", "batch" } do
+    it("expires the last message of a call before the hooks run (" .. form .. ")", function()
+      local kept, ok, err
+      local cfg = forms[form](function(m) kept = m; return m end)
+      local p = cfg.processor
+      if type(p) == "function" then p = { process = p } end
+      p.stop = function() ok, err = pcall(function() return kept.payload end) end
+      cfg.processor = p
+      keep = fill(rt, "mem://ls" .. form .. "/in", 4)
+      cfg.inputs = { "mem://ls" .. form .. "/in" }
+      cfg.outputs = { "mem://ls" .. form .. "/out" }
+      cfg.input_options = { group = "g", mode = "resumable", reset = "earliest", stop_at_end = true,
+        batch = "2" }
+      local res = assert(sea.run(cfg))
+      assert.equals(4, res.processed)
+      assert.is_false(ok)
+      assert.matches("message used after the call that received it returned %(field 'payload'", err)
+    end)
+  end
+
+  -- A message is taken as such by the module's producer too, whatever the form's views are
+  -- (full or light userdata on 5.4, FFI structs on LuaJIT).
+  for _, form in ipairs { "driven", "limited", "batch" } do
+    it("lets the module's p:send take the call's message (" .. form .. ")", function()
+      local side = assert(rt:connect("mem://ps" .. form .. "/side"))
+      local p = assert(side:producer())
+      local res = assert(run_form(form, function(m)
+        assert(p:send(m))
+        return nil
+      end, "ps" .. form, 3))
+      assert.equals(3, res.processed)
+      assert(p:flush())
+      p:close()
+      side:close()
+      assert.same({ "m0", "m1", "m2" }, read_all(rt, "mem://ps" .. form .. "/side"))
+    end)
+  end
+
+  for _, form in ipairs { "driven", "limited" } do
+    it("uses full views when a library set the light userdata metatable (" .. form .. ")", function()
+      if not has_cjson then pending("lua-cjson is not installed for this Lua") return end
+      local before = debug.getmetatable(cjson.null)
+      debug.setmetatable(cjson.null, { __index = function(_, k) return "lib:" .. k end })
+      local kept, during
+      local ok, err = pcall(run_form, form, function(m)
+        during = cjson.null.x
+        if kept then return kept end -- refused: it expired
+        kept = m
+        return m:copy()
+      end, "lf" .. form, 3, { on_error = "skip" })
+      local after = cjson.null.y
+      debug.setmetatable(cjson.null, before)
+      assert.is_true(ok, err)
+      assert.equals(2, err.skipped)
+      assert.equals("lib:x", during) -- the library's metatable stayed in place
+      assert.equals("lib:y", after)
+      assert.same({ "m0" }, read_all(rt, "mem://lf" .. form .. "/out"))
+      assert.equals("seastreamer.message (expired)", tostring(kept))
+    end)
+  end
+
   for _, form in ipairs { "driven", "limited" } do
     it("refuses out:send of a message kept past its call (" .. form .. ")", function()
       local kept

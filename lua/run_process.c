@@ -20,7 +20,6 @@ static int c_loop(lua_State *L) {
 #ifdef SEA_LUA_LIGHT_VIEWS
   /* Light views where light userdata carry the views' metatable: no allocation per message. */
   bool light = sea_lua_light_begin(L);
-  sea_lua_light.epoch = &sea_run_epoch;
 #endif
   for (size_t i = 1; i <= r->call_count; i++) {
     const sea_message_t *m = &r->call_msgs[i - 1];
@@ -29,11 +28,9 @@ static int c_loop(lua_State *L) {
     lua_pushvalue(L, base + 1);
     void *v;
 #ifdef SEA_LUA_LIGHT_VIEWS
-    if (light) {
-      sea_lua_light.msg = m;
-      v = sea_lua_light_value(sea_run_epoch);
-      lua_pushlightuserdata(L, v);
-    } else
+    if (light)
+      v = sea_lua_push_light(L, m, &sea_run_epoch);
+    else
 #endif
       v = sea_lua_push_view_mt(L, m, &sea_run_epoch, base + 3);
     lua_pushvalue(L, base + 2);
@@ -64,7 +61,7 @@ static int c_loop(lua_State *L) {
       break;
   }
 #ifdef SEA_LUA_LIGHT_VIEWS
-  sea_lua_light.msg = NULL;
+  sea_lua_light_end();
 #endif
   lua_settop(L, base);
   return 0;
@@ -242,11 +239,9 @@ int sea_run_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch, 
   } else {
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
 #ifdef SEA_LUA_LIGHT_VIEWS
-    if (sea_lua_light_begin(L)) { /* as in c_loop */
-      sea_lua_light.epoch = &sea_run_epoch;
-      sea_lua_light.msg = r->cur_msg;
-      lua_pushlightuserdata(L, sea_lua_light_value(sea_run_epoch));
-    } else
+    if (sea_lua_light_begin(L)) /* as in c_loop */
+      sea_lua_push_light(L, r->cur_msg, &sea_run_epoch);
+    else
 #endif
       sea_lua_push_view(L, r->cur_msg, &sea_run_epoch);
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);

@@ -31,29 +31,23 @@ typedef struct sea_lua_view {
   int pos_ref;     /* with pos: the driver's state table */
 } sea_lua_view_t;
 
-/* Light views (Lua 5.4, 64-bit): the runner's per-message loop (run_process.c) hands each call
- * a light userdata whose value is SEA_LUA_LIGHT_TAG | the call's epoch instead of a new full
- * userdata, so a message costs no allocation and no collector work. It shows sea_lua_light.msg
- * while *sea_lua_light.epoch is still that epoch, and raises the expiry error after, as a full
- * view does. Light userdata share one metatable per state: sea_lua_light_begin installs the
+/* Light views (Lua 5.4, 64-bit): the runner's per-message calls (run_process.c) get a light
+ * userdata whose value is a tag bit | the call's epoch instead of a new full userdata, so a
+ * message costs no allocation and no collector work. Only the last one pushed can be valid: it
+ * shows its message while *epoch is still that epoch, and raises the expiry error after, as a
+ * full view does. Light userdata share one metatable per state: sea_lua_light_begin installs the
  * views' one when there is none and tells whether it is in place (a library of the script may
  * have set its own: full views then); every other light userdata (cjson.null) behaves under it as
  * under none, except that getmetatable() names the message class. */
 #if LUA_VERSION_NUM >= 504 && UINTPTR_MAX > 0xffffffffu
 #define SEA_LUA_LIGHT_VIEWS 1
-#define SEA_LUA_LIGHT_TAG ((uintptr_t)1 << 63)
-typedef struct sea_lua_light {
-  const uint64_t *epoch; /* NULL: no light view is valid */
-  const sea_message_t *msg;
-} sea_lua_light_t;
-extern sea_lua_light_t sea_lua_light;
-static inline void *sea_lua_light_value(uint64_t epoch) {
-  return (void *)(SEA_LUA_LIGHT_TAG | (uintptr_t)epoch);
-}
 /* Install the light views' metatable if light userdata have none; true if it is the one. */
 bool sea_lua_light_begin(lua_State *L);
-/* The run ended: every light view expires. (The metatable stays, so that a kept view still
- * raises the expiry error.) */
+/* Push a light view of m (sea_lua_light_begin said yes), valid while *epoch stays what it is now;
+ * returns its value, as lua_touserdata gives it back. The light view pushed before expires. */
+void *sea_lua_push_light(lua_State *L, const sea_message_t *m, const uint64_t *epoch);
+/* No light view is valid any more (its call or the run ended). The metatable stays, so that a
+ * kept view still raises the expiry error. */
 void sea_lua_light_end(void);
 #endif
 

@@ -65,7 +65,12 @@ void sea_lua_fill_views(lua_State *L, int t, const sea_message_t *msgs, size_t n
 const char sea_lua_jview_key = 0;
 
 #ifdef SEA_LUA_LIGHT_VIEWS
-sea_lua_light_t sea_lua_light;
+#define LIGHT_TAG ((uintptr_t)1 << 63)
+/* The one light view that can be valid: msg, while *epoch is still its epoch. */
+static struct {
+  const uint64_t *epoch; /* NULL: none is */
+  const sea_message_t *msg;
+} light_cur;
 /* What sea_lua_to_view returns for a light view: filled anew at each call. */
 static sea_lua_view_t light_view;
 /* Registry keys: the light views' metatable, and {epoch, headers} of the last light view whose
@@ -77,12 +82,12 @@ static const char light_headers_key;
  * NULL if p is not a light view. */
 static sea_lua_view_t *light_to_view(const void *p) {
   uintptr_t u = (uintptr_t)p;
-  if (!(u & SEA_LUA_LIGHT_TAG))
+  if (!(u & LIGHT_TAG))
     return NULL;
-  uint64_t gen = (uint64_t)(u & ~SEA_LUA_LIGHT_TAG);
-  bool live = sea_lua_light.epoch != NULL && *sea_lua_light.epoch == gen;
+  uint64_t gen = (uint64_t)(u & ~LIGHT_TAG);
+  bool live = light_cur.epoch != NULL && *light_cur.epoch == gen;
   light_view =
-      (sea_lua_view_t){.msg = live ? sea_lua_light.msg : NULL, .gen = gen, .pos_ref = LUA_NOREF};
+      (sea_lua_view_t){.msg = live ? light_cur.msg : NULL, .gen = gen, .pos_ref = LUA_NOREF};
   return &light_view;
 }
 
@@ -109,9 +114,17 @@ bool sea_lua_light_begin(lua_State *L) {
   return ours;
 }
 
+void *sea_lua_push_light(lua_State *L, const sea_message_t *m, const uint64_t *epoch) {
+  void *v = (void *)(LIGHT_TAG | (uintptr_t)*epoch);
+  light_cur.epoch = epoch;
+  light_cur.msg = m;
+  lua_pushlightuserdata(L, v);
+  return v;
+}
+
 void sea_lua_light_end(void) {
-  sea_lua_light.epoch = NULL;
-  sea_lua_light.msg = NULL;
+  light_cur.epoch = NULL;
+  light_cur.msg = NULL;
 }
 
 /* msg.headers of a light view: built once per view, like a full view's. */

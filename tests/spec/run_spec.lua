@@ -472,6 +472,31 @@ describe("seastreamer.run", function()
     end)
   end
 
+  -- Values that only look like messages: another light userdata returned (5.4 views are light
+  -- too), another cdata given to p:send (LuaJIT views are cdata). Each fails its own message.
+  for _, form in ipairs { "driven", "limited" } do
+    it("refuses a light userdata or a cdata that is not a message (" .. form .. ")", function()
+      if not has_cjson then pending("lua-cjson is not installed for this Lua") return end
+      local side = assert(rt:connect("mem://nm" .. form .. "/side"))
+      local p = assert(side:producer())
+      local sent, why = {}, nil
+      local res = assert(run_form(form, function(m)
+        if m.payload == "m0" then return cjson.null end
+        if m.payload == "m1" and jit then
+          local ok, err = pcall(p.send, p, require("ffi").new("int", 1))
+          why = not ok and err or "sent"
+        end
+        sent[#sent + 1] = m.payload
+        return m
+      end, "nm" .. form, 3, { on_error = "skip" }))
+      side:close()
+      assert.equals(1, res.skipped) -- m0, which returned cjson.null
+      assert.same({ "m1", "m2" }, read_all(rt, "mem://nm" .. form .. "/out"))
+      assert.same({ "m1", "m2" }, sent)
+      if jit then assert.matches("expected a message, got cdata", why) end
+    end)
+  end
+
   for _, form in ipairs { "driven", "limited" } do
     it("uses full views when a library set the light userdata metatable (" .. form .. ")", function()
       if not has_cjson then pending("lua-cjson is not installed for this Lua") return end

@@ -118,6 +118,10 @@ typedef struct stdio_producer {
   int unbuffered;
   size_t max_payload;
   const char *anchor;
+  /* The last key this producer sent under, and the same interned by the host: one per producer,
+   * so that producers taking turns on stdout (a processor routing to two outputs) each keep
+   * theirs instead of interning again on every message. */
+  const char *key_in, *key_out;
   int want_ready, closed, failed;
 } stdio_producer_t;
 
@@ -144,7 +148,6 @@ struct stdio_writer {
   char errmsg[STDIO_MSG_MAX];
   int err_reported;
   stdio_map_t seqs;
-  const char *key_in, *key_out; /* last interned key */
   int64_t ts_ms;
   char ts[32];
   size_t ts_len;

@@ -332,16 +332,16 @@ int stdio_producer_send(void *impl, const sea_message_t *m, unsigned flags, void
   const char *key = m->meta.stream_key ? m->meta.stream_key : p->anchor;
   if (key == NULL)
     return SEA_EKEY;
-  if (key != w->key_in) {
+  if (key != p->key_in) {
     /* Keys arrive interned already; interning again makes sure the seq map's pointer identity
      * holds, and the cache makes that free for a run of the same key. */
     const char *k = sea_host->stream_key(key, strlen(key));
     if (k == NULL)
       return SEA_EKEY;
-    w->key_in = key;
-    w->key_out = k;
+    p->key_in = key;
+    p->key_out = k;
   }
-  key = w->key_out;
+  key = p->key_out;
 
   size_t pending = writer_pending(w);
   if (pending > 0 && pending + m->payload.len + 128 > STDIO_OUT_LIMIT) {

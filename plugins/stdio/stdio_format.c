@@ -133,22 +133,22 @@ static int out_u64(stdio_writer_t *w, uint64_t v) {
 
 /* The millisecond text of a timestamp. Formatting is cached: consecutive messages mostly share
  * the millisecond, or at least the second (then only the three digits change). */
-const char *stdio_writer_ts(stdio_writer_t *w, int64_t us, size_t *len) {
+const char *stdio_producer_ts(stdio_producer_t *p, int64_t us, size_t *len) {
   int64_t ms = us >= 0 ? us / 1000 : -((-us + 999) / 1000);
-  if (ms != w->ts_ms) {
-    if (ms >= 0 && w->ts_ms >= 0 && ms / 1000 == w->ts_ms / 1000 && w->ts_len == 23 &&
-        w->ts[19] == '.') {
+  if (ms != p->ts_ms) {
+    if (ms >= 0 && p->ts_ms >= 0 && ms / 1000 == p->ts_ms / 1000 && p->ts_len == 23 &&
+        p->ts[19] == '.') {
       unsigned f = (unsigned)(ms % 1000);
-      w->ts[20] = (char)('0' + f / 100);
-      w->ts[21] = (char)('0' + f / 10 % 10);
-      w->ts[22] = (char)('0' + f % 10);
+      p->ts[20] = (char)('0' + f / 100);
+      p->ts[21] = (char)('0' + f / 10 % 10);
+      p->ts[22] = (char)('0' + f % 10);
     } else {
-      w->ts_len = sea_host->format_timestamp(us, w->ts);
+      p->ts_len = sea_host->format_timestamp(us, p->ts);
     }
-    w->ts_ms = ms;
+    p->ts_ms = ms;
   }
-  *len = w->ts_len;
-  return w->ts;
+  *len = p->ts_len;
+  return p->ts;
 }
 
 /* Length of the valid UTF-8 sequence at p (1..4), or 0 if the byte at p does not start one. */

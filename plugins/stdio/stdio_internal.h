@@ -122,6 +122,11 @@ typedef struct stdio_producer {
    * so that producers taking turns on stdout (a processor routing to two outputs) each keep
    * theirs instead of interning again on every message. */
   const char *key_in, *key_out;
+  /* The millisecond text of the last timestamp printed, per producer for the same reason: a
+   * forwarded message keeps its input's time, a new payload gets the time of sending. */
+  int64_t ts_ms;
+  char ts[32];
+  size_t ts_len;
   int want_ready, closed, failed;
 } stdio_producer_t;
 
@@ -148,9 +153,6 @@ struct stdio_writer {
   char errmsg[STDIO_MSG_MAX];
   int err_reported;
   stdio_map_t seqs;
-  int64_t ts_ms;
-  char ts[32];
-  size_t ts_len;
   unsigned busy;
   int need_gc;
   int closing; /* being freed: write what we can, start nothing */
@@ -161,8 +163,8 @@ struct stdio_writer {
  * out of memory (the caller then cuts the buffer back to where the message began).
  * ------------------------------------------------------------------------------------------- */
 int stdio_out_bytes(stdio_writer_t *w, const void *s, size_t n);
-/* The millisecond text of a timestamp, cached in the writer. */
-const char *stdio_writer_ts(stdio_writer_t *w, int64_t us, size_t *len);
+/* The millisecond text of a timestamp, cached in the producer. */
+const char *stdio_producer_ts(stdio_producer_t *p, int64_t us, size_t *len);
 int stdio_format_line(stdio_writer_t *w, const sea_message_t *m, const sea_meta_t *meta,
                       int show_shard, const char *ts, size_t ts_len, char delim);
 int stdio_format_json(stdio_writer_t *w, const sea_message_t *m, const sea_meta_t *meta,

@@ -226,7 +226,6 @@ static int writer_get(sea_runtime_t *rt, stdio_writer_t **out) {
   if (w == NULL)
     return SEA_ENOMEM;
   w->rt = rt;
-  w->ts_ms = INT64_MIN;
   w->kick = sea_host->timer_init(rt, writer_on_kick, w);
   if (w->kick == NULL) {
     sea_host->free(w);
@@ -261,6 +260,7 @@ int stdio_producer_open(void *streamer_impl, sea_producer_t *sp, const sea_open_
   if (p == NULL)
     return SEA_ENOMEM;
   p->p = sp;
+  p->ts_ms = INT64_MIN;
   p->format = o.format;
   p->delim = o.delim;
   memcpy(p->key_delim, o.key_delim, o.key_delim_len);
@@ -372,11 +372,11 @@ int stdio_producer_send(void *impl, const sea_message_t *m, unsigned flags, void
   const char *ts;
   switch (p->format) {
   case FMT_LINE:
-    ts = stdio_writer_ts(w, meta.timestamp_us, &ts_len);
+    ts = stdio_producer_ts(p, meta.timestamp_us, &ts_len);
     rc = stdio_format_line(w, m, &meta, keep && meta.shard_id != 0, ts, ts_len, p->delim);
     break;
   case FMT_JSON:
-    ts = stdio_writer_ts(w, meta.timestamp_us, &ts_len);
+    ts = stdio_producer_ts(p, meta.timestamp_us, &ts_len);
     rc = stdio_format_json(w, m, &meta, ts, ts_len, p->delim);
     break;
   case FMT_PAYLOAD:

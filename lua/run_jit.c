@@ -119,14 +119,12 @@ static const char jit_src[] =
     "    local msgs = cast(MP, base)\n"
     "    for i = 1, n do\n"
     "      state[1] = i\n"
-    /* The view goes straight into the call, held by no local of the driver: a local would be
-     * live across every C function the processor calls (cjson's decode, say), and LuaJIT would
-     * have to allocate the view there even when the processor no longer uses it (about 700
-     * instructions a message for decode-then-encode). So the call's own message coming back
-     * is told by its fields, not by its address, which would need it allocated too. */
-    "      local r = fn(VT(msgs + (i - 1), gen, i), out)\n"
+    "      local v = VT(msgs + (i - 1), gen, i)\n"
+    "      local r = fn(v, out)\n"
+    /* A string is told first: comparing it with v would need v's address, so that a view that
+     * does not escape its call could no longer go unallocated (LuaJIT sinks it otherwise). */
     "      if type(r) == 'string' then\n"
-    "      elseif istype(VT, r) and r.i == i and r.gen == gen then r = true\n"
+    "      elseif r == v then r = true\n"
     "      elseif r ~= nil then\n"
     "        if type(r) == 'table' then\n"
     "          for k = 1, #r do r[k] = convert(r[k]) end\n"

@@ -229,13 +229,25 @@ int sea_run_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch, 
   } else if (r->batch_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->batch_ref);
     lua_createtable(L, (int)count, 0); /* a new table and new views for each call */
-    sea_lua_fill_views(L, -1, &batch->msgs[first], count, &sea_run_epoch);
+#ifdef SEA_LUA_LIGHT_VIEWS
+    bool light = sea_lua_light_begin(L); /* as in c_loop */
+    if (light)
+      sea_lua_fill_light(L, -1, &batch->msgs[first], count, &sea_run_epoch);
+    else
+#endif
+      sea_lua_fill_views(L, -1, &batch->msgs[first], count, &sea_run_epoch);
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
     rc = sea_run_limited_call(r, 2, 1);
     if (rc != 0)
       bad = sea_run_error_text(L);
     else if ((bad = sea_run_send_result(r, lua_gettop(L))) != NULL)
       bad = lua_pushfstring(L, "%s %s", sea_run_where_fn(r, r->batch_ref), bad);
+#ifdef SEA_LUA_LIGHT_VIEWS
+    if (light) { /* the call's views were numbered from the epoch on: past them all */
+      sea_lua_light_end();
+      sea_run_epoch += count;
+    }
+#endif
   } else {
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
 #ifdef SEA_LUA_LIGHT_VIEWS

@@ -31,11 +31,13 @@ typedef struct sea_lua_view {
   int pos_ref;     /* with pos: the driver's state table */
 } sea_lua_view_t;
 
-/* Light views (Lua 5.4, 64-bit): the runner's per-message calls (run_process.c) get a light
- * userdata whose value is a tag bit | the call's epoch instead of a new full userdata, so a
- * message costs no allocation and no collector work. Only the last one pushed can be valid: it
- * shows its message while *epoch is still that epoch, and raises the expiry error after, as a
- * full view does. Light userdata share one metatable per state: sea_lua_light_begin installs the
+/* Light views (Lua 5.4, 64-bit): the runner's calls (run_process.c), per message or per batch,
+ * get light userdata whose value is a tag bit | a number instead of new full userdata, so a
+ * message costs no allocation and no collector work. A call's views are numbered from the epoch
+ * at the call (one per message of a batch), and the runner moves the epoch past them when the
+ * call returns, so a number is never handed out twice. Only the last call's views can be valid:
+ * they show their messages while *epoch is still what it was at the call, and raise the expiry
+ * error after, as a full view does. Light userdata share one metatable per state: sea_lua_light_begin installs the
  * views' one when there is none and tells whether it is in place (a library of the script may
  * have set its own: full views then); every other light userdata (cjson.null) behaves under it as
  * under none, except that getmetatable() names the message class. */
@@ -46,6 +48,11 @@ bool sea_lua_light_begin(lua_State *L);
 /* Push a light view of m (sea_lua_light_begin said yes), valid while *epoch stays what it is now;
  * returns its value, as lua_touserdata gives it back. The light view pushed before expires. */
 void *sea_lua_push_light(lua_State *L, const sea_message_t *m, const uint64_t *epoch);
+/* The same for a batch: light views of msgs[0 .. n - 1] as items 1 .. n of the table at t, valid
+ * while *epoch stays what it is now, numbered *epoch .. *epoch + n - 1: the caller moves *epoch
+ * past them after the call. The light views pushed before expire. */
+void sea_lua_fill_light(lua_State *L, int t, const sea_message_t *msgs, size_t n,
+                        const uint64_t *epoch);
 /* No light view is valid any more (its call or the run ended). The metatable stays, so that a
  * kept view still raises the expiry error. */
 void sea_lua_light_end(void);

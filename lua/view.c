@@ -66,28 +66,34 @@ const char sea_lua_jview_key = 0;
 
 #ifdef SEA_LUA_LIGHT_VIEWS
 #define LIGHT_TAG ((uintptr_t)1 << 63)
-/* The one light view that can be valid: msg, while *epoch is still its epoch. */
+/* The light views that can be valid: those of the last call, numbered lo .. lo + n - 1 (view lo
+ * + k shows msgs[k]), while *epoch is still lo. The caller moves *epoch past lo + n - 1 when
+ * the call returns, so a number is never handed out twice. */
 static struct {
   const uint64_t *epoch; /* NULL: none is */
-  const sea_message_t *msg;
+  uint64_t lo;
+  size_t n;
+  const sea_message_t *msgs;
 } light_cur;
 /* What sea_lua_to_view returns for a light view: filled anew at each call. */
 static sea_lua_view_t light_view;
-/* Registry keys: the light views' metatable, and {epoch, headers} of the last light view whose
- * msg.headers was read (a weak table keyed by light userdata would never lose an entry). */
+/* Registry keys: the light views' metatable, and {lo, {[k + 1] = headers}} of the light views
+ * of the last call whose msg.headers was read (a weak table keyed by light userdata would never
+ * lose an entry). */
 static const char light_mt_key;
 static const char light_headers_key;
 
-/* The view that light userdata p stands for (expired unless its epoch is the current one), or
- * NULL if p is not a light view. */
+/* The view that light userdata p stands for (expired unless it is one of the current call's),
+ * or NULL if p is not a light view. */
 static sea_lua_view_t *light_to_view(const void *p) {
   uintptr_t u = (uintptr_t)p;
   if (!(u & LIGHT_TAG))
     return NULL;
   uint64_t gen = (uint64_t)(u & ~LIGHT_TAG);
-  bool live = light_cur.epoch != NULL && *light_cur.epoch == gen;
-  light_view =
-      (sea_lua_view_t){.msg = live ? light_cur.msg : NULL, .gen = gen, .pos_ref = LUA_NOREF};
+  bool live = light_cur.epoch != NULL && *light_cur.epoch == light_cur.lo &&
+              gen - light_cur.lo < light_cur.n;
+  light_view = (sea_lua_view_t){
+      .msg = live ? &light_cur.msgs[gen - light_cur.lo] : NULL, .gen = gen, .pos_ref = LUA_NOREF};
   return &light_view;
 }
 
@@ -114,17 +120,34 @@ bool sea_lua_light_begin(lua_State *L) {
   return ours;
 }
 
+static void light_set(const sea_message_t *msgs, size_t n, const uint64_t *epoch) {
+  light_cur.epoch = epoch;
+  light_cur.lo = *epoch;
+  light_cur.n = n;
+  light_cur.msgs = msgs;
+}
+
 void *sea_lua_push_light(lua_State *L, const sea_message_t *m, const uint64_t *epoch) {
   void *v = (void *)(LIGHT_TAG | (uintptr_t)*epoch);
-  light_cur.epoch = epoch;
-  light_cur.msg = m;
+  light_set(m, 1, epoch);
   lua_pushlightuserdata(L, v);
   return v;
 }
 
+void sea_lua_fill_light(lua_State *L, int t, const sea_message_t *msgs, size_t n,
+                        const uint64_t *epoch) {
+  t = t < 0 ? lua_gettop(L) + t + 1 : t;
+  light_set(msgs, n, epoch);
+  for (size_t k = 0; k < n; k++) {
+    lua_pushlightuserdata(L, (void *)(LIGHT_TAG | (uintptr_t)(*epoch + k)));
+    lua_rawseti(L, t, (lua_Integer)k + 1);
+  }
+}
+
 void sea_lua_light_end(void) {
   light_cur.epoch = NULL;
-  light_cur.msg = NULL;
+  light_cur.msgs = NULL;
+  light_cur.n = 0;
 }
 
 /* msg.headers of a light view: built once per view, like a full view's. */
@@ -309,16 +332,24 @@ static void push_light_headers(lua_State *L, uint64_t gen, const sea_message_t *
   lua_pushlightuserdata(L, (void *)&light_headers_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   lua_rawgeti(L, -1, 1);
-  if (lua_tointeger(L, -1) == (lua_Integer)gen) {
-    lua_rawgeti(L, -2, 2);
-    return;
+  bool same_call = lua_tointeger(L, -1) == (lua_Integer)light_cur.lo;
+  lua_pop(L, 1);
+  if (same_call) {
+    lua_rawgeti(L, -1, 2);
+  } else { /* a new call: the last one's tables go */
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, 2);
+    lua_pushinteger(L, (lua_Integer)light_cur.lo);
+    lua_rawseti(L, -3, 1);
   }
+  lua_Integer k = (lua_Integer)(gen - light_cur.lo) + 1; /* gen is live: one of this call's */
+  if (lua_rawgeti(L, -1, k) != LUA_TNIL)
+    return;
   lua_pop(L, 1);
   push_headers(L, m);
   lua_pushvalue(L, -1);
-  lua_rawseti(L, -3, 2);
-  lua_pushinteger(L, (lua_Integer)gen);
-  lua_rawseti(L, -3, 1);
+  lua_rawseti(L, -3, k);
 }
 #endif
 

@@ -37,10 +37,10 @@ typedef struct sea_lua_view {
  * at the call (one per message of a batch), and the runner moves the epoch past them when the
  * call returns, so a number is never handed out twice. Only the last call's views can be valid:
  * they show their messages while *epoch is still what it was at the call, and raise the expiry
- * error after, as a full view does. Light userdata share one metatable per state: sea_lua_light_begin installs the
- * views' one when there is none and tells whether it is in place (a library of the script may
- * have set its own: full views then); every other light userdata (cjson.null) behaves under it as
- * under none, except that getmetatable() names the message class. */
+ * error after, as a full view does. Light userdata share one metatable per state:
+ * sea_lua_light_begin installs the views' one when there is none and tells whether it is in place
+ * (a library of the script may have set its own: full views then); every other light userdata
+ * (cjson.null) behaves under it as under none, but for what getmetatable() gives. */
 #if LUA_VERSION_NUM >= 504 && UINTPTR_MAX > 0xffffffffu
 #define SEA_LUA_LIGHT_VIEWS 1
 /* Install the light views' metatable if light userdata have none; true if it is the one. */

@@ -398,9 +398,9 @@ describe("seastreamer.run", function()
     end)
   end
 
-  -- On Lua 5.4 the per-message loop hands out light userdata views: the rest of the state must not
-  -- notice (cjson.null is a light userdata too), and each call's message must stay a value of its
-  -- own (a table key, an equality) that expires like a full view.
+  -- On Lua 5.4 the runner hands out light userdata views, per message and per batch: the rest of
+  -- the state must not notice (cjson.null is a light userdata too), and each message must stay a
+  -- value of its own (a table key, an equality) that expires like a full view.
   local has_cjson, cjson = pcall(require, "cjson")
   for _, form in ipairs { "driven", "limited", "batch" } do
     it("keeps other light userdata and message identity as they were (" .. form .. ")", function()

@@ -134,9 +134,8 @@ static void cleanup(run_t *r) {
 #ifdef SEA_LUA_LIGHT_VIEWS
   sea_lua_light_end();
 #endif
-  int refs[] = {r->fn_ref,    r->batch_ref,     r->start_ref,  r->tick_ref,
-                r->stop_ref,  r->out_ref,       r->driver_ref, r->results_ref,
-                r->state_ref, r->input_end_ref, r->jbatch_ref};
+  int refs[] = {r->fn_ref,  r->batch_ref,  r->start_ref, r->tick_ref,      r->stop_ref,
+                r->out_ref, r->driver_ref, r->state_ref, r->input_end_ref, r->jbatch_ref};
   for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++)
     luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
   sea_run_active = NULL;
@@ -172,10 +171,12 @@ int sea_lua_run(lua_State *L) {
   run_t *r = lua_newuserdata(L, sizeof *r); /* freed with the Lua stack: nothing to leak on error */
   memset(r, 0, sizeof *r);
   int ud = lua_gettop(L);
+  static uint32_t runs;
+  r->serial = ++runs;
   r->L = L;
   r->fn_ref = r->batch_ref = r->start_ref = r->tick_ref = r->stop_ref = LUA_NOREF;
   r->out_ref = r->input_end_ref = LUA_NOREF;
-  r->driver_ref = r->results_ref = r->state_ref = r->jbatch_ref = LUA_NOREF;
+  r->driver_ref = r->state_ref = r->jbatch_ref = LUA_NOREF;
   lua_getfield(L, 1, "name");
   r->script = lua_isnil(L, -1) ? "processor" : luaL_checkstring(L, -1);
   lua_pop(L, 1); /* the string stays referenced by the config table */
@@ -352,8 +353,6 @@ int sea_lua_run(lua_State *L) {
               r->max_kbytes == 0;
 #ifdef SEA_LUAJIT
   if (r->driven) { /* the driver loop in Lua (jit_src); Lua 5.4 loops in C (c_loop) */
-    lua_newtable(L);
-    r->results_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
     r->state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     r->jit = true;

@@ -49,22 +49,21 @@ typedef struct run {
   unsigned raised;    /* how many times the hook raised the limit's error in this call */
   char trip_msg[512]; /* the limit's error, with where the call was when it hit it */
   const sea_message_t *cur_msg; /* the message being processed (its key is the default) */
-  /* The per-message processor without limits runs in a loop in Lua over the batch (the driver),
-   * which LuaJIT compiles: driver(n) calls fn(views[i], out) for i = 1..n, sets state[1] = i
-   * before each call, keeps what call i returned in results[i], and ends early once state[2] is
-   * set (out:stop()). The results go out in order after the loop, or before an out:send to the
-   * default output. */
+  /* The per-message processor without limits runs in a loop over the batch (the driver): in C
+   * on Lua 5.4 (c_loop), in Lua on LuaJIT, which compiles it: driver(n) calls fn(views[i], out)
+   * for i = 1..n, sets state[1] = i before each call, sends what call i returned as it returns
+   * (through the FFI for a string or the call's own message), and ends early once state[2] is
+   * set (out:stop()) or a result was refused (drive.failed_at). */
   bool driven;
-  bool jit; /* LuaJIT: the driver's views are FFI structs (see jit_src) */
-  int driver_ref, results_ref, state_ref;
+  bool jit;        /* LuaJIT: the driver's views are FFI structs (see jit_src) */
+  uint32_t serial; /* this run among the process's runs (the driver's FFI sends check it) */
+  int driver_ref, state_ref;
   int jbatch_ref;                 /* LuaJIT: the batch processor's wrapper (jit_src) */
   const sea_message_t *call_msgs; /* the messages of the processor call under way */
   size_t call_count;
-  bool flushing;      /* sending the driver's results (checked in their calls) */
   struct {            /* the per-message loop's call under way: its messages are call_msgs */
-    size_t flushed;   /* results already sent: those of calls 1..flushed */
     size_t at;        /* Lua 5.4: the call under way, 1-based (LuaJIT: state[1]) */
-    size_t failed_at; /* a flush during the call met a refusal at this call (0: none) */
+    size_t failed_at; /* the result of this call was wrong or refused (0: none) */
     char failure[1024];
   } drive;
   struct { /* a failure at a message after others of the same batch call were handled: the
@@ -109,7 +108,6 @@ const char *sea_run_error_text(lua_State *L);
 void sea_run_hook_call(run_t *r, int ref, const char *name, int extra);
 /* run_process.c */
 const char *sea_run_where_fn(run_t *r, int ref);
-bool sea_run_drive_flush(run_t *r, size_t upto);
 int sea_run_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch, size_t first,
                     size_t count, void *data);
 #ifdef SEA_LUAJIT

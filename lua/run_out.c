@@ -48,12 +48,7 @@ int sea_run_send_value(run_t *r, output_t *o, int i, const char *stream_key) {
     return sea_run_send_bytes(r, o, p, len, stream_key);
   } else {
     sea_lua_view_t *v = sea_lua_to_view(L, i);
-    /* Flushing the driver's results: each was checked in its own call; the whole run's views
-     * are still there. */
-    const sea_message_t *vm = v == NULL ? NULL
-                              : r->flushing && v->epoch == &sea_run_epoch && v->gen == sea_run_epoch
-                                  ? v->msg
-                                  : sea_lua_view_msg(L, v);
+    const sea_message_t *vm = v == NULL ? NULL : sea_lua_view_msg(L, v);
     if (vm == NULL)
       return SEA_EINVAL;
     return sea_run_send_message(r, o, vm, stream_key);
@@ -96,15 +91,13 @@ static int out_send(lua_State *L, lua_Integer own) {
   }
   if (sea_pipeline_status(r->pl) != 0)
     return luaL_error(L, "the run is stopping: %s", sea_pipeline_errmsg(r->pl));
-  if (r->jit && r->driven && r->call_msgs) { /* in the driver: this call's message, after
-                                                the earlier results */
+  if (r->jit && r->driven && r->call_msgs) { /* in the driver: this call's message */
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
     lua_rawgeti(L, -1, 1);
     size_t at = (size_t)lua_tointeger(L, -1);
     lua_pop(L, 2);
-    if (o == &r->out[0] && !sea_run_drive_flush(r, at - 1))
-      return luaL_error(L, "%s", r->drive.failure); /* the driver stops; see sea_run_process */
-    r->cur_msg = &r->call_msgs[at - 1];
+    if (at >= 1 && at <= r->call_count)
+      r->cur_msg = &r->call_msgs[at - 1];
   }
   int rc = own_msg ? sea_run_send_message(r, o, own_msg, key) : sea_run_send_value(r, o, base, key);
   if (rc != 0) {

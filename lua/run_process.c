@@ -92,57 +92,11 @@ static int fail_at(run_t *r, const sea_batch_t *batch, size_t first, size_t inde
   return sea_pipeline_reject_first(r->pl, 1, "%s", why);
 }
 
-/* Send the results of driver calls flushed+1 .. upto, in order. On a refusal, false, with
- * drive.failed_at and drive.failure set (the results after it are not sent). */
-bool sea_run_drive_flush(run_t *r, size_t upto) {
-  lua_State *L = r->L;
-  if (r->drive.flushed >= upto)
-    return true;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, r->results_ref);
-  int t = lua_gettop(L);
-  bool ok = true;
-  r->flushing = true;
-  /* results[i] was set by call i of this run of the driver (nil included): nothing to clear. */
-  for (size_t i = r->drive.flushed + 1; i <= upto; i++) {
-    lua_rawgeti(L, t, (int)i);
-    const sea_message_t *m = &r->call_msgs[i - 1];
-    const char *bad = NULL;
-    int rc = 0;
-    r->cur_msg = m;
-    /* The two common results are sent here, each with one look at its type. */
-    int type = lua_type(L, -1);
-    if (type == LUA_TSTRING) {
-      size_t len;
-      const char *p = lua_tolstring(L, -1, &len);
-      rc = sea_run_send_bytes(r, &r->out[0], p, len, NULL);
-    } else if (type == LUA_TBOOLEAN) { /* the call's own message, as it came */
-      rc = sea_run_send_message(r, &r->out[0], m, NULL);
-    } else if (type != LUA_TNIL) {
-      bad = sea_run_send_result(r, lua_gettop(L));
-    }
-    if (rc != 0)
-      bad = sea_strerror(rc);
-    lua_settop(L, t);
-    if (bad != NULL) { /* that message fails; those after it are handed again */
-      r->drive.failed_at = i;
-      snprintf(r->drive.failure, sizeof r->drive.failure, "%s %s", sea_run_where_fn(r, r->fn_ref),
-               bad);
-      ok = false;
-      break;
-    }
-  }
-  r->drive.flushed = upto;
-  r->flushing = false;
-  lua_pop(L, 1);
-  return ok;
-}
-
 /* The per-message processor, driven over count messages from first by the Lua loop. */
 static int drive(run_t *r, const sea_batch_t *batch, size_t first, size_t count) {
   lua_State *L = r->L;
   r->call_msgs = &batch->msgs[first];
   r->call_count = count;
-  r->drive.flushed = 0;
   r->drive.failed_at = 0;
   r->drive.at = 0;
   size_t at;
@@ -168,15 +122,12 @@ static int drive(run_t *r, const sea_batch_t *batch, size_t first, size_t count)
   lua_pushcfunction(L, c_loop);
   rc = sea_run_limited_call(r, 0, 0);
   at = r->drive.at;
-  r->drive.flushed = rc == 0 ? at : at - (at > 0); /* the loop sent every result at once */
 #endif
   if (at == 0)
     at = 1; /* the loop failed before its first call (out of memory): blame the first */
-  /* Calls 1..done finished: their results go out now. */
+  /* Both loops send each result as its call returns: calls 1..done are handled. */
   size_t done = rc == 0 ? at : at - 1;
   int ret = 0;
-  if (r->drive.failed_at == 0 && !sea_run_drive_flush(r, done))
-    done = r->drive.failed_at - 1;
   if (r->drive.failed_at) { /* a result was refused: that message fails, the rest come again */
     ret = fail_at(r, batch, first, first + r->drive.failed_at - 1, r->drive.failure);
   } else if (rc != 0) {

@@ -305,6 +305,28 @@ describe("seastreamer.run", function()
     assert.same({ "start", "count 3" }, read_all(rt, "mem://rh/out"))
   end)
 
+  it("sends a kept out object's out:send through the run under way, by its output names",
+    function()
+      keep = fill(rt, "mem://rk1/in", 1)
+      local kept
+      assert(sea.run {
+        processor = function(m, out) kept = out end,
+        inputs = { "mem://rk1/in" }, outputs = { "mem://rk1/out", a = "mem://rk1/a" },
+        input_options = group_in,
+      })
+      keep:close()
+      keep = fill(rt, "mem://rk2/in", 1)
+      -- the first run's out names output a, which this run does not have (its c has a's place)
+      local ok, err = sea.run {
+        processor = function(m) kept:send("a", m) end,
+        inputs = { "mem://rk2/in" }, outputs = { "mem://rk2/out", c = "mem://rk2/c" },
+        input_options = group_in,
+      }
+      assert.is_nil(ok)
+      assert.matches("no output named 'a'", err)
+      assert.same({}, read_all(rt, "mem://rk2/c"))
+    end)
+
   it("refuses out:send once the run is over", function()
     keep = fill(rt, "mem://ro/in", 1)
     local kept
@@ -547,6 +569,31 @@ describe("seastreamer.run", function()
       assert.same({ "m0a", "m0b", "m1a", "m1b", "m2a", "m2b", "m3a", "m3b", "m4a", "m4b" },
         read_all(rt, "mem://o" .. form .. "/out"))
     end)
+
+    if not batch then
+      -- A result or an out:send that the output refuses at once (here: longer than its
+      -- max_payload) fails its own message, under the error policy, and nothing else.
+      it("fails only the message whose result or out:send the output refuses (" .. form .. ")",
+        function()
+          local res = assert(run_form(form, function(m, out)
+            if m.payload == "m1" then return "far too long for this output" end
+            if m.payload == "m3" then out:send(nil, "also far too long for it") end
+            return m
+          end, "rf" .. form, 5, { on_error = "skip", output_options = { max_payload = "8" } }))
+          assert.equals(2, res.skipped)
+          assert.same({ "m0", "m2", "m4" }, read_all(rt, "mem://rf" .. form .. "/out"))
+          assert.is_nil(committed(rt, "mem://rf" .. form .. "/in", "g"))
+          local ok, err = run_form(form, function(m)
+            if m.payload == "m2" then return "far too long for this output" end
+            return m.payload
+          end, "rs" .. form, 5, { output_options = { max_payload = "8" } })
+          assert.is_nil(ok)
+          assert.matches("run_spec.lua:%d+: processor", err)
+          assert.matches("at message in | 2 of mem://rs" .. form .. "/in", err)
+          assert.same({ "m0", "m1" }, read_all(rt, "mem://rs" .. form .. "/out"))
+          assert.equals(2, committed(rt, "mem://rs" .. form .. "/in", "g"))
+        end)
+    end
   end
 
   it("fails only the failing message of a batch, once, whatever the policy", function()

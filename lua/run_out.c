@@ -8,14 +8,15 @@
  * Sending
  * ------------------------------------------------------------------------------------------- */
 
-/* The stream key for a payload the processor returned: the output's anchor, else the input
- * message's own key. */
-static const char *default_key(run_t *r, output_t *o) {
-  if (sea_producer_anchored(sea_pipeline_output(r->pl, o->index)) || r->cur_msg == NULL)
+/* The stream key for a message sent to o without one: the output's anchor (NULL), else that of
+ * the input message m (for a payload the processor made, the message of the call). */
+static const char *default_key(run_t *r, output_t *o, const sea_message_t *m) {
+  if (sea_producer_anchored(sea_pipeline_output(r->pl, o->index)) || m == NULL)
     return NULL;
-  return r->cur_msg->meta.stream_key;
+  return m->meta.stream_key;
 }
-/* Send input message vm as it is (its bytes, key, headers and time) to o. */
+/* Send input message vm as it is (its bytes, key, headers and time) to o: with stream_key, else
+ * its own (a batch may hold several). */
 int sea_run_send_message(run_t *r, output_t *o, const sea_message_t *vm, const char *stream_key) {
   sea_message_t m;
   memset(&m, 0, sizeof m);
@@ -25,7 +26,7 @@ int sea_run_send_message(run_t *r, output_t *o, const sea_message_t *vm, const c
   m.key_len = vm->key_len;
   m.headers = vm->headers;
   m.header_count = vm->header_count;
-  m.meta.stream_key = stream_key ? stream_key : default_key(r, o);
+  m.meta.stream_key = stream_key ? stream_key : default_key(r, o, vm);
   return sea_pipeline_send(r->pl, o->index, &m, 0);
 }
 
@@ -35,7 +36,7 @@ int sea_run_send_bytes(run_t *r, output_t *o, const char *p, size_t len, const c
   memset(&m, 0, sizeof m);
   m.payload.data = (const uint8_t *)p;
   m.payload.len = len;
-  m.meta.stream_key = stream_key ? stream_key : default_key(r, o);
+  m.meta.stream_key = stream_key ? stream_key : default_key(r, o, r->cur_msg);
   return sea_pipeline_send(r->pl, o->index, &m, 0);
 }
 

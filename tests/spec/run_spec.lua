@@ -570,30 +570,61 @@ describe("seastreamer.run", function()
         read_all(rt, "mem://o" .. form .. "/out"))
     end)
 
-    if not batch then
-      -- A result or an out:send that the output refuses at once (here: longer than its
-      -- max_payload) fails its own message, under the error policy, and nothing else.
-      it("fails only the message whose result or out:send the output refuses (" .. form .. ")",
-        function()
-          local res = assert(run_form(form, function(m, out)
-            if m.payload == "m1" then return "far too long for this output" end
-            if m.payload == "m3" then out:send(nil, "also far too long for it") end
-            return m
-          end, "rf" .. form, 5, { on_error = "skip", output_options = { max_payload = "8" } }))
-          assert.equals(2, res.skipped)
-          assert.same({ "m0", "m2", "m4" }, read_all(rt, "mem://rf" .. form .. "/out"))
-          assert.is_nil(committed(rt, "mem://rf" .. form .. "/in", "g"))
-          local ok, err = run_form(form, function(m)
-            if m.payload == "m2" then return "far too long for this output" end
-            return m.payload
-          end, "rs" .. form, 5, { output_options = { max_payload = "8" } })
-          assert.is_nil(ok)
-          assert.matches("run_spec.lua:%d+: processor", err)
-          assert.matches("at message in | 2 of mem://rs" .. form .. "/in", err)
-          assert.same({ "m0", "m1" }, read_all(rt, "mem://rs" .. form .. "/out"))
-          assert.equals(2, committed(rt, "mem://rs" .. form .. "/in", "g"))
-        end)
-    end
+    -- A result or an out:send that the output refuses at once (here: longer than its
+    -- max_payload) fails its own message, under the error policy, and nothing else.
+    it("fails only the message whose result or out:send the output refuses (" .. form .. ")",
+      function()
+        local res = assert(run_form(form, function(m, out)
+          if m.payload == "m1" then return "far too long for this output" end
+          if m.payload == "m3" then out:send(nil, "also far too long for it") end
+          return m
+        end, "rf" .. form, 5, { on_error = "skip", output_options = { max_payload = "8" } }))
+        assert.equals(2, res.skipped)
+        assert.same({ "m0", "m2", "m4" }, read_all(rt, "mem://rf" .. form .. "/out"))
+        assert.is_nil(committed(rt, "mem://rf" .. form .. "/in", "g"))
+        local ok, err = run_form(form, function(m)
+          if m.payload == "m2" then return "far too long for this output" end
+          return m.payload
+        end, "rs" .. form, 5, { output_options = { max_payload = "8" } })
+        assert.is_nil(ok)
+        assert.matches("run_spec.lua:%d+: processor", err)
+        assert.matches("at message in | 2 of mem://rs" .. form .. "/in", err)
+        assert.same({ "m0", "m1" }, read_all(rt, "mem://rs" .. form .. "/out"))
+        assert.equals(2, committed(rt, "mem://rs" .. form .. "/in", "g"))
+      end)
+  end
+
+  for _, form in ipairs { "driven", "limited", "batch" } do
+    -- A message forwarded to an output that names no stream key keeps its own key, also when
+    -- the call's other messages have another (a batch from a file of two stream keys).
+    it("forwards each message with its own stream key (" .. form .. ")", function()
+      local path = os.tmpname()
+      os.remove(path)
+      path = path .. ".ss"
+      fill(rt, "file://" .. path .. "/a", 2):close()
+      fill(rt, "file://" .. path .. "/b", 2):close()
+      local hold = assert(rt:connect("mem://mko" .. form)) -- the output's broker outlives the run
+      local cfg = forms[form](function(m, out)
+        if m.payload == "m1" then
+          out:send(nil, m)
+          return nil
+        end
+        return m
+      end)
+      cfg.inputs = { "file://" .. path }
+      cfg.outputs = { "mem://mko" .. form }
+      cfg.input_options = { start = "beginning", stop_at_end = true }
+      local ok, err = sea.run(cfg)
+      os.remove(path)
+      assert(ok, err)
+      -- (a batch call's out:send goes before its results: m1 first)
+      local a, b = read_all(rt, "mem://mko" .. form .. "/a"), read_all(rt, "mem://mko" .. form .. "/b")
+      table.sort(a)
+      table.sort(b)
+      assert.same({ "m0", "m1" }, a)
+      assert.same({ "m0", "m1" }, b)
+      hold:close()
+    end)
   end
 
   it("fails only the failing message of a batch, once, whatever the policy", function()

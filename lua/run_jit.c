@@ -11,22 +11,25 @@
  * results and out:send go out with no Lua API call and no exit from the trace. No Lua API here,
  * and nothing under sea_pipeline_send calls Lua while a processor call is under way (the pipeline
  * defers its stop until the call returns). out: the output's index; i: the driver's call under
- * way (its message is the default stream key's); p, len: a payload, or p NULL: message i as it
- * came; viaout: out:send, which a stopping run refuses; serial: the run the driver was made for
- * (an out object kept from an earlier run names its outputs). 0, or an error code, and then
- * nothing was sent: the driver takes its slow path (sendres, or out:send in C), which says why. */
+ * way (its message gives a payload its default stream key), or -k: message k of a batch call, or
+ * 0: none (a batch call's payload keeps the call's default key); p, len: a payload, or p NULL:
+ * message |i| as it came; viaout: out:send, which a stopping run refuses; serial: the run the
+ * driver was made for (an out object kept from an earlier run names its outputs). 0, or an error
+ * code, and then nothing was sent: the driver takes its slow path (sendres, or out:send in C),
+ * which says why. */
 static int jit_send(uint32_t serial, int32_t out, int32_t i, const char *p, size_t len,
                     int32_t viaout) {
   run_t *r = sea_run_active;
+  size_t k = i < 0 ? (size_t)(-(int64_t)i) : (size_t)i;
   if (r == NULL || r->serial != serial || r->finished || r->pl == NULL || r->call_msgs == NULL ||
-      i < 1 || (size_t)i > r->call_count || out < 0 || (size_t)out >= r->nout)
+      k > r->call_count || (k == 0 && p == NULL) || out < 0 || (size_t)out >= r->nout)
     return SEA_EINVAL;
   if (viaout && sea_pipeline_status(r->pl) != 0)
     return SEA_ESTATE;
-  const sea_message_t *m = &r->call_msgs[i - 1];
-  r->cur_msg = m;
+  if (i > 0)
+    r->cur_msg = &r->call_msgs[i - 1];
   return p ? sea_run_send_bytes(r, &r->out[out], p, len, NULL)
-           : sea_run_send_message(r, &r->out[out], m, NULL);
+           : sea_run_send_message(r, &r->out[out], &r->call_msgs[k - 1], NULL);
 }
 
 /* sendres(i, result): the driver's slow path for what call i returned: a result other than a
@@ -60,8 +63,8 @@ static int driver_send_result(lua_State *L) {
  * module's functions) gets the userdata view of the same message (tomsg, through mat below), which
  * keeps msg:copy(), msg.headers and msg:totable() in one place. Made once per Lua state (a ctype's
  * metatable cannot change): registry[jit_lib_key] = {make = function(fn, send, stop, state,
- * sendown, sendres, jsend, outs, serial) -> driver, out, makebatch = function(fn, send, stop) ->
- * wrapper, out}; the converter for sea_lua_to_view goes to registry[sea_lua_jview_key]. */
+ * sendown, sendres, jsend, outs, serial) -> driver, out, makebatch = the same -> wrapper, out}; the
+ * converter for sea_lua_to_view goes to registry[sea_lua_jview_key]. */
 static const char jit_lib_key = 0;
 static const char jit_src[] =
     "local mat, O, SZ = ...\n"
@@ -208,9 +211,25 @@ static const char jit_src[] =
     "    end\n"
     "  end, out\n"
     "end\n"
-    "local function makebatch(fn, send, stop)\n"
+    "local function makebatch(fn, send, stop, state, sendown, sendres, jsend, outs, serial)\n"
     "  local out = { stop = stop }\n"
-    "  function out.send(self, name, p, key) return send(self, name, convert(p), key) end\n"
+    "  local jsend = cast(JSEND, jsend)\n"
+    /* As the driver's out.send: a string or a message of the call through the FFI (message k
+     * by -k, a string by 0), anything else and a failure through C. */
+    "  function out.send(self, name, p, key)\n"
+    "    if key == nil then\n"
+    "      local o\n"
+    "      if name == nil then o = 0 else o = outs[name] end\n"
+    "      if o ~= nil then\n"
+    "        if type(p) == 'string' then\n"
+    "          if jsend(serial, o, 0, p, #p, 1) == 0 then return end\n"
+    "        elseif istype(VT, p) and p.i < 0 and valid(p) then\n"
+    "          if jsend(serial, o, p.i, nil, 0, 1) == 0 then return end\n"
+    "        end\n"
+    "      end\n"
+    "    end\n"
+    "    return send(self, name, convert(p), key)\n"
+    "  end\n"
     "  return function(n, gen, base)\n"
     "    ctx.gen = gen\n"
     "    local msgs = cast(MP, base)\n"

@@ -74,13 +74,19 @@ static int out_send(lua_State *L, lua_Integer own) {
       return luaL_argerror(
           L, 2, lua_pushfstring(L, "no output named '%s' (add --output %s=URI)", name, name));
   }
-  const sea_message_t *own_msg = NULL;
+  const sea_message_t *msg = NULL; /* a message to forward; else the payload is a string */
   if (own != 0) {
     if (r->call_msgs == NULL || own < 1 || (size_t)own > r->call_count)
       return luaL_argerror(L, base, "expected a payload string or a message");
-    own_msg = &r->call_msgs[own - 1];
-  } else if (lua_type(L, base) != LUA_TSTRING && sea_lua_to_view(L, base) == NULL) {
-    return luaL_argerror(L, base, "expected a payload string or a message");
+    msg = &r->call_msgs[own - 1];
+  } else if (lua_type(L, base) != LUA_TSTRING) {
+    sea_lua_view_t *v = sea_lua_to_view(L, base);
+    if (v == NULL)
+      return luaL_argerror(L, base, "expected a payload string or a message");
+    if ((msg = sea_lua_view_msg(L, v)) == NULL)
+      return luaL_argerror(L, base,
+                           "message used after the call that received it returned (keep "
+                           "msg:copy() to use it later)");
   }
   const char *key = NULL;
   if (!lua_isnoneornil(L, base + 1)) {
@@ -100,7 +106,14 @@ static int out_send(lua_State *L, lua_Integer own) {
     if (at >= 1 && at <= r->call_count)
       r->cur_msg = &r->call_msgs[at - 1];
   }
-  int rc = own_msg ? sea_run_send_message(r, o, own_msg, key) : sea_run_send_value(r, o, base, key);
+  int rc;
+  if (msg != NULL) {
+    rc = sea_run_send_message(r, o, msg, key);
+  } else {
+    size_t len;
+    const char *p = lua_tolstring(L, base, &len);
+    rc = sea_run_send_bytes(r, o, p, len, key);
+  }
   if (rc != 0) {
     sea_producer_t *p = sea_pipeline_output(r->pl, o->index);
     return luaL_error(L, "send to %s failed: %s", o->uri,

@@ -554,7 +554,8 @@ describe("seastreamer.run", function()
         return m
       end, "ks" .. form, 3)
       assert.is_nil(ok)
-      assert.matches("run_spec.lua:%d+:", err)
+      assert.matches("run_spec.lua:%d+: bad argument #2 to 'send' %(message used after the call "
+        .. "that received it returned", err)
       -- the first call's message went out; the second call failed, and nothing of it went out
       assert.same({ "m0" }, read_all(rt, "mem://ks" .. form .. "/out"))
       assert.equals(1, committed(rt, "mem://ks" .. form .. "/in", "g"))
@@ -593,6 +594,28 @@ describe("seastreamer.run", function()
         assert.equals(2, committed(rt, "mem://rs" .. form .. "/in", "g"))
       end)
   end
+
+  it("refuses out:send of a batch's message kept past its call", function()
+    keep = fill(rt, "mem://kb/in", 4)
+    local kept
+    local ok, err = sea.run {
+      processor = {
+        batch = function(b, out)
+          if kept then out:send(nil, kept) end -- fails: the call that received kept returned
+          kept = b[1]
+          return b
+        end,
+      },
+      inputs = { "mem://kb/in" }, outputs = { "mem://kb/out" },
+      input_options = { group = "g", mode = "resumable", reset = "earliest", stop_at_end = true,
+        batch = "2" },
+    }
+    assert.is_nil(ok)
+    assert.matches("run_spec.lua:%d+: bad argument #2 to 'send' %(message used after the call "
+      .. "that received it returned", err)
+    assert.same({ "m0", "m1" }, read_all(rt, "mem://kb/out"))
+    assert.equals(2, committed(rt, "mem://kb/in", "g"))
+  end)
 
   for _, form in ipairs { "driven", "limited", "batch" } do
     -- A message forwarded to an output that names no stream key keeps its own key, also when

@@ -11,23 +11,36 @@
  * results and out:send go out with no Lua API call and no exit from the trace. No Lua API here,
  * and nothing under sea_pipeline_send calls Lua while a processor call is under way (the pipeline
  * defers its stop until the call returns). out: the output's index; i: the driver's call under
- * way (its message gives a payload its default stream key), or -k: message k of a batch call, or
- * 0: none (a batch call's payload keeps the call's default key); p, len: a payload, or p NULL:
- * message |i| as it came; viaout: out:send, which a stopping run refuses; serial: the run the
+ * way (its message gives a payload its default stream key); p, len: a payload, or p NULL:
+ * message i as it came; viaout: out:send, which a stopping run refuses; serial: the run the
  * driver was made for (an out object kept from an earlier run names its outputs). 0, or an error
  * code, and then nothing was sent: the driver takes its slow path (sendres, or out:send in C),
  * which says why. */
 static int jit_send(uint32_t serial, int32_t out, int32_t i, const char *p, size_t len,
                     int32_t viaout) {
   run_t *r = sea_run_active;
-  size_t k = i < 0 ? (size_t)(-(int64_t)i) : (size_t)i;
   if (r == NULL || r->serial != serial || r->finished || r->pl == NULL || r->call_msgs == NULL ||
-      k > r->call_count || (k == 0 && p == NULL) || out < 0 || (size_t)out >= r->nout)
+      i < 1 || (size_t)i > r->call_count || out < 0 || (size_t)out >= r->nout)
     return SEA_EINVAL;
   if (viaout && sea_pipeline_status(r->pl) != 0)
     return SEA_ESTATE;
-  if (i > 0)
-    r->cur_msg = &r->call_msgs[i - 1];
+  const sea_message_t *m = &r->call_msgs[i - 1];
+  r->cur_msg = m;
+  return p ? sea_run_send_bytes(r, &r->out[out], p, len, NULL)
+           : sea_run_send_message(r, &r->out[out], m, NULL);
+}
+
+/* The batch wrapper's out:send, as jit_send: k is the number of the call's message to send (p
+ * NULL), or 0 with a payload p, which keeps the call's default stream key. */
+static int jit_send_batch(uint32_t serial, int32_t out, int32_t k, const char *p, size_t len,
+                          int32_t viaout) {
+  run_t *r = sea_run_active;
+  if (r == NULL || r->serial != serial || r->finished || r->pl == NULL || r->call_msgs == NULL ||
+      k < 0 || (size_t)k > r->call_count || (k == 0) != (p != NULL) || out < 0 ||
+      (size_t)out >= r->nout)
+    return SEA_EINVAL;
+  if (viaout && sea_pipeline_status(r->pl) != 0)
+    return SEA_ESTATE;
   return p ? sea_run_send_bytes(r, &r->out[out], p, len, NULL)
            : sea_run_send_message(r, &r->out[out], &r->call_msgs[k - 1], NULL);
 }
@@ -214,8 +227,8 @@ static const char jit_src[] =
     "local function makebatch(fn, send, stop, state, sendown, sendres, jsend, outs, serial)\n"
     "  local out = { stop = stop }\n"
     "  local jsend = cast(JSEND, jsend)\n"
-    /* As the driver's out.send: a string or a message of the call through the FFI (message k
-     * by -k, a string by 0), anything else and a failure through C. */
+    /* As the driver's out.send: a string or a message of the call through the FFI
+     * (jit_send_batch), anything else and a failure through C. */
     "  function out.send(self, name, p, key)\n"
     "    if key == nil then\n"
     "      local o\n"
@@ -224,7 +237,7 @@ static const char jit_src[] =
     "        if type(p) == 'string' then\n"
     "          if jsend(serial, o, 0, p, #p, 1) == 0 then return end\n"
     "        elseif istype(VT, p) and p.i < 0 and valid(p) then\n"
-    "          if jsend(serial, o, p.i, nil, 0, 1) == 0 then return end\n"
+    "          if jsend(serial, o, -p.i, nil, 0, 1) == 0 then return end\n"
     "        end\n"
     "      end\n"
     "    end\n"
@@ -329,7 +342,8 @@ int sea_run_jit_wrap(run_t *r, const char *maker, int fn_ref) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
   lua_pushcfunction(L, sea_run_out_send_own);
   lua_pushcfunction(L, driver_send_result);
-  int (*jsend)(uint32_t, int32_t, int32_t, const char *, size_t, int32_t) = jit_send;
+  int (*jsend)(uint32_t, int32_t, int32_t, const char *, size_t, int32_t) =
+      strcmp(maker, "make") == 0 ? jit_send : jit_send_batch;
   void *jp;
   memcpy(&jp, &jsend, sizeof jp); /* a function pointer, for ffi.cast */
   lua_pushlightuserdata(L, jp);

@@ -20,6 +20,10 @@
 #   - after the restart the backend holds nothing as not done (no redis entry pending, the file
 #     and kafka groups committed at the end), and a run after it finds nothing.
 # The figures (written before the kill, the uncommitted window, the duplicates) are printed.
+#
+# CRASH_LUA=luajit runs `run` on LuaJIT (--lua luajit) with a processor that returns the
+# message itself for payloads of odd length and its payload, a new string of the same bytes,
+# for the others: both of the LuaJIT driver's ways of sending a result (through the FFI).
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
 BACKEND=$2
@@ -34,6 +38,16 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${CRASH_N:-100000}
 K=$((N / 5))
 echo 'return function(msg) return msg end' >"$T/identity.lua"
+lua_opts=()
+if [[ -n ${CRASH_LUA:-} ]]; then
+  lua_opts=(--lua "$CRASH_LUA")
+  cat >"$T/identity.lua" <<'LUA'
+return function(msg)
+  if msg.size % 2 == 0 then return msg.payload end
+  return msg
+end
+LUA
+fi
 
 # uncommitted NAME GROUP: writes to $T/uncommitted the numbers the backend may deliver again to
 # GROUP on NAME-in, as it stands after the kill; sets COMMITTED_DESC for the report.
@@ -111,9 +125,10 @@ crash_case() {
     restart=("$SS" relay "${gx[@]}" "${ix[@]}" -e "$in" "$out")
     ;;
   run)
-    first=("$SS" run "$T/identity.lua" --input "$in" --output "$out" "${iopts[@]}" "${ix[@]}"
-      -I start=beginning)
-    restart=("$SS" run "$T/identity.lua" --input "$in" --output "$out" "${iopts[@]}" "${ix[@]}" -e)
+    first=("$SS" run "${lua_opts[@]}" "$T/identity.lua" --input "$in" --output "$out" "${iopts[@]}"
+      "${ix[@]}" -I start=beginning)
+    restart=("$SS" run "${lua_opts[@]}" "$T/identity.lua" --input "$in" --output "$out"
+      "${iopts[@]}" "${ix[@]}" -e)
     ;;
   esac
 

@@ -12,6 +12,7 @@
 # second run gets exactly the others. A processor error may cost duplicates (of messages before
 # it), never a message.
 # Cases (default: all): c500 resumable-c300 batch100-c250 relay-c500 run-c500 run-stop run-error
+# CRASH_LUA=luajit runs the run cases on LuaJIT (--lua luajit).
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
 BACKEND=$2
@@ -24,6 +25,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 N=1000
 echo 'return function(msg) return msg end' >"$T/identity.lua"
+lua_opts=()
+[[ -n ${CRASH_LUA:-} ]] && lua_opts=(--lua "$CRASH_LUA")
 
 # status NAME WANT GOT ERRFILE: an exit status, with the command's stderr when it is wrong.
 status() {
@@ -107,12 +110,12 @@ return {
 LUA
   produce_seq "$N" "$in" || return
   # no -e: only out:stop() ends this run (the bound ends it if that does not work)
-  bounded "$SS" run "$T/stop400.lua" --input "$in" --output "$out" -I "group=g-$id" "${ix[@]}" \
+  bounded "$SS" run "${lua_opts[@]}" "$T/stop400.lua" --input "$in" --output "$out" -I "group=g-$id" "${ix[@]}" \
     -I start=beginning 2>"$T/$id.err1"
   status "run-stop: the run stopped by out:stop()" 0 $? "$T/$id.err1"
   read_stream "$out" "$T/$id.1" || return
   expect_seq "run-stop: output after out:stop() at the 400th" 1 400 "$T/$id.1"
-  bounded "$SS" run "$T/identity.lua" --input "$in" --output "$out" -I "group=g-$id" "${ix[@]}" -e \
+  bounded "$SS" run "${lua_opts[@]}" "$T/identity.lua" --input "$in" --output "$out" -I "group=g-$id" "${ix[@]}" -e \
     2>"$T/$id.err2"
   status "run-stop: the rerun (-e)" 0 $? "$T/$id.err2"
   read_stream "$out" "$T/$id.all" || return
@@ -130,12 +133,12 @@ case_run-c500() {
   out=$(uri "$id-out")
   for o in "${group_extra[@]}"; do [[ $o == -X ]] && ix+=(-I) || ix+=("$o"); done
   produce_seq "$N" "$in" || return
-  bounded "$SS" run "$T/identity.lua" --input "$in" --output "$out" -I "group=g-$id" "${ix[@]}" \
+  bounded "$SS" run "${lua_opts[@]}" "$T/identity.lua" --input "$in" --output "$out" -I "group=g-$id" "${ix[@]}" \
     -I start=beginning -c 500 2>"$T/$id.err1"
   status "run-c500: first run" 0 $? "$T/$id.err1"
   read_stream "$out" "$T/$id.1" || return
   expect_seq "run-c500: first run's output" 1 500 "$T/$id.1"
-  bounded "$SS" run "$T/identity.lua" --input "$in" --output "$out" -I "group=g-$id" "${ix[@]}" -e \
+  bounded "$SS" run "${lua_opts[@]}" "$T/identity.lua" --input "$in" --output "$out" -I "group=g-$id" "${ix[@]}" -e \
     2>"$T/$id.err2"
   status "run-c500: the rerun (-e)" 0 $? "$T/$id.err2"
   read_stream "$out" "$T/$id.all" || return
@@ -161,7 +164,7 @@ return function(msg)
 end
 LUA
   produce_seq "$N" "$in" || return
-  bounded "$SS" run "$T/fail600.lua" --input "$in" --output "$out" -I "group=g-$id" "${ix[@]}" \
+  bounded "$SS" run "${lua_opts[@]}" "$T/fail600.lua" --input "$in" --output "$out" -I "group=g-$id" "${ix[@]}" \
     -I start=beginning --on-error stop -e 2>"$T/$id.err1"
   local st=$?
   if [[ $st -ne 0 && $st -ne 137 ]]; then ok; else
@@ -173,7 +176,7 @@ LUA
   local late
   late=$(awk '$0 + 0 >= 600' "$T/$id.1" | wc -l)
   if [[ $late -eq 0 ]]; then ok; else bad "run-error: $late messages from 600 on were written by the failing run"; fi
-  bounded "$SS" run "$T/identity.lua" --input "$in" --output "$out" -I "group=g-$id" "${ix[@]}" -e \
+  bounded "$SS" run "${lua_opts[@]}" "$T/identity.lua" --input "$in" --output "$out" -I "group=g-$id" "${ix[@]}" -e \
     2>"$T/$id.err2"
   status "run-error: the rerun without the failure (-e)" 0 $? "$T/$id.err2"
   read_stream "$out" "$T/$id.all" || return

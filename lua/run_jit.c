@@ -10,39 +10,51 @@
 /* The driver's sends, which LuaJIT calls through the FFI from the code it compiled: the common
  * results and out:send go out with no Lua API call and no exit from the trace. No Lua API here,
  * and nothing under sea_pipeline_send calls Lua while a processor call is under way (the pipeline
- * defers its stop until the call returns). out: the output's index; i: the driver's call under
- * way (its message gives a payload its default stream key); p, len: a payload, or p NULL:
- * message i as it came; viaout: out:send, which a stopping run refuses; serial: the run the
- * driver was made for (an out object kept from an earlier run names its outputs). 0, or an error
- * code, and then nothing was sent: the driver takes its slow path (sendres, or out:send in C),
- * which says why. */
-static int jit_send(uint32_t serial, int32_t out, int32_t i, const char *p, size_t len,
-                    int32_t viaout) {
+ * defers its stop until the call returns). Both take serial: the run the driver or wrapper was
+ * made for (an out object kept from an earlier run names its outputs); out: the output's index;
+ * p, len: a payload, or p NULL: a message of the call as it came; viaout: out:send, which a
+ * stopping run refuses. 0, or an error code, and then nothing was sent: the caller takes its slow
+ * path (sendres, or out:send in C), which says why. */
+
+/* The run under way, if it is the one of serial, a processor call is under way, and out is one
+ * of its outputs; else NULL. */
+static inline run_t *jit_run(uint32_t serial, int32_t out) {
   run_t *r = sea_run_active;
   if (r == NULL || r->serial != serial || r->finished || r->pl == NULL || r->call_msgs == NULL ||
-      i < 1 || (size_t)i > r->call_count || out < 0 || (size_t)out >= r->nout)
-    return SEA_EINVAL;
+      out < 0 || (size_t)out >= r->nout)
+    return NULL;
+  return r;
+}
+
+/* Send p (or message m as it came) to output out of r, as jit_send and jit_send_batch do. */
+static inline int jit_out(run_t *r, int32_t out, const sea_message_t *m, const char *p, size_t len,
+                          int32_t viaout) {
   if (viaout && sea_pipeline_status(r->pl) != 0)
     return SEA_ESTATE;
-  const sea_message_t *m = &r->call_msgs[i - 1];
-  r->cur_msg = m;
   return p ? sea_run_send_bytes(r, &r->out[out], p, len, NULL)
            : sea_run_send_message(r, &r->out[out], m, NULL);
 }
 
-/* The batch wrapper's out:send, as jit_send: k is the number of the call's message to send (p
- * NULL), or 0 with a payload p, which keeps the call's default stream key. */
+/* The driver's: i is its call under way, whose message gives a payload its default stream key
+ * and is the one sent when p is NULL. */
+static int jit_send(uint32_t serial, int32_t out, int32_t i, const char *p, size_t len,
+                    int32_t viaout) {
+  run_t *r = jit_run(serial, out);
+  if (r == NULL || i < 1 || (size_t)i > r->call_count)
+    return SEA_EINVAL;
+  const sea_message_t *m = &r->call_msgs[i - 1];
+  r->cur_msg = m;
+  return jit_out(r, out, m, p, len, viaout);
+}
+
+/* The batch wrapper's out:send: k is the number of the call's message to send (p NULL), or 0
+ * with a payload p, which keeps the call's default stream key. */
 static int jit_send_batch(uint32_t serial, int32_t out, int32_t k, const char *p, size_t len,
                           int32_t viaout) {
-  run_t *r = sea_run_active;
-  if (r == NULL || r->serial != serial || r->finished || r->pl == NULL || r->call_msgs == NULL ||
-      k < 0 || (size_t)k > r->call_count || (k == 0) != (p != NULL) || out < 0 ||
-      (size_t)out >= r->nout)
+  run_t *r = jit_run(serial, out);
+  if (r == NULL || k < 0 || (size_t)k > r->call_count || (k == 0) != (p != NULL))
     return SEA_EINVAL;
-  if (viaout && sea_pipeline_status(r->pl) != 0)
-    return SEA_ESTATE;
-  return p ? sea_run_send_bytes(r, &r->out[out], p, len, NULL)
-           : sea_run_send_message(r, &r->out[out], &r->call_msgs[k - 1], NULL);
+  return jit_out(r, out, k > 0 ? &r->call_msgs[k - 1] : NULL, p, len, viaout);
 }
 
 /* sendres(i, result): the driver's slow path for what call i returned: a result other than a
@@ -161,27 +173,27 @@ static const char jit_src[] =
     "})\n"
     "local function convert(x) if istype(VT, x) then return tomsg(x) end return x end\n"
     "local JSEND = 'int (*)(uint32_t, int32_t, int32_t, const char *, size_t, int32_t)'\n"
+    /* out:send's fast path, the driver's and the batch wrapper's: a string (sent as from s), or
+     * a message of the call (its number k, else false), with no stream key, to an output known
+     * by name, through the FFI (jsend). True if it went; else the caller's C functions send it
+     * or say why. */
+    "local function fastsend(jsend, serial, outs, name, p, key, s, k)\n"
+    "  if key ~= nil then return false end\n"
+    "  local o\n"
+    "  if name == nil then o = 0 else o = outs[name] end\n"
+    "  if o == nil then return false end\n"
+    "  if type(p) == 'string' then return jsend(serial, o, s, p, #p, 1) == 0 end\n"
+    "  return k and jsend(serial, o, k, nil, 0, 1) == 0\n"
+    "end\n"
     "local function make(fn, send, stop, state, sendown, sendres, jsend, outs, serial)\n"
     "  local out = { stop = stop }\n"
     "  local jsend = cast(JSEND, jsend)\n"
     "  local function csend(o, i, p, len, viaout) return jsend(serial, o, i, p, len, viaout) end\n"
     "  local keep = {}\n"
-    /* A string or the call's own message, with no stream key, to an output known by name: sent
-     * by the FFI (csend), and by the C functions only if that failed (they say why). The call's
-     * own message goes by its number: no userdata view is made for it. */
+    /* The call's own message goes by its number: no userdata view is made for it. */
     "  function out.send(self, name, p, key)\n"
     "    local own = istype(VT, p) and p.i > 0 and valid(p)\n"
-    "    if key == nil then\n"
-    "      local o\n"
-    "      if name == nil then o = 0 else o = outs[name] end\n"
-    "      if o ~= nil then\n"
-    "        if type(p) == 'string' then\n"
-    "          if csend(o, state[1], p, #p, 1) == 0 then return end\n"
-    "        elseif own then\n"
-    "          if csend(o, p.i, nil, 0, 1) == 0 then return end\n"
-    "        end\n"
-    "      end\n"
-    "    end\n"
+    "    if fastsend(jsend, serial, outs, name, p, key, state[1], own and p.i) then return end\n"
     "    if own then return sendown(self, name, p.i, key) end\n"
     "    return send(self, name, convert(p), key)\n"
     "  end\n"
@@ -227,20 +239,10 @@ static const char jit_src[] =
     "local function makebatch(fn, send, stop, state, sendown, sendres, jsend, outs, serial)\n"
     "  local out = { stop = stop }\n"
     "  local jsend = cast(JSEND, jsend)\n"
-    /* As the driver's out.send: a string or a message of the call through the FFI
-     * (jit_send_batch), anything else and a failure through C. */
+    /* A string keeps the call's default stream key (0); message k of the call goes by k. */
     "  function out.send(self, name, p, key)\n"
-    "    if key == nil then\n"
-    "      local o\n"
-    "      if name == nil then o = 0 else o = outs[name] end\n"
-    "      if o ~= nil then\n"
-    "        if type(p) == 'string' then\n"
-    "          if jsend(serial, o, 0, p, #p, 1) == 0 then return end\n"
-    "        elseif istype(VT, p) and p.i < 0 and valid(p) then\n"
-    "          if jsend(serial, o, -p.i, nil, 0, 1) == 0 then return end\n"
-    "        end\n"
-    "      end\n"
-    "    end\n"
+    "    local k = istype(VT, p) and p.i < 0 and valid(p) and -p.i\n"
+    "    if fastsend(jsend, serial, outs, name, p, key, 0, k) then return end\n"
     "    return send(self, name, convert(p), key)\n"
     "  end\n"
     "  return function(n, gen, base)\n"

@@ -36,15 +36,42 @@ void sea_run_count_hook(lua_State *L, lua_Debug *ar) {
   lua_error(L);
 }
 
+/* The message handler of the runner's protected calls: an error that is not a string becomes
+ * one, so that every failure can be reported with where it happened. Its __tostring if it has
+ * one; else its type, after the position of the Lua code that raised it (error({...}) and
+ * error() add none). A string, or a number, stays as it is. */
+int sea_lua_error_handler(lua_State *L) {
+  if (lua_isstring(L, 1))
+    return 1;
+  if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+    return 1;
+  lua_Debug ar;
+  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sl", &ar);
+    if (ar.currentline > 0) {
+      lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+      break;
+    }
+  }
+  if (lua_type(L, -1) != LUA_TSTRING)
+    lua_pushliteral(L, "");
+  lua_pushfstring(L, "%s(error object is a %s value)", lua_tostring(L, -1), luaL_typename(L, 1));
+  return 1;
+}
+
 /* Call the function under nargs arguments with nres results, protected and within limits. On
  * failure the error message is on the stack; returns the pcall status. */
 int sea_run_limited_call(run_t *r, int nargs, int nres) {
   lua_State *L = r->L;
+  int fn = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, sea_lua_error_handler);
+  lua_insert(L, fn);
   sea_lua_limits_arm(&r->lim);
   r->tripped = false;
   r->in_call = true;
-  int rc = lua_pcall(L, nargs, nres, 0);
+  int rc = lua_pcall(L, nargs, nres, fn);
   r->in_call = false;
+  lua_remove(L, fn);
   if (r->tripped) {
     /* A limit was hit: the call fails with it, even if the processor caught it and went on. */
     bool caught = rc == 0 || r->raised > 1 || lua_tostring(L, -1) == NULL ||
@@ -73,7 +100,7 @@ int sea_run_limited_call(run_t *r, int nargs, int nres) {
 
 const char *sea_run_error_text(lua_State *L) {
   const char *e = lua_tostring(L, -1);
-  return e ? e : "(error object is not a string)";
+  return e ? e : "(error object is not a string)"; /* the handler failed: out of memory */
 }
 
 /* A hook (start, tick, stop, input_end) failed: that is fatal whatever the policy. */

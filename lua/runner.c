@@ -546,8 +546,11 @@ static int load_script(lua_State *L, int cfg, const char *script, heap_t *heap, 
     load_limits = &lim;
     lua_sethook(L, load_hook, LUA_MASKCOUNT, 1000);
   }
+  lua_pushcfunction(L, sea_lua_error_handler);
+  int msgh = lua_gettop(L);
   int loaded = luaL_loadfile(L, script) == 0;
-  int rc = loaded ? lua_pcall(L, 0, 1, 0) : LUA_ERRFILE;
+  int rc = loaded ? lua_pcall(L, 0, 1, msgh) : LUA_ERRFILE;
+  lua_remove(L, msgh);
   if (limited) {
     lua_sethook(L, NULL, 0, 0);
     load_limits = NULL;

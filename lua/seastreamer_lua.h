@@ -103,5 +103,8 @@ sea_options_t *sea_lua_options(lua_State *L, int i);
 SEA_EXTERN int luaopen_seastreamer(lua_State *L);
 /* seastreamer.run{...}: the processor pipeline (run.c), registered in the module table. */
 int sea_lua_run(lua_State *L);
+/* The message handler of the runner's protected calls (run_call.c): an error object that is not
+ * a string becomes one, with where it was raised. */
+int sea_lua_error_handler(lua_State *L);
 
 #endif

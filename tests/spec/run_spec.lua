@@ -418,6 +418,34 @@ describe("seastreamer.run", function()
       assert.same(batch and { "m0", "m0" } or { "m0" }, read_all(rt, "mem://w" .. form .. "/out"))
       assert.equals(batch and 1 or 2, res.skipped) -- batch: the second call (m2) as a whole
     end)
+
+    it("reports an error object that is not a string, with where it was raised (" .. form .. ")",
+      function()
+        local line
+        local ok, err = run_form(form, function(m)
+          if m.payload == "m2" then
+            line = debug.getinfo(1, "l").currentline + 1
+            error({ code = 7 })
+          end
+          return m
+        end, "eo" .. form, 4)
+        assert.is_nil(ok)
+        assert.matches("run_spec.lua:" .. line .. ": %(error object is a table value%)", err)
+        assert.matches("at message in | 2 of mem://eo" .. form, err)
+        -- with __tostring, that is the message, as the stand-alone interpreter prints it
+        ok, err = run_form(form, function(m)
+          if m.payload == "m1" then
+            error(setmetatable({}, { __tostring = function() return "custom error" end }))
+          end
+          return m
+        end, "ep" .. form, 2)
+        assert.is_nil(ok)
+        assert.matches("^custom error", err)
+        -- error() with no value
+        ok, err = run_form(form, function() error() end, "en" .. form, 1)
+        assert.is_nil(ok)
+        assert.matches("run_spec.lua:%d+: %(error object is a nil value%)", err)
+      end)
   end
 
   -- On Lua 5.4 the runner hands out light userdata views, per message and per batch: the rest of

@@ -138,6 +138,9 @@ static void cleanup(run_t *r) {
                 r->out_ref, r->driver_ref, r->state_ref, r->input_end_ref, r->jbatch_ref};
   for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++)
     luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
+  free(r->items);
+  r->items = NULL;
+  r->items_cap = 0;
   sea_run_active = NULL;
 }
 

@@ -61,6 +61,8 @@ typedef struct run {
   int jbatch_ref;                 /* LuaJIT: the batch processor's wrapper (jit_src) */
   const sea_message_t *call_msgs; /* the messages of the processor call under way */
   size_t call_count;
+  struct sea_run_item *items; /* a returned list, resolved before any of it is sent (malloc) */
+  size_t items_cap;
   struct {            /* the per-message loop's call under way: its messages are call_msgs */
     size_t at;        /* Lua 5.4: the call under way, 1-based (LuaJIT: state[1]) */
     size_t failed_at; /* the result of this call was wrong or refused (0: none) */
@@ -99,6 +101,15 @@ int sea_run_out_send_own(lua_State *L);
 int sea_run_out_stats(lua_State *L);
 const char *sea_run_not_list(lua_State *L, int idx);
 const char *sea_run_result_complaint(run_t *r, int idx);
+/* An item of a list a processor returned, resolved: a message to forward (m), or bytes. */
+typedef struct sea_run_item {
+  const sea_message_t *m;
+  const char *p;
+  size_t len;
+} sea_run_item_t;
+const char *sea_run_item(lua_State *L, int idx, size_t i, sea_run_item_t *it);
+sea_run_item_t *sea_run_items(run_t *r, size_t n);
+const char *sea_run_send_items(run_t *r, const sea_run_item_t *it, size_t n);
 const char *sea_run_send_result(run_t *r, int idx);
 int sea_run_out_stop(lua_State *L);
 /* run_call.c */

@@ -286,34 +286,31 @@ static int jit_mat(lua_State *L) {
 }
 
 /* Send what the LuaJIT batch wrapper returned: res at index res, and at idx nil or {[k] = n}:
- * item k of res is message n of the call. Returns NULL or a complaint. */
+ * item k of res is message n of the call. The list is resolved whole before any of it goes, as
+ * sea_run_send_result does. Returns NULL or a complaint. */
 const char *sea_run_send_jbatch(run_t *r, int res, int idx) {
   lua_State *L = r->L;
   if (lua_isnil(L, idx))
     return sea_run_send_result(r, res);
   if (sea_run_not_list(L, res) != NULL)
     return sea_run_result_complaint(r, res);
-  for (size_t k = 1, n = sea_lua_rawlen(L, res); k <= n; k++) {
+  size_t n = sea_lua_rawlen(L, res);
+  sea_run_item_t *it = sea_run_items(r, n);
+  if (it == NULL)
+    return sea_strerror(SEA_ENOMEM);
+  for (size_t k = 1; k <= n; k++) {
     lua_rawgeti(L, idx, (int)k);
     lua_Integer m = lua_tointeger(L, -1);
     lua_pop(L, 1);
-    int rc;
     if (m >= 1 && (size_t)m <= r->call_count) {
-      rc = sea_run_send_message(r, &r->out[0], &r->call_msgs[m - 1], NULL);
+      it[k - 1] = (sea_run_item_t){.m = &r->call_msgs[m - 1]};
     } else {
-      lua_rawgeti(L, res, (int)k);
-      int et = lua_type(L, -1);
-      rc = et == LUA_TSTRING || et == LUA_TUSERDATA || et == 10 /* cdata */
-               ? sea_run_send_value(r, &r->out[0], lua_gettop(L), NULL)
-               : SEA_EINVAL;
-      lua_pop(L, 1);
-      if (rc == SEA_EINVAL && et != LUA_TSTRING)
-        return sea_run_result_complaint(r, res); /* names the item */
+      const char *bad = sea_run_item(L, res, k, &it[k - 1]); /* a string, a copy */
+      if (bad != NULL)
+        return bad;
     }
-    if (rc != 0)
-      return sea_strerror(rc);
   }
-  return NULL;
+  return sea_run_send_items(r, it, n);
 }
 
 static void jit_lib(lua_State *L);

@@ -1,5 +1,6 @@
 /* run_out.c: what goes out of a run: the out object (out:send, out:stats, out:stop), and the
  * processor's results, checked and sent to the default output. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "run_internal.h"
@@ -226,16 +227,57 @@ const char *sea_run_result_complaint(run_t *r, int idx) {
                            "returned a table that is not a list (it has %s): return nil, a "
                            "string, a message or a list of them",
                            key);
+  sea_run_item_t it;
   for (size_t i = 1, n = sea_lua_rawlen(L, idx); i <= n; i++) {
-    lua_rawgeti(L, idx, (int)i);
-    int et = lua_type(L, -1);
+    const char *bad = sea_run_item(L, idx, i, &it);
+    if (bad != NULL)
+      return bad;
+  }
+  return NULL;
+}
+
+/* Resolve item i of the list at idx into it: a string (its bytes stay the list's), or a message
+ * still valid. NULL, or what is wrong with the item. */
+const char *sea_run_item(lua_State *L, int idx, size_t i, sea_run_item_t *it) {
+  lua_rawgeti(L, idx, (int)i);
+  int et = lua_type(L, -1);
+  it->m = NULL;
+  if (et == LUA_TSTRING) {
+    it->p = lua_tolstring(L, -1, &it->len);
+  } else {
     sea_lua_view_t *v = sea_lua_viewish(et) ? sea_lua_to_view(L, -1) : NULL;
-    lua_pop(L, 1);
-    if (et != LUA_TSTRING && (v == NULL || sea_lua_view_msg(L, v) == NULL))
-      return lua_pushfstring(L,
-                             "returned a list whose item %d is a %s (expected a string or a "
-                             "message still valid)",
-                             (int)i, lua_typename(L, et));
+    it->m = v ? sea_lua_view_msg(L, v) : NULL;
+  }
+  lua_pop(L, 1);
+  if (et == LUA_TSTRING || it->m != NULL)
+    return NULL;
+  return lua_pushfstring(L,
+                         "returned a list whose item %d is a %s (expected a string or a message "
+                         "still valid)",
+                         (int)i, lua_typename(L, et));
+}
+
+/* Room for n resolved items (kept for the run), or NULL when out of memory. */
+sea_run_item_t *sea_run_items(run_t *r, size_t n) {
+  if (n > r->items_cap || r->items == NULL) {
+    size_t cap = n < 256 ? 256 : n;
+    sea_run_item_t *p = realloc(r->items, cap * sizeof *p);
+    if (p == NULL)
+      return NULL;
+    r->items = p;
+    r->items_cap = cap;
+  }
+  return r->items;
+}
+
+/* Send n resolved items to the default output, in order. NULL, or why one was refused (those
+ * before it went). */
+const char *sea_run_send_items(run_t *r, const sea_run_item_t *it, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    int rc = it[i].m ? sea_run_send_message(r, &r->out[0], it[i].m, NULL)
+                     : sea_run_send_bytes(r, &r->out[0], it[i].p, it[i].len, NULL);
+    if (rc != 0)
+      return sea_strerror(rc);
   }
   return NULL;
 }
@@ -252,23 +294,20 @@ const char *sea_run_send_result(run_t *r, int idx) {
       return sea_run_result_complaint(r, idx);
     return rc != 0 ? sea_strerror(rc) : NULL;
   }
-  if (t != LUA_TTABLE)
+  if (t != LUA_TTABLE || sea_run_not_list(L, idx) != NULL)
     return sea_run_result_complaint(r, idx);
-  if (sea_run_not_list(L, idx) != NULL)
-    return sea_run_result_complaint(r, idx);
-  for (size_t i = 1, n = sea_lua_rawlen(L, idx); i <= n; i++) {
-    lua_rawgeti(L, idx, (int)i);
-    int et = lua_type(L, -1);
-    int rc = et == LUA_TSTRING || sea_lua_viewish(et)
-                 ? sea_run_send_value(r, &r->out[0], lua_gettop(L), NULL)
-                 : SEA_EINVAL;
-    lua_pop(L, 1);
-    if (rc == SEA_EINVAL && et != LUA_TSTRING)
-      return sea_run_result_complaint(r, idx); /* names the item */
-    if (rc != 0)
-      return sea_strerror(rc);
+  /* A list is resolved whole before any of it goes: one with a wrong item fails its message with
+   * nothing sent, as a wrong single result does. */
+  size_t n = sea_lua_rawlen(L, idx);
+  sea_run_item_t *it = sea_run_items(r, n);
+  if (it == NULL)
+    return sea_strerror(SEA_ENOMEM);
+  for (size_t i = 0; i < n; i++) {
+    const char *bad = sea_run_item(L, idx, i + 1, &it[i]);
+    if (bad != NULL)
+      return bad;
   }
-  return NULL;
+  return sea_run_send_items(r, it, n);
 }
 
 /* out:stop(): end the run as if every input had ended (a source or a script that is done). */

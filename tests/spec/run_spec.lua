@@ -419,6 +419,38 @@ describe("seastreamer.run", function()
       assert.equals(batch and 1 or 2, res.skipped) -- batch: the second call (m2) as a whole
     end)
 
+    it("sends nothing of a list with a wrong item (" .. form .. ")", function()
+      -- each message goes as itself and as a string; m1's list ends with a number instead
+      local function items(m) return m, m.payload == "m1" and 42 or m.payload .. "b" end
+      local f = function(m) return { items(m) } end
+      keep = fill(rt, "mem://li" .. form .. "/in", 4)
+      local cfg = forms[form](f)
+      if batch then
+        cfg.processor = {
+          batch = function(b)
+            local res = {}
+            for i = 1, #b do
+              local a, z = items(b[i])
+              res[#res + 1] = a
+              res[#res + 1] = z
+            end
+            return res
+          end,
+        }
+      end
+      cfg.inputs = { "mem://li" .. form .. "/in" }
+      cfg.outputs = { "mem://li" .. form .. "/out" }
+      cfg.input_options = { group = "g", mode = "resumable", reset = "earliest", stop_at_end = true,
+        batch = "2" }
+      cfg.on_error = "skip"
+      local res = assert(sea.run(cfg))
+      -- batch: the call of m0 and m1 fails as a whole; else m1 alone
+      assert.equals(batch and 2 or 1, res.skipped)
+      assert.same(batch and { "m2", "m2b", "m3", "m3b" } or { "m0", "m0b", "m2", "m2b", "m3", "m3b" },
+        read_all(rt, "mem://li" .. form .. "/out"))
+      assert.is_nil(committed(rt, "mem://li" .. form .. "/in", "g"))
+    end)
+
     it("reports an error object that is not a string, with where it was raised (" .. form .. ")",
       function()
         local line

@@ -10,6 +10,8 @@ local function emit(out)
 end
 
 return {
+  -- a message is done (committed) only once the tick that counted it has sent its window
+  hold = true,
   tick_ms = tonumber(os.getenv("WINDOW_MS") or "1000"),
   process = function(msg)
     local k = msg.stream_key

@@ -50,6 +50,13 @@ static void on_skipped(sea_pipeline_t *pl, size_t input, const sea_message_t *m,
           (unsigned long long)m->meta.seq, r->in[input].uri, why);
 }
 
+/* hold = true: after a tick or the stop hook, the messages held so far are done once what it
+ * sent is confirmed. Not after a hook that failed: they stay unacknowledged. */
+static void release(run_t *r) {
+  if (r->hold && r->pl && r->status == 0 && sea_pipeline_status(r->pl) == 0)
+    sea_pipeline_release(r->pl);
+}
+
 static void on_stopping(sea_pipeline_t *pl, void *data) {
   run_t *r = data;
   if (r->tick_timer_on)
@@ -57,6 +64,7 @@ static void on_stopping(sea_pipeline_t *pl, void *data) {
   for (int i = 0; i < r->nsigs; i++)
     uv_signal_stop(&r->sigs[i]);
   sea_run_hook_call(r, r->stop_ref, "stop", 0);
+  release(r);
 }
 
 static void on_inputs_ended(sea_pipeline_t *pl, void *data) {
@@ -74,8 +82,10 @@ static void on_done(sea_pipeline_t *pl, int status) {
 
 static void on_tick(uv_timer_t *t) {
   run_t *r = t->data;
-  if (!r->finished)
+  if (!r->finished) {
     sea_run_hook_call(r, r->tick_ref, "tick", 1);
+    release(r);
+  }
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -200,6 +210,12 @@ int sea_lua_run(lua_State *L) {
     lua_getfield(L, t, "linger");
     r->linger = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, t, "hold");
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+      return luaL_error(L, "%s: the processor's 'hold' is a %s, expected true or false", r->script,
+                        luaL_typename(L, -1));
+    r->hold = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     lua_getfield(L, t, "tick_ms");
     if (!lua_isnil(L, -1)) {
       if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) <= 0)
@@ -255,6 +271,8 @@ int sea_lua_run(lua_State *L) {
   lua_pop(L, 1); /* the string stays referenced by the config table */
   if (join && exactly_once)
     return luaL_error(L, "seastreamer.run: join with exactly_once is not supported");
+  if (r->hold && exactly_once)
+    return luaL_error(L, "%s: 'hold' with exactly_once is not supported", r->script);
 
   lua_getfield(L, 1, "on_error");
   const char *pol = lua_isnil(L, -1) ? "stop" : luaL_checkstring(L, -1);
@@ -406,6 +424,7 @@ int sea_lua_run(lua_State *L) {
       .join = join,
       .join_wait_ms = join_wait_ms,
       .join_max_buffered = (size_t)join_max,
+      .hold = r->hold,
   };
   /* The endpoint listens before anything connects: a bad address or a port in use fails the run
    * before anything is consumed. */

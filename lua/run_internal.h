@@ -40,6 +40,7 @@ typedef struct run {
   int fn_ref, batch_ref, start_ref, tick_ref, stop_ref, out_ref;
   int input_end_ref; /* called once every input has ended, if the processor lingers */
   bool linger;       /* the processor, not the end of the inputs, ends the run (out:stop()) */
+  bool hold;         /* messages stay unacknowledged until the next tick or the stop hook */
   sea_on_error_t policy;
   uint64_t tick_ms;
   sea_lua_limits_t lim; /* per call */

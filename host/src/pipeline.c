@@ -290,6 +290,11 @@ int sea_pipeline_start(sea_pipeline_t *pl) {
     sea__pl_begin_stop(pl);
     return pl->status;
   }
+  if (pl->cfg.hold && pl->cfg.exactly_once) {
+    set_error(pl, SEA_EINVAL, "hold with exactly-once is not supported");
+    sea__pl_begin_stop(pl);
+    return pl->status;
+  }
   if (pl->cfg.exactly_once && sea__pl_eos_setup(pl) != 0) {
     sea__pl_begin_stop(pl);
     return pl->status;
@@ -444,6 +449,7 @@ void sea_pipeline_free(sea_pipeline_t *pl) {
   close_handle((uv_handle_t *)pl->jcheck);
   close_handle((uv_handle_t *)pl->jidle);
   sea__stats_free(pl->stats);
+  sea__pl_holds_free(pl);
   sea__join_free(pl->join);
   sea__free(pl->in);
   sea__free(pl->out);

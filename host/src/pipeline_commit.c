@@ -46,6 +46,82 @@ void sea__pl_advance_acks(pl_input_t *in) {
   }
 }
 
+/* Nothing holds slot s any more (its pending reached 0): acknowledge what that allows, or, for a
+ * hold's token, let the hold's messages go. */
+void sea__pl_slot_done(sea_pipeline_t *pl, slot_t *s) {
+  pbatch_t *pb = slot_batch(s);
+  if (pb->hold == NULL) {
+    sea__pl_advance_acks(pb->in);
+    return;
+  }
+  hold_t *h = pb->hold;
+  for (hold_t **p = &pl->holds; *p; p = &(*p)->next)
+    if (*p == h) {
+      *p = h->next;
+      break;
+    }
+  /* A held slot keeps its batch: the acknowledgement one lets go may free batches of slots
+   * already let go, never one still held. */
+  for (size_t i = 0; i < h->n; i++)
+    if (--h->held[i]->pending == 0)
+      sea__pl_advance_acks(slot_batch(h->held[i])->in);
+  sea__free(h->held);
+  sea__free(h->token);
+  sea__free(h);
+}
+
+/* Hold message slot s until the next release (cfg.hold). 0 or SEA_ENOMEM. */
+int sea__pl_hold(sea_pipeline_t *pl, slot_t *s) {
+  hold_t *h = pl->hold;
+  if (h == NULL) {
+    h = sea__calloc(1, sizeof *h);
+    pbatch_t *t = sea__calloc(1, sizeof *t + sizeof(slot_t));
+    if (h == NULL || t == NULL) {
+      sea__free(h);
+      sea__free(t);
+      return SEA_ENOMEM;
+    }
+    t->hold = h;
+    t->slots[0] = (slot_t){.i = 0, .pending = 1}; /* until the release */
+    h->token = t;
+    h->next = pl->holds;
+    pl->holds = pl->hold = h;
+  }
+  if (h->n == h->cap) {
+    size_t cap = h->cap ? h->cap * 2 : 256;
+    slot_t **a = sea__realloc(h->held, cap * sizeof *a);
+    if (a == NULL)
+      return SEA_ENOMEM;
+    h->held = a;
+    h->cap = cap;
+  }
+  h->held[h->n++] = s;
+  s->pending++;
+  return 0;
+}
+
+int sea_pipeline_release(sea_pipeline_t *pl) {
+  if (pl == NULL || pl->in_call)
+    return SEA_EINVAL;
+  hold_t *h = pl->hold;
+  pl->hold = NULL;
+  if (h != NULL && --h->token->slots[0].pending == 0)
+    sea__pl_slot_done(pl, h->token->slots);
+  return 0;
+}
+
+/* The pipeline is freed: its holds go, their messages unacknowledged. */
+void sea__pl_holds_free(sea_pipeline_t *pl) {
+  while (pl->holds) {
+    hold_t *h = pl->holds;
+    pl->holds = h->next;
+    sea__free(h->held);
+    sea__free(h->token);
+    sea__free(h);
+  }
+  pl->hold = NULL;
+}
+
 /* A commit refused while the group's coordinator moves (SEA_EBUSY): nothing is lost, the same
  * positions are committed again. A timer commit leaves it to the next tick; the last commit
  * (the pipeline is finishing, nothing will tick) is tried again with a bounded backoff, and

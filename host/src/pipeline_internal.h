@@ -16,6 +16,7 @@
 
 typedef struct pbatch pbatch_t;
 typedef struct pl_input pl_input_t;
+typedef struct hold hold_t;
 
 /* A message's slot; a send's token. Its batch is found from its index (8 bytes a message). */
 typedef struct slot {
@@ -32,7 +33,20 @@ struct pbatch {
   pbatch_t *in_next;    /* the input's FIFO: acknowledgement order */
   pbatch_t *work_next;  /* the pipeline's FIFO of batches with messages still to process */
   sea__jnode_t *jnodes; /* joined: one node a message, after the slots */
+  hold_t *hold;         /* a hold's token (batch and in NULL, one slot): that hold */
   slot_t slots[];
+};
+
+/* cfg.hold: the messages held since the last release, each the first of a processor call (the
+ * in-order acknowledgement holds the rest of its call), with a hold each on its slot. The sends
+ * made outside the processor's calls while it is open carry its token, a pbatch of one slot
+ * and no batch, as a message's sends carry its slot: the token's pending counts them until their
+ * receipts, plus 1 until the release. At 0 the hold lets its messages go. */
+struct hold {
+  slot_t **held;
+  size_t n, cap;
+  pbatch_t *token;
+  hold_t *next; /* the pipeline's holds not done yet */
 };
 
 static inline pbatch_t *slot_batch(slot_t *s) {
@@ -127,6 +141,8 @@ struct sea_pipeline {
   uint64_t window_counted; /* counted when the open transaction began */
   uint64_t window_sends;   /* sends into the open transaction */
   char txn_id[256];
+  hold_t *hold;       /* cfg.hold: the open hold (NULL until a message is held after a release) */
+  hold_t *holds;      /* cfg.hold: every hold not done yet, the open one too */
   sea__join_t *join;  /* joined: the messages waiting for their turn */
   uv_timer_t *jtimer; /* joined: the wait rule's wake-up, freed in its close callback */
   /* joined: the wait rule's clock is not the time now but the time the loop began its last
@@ -184,6 +200,9 @@ int sea__pl_start_inputs(sea_pipeline_t *pl);
 
 void sea__pl_pbatch_free(pbatch_t *pb);
 void sea__pl_advance_acks(pl_input_t *in);
+void sea__pl_slot_done(sea_pipeline_t *pl, slot_t *s);
+int sea__pl_hold(sea_pipeline_t *pl, slot_t *s);
+void sea__pl_holds_free(sea_pipeline_t *pl);
 void sea__pl_commit_all(sea_pipeline_t *pl);
 void sea__pl_on_commit_timer(uv_timer_t *t);
 sea_pipeline_t *sea__pl_input_op_back(pl_input_t *in);

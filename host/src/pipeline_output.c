@@ -19,7 +19,7 @@ void sea__pl_on_receipt(sea_producer_t *p, void *token, int status, const sea_me
     o->receipted++;
   } else if (status != SEA_ECANCELED) {
     const char *em = sea_producer_errmsg(p);
-    if (s != NULL) {
+    if (s != NULL && slot_batch(s)->batch != NULL) {
       pbatch_t *pb = slot_batch(s);
       const sea_message_t *m = &pb->batch->msgs[s->i];
       set_error(pl, status, "output %s rejected the message for %s | %llu of %s: %s", o->uri,
@@ -34,7 +34,7 @@ void sea__pl_on_receipt(sea_producer_t *p, void *token, int status, const sea_me
   /* A send that failed keeps its message's hold for good: neither it nor anything its input
    * delivered after it is acknowledged. */
   if (s != NULL && status == 0 && --s->pending == 0)
-    sea__pl_advance_acks(slot_batch(s)->in);
+    sea__pl_slot_done(pl, s);
   if (o == pl->txo && pl->txn == TXN_DRAINING)
     sea__pl_eos_progress(pl);
 }
@@ -169,7 +169,7 @@ int sea_pipeline_send(sea_pipeline_t *pl, size_t output, const sea_message_t *m,
   }
   if (o->stopped)
     return SEA_ESTATE;
-  slot_t *slot = pl->in_call ? pl->cur : NULL;
+  slot_t *slot = pl->in_call ? pl->cur : pl->hold ? pl->hold->token->slots : NULL;
   if (o->of_head == NULL && pl->txn != TXN_COMMITTING) {
     int rc = send_now(o, m, flags, slot);
     if (rc != SEA_EAGAIN)

@@ -14,6 +14,10 @@
 static size_t call_processor(sea_pipeline_t *pl, pbatch_t *pb, size_t first, size_t count) {
   slot_t *hold = &pb->slots[first]; /* a batch call's sends hold its first message: in-order
                                        acknowledgement then holds the rest too */
+  if (pl->cfg.hold && sea__pl_hold(pl, hold) != 0) {
+    set_error(pl, SEA_ENOMEM, "out of memory holding a message of %s", pb->in->uri);
+    return 0;
+  }
   hold->pending++;
   pl->cur = hold;
   pl->in_call = true;
@@ -291,6 +295,7 @@ void sea__pl_on_batch(sea_consumer_t *c, const sea_batch_t *batch) {
   pb->next_proc = pb->next_ack = 0;
   pb->in_next = pb->work_next = NULL;
   pb->jnodes = NULL;
+  pb->hold = NULL;
   for (size_t i = 0; i < batch->count; i++)
     pb->slots[i] = (slot_t){.i = (uint32_t)i, .pending = 0};
   if (in->tail)

@@ -340,6 +340,71 @@ describe("seastreamer.run", function()
     assert.matches("after the run ended", err)
   end)
 
+  -- hold = true: a message is done only once a tick or the stop hook sent what it went into.
+  for _, form in ipairs { "process", "limited", "batch" } do
+    local function processor(buf, stop)
+      local p = { hold = true, stop = stop }
+      if form == "batch" then
+        p.batch = function(b) for i = 1, #b do buf[#buf + 1] = b[i].payload end end
+      else
+        p.process = function(m) buf[#buf + 1] = m.payload end
+      end
+      return p
+    end
+    it("holds every message until the stop hook sent what it went into (" .. form .. ")", function()
+      local name = "hd" .. form
+      keep = fill(rt, "mem://" .. name .. "/in", 5)
+      local buf = {}
+      local res = assert(sea.run {
+        processor = processor(buf, function(out) out:send(nil, table.concat(buf, ",")) end),
+        inputs = { "mem://" .. name .. "/in" }, outputs = { "mem://" .. name .. "/out" },
+        input_options = group_in, max_instructions = form == "limited" and 10000000 or nil,
+      })
+      assert.equals(5, res.processed)
+      assert.same({ "m0,m1,m2,m3,m4" }, read_all(rt, "mem://" .. name .. "/out"))
+      assert.is_nil(committed(rt, "mem://" .. name .. "/in", "g")) -- all of them, once sent
+    end)
+
+    it("commits nothing held when the stop hook fails before sending (" .. form .. ")", function()
+      local name = "hf" .. form
+      keep = fill(rt, "mem://" .. name .. "/in", 5)
+      local ok, err = sea.run {
+        processor = processor({}, function() error("no flush") end),
+        inputs = { "mem://" .. name .. "/in" }, outputs = { "mem://" .. name .. "/out" },
+        input_options = group_in, max_instructions = form == "limited" and 10000000 or nil,
+      }
+      assert.is_nil(ok)
+      assert.matches("stop hook failed: .*no flush", err)
+      assert.equals(0, committed(rt, "mem://" .. name .. "/in", "g")) -- they come again
+    end)
+  end
+
+  it("commits what it processed without hold, whatever the stop hook does", function()
+    -- the contrast: a message is done when its call returns
+    keep = fill(rt, "mem://hn/in", 3)
+    local ok = sea.run {
+      processor = { process = function() end, stop = function() error("no flush") end },
+      inputs = { "mem://hn/in" }, outputs = { "mem://hn/out" }, input_options = group_in,
+    }
+    assert.is_nil(ok)
+    assert.is_nil(committed(rt, "mem://hn/in", "g"))
+  end)
+
+  it("refuses a hold that is not a boolean, and hold with exactly_once", function()
+    local ok, err = pcall(sea.run, {
+      processor = { hold = 1, process = function() end },
+      inputs = { "mem://hb/in" }, outputs = { "mem://hb/out" },
+    })
+    assert.is_false(ok)
+    assert.matches("the processor's 'hold' is a number, expected true or false", err)
+    ok, err = pcall(sea.run, {
+      processor = { hold = true, process = function() end },
+      inputs = { "mem://hb/in" }, outputs = { "mem://hb/out" }, exactly_once = true,
+    })
+    assert.is_false(ok)
+    assert.matches("'hold' with exactly_once is not supported", err)
+  end)
+
   it("merges several inputs", function()
     keep = fill(rt, "mem://rm/a", 3)
     local k2 = fill(rt, "mem://rm/b", 2)

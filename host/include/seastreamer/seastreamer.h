@@ -413,6 +413,16 @@ typedef struct sea_pipeline_config {
   int join;
   uint64_t join_wait_ms;    /* 0 = 1000 */
   size_t join_max_buffered; /* 0 = 100000 */
+  /* Hold (appended after join_max_buffered), for a processor whose output for a message comes
+   * later, from a timer or on_stopping (a window's aggregate): every message handed to the
+   * processor is held past its call, until sea_pipeline_release. A message held is done only
+   * once it is released and every send made outside the processor's calls between its hold and
+   * that release (the timer's aggregate) has its receipt, besides its own sends. A stop does not
+   * release: on_stopping may send the last window, then release. Messages never released are
+   * never acknowledged, so a crash, a failure or a stop before a release costs duplicates, never
+   * a message. Their batches stay in memory until then. Not with exactly_once (refused at
+   * start). */
+  int hold;
 } sea_pipeline_config_t;
 
 typedef struct sea_pipeline_stats {
@@ -440,11 +450,16 @@ SEA_EXTERN int sea_pipeline_add_output(sea_pipeline_t *pl, sea_producer_t *p, si
 /* Start every input. On failure the pipeline is stopping (its done callback still comes) and
  * sea_pipeline_errmsg says why. */
 SEA_EXTERN int sea_pipeline_start(sea_pipeline_t *pl);
+/* Let go every message held so far (cfg.hold): each is done once the sends made outside the
+ * processor's calls since it was held have their receipts. Call it outside the processor's calls
+ * (after a timer's sends, in on_stopping). 0, or SEA_EINVAL (no pipeline, or inside a call). */
+SEA_EXTERN int sea_pipeline_release(sea_pipeline_t *pl);
 /* Send m to an output. Inside the processor the send belongs to the messages it was handed;
- * elsewhere (a timer, on_stopping) to none. A full output keeps the message (its block is
- * retained, bytes without a block are copied) and the pipeline pauses its inputs until the output
- * drains, so this returns 0, or an error for a message the output refuses (nothing was taken).
- * flags: SEA_PIPELINE_KEEP_META passes seq, shard and timestamp to backends that can keep them. */
+ * elsewhere (a timer, on_stopping) to the messages held (cfg.hold), or to none. A full output keeps
+ * the message (its block is retained, bytes without a block are copied) and the pipeline pauses its
+ * inputs until the output drains, so this returns 0, or an error for a message the output refuses
+ * (nothing was taken). flags: SEA_PIPELINE_KEEP_META passes seq, shard and timestamp to backends
+ * that can keep them. */
 #define SEA_PIPELINE_KEEP_META 1u
 SEA_EXTERN int sea_pipeline_send(sea_pipeline_t *pl, size_t output, const sea_message_t *m,
                                  unsigned flags);

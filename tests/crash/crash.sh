@@ -74,20 +74,10 @@ uncommitted() {
     COMMITTED_DESC="committed offset $c"
     ;;
   file)
-    local pos=0 c=0 posf="$T/$in.ss.$g.pos"
-    if [[ -f $posf ]]; then
-      pos=$(tr -d '\n' <"$posf")
-      if [[ ! $pos =~ ^[0-9]+$ ]]; then
-        bad "$posf holds '$pos', not a byte offset: the test needs updating to its new form"
-        pos=0
-      fi
-    fi
-    if ((pos > 0)); then
-      # The messages before the committed offset: those of the file cut there.
-      head -c "$pos" "$T/$in.ss" >"$T/cut.ss"
-      bounded "$SS" consume -o beginning -e -f '%s\n' "file://$T/cut.ss/k" 2>/dev/null >"$T/cut.out"
-      c=$(wc -l <"$T/cut.out")
-    fi
+    local pos=0 c=0
+    # The messages before the committed offset: those of the file cut there.
+    file_committed "$T/$in.ss" "$g" "$T/cut.out" && c=$(wc -l <"$T/cut.out")
+    [[ -f "$T/$in.ss.$g.pos" ]] && pos=$(tr -d '\n' <"$T/$in.ss.$g.pos")
     [[ $c -lt $N ]] && seq $((c + 1)) "$N" >"$T/uncommitted"
     COMMITTED_DESC="committed offset $pos (the first $c messages)"
     ;;
@@ -133,26 +123,11 @@ crash_case() {
   esac
 
   # 1. Start, and kill -9 in the middle.
-  # timeout itself in the background (not a function, which would put a subshell between).
-  # Its bound is past kill_midway's 90 s, which reports a run that never got to K.
-  timeout -s KILL 120 "${first[@]}" >"$T/$name.1" 2>"$T/$name.err1" &
-  local tpid=$! pid r
-  if ! pid=$(child_of "$tpid"); then
-    wait "$tpid"
-    bad "$label: the command did not start: $(head -c 400 "$T/$name.err1")"
-    return
-  fi
+  RUN_CMD=("${first[@]}")
   if [[ $cmd == consume ]]; then
-    kill_midway "$pid" "$K" eval 'wc -l <"$T/$name.1"'
+    run_and_kill "$label" "$T/$name.1" "$T/$name.err1" "$K" eval 'wc -l <"$T/$name.1"' || return
   else
-    kill_midway "$pid" "$K" stream_count "$name-out"
-  fi
-  r=$?
-  { wait "$tpid"; } 2>/dev/null # (timeout dies of the same signal; no "Killed" line from bash)
-  if [[ $r -ne 0 ]]; then
-    bad "$label: the first run $([[ $r -eq 1 ]] && echo 'ended by itself' || echo "did not write $K within 90 s")" \
-      "before the kill: $(head -c 600 "$T/$name.err1")"
-    return
+    run_and_kill "$label" "$T/$name.1" "$T/$name.err1" "$K" stream_count "$name-out" || return
   fi
 
   # 2. What was written before the kill, and what the backend still counts as not done.

@@ -60,42 +60,16 @@ for attempt in 1 2 3; do
   run=("$SS" run --join "$T/identity.lua" --input "$a" --input "$b" --output "$out"
     -I mode=resumable -I "group=$g")
   rm -f -- "$T/join-out.ss"
-  timeout -s KILL 120 "${run[@]}" -I start=beginning >"$T/join.1" 2>"$T/join.err1" &
-  tpid=$!
-  if ! pid=$(child_of "$tpid"); then
-    wait "$tpid"
-    bad "the first run did not start: $(head -c 400 "$T/join.err1")"
-    finish
-    exit
-  fi
-  kill_midway "$pid" "$K" stream_count join-out
-  r=$?
-  { wait "$tpid"; } 2>/dev/null
-  if [[ $r -ne 0 ]]; then
-    bad "the first run $([[ $r -eq 1 ]] && echo 'ended by itself' || echo "did not write $K within 90 s"):" \
-      "$(head -c 600 "$T/join.err1")"
-    finish
-    exit
-  fi
+  RUN_CMD=("${run[@]}" -I start=beginning)
+  run_and_kill "run --join" "$T/join.1" "$T/join.err1" "$K" stream_count join-out || { finish; exit; }
   read_stream "$out" "$T/before" || { finish; exit; }
   written=$(whole_lines "$T/before" | wc -l)
   ((written < N)) && break
   echo "    round $attempt: all $N were written before the kill (looked at $KILLED_AT); again"
 done
-# committed NAME: the numbers group g committed in file NAME at the kill (the messages before its
-# committed byte offset), into $T/committed.NAME.
-committed() {
-  local f="$T/$1.ss" posf="$T/$1.ss.$g.pos" pos=0
-  : >"$T/committed.$1"
-  [[ -f $posf ]] && pos=$(tr -d '\n' <"$posf")
-  [[ $pos =~ ^[0-9]+$ ]] || { bad "$posf holds '$pos', not a byte offset"; return; }
-  if ((pos > 0)); then
-    head -c "$pos" "$f" >"$T/cut.ss"
-    bounded "$SS" consume -o beginning -e -f '%s\n' "file://$T/cut.ss/k" >"$T/committed.$1" 2>/dev/null
-  fi
-}
-committed join-a
-committed join-b
+# The numbers group g committed in each file at the kill.
+file_committed "$T/join-a.ss" "$g" "$T/committed.join-a"
+file_committed "$T/join-b.ss" "$g" "$T/committed.join-b"
 cat "$T/committed.join-a" "$T/committed.join-b" >"$T/committed"
 if [[ $written -lt $N ]]; then ok; else bad "all $N were written before the kill"; fi
 increasing "the first run's output" "$T/before" consecutive
@@ -120,13 +94,9 @@ if [[ $stray -eq 0 ]]; then ok; else
 fi
 
 # 3. Once more with -e: the restart committed what it did, nothing comes again.
-bounded "${run[@]}" -e >"$T/join.3" 2>"$T/join.err3"
-expect_status "the run after the restart" 0 $?
-read_stream "$out" "$T/again" || { finish; exit; }
-again=$(($(wc -l <"$T/again") - total))
-if [[ $again -eq 0 ]]; then ok; else bad "the run after the restart wrote $again messages again"; fi
+third_run "$out" "$total" "${run[@]}" -e
 
 echo "    run --join: written before the kill $written (looked at $KILLED_AT); committed at the" \
   "kill $(wc -l <"$T/committed.join-a") odd, $(wc -l <"$T/committed.join-b") even; restart wrote" \
-  "$((total - written)); lost $LOST; duplicates $DUPS; a third run wrote $again"
+  "$((total - written)); lost $LOST; duplicates $DUPS; a third run wrote $AGAIN"
 finish

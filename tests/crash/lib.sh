@@ -148,6 +148,36 @@ expect_quiet() {
 only_in() { awk 'NR == FNR { s[$0] = 1; next } ($0 in s)' "$1" -; }
 not_in() { awk 'NR == FNR { s[$0] = 1; next } !($0 in s)' "$1" -; }
 
+# third_run URI TOTAL CMD...: once more, after a restart that committed what it did: CMD
+# (bounded) exits 0 and the stream at URI, which held TOTAL messages, gets none again. Sets
+# AGAIN (how many it got).
+third_run() {
+  local uri=$1 total=$2
+  shift 2
+  bounded "$@" >"$T/third.out" 2>"$T/third.err"
+  expect_status "the run after the restart" 0 $?
+  AGAIN=-
+  read_stream "$uri" "$T/third.stream" || return 1
+  AGAIN=$(($(wc -l <"$T/third.stream") - total))
+  if [[ $AGAIN -eq 0 ]]; then ok; else bad "the run after the restart wrote $AGAIN messages again"; fi
+}
+
+# file_committed FILE GROUP OUT: the payloads group GROUP had committed in the .ss file FILE (the
+# messages before the byte offset in FILE.GROUP.pos, key k), into OUT (empty when none).
+file_committed() {
+  local pos=0 posf="$1.$2.pos"
+  : >"$3"
+  [[ -f $posf ]] && pos=$(tr -d '\n' <"$posf")
+  if [[ ! $pos =~ ^[0-9]+$ ]]; then
+    bad "$posf holds '$pos', not a byte offset: the test needs updating to its new form"
+    return 1
+  fi
+  if ((pos > 0)); then
+    head -c "$pos" "$1" >"$T/cut.ss"
+    bounded "$SS" consume -o beginning -e -f '%s\n' "file://$T/cut.ss/k" >"$3" 2>/dev/null
+  fi
+}
+
 # Everything started in the background is killed at exit, whatever happened (a failed check must
 # not leave a follower running), and reaped: every job of this shell with all its descendants
 # (read from /proc before any is killed, so a command whose `timeout` dies first is still found;
@@ -213,6 +243,29 @@ child_of() {
 # with everything it had sent. So the kill lands soon after the output reached K whatever the
 # machine's speed. Returns 1 if PID ended by itself, 2 if K was not reached within 90 s.
 KILLED_AT=0
+# run_and_kill LABEL OUT ERR K COUNT_CMD...: starts "${RUN_CMD[@]}" in the background (bounded to
+# 120 s, past kill_midway's 90), its stdout in OUT and its stderr in ERR, and kills it -9 in the
+# middle (kill_midway K COUNT_CMD...). 0 once it was killed so; otherwise says why (bad) and 1.
+run_and_kill() {
+  local label=$1 out=$2 err=$3 k=$4 tpid pid r
+  shift 4
+  # timeout itself in the background (not a function, which would put a subshell between).
+  timeout -s KILL 120 "${RUN_CMD[@]}" >"$out" 2>"$err" &
+  tpid=$!
+  if ! pid=$(child_of "$tpid"); then
+    wait "$tpid"
+    bad "$label: the command did not start: $(head -c 400 "$err")"
+    return 1
+  fi
+  kill_midway "$pid" "$k" "$@"
+  r=$?
+  { wait "$tpid"; } 2>/dev/null # (timeout dies of the same signal; no "Killed" line from bash)
+  if [[ $r -ne 0 ]]; then
+    bad "$label: the first run $([[ $r -eq 1 ]] && echo 'ended by itself' || echo "did not write $k within 90 s")" \
+      "before the kill: $(head -c 600 "$err")"
+    return 1
+  fi
+}
 kill_midway() {
   local pid=$1 k=$2 n deadline=$((SECONDS + 90)) paused=0 slice=0.01 this
   shift 2

@@ -56,14 +56,7 @@ echo "--- run with hold = ${WINDOW_HOLD:-true}: $N messages sent from a tick, ki
 g="g-win-$RUN_ID"
 run=("$SS" run "$T/window.lua" --input "$in" --output "$out" -I mode=resumable -I "group=$g"
   --commit-interval 50)
-timeout -s KILL 120 "${run[@]}" -I start=beginning >"$T/win.1" 2>"$T/win.err1" &
-tpid=$!
-if ! pid=$(child_of "$tpid"); then
-  wait "$tpid"
-  bad "the first run did not start: $(head -c 400 "$T/win.err1")"
-  finish
-  exit
-fi
+RUN_CMD=("${run[@]}" -I start=beginning)
 # The output grows at the ticks only, and kill_midway kills right after it sees it grow, which
 # would be right after a tick: the count it sees reaches K only some 20 looks (about 0.3 s) after
 # the output did, so that the kill lands anywhere between two ticks.
@@ -75,15 +68,7 @@ late_count() {
   echo "$looks" >"$T/looks"
   if ((looks >= 20)); then echo "$n"; else echo $((K - 1)); fi
 }
-kill_midway "$pid" "$K" late_count
-r=$?
-{ wait "$tpid"; } 2>/dev/null
-if [[ $r -ne 0 ]]; then
-  bad "the first run $([[ $r -eq 1 ]] && echo 'ended by itself' || echo "did not write $K within 90 s"):" \
-    "$(head -c 600 "$T/win.err1")"
-  finish
-  exit
-fi
+run_and_kill "run with hold" "$T/win.1" "$T/win.err1" "$K" late_count || { finish; exit; }
 wait "$ppid" || bad "producing the input: $(head -c 400 "$T/produce.err")"
 read_stream "$out" "$T/before" || { finish; exit; }
 written=$(whole_lines "$T/before" | wc -l)
@@ -91,14 +76,7 @@ if [[ $written -lt $N ]]; then ok; else bad "all $N were written before the kill
 
 # What group g had committed at the kill: the numbers before its committed byte offset. Every
 # one of them was sent (and confirmed) before the kill.
-pos=0
-[[ -f "$T/win-in.ss.$g.pos" ]] && pos=$(tr -d '\n' <"$T/win-in.ss.$g.pos")
-[[ $pos =~ ^[0-9]+$ ]] || bad "the group's position file holds '$pos', not a byte offset"
-: >"$T/committed"
-if ((pos > 0)); then
-  head -c "$pos" "$T/win-in.ss" >"$T/cut.ss"
-  bounded "$SS" consume -o beginning -e -f '%s\n' "file://$T/cut.ss/k" >"$T/committed" 2>/dev/null
-fi
+file_committed "$T/win-in.ss" "$g" "$T/committed"
 unsent=$(not_in <(whole_lines "$T/before") <"$T/committed" | wc -l)
 if [[ $unsent -eq 0 ]]; then ok; else
   bad "$unsent numbers were committed before the kill but not sent, e.g." \
@@ -115,13 +93,9 @@ total=$(wc -l <"$T/after")
 expect_all "the union of the outputs" "$N" "$T/after"
 
 # Once more with -e: the restart committed what it did, nothing comes again.
-bounded "${run[@]}" -e >"$T/win.3" 2>"$T/win.err3"
-expect_status "the run after the restart" 0 $?
-read_stream "$out" "$T/again" || { finish; exit; }
-again=$(($(wc -l <"$T/again") - total))
-if [[ $again -eq 0 ]]; then ok; else bad "the run after the restart wrote $again messages again"; fi
+third_run "$out" "$total" "${run[@]}" -e
 
 echo "    run with hold = ${WINDOW_HOLD:-true}: written before the kill $written (looked at $KILLED_AT); committed at the" \
   "kill $(wc -l <"$T/committed"); restart wrote $((total - written)); lost $LOST;" \
-  "duplicates $DUPS; a third run wrote $again"
+  "duplicates $DUPS; a third run wrote $AGAIN"
 finish

@@ -574,6 +574,20 @@ static void pl_resume(sea_runtime_t *rt, const char *group, char *first, int *le
   sea_streamer_close(s);
 }
 
+/* Run the loop a turn at a time until the counter at offset `field` of pl's stats reaches want
+ * (at most 100,000 turns); the stats then are in *st. */
+static void pl_turn_until(sea_runtime_t *rt, sea_pipeline_t *pl, size_t field, uint64_t want,
+                          sea_pipeline_stats_t *st) {
+  for (int i = 0; i < 100000; i++) {
+    sea_pipeline_stats(pl, st);
+    uint64_t v;
+    memcpy(&v, (const char *)st + field, sizeof v);
+    if (v >= want)
+      return;
+    sea_runtime_run(rt, SEA_RUN_ONCE);
+  }
+}
+
 static void test_pipeline(void) {
   sea_runtime_t *rt = new_runtime();
   sea_streamer_t *s;
@@ -597,12 +611,7 @@ static void test_pipeline(void) {
                                  "mem://pl/ooo-slow", "hold_receipts=true", &cfg);
     CHECK_EQ_INT(sea_pipeline_start(pl), 0);
     sea_pipeline_stats_t st;
-    for (int i = 0; i < 100000; i++) {
-      sea_pipeline_stats(pl, &st);
-      if (st.receipted >= 19)
-        break;
-      sea_runtime_run(rt, SEA_RUN_ONCE);
-    }
+    pl_turn_until(rt, pl, offsetof(sea_pipeline_stats_t, receipted), 19, &st);
     CHECK_EQ_INT((int)st.receipted, 19);
     for (int i = 0; i < 20; i++) /* commit timer ticks */
       sea_runtime_run(rt, SEA_RUN_ONCE);
@@ -654,12 +663,7 @@ static void test_pipeline(void) {
                                  "mem://pl/hold-agg", "hold_receipts=true", &cfg);
     CHECK_EQ_INT(sea_pipeline_start(pl), 0);
     sea_pipeline_stats_t st;
-    for (int i = 0; i < 100000; i++) {
-      sea_pipeline_stats(pl, &st);
-      if (st.processed >= 20)
-        break;
-      sea_runtime_run(rt, SEA_RUN_ONCE);
-    }
+    pl_turn_until(rt, pl, offsetof(sea_pipeline_stats_t, processed), 20, &st);
     CHECK_EQ_INT((int)st.processed, 20);
     CHECK_EQ_INT(pc.status, 0);
     for (int i = 0; i < 20; i++) /* commit timer ticks: nothing is done, nothing released */

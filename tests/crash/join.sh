@@ -76,11 +76,7 @@ increasing "the first run's output" "$T/before" consecutive
 
 # 2. Restart with -e: it finishes, says nothing (but the cut of a torn frame), and writes the
 # rest in order.
-bounded "${run[@]}" -e >"$T/join.2" 2>"$T/join.err2"
-st=$?
-expect_status "the restart with -e" 0 "$st"
-expect_quiet "the restart with -e" "$st" "$T/join.err2"
-read_stream "$out" "$T/after" || { finish; exit; }
+restart "$out" "$T/after" "${run[@]}" -e || { finish; exit; }
 total=$(wc -l <"$T/after")
 tail -n +$((written + 1)) "$T/after" >"$T/restart"
 increasing "the restart's output" "$T/restart"

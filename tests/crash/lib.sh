@@ -148,6 +148,18 @@ expect_quiet() {
 only_in() { awk 'NR == FNR { s[$0] = 1; next } ($0 in s)' "$1" -; }
 not_in() { awk 'NR == FNR { s[$0] = 1; next } !($0 in s)' "$1" -; }
 
+# restart URI FILE CMD...: the restart after the kill: CMD (bounded) exits 0 and says nothing
+# (but the cut of a torn frame); then the stream at URI is read into FILE. 1 if it could not be.
+restart() {
+  local uri=$1 file=$2 st
+  shift 2
+  bounded "$@" >"$T/restart.out" 2>"$T/restart.err"
+  st=$?
+  expect_status "the restart with -e" 0 "$st"
+  expect_quiet "the restart with -e" "$st" "$T/restart.err"
+  read_stream "$uri" "$file"
+}
+
 # third_run URI TOTAL CMD...: once more, after a restart that committed what it did: CMD
 # (bounded) exits 0 and the stream at URI, which held TOTAL messages, gets none again. Sets
 # AGAIN (how many it got).

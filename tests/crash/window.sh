@@ -84,11 +84,7 @@ if [[ $unsent -eq 0 ]]; then ok; else
 fi
 
 # Restart with -e: it finishes and the union holds everything.
-bounded "${run[@]}" -e >"$T/win.2" 2>"$T/win.err2"
-st=$?
-expect_status "the restart with -e" 0 "$st"
-expect_quiet "the restart with -e" "$st" "$T/win.err2"
-read_stream "$out" "$T/after" || { finish; exit; }
+restart "$out" "$T/after" "${run[@]}" -e || { finish; exit; }
 total=$(wc -l <"$T/after")
 expect_all "the union of the outputs" "$N" "$T/after"
 

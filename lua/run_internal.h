@@ -96,7 +96,6 @@ void sea_run_after_lua_call(run_t *r);
 /* run_out.c */
 int sea_run_send_message(run_t *r, output_t *o, const sea_message_t *vm, const char *stream_key);
 int sea_run_send_bytes(run_t *r, output_t *o, const char *p, size_t len, const char *stream_key);
-int sea_run_send_value(run_t *r, output_t *o, int i, const char *stream_key);
 int sea_run_out_send(lua_State *L);
 int sea_run_out_send_own(lua_State *L);
 int sea_run_out_stats(lua_State *L);

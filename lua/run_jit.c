@@ -68,9 +68,7 @@ static int driver_send_result(lua_State *L) {
     return luaL_error(L, "seastreamer.run driver: no call %d under way", (int)i);
   const sea_message_t *m = &r->call_msgs[i - 1];
   r->cur_msg = m;
-  const char *bad = sea_run_result_complaint(r, 2);
-  if (bad == NULL)
-    bad = sea_run_send_result(r, 2);
+  const char *bad = sea_run_send_result(r, 2); /* checks it whole before anything goes */
   if (bad != NULL) {
     r->drive.failed_at = (size_t)i;
     snprintf(r->drive.failure, sizeof r->drive.failure, "%s %s", sea_run_where_fn(r, r->fn_ref),

@@ -41,20 +41,17 @@ int sea_run_send_bytes(run_t *r, output_t *o, const char *p, size_t len, const c
   return sea_pipeline_send(r->pl, o->index, &m, 0);
 }
 
-/* Send the value at index i (a string or a message view) to o. Returns 0 or raises/returns err. */
-int sea_run_send_value(run_t *r, output_t *o, int i, const char *stream_key) {
-  lua_State *L = r->L;
-  if (lua_type(L, i) == LUA_TSTRING) {
-    size_t len;
-    const char *p = lua_tolstring(L, i, &len);
-    return sea_run_send_bytes(r, o, p, len, stream_key);
-  } else {
-    sea_lua_view_t *v = sea_lua_to_view(L, i);
-    const sea_message_t *vm = v == NULL ? NULL : sea_lua_view_msg(L, v);
-    if (vm == NULL)
-      return SEA_EINVAL;
-    return sea_run_send_message(r, o, vm, stream_key);
+/* Resolve the value at index i, of type t, into it: a string (its bytes stay the value's), or a
+ * message still valid. False for anything else. */
+static inline bool resolve(lua_State *L, int i, int t, sea_run_item_t *it) {
+  it->m = NULL;
+  if (t == LUA_TSTRING) {
+    it->p = lua_tolstring(L, i, &it->len);
+    return true;
   }
+  sea_lua_view_t *v = sea_lua_viewish(t) ? sea_lua_to_view(L, i) : NULL;
+  it->m = v ? sea_lua_view_msg(L, v) : NULL;
+  return it->m != NULL;
 }
 
 /* out:send(name, payload [, stream_key]): to the output called name (nil: the default one). own:
@@ -241,15 +238,9 @@ const char *sea_run_result_complaint(run_t *r, int idx) {
 const char *sea_run_item(lua_State *L, int idx, size_t i, sea_run_item_t *it) {
   lua_rawgeti(L, idx, (int)i);
   int et = lua_type(L, -1);
-  it->m = NULL;
-  if (et == LUA_TSTRING) {
-    it->p = lua_tolstring(L, -1, &it->len);
-  } else {
-    sea_lua_view_t *v = sea_lua_viewish(et) ? sea_lua_to_view(L, -1) : NULL;
-    it->m = v ? sea_lua_view_msg(L, v) : NULL;
-  }
+  bool ok = resolve(L, -1, et, it);
   lua_pop(L, 1);
-  if (et == LUA_TSTRING || it->m != NULL)
+  if (ok)
     return NULL;
   return lua_pushfstring(L,
                          "returned a list whose item %d is a %s (expected a string or a message "
@@ -289,10 +280,10 @@ const char *sea_run_send_result(run_t *r, int idx) {
   if (t == LUA_TNIL)
     return NULL;
   if (t == LUA_TSTRING || sea_lua_viewish(t)) {
-    int rc = sea_run_send_value(r, &r->out[0], idx, NULL);
-    if (rc == SEA_EINVAL && t != LUA_TSTRING)
+    sea_run_item_t it;
+    if (!resolve(L, idx, t, &it))
       return sea_run_result_complaint(r, idx);
-    return rc != 0 ? sea_strerror(rc) : NULL;
+    return sea_run_send_items(r, &it, 1);
   }
   if (t != LUA_TTABLE || sea_run_not_list(L, idx) != NULL)
     return sea_run_result_complaint(r, idx);

@@ -53,7 +53,7 @@ static void on_skipped(sea_pipeline_t *pl, size_t input, const sea_message_t *m,
 /* hold = true: after a tick or the stop hook, the messages held so far are done once what it
  * sent is confirmed. Not after a hook that failed: they stay unacknowledged. */
 static void release(run_t *r) {
-  if (r->hold && r->pl && r->status == 0 && sea_pipeline_status(r->pl) == 0)
+  if (r->hold && r->pl && sea_pipeline_status(r->pl) == 0)
     sea_pipeline_release(r->pl);
 }
 

@@ -74,12 +74,11 @@ uncommitted() {
     COMMITTED_DESC="committed offset $c"
     ;;
   file)
-    local pos=0 c=0
+    local c=0
     # The messages before the committed offset: those of the file cut there.
     file_committed "$T/$in.ss" "$g" "$T/cut.out" && c=$(wc -l <"$T/cut.out")
-    [[ -f "$T/$in.ss.$g.pos" ]] && pos=$(tr -d '\n' <"$T/$in.ss.$g.pos")
     [[ $c -lt $N ]] && seq $((c + 1)) "$N" >"$T/uncommitted"
-    COMMITTED_DESC="committed offset $pos (the first $c messages)"
+    COMMITTED_DESC="committed offset $FILE_POS (the first $c messages)"
     ;;
   esac
 }

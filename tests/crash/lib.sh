@@ -175,15 +175,18 @@ third_run() {
 }
 
 # file_committed FILE GROUP OUT: the payloads group GROUP had committed in the .ss file FILE (the
-# messages before the byte offset in FILE.GROUP.pos, key k), into OUT (empty when none).
+# messages before the byte offset in FILE.GROUP.pos, key k), into OUT (empty when none); that
+# offset in FILE_POS (0 when none).
 file_committed() {
   local pos=0 posf="$1.$2.pos"
+  FILE_POS=0
   : >"$3"
   [[ -f $posf ]] && pos=$(tr -d '\n' <"$posf")
   if [[ ! $pos =~ ^[0-9]+$ ]]; then
     bad "$posf holds '$pos', not a byte offset: the test needs updating to its new form"
     return 1
   fi
+  FILE_POS=$pos
   if ((pos > 0)); then
     head -c "$pos" "$1" >"$T/cut.ss"
     bounded "$SS" consume -o beginning -e -f '%s\n' "file://$T/cut.ss/k" >"$3" 2>/dev/null

@@ -96,13 +96,14 @@ void sea_lua_waitop_done(void *data, int status) {
 }
 
 waitop_t *sea_lua_waitop_new(lua_State *L, lrt_t *rt, int fn_idx) {
+  if (!lua_isnoneornil(L, fn_idx)) /* before the allocation, which a raised error would leak */
+    luaL_checktype(L, fn_idx, LUA_TFUNCTION);
   waitop_t *w = calloc(1, sizeof *w);
   if (w == NULL)
     luaL_error(L, "out of memory");
   w->rt = rt;
   w->fn_ref = w->co_ref = LUA_NOREF;
   if (!lua_isnoneornil(L, fn_idx)) {
-    luaL_checktype(L, fn_idx, LUA_TFUNCTION);
     lua_pushvalue(L, fn_idx);
     w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   } else if (!sea_lua_isyieldable(L)) {

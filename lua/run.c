@@ -151,6 +151,9 @@ static void cleanup(run_t *r) {
   free(r->items);
   r->items = NULL;
   r->items_cap = 0;
+  free(r->jidx);
+  r->jidx = NULL;
+  r->jidx_cap = r->jidx_n = 0;
   sea_run_active = NULL;
 }
 

@@ -64,6 +64,9 @@ typedef struct run {
   size_t call_count;
   struct sea_run_item *items; /* a returned list, resolved before any of it is sent (malloc) */
   size_t items_cap;
+  int32_t *jidx; /* LuaJIT: item k of a batch's result is message jidx[k-1] of the call (0: not
+                  * one); the wrapper fills it through the FFI (malloc, jidx_cap entries) */
+  size_t jidx_cap, jidx_n;
   struct {            /* the per-message loop's call under way: its messages are call_msgs */
     size_t at;        /* Lua 5.4: the call under way, 1-based (LuaJIT: state[1]) */
     size_t failed_at; /* the result of this call was wrong or refused (0: none) */

@@ -262,11 +262,12 @@ static void consumer_drop_queue(lconsumer_t *c, lua_State *L) {
 static int co_seek(lua_State *L) {
   lconsumer_t *c = check_consumer(L, 1);
   int64_t ts = (int64_t)luaL_checknumber(L, 2);
-  consumer_drop_queue(c, L);
   waitop_t *w = sea_lua_waitop_new(L, c->st->rt, 3);
   int rc = sea_consumer_seek(c->c, ts, sea_lua_waitop_done, w);
-  if (rc != 0) /* refused at once: the consumer says why */
+  if (rc != 0) /* refused at once: the consumer says why, and what is queued still comes */
     lua_pushstring(L, sea_consumer_errmsg(c->c));
+  else /* (what the new position brings comes on a later turn of the loop) */
+    consumer_drop_queue(c, L);
   return rc != 0 ? sea_lua_waitop_refused(L, w, rc) : sea_lua_waitop_finish(L, w, rc);
 }
 
@@ -286,11 +287,12 @@ static int co_rewind(lua_State *L) {
                         s));
   else
     pos.seq = sea_lua_check_seq(L, 2, "seq");
-  consumer_drop_queue(c, L);
   waitop_t *w = sea_lua_waitop_new(L, c->st->rt, 3);
   int rc = sea_consumer_rewind(c->c, pos, sea_lua_waitop_done, w);
   if (rc != 0)
     lua_pushstring(L, sea_consumer_errmsg(c->c));
+  else
+    consumer_drop_queue(c, L);
   return rc != 0 ? sea_lua_waitop_refused(L, w, rc) : sea_lua_waitop_finish(L, w, rc);
 }
 

@@ -464,13 +464,15 @@ int sea_consumer_commit(sea_consumer_t *c, sea_done_cb cb, void *data) {
 }
 
 /* A consumer that ended (stop_at_end reached the end, or it failed) delivers nothing more: moving
- * it would succeed and then deliver nothing, without a word. */
+ * it would succeed and then deliver nothing, without a word. Its backend reads ahead, so it may
+ * have reached the end well before its user took the last message: what it read still comes. */
 static int ended_refuses(sea_consumer_t *c, const char *what) {
   if (!c->ended || c->closing)
     return 0;
   sea__set_msg(c->errmsg,
-               "%s: the consumer has ended (%s); open a new consumer to read the stream again",
-               what, c->err ? "it failed" : "stop_at_end reached the end");
+               "%s: the consumer has ended (%s); what it read before still comes; open a new "
+               "consumer to read the stream again",
+               what, c->err ? "it failed" : "stop_at_end: its backend read to the end");
   return SEA_EINVAL;
 }
 

@@ -213,6 +213,26 @@ describe("seastreamer module", function()
     keep:close()
   end)
 
+  it("keeps what it read ahead when a rewind or seek is refused", function()
+    local payloads = {}
+    for i = 1, 1000 do payloads[i] = "p" .. i end
+    local keep = fill(rt, "mem://rwa/k", payloads)
+    local s = assert(rt:connect("mem://rwa/k"))
+    local c = assert(s:consumer({ start = "beginning", stop_at_end = true }))
+    for i = 1, 4 do assert.equals("p" .. i, c:next().payload) end
+    -- the backend has read all 1000 and ended, though only 4 were taken
+    local ok, msg = c:rewind(2)
+    assert.is_nil(ok)
+    assert.matches("what it read before still comes", msg)
+    assert.is_nil((c:seek(0)))
+    for i = 5, 1000 do assert.equals("p" .. i, c:next().payload) end
+    assert.is_nil(c:next()) -- the end, and no error
+    assert.is_nil(c:error())
+    c:close()
+    s:close()
+    keep:close()
+  end)
+
   it("refuses to rewind or seek a consumer that ended, saying so", function()
     local keep = fill(rt, "mem://rwe/k", { "a", "b" })
     local s = assert(rt:connect("mem://rwe/k"))
@@ -222,7 +242,8 @@ describe("seastreamer module", function()
     assert.is_nil(c:next()) -- the end
     local ok, msg = c:rewind("beginning")
     assert.is_nil(ok)
-    assert.matches("rewind: the consumer has ended %(stop_at_end reached the end%); open a new", msg)
+    assert.matches("rewind: the consumer has ended %(stop_at_end: its backend read to the end%); "
+      .. "what it read before still comes; open a new", msg)
     ok, msg = c:seek(0)
     assert.is_nil(ok)
     assert.matches("seek: the consumer has ended", msg)

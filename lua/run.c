@@ -106,6 +106,8 @@ static uint64_t opt_u64(lua_State *L, const char *field) {
   lua_pop(L, 1);
   if (n < 0)
     luaL_error(L, "seastreamer.run: %s must not be negative", field);
+  if (n > 9007199254740992.0) /* 2^53: beyond it a double skips whole numbers */
+    luaL_error(L, "seastreamer.run: %s must be at most 2^53", field);
   return (uint64_t)n;
 }
 

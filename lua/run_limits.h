@@ -17,8 +17,11 @@ typedef struct sea_lua_limits {
 /* A call begins: its whole budget again. */
 static inline void sea_lua_limits_arm(sea_lua_limits_t *l) {
   l->budget = l->max_instructions;
-  if (l->max_ms)
-    l->deadline_ns = uv_hrtime() + l->max_ms * 1000000u;
+  if (l->max_ms) { /* (a limit past the clock's range is no limit: it saturates) */
+    uint64_t now = uv_hrtime();
+    l->deadline_ns =
+        l->max_ms > (UINT64_MAX - now) / 1000000u ? UINT64_MAX : now + l->max_ms * 1000000u;
+  }
 }
 
 /* From the count hook (every 1000 instructions): NULL while within the limits, else "instruction"

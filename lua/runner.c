@@ -279,10 +279,15 @@ static int is_named(const char *s) {
   return eq != NULL && (sep == NULL || eq < sep) && eq > s;
 }
 
+/* The largest number an option takes: every whole number up to it is exact in a double, and
+ * none overflows a limit's arithmetic (--max-ms in ns, --max-memory in bytes, further bounded). */
+#define OPT_MAX 9007199254740992.0        /* 2^53 */
+#define MAX_MB ((double)(SIZE_MAX >> 20)) /* --max-memory: its bytes fit in a size_t */
+
 static int positive(const char *s, double *out) {
   char *end;
   double v = strtod(s, &end);
-  if (*s == '\0' || *end != '\0' || !(v > 0))
+  if (*s == '\0' || *end != '\0' || !(v > 0) || v > OPT_MAX)
     return 0;
   *out = v;
   return 1;
@@ -455,8 +460,8 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
       /* fall through */
     case OPT_NUMBER: {
       if (!positive(optarg, &num))
-        return usage_error("%s%s needs a positive number, not '%s'", c == 'c' ? "-" : "--",
-                           c == 'c' ? "c" : name, optarg);
+        return usage_error("%s%s needs a positive number (at most 2^53), not '%s'",
+                           c == 'c' ? "-" : "--", c == 'c' ? "c" : name, optarg);
       const char *field = "max_count";
       for (size_t k = 0; k < sizeof numeric / sizeof numeric[0]; k++)
         if (strcmp(numeric[k][0], name) == 0)
@@ -470,8 +475,9 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
       lua_setfield(L, -2, "transactional_id");
       break;
     case OPT_MAX_MEMORY:
-      if (!positive(optarg, &num))
-        return usage_error("--max-memory needs a positive number of MB, not '%s'", optarg);
+      if (!positive(optarg, &num) || num > MAX_MB)
+        return usage_error("--max-memory needs a positive number of MB (at most %.0f), not '%s'",
+                           MAX_MB, optarg);
       *max_mb = num;
       break;
     case 'I':
@@ -635,7 +641,7 @@ int main(int argc, char **argv) {
   for (int i = 1; i + 1 < argc; i++) /* the limit applies from the first allocation */
     if (strcmp(argv[i], "--max-memory") == 0) {
       double v = strtod(argv[i + 1], NULL);
-      if (v > 0)
+      if (v > 0 && v <= MAX_MB) /* (parse_args refuses the others) */
         heap.limit = (size_t)(v * 1024 * 1024);
     }
   lua_State *L = luaL_newstate();

@@ -296,6 +296,18 @@ describe("seastreamer run (" .. lua .. ")", function()
       expect(2, "second default output", run(examples .. "/uppercase.lua --input stdio:// --output stdio:// --output stdio:///b"))
       expect(2, "no inputs", run(examples .. "/uppercase.lua --output stdio://"))
       expect(2, "max%-memory needs a positive", run(examples .. "/uppercase.lua --max-memory lots --input stdio:// --output stdio://"))
+      -- numbers past what the limits can hold are refused, not wrapped into a tiny or no limit
+      expect(2, "max%-memory needs a positive number of MB %(at most 17592186044415%), not '17592186044416'",
+        run(examples .. "/uppercase.lua --max-memory 17592186044416 --input stdio:// --output stdio://"))
+      for _, v in ipairs({ "9223372036854775807", "99999999999999999999" }) do
+        expect(2, "max%-ms needs a positive number %(at most 2%^53%), not '" .. v .. "'",
+          run(examples .. "/uppercase.lua --max-ms " .. v .. " --input stdio:// --output stdio://"))
+      end
+      -- the largest is a limit that does not trip
+      local rc, out = run(examples .. "/uppercase.lua --max-ms 9007199254740992 --max-memory 17592186044415 "
+        .. "--input stdio:// --output stdio:///up", "hi\n")
+      assert.equals(0, rc)
+      assert.matches("%] HI\n$", out)
       expect(2, "%-%-lua '9%.9': expected 5%.4 or luajit", run("--lua 9.9 x.lua"))
     end)
     it("an unknown scheme", function()

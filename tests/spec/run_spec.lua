@@ -157,6 +157,11 @@ describe("seastreamer.run", function()
     assert.has_error(function()
       sea.run { processor = print, on_error = "ignore", inputs = { "mem://x/i" }, outputs = { "mem://x/o" } }
     end)
+    for field, v in pairs({ max_ms = -1, max_instructions = 2 ^ 60, tick_ms = 1e300 }) do
+      ok, err = pcall(sea.run, { processor = print, [field] = v, inputs = { "mem://x/i" }, outputs = { "mem://x/o" } })
+      assert.is_false(ok)
+      assert.matches("seastreamer%.run: " .. field .. " must " .. (v < 0 and "not be negative" or "be at most 2%^53"), err)
+    end
   end)
 
   it("stops a processor that never returns, by instruction count and by time", function()

@@ -494,7 +494,28 @@ static void consumer_run(file_consumer_t *fc) {
       break;
     }
     key = consumer_key(fc, m.key, m.klen);
-    if (key == NULL || !consumer_wants(fc, key, m.shard))
+    if (key == NULL && m.klen == 0) {
+      /* The reference takes an empty stream key (spec 4); a SeaStreamer stream key is never
+       * empty, so this message cannot be delivered: say so, rather than drop it unseen. */
+      if (fc->skip_damage) {
+        sea_host->log(SEA_LOG_WARN, FILE_NAME,
+                      "%s: skipping the message at offset %llu: its stream key is empty",
+                      fc->fs->path, (unsigned long long)m.start);
+        continue;
+      }
+      snprintf(endmsg, sizeof endmsg,
+               "file: %s: the message at offset %llu has an empty stream key, which a consumer "
+               "cannot deliver (on_damage=skip skips it)",
+               fc->fs->path, (unsigned long long)m.start);
+      end_status = SEA_EFORMAT;
+      end_fmt = endmsg;
+      break;
+    }
+    if (key == NULL) {
+      rc = SS_NOMEM;
+      break;
+    }
+    if (!consumer_wants(fc, key, m.shard))
       continue;
     if (fc->cur->filter) {
       file_stream_t *st = consumer_stream(fc, key, m.shard);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ss_codec.h"
 #include "test.h"
 #include "test_opts.h"
 
@@ -24,6 +25,7 @@ typedef struct got {
   uint64_t last_pos;
   int ack;
   int pause_at; /* pause the consumer from its callback once this many arrived */
+  char endmsg[512];
 } got_t;
 
 static void path_of(char *out, size_t n, const char *name) {
@@ -69,6 +71,7 @@ static void on_end(sea_consumer_t *c, int status) {
   got_t *g = sea_consumer_get_data(c);
   g->ended = 1;
   g->end_status = status;
+  snprintf(g->endmsg, sizeof g->endmsg, "%s", sea_consumer_errmsg(c));
 }
 
 static const uint8_t *big_data;
@@ -410,6 +413,55 @@ static void test_damage(void) {
   run_until(&g.ended);
   CHECK_CONTAINS(sea_consumer_errmsg(c), "offset 214: checksum mismatch");
   sea_streamer_close(s);
+}
+
+static void *test_realloc(void *p, size_t n) {
+  if (n == 0) {
+    free(p);
+    return NULL;
+  }
+  return realloc(p, n);
+}
+
+/* A file whose second message has an empty stream key (the reference writes and reads one; a
+ * SeaStreamer stream key is never empty): the consumer ends there with the offset, not dropping
+ * it unseen; on_damage=skip skips it with a warning. */
+static void test_empty_key(void) {
+  char path[512], uri[600];
+  path_of(path, sizeof path, "emptykey.ss");
+  ss_header_t h;
+  ss_header_init(&h, "emptykey.ss", 1700000000000ull, 1024);
+  ss_buf_t out = {.realloc = test_realloc};
+  CHECK_EQ_INT(ss_buf_reserve(&out, SS_HEADER_SIZE), 0);
+  ss_header_encode(&h, out.data);
+  out.len = SS_HEADER_SIZE;
+  ss_writer_t w;
+  ss_writer_init(&w, 1024, SS_HEADER_SIZE, test_realloc);
+  static const char *const keys[] = {"a", "", "a"};
+  for (int i = 0; i < 3; i++)
+    CHECK_EQ_INT(ss_writer_frame(&w, &out, (const uint8_t *)keys[i], strlen(keys[i]), 0,
+                                 (uint64_t)i + 1, 1700000000001ull + (uint64_t)i,
+                                 (const uint8_t *)"payload", 7),
+                 0);
+  ss_writer_free(&w);
+  FILE *f = fopen(path, "wb");
+  CHECK(f != NULL && fwrite(out.data, 1, out.len, f) == out.len && fclose(f) == 0);
+  ss_buf_free(&out);
+
+  snprintf(uri, sizeof uri, "file://%s", path);
+  got_t g;
+  sea_options_t *co = opts("start=beginning", "stop_at_end=true", NULL);
+  consume_all(uri, co, &g);
+  sea_options_free(co);
+  CHECK_EQ_INT(g.end_status, SEA_EFORMAT);
+  CHECK_EQ_INT(g.n, 1);
+  CHECK_CONTAINS(g.endmsg, "the message at offset 168 has an empty stream key");
+  co = opts("start=beginning", "stop_at_end=true", "on_damage=skip");
+  consume_all(uri, co, &g);
+  sea_options_free(co);
+  CHECK_EQ_INT(g.end_status, SEA_EOF);
+  CHECK_EQ_INT(g.n, 2);
+  CHECK_EQ_INT(g.seqs[1], 3);
 }
 
 static void test_size_limit_and_options(void) {
@@ -965,6 +1017,7 @@ int main(int argc, char **argv) {
   test_seek_rewind();
   test_follow_and_delete();
   test_damage();
+  test_empty_key();
   test_size_limit_and_options();
   test_resumable();
   test_load_balanced();

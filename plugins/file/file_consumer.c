@@ -114,15 +114,48 @@ static void consumer_end(file_consumer_t *fc, int status, const char *msg) {
   sea_host->consumer_end(fc->c, status, "%s", msg);
 }
 
+/* Meet every stream with a frame before offset upto, reading on from where the last call
+ * stopped (each frame once per cursor). Beacons name some streams, not all (spec 6.6: none at
+ * all below an interval of 571), and a seek or start=-N that knew only those would pass over a
+ * stream that has been silent since. 1 if it met a stream not known before, 0 if not, or
+ * SEA_ENOMEM. Damage ends the pass: reading there reports it. */
+static int consumer_learn(file_consumer_t *fc, uint64_t upto) {
+  file_cursor_t *cur = fc->cur;
+  size_t before = cur->nstreams;
+  const char *last = NULL;
+  uint64_t last_shard = 0;
+  ss_msg_t m;
+  if (cur->learned < SS_HEADER_SIZE)
+    cur->learned = SS_HEADER_SIZE;
+  if (cur->learned >= upto)
+    return 0;
+  ss_file_goto(&cur->f, cur->learned);
+  while (cur->learned < upto && ss_file_next(&cur->f, &m) == SS_OK) {
+    cur->learned = m.end;
+    if (m.eos)
+      continue;
+    const char *key = consumer_key(fc, m.key, m.klen);
+    if (key == NULL || (key == last && m.shard == last_shard)) /* (runs of one stream) */
+      continue;
+    if (consumer_stream(fc, key, m.shard) == NULL)
+      return SEA_ENOMEM;
+    last = key;
+    last_shard = m.shard;
+  }
+  return cur->nstreams > before;
+}
+
 /* Position the cursor for seek/rewind: beacon P for every stream we read and know of, the
- * lowest of them (0 if one cannot be placed), then the filter skips what precedes each target. */
+ * lowest of them (0 if one cannot be placed), then the filter skips what precedes each target.
+ * The streams known are those met, those the first and last beacons name, and every stream with
+ * a frame before P (consumer_learn): P is placed again if that met new ones. */
 static int consumer_position(file_consumer_t *fc, int kind, uint64_t target, char *err,
                              size_t errlen) {
-  uint64_t P = UINT64_MAX, pos, B = ss_file_size(&fc->cur->f) / fc->cur->f.header.interval;
+  uint64_t P, pos, B = ss_file_size(&fc->cur->f) / fc->cur->f.header.interval;
   ss_beacon_t *b = sea_host->alloc(sizeof *b);
   ss_stream_ref_t *refs;
-  size_t i, nrefs = 0;
-  int rc;
+  size_t i, nrefs;
+  int rc, pass = 0;
   if (b == NULL)
     return SEA_ENOMEM;
   /* Streams the first and last beacons name join those already met. */
@@ -137,6 +170,9 @@ static int consumer_position(file_consumer_t *fc, int kind, uint64_t target, cha
       }
   }
   sea_host->free(b);
+again:
+  P = UINT64_MAX;
+  nrefs = 0;
   refs = sea_host->calloc(fc->cur->nstreams + 1, sizeof *refs);
   if (refs == NULL)
     return SEA_ENOMEM;
@@ -162,15 +198,35 @@ static int consumer_position(file_consumer_t *fc, int kind, uint64_t target, cha
     rc = ss_file_after_beacon(&fc->cur->f, 0, &pos, err, errlen);
   if (rc != SS_OK)
     return rc == SS_NOMEM ? SEA_ENOMEM : SEA_EFORMAT;
+  if (pass++ == 0) {
+    /* (P only moves back, and every stream before the first P is known after one pass) */
+    int met = consumer_learn(fc, pos);
+    if (met < 0)
+      return met;
+    if (met)
+      goto again;
+  }
   ss_file_goto(&fc->cur->f, pos);
   fc->cur->filter = kind;
   fc->cur->target = target;
   return 0;
 }
 
+/* The number of streams read that have fewer than n messages counted. */
+static size_t from_end_short(file_consumer_t *fc, uint64_t n) {
+  size_t short_of = 0;
+  for (size_t i = 0; i < fc->cur->nstreams; i++) {
+    const file_stream_t *st = &fc->cur->streams[i];
+    if (consumer_wants(fc, st->key, st->shard) && strcmp(st->key, SS_EOS_KEY) != 0 && st->count < n)
+      short_of++;
+  }
+  return short_of;
+}
+
 /* start=-N: the last N messages of every stream read. Count each stream's messages from a
- * beacon to the end, going back twice as far each time, until every stream the consumer knows
- * of has N in the range (or the range is the whole file); then skip count - N of each. */
+ * beacon to the end, going back twice as far each time, until every stream has N in the range
+ * (or the range is the whole file); then skip count - N of each. Every stream: those met in the
+ * range, and those before it (consumer_learn), whose count there is 0. */
 static int consumer_from_end(file_consumer_t *fc, uint64_t n, char *err, size_t errlen) {
   file_cursor_t *cur = fc->cur;
   uint64_t B = ss_file_size(&cur->f) / cur->f.header.interval, step = 0, k, pos = SS_HEADER_SIZE;
@@ -180,7 +236,7 @@ static int consumer_from_end(file_consumer_t *fc, uint64_t n, char *err, size_t 
   if ((rc = consumer_position(fc, 2, 0, err, errlen)) != 0)
     return rc;
   for (;;) {
-    size_t i, short_of = 0;
+    size_t i, short_of;
     k = B > step ? B - step : 0;
     rc = ss_file_after_beacon(&cur->f, k, &pos, err, errlen);
     if (rc == SS_MORE && k > 0) {
@@ -207,10 +263,14 @@ static int consumer_from_end(file_consumer_t *fc, uint64_t n, char *err, size_t 
     }
     if (rc == SS_NOMEM)
       return SEA_ENOMEM;
-    for (i = 0; i < cur->nstreams; i++)
-      if (consumer_wants(fc, cur->streams[i].key, cur->streams[i].shard) &&
-          strcmp(cur->streams[i].key, SS_EOS_KEY) != 0 && cur->streams[i].count < n)
-        short_of++;
+    short_of = from_end_short(fc, n);
+    if (short_of == 0 && k > 0) { /* streams silent since pos are known only by reading */
+      int met = consumer_learn(fc, pos);
+      if (met < 0)
+        return met;
+      if (met)
+        short_of = from_end_short(fc, n);
+    }
     if (k == 0 || short_of == 0)
       break;
     step = step ? step * 2 : 1;

@@ -116,8 +116,9 @@ typedef struct file_cursor {
   size_t nkc;
   char *pos_path; /* PATH.GROUP.pos for a group's committed position */
   uint64_t acked;
-  int eos;         /* an end-of-stream message was read: every member ends */
-  uint64_t resync; /* on_damage=skip: the beacon to go on from, 0 = none */
+  int eos;          /* an end-of-stream message was read: every member ends */
+  uint64_t resync;  /* on_damage=skip: the beacon to go on from, 0 = none */
+  uint64_t learned; /* every stream with a frame before this offset is in streams (0: none) */
 } file_cursor_t;
 
 typedef struct file_consumer {

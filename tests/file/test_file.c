@@ -310,6 +310,46 @@ static void test_seek_rewind(void) {
   sea_streamer_close(s);
 }
 
+/* A stream silent for a long stretch that no beacon names (an interval of 1024 gives beacons one
+ * marker, spec 6.6): start=-N, a named key's -N and a time seek still find its message. */
+static void test_silent_stream(void) {
+  char path[512], uri[600];
+  path_of(path, sizeof path, "silent.ss");
+  snprintf(uri, sizeof uri, "file://%s/busy", path);
+  static const char *const busy[] = {"busy"}, *const rare[] = {"rare"};
+  sea_options_t *po = opts("beacon_interval=1024", NULL, NULL);
+  const int64_t t0 = 1700000000000;
+  CHECK_EQ_INT(produce(uri, po, busy, 1, 1000, t0, 0), 1000);         /* ts t0 + 0..999 */
+  CHECK_EQ_INT(produce(uri, po, rare, 1, 1, t0 + 10000, 0), 1);       /* ts t0 + 10000 */
+  CHECK_EQ_INT(produce(uri, po, busy, 1, 1000, t0 + 1000, 0), 1000);  /* ts t0 + 1000.. */
+  CHECK_EQ_INT(produce(uri, po, busy, 1, 1000, t0 + 20000, 0), 1000); /* ts t0 + 20000.. */
+  sea_options_free(po);
+  got_t g;
+  snprintf(uri, sizeof uri, "file://%s", path);
+  sea_options_t *co = opts("start=-1", "stop_at_end=true", NULL);
+  consume_all(uri, co, &g);
+  sea_options_free(co);
+  CHECK_EQ_INT(g.n, 2);
+  CHECK_STR(g.keys[0], "rare");
+  CHECK_STR(g.keys[1], "busy");
+  snprintf(uri, sizeof uri, "file://%s/rare", path);
+  co = opts("start=-5", "stop_at_end=true", NULL);
+  consume_all(uri, co, &g);
+  sea_options_free(co);
+  CHECK_EQ_INT(g.n, 1);
+  CHECK_STR(g.keys[0], "rare");
+  /* strictly after t0 + 5000: rare's one message and the last 1000 of busy */
+  snprintf(uri, sizeof uri, "file://%s", path);
+  char start[64];
+  snprintf(start, sizeof start, "start=s@%lld", (long long)(t0 + 5000));
+  co = opts(start, "stop_at_end=true", NULL);
+  consume_all(uri, co, &g);
+  sea_options_free(co);
+  CHECK_EQ_INT(g.n, 1001);
+  CHECK_STR(g.keys[0], "rare");
+  CHECK_EQ_INT(g.ts[1], (t0 + 20000) * 1000);
+}
+
 static void test_follow_and_delete(void) {
   char path[512], uri[600];
   path_of(path, sizeof path, "live.ss");
@@ -1015,6 +1055,7 @@ int main(int argc, char **argv) {
     CHECK_EQ_INT(sea_runtime_register_plugin(rt, sea_plugin_entry_file, "(static file)"), 0);
   test_write_replay_append();
   test_seek_rewind();
+  test_silent_stream();
   test_follow_and_delete();
   test_damage();
   test_empty_key();

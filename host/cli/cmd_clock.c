@@ -31,10 +31,13 @@ static const char clock_help[] =
     "  -c, --count COUNT  stop after COUNT ticks (default: never; -n is the same)\n"
     "  -X key=value     a producer option\n";
 
+/* The end: the clock's own handles close, and the loop stops, for a backend may keep handles of
+ * its own open (redis: its connection) until the producer and streamer are closed. */
 static void close_handles(clock_job_t *j) {
   uv_close((uv_handle_t *)&j->timer, NULL);
   for (int i = 0; i < 2; i++)
     uv_close((uv_handle_t *)&j->sigs[i], NULL);
+  sea_runtime_stop(j->rt);
 }
 
 static void on_end(void *data, int status) {

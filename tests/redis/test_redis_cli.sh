@@ -32,6 +32,11 @@ check "relay copies every message" 1000 "$(redis-cli -p "$port" xlen "$k-copy")"
 out=$("$ss" consume -e -o beginning -f '%s\n' "$base/$k-copy")
 check "relay keeps order" "$(seq 1 1000 | sed 's/^/line-/')" "$out"
 check "relay acked everything" 0 "$(redis-cli -p "$port" xpending "$k" relaygroup | head -1)"
+# clock to redis ends after its count (it waited forever on the open connection)
+rc=0
+timeout 30 "$ss" clock -i 0 -c 5 "$base/$k-clock" || rc=$?
+check "clock -c 5 exits 0" 0 "$rc"
+check "clock -c 5 wrote 5" 5 "$(redis-cli -p "$port" xlen "$k-clock")"
 # sharded produce and consume
 seq 1 90 | "$ss" produce -X shards=3 "$base/$k-sh"
 check "shard 2 holds a third" 30 "$(redis-cli -p "$port" xlen "$k-sh:2")"

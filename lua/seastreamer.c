@@ -106,7 +106,8 @@ waitop_t *sea_lua_waitop_new(lua_State *L, lrt_t *rt, int fn_idx) {
   if (!lua_isnoneornil(L, fn_idx)) {
     lua_pushvalue(L, fn_idx);
     w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  } else if (!sea_lua_isyieldable(L)) {
+  } else if (!sea_lua_isyieldable(L) || L == rt->cbL) {
+    /* (cbL runs the loop's callbacks, called from C: 5.1's test takes it for a coroutine) */
     if (rt->running) {
       free(w);
       luaL_error(L, "this call would wait inside a loop callback: pass a callback or call it "

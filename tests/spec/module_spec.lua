@@ -128,6 +128,20 @@ describe("seastreamer module", function()
     s:close()
   end)
 
+  it("refuses a call that would wait inside a loop callback, and the loop runs on", function()
+    local s = assert(rt:connect("mem://cbw/k"))
+    local p = assert(s:producer())
+    local got
+    assert(p:send("b", function() got = { pcall(p.flush, p) } end))
+    rt:run() -- does not raise
+    assert.is_false(got[1])
+    assert.matches("this call would wait inside a loop callback: pass a callback or call it from a coroutine",
+      got[2], 1, true)
+    assert(p:send("c")) -- the runtime is sound after it
+    assert(p:flush())
+    s:close()
+  end)
+
   it("acks and commits in a group, and a new member resumes after the commit", function()
     local keep = fill(rt, "mem://grp/k", { "0", "1", "2", "3", "4" })
     local s = assert(rt:connect("mem://grp/k"))

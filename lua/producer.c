@@ -107,26 +107,62 @@ void sea_lua_producer_close(lproducer_t *p) {
   p->st_ref = LUA_NOREF;
 }
 
-/* Build headers from a table name -> string at index i into kv (at most n). */
-static size_t read_headers(lua_State *L, int i, sea_kv_t *kv, size_t n) {
+/* Errors in the options table (argument 3) name the argument and the field. */
+static int opt_error(lua_State *L, const char *field, const char *what) {
+  return luaL_argerror(L, 3, lua_pushfstring(L, "option '%s': %s", field, what));
+}
+
+/* The value of options field `field` (on top of the stack) must be of type t. */
+static void opt_check(lua_State *L, const char *field, int t) {
+  if (lua_type(L, -1) != t)
+    opt_error(
+        L, field,
+        lua_pushfstring(L, "expected a %s, got %s", lua_typename(L, t), luaL_typename(L, -1)));
+}
+
+/* Build headers from the table name -> string on top of the stack into kv (at most n). */
+static size_t read_headers(lua_State *L, sea_kv_t *kv, size_t n) {
   size_t c = 0;
+  int i = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, i) != 0) {
     if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-      luaL_argerror(L, i, "headers must map strings to strings");
+      opt_error(L, "headers", "must map strings to strings");
     if (c == n)
-      luaL_argerror(L, i, "too many headers (at most 64)");
+      opt_error(L, "headers", "too many (at most 64)");
     kv[c].name = lua_tolstring(L, -2, &kv[c].name_len);
     kv[c].value = (const uint8_t *)lua_tolstring(L, -1, &kv[c].value_len);
     c++;
-    lua_pop(L, 1); /* the strings stay alive: the table at i holds them */
+    lua_pop(L, 1); /* the strings stay alive: the table holds them */
   }
   return c;
 }
 
+/* The options table's fields are these; any other is a mistake (a typo), said so. */
+static void check_option_names(lua_State *L) {
+  static const char *const known[] = {"stream_key", "key", "headers", "timestamp"};
+  lua_pushnil(L);
+  while (lua_next(L, 3) != 0) {
+    lua_pop(L, 1);
+    size_t k = 0;
+    if (lua_type(L, -1) == LUA_TSTRING)
+      for (; k < sizeof known / sizeof known[0]; k++)
+        if (strcmp(lua_tostring(L, -1), known[k]) == 0)
+          break;
+    if (lua_type(L, -1) != LUA_TSTRING || k == sizeof known / sizeof known[0])
+      luaL_argerror(L, 3,
+                    lua_pushfstring(L,
+                                    "unknown option '%s' (expected stream_key, key, headers or "
+                                    "timestamp)",
+                                    lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                                   : luaL_typename(L, -1)));
+  }
+}
+
 /* p:send(payload [, opts] [, fn]): opts is a stream key string or a table {stream_key=, key=,
  * headers=, timestamp= (µs)}; fn(err, meta, code) gets the receipt. A message view may be sent as
- * the payload: its bytes are referenced, not copied. */
+ * the payload: its bytes are referenced, not copied. A key or headers asked of a backend that
+ * does not carry them are refused (never dropped without a word, as produce's -K and -H). */
 static int pr_send(lua_State *L) {
   lproducer_t *p = check_producer(L, 1);
   sea_message_t m;
@@ -156,29 +192,40 @@ static int pr_send(lua_State *L) {
     fn = 4;
   } else if (lua_type(L, 3) == LUA_TTABLE) {
     fn = 4;
+    check_option_names(L);
+    uint64_t caps = sea_streamer_caps(p->st->s);
+    const char *backend = sea_streamer_backend(p->st->s);
     lua_getfield(L, 3, "stream_key");
     if (!lua_isnil(L, -1)) {
       size_t kl;
-      const char *k = luaL_checklstring(L, -1, &kl);
+      opt_check(L, "stream_key", LUA_TSTRING);
+      const char *k = lua_tolstring(L, -1, &kl);
       int err;
       if ((m.meta.stream_key = sea_stream_key(k, kl, &err)) == NULL)
         return luaL_argerror(L, 3, lua_pushfstring(L, "invalid stream key '%s'", k));
     }
     lua_pop(L, 1);
     lua_getfield(L, 3, "timestamp");
-    if (!lua_isnil(L, -1))
-      m.meta.timestamp_us = (int64_t)luaL_checknumber(L, -1);
+    if (!lua_isnil(L, -1)) {
+      opt_check(L, "timestamp", LUA_TNUMBER);
+      m.meta.timestamp_us = (int64_t)lua_tonumber(L, -1);
+    }
     lua_pop(L, 1);
     lua_getfield(L, 3, "key");
     if (!lua_isnil(L, -1)) {
-      m.key = (const uint8_t *)luaL_checklstring(L, -1, &m.key_len);
+      opt_check(L, "key", LUA_TSTRING);
+      if (!(caps & SEA_CAP_KEY))
+        return opt_error(L, "key", lua_pushfstring(L, "%s does not carry message keys", backend));
+      m.key = (const uint8_t *)lua_tolstring(L, -1, &m.key_len);
     }
     lua_pop(L, 1); /* the key string lives in the opts table */
     lua_getfield(L, 3, "headers");
     if (!lua_isnil(L, -1)) {
-      luaL_checktype(L, -1, LUA_TTABLE);
-      m.header_count = read_headers(L, lua_gettop(L), kv, 64);
+      opt_check(L, "headers", LUA_TTABLE);
+      m.header_count = read_headers(L, kv, 64);
       m.headers = m.header_count ? kv : NULL;
+      if (m.header_count && !(caps & SEA_CAP_HEADERS))
+        return opt_error(L, "headers", lua_pushfstring(L, "%s does not carry headers", backend));
     }
     lua_pop(L, 1);
   } else if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TFUNCTION) {

@@ -40,6 +40,31 @@ describe("seastreamer module", function()
     local p = assert(s:producer())
     assert.has_error(function() p:send({}) end)
     assert.has_error(function() p:send("x", "bad key!") end)
+    -- the options table: each mistake names the argument and the field
+    local function send_err(prod, opts)
+      local ok, e = pcall(function() prod:send("x", opts) end) -- (not a tail call: LuaJIT names none)
+      assert.is_false(ok)
+      return e
+    end
+    assert.matches("bad argument #2 to 'send' %(option 'headers': must map strings to strings%)",
+      send_err(p, { headers = { a = 1 } }))
+    assert.matches("bad argument #2 to 'send' %(option 'key': expected a string, got table%)",
+      send_err(p, { key = {} }))
+    assert.matches("bad argument #2 to 'send' %(option 'timestamp': expected a number, got string%)",
+      send_err(p, { timestamp = "now" }))
+    assert.matches("bad argument #2 to 'send' %(unknown option 'bogus' %(expected stream_key, key, headers or timestamp%)%)",
+      send_err(p, { bogus = 1 }))
+    -- a key or headers that the backend would drop are refused, as produce's -K and -H are
+    local path = os.tmpname()
+    local fs = assert(rt:connect("file://" .. path .. ".ss/k"))
+    local fp = assert(fs:producer())
+    assert.matches("option 'headers': file does not carry headers", send_err(fp, { headers = { a = "b" } }))
+    assert.matches("option 'key': file does not carry message keys", send_err(fp, { key = "k" }))
+    assert(fp:send("x", { headers = {} })) -- no headers: nothing to drop
+    assert(fp:flush())
+    fs:close()
+    os.remove(path)
+    os.remove(path .. ".ss")
     -- a callback that is not a function is named
     local ok, err = pcall(function() return p:flush(42) end)
     assert.is_false(ok)

@@ -328,14 +328,14 @@ static int co_lag(lua_State *L) {
     lua_createtable(L, 0, 4);
     lua_pushstring(L, lag[i].stream_key);
     lua_setfield(L, -2, "stream");
-    lua_pushnumber(L, (lua_Number)lag[i].shard);
+    sea_lua_push_u64(L, lag[i].shard);
     lua_setfield(L, -2, "shard");
     if (lag[i].lag >= 0) {
-      lua_pushnumber(L, (lua_Number)lag[i].lag);
+      sea_lua_push_u64(L, (uint64_t)lag[i].lag);
       lua_setfield(L, -2, "lag");
     }
     if (lag[i].lag_bytes >= 0) {
-      lua_pushnumber(L, (lua_Number)lag[i].lag_bytes);
+      sea_lua_push_u64(L, (uint64_t)lag[i].lag_bytes);
       lua_setfield(L, -2, "lag_bytes");
     }
     lua_rawseti(L, -2, i + 1);

@@ -101,8 +101,7 @@ int sea_lua_waitop_finish(lua_State *L, waitop_t *w, int rc);
 lstreamer_t *sea_lua_check_streamer(lua_State *L, int i);
 void sea_lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
                        lua_CFunction close);
-/* convert.c: counts and sequence numbers */
-void sea_lua_push_u64(lua_State *L, uint64_t x);
+/* convert.c: sequence numbers (and sea_lua_push_u64, seastreamer_lua.h) */
 void sea_lua_push_decimal(lua_State *L, uint64_t x);
 void sea_lua_push_seq(lua_State *L, uint64_t x);
 uint64_t sea_lua_check_seq(lua_State *L, int i, const char *what);

@@ -96,8 +96,9 @@ static void on_signal(uv_signal_t *h, int signum) {
 /* ---------------------------------------------------------------------------------------------
  * Setup: seastreamer.run{ processor, inputs = {...}, outputs = {URI, name = URI},
  *   on_error = "stop"|"skip"|"dead-letter", dead_letter = URI, input_options = {...},
- *   output_options = {...}, tick_ms, max_instructions, max_ms, max_memory_kb, name, signals,
- *   exactly_once, transactional_id }
+ *   output_options = {...}, tick_ms, max_instructions, max_ms, max_memory_kb, max_count,
+ *   commit_interval_ms, name, signals, exactly_once, transactional_id, join, join_wait_ms,
+ * join_max, stats_interval_ms, stats_json, metrics }
  * ------------------------------------------------------------------------------------------- */
 
 static uint64_t opt_u64(lua_State *L, const char *field) {
@@ -176,8 +177,33 @@ static int open_output(run_t *r, output_t *o, const sea_options_t *oo) {
   return rc;
 }
 
+/* The fields of run's table; any other is a mistake (a typo such as on_eror would otherwise leave
+ * the default in force without a word). */
+static void check_run_fields(lua_State *L) {
+  static const char *const known[] = {
+      "processor",          "inputs",        "outputs",        "on_error",
+      "dead_letter",        "input_options", "output_options", "tick_ms",
+      "max_instructions",   "max_ms",        "max_memory_kb",  "max_count",
+      "commit_interval_ms", "name",          "signals",        "exactly_once",
+      "transactional_id",   "join",          "join_wait_ms",   "join_max",
+      "stats_interval_ms",  "stats_json",    "metrics"};
+  lua_pushnil(L);
+  while (lua_next(L, 1) != 0) {
+    lua_pop(L, 1);
+    size_t k = 0;
+    if (lua_type(L, -1) == LUA_TSTRING)
+      for (; k < sizeof known / sizeof known[0]; k++)
+        if (strcmp(lua_tostring(L, -1), known[k]) == 0)
+          break;
+    if (lua_type(L, -1) != LUA_TSTRING || k == sizeof known / sizeof known[0])
+      luaL_error(L, "seastreamer.run: unknown field '%s' (docs/lua.md lists them)",
+                 lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
+  }
+}
+
 int sea_lua_run(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  check_run_fields(L);
   luaL_getmetatable(L, SEA_LUA_VIEW_MT);
   if (lua_isnil(L, -1)) { /* the runner embeds the module without requiring it */
     lua_pushcfunction(L, luaopen_seastreamer);
@@ -492,8 +518,7 @@ int sea_lua_run(lua_State *L) {
   }
   int status = r->status;
   lua_pushstring(L, r->errmsg);
-  lua_Number processed = (lua_Number)st.processed, produced = (lua_Number)st.sent,
-             skipped = (lua_Number)st.skipped, late = (lua_Number)st.late;
+  uint64_t processed = st.processed, produced = st.sent, skipped = st.skipped, late = st.late;
   cleanup(r);
   lua_sethook(L, NULL, 0, 0);
 #ifdef SEA_LUAJIT
@@ -504,13 +529,13 @@ int sea_lua_run(lua_State *L) {
   if (status != 0)
     return sea_lua_fail(L, status, lua_tostring(L, -1));
   lua_createtable(L, 0, 3);
-  lua_pushnumber(L, processed);
+  sea_lua_push_u64(L, processed); /* an integer on 5.4 */
   lua_setfield(L, -2, "processed");
-  lua_pushnumber(L, produced);
+  sea_lua_push_u64(L, produced);
   lua_setfield(L, -2, "produced");
-  lua_pushnumber(L, skipped);
+  sea_lua_push_u64(L, skipped);
   lua_setfield(L, -2, "skipped");
-  lua_pushnumber(L, late);
+  sea_lua_push_u64(L, late);
   lua_setfield(L, -2, "late");
   return 1;
 }

@@ -152,7 +152,7 @@ int sea_run_out_stats(lua_State *L) {
            {"late", st.late}};
   lua_createtable(L, 0, 10);
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
-    lua_pushnumber(L, (lua_Number)f[i].v);
+    sea_lua_push_u64(L, f[i].v);
     lua_setfield(L, -2, f[i].name);
   }
   lua_newtable(L); /* lag: {input, stream, shard, lag, lag_bytes}; an unknown count is nil */
@@ -166,14 +166,14 @@ int sea_run_out_stats(lua_State *L) {
       lua_setfield(L, -2, "input");
       lua_pushstring(L, lag[e].stream_key);
       lua_setfield(L, -2, "stream");
-      lua_pushnumber(L, (lua_Number)lag[e].shard);
+      sea_lua_push_u64(L, lag[e].shard);
       lua_setfield(L, -2, "shard");
       if (lag[e].lag >= 0) {
-        lua_pushnumber(L, (lua_Number)lag[e].lag);
+        sea_lua_push_u64(L, (uint64_t)lag[e].lag);
         lua_setfield(L, -2, "lag");
       }
       if (lag[e].lag_bytes >= 0) {
-        lua_pushnumber(L, (lua_Number)lag[e].lag_bytes);
+        sea_lua_push_u64(L, (uint64_t)lag[e].lag_bytes);
         lua_setfield(L, -2, "lag_bytes");
       }
       lua_rawseti(L, -2, ++n);

@@ -157,6 +157,10 @@ describe("seastreamer.run", function()
     assert.has_error(function()
       sea.run { processor = print, on_error = "ignore", inputs = { "mem://x/i" }, outputs = { "mem://x/o" } }
     end)
+    -- a misspelt field is named, not left to its default
+    ok, err = pcall(sea.run, { processor = print, on_eror = "skip", inputs = { "mem://x/i" }, outputs = { "mem://x/o" } })
+    assert.is_false(ok)
+    assert.matches("seastreamer%.run: unknown field 'on_eror'", err)
     for field, v in pairs({ max_ms = -1, max_instructions = 2 ^ 60, tick_ms = 1e300 }) do
       ok, err = pcall(sea.run, { processor = print, [field] = v, inputs = { "mem://x/i" }, outputs = { "mem://x/o" } })
       assert.is_false(ok)

@@ -69,6 +69,14 @@ describe("out:stats()", function()
       assert.equals(6, last.messages_out)
       assert.equals(27, last.bytes_out)
       assert.equals(last.messages_out - last.confirmed, last.inflight)
+      if math.type then -- 5.4: counts are integers (printed 6, not 6.0)
+        for _, k in ipairs(KEYS) do
+          if k ~= "lag" then assert.equals("integer", math.type(last[k]), k) end
+        end
+        for _, k in ipairs({ "processed", "produced", "skipped", "late" }) do
+          assert.equals("integer", math.type(res[k]), k)
+        end
+      end
       hold:close()
     end)
   end
@@ -89,6 +97,9 @@ describe("out:stats()", function()
     assert.equals(6, last.messages_in)
     assert.equals(1, #last.lag)
     assert.same({ input = 1, stream = "k", shard = 0, lag = 0, lag_bytes = 0 }, last.lag[1])
+    if math.type then
+      for _, k in ipairs({ "shard", "lag", "lag_bytes" }) do assert.equals("integer", math.type(last.lag[1][k]), k) end
+    end
     hold:close()
     os.remove(path)
   end)

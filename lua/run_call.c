@@ -38,13 +38,20 @@ void sea_run_count_hook(lua_State *L, lua_Debug *ar) {
 
 /* The message handler of the runner's protected calls: an error that is not a string becomes
  * one, so that every failure can be reported with where it happened. Its __tostring if it has
- * one; else its type, after the position of the Lua code that raised it (error({...}) and
- * error() add none). A string, or a number, stays as it is. */
+ * one (called protected); else its type, or a number's digits, after the position of the Lua
+ * code that raised it (error({...}), error() and 5.4's error(7) add none). A string stays as it
+ * is. */
 int sea_lua_error_handler(lua_State *L) {
-  if (lua_isstring(L, 1))
+  if (lua_type(L, 1) == LUA_TSTRING)
     return 1;
-  if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-    return 1;
+  const char *why = "";
+  if (lua_type(L, 1) != LUA_TNUMBER && luaL_getmetafield(L, 1, "__tostring")) {
+    lua_pushvalue(L, 1); /* protected: a __tostring that raises is reported, not a new error */
+    if (lua_pcall(L, 1, 1, 0) == 0 && lua_type(L, -1) == LUA_TSTRING)
+      return 1;
+    lua_pop(L, 1);
+    why = ", whose __tostring failed";
+  }
   lua_Debug ar;
   for (int level = 1; lua_getstack(L, level, &ar); level++) {
     lua_getinfo(L, "Sl", &ar);
@@ -55,7 +62,11 @@ int sea_lua_error_handler(lua_State *L) {
   }
   if (lua_type(L, -1) != LUA_TSTRING)
     lua_pushliteral(L, "");
-  lua_pushfstring(L, "%s(error object is a %s value)", lua_tostring(L, -1), luaL_typename(L, 1));
+  if (lua_type(L, 1) == LUA_TNUMBER) /* error(7): 5.4 gives no position to a number (5.1 does) */
+    lua_pushfstring(L, "%s%s", lua_tostring(L, -1), lua_tostring(L, 1));
+  else
+    lua_pushfstring(L, "%s(error object is a %s value%s)", lua_tostring(L, -1), luaL_typename(L, 1),
+                    why);
   return 1;
 }
 

@@ -30,9 +30,10 @@ static const char help[] =
     "Runs a Lua processor over the inputs: the C core consumes, batches, produces,\n"
     "acknowledges and commits; Lua sees only the processor. SCRIPT returns a function\n"
     "f(msg, out) or a table {process = f | batch = f(batch, out), start = f(out),\n"
-    "tick = f(out, now_us), tick_ms = N, stop = f(out), linger = true, input_end = f(out)}\n"
-    "(linger: the end of the inputs calls input_end and the script ends the run). A processor "
-    "returns nil (drop),\n"
+    "tick = f(out, now_us), tick_ms = N, stop = f(out), linger = true, input_end = f(out),\n"
+    "hold = true} (linger: the end of the inputs calls input_end and the script ends the run;\n"
+    "hold: output sent later, from tick or stop, as a window does: a message is committed only\n"
+    "once what was sent by the tick after its call is confirmed). A processor returns nil (drop),\n"
     "a payload string, the message itself, or a list of them, for the default output;\n"
     "out:send(NAME, payload [, stream_key]) sends to a named output (NAME nil: the default);\n"
     "out:stop() ends the run once the call returns (every output confirmed, inputs committed).\n"
@@ -427,6 +428,8 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
       lua_getfield(L, -1, "outputs");
       if (is_named(optarg)) {
         const char *eq = strchr(optarg, '=');
+        if (eq[1] == '\0')
+          return usage_error("--output %s: no URI after '='", optarg);
         lua_pushlstring(L, optarg, (size_t)(eq - optarg));
         lua_pushvalue(L, -1);
         lua_rawget(L, -3);
@@ -579,7 +582,8 @@ static int load_script(lua_State *L, int cfg, const char *script, heap_t *heap, 
   if (err == NULL && over[0] == '\0')
     return 0;
   if (!loaded)
-    fprintf(stderr, "seastreamer run: cannot load %s%s%s%s\n", err, over[0] ? " (" : "", over,
+    fprintf(stderr, "seastreamer run: %s%s%s%s%s\n",
+            strncmp(err, "cannot ", 7) ? "cannot load " : "", err, over[0] ? " (" : "", over,
             over[0] ? ")" : "");
   else if (err && over[0])
     fprintf(stderr, "seastreamer run: %s failed while loading: %s (%s)\n", script, err, over);

@@ -46,7 +46,7 @@ static int find_runner(const char *flavour, char *path, size_t len, char *tried,
 
 int cmd_run(int argc, char **argv) {
   /* Without --lua or SEASTREAMER_LUA: 5.4, or LuaJIT where only that runner is installed. */
-  const char *lua = getenv("SEASTREAMER_LUA");
+  const char *lua = getenv("SEASTREAMER_LUA"), *from = "SEASTREAMER_LUA=";
   if (lua == NULL || lua[0] == '\0') {
     char probe[PATH_MAX + 64], tried[2 * PATH_MAX + 200];
     lua = find_runner("lua5.4", probe, sizeof probe, tried, sizeof tried) != 0 &&
@@ -67,8 +67,10 @@ int cmd_run(int argc, char **argv) {
         return EXIT_USAGE;
       }
       lua = argv[++i];
+      from = "--lua ";
     } else if (i > 0 && strncmp(argv[i], "--lua=", 6) == 0) {
       lua = argv[i] + 6;
+      from = "--lua ";
     } else {
       args[k++] = argv[i];
     }
@@ -79,7 +81,7 @@ int cmd_run(int argc, char **argv) {
   else if (strcmp(lua, "luajit") == 0 || strcmp(lua, "jit") == 0)
     flavour = "luajit";
   else {
-    cli_error("run", "--lua '%s': expected 5.4 or luajit", lua);
+    cli_error("run", "%s'%s': expected 5.4 or luajit", from, lua);
     free(args);
     return EXIT_USAGE;
   }

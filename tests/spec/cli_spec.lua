@@ -181,6 +181,9 @@ describe("seastreamer run (" .. lua .. ")", function()
     rc, out = run("-h")
     assert.equals(0, rc)
     assert.matches("usage: seastreamer run", out)
+    for _, hook in ipairs({ "process", "batch", "start", "tick", "tick_ms", "stop", "linger", "input_end", "hold" }) do
+      assert.matches(hook .. " = ", out, 1, true) -- every key of the processor table is named
+    end
     -- -o is where the inputs start, as in consume (it used to be a second --output)
     local ss_file = tmp .. "/opts.ss"
     os.execute(string.format("printf 'x\ny\nz\n' | %s %s produce file://%s/k", os.getenv("SEA_CHILD_ENV") or "", ss, ss_file))
@@ -197,7 +200,8 @@ describe("seastreamer run (" .. lua .. ")", function()
     end
 
     it("a missing script", function()
-      expect(2, "cannot load .*nosuch%.lua", run(tmp .. "/nosuch.lua --input stdio:// --output stdio://"))
+      -- said once, not "cannot load cannot open"
+      expect(2, "seastreamer run: cannot open [^\n]*nosuch%.lua: No such file", run(tmp .. "/nosuch.lua --input stdio:// --output stdio://"))
     end)
     it("a script that does not compile", function()
       local f = write("syntax.lua", "return function(m)\n  return m.payload ..\nend\n")
@@ -309,6 +313,12 @@ describe("seastreamer run (" .. lua .. ")", function()
       assert.equals(0, rc)
       assert.matches("%] HI\n$", out)
       expect(2, "%-%-lua '9%.9': expected 5%.4 or luajit", run("--lua 9.9 x.lua"))
+      expect(2, "%-%-output x=: no URI after '='", run(examples .. "/uppercase.lua --input stdio:// --output stdio:// --output x="))
+      -- a bad SEASTREAMER_LUA is named as such, not as an --lua that was not given
+      os.execute(string.format("SEASTREAMER_LUA=5.1 %s %s run x.lua > %s/out 2> %s/err; echo $? > %s/rc",
+        os.getenv("SEA_CHILD_ENV") or "", ss, tmp, tmp, tmp))
+      assert.equals(2, tonumber(slurp(tmp .. "/rc")))
+      assert.matches("SEASTREAMER_LUA='5%.1': expected 5%.4 or luajit", slurp(tmp .. "/err"))
     end)
     it("an unknown scheme", function()
       expect(3, "unknown scheme 'nosuch'", run(examples .. "/uppercase.lua --input nosuch://x --output stdio://"))

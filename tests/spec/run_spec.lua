@@ -551,6 +551,16 @@ describe("seastreamer.run", function()
         ok, err = run_form(form, function() error() end, "en" .. form, 1)
         assert.is_nil(ok)
         assert.matches("run_spec.lua:%d+: %(error object is a nil value%)", err)
+        -- a number has its position on every Lua (5.4's error() gives it none)
+        ok, err = run_form(form, function() error(7) end, "e7" .. form, 1)
+        assert.is_nil(ok)
+        assert.matches("run_spec.lua:%d+: 7", err)
+        -- a __tostring that raises is reported, not an "error in error handling"
+        ok, err = run_form(form, function()
+          error(setmetatable({}, { __tostring = function() error("inner") end }))
+        end, "et" .. form, 1)
+        assert.is_nil(ok)
+        assert.matches("run_spec.lua:%d+: %(error object is a table value, whose __tostring failed%)", err)
       end)
   end
 

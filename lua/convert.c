@@ -220,8 +220,10 @@ uint64_t sea_lua_check_seq(lua_State *L, int i, const char *what) {
 #endif
     lua_Number n = lua_tonumber(L, i);
     const char *why = NULL;
-    if (!(n >= 0))
-      why = "is not a whole number from 0";
+    if (n < 0)
+      why = "is negative";
+    else if (!(n >= 0))
+      why = "is not a number (NaN)";
     else if (n >= SEQ_EXACT_LIMIT)
       why = "is 2^53 or more, where a Lua number is not exact: give it as an integer (Lua 5.4), "
             "a uint64_t (LuaJIT) or a decimal string";

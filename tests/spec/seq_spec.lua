@@ -70,7 +70,9 @@ describe("sequence numbers (" .. (jit and "LuaJIT" or _VERSION) .. ")", function
 
   it("refuses what is not exact or not a seq, naming the argument", function()
     local bad = {
-      { -1, "seq %-1 is" },
+      { -1, "seq %-1 is negative" },
+      { -0.5, "seq %-0%.5 is negative" },
+      { 0 / 0, "seq %-?nan is not a number %(NaN%)" },
       { 1.5, "seq 1%.5 is not a whole number" },
       { 2 ^ 60, "seq 1%.15%d*e%+18 is 2%^53 or more, where a Lua number is not exact" },
       { "12x", "seq '12x' is not a decimal number" },

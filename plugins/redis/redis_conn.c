@@ -174,8 +174,15 @@ static void on_io(sea_watch_t *w, int status, int events, void *data) {
   redisAsyncContext *ac = c->ac;
   if (ac == NULL)
     return;
-  if (status < 0)
+  if (status < 0) {
+    /* libuv stopped the poll handle (EPOLLERR: CLIENT KILL, a reset). A read may still find
+     * replies that came before the reset and not the error, and hiredis then only asks to read
+     * on, which a stopped watch never does: with nothing else to run, the loop ended and a
+     * consumer stopped with status 0 in the middle of its stream. Drop the watch, so that asking
+     * to read or write starts a new one, which reports the error again until a read meets it. */
+    conn_watch_stop(c);
     events = SEA_WATCH_READABLE | SEA_WATCH_WRITABLE;
+  }
   if (events & SEA_WATCH_READABLE)
     redisAsyncHandleRead(ac);
   if (c->ac != ac)

@@ -640,23 +640,18 @@ static void cons_went_down(rcons_t *rc) {
    * waited for them did not happen */
   rc->acks_done = rc->acks_sent;
   if (rc->commits.n > 0) {
+    /* A failover, a moved slot, or a server that restarts: the run goes on (reconnecting; a
+     * server that stays away fails the consumer after reconnect_ms), and what the commit covered
+     * comes back as pending entries, delivered again (duplicates), as after a Kafka group's
+     * rebalance. A failed commit would stop a pipeline that recovers by itself. */
     char msg[sizeof rc->s->addr + 160];
-    if (rc->map.cluster) {
-      /* a failover or a moved slot: the run goes on, and what the commit covered is delivered
-       * again (duplicates), as after a Kafka group's rebalance */
-      snprintf(msg, sizeof msg,
-               R_NAME ": commit not done, the cluster at %s changed before XACK was answered; "
-                      "the entries will be delivered again",
-               rc->s->addr);
-      sea_host->log(SEA_LOG_WARN, R_NAME, "%s", msg + sizeof R_NAME + 1);
-      waits_fail(&rc->commits, SEA_ECANCELED, msg);
-    } else {
-      snprintf(msg, sizeof msg,
-               R_NAME ": commit: the connection to %s was lost before XACK was answered; the "
-                      "entries will be delivered again",
-               rc->s->addr);
-      waits_fail(&rc->commits, SEA_ECONNECT, msg);
-    }
+    snprintf(msg, sizeof msg,
+             R_NAME ": commit not done, %s %s %s before XACK was answered; the entries will be "
+                    "delivered again",
+             rc->map.cluster ? "the cluster at" : "the connection to", rc->s->addr,
+             rc->map.cluster ? "changed" : "was lost");
+    sea_host->log(SEA_LOG_WARN, R_NAME, "%s", msg + sizeof R_NAME + 1);
+    waits_fail(&rc->commits, SEA_ECANCELED, msg);
   }
 }
 

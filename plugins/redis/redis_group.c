@@ -484,9 +484,13 @@ int redis_cons_commit(void *impl, sea_op_t *op) {
     return 0;
   }
   if (unsent) {
-    sea_host->op_done(op, SEA_ECONNECT,
-                      R_NAME ": commit: not connected to %s; acked entries stay pending and are "
-                             "delivered again",
+    /* Reconnecting: the acks go out once the connection is back (cons_up_again). SEA_EBUSY: the
+     * pipeline commits again, by its next tick or, for its last commit, after a backoff; a
+     * server that stays away fails the consumer after reconnect_ms. (SEA_ECONNECT here failed a
+     * run that recovered, and its last commit, with exit status 3.) */
+    sea_host->op_done(op, SEA_EBUSY,
+                      R_NAME ": commit: not connected to %s now (reconnecting); the acks go out "
+                             "once it is back",
                       rc->s->addr);
     return 0;
   }

@@ -115,7 +115,10 @@ typedef struct sea_fswatch sea_fswatch_t;
 enum { SEA_LOG_ERROR = 0, SEA_LOG_WARN = 1, SEA_LOG_INFO = 2, SEA_LOG_DEBUG = 3 };
 enum { SEA_WATCH_READABLE = 1, SEA_WATCH_WRITABLE = 2 };
 
-/* events: SEA_WATCH_* bits that are ready; status < 0 on a poll error. */
+/* events: SEA_WATCH_* bits that are ready; status < 0 on a poll error (EPOLLERR: a reset
+ * socket, a pipe whose reader left). After an error the watch has stopped (libuv stops a poll
+ * that errs) and calls back no more: read or write to learn what happened, and watch_stop it;
+ * a new watch_start on the fd watches on. */
 typedef void (*sea_watch_cb)(sea_watch_t *w, int status, int events, void *data);
 typedef void (*sea_timer_cb)(sea_timer_t *t, void *data);
 typedef void (*sea_wakeup_cb)(sea_wakeup_t *w, void *data);

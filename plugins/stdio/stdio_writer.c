@@ -322,10 +322,17 @@ int stdio_producer_send(void *impl, const sea_message_t *m, unsigned flags, void
     return SEA_EINVAL;
   int rc = stdio_producer_check_lines(p, m);
   if (rc != 0) {
+    char shown[16];
+    if (p->delim == '\n')
+      snprintf(shown, sizeof shown, "a newline");
+    else if ((unsigned char)p->delim >= 0x20 && (unsigned char)p->delim < 0x7f)
+      snprintf(shown, sizeof shown, "delimiter='%c'", p->delim);
+    else
+      snprintf(shown, sizeof shown, "delimiter=0x%02x", (unsigned char)p->delim);
     sea_host->producer_error(p->p,
                              "stdio: a printed field holds the message delimiter (%s): it would "
                              "split the message in two (print it with -J, or pick another -D)",
-                             p->delim == '\n' ? "a newline" : "delimiter=");
+                             shown);
     return rc;
   }
 

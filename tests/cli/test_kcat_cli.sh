@@ -54,7 +54,7 @@ expect_same "produce -D: three messages" "$T/want" "$T/out"
 # A payload holding the delimiter would be cut in two: refused, and says why.
 printf 'a|b\n' | $TO "$SS" consume -e -D '|' stdio:// >"$T/out" 2>"$T/err"
 expect_status "-D in a payload" 2 $?
-expect_grep "-D in a payload" 'holds the message delimiter' "$T/err"
+expect_grep "-D in a payload" "holds the message delimiter \(delimiter='\|'\)" "$T/err"
 
 # --- -u: the same bytes, each message written in its own send ---
 printf 'x\ny\n' | $TO "$SS" consume -e -u -f '%s\n' stdio:// >"$T/out" 2>&1

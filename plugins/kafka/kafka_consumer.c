@@ -115,7 +115,24 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     return;
   }
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-    if (!kc->start_applied && (kc->has_start || kc->start_from_end) && !kc->start_is_time) {
+    if (!kc->start_applied && kc->start_is_time) {
+      /* start=s@MS: each partition's first offset at or after the time, looked up before the
+       * partitions are assigned (one ListOffsets round trip, on the loop thread, once), so that
+       * nothing before it is delivered; a partition with none starts at its end. A failed
+       * lookup fails the consumer: starting anywhere else would deliver what was not asked. */
+      for (int i = 0; i < parts->cnt; i++)
+        parts->elems[i].offset = kc->start_ts_us / 1000;
+      int tmo = kc->h.timeout_ms > INT32_MAX ? INT32_MAX : (int)kc->h.timeout_ms;
+      rd_kafka_resp_err_t le = rd_kafka_offsets_for_times(rk, parts, tmo);
+      if (le) {
+        consumer_fail(kc, kafka_err_to_sea(le), "kafka: start=s@MS: offsets for times: %s",
+                      rd_kafka_err2str(le));
+        return;
+      }
+      for (int i = 0; i < parts->cnt; i++)
+        if (parts->elems[i].offset < 0)
+          parts->elems[i].offset = RD_KAFKA_OFFSET_END;
+    } else if (!kc->start_applied && (kc->has_start || kc->start_from_end)) {
       for (int i = 0; i < parts->cnt; i++)
         parts->elems[i].offset = start_offset(kc);
     }

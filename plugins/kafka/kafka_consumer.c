@@ -502,10 +502,23 @@ static int consumer_assign_all(kconsumer_t *kc, const meta_job_t *j) {
   const struct rd_kafka_metadata *md = j->md;
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
   if (kc->explicit_) {
-    for (int i = 0; i < kc->explicit_->cnt; i++)
-      rd_kafka_topic_partition_list_add(l, kc->explicit_->elems[i].topic,
-                                        kc->explicit_->elems[i].partition)
-          ->offset = start_offset(kc);
+    for (int i = 0; i < kc->explicit_->cnt; i++) {
+      const char *topic = kc->explicit_->elems[i].topic;
+      int32_t part = kc->explicit_->elems[i].partition;
+      /* A partition that does not exist would be waited for without a word (kcat fails too). */
+      const struct rd_kafka_metadata_topic *mt = kafka_md_topic(md, topic);
+      int found = 0;
+      for (int p = 0; mt && p < mt->partition_cnt && !found; p++)
+        found = mt->partitions[p].id == part;
+      if (!found) {
+        rd_kafka_topic_partition_list_destroy(l);
+        consumer_fail(
+            kc, SEA_EKEY, "kafka: partition %d of topic '%s' does not exist (it has %d, 0 to %d)",
+            (int)part, topic, mt ? mt->partition_cnt : 0, mt ? mt->partition_cnt - 1 : -1);
+        return -1;
+      }
+      rd_kafka_topic_partition_list_add(l, topic, part)->offset = start_offset(kc);
+    }
   } else {
     for (size_t t = 0; t < kc->ntopics; t++) {
       const struct rd_kafka_metadata_topic *mt = kafka_md_topic(md, kc->topics[t]);

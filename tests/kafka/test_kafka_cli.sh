@@ -92,6 +92,10 @@ echo x | run "$SS" produce -p 7 -X timeout=5000 "kafka://$B/$t" >"$T/out" 2>&1
 st=$?
 [ "$st" -ne 0 ] && ok || bad "produce -p 7 (no such partition): exit status 0"
 expect_grep "produce -p 7" 'partition 7' "$T/out"
+# consume -p of a partition that does not exist: said at once (it waited forever, even with -e)
+run "$SS" consume -e -o beginning -p 7 "kafka://$B/$t" >"$T/out" 2>"$T/err"
+expect_status "consume -p 7 (no such partition)" 2 $?
+expect_grep "consume -p 7" "partition 7 of topic '$t' does not exist \\(it has [0-9]+, 0 to [0-9]+\\)" "$T/err"
 # -o stored after a group committed a part; -v says what connected, was assigned, committed.
 run "$SS" consume -G "g-$t" -c 2 -v -f '%s\n' "kafka://$B/$t" >"$T/out" 2>"$T/err"
 expect_status "group part" 0 $?

@@ -425,13 +425,23 @@ static void consumer_drain(khandle_t *h) {
         continue;
       }
       if (rm->err) {
-        const char *topic = rm->rkt ? rd_kafka_topic_name(rm->rkt) : "?";
         rd_kafka_resp_err_t e = rm->err;
-        snprintf(detail, sizeof detail, "topic '%s' on %s: %s", topic, h->brokers,
-                 rd_kafka_message_errstr(rm));
+        if (rm->rkt)
+          snprintf(detail, sizeof detail, "topic '%s' on %s: %s", rd_kafka_topic_name(rm->rkt),
+                   h->brokers, rd_kafka_message_errstr(rm));
+        else /* the group's, not a topic's (JoinGroup, SyncGroup) */
+          snprintf(detail, sizeof detail, "group '%s' on %s: %s", kc->group ? kc->group : "?",
+                   h->brokers, rd_kafka_message_errstr(rm));
         rd_kafka_message_destroy(rm);
+        /* What the broker will refuse every time: trying again would go on for ever (kcat
+         * fails on them too). The group errors come when a group setting is out of the
+         * broker's bounds (session.timeout.ms), or the group is not the client's. */
         if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
-            e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+            e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+            e == RD_KAFKA_RESP_ERR_INVALID_SESSION_TIMEOUT ||
+            e == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
+            e == RD_KAFKA_RESP_ERR_INVALID_GROUP_ID ||
+            e == RD_KAFKA_RESP_ERR_INCONSISTENT_GROUP_PROTOCOL) {
           failed = 1; /* after delivering what came before it */
           fail_err = e;
           break;

@@ -96,6 +96,11 @@ expect_grep "produce -p 7" 'partition 7' "$T/out"
 run "$SS" consume -e -o beginning -p 7 "kafka://$B/$t" >"$T/out" 2>"$T/err"
 expect_status "consume -p 7 (no such partition)" 2 $?
 expect_grep "consume -p 7" "partition 7 of topic '$t' does not exist \\(it has [0-9]+, 0 to [0-9]+\\)" "$T/err"
+# A group setting the broker refuses every time fails the consumer, naming the group (it was
+# tried again every 2 s for ever, even with -e, and the warning said "topic '?'")
+run "$SS" consume -G "bad-$t" -e -X session.timeout.ms=5000 "kafka://$B/$t" >"$T/out" 2>"$T/err"
+expect_status "consume -G with a session timeout the broker refuses" 1 $?
+expect_grep "consume -G, refused session timeout" "group 'bad-$t' on .*: JoinGroup failed: Broker: Invalid session timeout" "$T/err"
 # -o stored after a group committed a part; -v says what connected, was assigned, committed.
 run "$SS" consume -G "g-$t" -c 2 -v -f '%s\n' "kafka://$B/$t" >"$T/out" 2>"$T/err"
 expect_status "group part" 0 $?

@@ -636,6 +636,15 @@ static int seek_start(kconsumer_t *kc, const rd_kafka_topic_partition_list_t *pa
   return 0;
 }
 
+#define KEEPALIVE_MS 1000
+
+static void on_keepalive(sea_timer_t *t, void *data) {
+  (void)t;
+  kconsumer_t *kc = data;
+  if (!kc->h.closed && !kc->paused)
+    kc->h.drain(&kc->h);
+}
+
 static void consumer_meta_done(khandle_t *h, meta_job_t *j) {
   kconsumer_t *kc = (kconsumer_t *)h;
   if (j->err) {
@@ -658,6 +667,14 @@ static void consumer_meta_done(khandle_t *h, meta_job_t *j) {
     return;
   }
   if (kc->mode == SEA_MODE_LOAD_BALANCED) {
+    /* librdkafka takes a member that has not polled for max.poll.interval.ms (5 min) for a
+     * stuck one and leaves the group, which rebalances it. Polls come from the queue's io
+     * event, which an idle consumer never gets: poll it every second while it is not paused
+     * (a paused one is waiting for its outputs, and polling would take messages it cannot
+     * hand on). */
+    kc->keepalive = sea_host->timer_init(h->rt, on_keepalive, kc);
+    if (kc->keepalive)
+      sea_host->timer_start(kc->keepalive, KEEPALIVE_MS, KEEPALIVE_MS);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)kc->ntopics);
     for (size_t i = 0; i < kc->ntopics; i++)
       rd_kafka_topic_partition_list_add(l, kc->topics[i], RD_KAFKA_PARTITION_UA);
@@ -923,6 +940,8 @@ void kafka_consumer_close(void *impl) {
   /* A consumer whose offsets went into a transaction leaves committing to the transaction: a
    * commit here would move the group past what an aborted transaction produced. */
   kc->h.commit_on_close = kc->mode != SEA_MODE_REALTIME && kc->ready && !kc->in_txn;
+  sea_host->timer_close(kc->keepalive);
+  kc->keepalive = NULL;
   sea_host->free(kc->delivered.v);
   sea_host->free(kc->acked.v);
   sea_host->free(kc->ends.v);

@@ -201,10 +201,11 @@ typedef struct kconsumer {
   const char *last_key;
   int last_eof_idx;            /* kafka_assigned_index's cache */
   kposlist_t delivered, acked; /* next offsets: what was delivered, what was acked */
-  kposlist_t ends;   /* rewound to the committed positions after it ended: where it ended */
-  int in_txn;        /* its offsets went into a producer's transaction: no commit on close */
-  unsigned revokes;  /* rebalances that took partitions away */
-  const char *group; /* interned, or NULL */
+  kposlist_t ends;        /* rewound to the committed positions after it ended: where it ended */
+  int in_txn;             /* its offsets went into a producer's transaction: no commit on close */
+  unsigned revokes;       /* rebalances that took partitions away */
+  const char *group;      /* interned, or NULL */
+  sea_timer_t *keepalive; /* load-balanced: polls an idle consumer (max.poll.interval.ms) */
 } kconsumer_t;
 
 /* ---- conf and handle (kafka_handle.c) ---- */

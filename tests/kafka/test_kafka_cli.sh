@@ -101,6 +101,16 @@ expect_grep "consume -p 7" "partition 7 of topic '$t' does not exist \\(it has [
 run "$SS" consume -G "bad-$t" -e -X session.timeout.ms=5000 "kafka://$B/$t" >"$T/out" 2>"$T/err"
 expect_status "consume -G with a session timeout the broker refuses" 1 $?
 expect_grep "consume -G, refused session timeout" "group 'bad-$t' on .*: JoinGroup failed: Broker: Invalid session timeout" "$T/err"
+# An idle member stays in its group: it is polled though no message comes. (It went past
+# max.poll.interval.ms, left the group and rejoined: a rebalance each time.) The broker's
+# smallest session timeout is 6 s, and max.poll.interval.ms may not be less.
+timeout -s INT 10 "$SS" consume -v -G "idle-$t" -o end -X max.poll.interval.ms=6000 \
+  -X session.timeout.ms=6000 "kafka://$B/$t" >"$T/out" 2>"$T/err"
+expect_grep "an idle member joins" "group 'idle-$t' assigned" "$T/err"
+if grep -Eqi 'maxpoll|revoked' "$T/err"; then
+  bad "an idle member left its group:"
+  grep -Ei 'maxpoll|revoked' "$T/err" | head -3 >&2
+else ok; fi
 # -o stored after a group committed a part; -v says what connected, was assigned, committed.
 run "$SS" consume -G "g-$t" -c 2 -v -f '%s\n' "kafka://$B/$t" >"$T/out" 2>"$T/err"
 expect_status "group part" 0 $?

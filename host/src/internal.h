@@ -221,6 +221,9 @@ int sea__plugin_adopt(sea_runtime_t *rt, const char *origin, void *dl, const sea
 
 /* uri.c */
 int sea__uri_path_only(const sea_uri_t *uri);
+/* The port of a node ("host:port", "user:pw@host:port", "[v6]:port"), or NULL if it names none
+ * (a bare host, or an IPv6 address without brackets). */
+const char *sea__uri_node_port(const char *node);
 
 /* options.c */
 int sea__options_merge(sea_options_t *dst, const sea_options_t *src);

@@ -72,6 +72,18 @@ int sea_connect(sea_runtime_t *rt, const char *uri, const sea_options_t *opts,
     return rc;
   }
   for (size_t i = 0; i < u->node_count; i++) {
+    /* A backend with a default port has network nodes: a port there is a number (the URI's
+     * parser leaves other ports to the backend; librdkafka took "host:x" for port 0 and waited
+     * its whole timeout). */
+    const char *port = plugin->desc.default_port ? sea__uri_node_port(u->nodes[i]) : NULL;
+    if (port != NULL && (port[0] == '\0' || strspn(port, "0123456789") != strlen(port))) {
+      rc = sea__rt_err(rt, SEA_EURI,
+                       port[0] ? "invalid URI '%s': the port '%s' of node '%s' is not a number"
+                               : "invalid URI '%s': node '%s%s' has ':' and no port after it",
+                       uri, port[0] ? port : "", u->nodes[i]);
+      sea_uri_free(u);
+      return rc;
+    }
     char *n = with_port(u->nodes[i], plugin->desc.default_port);
     if (n == NULL) {
       sea_uri_free(u);

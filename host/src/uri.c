@@ -29,7 +29,7 @@ void sea_uri_free(sea_uri_t *u) {
 /* Split s[0..n) by ',' into a fresh array; empty parts are an error at their offset. */
 /* The port of a node ("host:port", "user:pw@host:port", "[v6]:port"), or NULL if it names none
  * (a bare host, or an IPv6 address without brackets). */
-static const char *node_port(const char *node) {
+const char *sea__uri_node_port(const char *node) {
   const char *host = strrchr(node, '@');
   host = host ? host + 1 : node;
   if (host[0] == '[') {
@@ -129,7 +129,7 @@ int sea_uri_parse(const char *uri, sea_uri_t **out, char *errbuf, size_t errlen)
       goto nomem;
     size_t off = rest;
     for (size_t k = 0; k < u->node_count; k++) {
-      const char *port = node_port(u->nodes[k]);
+      const char *port = sea__uri_node_port(u->nodes[k]);
       if (port != NULL && !port_valid(port)) {
         char what[SEA__ERRMSG_MAX];
         snprintf(what, sizeof what, "port %s of node '%s' is out of range (1 to 65535)", port,

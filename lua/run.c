@@ -45,9 +45,12 @@ void sea_run_after_lua_call(run_t *r) {
 static void on_skipped(sea_pipeline_t *pl, size_t input, const sea_message_t *m, const char *why,
                        void *data) {
   run_t *r = data;
-  fprintf(stderr, "seastreamer run: %s message %s | %llu of %s: %s\n",
+  char shard[32] = ""; /* as the stdio line format: a seq alone is ambiguous across shards */
+  if (m->meta.shard_id)
+    snprintf(shard, sizeof shard, " | %llu", (unsigned long long)m->meta.shard_id);
+  fprintf(stderr, "seastreamer run: %s message %s | %llu%s of %s: %s\n",
           r->policy == SEA_ON_ERROR_SKIP ? "skipped" : "dead-lettered", m->meta.stream_key,
-          (unsigned long long)m->meta.seq, r->in[input].uri, why);
+          (unsigned long long)m->meta.seq, shard, r->in[input].uri, why);
 }
 
 /* hold = true: after a tick or the stop hook, the messages held so far are done once what it

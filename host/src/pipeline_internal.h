@@ -242,4 +242,7 @@ bool sea__pl_eos_finish(sea_pipeline_t *pl);
 void sea__pl_on_revoke(sea_consumer_t *c, int incremental);
 int sea__pl_eos_setup(sea_pipeline_t *pl);
 
+/* pipeline_policy.c: "key | seq" of a message, and " | shard" when it is not 0. */
+const char *sea__msg_where(const sea_message_t *m, char *buf, size_t n);
+
 #endif

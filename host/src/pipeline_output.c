@@ -22,8 +22,9 @@ void sea__pl_on_receipt(sea_producer_t *p, void *token, int status, const sea_me
     if (s != NULL && slot_batch(s)->batch != NULL) {
       pbatch_t *pb = slot_batch(s);
       const sea_message_t *m = &pb->batch->msgs[s->i];
-      set_error(pl, status, "output %s rejected the message for %s | %llu of %s: %s", o->uri,
-                m->meta.stream_key, (unsigned long long)m->meta.seq, pb->in->uri,
+      char where[320];
+      set_error(pl, status, "output %s rejected the message for %s of %s: %s", o->uri,
+                sea__msg_where(m, where, sizeof where), pb->in->uri,
                 em && em[0] ? em : sea_strerror(status));
     } else {
       set_error(pl, status, "output %s rejected a message: %s", o->uri,

@@ -31,14 +31,27 @@ int sea_pipeline_reject_first(sea_pipeline_t *pl, size_t n, const char *fmt, ...
   return rc;
 }
 
+/* Where a message is, as the stdio line format writes it: "key | seq", and " | shard" when the
+ * shard is not 0 (a Kafka partition, a Redis shard): a seq alone is ambiguous across them. */
+const char *sea__msg_where(const sea_message_t *m, char *buf, size_t n) {
+  if (m->meta.shard_id)
+    snprintf(buf, n, "%s | %llu | %llu", m->meta.stream_key ? m->meta.stream_key : "",
+             (unsigned long long)m->meta.seq, (unsigned long long)m->meta.shard_id);
+  else
+    snprintf(buf, n, "%s | %llu", m->meta.stream_key ? m->meta.stream_key : "",
+             (unsigned long long)m->meta.seq);
+  return buf;
+}
+
 /* Apply the error policy to count messages from first. Returns true to go on. */
 bool sea__pl_apply_policy(sea_pipeline_t *pl, pbatch_t *pb, size_t first, size_t count, int rc) {
   const sea_message_t *m = &pb->batch->msgs[first];
   const char *why = pl->why[0] ? pl->why : sea_strerror(rc);
+  char where[320];
   switch (pl->cfg.on_error) {
   case SEA_ON_ERROR_STOP:
-    set_error(pl, rc, "%s\n  at message %s | %llu of %s (not committed, nor anything after it)",
-              why, m->meta.stream_key, (unsigned long long)m->meta.seq, pb->in->uri);
+    set_error(pl, rc, "%s\n  at message %s of %s (not committed, nor anything after it)", why,
+              sea__msg_where(m, where, sizeof where), pb->in->uri);
     return false;
   case SEA_ON_ERROR_SKIP:
     for (size_t k = first; k < first + count; k++)
@@ -55,12 +68,10 @@ bool sea__pl_apply_policy(sea_pipeline_t *pl, pbatch_t *pb, size_t first, size_t
       pl->cur = &pb->slots[k];
       int src = sea_pipeline_send(pl, pl->cfg.dead_letter, &dm, 0);
       if (src != 0) {
-        set_error(pl, src,
-                  "%s\n  at message %s | %llu of %s, which the dead-letter output %s refused: %s",
-                  why, dm.meta.stream_key ? dm.meta.stream_key : m->meta.stream_key,
-                  (unsigned long long)pb->batch->msgs[k].meta.seq, pb->in->uri, dead->uri,
-                  sea_producer_errmsg(dead->p)[0] ? sea_producer_errmsg(dead->p)
-                                                  : sea_strerror(src));
+        set_error(
+            pl, src, "%s\n  at message %s of %s, which the dead-letter output %s refused: %s", why,
+            sea__msg_where(&pb->batch->msgs[k], where, sizeof where), pb->in->uri, dead->uri,
+            sea_producer_errmsg(dead->p)[0] ? sea_producer_errmsg(dead->p) : sea_strerror(src));
         return false;
       }
       if (pl->cfg.on_skipped)

@@ -252,9 +252,10 @@ static const char consume_help[] =
     "usage: seastreamer consume [options] URI\n"
     "\n"
     "Prints the messages of URI on stdout, one per line, as [timestamp | key | seq] payload\n"
-    "(milliseconds, UTC). In a group (-G, --mode resumable) a message is acknowledged and its\n"
-    "position committed only once its line was written to stdout (docs/delivery.md). A reader\n"
-    "that goes away (| head) ends it with status 0 after committing what was written whole.\n"
+    "(milliseconds, UTC; [timestamp | key | seq | shard] when the shard is not 0). In a group\n"
+    "(-G, --mode resumable) a message is acknowledged and its position committed only once its\n"
+    "line was written to stdout (docs/delivery.md). A reader that goes away (| head) ends it\n"
+    "with status 0 after committing what was written whole.\n"
     "Options follow kcat where they fit.\n"
     "\n"
     "options:\n"
@@ -268,6 +269,8 @@ static const char consume_help[] =
     "  -G GROUP         consume in the load-balanced group GROUP\n"
     "  --mode MODE      realtime|resumable|load-balanced\n"
     "  -X key=value     a consumer option (common or backend)\n"
+    "  -O key=value     an option of the stdout side (max_payload: the largest payload it\n"
+    "                   prints, default 8 MiB; template, format, ...)\n"
     "  -J               one JSON object per message; a payload or key that is not valid\n"
     "                   UTF-8 goes in payload_b64 / key_b64 (base64) instead\n"
     "  -f FORMAT        kcat-style format: %s payload, %k key, %K key length (-1: none),\n"
@@ -563,7 +566,11 @@ static int run(kind_t kind, int argc, char **argv) {
     }
   }
   int want = kind == KIND_RELAY ? 2 : 1;
-  if (rc == 0 && argc - optind != want) {
+  if (rc == 0 && argc - optind > want) {
+    cli_error(j.cmd, "unexpected argument '%s' after %s (see --help)", argv[optind + want],
+              kind == KIND_RELAY ? "IN_URI OUT_URI" : "the URI");
+    rc = EXIT_USAGE;
+  } else if (rc == 0 && argc - optind != want) {
     cli_error(j.cmd, "expected %s (see --help)", kind == KIND_RELAY ? "IN_URI OUT_URI" : "URI");
     rc = EXIT_USAGE;
   }

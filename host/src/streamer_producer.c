@@ -214,7 +214,9 @@ int sea__producer_send_flags(sea_producer_t *p, const sea_message_t *m, unsigned
     msg.meta.stream_key = k;
   }
   if (msg.payload.len > p->max_payload) {
-    sea__set_msg(p->errmsg, "send to '%s': payload of %zu bytes exceeds max_payload (%zu bytes)",
+    sea__set_msg(p->errmsg,
+                 "send to '%s': payload of %zu bytes exceeds max_payload (%zu bytes; the producer "
+                 "option max_payload raises it, -O max_payload=BYTES on the command line)",
                  msg.meta.stream_key, msg.payload.len, p->max_payload);
     return SEA_ETOOBIG;
   }

@@ -44,6 +44,16 @@ expect_status bad-X 2 $?
 expect_grep bad-X "bad option 'novalue'" "$T/err"
 
 # --- bad URIs and plugins ---
+# a network backend's port is a number (librdkafka took "host:x" for port 0, and waited)
+for u in "redis://127.0.0.1:x/k|the port 'x' of node '127.0.0.1:x' is not a number" \
+  "redis://127.0.0.1:/k|node '127.0.0.1:' has ':' and no port after it"; do
+  timeout 30 "$SS" consume -e "${u%%|*}" </dev/null >/dev/null 2>"$T/err"
+  expect_status "port ${u%%|*}" 2 $?
+  expect_grep "port ${u%%|*}" "${u#*|}" "$T/err"
+done
+"$SS" consume stdio:// extra </dev/null >/dev/null 2>"$T/err"
+expect_status extra-argument 2 $?
+expect_grep extra-argument "unexpected argument 'extra' after the URI" "$T/err"
 "$SS" consume orders </dev/null >/dev/null 2>"$T/err"
 expect_status malformed-uri 2 $?
 expect_grep malformed-uri "expected scheme://.*'orders'" "$T/err"
@@ -164,7 +174,7 @@ printf 'short\n%s\nafter\n' "$(printf 'x%.0s' $(seq 50))" |
 expect_status oversize 2 $?
 expect_grep oversize '\] short$' "$T/out"
 expect_lines oversize 1 "$T/out"
-expect_grep oversize 'payload of 50 bytes exceeds max_payload \(20 bytes\)' "$T/err"
+expect_grep oversize 'payload of 50 bytes exceeds max_payload \(20 bytes; the producer option max_payload raises it, -O max_payload=BYTES on the command line\)' "$T/err"
 
 # --- closed stdout (EPIPE): the reader asked to stop; a quiet end, status 0, no crash ---
 # (tests/cli/test_obs_cli.sh checks what a group commits then)

@@ -756,7 +756,7 @@ static int cmd_decode(int argc, char **argv) {
   ss_msg_t m;
   ss_beacon_t *b = malloc(sizeof *b);
   uint64_t printed = 0;
-  int rc, status = EXIT_OK;
+  int rc, status = EXIT_OK, werr = 0;
   while (b != NULL && (rc = ss_file_next(&f, &m)) == SS_OK) {
     if (ndjson) {
       fputs("{\"header\":", o);
@@ -798,10 +798,14 @@ static int cmd_decode(int argc, char **argv) {
       }
       f.r.pos = keep_pos;
     }
+    if (ferror(o)) { /* (a reader that went away: | head) */
+      werr = errno;
+      break;
+    }
     if (m.eos)
       break;
   }
-  if (b != NULL && rc == SS_ERR) {
+  if (b != NULL && rc == SS_ERR && !ferror(o)) {
     fflush(o);
     cli_error("decode", "%s: %s", path, f.r.err);
     status = EXIT_STREAM;
@@ -812,8 +816,14 @@ static int cmd_decode(int argc, char **argv) {
   free(b);
   ss_file_close(&f);
   close(fd);
-  if (fflush(o) != 0)
+  if (fflush(o) != 0 && werr == 0)
+    werr = errno ? errno : EIO;
+  /* The reader of stdout went away (| head): what it asked for, a quiet success, as consume
+   * does. Any other write error is one. */
+  if ((werr != 0 || ferror(o)) && werr != EPIPE) {
+    cli_error("decode", "writing stdout: %s", strerror(werr ? werr : EIO));
     status = EXIT_STREAM;
+  }
   return status;
 }
 

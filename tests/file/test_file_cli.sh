@@ -18,6 +18,11 @@ c859d9ce99da8cdb1245d44b87729767403d8d4e68ed5c9bb2670a4685ec34b7 consumer.ss
 SUMS
 
 # --- decode: the reference samples (spec section 14) ---
+# a reader that goes away (| head) is a quiet success, as for consume (it was status 1)
+seq 1 50000 | "$SS" produce "file://$T/many.ss/k"
+"$SS" decode "$T/many.ss" 2>"$T/err" | head -1 >/dev/null
+expect_status "decode | head" 0 "${PIPESTATUS[0]}"
+[ -s "$T/err" ] && bad "decode | head wrote to stderr: $(head -1 "$T/err")" || ok
 "$SS" decode "$DATA/consumer.ss" >"$T/c.log"
 expect_status decode-consumer 0 $?
 expect_lines decode-consumer 106 "$T/c.log"

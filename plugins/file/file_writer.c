@@ -425,9 +425,16 @@ int file_producer_open(void *simpl, sea_producer_t *p, const sea_open_args_t *ar
 }
 
 /* The most a frame of this size can add to the file, beacons included. */
+/* At most the bytes a frame of fsize takes with the beacons it may meet. A beacon holds a marker
+ * for each record (stream) of the session, up to the interval's budget (spec 6.6), each at most
+ * 27 + 249 bytes: bounding by the records there are, and not by the budget alone (127 markers at
+ * the default interval: 35 KB a beacon), lets a small size_limit take small messages. */
 static uint64_t frame_bound(const file_writer_t *wr, uint64_t fsize) {
   uint64_t I = wr->w.interval;
-  uint64_t beacon = 7 + (uint64_t)ss_num_markers(wr->w.interval) * (27 + 255);
+  uint64_t markers = ss_num_markers(wr->w.interval);
+  if (markers > wr->w.nrec + 1) /* (+1: this message may start a new record) */
+    markers = wr->w.nrec + 1;
+  uint64_t beacon = 7 + markers * (27 + SS_KEY_MAX);
   return fsize + (fsize / (I - beacon) + 2) * beacon;
 }
 
@@ -451,12 +458,16 @@ int file_producer_send(void *impl, const sea_message_t *m, unsigned flags, void 
   }
   if (m->payload.len > UINT32_MAX - SS_FRAME_OVERHEAD - SS_KEY_MAX)
     return SEA_ETOOBIG;
-  if (wr->w.pos + frame_bound(wr, SS_FRAME_OVERHEAD + klen + m->payload.len) > wr->size_limit) {
+  uint64_t need = frame_bound(wr, SS_FRAME_OVERHEAD + klen + m->payload.len);
+  if (wr->w.pos + need > wr->size_limit) {
     sea_host->producer_fail(
         fp->p, SEA_ETOOBIG,
-        "file: %s: size limit of %llu bytes reached at offset %llu; the message to "
-        "'%s' was not written",
-        wr->path, (unsigned long long)wr->size_limit, (unsigned long long)wr->w.pos, key);
+        "file: %s: the message to '%s' (%llu bytes as a frame, up to %llu with the beacons it "
+        "may meet) would take the file, %llu bytes now, past its size limit of %llu bytes; it "
+        "was not written",
+        wr->path, key, (unsigned long long)(SS_FRAME_OVERHEAD + klen + m->payload.len),
+        (unsigned long long)need, (unsigned long long)wr->w.pos,
+        (unsigned long long)wr->size_limit);
     return SEA_ETOOBIG;
   }
   if (SEA_GROW(wr->pend, wr->cappend, wr->npend + 1, 256) != 0)

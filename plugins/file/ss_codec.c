@@ -635,9 +635,20 @@ int ss_reader_next(ss_reader_t *r, const uint8_t *win, uint64_t win_off, size_t 
     return fail(r, start, "impossible length: stream key of %u bytes (the limit is 249)", h[0]);
   if ((rc = lread(r, &c, h + 1, h[0] + 28u)) != SS_OK)
     return rc;
-  if (!ss_key_valid(h + 1, h[0]))
-    return fail(r, start, "invalid stream key '%.*s' (A-Z a-z 0-9 . _ - only)", (int)h[0],
-                (const char *)(h + 1));
+  if (!ss_key_valid(h + 1, h[0])) {
+    /* Shown escaped: a NUL or a control byte would cut or garble the message. */
+    char shown[SS_KEY_MAX * 4 + 1];
+    size_t o = 0;
+    for (unsigned i = 0; i < h[0]; i++) {
+      uint8_t b = h[1 + i];
+      if (b >= 0x20 && b < 0x7f && b != '\\' && b != '\'')
+        shown[o++] = (char)b;
+      else
+        o += (size_t)snprintf(shown + o, sizeof shown - o, "\\x%02x", b);
+    }
+    shown[o] = '\0';
+    return fail(r, start, "invalid stream key '%s' (A-Z a-z 0-9 . _ - only)", shown);
+  }
   m->key = h + 1;
   m->klen = h[0];
   m->shard = be64(h + 1 + h[0]);

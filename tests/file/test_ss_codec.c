@@ -381,6 +381,16 @@ static void test_damage(void) {
   ss_reader_free(&r);
   data[128] = 5;
 
+  /* An invalid key, shown escaped: a NUL in it does not cut the message short. */
+  data[129] = 0;
+  data[131] = '\n';
+  ss_reader_init(&r, 1024, 128, re);
+  CHECK_EQ_INT(ss_reader_next(&r, data, 0, len, &m), SS_ERR);
+  CHECK_CONTAINS(r.err, "offset 128: invalid stream key '\\x00e\\x0alo' (A-Z a-z 0-9 . _ - only)");
+  ss_reader_free(&r);
+  data[129] = 'h';
+  data[131] = 'l';
+
   /* A payload length beyond the limit. */
   ss_reader_init(&r, 1024, 128, re);
   r.max_frame = 40;

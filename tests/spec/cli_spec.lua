@@ -232,6 +232,15 @@ describe("seastreamer run (" .. lua .. ")", function()
         assert.matches("at message broadcast | 1 of stdio://", err)
         assert.same({ "a" }, payloads(out))
       end
+      -- a shard other than 0 is named too, as in the line format: a seq alone is ambiguous
+      local f = write("err_s.lua", "return function(m)\n  error('no')\nend\n")
+      local rc, out, err = run(f .. " --input stdio:// --output stdio:///o", "[k | 5 | 2] x\n")
+      expect(2, "err_s%.lua:2: no", rc, out, err)
+      assert.matches("at message k | 5 | 2 of stdio://", err)
+      -- and so does skip
+      rc, out, err = run(f .. " --input stdio:// --output stdio:///o --on-error skip", "[k | 5 | 2] x\n")
+      assert.equals(0, rc, err)
+      assert.matches("skipped message k | 5 | 2 of stdio://", err)
     end)
     it("a processor that returns a wrong type", function()
       local f = write("wrong.lua", "\nreturn function(m)\n  return 12\nend\n")

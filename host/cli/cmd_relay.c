@@ -70,6 +70,16 @@ static int check_output(job_t *j) {
     what = "-H: headers";
   else if (j->empty_null && strcmp(name, "kafka") != 0)
     what = "-Z: NULL payloads (only kafka has them)";
+  size_t nkeys = sea_streamer_uri(j->out_s)->key_count;
+  if (what == NULL && nkeys > 1) {
+    /* A producer writes to the URI's first key (or the key each message carries): the others
+     * would be left out without a word. */
+    cli_error(j->cmd,
+              "%s: the output URI names %zu stream keys; it writes to one (name one, or none "
+              "and let each message's key pick)",
+              j->out_uri, nkeys);
+    return SEA_EINVAL;
+  }
   if (what == NULL)
     return 0;
   cli_error(j->cmd, "%s: %s does not carry %s", j->out_uri, name, what);

@@ -51,6 +51,9 @@ for u in "redis://127.0.0.1:x/k|the port 'x' of node '127.0.0.1:x' is not a numb
   expect_status "port ${u%%|*}" 2 $?
   expect_grep "port ${u%%|*}" "${u#*|}" "$T/err"
 done
+echo hi | "$SS" produce "file://$T/two.ss/a,b" >/dev/null 2>"$T/err"
+expect_status two-output-keys 2 $?
+expect_grep two-output-keys "names 2 stream keys; it writes to one" "$T/err"
 "$SS" consume stdio:// extra </dev/null >/dev/null 2>"$T/err"
 expect_status extra-argument 2 $?
 expect_grep extra-argument "unexpected argument 'extra' after the URI" "$T/err"

@@ -41,6 +41,27 @@ sea_options_t *sea_lua_options(lua_State *L, int i) {
   return o;
 }
 
+/* The first key of the table at t that is not a string of known (NULL-ended): its name, or its
+ * type's when it is not a string; NULL when every key is known. */
+const char *sea_lua_unknown_field(lua_State *L, int t, const char *const *known) {
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      const char *tn = luaL_typename(L, -1);
+      lua_pop(L, 1);
+      return tn;
+    }
+    const char *k = lua_tostring(L, -1);
+    size_t i = 0;
+    while (known[i] && strcmp(k, known[i]) != 0)
+      i++;
+    if (known[i] == NULL)
+      return k; /* (left on the stack: the name stays alive; the caller raises) */
+  }
+  return NULL;
+}
+
 /* A count, a size or a time: exact as a Lua number (below 2^53) for as long as it matters. */
 void sea_lua_push_u64(lua_State *L, uint64_t x) {
 #if LUA_VERSION_NUM >= 503

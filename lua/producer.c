@@ -140,23 +140,14 @@ static size_t read_headers(lua_State *L, sea_kv_t *kv, size_t n) {
 
 /* The options table's fields are these; any other is a mistake (a typo), said so. */
 static void check_option_names(lua_State *L) {
-  static const char *const known[] = {"stream_key", "key", "headers", "timestamp"};
-  lua_pushnil(L);
-  while (lua_next(L, 3) != 0) {
-    lua_pop(L, 1);
-    size_t k = 0;
-    if (lua_type(L, -1) == LUA_TSTRING)
-      for (; k < sizeof known / sizeof known[0]; k++)
-        if (strcmp(lua_tostring(L, -1), known[k]) == 0)
-          break;
-    if (lua_type(L, -1) != LUA_TSTRING || k == sizeof known / sizeof known[0])
-      luaL_argerror(L, 3,
-                    lua_pushfstring(L,
-                                    "unknown option '%s' (expected stream_key, key, headers or "
-                                    "timestamp)",
-                                    lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                                   : luaL_typename(L, -1)));
-  }
+  static const char *const known[] = {"stream_key", "key", "headers", "timestamp", NULL};
+  const char *bad = sea_lua_unknown_field(L, 3, known);
+  if (bad)
+    luaL_argerror(L, 3,
+                  lua_pushfstring(L,
+                                  "unknown option '%s' (expected stream_key, key, headers or "
+                                  "timestamp)",
+                                  bad));
 }
 
 /* p:send(payload [, opts] [, fn]): opts is a stream key string or a table {stream_key=, key=,

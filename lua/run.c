@@ -189,19 +189,10 @@ static void check_run_fields(lua_State *L) {
       "max_instructions",   "max_ms",        "max_memory_kb",  "max_count",
       "commit_interval_ms", "name",          "signals",        "exactly_once",
       "transactional_id",   "join",          "join_wait_ms",   "join_max",
-      "stats_interval_ms",  "stats_json",    "metrics"};
-  lua_pushnil(L);
-  while (lua_next(L, 1) != 0) {
-    lua_pop(L, 1);
-    size_t k = 0;
-    if (lua_type(L, -1) == LUA_TSTRING)
-      for (; k < sizeof known / sizeof known[0]; k++)
-        if (strcmp(lua_tostring(L, -1), known[k]) == 0)
-          break;
-    if (lua_type(L, -1) != LUA_TSTRING || k == sizeof known / sizeof known[0])
-      luaL_error(L, "seastreamer.run: unknown field '%s' (docs/lua.md lists them)",
-                 lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
-  }
+      "stats_interval_ms",  "stats_json",    "metrics",        NULL};
+  const char *bad = sea_lua_unknown_field(L, 1, known);
+  if (bad)
+    luaL_error(L, "seastreamer.run: unknown field '%s' (docs/lua.md lists them)", bad);
 }
 
 int sea_lua_run(lua_State *L) {

@@ -112,6 +112,7 @@ typedef struct sea_run_item {
 } sea_run_item_t;
 const char *sea_run_item(lua_State *L, int idx, size_t i, sea_run_item_t *it);
 sea_run_item_t *sea_run_items(run_t *r, size_t n);
+void *sea_run_room(void *buf, size_t *cap, size_t n, size_t elem);
 const char *sea_run_send_items(run_t *r, const sea_run_item_t *it, size_t n);
 const char *sea_run_send_result(run_t *r, int idx);
 int sea_run_out_stop(lua_State *L);

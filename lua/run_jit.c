@@ -2,7 +2,6 @@
  * LuaJIT, with FFI views of the messages. */
 #include <stddef.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "run_internal.h"
@@ -64,17 +63,12 @@ static int32_t *jit_batch_index(uint32_t serial, int32_t n) {
   run_t *r = jit_run(serial, 0);
   if (r == NULL || n < 0)
     return NULL;
-  size_t need = n > 0 ? (size_t)n : 1;
-  if (need > r->jidx_cap) {
-    size_t cap = need < 256 ? 256 : need;
-    int32_t *p = realloc(r->jidx, cap * sizeof *p);
-    if (p == NULL)
-      return NULL;
-    r->jidx = p;
-    r->jidx_cap = cap;
-  }
+  int32_t *p = sea_run_room(r->jidx, &r->jidx_cap, (size_t)n, sizeof *p);
+  if (p == NULL)
+    return NULL;
+  r->jidx = p;
   r->jidx_n = (size_t)n;
-  return r->jidx;
+  return p;
 }
 
 /* sendres(i, result): the driver's slow path for what call i returned: a result other than a

@@ -248,17 +248,24 @@ const char *sea_run_item(lua_State *L, int idx, size_t i, sea_run_item_t *it) {
                          (int)i, lua_typename(L, et));
 }
 
-/* Room for n resolved items (kept for the run), or NULL when out of memory. */
+/* buf, or buf moved, with room for n elements of elem bytes (at least 256; kept for the run,
+ * freed in cleanup) and *cap updated; NULL when out of memory (buf stays as it was). */
+void *sea_run_room(void *buf, size_t *cap, size_t n, size_t elem) {
+  if (n <= *cap && buf != NULL)
+    return buf;
+  size_t c = n < 256 ? 256 : n;
+  void *p = realloc(buf, c * elem);
+  if (p != NULL)
+    *cap = c;
+  return p;
+}
+
+/* Room for n resolved items, or NULL when out of memory. */
 sea_run_item_t *sea_run_items(run_t *r, size_t n) {
-  if (n > r->items_cap || r->items == NULL) {
-    size_t cap = n < 256 ? 256 : n;
-    sea_run_item_t *p = realloc(r->items, cap * sizeof *p);
-    if (p == NULL)
-      return NULL;
+  sea_run_item_t *p = sea_run_room(r->items, &r->items_cap, n, sizeof *p);
+  if (p != NULL)
     r->items = p;
-    r->items_cap = cap;
-  }
-  return r->items;
+  return p;
 }
 
 /* Send n resolved items to the default output, in order. NULL, or why one was refused (those

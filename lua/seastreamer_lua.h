@@ -99,6 +99,8 @@ sea_lua_view_t *sea_lua_check_view(lua_State *L, int i);
 int sea_lua_fail(lua_State *L, int err, const char *msg);
 /* Parse a table of string options at index i into a new sea_options_t (NULL when i is nil). */
 sea_options_t *sea_lua_options(lua_State *L, int i);
+/* convert.c: the first key of the table at t that is not one of known (NULL-ended), or NULL. */
+const char *sea_lua_unknown_field(lua_State *L, int t, const char *const *known);
 /* A count, a size or a shard (convert.c): an integer on 5.4, a number on LuaJIT. */
 void sea_lua_push_u64(lua_State *L, uint64_t x);
 /* The module's open function (also preloaded by the runner). */

@@ -644,6 +644,7 @@ static void consumer_run(file_consumer_t *fc) {
 
   fc->waited = rc == SS_MORE;
   fc->busy++;
+  unsigned moves = fc->moves;
   if (batch->count > 0)
     sea_host->deliver(fc->c, batch);
   else
@@ -651,6 +652,13 @@ static void consumer_run(file_consumer_t *fc) {
   fc->busy--;
   if (fc->closed || fc->ended)
     return;
+  if (fc->moves != moves) {
+    /* Seeked or rewound from the delivery's callback: the end this pass met (of the file, or
+     * its end-of-stream message) is not the end from the new position, which the turn the move
+     * armed reads from. */
+    fc->waited = 0;
+    return;
+  }
   if (end_fmt != NULL) {
     consumer_end(fc, end_status, end_fmt);
     return;
@@ -717,6 +725,15 @@ int file_consumer_resume(void *impl) {
   return 0;
 }
 
+/* After a seek or rewind: the next turn reads from the new position, and an end-of-stream message
+ * met before it no longer ends the cursor. */
+static void consumer_moved(file_consumer_t *fc) {
+  fc->moves++;
+  fc->cur->eos = 0;
+  consumer_disarm(fc);
+  consumer_arm(fc, 0);
+}
+
 int file_consumer_seek(void *impl, int64_t ts_us, sea_op_t *op) {
   file_consumer_t *fc = impl;
   char err[256] = "";
@@ -724,8 +741,7 @@ int file_consumer_seek(void *impl, int64_t ts_us, sea_op_t *op) {
   if (rc != 0)
     return rc;
   sea_host->op_done(op, 0, NULL);
-  consumer_disarm(fc);
-  consumer_arm(fc, 0);
+  consumer_moved(fc);
   return 0;
 }
 
@@ -738,8 +754,7 @@ int file_consumer_rewind(void *impl, sea_pos_t pos, sea_op_t *op) {
     return 0;
   }
   sea_host->op_done(op, 0, NULL);
-  consumer_disarm(fc);
-  consumer_arm(fc, 0);
+  consumer_moved(fc);
   return 0;
 }
 

@@ -143,6 +143,7 @@ typedef struct file_consumer {
   int waited; /* the last turn found no more data */
   int started, paused, ended, closed;
   unsigned busy;
+  unsigned moves; /* seeks and rewinds done: one during a delivery voids the end that pass met */
   file_commit_job_t **jobs;
   size_t njobs, capjobs;
 } file_consumer_t;

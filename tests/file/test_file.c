@@ -24,7 +24,8 @@ typedef struct got {
   char payloads[4096][24];
   uint64_t last_pos;
   int ack;
-  int pause_at; /* pause the consumer from its callback once this many arrived */
+  int pause_at;  /* pause the consumer from its callback once this many arrived */
+  int rewind_at; /* rewind it to seq 1 from its callback once this many arrived (once) */
   char endmsg[512];
 } got_t;
 
@@ -65,6 +66,10 @@ static void on_batch(sea_consumer_t *c, const sea_batch_t *b) {
   }
   if (g->pause_at && g->n >= g->pause_at)
     sea_consumer_pause(c);
+  if (g->rewind_at && g->n >= g->rewind_at) {
+    g->rewind_at = 0;
+    CHECK_EQ_INT(sea_consumer_rewind(c, (sea_pos_t){.kind = SEA_POS_AT, .seq = 1}, NULL, NULL), 0);
+  }
 }
 
 static void on_end(sea_consumer_t *c, int status) {
@@ -308,6 +313,36 @@ static void test_seek_rewind(void) {
     fprintf(stderr, "n=%d before=%d ended=%d status=%d %s\n", g.n, before, g.ended, g.end_status,
             sea_consumer_errmsg(c));
   sea_streamer_close(s);
+}
+
+/* A rewind from the callback of the batch that holds the last message (stop_at_end; with and
+ * without the end-of-stream message): delivered again, then the end. The end that batch's read
+ * met used to win: the rewind said done, and nothing came again. */
+static void test_rewind_in_last_batch(void) {
+  static const char *const key[] = {"k"};
+  for (int eos = 0; eos < 2; eos++) {
+    char path[512], uri[600];
+    path_of(path, sizeof path, eos ? "rwl-eos.ss" : "rwl.ss");
+    snprintf(uri, sizeof uri, "file://%s/k", path);
+    CHECK_EQ_INT(produce(uri, NULL, key, 1, 5, 0, eos), 5);
+    sea_streamer_t *s;
+    sea_consumer_t *c;
+    got_t g;
+    memset(&g, 0, sizeof g);
+    g.rewind_at = 5;
+    sea_options_t *co = opts("start=beginning", "stop_at_end=true", "batch=3");
+    CHECK_EQ_INT(sea_connect(rt, uri, NULL, &s), 0);
+    CHECK_EQ_INT(sea_consumer_open(s, co, &c), 0);
+    sea_options_free(co);
+    sea_consumer_set_data(c, &g);
+    sea_consumer_start(c, on_batch, on_end);
+    run_until(&g.ended);
+    CHECK_EQ_INT(g.end_status, SEA_EOF);
+    CHECK_EQ_INT(g.n, 10);
+    CHECK_EQ_INT(g.seqs[5], 1);
+    CHECK_EQ_INT(g.seqs[9], 5);
+    sea_streamer_close(s);
+  }
 }
 
 /* A stream silent for a long stretch that no beacon names (an interval of 1024 gives beacons one
@@ -1077,6 +1112,7 @@ int main(int argc, char **argv) {
   test_write_replay_append();
   test_seek_rewind();
   test_silent_stream();
+  test_rewind_in_last_batch();
   test_follow_and_delete();
   test_damage();
   test_empty_key();

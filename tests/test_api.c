@@ -864,6 +864,8 @@ static void close_in_receipt(sea_producer_t *p, void *token, int status, const s
   counts_t *c = sea_producer_get_data(p);
   if (status == 0)
     c->receipts++;
+  else if (status == SEA_ECANCELED)
+    c->errors++;
   sea_producer_close(p);
 }
 
@@ -892,7 +894,8 @@ static void test_close_in_callback(void) {
     sea_producer_send_bytes(p, NULL, "y", 1, NULL);
   for (int i = 0; i < 50; i++)
     sea_runtime_run(rt, SEA_RUN_NOWAIT);
-  CHECK_EQ_INT(c.receipts, 1); /* closed on the first: the rest are not reported as success */
+  CHECK_EQ_INT(c.receipts, 1); /* closed on the first: the rest are not reported as success, */
+  CHECK_EQ_INT(c.errors, 4);   /* but canceled: every send has its one receipt */
   sea_streamer_close(s);
   CHECK_EQ_INT(sea_runtime_free(rt), 0);
 }

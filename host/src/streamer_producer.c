@@ -321,13 +321,19 @@ void sea__receipt(sea_producer_t *p, void *token, int status, const sea_meta_t *
   if (status < 0 && p->host_flushes > 0)
     fail_host_flushes(p, r->seq, status);
   rec_put(p, r);
-  if (p->on_receipt && !p->closing) {
+  /* Also while a close from a callback waits for the stack to unwind: every send gets its one
+   * receipt, and one that comes after the close was asked is reported as the close promises
+   * for what was outstanding then (SEA_ECANCELED), not as a success the caller gave up on. */
+  if (p->on_receipt) {
     p->in_callback++;
-    p->on_receipt(p, user, status, status == 0 ? meta : NULL);
+    if (p->closing)
+      p->on_receipt(p, user, SEA_ECANCELED, NULL);
+    else
+      p->on_receipt(p, user, status, status == 0 ? meta : NULL);
     p->in_callback--;
   }
   if (p->closing)
-    return; /* closed from its receipt callback: nothing more to tell */
+    return; /* closed: no flush or drain to tell */
   if (p->host_flushes > 0)
     complete_host_flushes(p);
   maybe_drain(p);

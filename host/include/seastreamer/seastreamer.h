@@ -243,7 +243,9 @@ SEA_EXTERN int sea_producer_send_bytes(sea_producer_t *p, const char *key, const
 SEA_EXTERN int sea_producer_flush(sea_producer_t *p, sea_done_cb cb, void *data);
 /* Flush, then end the stream (a backend may write an end marker). No send after this. */
 SEA_EXTERN int sea_producer_end(sea_producer_t *p, sea_done_cb cb, void *data);
-/* Close now. Receipts still outstanding are reported with SEA_ECANCELED first. */
+/* Close now. Receipts still outstanding are reported with SEA_ECANCELED first. From one of the
+ * producer's own callbacks the close completes once the callback returns, and the receipts still
+ * outstanding are reported with SEA_ECANCELED then: every send gets exactly one receipt. */
 SEA_EXTERN void sea_producer_close(sea_producer_t *p);
 /* Transactions, on a backend with SEA_CAP_TRANSACTIONS (Kafka, with transactional.id set);
  * others answer SEA_ENOTSUP. begin opens a transaction: the sends that follow are in it. commit

@@ -77,7 +77,17 @@ static void test_producer(void) {
   sea_streamer_t *s;
   CHECK_EQ_INT(sea_connect(rt, "mem://p1/k", NULL, &s), 0);
   sea_producer_t *p;
+  /* NULL where a handle or an out-pointer goes: refused, not a crash */
+  CHECK_EQ_INT(sea_runtime_new(NULL), SEA_EINVAL);
+  CHECK_EQ_INT(sea_producer_open(s, NULL, NULL), SEA_EINVAL);
+  CHECK_EQ_INT(sea_producer_open(NULL, NULL, &p), SEA_EINVAL);
+  sea_consumer_t *nk;
+  CHECK_EQ_INT(sea_consumer_open(s, NULL, NULL), SEA_EINVAL);
+  CHECK_EQ_INT(sea_consumer_open(NULL, NULL, &nk), SEA_EINVAL);
   CHECK_EQ_INT(sea_producer_open(s, NULL, &p), 0);
+  CHECK_STR(sea_producer_anchored(p), "k");
+  CHECK_EQ_INT(sea_producer_anchor(p, NULL), SEA_EINVAL);
+  CHECK_CONTAINS(sea_producer_errmsg(p), "anchor: no stream key given");
   CHECK_STR(sea_producer_anchored(p), "k");
   counts_t c = {.seq_ok = 1};
   sea_producer_set_data(p, &c);

@@ -129,9 +129,22 @@ static int check_ops(const sea_plugin_t *d, char *why, size_t len) {
     return sea__errf(why, len, SEA_EPLUGIN, "descriptor has no name");
   if (d->schemes == NULL || d->schemes[0] == NULL)
     return sea__errf(why, len, SEA_EPLUGIN, "plugin '%s' declares no URI scheme", d->name);
-  for (size_t i = 0; d->schemes[i]; i++)
-    if (d->schemes[i][0] == '\0')
+  for (size_t i = 0; d->schemes[i]; i++) {
+    const char *sc = d->schemes[i];
+    if (sc[0] == '\0')
       return sea__errf(why, len, SEA_EPLUGIN, "plugin '%s' declares an empty URI scheme", d->name);
+    /* A URI's scheme is looked up lower-cased: any other could never be used (RFC 3986's
+     * letters, digits, '+', '-', '.', starting with a letter). */
+    bool ok = sc[0] >= 'a' && sc[0] <= 'z';
+    for (size_t k = 1; ok && sc[k]; k++)
+      ok = (sc[k] >= 'a' && sc[k] <= 'z') || (sc[k] >= '0' && sc[k] <= '9') || sc[k] == '+' ||
+           sc[k] == '-' || sc[k] == '.';
+    if (!ok)
+      return sea__errf(why, len, SEA_EPLUGIN,
+                       "plugin '%s' declares the URI scheme '%s': a scheme is a lower-case letter, "
+                       "then lower-case letters, digits, '+', '-' or '.'",
+                       d->name, sc);
+  }
 #define REQUIRE(op)                                                                                \
   if (d->op == NULL)                                                                               \
   return sea__errf(why, len, SEA_EPLUGIN, "plugin '%s' lacks the required operation " #op, d->name)

@@ -77,6 +77,8 @@ static int init(sea_runtime_t *rt) {
 }
 
 int sea_runtime_new(sea_runtime_t **out) {
+  if (out == NULL)
+    return SEA_EINVAL;
   sea_runtime_t *rt = sea__calloc(1, sizeof *rt);
   if (rt == NULL)
     return SEA_ENOMEM;
@@ -92,7 +94,7 @@ int sea_runtime_new(sea_runtime_t **out) {
 }
 
 int sea_runtime_new_with_loop(void *uv_loop, sea_runtime_t **out) {
-  if (uv_loop == NULL)
+  if (uv_loop == NULL || out == NULL)
     return SEA_EINVAL;
   sea_runtime_t *rt = sea__calloc(1, sizeof *rt);
   if (rt == NULL)

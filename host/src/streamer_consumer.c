@@ -113,6 +113,8 @@ static int consumer_args(sea_streamer_t *s, const sea_options_t *all, sea_open_a
 }
 
 int sea_consumer_open(sea_streamer_t *s, const sea_options_t *opts, sea_consumer_t **out) {
+  if (s == NULL || out == NULL)
+    return SEA_EINVAL;
   sea_runtime_t *rt = s->rt;
   const sea_plugin_t *d = &s->plugin->desc;
   *out = NULL;

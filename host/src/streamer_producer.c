@@ -11,6 +11,8 @@
 /* ---- producer ---- */
 
 int sea_producer_open(sea_streamer_t *s, const sea_options_t *opts, sea_producer_t **out) {
+  if (s == NULL || out == NULL)
+    return SEA_EINVAL;
   sea_runtime_t *rt = s->rt;
   const sea_plugin_t *d = &s->plugin->desc;
   *out = NULL;
@@ -79,10 +81,16 @@ void sea_producer_set_callbacks(sea_producer_t *p, sea_receipt_cb on_receipt,
 }
 
 int sea_producer_anchor(sea_producer_t *p, const char *key) {
+  if (p == NULL)
+    return SEA_EINVAL;
+  if (key == NULL) {
+    sea__set_msg(p->errmsg, "anchor: no stream key given (NULL)");
+    return SEA_EINVAL;
+  }
   int err = SEA_EKEY;
-  const char *k = key ? sea_stream_key(key, strlen(key), &err) : NULL;
+  const char *k = sea_stream_key(key, strlen(key), &err);
   if (k == NULL) {
-    sea__set_msg(p->errmsg, "anchor: invalid stream key '%s'", key ? key : "(null)");
+    sea__set_msg(p->errmsg, "anchor: invalid stream key '%s'", key);
     return err;
   }
   p->anchor = k;

@@ -31,6 +31,9 @@ static const plugin_case_t cases[] = {
     {"no-connect.so", "no-connect", "lacks the required operation connect"},
     {"no-send.so", "no-send", "lacks the required operation producer_send"},
     {"no-schemes.so", NULL, "declares no URI scheme"},
+    /* it could never be used: a URI's scheme is looked up lower-cased */
+    {"upper-scheme.so", "upper-scheme",
+     "plugin 'upper-scheme' declares the URI scheme 'Echo': a scheme is a lower-case letter"},
     {"null-entry.so", "null-entry", "returned no descriptor"},
     {"no-entry.so", "no-entry", "exports no 'sea_plugin_entry' symbol"},
     {"data-entry.so", "data-entry", "its 'sea_plugin_entry' is a data object, not a function"},

@@ -67,6 +67,14 @@ static void on_done(void *data, int status) {
   c->done_status = status;
 }
 
+/* Records the order in which done callbacks come: each one's data is its letter. */
+static char done_order[8];
+static void on_done_order(void *data, int status) {
+  size_t n = strlen(done_order);
+  if (n + 1 < sizeof done_order)
+    done_order[n] = *(const char *)data;
+}
+
 static void run_until(sea_runtime_t *rt, int *flag) {
   for (int i = 0; i < 100000 && !*flag; i++)
     sea_runtime_run(rt, SEA_RUN_ONCE);
@@ -86,6 +94,25 @@ static void test_producer(void) {
   CHECK_EQ_INT(sea_consumer_open(NULL, NULL, &nk), SEA_EINVAL);
   CHECK_EQ_INT(sea_producer_open(s, NULL, &p), 0);
   CHECK_STR(sea_producer_anchored(p), "k");
+  /* flushes and an end that the same receipt satisfies complete in the order asked (they came
+   * last asked, first told) */
+  {
+    sea_streamer_t *so;
+    sea_producer_t *po;
+    CHECK_EQ_INT(sea_connect(rt, "mem://order/k", NULL, &so), 0);
+    CHECK_EQ_INT(sea_producer_open(so, NULL, &po), 0);
+    CHECK_EQ_INT(sea_producer_send_bytes(po, NULL, "x", 1, NULL), 0);
+    memset(done_order, 0, sizeof done_order);
+    static const char a = 'A', b = 'B', e = 'E';
+    CHECK_EQ_INT(sea_producer_flush(po, on_done_order, (void *)&a), 0);
+    CHECK_EQ_INT(sea_producer_flush(po, on_done_order, (void *)&b), 0);
+    CHECK_EQ_INT(sea_producer_end(po, on_done_order, (void *)&e), 0);
+    for (int i = 0; i < 1000 && strlen(done_order) < 3; i++)
+      sea_runtime_run(rt, SEA_RUN_ONCE);
+    CHECK_STR(done_order, "ABE");
+    sea_producer_close(po);
+    sea_streamer_close(so);
+  }
   CHECK_EQ_INT(sea_producer_anchor(p, NULL), SEA_EINVAL);
   CHECK_CONTAINS(sea_producer_errmsg(p), "anchor: no stream key given");
   CHECK_STR(sea_producer_anchored(p), "k");

@@ -23,13 +23,21 @@ sea_op_t *sea__op_new(sea_runtime_t *rt, const char *what, sea_done_cb cb, void 
   return op;
 }
 
+/* Appended: operations that complete together (the flushes and the end a receipt satisfies)
+ * complete in the order they were asked for, and are canceled in that order. (A handle has a few
+ * outstanding at most, so walking to the end costs nothing.) */
 static void op_attach(sea_op_t *op, sea_op_t **list, char *owner_errmsg) {
   op->owner_list = list;
   op->owner_errmsg = owner_errmsg;
-  op->next = *list;
-  if (*list)
-    (*list)->prev = op;
-  *list = op;
+  op->next = NULL;
+  sea_op_t *last = *list;
+  while (last && last->next)
+    last = last->next;
+  op->prev = last;
+  if (last)
+    last->next = op;
+  else
+    *list = op;
 }
 
 static void op_detach(sea_op_t *op) {

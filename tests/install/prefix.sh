@@ -99,6 +99,13 @@ for uri in nosuch:///orders 'stdio:///two words'; do
     show "$T/err"
   fi
 done
+# a URI without a key: the producer's message, not just the code's name
+clean "$T/example" stdio:// >"$T/out" 2>"$T/err"
+st=$?
+if [ $st -eq 1 ] && grep -q '^send: .*no stream key given' "$T/err"; then ok; else
+  bad "README example with stdio://: exit $st (expected 1 and 'send: ... no stream key given')"
+  show "$T/err"
+fi
 if [ -w /dev/full ]; then
   clean "$T/example" stdio:///orders >/dev/full 2>"$T/err"
   st=$?

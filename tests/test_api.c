@@ -110,6 +110,8 @@ static void test_producer(void) {
     for (int i = 0; i < 1000 && strlen(done_order) < 3; i++)
       sea_runtime_run(rt, SEA_RUN_ONCE);
     CHECK_STR(done_order, "ABE");
+    CHECK_EQ_INT(sea_producer_end(po, NULL, NULL), SEA_ESTATE); /* once is enough */
+    CHECK_CONTAINS(sea_producer_errmsg(po), "end: the producer has ended already");
     sea_producer_close(po);
     sea_streamer_close(so);
   }

@@ -402,6 +402,10 @@ int sea_producer_flush(sea_producer_t *p, sea_done_cb cb, void *data) {
 }
 
 int sea_producer_end(sea_producer_t *p, sea_done_cb cb, void *data) {
+  if (p != NULL && p->ended && !p->closing) { /* (a backend would write its end marker twice) */
+    sea__set_msg(p->errmsg, "end: the producer has ended already");
+    return SEA_ESTATE;
+  }
   int rc = producer_op(p, "end", p->s->plugin->desc.producer_flush, 1, cb, data);
   if (rc == 0)
     p->ended = true;

@@ -391,7 +391,9 @@ static void conn_timeout(rconn_t *c) {
     c->job = NULL;
   }
   conn_drop(c);
-  conn_lost(c, SEA_ETIMEDOUT, msg);
+  /* A first connection that never answers could not connect (SEA_ECONNECT, exit status 3, as
+   * kafka's and `list`'s); one that worked and went silent timed out. */
+  conn_lost(c, c->ever_ready ? SEA_ETIMEDOUT : SEA_ECONNECT, msg);
 }
 
 static void conn_start_numeric(rconn_t *c) {

@@ -7,7 +7,8 @@ _seastreamer_words() { # CMD: the options in `seastreamer CMD --help`, or the co
   if [[ -z ${!var-} ]]; then
     if [[ -z $cmd ]]; then
       text=$("$ss" --help 2>/dev/null | sed -n '/^commands:/,/^$/s/^  \([a-z]\+\) .*/\1/p')
-      text+=" help version --help --version"
+      # (each word once: help and version are among the commands --help lists, or not)
+      text=$(printf '%s\n' $text help version --help --version | awk '!seen[$0]++')
     else
       text=$("$ss" "$cmd" --help 2>/dev/null | grep -oE '(^|[][ ,|(])--?[A-Za-z][A-Za-z0-9-]*' |
         sed 's/^[][ ,|(]//' | sort -u)

@@ -66,6 +66,8 @@ complete_words() {
 }
 got=$(complete_words "$T/p/bin/seastreamer" re | sort | tr '\n' ' ')
 if [ "$got" = "relay repair " ]; then ok; else bad "completion of 're': '$got'"; fi
+got=$(complete_words "$T/p/bin/seastreamer" "" | sort | uniq -d | tr '\n' ' ')
+if [ -z "$got" ]; then ok; else bad "completion offers these commands twice: '$got'"; fi
 got=$(complete_words "$T/p/bin/seastreamer" relay --mo | tr '\n' ' ')
 if [ "$got" = "--mode " ]; then ok; else bad "completion of 'relay --mo': '$got'"; fi
 got=$(complete_words "$T/p/bin/seastreamer" run --lua "" | sort | tr '\n' ' ')

@@ -26,18 +26,35 @@ local function exists(f)
   if h then h:close() end
   return h ~= nil
 end
--- build.luarocks is for one Lua (the one `luarocks make` was run for); another gets its own.
+-- build.luarocks is the build of the last `luarocks make`, which may have been for the other Lua
+-- (its CMakeCache names the interpreter LuaRocks gave): this Lua then uses build.luarocks-<v>.
+-- Either is brought up to date first, so the specs never run a module older than the sources.
+local function configured_for(dir)
+  local h = io.open(dir .. "/CMakeCache.txt")
+  if not h then return nil end
+  local lua
+  for line in h:lines() do lua = lua or line:match("^SEA_LUAROCKS_LUA:FILEPATH=(.+)$") end
+  h:close()
+  if not lua or lua == "" then return nil end
+  local p = io.popen(q(lua) .. [[ -e 'io.write((_VERSION:gsub("^Lua ", "")))' 2>/dev/null]])
+  local ver = p and p:read("*a")
+  if p then p:close() end
+  return ver
+end
 local build = os.getenv("SEA_ROCK_BUILD") or (pwd .. "/build.luarocks")
-if not exists(build .. "/lua/" .. v .. "/seastreamer.so") and not os.getenv("SEA_ROCK_BUILD") then
+if not os.getenv("SEA_ROCK_BUILD") and configured_for(build) ~= v then
   build = pwd .. "/build.luarocks-" .. v
 end
 local module = build .. "/lua/" .. v .. "/seastreamer.so"
-if not exists(module) then
-  print("luarocks_test: no " .. module .. ", building")
-  if not (sh("cmake -S . -B " .. q(build) .. " -DSEA_BUILD_TESTS=OFF -DSEA_LUA=" .. v .. " >/dev/null")
-      and sh("cmake --build " .. q(build))) then
+if not exists(build .. "/CMakeCache.txt") then
+  print("luarocks_test: configuring " .. build)
+  if not sh("cmake -S . -B " .. q(build) .. " -DSEA_BUILD_TESTS=OFF -DSEA_LUA=" .. v .. " >/dev/null") then
     os.exit(1)
   end
+end
+if not (sh("cmake --build " .. q(build) .. " >/dev/null") and exists(module)) then
+  io.stderr:write("luarocks_test: no " .. module .. " after building " .. build .. "\n")
+  os.exit(1)
 end
 
 local args = {}

@@ -149,11 +149,11 @@ static int produce(const char *uri, const sea_options_t *o, const char *const *k
   return g.receipts;
 }
 
-/* Consume uri with options; returns the streamer (closed by the caller) after a stop_at_end run. */
-static void consume_all(const char *uri, const sea_options_t *o, got_t *g) {
+/* Consume uri with options until the consumer ends (a stop_at_end run), into g as the caller set
+ * it up (ack, pause_at, rewind_at). */
+static void consume_into(const char *uri, const sea_options_t *o, got_t *g) {
   sea_streamer_t *s;
   sea_consumer_t *c;
-  memset(g, 0, sizeof *g);
   if (sea_connect(rt, uri, NULL, &s) != 0) {
     g->end_status = -999;
     return;
@@ -168,6 +168,12 @@ static void consume_all(const char *uri, const sea_options_t *o, got_t *g) {
   sea_consumer_start(c, on_batch, on_end);
   run_until(&g->ended);
   sea_streamer_close(s);
+}
+
+/* The same into a fresh g. */
+static void consume_all(const char *uri, const sea_options_t *o, got_t *g) {
+  memset(g, 0, sizeof *g);
+  consume_into(uri, o, g);
 }
 
 static const char *const k3[] = {"alpha", "beta", "gamma"};
@@ -325,23 +331,16 @@ static void test_rewind_in_last_batch(void) {
     path_of(path, sizeof path, eos ? "rwl-eos.ss" : "rwl.ss");
     snprintf(uri, sizeof uri, "file://%s/k", path);
     CHECK_EQ_INT(produce(uri, NULL, key, 1, 5, 0, eos), 5);
-    sea_streamer_t *s;
-    sea_consumer_t *c;
     got_t g;
     memset(&g, 0, sizeof g);
     g.rewind_at = 5;
     sea_options_t *co = opts("start=beginning", "stop_at_end=true", "batch=3");
-    CHECK_EQ_INT(sea_connect(rt, uri, NULL, &s), 0);
-    CHECK_EQ_INT(sea_consumer_open(s, co, &c), 0);
+    consume_into(uri, co, &g);
     sea_options_free(co);
-    sea_consumer_set_data(c, &g);
-    sea_consumer_start(c, on_batch, on_end);
-    run_until(&g.ended);
     CHECK_EQ_INT(g.end_status, SEA_EOF);
     CHECK_EQ_INT(g.n, 10);
     CHECK_EQ_INT(g.seqs[5], 1);
     CHECK_EQ_INT(g.seqs[9], 5);
-    sea_streamer_close(s);
   }
 }
 

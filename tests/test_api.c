@@ -574,6 +574,13 @@ static void pl_close(sea_runtime_t *rt, sea_pipeline_t *pl, sea_streamer_t **ss)
     sea_streamer_close(ss[i]);
 }
 
+/* The configuration the pipelines here start from: pl_process and pl_done over pc. */
+static sea_pipeline_config_t pl_config(pl_case_t *pc) {
+  sea_pipeline_config_t cfg = {
+      .struct_size = sizeof cfg, .process = pl_process, .on_done = pl_done, .data = pc};
+  return cfg;
+}
+
 /* Run one pipeline to its end; returns its status, errmsg in err. */
 static int pl_run(sea_runtime_t *rt, const char *name, pl_case_t *pc, sea_pipeline_config_t *cfg,
                   const char *in_extra, const char *in_extra2, char *err) {
@@ -642,11 +649,8 @@ static void test_pipeline(void) {
    * then (the pipeline freed with v0 still out) must not lose v0. */
   {
     pl_case_t pc = {.reject_at = -1, .stop_at = -1, .to_slow = 0};
-    sea_pipeline_config_t cfg = {.struct_size = sizeof cfg,
-                                 .process = pl_process,
-                                 .on_done = pl_done,
-                                 .data = &pc,
-                                 .commit_interval_ms = 1};
+    sea_pipeline_config_t cfg = pl_config(&pc);
+    cfg.commit_interval_ms = 1;
     sea_streamer_t *ss[3];
     sea_pipeline_t *pl = pl_open(rt, ss, "mem://pl/src", "start=beginning", "mem://pl/ooo-out",
                                  "mem://pl/ooo-slow", "hold_receipts=true", &cfg);
@@ -668,11 +672,8 @@ static void test_pipeline(void) {
   /* The same with an orderly stop: the slow output confirms, everything is committed. */
   {
     pl_case_t pc = {.reject_at = -1, .stop_at = -1, .to_slow = 0};
-    sea_pipeline_config_t cfg = {.struct_size = sizeof cfg,
-                                 .process = pl_process,
-                                 .on_done = pl_done,
-                                 .data = &pc,
-                                 .commit_interval_ms = 1};
+    sea_pipeline_config_t cfg = pl_config(&pc);
+    cfg.commit_interval_ms = 1;
     sea_streamer_t *ss[3];
     sea_pipeline_t *pl = pl_open(rt, ss, "mem://pl/src", "stop_at_end=true", "mem://pl/ooo-out",
                                  "mem://pl/ooo-slow", "hold_receipts=true", &cfg);
@@ -692,12 +693,9 @@ static void test_pipeline(void) {
    * aggregate") holds its receipts until it is flushed at the stop. */
   for (int orderly = 0; orderly < 2; orderly++) {
     pl_case_t pc = {.reject_at = -1, .stop_at = -1, .to_slow = -1, .quiet = 1};
-    sea_pipeline_config_t cfg = {.struct_size = sizeof cfg,
-                                 .process = pl_process,
-                                 .on_done = pl_done,
-                                 .data = &pc,
-                                 .commit_interval_ms = 1,
-                                 .hold = 1};
+    sea_pipeline_config_t cfg = pl_config(&pc);
+    cfg.commit_interval_ms = 1;
+    cfg.hold = 1;
     sea_streamer_t *ss[3];
     const char *g = orderly ? "group=gh2" : "group=gh1";
     sea_pipeline_t *pl = pl_open(rt, ss, "mem://pl/src", g, "mem://pl/hold-out",
@@ -736,12 +734,9 @@ static void test_pipeline(void) {
   /* ... and not with exactly once. */
   {
     pl_case_t pc = {.reject_at = -1, .stop_at = -1, .to_slow = -1};
-    sea_pipeline_config_t cfg = {.struct_size = sizeof cfg,
-                                 .process = pl_process,
-                                 .on_done = pl_done,
-                                 .data = &pc,
-                                 .hold = 1,
-                                 .exactly_once = 1};
+    sea_pipeline_config_t cfg = pl_config(&pc);
+    cfg.hold = 1;
+    cfg.exactly_once = 1;
     sea_streamer_t *ss[3];
     sea_pipeline_t *pl = pl_open(rt, ss, "mem://pl/src", "start=beginning", "mem://pl/holde-out",
                                  "mem://pl/holde-b", NULL, &cfg);
@@ -868,11 +863,8 @@ static void test_pipeline(void) {
    * tests/crash/eos.sh). */
   {
     pl_case_t pc = {.reject_at = -1, .stop_at = -1, .to_slow = -1};
-    sea_pipeline_config_t cfg = {.struct_size = sizeof cfg,
-                                 .process = pl_process,
-                                 .on_done = pl_done,
-                                 .data = &pc,
-                                 .exactly_once = 1};
+    sea_pipeline_config_t cfg = pl_config(&pc);
+    cfg.exactly_once = 1;
     sea_streamer_t *ss[3];
     sea_pipeline_t *pl = pl_open(rt, ss, "mem://pl/src", "start=beginning", "mem://pl/eos-out",
                                  "mem://pl/eos-b", NULL, &cfg);

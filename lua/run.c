@@ -150,8 +150,9 @@ static void cleanup(run_t *r) {
 #ifdef SEA_LUA_LIGHT_VIEWS
   sea_lua_light_end();
 #endif
-  int refs[] = {r->fn_ref,  r->batch_ref,  r->start_ref, r->tick_ref,      r->stop_ref,
-                r->out_ref, r->driver_ref, r->state_ref, r->input_end_ref, r->jbatch_ref};
+  int refs[] = {r->fn_ref,        r->batch_ref,  r->start_ref,  r->tick_ref,
+                r->stop_ref,      r->out_ref,    r->driver_ref, r->state_ref,
+                r->input_end_ref, r->jbatch_ref, r->jviews_ref};
   for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++)
     luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
   free(r->items);
@@ -214,7 +215,7 @@ int sea_lua_run(lua_State *L) {
   r->L = L;
   r->fn_ref = r->batch_ref = r->start_ref = r->tick_ref = r->stop_ref = LUA_NOREF;
   r->out_ref = r->input_end_ref = LUA_NOREF;
-  r->driver_ref = r->state_ref = r->jbatch_ref = LUA_NOREF;
+  r->driver_ref = r->state_ref = r->jbatch_ref = r->jviews_ref = LUA_NOREF;
   lua_getfield(L, 1, "name");
   r->script = lua_isnil(L, -1) ? "processor" : luaL_checkstring(L, -1);
   lua_pop(L, 1); /* the string stays referenced by the config table */
@@ -403,6 +404,8 @@ int sea_lua_run(lua_State *L) {
     r->state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     r->jit = true;
     r->driver_ref = sea_run_jit_wrap(r, "make", r->fn_ref);
+    lua_newtable(L);
+    r->jviews_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   if (r->batch_ref != LUA_NOREF) /* the batch processor, through its wrapper */
     r->jbatch_ref = sea_run_jit_wrap(r, "makebatch", r->batch_ref);

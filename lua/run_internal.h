@@ -56,10 +56,13 @@ typedef struct run {
    * (through the FFI for a string or the call's own message), and ends early once state[2] is
    * set (out:stop()) or a result was refused (drive.failed_at). */
   bool driven;
-  bool jit;        /* LuaJIT: the driver's views are FFI structs (see jit_src) */
+  bool jit;        /* LuaJIT: the driver's views are light or FFI structs (see jit_src) */
   uint32_t serial; /* this run among the process's runs (the driver's FFI sends check it) */
   int driver_ref, state_ref;
-  int jbatch_ref;                 /* LuaJIT: the batch processor's wrapper (jit_src) */
+  int jbatch_ref; /* LuaJIT: the batch processor's wrapper (jit_src) */
+  int jviews_ref; /* LuaJIT: the table of a driver call's light views */
+  int32_t jat; /* LuaJIT: the driver's call under way, 1-based (0: none), which it sets through the
+                * FFI: the one of its light views that is live */
   const sea_message_t *call_msgs; /* the messages of the processor call under way */
   size_t call_count;
   struct sea_run_item *items; /* a returned list, resolved before any of it is sent (malloc) */
@@ -131,6 +134,13 @@ const char *sea_run_send_jbatch(run_t *r, int res, int idx);
 int sea_run_jit_wrap(run_t *r, const char *maker, int fn_ref);
 /* The driver's or the batch wrapper's call returned: its views expire (run_jit.c). */
 void sea_run_jit_expire(run_t *r);
+/* Push the light views of a driver call of count messages from msgs and return true (light
+ * userdata carry the views' metatable: no view is allocated, not even when the processor calls a
+ * C function that LuaJIT does not compile, as an FFI struct then is); or push nil and return
+ * false: the driver makes FFI structs. After the call, sea_run_jit_views_end. */
+bool sea_run_jit_views(run_t *r, const sea_message_t *msgs, size_t count);
+/* The light views of the driver's call of count messages expire; the epoch moves past them. */
+void sea_run_jit_views_end(run_t *r, size_t count);
 #endif
 
 #endif

@@ -92,22 +92,29 @@ static int driver_send_result(lua_State *L) {
   return 1;
 }
 
-/* LuaJIT: the driver hands the processor FFI structs {message pointer, gen, i} instead of
- * userdata. LuaJIT compiles making them and reading their fields, and when a view does not
- * escape the call (the processor reads fields, or returns it: the driver sends it by its number)
- * it does not even allocate it. They expire as userdata views do: valid while gen is the current
- * run's and i the current call. Whatever else takes a message (out:send, a list returned, the
- * module's functions) gets the userdata view of the same message (tomsg, through mat below), which
- * keeps msg:copy(), msg.headers and msg:totable() in one place. Made once per Lua state (a ctype's
- * metatable cannot change): registry[jit_lib_key] = {make = function(fn, send, stop, state,
- * sendown, sendres, jsend, outs, serial) -> driver, out, makebatch = the same and jidx -> wrapper,
- * out}; the converter for sea_lua_to_view goes to registry[sea_lua_jview_key]. The wrapper tells C
- * which items of its result are messages of the call through jidx, an FFI call for an array that
- * it fills: a Lua table of their numbers, which C then read item by item, cost LuaJIT
- * identity_batch about 115 instructions a message more (cachegrind, 2,964 against 2,849). */
+/* LuaJIT: the driver hands the processor light views (seastreamer_lua.h), which C numbers for
+ * each batch; or, where light userdata carry another metatable, FFI structs {message pointer,
+ * gen, i}. A light view's fields are read here, compiled, when it is the call's own (ctx.cur), and
+ * making one allocates nothing. An FFI struct is not allocated either while it does not escape
+ * the call (the processor reads fields, or returns it: the driver sends it by its number), but it
+ * is as soon as the processor calls a C function that LuaJIT does not compile (cjson's decode):
+ * LuaJIT leaves its compiled code there and needs the processor's msg as an object. The light
+ * views cost C about 100 instructions a message to make (pushed into a table), and save about 300
+ * where the struct would have been allocated (cachegrind, bench/lua's json_route 13,028-13,256
+ * against 12,804-13,020; identity 2,271 against 2,380). FFI structs expire as userdata views do:
+ * valid while gen is the current run's and i the current call. Whatever else takes a message
+ * (out:send, a list returned, the module's functions) gets the userdata view of the same message
+ * (tomsg, through mat below), which keeps msg:copy(), msg.headers and msg:totable() in one place.
+ * Made once per Lua state (a ctype's metatable cannot change): registry[jit_lib_key] = {make =
+ * function(fn, send, stop, state, sendown, sendres, jsend, outs, serial) -> driver, out, makebatch
+ * = the same and jidx -> wrapper, out}; the converter for sea_lua_to_view goes to
+ * registry[sea_lua_jview_key]. The wrapper tells C which items of its result are messages of the
+ * call through jidx, an FFI call for an array that it fills: a Lua table of their numbers, which C
+ * then read item by item, cost LuaJIT identity_batch about 115 instructions a message more
+ * (cachegrind, 2,964 against 2,849). */
 static const char jit_lib_key = 0;
 static const char jit_src[] =
-    "local mat, O, SZ = ...\n"
+    "local mat, O, SZ, LMT = ...\n"
     "local ffi = require 'ffi'\n"
     "local type, tostring, tonumber, error = type, tostring, tonumber, error\n"
     "local band = require('bit').band\n"
@@ -154,7 +161,7 @@ static const char jit_src[] =
     "  if u == nil then u = mat(v.i); ctx.mats[v.i] = u end\n"
     "  return u\n"
     "end\n"
-    "local fields = {\n"
+    "local lfields = {\n"
     "  payload = function(m) return fstring(m.pdata, m.plen) end,\n"
     "  size = function(m) return tonumber(m.plen) end,\n"
     "  key = function(m) local k = m.key\n"
@@ -166,8 +173,9 @@ static const char jit_src[] =
     "  shard = function(m) return tonumber(m.shard) end,\n"
     "  seq = function(m) return m.seq end,\n"
     "  timestamp = function(m) return tonumber(m.ts) end,\n"
-    "  headers = function(m, v) return tomsg(v).headers end,\n"
     "}\n"
+    "local fields = { headers = function(m, v) return tomsg(v).headers end }\n"
+    "for k, f in pairs(lfields) do fields[k] = f end\n"
     "local methods = {\n"
     "  copy = function(v) return tomsg(v):copy() end,\n"
     "  totable = function(v) return tomsg(v):totable() end,\n"
@@ -187,6 +195,19 @@ static const char jit_src[] =
     "  end,\n"
     "})\n"
     "local function convert(x) if istype(VT, x) then return tomsg(x) end return x end\n"
+    /* The driver's light views: the call's own (ctx.cur) reads its fields here, compiled; the
+     * rest (headers, copy, totable, an expired view, another light userdata) goes to C. */
+    "if LMT then\n"
+    "  local cindex = LMT.__index\n"
+    "  LMT.__index = function(v, k)\n"
+    "    if v == ctx.cur then\n"
+    "      local f = lfields[k]\n"
+    "      if f then return f(ctx.msgs + (ctx.state[1] - 1)) end\n"
+    "    end\n"
+    "    return cindex(v, k)\n"
+    "  end\n"
+    "  require('jit').flush()\n"
+    "end\n"
     "local JSEND = 'int (*)(uint32_t, int32_t, int32_t, const char *, size_t, int32_t)'\n"
     "local JIDX = 'int32_t *(*)(uint32_t, int32_t)'\n"
     /* out:send's fast path, the driver's and the batch wrapper's: a string (sent as from s), or
@@ -201,16 +222,18 @@ static const char jit_src[] =
     "  if type(p) == 'string' then return jsend(serial, o, s, p, #p, 1) == 0 end\n"
     "  return k and jsend(serial, o, k, nil, 0, 1) == 0\n"
     "end\n"
-    "local function make(fn, send, stop, state, sendown, sendres, jsend, outs, serial)\n"
+    "local function make(fn, send, stop, state, sendown, sendres, jsend, outs, serial, jat)\n"
     "  local out = { stop = stop }\n"
-    "  local jsend = cast(JSEND, jsend)\n"
+    "  local jsend, jat = cast(JSEND, jsend), cast('int32_t *', jat)\n"
     "  local function csend(o, i, p, len, viaout) return jsend(serial, o, i, p, len, viaout) end\n"
     "  local keep = {}\n"
     /* The call's own message goes by its number: no userdata view is made for it. */
     "  function out.send(self, name, p, key)\n"
-    "    local own = istype(VT, p) and p.i > 0 and valid(p)\n"
-    "    if fastsend(jsend, serial, outs, name, p, key, state[1], own and p.i) then return end\n"
-    "    if own then return sendown(self, name, p.i, key) end\n"
+    "    local own\n"
+    "    if p ~= nil and p == ctx.cur then own = state[1]\n"
+    "    elseif istype(VT, p) and p.i > 0 and valid(p) then own = p.i end\n"
+    "    if fastsend(jsend, serial, outs, name, p, key, state[1], own) then return end\n"
+    "    if own then return sendown(self, name, own, key) end\n"
     "    return send(self, name, convert(p), key)\n"
     "  end\n"
     /* Each result goes out as its call returns, in order with the call's out:send. This is a
@@ -242,9 +265,22 @@ static const char jit_src[] =
     "    end\n"
     "    return not state[2]\n"
     "  end\n"
-    "  return function(n, gen, base)\n"
+    /* views: the call's light views (C made them and tells which is live by jat), or nil:
+     * FFI structs made here. */
+    "  return function(n, gen, base, views)\n"
     "    ctx.gen, ctx.state = gen, state\n"
     "    local msgs = cast(MP, base)\n"
+    "    if views then\n"
+    "      ctx.msgs = msgs\n"
+    "      for i = 1, n do\n"
+    "        state[1] = i\n"
+    "        jat[0] = i\n"
+    "        local v = views[i]\n"
+    "        ctx.cur = v\n"
+    "        if not result(i, fn(v, out), v) then return end\n"
+    "      end\n"
+    "      return\n"
+    "    end\n"
     "    for i = 1, n do\n"
     "      state[1] = i\n"
     "      local v = VT(msgs + (i - 1), gen, i)\n"
@@ -345,7 +381,33 @@ void sea_run_jit_expire(run_t *r) {
   lua_getfield(L, -1, "ctx");
   lua_pushnumber(L, -1);
   lua_setfield(L, -2, "gen");
+  lua_pushnil(L);
+  lua_setfield(L, -2, "cur");
   lua_pop(L, 2);
+}
+
+bool sea_run_jit_views(run_t *r, const sea_message_t *msgs, size_t count) {
+#ifdef SEA_LUA_LIGHT_VIEWS
+  if (sea_lua_light_begin(r->L, &sea_run_epoch, count)) {
+    lua_rawgeti(r->L, LUA_REGISTRYINDEX, r->jviews_ref);
+    r->jat = 0;
+    sea_lua_fill_light(r->L, -1, msgs, count, &sea_run_epoch, &r->jat);
+    return true;
+  }
+#else
+  (void)msgs;
+  (void)count;
+#endif
+  lua_pushnil(r->L);
+  return false;
+}
+
+void sea_run_jit_views_end(run_t *r, size_t count) {
+#ifdef SEA_LUA_LIGHT_VIEWS
+  sea_lua_light_end();
+#endif
+  r->jat = 0;
+  sea_run_epoch += count;
 }
 
 /* A reference to the LuaJIT wrapper made by the library's function maker (make: the per-message
@@ -373,9 +435,13 @@ int sea_run_jit_wrap(run_t *r, const char *maker, int fn_ref) {
       lua_setfield(L, -2, r->out[i].name);
     }
   lua_pushnumber(L, (lua_Number)r->serial);
-  int32_t *(*jidx)(uint32_t, int32_t) = jit_batch_index;
-  memcpy(&jp, &jidx, sizeof jp);
-  lua_pushlightuserdata(L, jp);
+  if (jsend == jit_send) { /* the driver's: where it says which call is under way */
+    lua_pushlightuserdata(L, &r->jat);
+  } else {
+    int32_t *(*jidx)(uint32_t, int32_t) = jit_batch_index;
+    memcpy(&jp, &jidx, sizeof jp);
+    lua_pushlightuserdata(L, jp);
+  }
   lua_call(L, 10, 2);
   lua_pushcfunction(L, sea_run_out_stats);
   lua_setfield(L, -2, "stats");
@@ -414,7 +480,12 @@ static void jit_lib(lua_State *L) {
     lua_setfield(L, -2, offs[k].name);
   }
   lua_pushinteger(L, (lua_Integer)sizeof(sea_message_t));
-  lua_call(L, 3, 1);
+#ifdef SEA_LUA_LIGHT_VIEWS
+  sea_lua_push_light_mt(L);
+#else
+  lua_pushnil(L);
+#endif
+  lua_call(L, 4, 1);
   lua_pushlightuserdata(L, (void *)&sea_lua_jview_key);
   lua_getfield(L, -2, "convert");
   lua_rawset(L, LUA_REGISTRYINDEX);

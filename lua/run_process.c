@@ -19,7 +19,7 @@ static int c_loop(lua_State *L) {
   luaL_getmetatable(L, SEA_LUA_VIEW_MT);
 #ifdef SEA_LUA_LIGHT_VIEWS
   /* Light views where light userdata carry the views' metatable: no allocation per message. */
-  bool light = sea_lua_light_begin(L);
+  bool light = sea_lua_light_begin(L, &sea_run_epoch, 1);
 #endif
   for (size_t i = 1; i <= r->call_count; i++) {
     const sea_message_t *m = &r->call_msgs[i - 1];
@@ -110,8 +110,11 @@ static int drive(run_t *r, const sea_batch_t *batch, size_t first, size_t count)
   lua_pushinteger(L, (lua_Integer)count);
   lua_pushnumber(L, (lua_Number)sea_run_epoch);
   lua_pushlightuserdata(L, (void *)&batch->msgs[first]);
-  rc = sea_run_limited_call(r, 3, 0);
+  bool light = sea_run_jit_views(r, &batch->msgs[first], count);
+  rc = sea_run_limited_call(r, 4, 0);
   sea_run_jit_expire(r);
+  if (light)
+    sea_run_jit_views_end(r, count);
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->state_ref);
   lua_rawgeti(L, -1, 1);
   at = (size_t)lua_tointeger(L, -1); /* the last call made (1-based) */
@@ -181,9 +184,9 @@ int sea_run_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch, 
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->batch_ref);
     lua_createtable(L, (int)count, 0); /* a new table and new views for each call */
 #ifdef SEA_LUA_LIGHT_VIEWS
-    bool light = sea_lua_light_begin(L); /* as in c_loop */
+    bool light = sea_lua_light_begin(L, &sea_run_epoch, count); /* as in c_loop */
     if (light)
-      sea_lua_fill_light(L, -1, &batch->msgs[first], count, &sea_run_epoch);
+      sea_lua_fill_light(L, -1, &batch->msgs[first], count, &sea_run_epoch, NULL);
     else
 #endif
       sea_lua_fill_views(L, -1, &batch->msgs[first], count, &sea_run_epoch);
@@ -202,7 +205,7 @@ int sea_run_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch, 
   } else {
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
 #ifdef SEA_LUA_LIGHT_VIEWS
-    if (sea_lua_light_begin(L)) /* as in c_loop */
+    if (sea_lua_light_begin(L, &sea_run_epoch, 1)) /* as in c_loop */
       sea_lua_push_light(L, r->cur_msg, &sea_run_epoch);
     else
 #endif

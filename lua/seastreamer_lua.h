@@ -31,34 +31,42 @@ typedef struct sea_lua_view {
   int pos_ref;     /* with pos: the driver's state table */
 } sea_lua_view_t;
 
-/* Light views (Lua 5.4, 64-bit): the runner's calls (run_process.c), per message or per batch,
- * get light userdata whose value is a tag bit | a number instead of new full userdata, so a
- * message costs no allocation and no collector work. A call's views are numbered from the epoch
- * at the call (one per message of a batch), and the runner moves the epoch past them when the
- * call returns, so a number is never handed out twice. Only the last call's views can be valid:
- * they show their messages while *epoch is still what it was at the call, and raise the expiry
- * error after, as a full view does. Light userdata share one metatable per state:
- * sea_lua_light_begin installs the views' one when there is none and tells whether it is in place
- * (a library of the script may have set its own: full views then); every other light userdata
- * (cjson.null) behaves under it as under none, but for what getmetatable() gives. */
-#if LUA_VERSION_NUM >= 504 && UINTPTR_MAX > 0xffffffffu
+/* Light views (64-bit: Lua 5.4, and LuaJIT's per-message driver): the runner's calls
+ * (run_process.c), per message or per batch, get light userdata whose value is a tag bit | a
+ * number instead of new full userdata (or FFI structs), so a message costs no allocation and no
+ * collector work. A call's views are numbered from the epoch at the call (one per message of a
+ * batch), and the runner moves the epoch past them when the call returns, so a number is never
+ * handed out twice. Only the last call's views can be valid: they show their messages while
+ * *epoch is still what it was at the call (and, given at, only the one of message *at - 1: the
+ * LuaJIT driver's call under way), and raise the expiry error after, as a full view does. Light
+ * userdata share one metatable per state: sea_lua_light_begin installs the views' one when there
+ * is none and tells whether it is in place (a library of the script may have set its own: full
+ * views then); every other light userdata (cjson.null) behaves under it as under none, but for
+ * what getmetatable() gives. LuaJIT keeps a table of the upper 25 bits of every light userdata
+ * value it has seen, 255 at most for a process: the views' numbers use 16 of them (epochs below
+ * 2^43), and sea_lua_light_begin says no past that. */
+#if (LUA_VERSION_NUM >= 504 || defined(SEA_LUAJIT)) && UINTPTR_MAX > 0xffffffffu
 #define SEA_LUA_LIGHT_VIEWS 1
-/* Install the light views' metatable if light userdata have none; true if it is the one. */
-bool sea_lua_light_begin(lua_State *L);
+/* Install the light views' metatable if light userdata have none; true if it is the one and the
+ * numbers of n views from *epoch on can be light (LuaJIT). */
+bool sea_lua_light_begin(lua_State *L, const uint64_t *epoch, size_t n);
+/* Push the light views' metatable (a table, made by luaopen_seastreamer). */
+void sea_lua_push_light_mt(lua_State *L);
 /* Push a light view of m (sea_lua_light_begin said yes), valid while *epoch stays what it is now;
  * returns its value, as lua_touserdata gives it back. The light view pushed before expires. */
 void *sea_lua_push_light(lua_State *L, const sea_message_t *m, const uint64_t *epoch);
 /* The same for a batch: light views of msgs[0 .. n - 1] as items 1 .. n of the table at t, valid
  * while *epoch stays what it is now, numbered *epoch .. *epoch + n - 1: the caller moves *epoch
- * past them after the call. The light views pushed before expire. */
+ * past them after the call. at NULL: all of them; else only item *at (the others are expired).
+ * The light views pushed before expire. */
 void sea_lua_fill_light(lua_State *L, int t, const sea_message_t *msgs, size_t n,
-                        const uint64_t *epoch);
+                        const uint64_t *epoch, const int32_t *at);
 /* No light view is valid any more (its call or the run ended). The metatable stays, so that a
  * kept view still raises the expiry error. */
 void sea_lua_light_end(void);
 #endif
 
-/* Whether a value of Lua type t may be a message view (full, or light on Lua 5.4). */
+/* Whether a value of Lua type t may be a message view (full, or light). */
 static inline bool sea_lua_viewish(int t) {
   return t == LUA_TUSERDATA || t == LUA_TLIGHTUSERDATA;
 }

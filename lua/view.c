@@ -74,6 +74,7 @@ static struct {
   uint64_t lo;
   size_t n;
   const sea_message_t *msgs;
+  const int32_t *at; /* NULL, or the one live view's number + 1 - lo (0: none) */
 } light_cur;
 /* What sea_lua_to_view returns for a light view: filled anew at each call. */
 static sea_lua_view_t light_view;
@@ -91,7 +92,8 @@ static sea_lua_view_t *light_to_view(const void *p) {
     return NULL;
   uint64_t gen = (uint64_t)(u & ~LIGHT_TAG);
   bool live = light_cur.epoch != NULL && *light_cur.epoch == light_cur.lo &&
-              gen - light_cur.lo < light_cur.n;
+              gen - light_cur.lo < light_cur.n &&
+              (light_cur.at == NULL || gen - light_cur.lo + 1 == (uint64_t)(int64_t)*light_cur.at);
   light_view = (sea_lua_view_t){
       .msg = live ? &light_cur.msgs[gen - light_cur.lo] : NULL, .gen = gen, .pos_ref = LUA_NOREF};
   return &light_view;
@@ -103,7 +105,18 @@ static bool push_light_mt(lua_State *L) {
   return lua_istable(L, -1);
 }
 
-bool sea_lua_light_begin(lua_State *L) {
+void sea_lua_push_light_mt(lua_State *L) {
+  push_light_mt(L);
+}
+
+bool sea_lua_light_begin(lua_State *L, const uint64_t *epoch, size_t n) {
+#ifdef SEA_LUAJIT
+  if (*epoch >= ((uint64_t)1 << 43) - n) /* past the 16 of LuaJIT's segments the views may use */
+    return false;
+#else
+  (void)epoch;
+  (void)n;
+#endif
   lua_pushlightuserdata(L, NULL);
   bool ours;
   if (!lua_getmetatable(L, -1)) { /* none: the views' one goes in */
@@ -120,24 +133,26 @@ bool sea_lua_light_begin(lua_State *L) {
   return ours;
 }
 
-static void light_set(const sea_message_t *msgs, size_t n, const uint64_t *epoch) {
+static void light_set(const sea_message_t *msgs, size_t n, const uint64_t *epoch,
+                      const int32_t *at) {
   light_cur.epoch = epoch;
   light_cur.lo = *epoch;
   light_cur.n = n;
   light_cur.msgs = msgs;
+  light_cur.at = at;
 }
 
 void *sea_lua_push_light(lua_State *L, const sea_message_t *m, const uint64_t *epoch) {
   void *v = (void *)(LIGHT_TAG | (uintptr_t)*epoch);
-  light_set(m, 1, epoch);
+  light_set(m, 1, epoch, NULL);
   lua_pushlightuserdata(L, v);
   return v;
 }
 
 void sea_lua_fill_light(lua_State *L, int t, const sea_message_t *msgs, size_t n,
-                        const uint64_t *epoch) {
+                        const uint64_t *epoch, const int32_t *at) {
   t = t < 0 ? lua_gettop(L) + t + 1 : t;
-  light_set(msgs, n, epoch);
+  light_set(msgs, n, epoch, at);
   for (size_t k = 0; k < n; k++) {
     lua_pushlightuserdata(L, (void *)(LIGHT_TAG | (uintptr_t)(*epoch + k)));
     lua_rawseti(L, t, (lua_Integer)k + 1);
@@ -148,6 +163,7 @@ void sea_lua_light_end(void) {
   light_cur.epoch = NULL;
   light_cur.msgs = NULL;
   light_cur.n = 0;
+  light_cur.at = NULL;
 }
 
 /* msg.headers of a light view: built once per view, like a full view's. */
@@ -346,12 +362,13 @@ static void push_light_headers(lua_State *L, uint64_t gen, const sea_message_t *
     lua_rawseti(L, -3, 1);
   }
   lua_Integer k = (lua_Integer)(gen - light_cur.lo) + 1; /* gen is live: one of this call's */
-  if (lua_rawgeti(L, -1, k) != LUA_TNIL)
+  lua_rawgeti(L, -1, (int)k);
+  if (!lua_isnil(L, -1))
     return;
   lua_pop(L, 1);
   push_headers(L, m);
   lua_pushvalue(L, -1);
-  lua_rawseti(L, -3, k);
+  lua_rawseti(L, -3, (int)k);
 }
 #endif
 

@@ -481,6 +481,46 @@ describe("seastreamer.run", function()
       assert.equals(batch and 2 or 1, committed(rt, "mem://v" .. form .. "/in", "g"))
     end)
 
+    -- Every way a message is taken, with a message kept from the call before (in the same input
+    -- batch for every other call): each says it expired, and the call's own message reads right
+    -- after a C function that LuaJIT does not compile (where it leaves its compiled code). (The
+    -- batch form calls f for each message of one call, where the others stay valid.)
+    if not batch then it("expires a kept message wherever it is taken (" .. form .. ")", function()
+      local side = assert(rt:connect("mem://kw" .. form .. "/side"))
+      local p = assert(side:producer())
+      local kept, types, fails, reads = nil, {}, {}, {}
+      local function expired(what, f)
+        local ok, err = pcall(f)
+        if ok or not tostring(err):match("message used after the call that received it returned") then
+          fails[#fails + 1] = what .. ": " .. tostring(err)
+        end
+      end
+      local res = assert(run_form(form, function(m, out)
+        types[type(m)] = true
+        if kept then
+          expired("field", function() return kept.payload end)
+          expired("headers", function() return kept.headers end)
+          expired("copy", function() return kept:copy() end)
+          expired("totable", function() return kept:totable() end)
+          expired("out:send", function() out:send(nil, kept, "k") end)
+          expired("p:send", function() assert(p:send(kept)) end)
+          if tostring(kept) ~= "seastreamer.message (expired)" then fails[#fails + 1] = tostring(kept) end
+        end
+        local before = m.payload
+        collectgarbage("count")
+        reads[#reads + 1] = before == m.payload and m.payload or "changed"
+        kept = m
+        return m
+      end, "kw" .. form, 6))
+      side:close()
+      assert.equals(6, res.processed)
+      assert.same({}, fails)
+      assert.same({ "m0", "m1", "m2", "m3", "m4", "m5" }, reads)
+      assert.same({ "m0", "m1", "m2", "m3", "m4", "m5" }, read_all(rt, "mem://kw" .. form .. "/out"))
+      -- light userdata on both Luas (64-bit), where no library set their metatable
+      assert.same({ userdata = true }, types)
+    end) end
+
     it("refuses a kept message returned from a later call (" .. form .. ")", function()
       local kept
       local res = assert(run_form(form, function(m)

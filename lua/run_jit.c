@@ -106,9 +106,9 @@ static int driver_send_result(lua_State *L) {
  * (out:send, a list returned, the module's functions) gets the userdata view of the same message
  * (tomsg, through mat below), which keeps msg:copy(), msg.headers and msg:totable() in one place.
  * Made once per Lua state (a ctype's metatable cannot change): registry[jit_lib_key] = {make =
- * function(fn, send, stop, state, sendown, sendres, jsend, outs, serial) -> driver, out, makebatch
- * = the same and jidx -> wrapper, out}; the converter for sea_lua_to_view goes to
- * registry[sea_lua_jview_key]. The wrapper tells C which items of its result are messages of the
+ * function(fn, send, stop, state, sendown, sendres, jsend, outs, serial, jat) -> driver, out,
+ * makebatch = the same with jidx for jat -> wrapper, out}; the converter for sea_lua_to_view goes
+ * to registry[sea_lua_jview_key]. The wrapper tells C which items of its result are messages of the
  * call through jidx, an FFI call for an array that it fills: a Lua table of their numbers, which C
  * then read item by item, cost LuaJIT identity_batch about 115 instructions a message more
  * (cachegrind, 2,964 against 2,849). */

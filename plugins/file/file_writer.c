@@ -273,7 +273,8 @@ static int writer_lock_open(sea_runtime_t *rt, const char *path, const file_opts
         *err = SEA_EINVAL;
       } else {
         sea_host->set_error(rt, "file: cannot open %s: %s", path, strerror(errno));
-        *err = SEA_EIO;
+        /* a missing directory: nothing to reach, as a consumer's missing file is (exit 3) */
+        *err = errno == ENOENT ? SEA_ECONNECT : SEA_EIO;
       }
       return -1;
     }

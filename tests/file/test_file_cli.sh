@@ -119,6 +119,14 @@ expect_grep decode-not-ss 'offset 0: bad magic' "$T/e"
 "$SS" verify "$T/nope.ss" >/dev/null 2>"$T/e"
 expect_status verify-missing 2 $?
 expect_grep verify-missing 'cannot open' "$T/e"
+# A path whose directory does not exist: nothing to reach, for a producer as for a consumer
+# (exit 3, "cannot connect"), naming the file.
+echo hi | "$SS" produce "file://$T/nodir/x.ss/k" 2>"$T/e"
+expect_status produce-missing-dir 3 $?
+expect_grep produce-missing-dir "output file://$T/nodir/x.ss/k: file: cannot open $T/nodir/x.ss: No such file or directory" "$T/e"
+"$SS" consume -e "file://$T/nodir/x.ss/k" 2>"$T/e"
+expect_status consume-missing-dir 3 $?
+expect_grep consume-missing-dir "cannot open $T/nodir/x.ss: No such file or directory" "$T/e"
 "$SS" decode --format xml "$DATA/consumer.ss" >/dev/null 2>"$T/e"
 expect_status decode-bad-format 2 $?
 for cmd in decode verify repair; do

@@ -470,28 +470,23 @@ int redis_cons_commit(void *impl, sea_op_t *op) {
     redis_cons_send_xack(rc, st, &st->acks);
     unsent |= st->acks.n > 0 || st->skips.n > 0;
   }
-  if (unsent && rc->map.cluster) {
-    /* the cluster is failing over or moving a slot: the acks stay and go out once it is up
-     * again; until then the entries may be delivered again */
-    sea_host->log(SEA_LOG_WARN, R_NAME,
-                  "commit not done, the cluster at %s is not reachable on every master now; the "
-                  "acks are sent once it is",
-                  rc->s->addr);
-    sea_host->op_done(op, SEA_ECANCELED,
-                      R_NAME ": commit not done: the cluster at %s is changing (the acks are sent "
-                             "once it is up again)",
-                      rc->s->addr);
-    return 0;
-  }
   if (unsent) {
-    /* Reconnecting: the acks go out once the connection is back (cons_up_again). SEA_EBUSY: the
-     * pipeline commits again, by its next tick or, for its last commit, after a backoff; a
-     * server that stays away fails the consumer after reconnect_ms. (SEA_ECONNECT here failed a
-     * run that recovered, and its last commit, with exit status 3.) */
-    sea_host->op_done(op, SEA_EBUSY,
-                      R_NAME ": commit: not connected to %s now (reconnecting); the acks go out "
-                             "once it is back",
-                      rc->s->addr);
+    /* Reconnecting (one server), or a cluster failing over or moving a slot: the acks stay and
+     * go out once it is back (cons_up_again). SEA_EBUSY: the pipeline commits again, by its next
+     * tick or, for its last commit, after a backoff; a server or cluster that stays away fails
+     * the consumer after reconnect_ms. (SEA_ECONNECT here failed a run that recovered, and its
+     * last commit, with exit status 3; a cluster's SEA_ECANCELED gave its last commit up, so a
+     * run ending during a failover left its last entries pending, to be delivered again.) */
+    if (rc->map.cluster)
+      sea_host->op_done(op, SEA_EBUSY,
+                        R_NAME ": commit: the cluster at %s is not reachable on every master now "
+                               "(failing over or moving a slot); the acks go out once it is",
+                        rc->s->addr);
+    else
+      sea_host->op_done(op, SEA_EBUSY,
+                        R_NAME ": commit: not connected to %s now (reconnecting); the acks go "
+                               "out once it is back",
+                        rc->s->addr);
     return 0;
   }
   if (rc->acks_done >= rc->acks_sent) {

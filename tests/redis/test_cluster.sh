@@ -23,6 +23,9 @@
 #             acknowledged: every number is there (0 lost), duplicates printed as figures. The
 #             killed node is started again once its replica took over (it comes back as a
 #             replica, which the producer's WAIT waits for).
+#   lastcommit a `consume -G` that has read every entry and committed none is stopped (SIGTERM)
+#             just after kill -9 of one shard's master: its last commit waits, tried again, until
+#             the replica has taken over, and then nothing is pending on any shard.
 #   handover  a graceful CLUSTER FAILOVER on the replica of one shard's master between the two
 #             halves of a `produce`'s input while a `consume -G` reads: the replica takes the slot
 #             over, the producer follows MOVED, ends by itself with every receipt, the consumer
@@ -281,11 +284,31 @@ case_reshard() {
   if ((nmoved > 0)); then ok; else bad "the producer met no MOVED"; fi
 }
 
+# kill_master KEY: kill -9 of the master serving KEY's slot now; sets VPORT (its port) and VDIR
+# (its directory: `redis-server "$VDIR/redis.conf"` starts it again).
+kill_master() {
+  local i
+  VPORT=$(master_of "$1")
+  for i in 1 2 3 4 5 6; do [[ $(cat "$CDIR/node$i/port") == "$VPORT" ]] && VDIR="$CDIR/node$i"; done
+  kill -9 "$(cat "$VDIR/redis.pid")"
+}
+# taken_over KEY: a bounded wait until another master than VPORT serves KEY's slot and the live
+# nodes say ok; sets NEWM (that master's port). False if it did not come.
+taken_over() {
+  local live=() p i
+  NEWM=""
+  for p in "${PORTS[@]}"; do [[ $p != "$VPORT" ]] && live+=("$p"); done
+  for ((i = 0; i < 300; i++)); do
+    NEWM=$(master_of "$1")
+    [[ -n $NEWM && $NEWM != "$VPORT" ]] && break
+    sleep 0.1
+  done
+  [[ -n $NEWM && $NEWM != "$VPORT" ]] && wait_ok_all "${live[@]}"
+}
+
 case_failover() {
   local u="redis://127.0.0.1:${PORTS[1]}/$K" victim="$K:0"
-  local vport
-  vport=$(master_of "$victim")
-  if [[ $vport == "${PORTS[1]}" ]]; then u="redis://127.0.0.1:${PORTS[2]}/$K"; fi
+  if [[ $(master_of "$victim") == "${PORTS[1]}" ]]; then u="redis://127.0.0.1:${PORTS[2]}/$K"; fi
   paced "$N" | SEASTREAMER_LOG=info bounded "$SS" produce -O shards=6 -O wait_replicas=1 "$u" 2>"$T/produce.err" &
   local ppid=$!
   STARTED+=("$ppid")
@@ -295,30 +318,59 @@ case_failover() {
   STARTED+=("$cpid")
   local i
   for ((i = 0; i < 300; i++)); do (($(xlen_sum) >= N / 3)) && break; sleep 0.05; done
-  local vdir vpid
-  for i in 1 2 3 4 5 6; do [[ $(cat "$CDIR/node$i/port") == "$vport" ]] && vdir="$CDIR/node$i"; done
-  vpid=$(cat "$vdir/redis.pid")
-  echo "kill -9 of $vport (master of $victim) at $(xlen_sum) of $N written, $(whole_lines "$T/g1.txt" | wc -l) read"
-  kill -9 "$vpid"
-  local live=()
-  for p in "${PORTS[@]}"; do [[ $p != "$vport" ]] && live+=("$p"); done
-  local t0=$SECONDS nm=""
-  for ((i = 0; i < 300; i++)); do
-    nm=$(master_of "$victim")
-    [[ -n $nm && $nm != "$vport" ]] && break
-    sleep 0.1
-  done
-  if [[ -n $nm && $nm != "$vport" ]] && wait_ok_all "${live[@]}"; then ok; else bad "no replica took over within 30 s"; fi
-  echo "figures: $nm took over from $vport after about $((SECONDS - t0)) to $((SECONDS - t0 + 1)) s"
+  local at="$(xlen_sum) of $N written, $(whole_lines "$T/g1.txt" | wc -l) read"
+  kill_master "$victim"
+  echo "kill -9 of $VPORT (master of $victim) at $at"
+  local t0=$SECONDS
+  if taken_over "$victim"; then ok; else bad "no replica took over within 30 s"; fi
+  echo "figures: $NEWM took over from $VPORT after about $((SECONDS - t0)) to $((SECONDS - t0 + 1)) s"
   # the killed node comes back, as a replica of the new master: until it has synced, the new
   # master has no replica and the producer's WAIT (wait_replicas=1) holds its receipts back
-  redis-server "$vdir/redis.conf"
+  redis-server "$VDIR/redis.conf"
   producer_and_group_after failover "$ppid" "$cpid" "$u" \
     "(XADDs not answered, or not confirmed by WAIT, at the kill are written again)"
   # both commands met the failure (a kill that found nothing on the wire would prove little)
-  expect_grep "the producer lost the killed master" "connection to 127.0.0.1:$vport lost" "$T/produce.err"
-  expect_grep "the consumer lost the killed master" "connection to 127.0.0.1:$vport lost" "$T/g1.err"
+  expect_grep "the producer lost the killed master" "connection to 127.0.0.1:$VPORT lost" "$T/produce.err"
+  expect_grep "the consumer lost the killed master" "connection to 127.0.0.1:$VPORT lost" "$T/g1.err"
   wait_ok_all "${PORTS[@]}" || bad "the killed node did not rejoin"
+}
+
+# A group member stopped while a master is down: its last commit cannot reach that master's
+# shard, waits (tried again with a backoff) until the replica has taken over, and then leaves
+# nothing pending. Nothing is committed before the stop (--commit-interval 600).
+case_lastcommit() {
+  local u="redis://127.0.0.1:${PORTS[1]}/$K" victim="$K:0" i
+  if [[ $(master_of "$victim") == "${PORTS[1]}" ]]; then u="redis://127.0.0.1:${PORTS[2]}/$K"; fi
+  seq 1 "$N" | bounded "$SS" produce -O shards=6 "$u" 2>"$T/produce.err"
+  expect_status "produce to the cluster" 0 $?
+  SEASTREAMER_LOG=info timeout -s KILL "$LIMIT" "$SS" consume -G g -o beginning -f '%s\n' \
+    --commit-interval 600 -X block_ms=200 -X shards=6 "$u" >"$T/g1.txt" 2>"$T/g1.err" &
+  local cpid=$!
+  STARTED+=("$cpid")
+  for ((i = 0; i < 600; i++)); do (($(whole_lines "$T/g1.txt" | wc -l) >= N)) && break; sleep 0.05; done
+  kill_master "$victim"
+  echo "kill -9 of $VPORT (master of $victim) after $(whole_lines "$T/g1.txt" | wc -l) of $N read"
+  # the stop comes once the consumer knows the master is gone (an XACK it wrote to the dead
+  # connection would be lost on the wire: not done, delivered again, which is another case)
+  for ((i = 0; i < 200; i++)); do
+    grep -q "connection to 127.0.0.1:$VPORT lost" "$T/g1.err" && break
+    sleep 0.05
+  done
+  expect_grep "the consumer lost the killed master" "connection to 127.0.0.1:$VPORT lost" "$T/g1.err"
+  kill -TERM "$(child_of "$cpid")" 2>/dev/null
+  if taken_over "$victim"; then ok; else bad "no replica took over within 30 s"; fi
+  redis-server "$VDIR/redis.conf"
+  wait "$cpid"
+  expect_status "the consumer's stop during the failover" 0 $?
+  expect_grep "its last commit waited for the cluster" \
+    "last commit on .* not done .*not reachable on every master" "$T/g1.err"
+  expect_all "the group member" "$N" "$T/g1.txt"
+  wait_ok_all "${PORTS[@]}" || bad "the killed node did not rejoin"
+  bounded "$SS" list -J "$u" >"$T/l.json" 2>"$T/l.err"
+  check "group g after the stop: nothing pending on the 6 shards" "$T/l.json" "
+g = sorted((x['shard'], x['pending']) for x in d['groups'] if x['group'] == 'g')
+assert g == [(i, 0) for i in range(6)], g
+"
 }
 
 case_handover() {
@@ -533,6 +585,7 @@ list) case_list ;;
 spread) case_spread ;;
 reshard) case_reshard ;;
 failover) case_failover ;;
+lastcommit) case_lastcommit ;;
 handover) case_handover ;;
 *) echo "test_cluster.sh: unknown case $CASE" >&2; exit 2 ;;
 esac

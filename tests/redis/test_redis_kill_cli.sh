@@ -5,19 +5,14 @@
 # pending, exit status 0. Before 2026-12-04 it could stop in the middle with status 0 (a reset
 # stopped libuv's poll while replies were still to be read, and the loop ran out of work), or end
 # with status 3 (a commit while reconnecting, or one whose XACK was lost, failed the run).
-# A server of its own (redis_env.sh), so the kills disturb no other test.
+# A server of its own (own_server.sh), so the kills disturb no other test.
 # Usage: test_redis_kill_cli.sh BUILD_DIR
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 unset SEASTREAMER_LOG
-env_sh="$(dirname "${BASH_SOURCE[0]}")/redis_env.sh"
-dir="$T/redis"
-pid="" kpid=""
-trap '[ -n "$kpid" ] && kill $kpid 2>/dev/null; [ -n "$pid" ] && kill -9 $pid 2>/dev/null;
-      bash "$env_sh" stop "$dir" >/dev/null 2>&1; rm -rf "$T"' EXIT
-bash "$env_sh" start "$dir" >/dev/null || die "redis-server did not start"
-port=$(cat "$dir/port")
+source "$(dirname "${BASH_SOURCE[0]}")/own_server.sh"
+port=$PORT
 uri="redis://127.0.0.1:$port/killk"
 N=50000
 
@@ -28,12 +23,14 @@ expect_status "produce" 0 $?
 "$SS" consume -v -G kg -o beginning -e --commit-interval 1 -f '%s\n' "$uri" \
   >"$T/out" 2>"$T/err" &
 pid=$!
+CHILDREN+=($pid)
 for _ in $(seq 1 600); do [ -s "$T/out" ] && break; sleep 0.05; done
 (for _ in $(seq 1 150); do
   redis-cli -p "$port" client kill type normal >/dev/null 2>&1
   sleep 0.01
 done) &
 kpid=$!
+CHILDREN+=($kpid)
 # bounded: the consumer reads 50,000 entries in well under a second when nothing disturbs it
 for _ in $(seq 1 1200); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done
 if kill -0 $pid 2>/dev/null; then
@@ -42,10 +39,9 @@ if kill -0 $pid 2>/dev/null; then
 fi
 wait $pid
 expect_status "consume -G -e through the kills (stderr: $(grep -v ' info: ' "$T/err" | tail -1))" 0 $?
-pid=""
 kill $kpid 2>/dev/null
 wait $kpid 2>/dev/null
-kpid=""
+CHILDREN=() # both waited for: their pids may be another process's now
 sort -un "$T/out" >"$T/uniq"
 seq 1 $N >"$T/want"
 expect_same "every entry printed at least once" "$T/want" "$T/uniq"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/redis/test_redis_log_cli.sh: what `consume -v` (SEASTREAMER_LOG=info) says of a redis
 # server that drops its connection (CLIENT KILL): connected, then reconnecting and reconnected,
-# and the consumer goes on. A server of its own (redis_env.sh), so the kill disturbs no other
+# and the consumer goes on. A server of its own (own_server.sh), so the kill disturbs no other
 # test; the server stays up, so no other test's server can take its port meanwhile (a restart
 # could race with a fixture picking a free port).
 # Usage: test_redis_log_cli.sh BUILD_DIR
@@ -9,12 +9,8 @@ set -uo pipefail
 BUILD=$(cd "$1" && pwd)
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 unset SEASTREAMER_LOG
-env_sh="$(dirname "${BASH_SOURCE[0]}")/redis_env.sh"
-dir="$T/redis"
-pid=""
-trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; bash "$env_sh" stop "$dir" >/dev/null 2>&1; rm -rf "$T"' EXIT
-bash "$env_sh" start "$dir" >/dev/null || die "redis-server did not start"
-port=$(cat "$dir/port")
+source "$(dirname "${BASH_SOURCE[0]}")/own_server.sh"
+port=$PORT
 uri="redis://127.0.0.1:$port/logk"
 wait_for() { # PATTERN FILE: bounded wait for a line
   for _ in $(seq 1 300); do grep -Eq -- "$1" "$2" && return 0; sleep 0.05; done
@@ -26,6 +22,7 @@ echo before | timeout 60 "$SS" produce "$uri" 2>"$T/perr"
 # it instead.
 "$SS" consume -v -o beginning -u -f '%s\n' "$uri" >"$T/out" 2>"$T/err" &
 pid=$!
+CHILDREN+=($pid)
 wait_for '^before$' "$T/out" && ok || bad "consume: 'before' not printed"
 expect_grep "-v: connected" " info: redis: connected to 127.0.0.1:$port \(127.0.0.1\)$" "$T/err"
 redis-cli -p "$port" client kill type normal >"$T/kill" 2>&1
@@ -39,5 +36,5 @@ wait_for '^after$' "$T/out" && ok || { bad "consume: 'after' not printed after r
 kill -INT $pid
 wait $pid
 expect_status "consume stopped by SIGINT" 0 $?
-pid=""
+CHILDREN=() # waited for: its pid may be another process's now
 finish

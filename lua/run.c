@@ -42,15 +42,31 @@ void sea_run_after_lua_call(run_t *r) {
     sea_pipeline_stop(r->pl);
 }
 
+/* "key | seq", and " | shard" when it is not 0, as the stdio line format (a seq alone is
+ * ambiguous across shards). */
+static const char *msg_where(const sea_message_t *m, char *buf, size_t n) {
+  char shard[32] = "";
+  if (m->meta.shard_id)
+    snprintf(shard, sizeof shard, " | %llu", (unsigned long long)m->meta.shard_id);
+  snprintf(buf, n, "%s | %llu%s", m->meta.stream_key, (unsigned long long)m->meta.seq, shard);
+  return buf;
+}
+
 static void on_skipped(sea_pipeline_t *pl, size_t input, const sea_message_t *m, const char *why,
                        void *data) {
   run_t *r = data;
-  char shard[32] = ""; /* as the stdio line format: a seq alone is ambiguous across shards */
-  if (m->meta.shard_id)
-    snprintf(shard, sizeof shard, " | %llu", (unsigned long long)m->meta.shard_id);
-  fprintf(stderr, "seastreamer run: %s message %s | %llu%s of %s: %s\n",
-          r->policy == SEA_ON_ERROR_SKIP ? "skipped" : "dead-lettered", m->meta.stream_key,
-          (unsigned long long)m->meta.seq, shard, r->in[input].uri, why);
+  char where[320];
+  fprintf(stderr, "seastreamer run: %s message %s of %s: %s\n",
+          r->policy == SEA_ON_ERROR_SKIP ? "skipped" : "dead-lettered",
+          msg_where(m, where, sizeof where), r->in[input].uri, why);
+}
+
+void sea_run_fail_at(run_t *r, size_t input, const sea_message_t *m, const char *why) {
+  char where[320];
+  sea_run_error(r, SEA_ENOMEM,
+                "%s\n  at message %s of %s (not committed, nor anything after it: a memory error "
+                "stops the run whatever --on-error says)",
+                why, msg_where(m, where, sizeof where), r->in[input].uri);
 }
 
 /* hold = true: after a tick or the stop hook, the messages held so far are done once what it

@@ -70,6 +70,8 @@ int sea_lua_error_handler(lua_State *L) {
   return 1;
 }
 
+const char sea_lua_memory_limit_key = 0;
+
 /* Call the function under nargs arguments with nres results, protected and within limits. On
  * failure the error message is on the stack; returns the pcall status. */
 int sea_run_limited_call(run_t *r, int nargs, int nres) {
@@ -103,8 +105,15 @@ int sea_run_limited_call(run_t *r, int nargs, int nres) {
     }
   }
   if (rc == LUA_ERRMEM) {
+    r->oom = true;
     lua_pop(L, 1);
-    lua_pushfstring(L, "%s: not enough memory (memory limit reached)", r->script);
+    lua_pushlightuserdata(L, (void *)&sea_lua_memory_limit_key); /* the runner's --max-memory */
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    const char *limit = lua_tostring(L, -1);
+    snprintf(r->oom_why, sizeof r->oom_why, "%s: not enough memory (%s)", r->script,
+             limit ? limit : "an allocation failed");
+    lua_pop(L, 1);
+    lua_pushstring(L, r->oom_why);
   }
   return rc;
 }

@@ -47,6 +47,12 @@ typedef struct run {
   size_t max_kbytes;    /* Lua heap; 0 = none */
   bool in_call;
   bool tripped;       /* the call hit a limit: it fails, whatever it does after catching that */
+  /* The processor call failed for want of memory (oom_why says so): the run stops at its
+   * message whatever the policy, which is left undone with those after it. A state that ran out
+   * is not to be trusted to go on: LuaJIT's, after an allocation failed in compiled code, may
+   * crash at the next call, and the C side's own Lua calls need the little memory left. */
+  bool oom;
+  char oom_why[256];
   unsigned raised;    /* how many times the hook raised the limit's error in this call */
   char trip_msg[512]; /* the limit's error, with where the call was when it hit it */
   const sea_message_t *cur_msg; /* the message being processed (its key is the default) */
@@ -98,6 +104,9 @@ extern uint64_t sea_run_epoch;
 /* A failure of the run: the pipeline's (it stops) or, before there is one, the run's own. */
 void sea_run_error(run_t *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The run fails at message m of input `input` (why: the cause): it stops, and m and the messages
+ * after it stay undone whatever the policy. */
+void sea_run_fail_at(run_t *r, size_t input, const sea_message_t *m, const char *why);
 void sea_run_after_lua_call(run_t *r);
 /* run_out.c */
 int sea_run_send_message(run_t *r, output_t *o, const sea_message_t *vm, const char *stream_key);

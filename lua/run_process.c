@@ -162,6 +162,7 @@ int sea_run_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch, 
     return sea_pipeline_reject_first(pl, 1, "%s", r->pending.why);
   }
   r->cur_msg = &batch->msgs[first];
+  r->oom = false;
   if (r->driven) {
     ret = drive(r, batch, first, count);
 #ifdef SEA_LUAJIT
@@ -219,8 +220,17 @@ int sea_run_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch, 
   }
   sea_run_epoch++; /* every view of the call expires */
   r->cur_msg = NULL;
+  if (r->oom) {
+    /* Out of memory: the run stops at the failing message whatever the policy (run_internal.h);
+     * it and those after it stay undone. A driven call that failed after others left it in
+     * r->pending (the messages before it are done); otherwise it is the call's first. */
+    const sea_message_t *m = r->pending.batch == batch ? &batch->msgs[r->pending.index]
+                                                       : &batch->msgs[first];
+    sea_run_fail_at(r, input, m, r->oom_why);
+    r->pending.batch = NULL;
+  }
   if (bad)
-    ret = sea_pipeline_reject(pl, "%s", bad);
+    ret = sea_pipeline_reject(pl, "%s", bad); /* after a failure above: nothing of it is done */
   lua_settop(L, base);
   sea_run_after_lua_call(r);
   return ret;

@@ -607,6 +607,11 @@ static int run_main(lua_State *L) {
   int cfg = lua_gettop(L);
   lua_pushstring(L, script);
   lua_setfield(L, cfg, "name");
+  char limit[64]; /* said with a memory error of a processor call (run_call.c) */
+  snprintf(limit, sizeof limit, "memory limit reached: --max-memory %g MB", *max_mb);
+  lua_pushlightuserdata(L, (void *)&sea_lua_memory_limit_key);
+  lua_pushstring(L, limit);
+  lua_rawset(L, LUA_REGISTRYINDEX);
   /* No max_memory_kb: the heap's allocator is the limit (failing the allocation that passes it,
    * in whatever call makes it), so a per-message processor can still run driven (run.c). */
   lua_pushboolean(L, 1);

@@ -95,6 +95,9 @@ sea_lua_view_t *sea_lua_push_view_mt(lua_State *L, const sea_message_t *m, const
 /* Set t[1..n] (the table at index t) to new views of msgs[0..n), valid while *epoch stays. */
 void sea_lua_fill_views(lua_State *L, int t, const sea_message_t *msgs, size_t n,
                         const uint64_t *epoch);
+/* registry[&sea_lua_memory_limit_key]: what limits the state's allocator (the runner's
+ * "memory limit reached: --max-memory N MB"), said with the memory error of a processor call. */
+extern const char sea_lua_memory_limit_key;
 /* LuaJIT: registry[&sea_lua_jview_key] is the runner's converter of its FFI views (run.c) to
  * userdata views, which sea_lua_to_view applies to a cdata argument. */
 extern const char sea_lua_jview_key;

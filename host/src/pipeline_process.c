@@ -28,7 +28,7 @@ static size_t call_processor(sea_pipeline_t *pl, pbatch_t *pb, size_t first, siz
   size_t handled = count;
   if (rc > 0 && (size_t)rc < count) {
     handled = (size_t)rc;
-  } else if (rc < 0 && !sea__pl_output_failed(pl)) {
+  } else if (rc < 0 && pl->status == 0 && !sea__pl_output_failed(pl)) {
     if (pl->reject_n > 0 && pl->reject_n < count)
       handled = pl->reject_n; /* the rest are handed again */
     pl->in_call = true;       /* dead-letters belong to the messages */
@@ -36,7 +36,7 @@ static size_t call_processor(sea_pipeline_t *pl, pbatch_t *pb, size_t first, siz
       handled = 0;
     pl->in_call = false;
   } else if (rc < 0) {
-    handled = 0; /* an output failed: no policy skips what it could not take */
+    handled = 0; /* an output failed, or the processor failed the pipeline: no policy applies */
   }
   pl->cur = NULL;
   hold->pending--;

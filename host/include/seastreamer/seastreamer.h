@@ -354,7 +354,8 @@ typedef enum {
  * have room), or a negative code, usually the one sea_pipeline_reject returns (the error policy
  * applies to all count messages; the code is the pipeline's status if the policy stops it). When
  * an output has failed, the pipeline stops whatever the policy: no policy skips what an output
- * could not take. */
+ * could not take; nor when the processor failed the pipeline in the call (sea_pipeline_fail):
+ * the rejected messages then stay undone, as under SEA_ON_ERROR_STOP. */
 typedef int (*sea_pipeline_process_cb)(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch,
                                        size_t first, size_t count, void *data);
 /* The pipeline finished: every input stopped or the pipeline was stopped, the outputs confirmed

@@ -11,7 +11,7 @@
 #include "compat.h"
 
 #define SEA_LUA_VIEW_MT "seastreamer.message"
-#define SEA_LUA_COPY_MT "seastreamer.message.copy" /* msg:copy(): owns its message */
+#define SEA_LUA_COPY_MT "seastreamer.message.copy" /* msg:copy(): its message and bytes inside */
 
 /* A read-only view of one C message, valid only during the call that received it. A view is never
  * pointed at another message: a new one is made for each, so a view kept past its call can only
@@ -19,12 +19,12 @@
  * consumer, at the next c:next()) or, for views of one call of the runner, all at once when the
  * counter *epoch moves past gen; views the runner's driver loop hands out one call each (pos > 0)
  * are also valid only while their call is the current one: while state[1] == pos, state being the
- * table registry[pos_ref]. msg:copy() makes a view that owns its message (never expires).
+ * table registry[pos_ref]. msg:copy() makes a view whose message and bytes lie in its own
+ * userdata (it never expires).
  * msg.headers is built on first read and cached with the view (a weak table), so plain views have
  * no finalizer: making one costs an allocation and nothing when it is collected. */
 typedef struct sea_lua_view {
   const sea_message_t *msg;
-  sea_message_t *owned;  /* a sea_message_dup this view frees (SEA_LUA_COPY_MT), or NULL */
   const uint64_t *epoch; /* NULL: valid while msg is set */
   uint64_t gen;
   lua_Integer pos; /* 0, or its call's number in the driver's loop */
@@ -86,7 +86,7 @@ static inline const sea_message_t *sea_lua_view_msg(lua_State *L, const sea_lua_
   return v->msg;
 }
 
-/* Push a new view of m (not owned), valid while *epoch stays what it is now (epoch NULL: until
+/* Push a new view of m, valid while *epoch stays what it is now (epoch NULL: until
  * its msg is set to NULL). */
 sea_lua_view_t *sea_lua_push_view(lua_State *L, const sea_message_t *m, const uint64_t *epoch);
 /* The same with the views' metatable already at index mt (SEA_LUA_VIEW_MT), for a loop. */

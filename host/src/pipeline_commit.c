@@ -133,8 +133,10 @@ static bool commit_again(sea_pipeline_t *pl, pl_input_t *in) {
              sea_consumer_errmsg(in->c));
     return true;
   }
-  if (pl->last_commit_tries >= LAST_COMMIT_TRIES || pl->timer == NULL)
+  if (pl->last_commit_tries >= LAST_COMMIT_TRIES || pl->timer == NULL) {
+    in->dirty = false; /* given up: left dirty, the finish would commit it again, and again */
     return false;
+  }
   uint64_t ms = 100u << (pl->last_commit_tries < 5 ? pl->last_commit_tries : 5);
   if (ms > LAST_COMMIT_BACKOFF_MAX_MS)
     ms = LAST_COMMIT_BACKOFF_MAX_MS;

@@ -56,6 +56,8 @@ void redis_cons_end(rcons_t *rc, int status, const char *msg) {
   if (rc->ended)
     return;
   rc->ended = 1;
+  rc->end_status = status;
+  snprintf(rc->end_msg, sizeof rc->end_msg, "%s", msg);
   if (rc->pos_op) {
     sea_host->op_done(rc->pos_op, status, "%s", msg);
     rc->pos_op = NULL;

@@ -470,6 +470,16 @@ int redis_cons_commit(void *impl, sea_op_t *op) {
     redis_cons_send_xack(rc, st, &st->acks);
     unsent |= st->acks.n > 0 || st->skips.n > 0;
   }
+  if (unsent && rc->ended && rc->end_status != SEA_EOF) {
+    /* The consumer failed (it gave up reconnecting): these acks can never go; their entries stay
+     * pending, delivered again to the group. (Answering SEA_EBUSY here had the pipeline try its
+     * last commit again for 25 s, then spin.) */
+    sea_host->op_done(op, rc->end_status,
+                      R_NAME ": commit not done: the consumer ended (%s); the entries it did not "
+                             "acknowledge stay pending and are delivered again",
+                      rc->end_msg);
+    return 0;
+  }
   if (unsent) {
     /* Reconnecting (one server), or a cluster failing over or moving a slot: the acks stay and
      * go out once it is back (cons_up_again). SEA_EBUSY: the pipeline commits again, by its next

@@ -277,6 +277,8 @@ typedef struct rcons {
   int pos_kind;
   uint64_t pos_arg;
   int started, paused, ended, prepared;
+  int end_status;     /* with ended: how (SEA_EOF, or the failure that ended it) */
+  char end_msg[256];  /* and why */
   int setid_pending;  /* groups: a seek or rewind still has to move the group (XGROUP SETID) */
   int reading;        /* a read or claim is on the wire */
   unsigned preparing; /* replies awaited before reading */

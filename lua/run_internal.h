@@ -46,15 +46,15 @@ typedef struct run {
   sea_lua_limits_t lim; /* per call */
   size_t max_kbytes;    /* Lua heap; 0 = none */
   bool in_call;
-  bool tripped;       /* the call hit a limit: it fails, whatever it does after catching that */
+  bool tripped; /* the call hit a limit: it fails, whatever it does after catching that */
   /* The processor call failed for want of memory (oom_why says so): the run stops at its
    * message whatever the policy, which is left undone with those after it. A state that ran out
    * is not to be trusted to go on: LuaJIT's, after an allocation failed in compiled code, may
    * crash at the next call, and the C side's own Lua calls need the little memory left. */
   bool oom;
   char oom_why[256];
-  unsigned raised;    /* how many times the hook raised the limit's error in this call */
-  char trip_msg[512]; /* the limit's error, with where the call was when it hit it */
+  unsigned raised;              /* how many times the hook raised the limit's error in this call */
+  char trip_msg[512];           /* the limit's error, with where the call was when it hit it */
   const sea_message_t *cur_msg; /* the message being processed (its key is the default) */
   /* The per-message processor without limits runs in a loop over the batch (the driver): in C
    * on Lua 5.4 (c_loop), in Lua on LuaJIT, which compiles it: driver(n) calls fn(views[i], out)

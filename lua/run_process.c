@@ -224,8 +224,8 @@ int sea_run_process(sea_pipeline_t *pl, size_t input, const sea_batch_t *batch, 
     /* Out of memory: the run stops at the failing message whatever the policy (run_internal.h);
      * it and those after it stay undone. A driven call that failed after others left it in
      * r->pending (the messages before it are done); otherwise it is the call's first. */
-    const sea_message_t *m = r->pending.batch == batch ? &batch->msgs[r->pending.index]
-                                                       : &batch->msgs[first];
+    const sea_message_t *m =
+        r->pending.batch == batch ? &batch->msgs[r->pending.index] : &batch->msgs[first];
     sea_run_fail_at(r, input, m, r->oom_why);
     r->pending.batch = NULL;
   }

@@ -116,7 +116,9 @@ static const char jit_lib_key = 0;
 static const char jit_src[] =
     "local mat, O, SZ, LMT = ...\n"
     "local ffi = require 'ffi'\n"
-    "local type, tostring, tonumber, error = type, tostring, tonumber, error\n"
+    "local type, tostring, tonumber, error, getmetatable = type, tostring, tonumber, error, "
+    "getmetatable\n"
+    "local VIEWMT = '" SEA_LUA_VIEW_MT "'\n"
     "local band = require('bit').band\n"
     "local cast, fstring, istype = ffi.cast, ffi.string, ffi.istype\n"
     /* The fields read of a sea_message_t, at the offsets C gave (O, SZ), padded in between:
@@ -270,13 +272,17 @@ static const char jit_src[] =
     "  return function(n, gen, base, views)\n"
     "    ctx.gen, ctx.state = gen, state\n"
     "    local msgs = cast(MP, base)\n"
+    /* A call that sets another metatable for light userdata (a library's debug.setmetatable)
+     * has FFI structs made for the next messages: under it a light view would read what it
+     * says. (Compiled, getmetatable is a constant: LuaJIT flushes its traces at the change.) */
     "    if views then\n"
     "      ctx.msgs = msgs\n"
     "      for i = 1, n do\n"
     "        state[1] = i\n"
     "        jat[0] = i\n"
     "        local v = views[i]\n"
-    "        ctx.cur = v\n"
+    "        if getmetatable(v) == VIEWMT then ctx.cur = v\n"
+    "        else ctx.cur = nil; v = VT(msgs + (i - 1), gen, i) end\n"
     "        if not result(i, fn(v, out), v) then return end\n"
     "      end\n"
     "      return\n"

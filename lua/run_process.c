@@ -18,13 +18,22 @@ static int c_loop(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->out_ref);
   luaL_getmetatable(L, SEA_LUA_VIEW_MT);
 #ifdef SEA_LUA_LIGHT_VIEWS
-  /* Light views where light userdata carry the views' metatable: no allocation per message. */
+  /* Light views where light userdata carry the views' metatable: no allocation per message. A
+   * call that sets another (a library's debug.setmetatable) gets full views from the next message
+   * on: under that metatable a light view would read what it says. */
   bool light = sea_lua_light_begin(L, &sea_run_epoch, 1);
+  lua_pushlightuserdata(L, NULL); /* base + 4: a light userdata, to look at its metatable */
+  const void *mt = lua_getmetatable(L, -1) ? lua_topointer(L, -1) : NULL;
 #endif
+  int top = lua_gettop(L);
   for (size_t i = 1; i <= r->call_count; i++) {
     const sea_message_t *m = &r->call_msgs[i - 1];
     r->drive.at = i;
     r->cur_msg = m;
+#ifdef SEA_LUA_LIGHT_VIEWS
+    if (light && i > 1) /* (what it pushes goes with the call's settop below) */
+      light = lua_getmetatable(L, base + 4) && lua_topointer(L, -1) == mt;
+#endif
     lua_pushvalue(L, base + 1);
     void *v;
 #ifdef SEA_LUA_LIGHT_VIEWS
@@ -56,7 +65,7 @@ static int c_loop(lua_State *L) {
                bad);
       break;
     }
-    lua_settop(L, base + 3);
+    lua_settop(L, top);
     if (r->stop_requested)
       break;
   }

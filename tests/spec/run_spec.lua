@@ -729,6 +729,29 @@ describe("seastreamer.run", function()
     end)
   end
 
+  -- The same when the library sets it in the middle of a batch (here in the call of m0, whose
+  -- batch holds m1 too): the next calls get full views (FFI structs on LuaJIT) at once; a light
+  -- view would read what the library's metatable says.
+  for _, form in ipairs { "driven", "limited" } do
+    it("uses full views from the call after a library set the light userdata metatable (" .. form .. ")", function()
+      if not has_cjson then pending("lua-cjson is not installed for this Lua") return end
+      local before = debug.getmetatable(cjson.null)
+      local read = {}
+      local ok, err = pcall(run_form, form, function(m)
+        if m.payload == "m0" then
+          debug.setmetatable(cjson.null, { __index = function(_, k) return "lib:" .. k end })
+        else
+          read[#read + 1] = m.payload .. " " .. sea.seqstring(m.seq)
+        end
+        return m
+      end, "lm" .. form, 4)
+      debug.setmetatable(cjson.null, before)
+      assert.is_true(ok, err)
+      assert.same({ "m1 1", "m2 2", "m3 3" }, read)
+      assert.same({ "m0", "m1", "m2", "m3" }, read_all(rt, "mem://lm" .. form .. "/out"))
+    end)
+  end
+
   for _, form in ipairs { "driven", "limited" } do
     it("refuses out:send of a message kept past its call (" .. form .. ")", function()
       local kept

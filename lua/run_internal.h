@@ -53,6 +53,7 @@ typedef struct run {
    * crash at the next call, and the C side's own Lua calls need the little memory left. */
   bool oom;
   char oom_why[256];
+  char send_why[768];           /* sea_run_send_failure's */
   unsigned raised;              /* how many times the hook raised the limit's error in this call */
   char trip_msg[512];           /* the limit's error, with where the call was when it hit it */
   const sea_message_t *cur_msg; /* the message being processed (its key is the default) */
@@ -126,6 +127,10 @@ const char *sea_run_item(lua_State *L, int idx, size_t i, sea_run_item_t *it);
 sea_run_item_t *sea_run_items(run_t *r, size_t n);
 void *sea_run_room(void *buf, size_t *cap, size_t n, size_t elem);
 const char *sea_run_send_items(run_t *r, const sea_run_item_t *it, size_t n);
+/* Why a result could not go to output o (rc): the output's own message, which names what was
+ * wrong (a delimiter in a stdio payload, a size over max_payload), else the code's; in
+ * r->send_why. */
+const char *sea_run_send_failure(run_t *r, output_t *o, int rc);
 const char *sea_run_send_result(run_t *r, int idx);
 int sea_run_out_stop(lua_State *L);
 /* run_call.c */

@@ -270,12 +270,19 @@ sea_run_item_t *sea_run_items(run_t *r, size_t n) {
 
 /* Send n resolved items to the default output, in order. NULL, or why one was refused (those
  * before it went). */
+const char *sea_run_send_failure(run_t *r, output_t *o, int rc) {
+  sea_producer_t *p = r->pl ? sea_pipeline_output(r->pl, o->index) : NULL;
+  snprintf(r->send_why, sizeof r->send_why, "result not sent to %s: %s", o->uri,
+           p && sea_producer_errmsg(p)[0] ? sea_producer_errmsg(p) : sea_strerror(rc));
+  return r->send_why;
+}
+
 const char *sea_run_send_items(run_t *r, const sea_run_item_t *it, size_t n) {
   for (size_t i = 0; i < n; i++) {
     int rc = it[i].m ? sea_run_send_message(r, &r->out[0], it[i].m, NULL)
                      : sea_run_send_bytes(r, &r->out[0], it[i].p, it[i].len, NULL);
     if (rc != 0)
-      return sea_strerror(rc);
+      return sea_run_send_failure(r, &r->out[0], rc);
   }
   return NULL;
 }

@@ -57,7 +57,7 @@ static int c_loop(lua_State *L) {
       bad = sea_run_send_result(r, lua_gettop(L));
     }
     if (rc != 0)
-      bad = sea_strerror(rc);
+      bad = sea_run_send_failure(r, &r->out[0], rc);
     sea_run_epoch++; /* the call's view expires */
     if (bad != NULL) {
       r->drive.failed_at = i;

@@ -364,10 +364,11 @@ static int view_index(lua_State *L) {
   return 1;
 }
 
+/* msg:totable(): the fields as a new table, its headers a new table too (not msg.headers, which
+ * is cached with the view: a script's changes to either would show in the other). */
 static int view_totable(lua_State *L) {
-  sea_lua_check_view(L, 1);
-  static const char *const fields[] = {"payload", "key",       "stream_key", "shard",
-                                       "seq",     "timestamp", "headers"};
+  sea_lua_view_t *v = sea_lua_check_view(L, 1);
+  static const char *const fields[] = {"payload", "key", "stream_key", "shard", "seq", "timestamp"};
   lua_createtable(L, 0, 7);
   for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
     lua_pushcfunction(L, view_index);
@@ -376,6 +377,8 @@ static int view_totable(lua_State *L) {
     lua_call(L, 2, 1);
     lua_setfield(L, -2, fields[i]);
   }
+  push_headers(L, sea_lua_view_msg(L, v));
+  lua_setfield(L, -2, "headers");
   return 1;
 }
 

@@ -293,6 +293,16 @@ describe("seastreamer run (" .. lua .. ")", function()
       expect(2, "oom_top%.lua failed while loading: .*memory limit exceeded while loading %(%-%-max%-memory 16 MB%)",
         run(f .. " --max-memory 16 --input stdio:// --output stdio://", "x\n", nil, 60))
     end)
+    -- A result the output refuses names the output and its own reason, not the input.
+    it("a result the output refuses", function()
+      local f = write("nl.lua", "return function(m) return 'a\\nb' end\n")
+      expect(2, "nl%.lua:1: processor result not sent to stdio:///o: send to 'o': stdio: a printed field " ..
+        "holds the message delimiter %(a newline%)", run(f .. " --input stdio:// --output stdio:///o", "x\n"))
+      f = write("big.lua", "return function(m) return ('x'):rep(2000) end\n")
+      expect(2, "big%.lua:1: processor result not sent to stdio:///o: send to 'o': payload of 2000 bytes " ..
+        "exceeds max_payload %(1000 bytes; the producer option max_payload raises it",
+        run(f .. " --input stdio:// --output stdio:///o -O max_payload=1000", "x\n"))
+    end)
     it("a processor that runs out of memory", function()
       local f = write("oom.lua", "local t = {}\nreturn function(m)\n  for i = 1, 1e7 do t[i] = m.payload .. i end\nend\n")
       expect(1, "oom%.lua: not enough memory %(memory limit reached: %-%-max%-memory 16 MB%)\n  at message " ..

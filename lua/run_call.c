@@ -36,6 +36,37 @@ void sea_run_count_hook(lua_State *L, lua_Debug *ar) {
   lua_error(L);
 }
 
+/* LuaJIT: an error raised in a function the processor called as its last act (`return
+ * string.rep(...)`, `return cjson.encode(t)`: a tail call, whose caller's frame is gone) is
+ * placed by LuaJIT at the call in the driver's loop (run_jit.c) and named after the driver's
+ * local ('fn'). Put it back at the processor's definition, saying so. The message is at 1. */
+static int driver_tail(lua_State *L) {
+  static const char chunk[] = "seastreamer.run driver:";
+  const char *e = lua_tostring(L, 1);
+  run_t *r = sea_run_active;
+  if (r == NULL || strncmp(e, chunk, sizeof chunk - 1) != 0)
+    return 1;
+  const char *rest = e + sizeof chunk - 1;
+  while (*rest >= '0' && *rest <= '9')
+    rest++;
+  if (rest[0] != ':' || rest[1] != ' ')
+    return 1;
+  rest += 2;
+  int ref = r->batch_ref != LUA_NOREF ? r->batch_ref : r->fn_ref;
+  if (ref == LUA_NOREF)
+    return 1;
+  const char *named = strstr(rest, " to 'fn'");
+  const char *where = sea_run_where_fn(r, ref);
+  if (named != NULL) { /* bad argument #2 to 'fn' (...): which function is not known */
+    lua_pushlstring(L, rest, (size_t)(named - rest));
+    lua_pushfstring(L, "%s, in the function it tail-called (return f(...)): %s%s", where,
+                    lua_tostring(L, -1), named + 8);
+  } else {
+    lua_pushfstring(L, "%s, in the function it tail-called (return f(...)): %s", where, rest);
+  }
+  return 1;
+}
+
 /* The message handler of the runner's protected calls: an error that is not a string becomes
  * one, so that every failure can be reported with where it happened. Its __tostring if it has
  * one (called protected); else its type, or a number's digits, after the position of the Lua
@@ -43,7 +74,7 @@ void sea_run_count_hook(lua_State *L, lua_Debug *ar) {
  * is. */
 int sea_lua_error_handler(lua_State *L) {
   if (lua_type(L, 1) == LUA_TSTRING)
-    return 1;
+    return driver_tail(L);
   const char *why = "";
   if (lua_type(L, 1) != LUA_TNUMBER && luaL_getmetafield(L, 1, "__tostring")) {
     lua_pushvalue(L, 1); /* protected: a __tostring that raises is reported, not a new error */

@@ -293,6 +293,20 @@ describe("seastreamer run (" .. lua .. ")", function()
       expect(2, "oom_top%.lua failed while loading: .*memory limit exceeded while loading %(%-%-max%-memory 16 MB%)",
         run(f .. " --max-memory 16 --input stdio:// --output stdio://", "x\n", nil, 60))
     end)
+    -- An error in a function the processor tail-calls (`return f(...)`) names the script, not
+    -- the runner's loop: LuaJIT has no frame of the processor left there.
+    it("an error in a tail call of the processor", function()
+      local f = write("tail.lua", "local cjson = require 'cjson'\nreturn function(m)\n" ..
+        "  return cjson.encode(function() end)\nend\n")
+      local rc, out, err = run(f .. " --input stdio:// --output stdio:///o", "x\n")
+      if lua == "luajit" then
+        expect(2, "tail%.lua:2: processor, in the function it tail%-called %(return f%(%.%.%.%)%): Cannot serialise " ..
+          "function", rc, out, err)
+      else
+        expect(2, "tail%.lua:3: Cannot serialise function", rc, out, err)
+      end
+      assert.is_nil(err:match("driver"))
+    end)
     -- A result the output refuses names the output and its own reason, not the input.
     it("a result the output refuses", function()
       local f = write("nl.lua", "return function(m) return 'a\\nb' end\n")

@@ -283,3 +283,12 @@ size_t sea__join_buffered(const sea__join_t *j) {
 size_t sea__join_input_buffered(const sea__join_t *j, uint32_t input) {
   return input < j->ninputs ? j->in_buffered[input] : 0;
 }
+
+bool sea__join_input_silent(const sea__join_t *j, uint32_t input) {
+  for (size_t i = 0; i < j->nlanes; i++) {
+    const lane_t *l = &j->lanes[i];
+    if (l->input == input && l->head == NULL && !l->ended)
+      return true;
+  }
+  return false;
+}

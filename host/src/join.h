@@ -43,5 +43,8 @@ void sea__join_putback(sea__join_t *j, sea__jnode_t *n);
 void sea__join_released(sea__join_t *j, const sea__jnode_t *n);
 size_t sea__join_buffered(const sea__join_t *j);
 size_t sea__join_input_buffered(const sea__join_t *j, uint32_t input);
+/* Whether the input has a lane that is silent (nothing buffered, not ended): one the join may be
+ * waiting for. */
+bool sea__join_input_silent(const sea__join_t *j, uint32_t input);
 
 #endif

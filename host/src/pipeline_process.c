@@ -104,6 +104,8 @@ static void join_work(sea_pipeline_t *pl) {
       break;
     }
     uint64_t now = pl->jpolled_ns; /* the wait rule's clock: see jpolled_ns */
+    if (sea__join_buffered(j) >= 2 * pl->join_max)
+      now = UINT64_MAX; /* the buffer's hard bound: release without waiting (join_holds) */
     sea__jnode_t *n = sea__join_peek(j, now, &wake);
     if (n == NULL)
       break;
@@ -144,11 +146,18 @@ static void join_work(sea_pipeline_t *pl) {
   }
 }
 
-/* Joined: the buffer is full and this input holds part of it (the inputs that hold nothing are
- * what the join waits for: they go on). */
+/* Joined: the buffer is full and this input holds part of it. The inputs that hold nothing are
+ * what the join waits for: they go on; so does, up to twice the bound, an input that holds
+ * messages but also has a silent lane (another key or shard of one input), which only reading
+ * on can fill: paused, it would hold the join until the wait ran out, each time. At twice the
+ * bound every input that holds messages pauses and the join releases without waiting
+ * (join_work): the order may then break, and what comes older is counted late. */
 static inline bool join_holds(const sea_pipeline_t *pl, const pl_input_t *in) {
-  return sea__join_buffered(pl->join) >= pl->join_max &&
-         sea__join_input_buffered(pl->join, (uint32_t)in->index) > 0;
+  size_t n = sea__join_buffered(pl->join);
+  uint32_t i = (uint32_t)in->index;
+  if (n < pl->join_max || sea__join_input_buffered(pl->join, i) == 0)
+    return false;
+  return n >= 2 * pl->join_max || !sea__join_input_silent(pl->join, i);
 }
 
 void sea__pl_process_work(sea_pipeline_t *pl) {

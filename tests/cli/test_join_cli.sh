@@ -105,6 +105,34 @@ expect_status "join-max 10" 0 $?
 payloads "$T/max.out" >"$T/max"
 expect_same "join-max 10" "$T/1-2000" "$T/max"
 
+# A small buffer and an input of two keys: ab.ss holds a and b in runs of 30 (a: 0, 3, 6, ...,
+# b: 1, 4, 7, ...), cd.ss key d (2, 5, 8, ...). At --join-max 50 the input whose keys are both
+# buffered pauses, but one that still has a silent key reads on, up to twice the bound, since only
+# reading on can fill it (paused, it held the join until --join-wait ran out, each time: with a
+# long wait, a hang, and then out of order). Exact, with no wait.
+awk 'BEGIN { for (r = 0; r < 20; r++) for (k = 0; k < 2; k++) for (i = 0; i < 30; i++) {
+  v = 3 * (r * 30 + i) + k
+  printf "[2026-01-01T00:%02d:%02d.%03d | %s] %d\n", int(v / 60000), int(v / 1000) % 60, v % 1000, k ? "b" : "a", v } }' |
+  "$SS" produce "file://$T/ab.ss"
+gen d 2 3 600 | "$SS" produce "file://$T/cd.ss/d"
+seq 0 1799 >"$T/0-1799"
+bounded "$SS" run --join --join-wait 100000 --join-max 50 -e "$T/id.lua" \
+  --input "file://$T/ab.ss/a,b" --input "file://$T/cd.ss/d" -I start=beginning -I batch=7 \
+  --output stdio:///out >"$T/ab.out" 2>"$T/err"
+expect_status "join-max 50, two keys of one input" 0 $?
+payloads "$T/ab.out" >"$T/ab"
+expect_same "join-max 50, two keys of one input" "$T/0-1799" "$T/ab"
+expect_lines "join-max 50, two keys of one input: none late" 0 "$T/err"
+# Past twice the bound (runs of 30 against --join-max 10) the join releases without waiting: no
+# stall even with a long --join-wait; what comes older is late, and said so; nothing is lost.
+bounded "$SS" run --join --join-wait 100000 --join-max 10 -e "$T/id.lua" \
+  --input "file://$T/ab.ss/a,b" --input "file://$T/cd.ss/d" -I start=beginning -I batch=7 \
+  --output stdio:///out >"$T/ab10.out" 2>"$T/err"
+expect_status "join-max 10, two keys of one input" 0 $?
+payloads "$T/ab10.out" | sort -n >"$T/ab10"
+expect_same "join-max 10, two keys of one input: complete" "$T/0-1799" "$T/ab10"
+expect_grep "join-max 10, two keys of one input: late said" '^seastreamer run: --join: [0-9]+ message\(s\) arrived older' "$T/err"
+
 # A late message: once the 200 of xy.ss are out, the silent stream gets one from before all of
 # them. It is processed (the run stops after 201) and reported once.
 : | "$SS" produce "file://$T/later.ss/k"

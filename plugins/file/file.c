@@ -66,7 +66,8 @@ const sea_option_spec_t file_option_table[] = {
      .help = "ms before buffered sends are written"},
     {.key = "eos", .type = SEA_OPT_BOOL, .def = "true", .help = "end writes an end-of-stream"},
     {.key = "poll_interval", .type = SEA_OPT_MS, .min = 1, .def = "100",
-     .help = "ms between looks at a followed file; 1000 with file events unless given"},
+     .help = "ms between looks at a followed file: 100, or 1000 where file events tell of "
+             "changes, unless given"},
     {.key = "on_damage", .type = SEA_OPT_ENUM, .values = "stop|skip", .def = "stop",
      .help = "skip: log damage and go on from the next beacon"},
     {.key = "max_frame", .type = SEA_OPT_U64, .min = 64, .def = "268435456",

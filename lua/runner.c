@@ -521,7 +521,11 @@ static int parse_args(lua_State *L, int argc, char **argv, const char **script, 
   lua_getfield(L, -3, "join_wait_ms");
   lua_getfield(L, -4, "join_max");
   int join_opts = !lua_isnil(L, -1) || !lua_isnil(L, -2);
-  lua_pop(L, 4);
+  lua_getfield(L, -5, "transactional_id");
+  int txid = !lua_isnil(L, -1);
+  lua_pop(L, 5);
+  if (txid && !eos)
+    return usage_error("%s", "--transactional-id goes with --exactly-once");
   if (joined && eos)
     return usage_error("%s", "--join with --exactly-once is not supported");
   if (join_opts && !joined)

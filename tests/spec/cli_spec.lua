@@ -350,6 +350,8 @@ describe("seastreamer run (" .. lua .. ")", function()
     end)
     it("bad options", function()
       expect(2, "expected a script", run("--input stdio:// --output stdio://"))
+      expect(2, "%-%-transactional%-id goes with %-%-exactly%-once",
+        run(examples .. "/identity.lua --transactional-id X --input stdio:// --output stdio://"))
       expect(2, "expected a default %-%-output", run(examples .. "/uppercase.lua --input stdio://"))
       expect(2, "on%-error 'later'", run(examples .. "/uppercase.lua --on-error later --input stdio:// --output stdio://"))
       expect(2, "unknown option '%-%-frob'", run(examples .. "/uppercase.lua --frob --input stdio:// --output stdio://"))

@@ -104,7 +104,7 @@ static void join_work(sea_pipeline_t *pl) {
       break;
     }
     uint64_t now = pl->jpolled_ns; /* the wait rule's clock: see jpolled_ns */
-    if (sea__join_buffered(j) >= 2 * pl->join_max)
+    if (sea__join_buffered(j) / 2 >= pl->join_max) /* (twice it, without overflow) */
       now = UINT64_MAX; /* the buffer's hard bound: release without waiting (join_holds) */
     sea__jnode_t *n = sea__join_peek(j, now, &wake);
     if (n == NULL)
@@ -157,7 +157,7 @@ static inline bool join_holds(const sea_pipeline_t *pl, const pl_input_t *in) {
   uint32_t i = (uint32_t)in->index;
   if (n < pl->join_max || sea__join_input_buffered(pl->join, i) == 0)
     return false;
-  return n >= 2 * pl->join_max || !sea__join_input_silent(pl->join, i);
+  return n / 2 >= pl->join_max || !sea__join_input_silent(pl->join, i);
 }
 
 void sea__pl_process_work(sea_pipeline_t *pl) {

@@ -103,7 +103,7 @@ static void join_work(sea_pipeline_t *pl) {
       pl->stop_requested = true;
       break;
     }
-    uint64_t now = pl->jpolled_ns; /* the wait rule's clock: see jpolled_ns */
+    uint64_t now = pl->jpolled_ns;                 /* the wait rule's clock: see jpolled_ns */
     if (sea__join_buffered(j) / 2 >= pl->join_max) /* (twice it, without overflow) */
       now = UINT64_MAX; /* the buffer's hard bound: release without waiting (join_holds) */
     sea__jnode_t *n = sea__join_peek(j, now, &wake);

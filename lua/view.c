@@ -215,37 +215,10 @@ sea_lua_view_t *sea_lua_check_view(lua_State *L, int i) {
 static int view_copy(lua_State *L) {
   sea_lua_view_t *v = sea_lua_check_view(L, 1);
   const sea_message_t *m = v->msg;
-  size_t need = sizeof(sea_lua_view_t) + sizeof(sea_message_t) +
-                m->header_count * sizeof(sea_kv_t) + m->payload.len + m->key_len;
-  for (size_t i = 0; i < m->header_count; i++)
-    need += m->headers[i].name_len + (m->headers[i].value ? m->headers[i].value_len : 0);
-  sea_lua_view_t *c = new_udata(L, need); /* aligned for any type, as are the parts below */
-  sea_message_t *d = (sea_message_t *)(c + 1);
-  sea_kv_t *kv = (sea_kv_t *)(d + 1);
-  uint8_t *w = (uint8_t *)(kv + m->header_count);
-  *d = *m;
-  for (size_t i = 0; i < m->header_count; i++) {
-    kv[i] = m->headers[i];
-    memcpy(w, m->headers[i].name, m->headers[i].name_len);
-    kv[i].name = (const char *)w;
-    w += m->headers[i].name_len;
-    if (m->headers[i].value != NULL) {
-      memcpy(w, m->headers[i].value, m->headers[i].value_len);
-      kv[i].value = w;
-      w += m->headers[i].value_len;
-    }
-  }
-  d->headers = m->header_count ? kv : NULL;
-  if (m->key != NULL) {
-    if (m->key_len)
-      memcpy(w, m->key, m->key_len);
-    d->key = w;
-    w += m->key_len;
-  }
-  if (m->payload.len)
-    memcpy(w, m->payload.data, m->payload.len);
-  d->payload.data = w;
-  d->payload.block = NULL;
+  sea_lua_view_t *c =
+      new_udata(L, sizeof(sea_lua_view_t) + sizeof(sea_message_t) + sea_message_extent(m));
+  sea_message_t *d = (sea_message_t *)(c + 1); /* aligned for any type, as the rest after it */
+  sea_message_copy_to(m, d, d + 1);
   *c = (sea_lua_view_t){.msg = d, .pos_ref = LUA_NOREF};
   luaL_getmetatable(L, SEA_LUA_COPY_MT);
   lua_setmetatable(L, -2);

@@ -175,6 +175,43 @@ sea_message_t *sea_message_dup(const sea_message_t *m) {
   return d;
 }
 
+size_t sea_message_extent(const sea_message_t *m) {
+  size_t need = m->payload.len + m->key_len + m->header_count * sizeof(sea_kv_t);
+  for (size_t i = 0; i < m->header_count; i++)
+    need += m->headers[i].name_len + (m->headers[i].value ? m->headers[i].value_len : 0);
+  return need;
+}
+
+void sea_message_copy_to(const sea_message_t *m, sea_message_t *out, void *buf) {
+  sea_kv_t *kv = buf;
+  uint8_t *w = (uint8_t *)(kv + m->header_count);
+  *out = *m;
+  for (size_t i = 0; i < m->header_count; i++) {
+    kv[i] = m->headers[i];
+    if (m->headers[i].name_len)
+      memcpy(w, m->headers[i].name, m->headers[i].name_len);
+    kv[i].name = (const char *)w;
+    w += m->headers[i].name_len;
+    if (m->headers[i].value != NULL) {
+      if (m->headers[i].value_len)
+        memcpy(w, m->headers[i].value, m->headers[i].value_len);
+      kv[i].value = w;
+      w += m->headers[i].value_len;
+    }
+  }
+  out->headers = m->header_count ? kv : NULL;
+  if (m->key != NULL) {
+    if (m->key_len)
+      memcpy(w, m->key, m->key_len);
+    out->key = w;
+    w += m->key_len;
+  }
+  if (m->payload.len)
+    memcpy(w, m->payload.data, m->payload.len);
+  out->payload.data = w;
+  out->payload.block = NULL;
+}
+
 void sea_message_free(sea_message_t *m) {
   if (m == NULL)
     return;

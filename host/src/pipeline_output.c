@@ -74,9 +74,7 @@ static overflow_t *overflow_new(const sea_message_t *m) {
     return ov;
   }
   /* No block: payload, key and headers (names and values) go into one new block. */
-  size_t need = m->payload.len + m->key_len + m->header_count * sizeof(sea_kv_t);
-  for (size_t i = 0; i < m->header_count; i++)
-    need += m->headers[i].name_len + m->headers[i].value_len;
+  size_t need = sea_message_extent(m);
   sea_block_t *b = sea_block_new(need ? need : 1);
   ov = sea__calloc(1, sizeof *ov);
   if (b == NULL || ov == NULL) {
@@ -84,30 +82,7 @@ static overflow_t *overflow_new(const sea_message_t *m) {
     sea__free(ov);
     return NULL;
   }
-  uint8_t *base = sea_block_data(b), *w = base;
-  ov->m = *m;
-  sea_kv_t *kv = (sea_kv_t *)w; /* the block's memory is aligned for any type */
-  w += m->header_count * sizeof(sea_kv_t);
-  for (size_t i = 0; i < m->header_count; i++) {
-    kv[i] = m->headers[i];
-    memcpy(w, m->headers[i].name, m->headers[i].name_len);
-    kv[i].name = (const char *)w;
-    w += m->headers[i].name_len;
-    if (m->headers[i].value != NULL) {
-      memcpy(w, m->headers[i].value, m->headers[i].value_len);
-      kv[i].value = w;
-      w += m->headers[i].value_len;
-    }
-  }
-  ov->m.headers = m->header_count ? kv : NULL;
-  if (m->key != NULL) {
-    memcpy(w, m->key, m->key_len);
-    ov->m.key = w;
-    w += m->key_len;
-  }
-  if (m->payload.len)
-    memcpy(w, m->payload.data, m->payload.len);
-  ov->m.payload.data = w;
+  sea_message_copy_to(m, &ov->m, sea_block_data(b)); /* block memory is aligned for any type */
   ov->m.payload.block = b;
   return ov;
 }

@@ -66,6 +66,12 @@ SEA_EXTERN void sea_batch_release(const sea_batch_t *batch);
 /* A heap copy of the message struct sharing the payload's block; free with sea_message_free. */
 SEA_EXTERN sea_message_t *sea_message_dup(const sea_message_t *m);
 SEA_EXTERN void sea_message_free(sea_message_t *m);
+/* A copy that shares nothing: sea_message_extent(m) bytes hold m's headers (their array, names
+ * and values), key and payload; sea_message_copy_to lays them out in buf (that many bytes,
+ * aligned for any type) and sets *out to a message that shows them, with payload.block NULL
+ * (its owner keeps buf alive). */
+SEA_EXTERN size_t sea_message_extent(const sea_message_t *m);
+SEA_EXTERN void sea_message_copy_to(const sea_message_t *m, sea_message_t *out, void *buf);
 
 /* Format a timestamp as SeaStreamer's stdio does, with milliseconds: 2026-11-26T10:00:00.123
  * (UTC). buf must hold 32 bytes. Returns the length. */

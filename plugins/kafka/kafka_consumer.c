@@ -15,10 +15,13 @@ const char *kafka_parts_text(const rd_kafka_topic_partition_list_t *parts, int o
   buf[0] = '\0';
   for (int i = 0; parts && i < parts->cnt && o + 1 < size; i++) {
     const rd_kafka_topic_partition_t *p = &parts->elems[i];
-    int n = offsets && p->offset >= 0 ? snprintf(buf + o, size - o, "%s%s[%" PRId32 "]@%" PRId64,
-                                                 i ? ", " : "", p->topic, p->partition, p->offset)
-                                      : snprintf(buf + o, size - o, "%s%s[%" PRId32 "]",
-                                                 i ? ", " : "", p->topic, p->partition);
+    /* With offsets, a partition that has none (nothing new to commit) says so: bare, it read as
+     * sharing the next one's offset ("t[0], t[1]@19456"). */
+    int n = offsets && p->offset >= 0
+                ? snprintf(buf + o, size - o, "%s%s[%" PRId32 "]@%" PRId64, i ? ", " : "", p->topic,
+                           p->partition, p->offset)
+                : snprintf(buf + o, size - o, "%s%s[%" PRId32 "]%s", i ? ", " : "", p->topic,
+                           p->partition, offsets ? " (no offset)" : "");
     if (n < 0 || (size_t)n >= size - o) {
       if (size > 4)
         memcpy(buf + size - 4, "...", 4);

@@ -123,6 +123,12 @@ expect_status "-o stored" 0 $?
 cat "$T/out" "$T/out2" | sort >"$T/got"
 printf '\nnokey\np0\nv1\nv3\n' | sort >"$T/want"
 expect_same "-o stored: the rest, once" "$T/want" "$T/got"
+# A partition with nothing to commit says so, not bare (it read as sharing the next one's offset).
+run "$TOOL" create "$B" "$t-one" 2 >"$T/err" 2>&1 || { bad "create $t-one"; show "$T/err"; }
+seq 1 3 | run "$SS" produce -p 0 "kafka://$B/$t-one" 2>"$T/err"
+run "$SS" consume -G "g1-$t" -c 2 -v -f '%s\n' "kafka://$B/$t-one" >"$T/one" 2>"$T/err"
+expect_grep "-v: committed, one partition empty" \
+  " info: kafka: group 'g1-$t' committed $t-one\[0\]@2, $t-one\[1\] \(no offset\)\$" "$T/err"
 # -q: librdkafka's warnings (an unreachable broker) are not printed, the error is.
 run "$SS" consume -q -X timeout=1500 -e "kafka://127.0.0.1:1/x" >"$T/out" 2>&1
 if grep -q ' warn: ' "$T/out"; then bad "-q: a warning printed"; show "$T/out"; else ok; fi

@@ -54,6 +54,13 @@ static inline bool resolve(lua_State *L, int i, int t, sea_run_item_t *it) {
   return it->m != NULL;
 }
 
+/* Why a send to output o failed with rc: the output's own message, which names what was wrong,
+ * else the code's. */
+static const char *output_why(run_t *r, output_t *o, int rc) {
+  sea_producer_t *p = r->pl ? sea_pipeline_output(r->pl, o->index) : NULL;
+  return p && sea_producer_errmsg(p)[0] ? sea_producer_errmsg(p) : sea_strerror(rc);
+}
+
 /* out:send(name, payload [, stream_key]): to the output called name (nil: the default one). own:
  * 0, or (LuaJIT's driver) the payload is the number of the call under way, whose message goes. */
 static int out_send(lua_State *L, lua_Integer own) {
@@ -112,11 +119,8 @@ static int out_send(lua_State *L, lua_Integer own) {
     const char *p = lua_tolstring(L, base, &len);
     rc = sea_run_send_bytes(r, o, p, len, key);
   }
-  if (rc != 0) {
-    sea_producer_t *p = sea_pipeline_output(r->pl, o->index);
-    return luaL_error(L, "send to %s failed: %s", o->uri,
-                      sea_producer_errmsg(p)[0] ? sea_producer_errmsg(p) : sea_strerror(rc));
-  }
+  if (rc != 0)
+    return luaL_error(L, "send to %s failed: %s", o->uri, output_why(r, o, rc));
   return 0;
 }
 
@@ -268,15 +272,14 @@ sea_run_item_t *sea_run_items(run_t *r, size_t n) {
   return p;
 }
 
-/* Send n resolved items to the default output, in order. NULL, or why one was refused (those
- * before it went). */
 const char *sea_run_send_failure(run_t *r, output_t *o, int rc) {
-  sea_producer_t *p = r->pl ? sea_pipeline_output(r->pl, o->index) : NULL;
   snprintf(r->send_why, sizeof r->send_why, "result not sent to %s: %s", o->uri,
-           p && sea_producer_errmsg(p)[0] ? sea_producer_errmsg(p) : sea_strerror(rc));
+           output_why(r, o, rc));
   return r->send_why;
 }
 
+/* Send n resolved items to the default output, in order. NULL, or why one was refused (those
+ * before it went). */
 const char *sea_run_send_items(run_t *r, const sea_run_item_t *it, size_t n) {
   for (size_t i = 0; i < n; i++) {
     int rc = it[i].m ? sea_run_send_message(r, &r->out[0], it[i].m, NULL)
